@@ -1,0 +1,266 @@
+"""The one interface every attack follows, and the batching engine they share.
+
+An attack is a class with
+
+* ``name`` (registry key), ``title``, ``paper``, and ``Params``: a frozen dataclass holding the
+  published defaults, validated in ``__post_init__``;
+* ``compute(target, x0, noise)``: the math on one batch of images, (B, C, H, W) in [-1, 1] on the
+  target's device, returning ``{"score": (B,), "trace": (B, K), ...}`` as float32 tensors;
+* ``unet_calls(trace)``: the UNet evaluations it spends per image, with or without its trace.
+
+``Attack.run`` feeds the images through ``compute`` in batches, halves the batch on a CUDA
+out-of-memory error and retries it (finished batches are kept), reports progress, and returns an
+:class:`AttackResult`. Scores follow one convention: **higher = more member-like** (errors and
+distances are negated). Traces hold the attack's raw per-timestep statistic (an error or a
+distance, so **lower = more member-like**), which is what the error-curve plots draw.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..target import Target
+
+#: The default sweep over timesteps for per-timestep traces (0-based indices).
+DEFAULT_SWEEP: tuple[int, ...] = tuple(range(0, 501, 50))
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Per-sample output of one attack on N images.
+
+    Attributes
+    ----------
+    attack : str
+        Registry name of the attack.
+    ids : tuple of str, length N
+    scores : (N,) float64, higher = member.
+    trace_timesteps : (K,) int64, the 0-based timesteps of the trace (K = 0 when there is none).
+    trace : (N, K) float64, the raw statistic at each timestep (lower = member).
+    trace_label : str, what the trace holds (axis label).
+    unet_calls_per_image : int
+    seconds : float, wall-clock time of the run.
+    params : dict, the attack's parameters as plain values.
+    """
+
+    attack: str
+    ids: tuple[str, ...]
+    scores: np.ndarray
+    trace_timesteps: np.ndarray
+    trace: np.ndarray
+    trace_label: str
+    unet_calls_per_image: int
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def trace_scores(self) -> np.ndarray:
+        """The trace in score convention (higher = member): (N, K)."""
+        return -self.trace
+
+
+class Attack:
+    """Base class: see the module docstring for the contract."""
+
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    score_label: ClassVar[str] = ""
+    trace_label: ClassVar[str] = ""
+    Params: ClassVar[type] = object
+    #: how many noise draws per image ``compute`` needs (0 = deterministic attack).
+    noise_draws: ClassVar[int] = 0
+
+    def __init__(self, params: Any = None, **overrides: Any) -> None:
+        if params is None:
+            params = self.Params(**overrides)
+        elif overrides:
+            params = dataclasses.replace(params, **overrides)
+        if not isinstance(params, self.Params):
+            raise TypeError(f"{self.name} expects {self.Params.__name__}, got {type(params).__name__}")
+        self.params = params
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.params})"
+
+    # -- to be provided by each attack ---------------------------------------------------------
+
+    def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def unet_calls(self, trace: bool = True) -> int:
+        raise NotImplementedError
+
+    def trace_timesteps(self) -> tuple[int, ...]:
+        return ()
+
+    # -- shared machinery ------------------------------------------------------------------------
+
+    def params_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.params).items()}
+
+    def run(
+        self,
+        target: Target,
+        x0: np.ndarray | torch.Tensor,
+        *,
+        ids: Sequence[str] | None = None,
+        seed: int = 0,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> AttackResult:
+        """Score N images.
+
+        Parameters
+        ----------
+        target : Target
+        x0 : (N, C, H, W) float array in [-1, 1] at the target's resolution and channels.
+        ids : N stable ids; they seed each image's noise, so an image gets the same noise (and
+            score) whatever batch or subset it is run in. Defaults to "0" .. "N-1".
+        seed : int, the run's seed (mixed with each id).
+        batch_size : images per ``compute`` call; default: about ``max_unet_batch(target)`` UNet
+            inputs per call. Halved and retried on CUDA out-of-memory.
+        progress : called as ``progress(done, total)`` after each batch.
+        """
+        x0 = check_images(target, x0)
+        n = x0.shape[0]
+        ids = tuple(str(i) for i in range(n)) if ids is None else tuple(str(i) for i in ids)
+        if len(ids) != n:
+            raise ValueError(f"got {len(ids)} ids for {n} images")
+        per_call = max(1, self.unet_calls(trace=True))
+        bs = batch_size or max(1, max_unet_batch(target) // per_call)
+        start_time = time.perf_counter()
+        chunks: list[dict[str, torch.Tensor]] = []
+        start = 0
+        if x0.device.type == "cpu" and target.device.type == "cuda":
+            x0 = x0.pin_memory()  # lets the host-to-device copy overlap with compute
+        while start < n:
+            stop = min(n, start + bs)
+            xb = x0[start:stop].to(target.device, non_blocking=True)
+            noise = None
+            if self.noise_draws:
+                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]))
+                noise = noise.to(target.device, non_blocking=True)
+            try:
+                out = self.compute(target, xb, noise)
+            except torch.cuda.OutOfMemoryError:
+                if bs == 1:
+                    raise
+                bs = max(1, bs // 2)  # retry the same images with a smaller batch; nothing is lost
+                torch.cuda.empty_cache()
+                continue
+            chunks.append({k: v.detach().to("cpu", torch.float64) for k, v in out.items() if k in ("score", "trace")})
+            start = stop
+            if progress is not None:
+                progress(start, n)
+        scores = torch.cat([c["score"] for c in chunks]).numpy()
+        timesteps = np.asarray(self.trace_timesteps(), dtype=np.int64)
+        if "trace" in chunks[0]:
+            trace = torch.cat([c["trace"] for c in chunks]).numpy()
+        else:
+            trace = np.zeros((n, 0))
+        return AttackResult(
+            attack=self.name,
+            ids=ids,
+            scores=scores,
+            trace_timesteps=timesteps,
+            trace=trace,
+            trace_label=self.trace_label,
+            unet_calls_per_image=self.unet_calls(trace=True),
+            seconds=time.perf_counter() - start_time,
+            params=self.params_dict(),
+        )
+
+
+# -- helpers used by several attacks --------------------------------------------------------------
+
+
+def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Validate a batch of model-space images and return it as a float32 CPU/GPU tensor."""
+    x = torch.as_tensor(x0, dtype=torch.float32)
+    expected = (target.channels, target.resolution, target.resolution)
+    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"images must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}) for this target, "
+            f"got {tuple(x.shape)}; convert them first (mia_core.data.convert_images)"
+        )
+    if x.shape[0] == 0:
+        raise ValueError("no images to attack")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1.001 or hi > 1.001:
+        raise ValueError(f"images must be in [-1, 1], got values in [{lo:.3f}, {hi:.3f}] (uint8 / 127.5 - 1)")
+    return x
+
+
+def max_unet_batch(target: Target) -> int:
+    """UNet inputs per forward pass that keep memory modest: 2^16 input pixels on a CPU (larger batches run slower there), 2^24 on a GPU."""
+    pixels = target.channels * target.resolution**2
+    budget = 2**24 if target.device.type == "cuda" else 2**16
+    return max(1, budget // pixels)
+
+
+def image_seed(seed: int, image_id: str) -> int:
+    """A 63-bit seed for one image, stable across runs, batches and subsets."""
+    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def per_image_noise(ids: Sequence[str], seed: int, draws: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """Gaussian noise (B, draws, *shape), each image's from its own seeded generator (CPU, float32)."""
+    out = torch.empty((len(ids), draws, *shape), dtype=torch.float32)
+    gen = torch.Generator()
+    for i, image_id in enumerate(ids):  # a loop over images, not pixels: one generator each
+        gen.manual_seed(image_seed(seed, image_id))
+        out[i] = torch.randn((draws, *shape), generator=gen)
+    return out
+
+
+def sum_power(diff: torch.Tensor, p: float) -> torch.Tensor:
+    """sum over C, H, W of |diff|^p in float32: (B, C, H, W) -> (B,). No root, as in the official codes."""
+    diff = diff.float()
+    if p == 2:
+        return diff.square().flatten(1).sum(1)
+    return diff.abs().pow(p).flatten(1).sum(1)
+
+
+def stack_timesteps(x: torch.Tensor, timesteps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat a batch (B, ...) once per timestep: (K*B, ...) and the matching (K*B,) timestep tensor.
+
+    Row k*B + i holds image i at timesteps[k], so a whole sweep over t is one forward pass.
+    """
+    k, b = len(timesteps), x.shape[0]
+    t = torch.as_tensor(timesteps, dtype=torch.long, device=x.device).repeat_interleave(b)
+    return x.repeat(k, *([1] * (x.ndim - 1))), t
+
+
+def sweep_with(score_t: int, sweep: Sequence[int]) -> tuple[int, ...]:
+    """The sorted union of the sweep and the score's own timestep (it is then read off the sweep)."""
+    return tuple(sorted(set(int(s) for s in sweep) | {int(score_t)}))
+
+
+def validate_timestep(name: str, value: int, upper: int = 10_000) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= upper:
+        raise ValueError(f"{name} must be an integer timestep >= 0, got {value!r}")
+
+
+def validate_power(p: float) -> None:
+    if not (isinstance(p, (int, float)) and math.isfinite(p) and p > 0):
+        raise ValueError(f"p must be a positive number, got {p!r}")
+
+
+def params_from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
+    """Build a Params dataclass from plain values (lists become tuples), rejecting unknown names."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {cls.__name__}; known: {sorted(names)}")
+    return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items()})

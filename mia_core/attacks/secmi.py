@@ -1,0 +1,91 @@
+"""SecMI-stat (Duan et al., "Are Diffusion Models Vulnerable to Membership Inference Attacks?", ICML 2023).
+
+Notation (code -> paper, section 4 of the paper; 0-based timesteps):
+
+    D(x; a -> b)   one deterministic DDIM move with eps_theta(x, a)      (mia_core.schedule.ddim_step)
+    phi(x_t, t)    D(x_t; t -> t + k): one step up, the "reverse" (inversion) step
+    psi(x_s, s)    D(x_s; s -> s - k): one step down, the denoising step
+    x_tilde        x~_{t_sec - k} = D(...D(D(x0; 0 -> k); k -> 2k)...; t_sec - 2k -> t_sec - k)
+    t_error        l~_t = sum_{C,H,W} (psi(phi(x~_t), t + k) - x~_t)^2          (Definition 4.1, squared)
+
+As the official code (``mia_evals/secmia.py``) does it, not as the paper's text reads:
+1. invert x0 from 0 to t_sec - k in steps of k (9 UNet calls for t_sec = 100, k = 10);
+2. round trip x' = D(x_tilde; t_sec - k -> t_sec), x'' = D(x'; t_sec -> t_sec - k) (2 calls);
+3. score = -sum (x_tilde - x'')^2: the t-error at t_sec - k = 90, not at t_sec (11 calls in all).
+
+Trace: the t-error at every point of the inversion, t = 0, k, ..., t_sec - k. phi(x~_t) is the next
+inverted point, already computed, so each extra t costs one denoising call; all of them run as one
+batch (20 calls per image with the trace, 11 without). The trace's last entry is the score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..schedule import ddim_step
+from ..target import Target
+from .base import Attack, sum_power, validate_timestep
+
+
+@dataclass(frozen=True)
+class SecMIParams:
+    """t_sec: the attack timestep; k: the DDIM interval; trace: also return the t-error at every step."""
+
+    t_sec: int = 100
+    k: int = 10
+    trace: bool = True
+
+    def __post_init__(self) -> None:
+        validate_timestep("t_sec", self.t_sec)
+        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
+            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
+        if self.t_sec % self.k or self.t_sec < 2 * self.k:
+            raise ValueError(f"t_sec must be a multiple of k and >= 2k, got t_sec={self.t_sec}, k={self.k}")
+
+
+class SecMIStat(Attack):
+    name = "secmi"
+    title = "SecMI-stat (t-error)"
+    paper = "Duan et al., ICML 2023"
+    score_label = "-t-error at t_sec - k"
+    trace_label = "t-error sum (psi(phi(x_t)) - x_t)^2"
+    Params = SecMIParams
+
+    def _grid(self) -> list[int]:
+        """Inversion points 0, k, ..., t_sec (x_{t_sec} is phi of the compared point)."""
+        return list(range(0, self.params.t_sec + 1, self.params.k))
+
+    def unet_calls(self, trace: bool = True) -> int:
+        n_up = len(self._grid()) - 1  # 0 -> k, ..., t_sec - k -> t_sec
+        return n_up + (n_up if trace and self.params.trace else 1)
+
+    def trace_timesteps(self) -> tuple[int, ...]:
+        return tuple(self._grid()[:-1]) if self.params.trace else ()
+
+    def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """x0 (B, C, H, W) -> score (B,), trace (B, K), x_tilde and x_recon (B, C, H, W)."""
+        sched, grid, b = target.schedule, self._grid(), x0.shape[0]
+        # 1. Deterministic DDIM inversion x_0 -> x_k -> ... -> x_{t_sec}; the last move is phi(x~_{t_sec-k}).
+        points = [x0]
+        for a, c in zip(grid[:-1], grid[1:]):
+            points.append(ddim_step(sched, points[-1], a, c, target.eps(points[-1], a)))
+        # 2. Denoise one step from each point above the compared ones: psi(x_{t+k}) for every t needed.
+        lows = grid[:-1] if self.params.trace else grid[-2:-1]
+        highs = [t + self.params.k for t in lows]
+        x_high = torch.cat([points[grid.index(t)] for t in highs])
+        t_high = torch.as_tensor(highs, device=x0.device).repeat_interleave(b)
+        t_low = torch.as_tensor(lows, device=x0.device).repeat_interleave(b)
+        recon = ddim_step(sched, x_high, t_high, t_low, target.eps(x_high, t_high))
+        # 3. t-error = sum of squares against the inverted point at the same t.
+        x_low = torch.cat([points[grid.index(t)] for t in lows])
+        t_error = sum_power(x_low - recon, 2).view(len(lows), b)
+        out = {
+            "score": -t_error[-1],
+            "x_tilde": points[-2],
+            "x_recon": recon[-b:],
+        }
+        if self.params.trace:
+            out["trace"] = t_error.T
+        return out

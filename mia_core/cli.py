@@ -1,0 +1,253 @@
+"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia info``, ``mia app``.
+
+Examples::
+
+    mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
+    mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
+    mia train --data default --out my_target --steps 6000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.command_line = "mia " + shlex.join(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
+        print(f"mia: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mia", description="Membership-inference attacks on diffusion models.")
+    sub = parser.add_subparsers(title="commands")
+
+    p = sub.add_parser("attack", help="run attacks on a target and a member/non-member split")
+    p.add_argument("--target", default="default", help="'default', a diffusers folder, or a Hub id")
+    p.add_argument("--data", default="default",
+                   help="'default', an .npz file, an image folder (members/ + nonmembers/), or a split manifest .json")
+    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima", help="comma-separated attack names")
+    p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
+    p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
+    p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
+    p.add_argument("--params", default="{}",
+                   help='JSON of per-attack parameters, e.g. \'{"loss": {"n_draws": 4}, "pia": {"timestep": 100}}\'')
+    p.add_argument("--no-trace", action="store_true", help="scores only: skip the per-timestep traces (cheaper)")
+    p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: automatic)")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.set_defaults(func=cmd_attack)
+
+    p = sub.add_parser("train", help="train a target DDPM on the members of a split")
+    p.add_argument("--data", default="default", help="as for attack; training uses the split's members only")
+    p.add_argument("--out", required=True, help="output diffusers folder")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--channels", default="32,64,64", help="UNet block_out_channels, comma-separated")
+    p.add_argument("--layers-per-block", type=int, default=2)
+    p.add_argument("--hflip", action="store_true", help="random horizontal flips (augmentation)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("info", help="print a target's model card")
+    p.add_argument("--target", default="default")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)")
+    p.set_defaults(func=cmd_app)
+    return parser
+
+
+# -- attack --------------------------------------------------------------------------------------
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .attacks import get_attack
+    from .data import convert_images, resolve_data
+    from .metrics import evaluate
+    from .target import load_target
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    params = _parse_params(args.params, names)
+    if args.no_trace:
+        params = {n: {**_no_trace_params(n), **params.get(n, {})} for n in names}
+    attacks = [get_attack(n, params.get(n)) for n in names]
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+
+    target = load_target(args.target, device=args.device)
+    images, split = resolve_data(args.data, seed=args.seed)
+    if args.limit is not None:
+        split = split.limit(args.limit)
+    ids, is_member = split.labelled()
+    images = images.subset(ids)
+    pixels, conversion = convert_images(images.images, resolution=target.resolution, channels=target.channels)
+    print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
+          f"{target.channels} channel(s), {target.device})")
+    print(f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {conversion.report}")
+    x0 = pixels.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0
+
+    total = len(ids) * len(attacks)
+    results = []
+    with tqdm(total=total, unit="img", desc="attacks", file=sys.stderr) as bar:
+        for attack in attacks:
+            bar.set_postfix_str(attack.name)
+            done = [0]
+
+            def step(d: int, n: int, done: list[int] = done) -> None:
+                bar.update(d - done[0])
+                done[0] = d
+
+            results.append(attack.run(target, x0, ids=ids, seed=args.seed, batch_size=args.batch_size, progress=step))
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    for res in results:
+        m = evaluate(res.scores, is_member, n_bootstrap=args.bootstrap, seed=args.seed).to_json_dict()
+        m["seconds"] = round(res.seconds, 3)
+        m["unet_calls_per_image"] = res.unet_calls_per_image
+        metrics[res.attack] = m
+    write_scores_csv(out / "scores.csv", ids, is_member, results)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    np.savez_compressed(
+        out / "traces.npz",
+        ids=np.asarray(ids),
+        is_member=is_member,
+        **{f"{r.attack}_timesteps": r.trace_timesteps for r in results},
+        **{f"{r.attack}_trace": r.trace.astype(np.float32) for r in results},
+    )
+    run_info = {
+        "command": args.command_line,
+        "target": target.card(),
+        "data": {"source": split.source, "fingerprint": split.data_fingerprint, "conversion": conversion.report,
+                 "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
+        "seed": args.seed,
+        "attacks": {r.attack: r.params for r in results},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    print(format_table(metrics))
+    print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
+    return 0
+
+
+def _parse_params(text: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    try:
+        params = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--params is not valid JSON: {exc}") from None
+    if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
+        raise ValueError('--params must be a JSON object of objects, e.g. {"pia": {"timestep": 100}}')
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        raise ValueError(f"--params names attack(s) {unknown} that are not in --attacks")
+    return params
+
+
+def _no_trace_params(name: str) -> dict[str, Any]:
+    from .attacks import REGISTRY
+
+    fields = REGISTRY[name].Params.__dataclass_fields__
+    if "sweep" in fields:
+        return {"sweep": []}
+    if "trace" in fields:
+        return {"trace": False}
+    return {}
+
+
+def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, results: Sequence[Any]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": list(ids), "is_member": is_member.astype(int)})
+    for res in results:
+        frame[res.attack] = res.scores
+    frame.to_csv(path, index=False, float_format="%.9g")
+
+
+def format_table(metrics: dict[str, dict[str, Any]]) -> str:
+    from .metrics import format_metric
+
+    header = f"{'attack':<8} {'AUC':>6} {'95% CI':>13} {'ASR':>6} {'TPR@1%FPR':>10} {'TPR@0.1%FPR':>30} {'members':>8} {'non-m.':>7} {'seconds':>8}"
+    lines = [header, "-" * len(header)]
+    for name, m in metrics.items():
+        ci = m.get("auc_ci")
+        ci_text = f"[{ci[0]:.3f},{ci[1]:.3f}]" if ci else ""
+        lines.append(
+            f"{name:<8} {m['auc']:>6.3f} {ci_text:>13} {m['asr']:>6.3f} {format_metric(m['tpr_at_1pct_fpr'], 0.01):>10} "
+            f"{format_metric(m['tpr_at_0.1pct_fpr'], 0.001):>30} {m['n_members']:>8} {m['n_nonmembers']:>7} {m['seconds']:>8.1f}"
+        )
+    return "\n".join(lines)
+
+
+# -- train ---------------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import resolve_data
+    from .train import TrainConfig, train
+
+    images, split = resolve_data(args.data, seed=args.seed)
+    members = images.subset(split.member_ids)
+    cfg = TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
+        block_out_channels=tuple(int(c) for c in args.channels.split(",")),
+        layers_per_block=args.layers_per_block, hflip=args.hflip, seed=args.seed,
+    )
+    print(f"training on {split.n_members} members of {split.source} ({members.resolution}x{members.resolution}, "
+          f"{members.channels} channel(s)) for {cfg.steps} steps")
+    with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
+        def step(s: int, n: int, loss: float) -> None:
+            bar.update(s - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        result = train(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
+    print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    return 0
+
+
+# -- info / app ----------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .target import load_target
+
+    card = load_target(args.target, device=args.device).card()
+    for key, value in card.items():
+        print(f"{key:<18} {value}")
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    app = Path(__file__).resolve().parent.parent / "app.py"
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,255 @@
+"""The attacked model: a diffusers ``UNet2DModel`` plus its noise schedule, on a device.
+
+A :class:`Target` comes from
+
+* ``"default"``: the embedded model shipped in ``assets/default_target`` (works offline, on a CPU);
+* a local folder in diffusers format: a bare UNet folder (``config.json`` +
+  ``diffusion_pytorch_model.safetensors``) or a DDPM/DDIM pipeline folder (``unet/`` + ``scheduler/``);
+* a Hugging Face Hub id such as ``google/ddpm-cifar10-32``, taken from the local cache or
+  downloaded when the machine is online.
+
+Weights are read from safetensors only: a folder whose weights are pickles (``.bin``, ``.pt``,
+``.ckpt``, ``.pth``) is refused and never unpickled. The model runs in float32 on the CPU; on a
+GPU the UNet runs under bf16 autocast and every error / distance is reduced in float32 by the
+attacks (``eps`` returns float32).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .schedule import NoiseSchedule
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_TARGET_DIR = ASSETS_DIR / "default_target"
+WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class TargetLoadError(ValueError):
+    """A target could not be loaded; the message says why and what to do."""
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; ``"cpu"`` or ``"cuda[:i]"`` as asked."""
+    if requested in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TargetLoadError(f"device {requested!r} asked for, but torch sees no CUDA device")
+    return device
+
+
+@dataclass(eq=False)
+class Target:
+    """A UNet that predicts eps_theta(x_t, t), its schedule and its device.
+
+    Parameters
+    ----------
+    unet : diffusers.UNet2DModel
+        Put in ``eval()`` mode (dropout off) and moved to ``device`` here.
+    schedule : NoiseSchedule
+    source : str
+        Where it came from (``"default"``, a path or a Hub id), for display and for the run store.
+    fingerprint : str
+        16 hex digits identifying config + weights + schedule (computed when not given).
+    """
+
+    unet: Any
+    schedule: NoiseSchedule
+    source: str = "in-memory"
+    device: torch.device = field(default_factory=pick_device)
+    fingerprint: str = ""
+    notes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if next(self.unet.parameters()).dtype != torch.float32:
+            self.unet = self.unet.float()
+        self.unet = self.unet.to(self.device).eval()
+        self.unet.requires_grad_(False)
+        if not self.fingerprint:
+            self.fingerprint = fingerprint_module(self.unet, self.schedule)
+
+    # -- what the model is -----------------------------------------------------------------
+
+    @property
+    def resolution(self) -> int:
+        size = self.unet.config.sample_size
+        return int(size if isinstance(size, int) else size[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.unet.config.in_channels)
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.unet.parameters())
+
+    @property
+    def uses_bf16(self) -> bool:
+        return self.device.type == "cuda"
+
+    def card(self) -> dict[str, Any]:
+        """A model card: plain values for display and for JSON."""
+        cfg = self.unet.config
+        return {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "parameters": self.n_parameters,
+            "resolution": self.resolution,
+            "channels": self.channels,
+            "block_out_channels": list(cfg.block_out_channels),
+            "schedule": self.schedule.description,
+            "timesteps": self.schedule.num_timesteps,
+            "device": str(self.device),
+            "precision": "bf16 autocast, float32 reductions" if self.uses_bf16 else "float32",
+            "notes": list(self.notes),
+        }
+
+    # -- the one thing attacks need ----------------------------------------------------------
+
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, t) for a batch.
+
+        Parameters
+        ----------
+        x_t : (N, C, H, W) float tensor, any device (moved to the target's device).
+        t : int, or (N,) integer tensor of 0-based timesteps.
+
+        Returns
+        -------
+        (N, C, H, W) float32 tensor on the target's device.
+        """
+        x = x_t.to(self.device, dtype=torch.float32, non_blocking=True)
+        if isinstance(t, int):
+            self.schedule.check_timesteps(t)
+            t = torch.full((x.shape[0],), t, dtype=torch.long, device=self.device)
+        else:
+            self.schedule.check_timesteps(t)
+            t = t.to(self.device, dtype=torch.long)
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.uses_bf16):
+            out = self.unet(x, t).sample
+        return out.float()
+
+
+# -- fingerprints ------------------------------------------------------------------------------
+
+
+def fingerprint_module(unet: Any, schedule: NoiseSchedule) -> str:
+    """sha256 over the UNet config, every weight tensor and the schedule; 16 hex digits."""
+    h = hashlib.sha256()
+    h.update(json.dumps(_plain_config(unet.config), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(unet.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    h.update(schedule.alphas_cumprod.numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _plain_config(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+
+# -- loading -----------------------------------------------------------------------------------
+
+
+def load_target(spec: str = "default", *, device: str | None = None) -> Target:
+    """Load a target from ``"default"``, a local diffusers folder, or a Hub id (see module doc)."""
+    dev = pick_device(device)
+    if spec in ("", "default"):
+        if not (DEFAULT_TARGET_DIR / "unet" / WEIGHTS_NAME).exists():
+            raise TargetLoadError(f"the embedded default target is missing from {DEFAULT_TARGET_DIR}")
+        return load_folder(DEFAULT_TARGET_DIR, device=dev, source="default")
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise TargetLoadError(
+                f"{spec!r} is a file; a target is a diffusers folder (config.json + {WEIGHTS_NAME}, "
+                "or unet/ + scheduler/), a Hub id, or 'default'"
+            )
+        return load_folder(path, device=dev, source=str(path))
+    if HUB_ID_PATTERN.match(spec):
+        return load_folder(_hub_snapshot(spec), device=dev, source=spec)
+    raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id like 'google/ddpm-cifar10-32'")
+
+
+def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None) -> Target:
+    """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/``."""
+    from diffusers import UNet2DModel
+
+    folder = Path(folder)
+    dev = device if isinstance(device, torch.device) else pick_device(device)
+    unet_dir, scheduler_config, notes = _locate(folder)
+    config = json.loads((unet_dir / "config.json").read_text())
+    cls_name = config.get("_class_name", "UNet2DModel")
+    if cls_name != "UNet2DModel":
+        raise TargetLoadError(
+            f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
+        )
+    _require_safetensors(unet_dir)
+    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
+    if scheduler_config is not None:
+        schedule = NoiseSchedule.from_scheduler_config(json.loads(scheduler_config.read_text()))
+    else:
+        schedule = NoiseSchedule.linear()
+        notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000")
+    return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes))
+
+
+def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
+    """Find the UNet folder and the scheduler config inside ``folder``."""
+    if not folder.is_dir():
+        raise TargetLoadError(f"{folder} is not a folder")
+    if (folder / "unet" / "config.json").exists():
+        sched = folder / "scheduler" / "scheduler_config.json"
+        return folder / "unet", (sched if sched.exists() else None), []
+    if (folder / "config.json").exists():
+        sched = folder / "scheduler_config.json"
+        return folder, (sched if sched.exists() else None), []
+    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise TargetLoadError(
+            f"{folder} holds only pickle checkpoints ({', '.join(pickles[:3])}) and no diffusers config; "
+            "pickles are never loaded: convert the weights to a diffusers folder with safetensors"
+        )
+    raise TargetLoadError(
+        f"{folder} has no diffusers model: expected config.json + {WEIGHTS_NAME}, or unet/ and scheduler/ subfolders"
+    )
+
+
+def _require_safetensors(unet_dir: Path) -> None:
+    if (unet_dir / WEIGHTS_NAME).exists():
+        return
+    pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles:
+        raise TargetLoadError(
+            f"refusing to load {unet_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
+            f"unpickled. Save the model with safetensors (model.save_pretrained(folder, safe_serialization=True))"
+        )
+    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({WEIGHTS_NAME})")
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A local snapshot of a Hub repo (config + safetensors only); the cache first, then the network."""
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors"]
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not cached: try the network below
+        pass
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except Exception as exc:
+        raise TargetLoadError(
+            f"could not get {repo_id!r} from the Hugging Face Hub: not in the local cache and the download failed "
+            f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
+        ) from exc
