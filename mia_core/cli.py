@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trace", action="store_true", help="scores only: skip the per-timestep traces (cheaper)")
     p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: automatic)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda")
+    p.add_argument("--store", default=None,
+                   help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.set_defaults(func=cmd_attack)
 
@@ -86,65 +88,53 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .attacks import get_attack
-    from .data import convert_images, resolve_data
-    from .metrics import evaluate
-    from .target import load_target
+    from .experiment import load_experiment, make_attacks
+    from .runs import ResultStore
 
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    params = _parse_params(args.params, names)
+    params = _parse_params(args.params)
     if args.no_trace:
         params = {n: {**_no_trace_params(n), **params.get(n, {})} for n in names}
-    attacks = [get_attack(n, params.get(n)) for n in names]
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-
-    target = load_target(args.target, device=args.device)
-    images, split = resolve_data(args.data, seed=args.seed)
-    if args.limit is not None:
-        split = split.limit(args.limit)
-    ids, is_member = split.labelled()
-    images = images.subset(ids)
-    pixels, conversion = convert_images(images.images, resolution=target.resolution, channels=target.channels)
+    attacks = make_attacks(names, params)
+    exp = load_experiment(args.target, args.data, device=args.device, limit=args.limit, seed=args.seed)
+    target, split = exp.target, exp.split
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
           f"{target.channels} channel(s), {target.device})")
-    print(f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {conversion.report}")
-    x0 = pixels.astype(np.float32).transpose(0, 3, 1, 2) / 127.5 - 1.0
+    print(f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {exp.conversion.report}")
 
-    total = len(ids) * len(attacks)
-    results = []
-    with tqdm(total=total, unit="img", desc="attacks", file=sys.stderr) as bar:
-        for attack in attacks:
-            bar.set_postfix_str(attack.name)
-            done = [0]
+    store = ResultStore(args.store) if args.store else None
+    with tqdm(total=len(exp.ids) * len(attacks), unit="img", desc="attacks", file=sys.stderr) as bar:
+        finished: dict[str, int] = {}
 
-            def step(d: int, n: int, done: list[int] = done) -> None:
-                bar.update(d - done[0])
-                done[0] = d
+        def step(name: str, done: int, total: int) -> None:
+            bar.set_postfix_str(name)
+            bar.update(done - finished.get(name, 0))
+            finished[name] = done
 
-            results.append(attack.run(target, x0, ids=ids, seed=args.seed, batch_size=args.batch_size, progress=step))
+        results = list(exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size,
+                                  progress=step).values())
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = {}
     for res in results:
-        m = evaluate(res.scores, is_member, n_bootstrap=args.bootstrap, seed=args.seed).to_json_dict()
+        m = exp.metrics(res, n_bootstrap=args.bootstrap, seed=args.seed).to_json_dict()
         m["seconds"] = round(res.seconds, 3)
         m["unet_calls_per_image"] = res.unet_calls_per_image
         metrics[res.attack] = m
-    write_scores_csv(out / "scores.csv", ids, is_member, results)
+    write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
         out / "traces.npz",
-        ids=np.asarray(ids),
-        is_member=is_member,
+        ids=np.asarray(exp.ids),
+        is_member=exp.is_member,
         **{f"{r.attack}_timesteps": r.trace_timesteps for r in results},
         **{f"{r.attack}_trace": r.trace.astype(np.float32) for r in results},
     )
     run_info = {
         "command": args.command_line,
         "target": target.card(),
-        "data": {"source": split.source, "fingerprint": split.data_fingerprint, "conversion": conversion.report,
+        "data": {"source": split.source, "fingerprint": split.data_fingerprint, "conversion": exp.conversion.report,
                  "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
@@ -156,16 +146,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_params(text: str, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+def _parse_params(text: str) -> dict[str, dict[str, Any]]:
     try:
         params = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"--params is not valid JSON: {exc}") from None
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise ValueError('--params must be a JSON object of objects, e.g. {"pia": {"timestep": 100}}')
-    unknown = sorted(set(params) - set(names))
-    if unknown:
-        raise ValueError(f"--params names attack(s) {unknown} that are not in --attacks")
     return params
 
 

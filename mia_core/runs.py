@@ -1,0 +1,280 @@
+"""The persistent result store and the one background worker that runs attacks.
+
+A *run* is one attack on one set of images with one target:
+
+    key = (target fingerprint, images fingerprint, attack name, attack params, seed, code version)
+
+Its per-sample scores and per-timestep traces are written to ``<root>/<digest>/`` (``result.npz``
++ ``meta.json``) as soon as that attack finishes, by an atomic rename, so a killed job keeps
+every attack it had finished and a half-written run is never read. Reading checks the
+read-only stores too (the precomputed demo results shipped in ``assets/demo_store``), so a talk
+on the default target never waits on a computation.
+
+:class:`Worker` owns one thread: jobs queue behind each other, which serialises use of the GPU,
+and they survive reruns and page changes of the app. A job reports progress through its
+:class:`JobState`, which pages read; it never calls into the UI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .attacks import Attack, AttackResult
+
+#: Bump when attack math changes in a way that changes scores: old stored runs stop matching.
+CODE_VERSION = "1"
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEMO_STORE_DIR = REPO_DIR / "assets" / "demo_store"
+
+
+def default_store_dir() -> Path:
+    """``$MIA_STORE`` if set, else ``runs/store`` in the repository."""
+    return Path(os.environ.get("MIA_STORE", REPO_DIR / "runs" / "store"))
+
+
+@dataclass(frozen=True)
+class RunKey:
+    target_fingerprint: str
+    images_fingerprint: str
+    attack: str
+    params: str  # canonical JSON of the attack's parameters
+    seed: int
+    code_version: str = CODE_VERSION
+
+    @classmethod
+    def of(cls, target_fingerprint: str, images_fingerprint: str, attack: Attack, seed: int) -> "RunKey":
+        params = json.dumps(attack.params_dict(), sort_keys=True)
+        return cls(target_fingerprint, images_fingerprint, attack.name, params, int(seed))
+
+    def digest(self) -> str:
+        text = json.dumps(self.__dict__, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+class ResultStore:
+    """Attack results on disk, one folder per run key; ``extra_readonly`` stores are read too."""
+
+    def __init__(self, root: str | Path | None = None, extra_readonly: Sequence[str | Path] = ()) -> None:
+        self.root = Path(root) if root is not None else default_store_dir()
+        self.readonly = [Path(p) for p in extra_readonly]
+
+    def _find(self, key: RunKey) -> Path | None:
+        digest = key.digest()
+        for base in (self.root, *self.readonly):
+            folder = base / digest
+            if (folder / "meta.json").exists() and (folder / "result.npz").exists():
+                return folder
+        return None
+
+    def has(self, key: RunKey) -> bool:
+        return self._find(key) is not None
+
+    def get(self, key: RunKey) -> AttackResult | None:
+        folder = self._find(key)
+        if folder is None:
+            return None
+        meta = json.loads((folder / "meta.json").read_text())
+        with np.load(folder / "result.npz", allow_pickle=False) as z:
+            return AttackResult(
+                attack=meta["attack"],
+                ids=tuple(str(i) for i in z["ids"]),
+                scores=z["scores"].astype(np.float64),
+                trace_timesteps=z["trace_timesteps"].astype(np.int64),
+                trace=z["trace"].astype(np.float64),
+                trace_label=meta["trace_label"],
+                unet_calls_per_image=int(meta["unet_calls_per_image"]),
+                seconds=float(meta["seconds"]),
+                params=meta["params"],
+            )
+
+    def put(self, key: RunKey, result: AttackResult) -> Path:
+        """Write atomically: a temporary folder renamed into place."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        final = self.root / key.digest()
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+        np.savez_compressed(
+            tmp / "result.npz",
+            ids=np.asarray(result.ids, dtype=str),
+            scores=result.scores,
+            trace_timesteps=result.trace_timesteps,
+            trace=result.trace.astype(np.float32),
+        )
+        meta = {
+            "key": key.__dict__,
+            "attack": result.attack,
+            "params": result.params,
+            "trace_label": result.trace_label,
+            "unet_calls_per_image": result.unet_calls_per_image,
+            "seconds": result.seconds,
+            "n_images": len(result.ids),
+            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        return final
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Metadata of every stored run (writable store first)."""
+        out = []
+        for base in (self.root, *self.readonly):
+            if base.is_dir():
+                for meta in sorted(base.glob("*/meta.json")):
+                    out.append({**json.loads(meta.read_text()), "folder": str(meta.parent)})
+        return out
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its cancel event is set."""
+
+
+def run_attacks(
+    target: Any,
+    x0: np.ndarray,
+    ids: Sequence[str],
+    images_fingerprint: str,
+    attacks: Iterable[Attack],
+    *,
+    seed: int = 0,
+    store: ResultStore | None = None,
+    batch_size: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, AttackResult]:
+    """Run each attack unless the store already has it; store each one as soon as it finishes.
+
+    ``progress(attack_name, done, total)`` is called after every batch (and once with
+    done == total for a stored result). Setting ``cancel`` stops between batches; attacks that
+    finished stay in the store.
+    """
+    results: dict[str, AttackResult] = {}
+    for attack in attacks:
+        key = RunKey.of(target.fingerprint, images_fingerprint, attack, seed)
+        cached = store.get(key) if store is not None else None
+        if cached is not None:
+            results[attack.name] = cached
+            if progress is not None:
+                progress(attack.name, len(ids), len(ids))
+            continue
+
+        def step(done: int, total: int, name: str = attack.name) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled during {name}")
+            if progress is not None:
+                progress(name, done, total)
+
+        result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
+        if store is not None:
+            store.put(key, result)
+        results[attack.name] = result
+    return results
+
+
+# -- the background worker ----------------------------------------------------------------------
+
+
+@dataclass
+class JobState:
+    """What a page needs to show a job: written by the worker thread, read by the UI."""
+
+    job_id: str
+    description: str
+    status: str = "queued"  # queued | running | done | failed | cancelled
+    phase: str = ""
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    error: str = ""
+    submitted: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "running")
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    def eta_seconds(self) -> float | None:
+        if self.status != "running" or not self.started or not self.done or not self.total:
+            return None
+        elapsed = time.time() - self.started
+        return elapsed * (self.total - self.done) / self.done
+
+
+JobFn = Callable[[JobState], Any]
+
+
+class Worker:
+    """One worker thread per process; jobs with the same id are deduplicated."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mia-worker")
+        self._jobs: dict[str, JobState] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, job_id: str, description: str, fn: JobFn) -> JobState:
+        """Queue ``fn(state)`` unless a job with this id is queued, running or done."""
+        with self._lock:
+            existing = self._jobs.get(job_id)
+            if existing is not None and existing.status in ("queued", "running", "done"):
+                return existing
+            state = JobState(job_id, description)
+            self._jobs[job_id] = state
+        self._executor.submit(self._run, state, fn)
+        return state
+
+    def _run(self, state: JobState, fn: JobFn) -> None:
+        if state.cancel_event.is_set():
+            state.status, state.finished = "cancelled", time.time()
+            return
+        state.status, state.started = "running", time.time()
+        try:
+            fn(state)
+        except Cancelled as exc:
+            state.status, state.message = "cancelled", str(exc)
+        except Exception as exc:  # shown on the page; the worker keeps serving other jobs
+            state.status = "failed"
+            state.error = f"{type(exc).__name__}: {exc}"
+            state.message = traceback.format_exc(limit=6)
+        else:
+            state.status = "done"
+        finally:
+            state.finished = time.time()
+
+    def get(self, job_id: str) -> JobState | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[JobState]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda s: s.submitted)
+
+    def cancel(self, job_id: str) -> None:
+        state = self.get(job_id)
+        if state is not None:
+            state.cancel_event.set()
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job so the same id can be submitted again."""
+        with self._lock:
+            state = self._jobs.get(job_id)
+            if state is not None and not state.active:
+                del self._jobs[job_id]

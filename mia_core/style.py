@@ -1,0 +1,25 @@
+"""Colours and labels shared by every chart, so "member" looks the same on every page."""
+
+from __future__ import annotations
+
+# Okabe-Ito colour-blind-safe pair: members orange, non-members blue.
+MEMBER_COLOR = "#E69F00"
+NONMEMBER_COLOR = "#0072B2"
+MEMBER_LABEL = "member"
+NONMEMBER_LABEL = "non-member"
+
+#: One colour per attack, the same in every chart.
+ATTACK_COLORS = {
+    "loss": "#009E73",
+    "secmi": "#D55E00",
+    "pia": "#CC79A7",
+    "pian": "#56B4E9",
+    "sima": "#000000",
+}
+FALLBACK_COLORS = ("#999999", "#F0E442", "#7F3C8D", "#11A579")
+
+
+def attack_color(name: str) -> str:
+    if name in ATTACK_COLORS:
+        return ATTACK_COLORS[name]
+    return FALLBACK_COLORS[sum(map(ord, name)) % len(FALLBACK_COLORS)]

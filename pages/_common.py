@@ -1,0 +1,84 @@
+"""What every page shares: the session's choices, the cached target and data, the store, the worker.
+
+Pages stay thin: they read these, call ``mia_core`` and draw. Nothing here computes attacks.
+Session-state keys are namespaced ``cfg.*`` (choices that define the experiment) and
+``sel.*`` (what is selected: a sample id, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import streamlit as st
+
+from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, Attack, AttackResult
+from mia_core.experiment import Experiment, load_experiment, make_attacks, stored_results
+from mia_core.runs import DEMO_STORE_DIR, ResultStore, Worker
+
+DEFAULTS: dict[str, Any] = {
+    "cfg.target": os.environ.get("MIA_TARGET", "default"),
+    "cfg.data": os.environ.get("MIA_DATA", "default"),
+    "cfg.limit": int(os.environ["MIA_LIMIT"]) if os.environ.get("MIA_LIMIT") else None,
+    "cfg.seed": 0,
+    "cfg.attacks": list(DEFAULT_ATTACKS),
+    "cfg.params": {},  # attack name -> {param: value}, only what differs from the defaults
+    "cfg.fpr": 0.01,
+    "sel.sample": None,
+}
+FPR_BUDGETS = (0.1, 0.05, 0.01, 0.001)
+
+
+def init_state() -> None:
+    """Set every default once per session (called by app.py before any page runs)."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
+
+
+@st.cache_resource(show_spinner=False)
+def get_worker() -> Worker:
+    """The one background worker of this server process (serialises attack jobs)."""
+    return Worker()
+
+
+@st.cache_resource(show_spinner=False)
+def get_store() -> ResultStore:
+    """The writable result store, plus the precomputed demo results shipped in assets/."""
+    return ResultStore(extra_readonly=[DEMO_STORE_DIR])
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the target and its images…")
+def _experiment(target: str, data: str, limit: int | None, seed: int) -> Experiment:
+    return load_experiment(target, data, limit=limit, seed=seed)
+
+
+def experiment() -> Experiment:
+    """The session's experiment (target + split), loaded once per (target, data, limit, seed)."""
+    s = st.session_state
+    return _experiment(s["cfg.target"], s["cfg.data"], s["cfg.limit"], s["cfg.seed"])
+
+
+def try_experiment() -> Experiment | None:
+    """Like :func:`experiment`, but shows the error on the page and returns None on bad input."""
+    try:
+        return experiment()
+    except Exception as exc:  # a bad folder / file must not take the page down
+        st.error(f"Could not load the target or data: {exc}")
+        st.info("Choose another target on the **Target** page or another data source on the **Data** page.")
+        return None
+
+
+def selected_attacks() -> list[Attack]:
+    s = st.session_state
+    names = [n for n in s["cfg.attacks"] if n in REGISTRY]
+    return make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
+
+
+def results(exp: Experiment) -> dict[str, AttackResult]:
+    """Stored results of the selected attacks for the session's experiment (nothing is computed)."""
+    return stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=get_store())
+
+
+def fpr_budget() -> float:
+    return float(st.session_state["cfg.fpr"])

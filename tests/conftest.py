@@ -1,0 +1,54 @@
+"""Shared fixtures: tiny random diffusers UNets wrapped as targets, and the ../shared folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mia_core.schedule import NoiseSchedule
+from mia_core.target import Target
+from mia_core.train import TrainConfig, build_unet
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+OFFICIAL_DIR = SHARED_DIR / "fixtures" / "official"
+
+TINY_CONFIG = TrainConfig(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8)
+
+
+def make_tiny_unet(resolution: int = 8, channels: int = 1, seed: int = 0):
+    """A randomly initialised tiny UNet2DModel (two levels, 16/32 channels), fixed by ``seed``."""
+    torch.manual_seed(seed)
+    return build_unet(resolution, channels, TINY_CONFIG)
+
+
+def make_tiny_target(resolution: int = 8, channels: int = 1, seed: int = 0) -> Target:
+    return Target(make_tiny_unet(resolution, channels, seed), NoiseSchedule.linear(), device=torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_target() -> Target:
+    """8x8 grayscale tiny random UNet on the CPU with the linear schedule (read-only: do not modify)."""
+    return make_tiny_target(8, 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_rgb_target() -> Target:
+    """32x32 RGB tiny random UNet on the CPU with the linear schedule (read-only: do not modify)."""
+    return make_tiny_target(32, 3)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        pytest.skip("../shared not found: the shared data and fixtures are not available here")
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def official_dir() -> Path:
+    if not OFFICIAL_DIR.is_dir():
+        pytest.skip("../shared/fixtures/official not found: the papers' reference scores are not available here")
+    return OFFICIAL_DIR
