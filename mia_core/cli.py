@@ -177,18 +177,22 @@ def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, resu
 
 
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
+    """A plain-text table of the metrics, columns sized to their contents."""
     from .metrics import format_metric
 
-    header = f"{'attack':<8} {'AUC':>6} {'95% CI':>13} {'ASR':>6} {'TPR@1%FPR':>10} {'TPR@0.1%FPR':>30} {'members':>8} {'non-m.':>7} {'seconds':>8}"
-    lines = [header, "-" * len(header)]
+    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
+    rows = []
     for name, m in metrics.items():
         ci = m.get("auc_ci")
-        ci_text = f"[{ci[0]:.3f},{ci[1]:.3f}]" if ci else ""
-        lines.append(
-            f"{name:<8} {m['auc']:>6.3f} {ci_text:>13} {m['asr']:>6.3f} {format_metric(m['tpr_at_1pct_fpr'], 0.01):>10} "
-            f"{format_metric(m['tpr_at_0.1pct_fpr'], 0.001):>30} {m['n_members']:>8} {m['n_nonmembers']:>7} {m['seconds']:>8.1f}"
-        )
-    return "\n".join(lines)
+        rows.append([
+            name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
+            format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
+            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}",
+        ])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ it is used, so abar is exact to float32 rounding wherever it is read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import torch
@@ -41,6 +41,7 @@ class NoiseSchedule:
 
     alphas_cumprod: torch.Tensor
     description: str = ""
+    _device_tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         abar = self.alphas_cumprod
@@ -98,6 +99,13 @@ class NoiseSchedule:
             "clip_sample": True,
         }
 
+    def _table(self, device: torch.device) -> torch.Tensor:
+        """abar on ``device``, copied there once (not on every call: a copy can stall the GPU)."""
+        key = str(device)
+        if key not in self._device_tables:
+            self._device_tables[key] = self.alphas_cumprod.to(device)
+        return self._device_tables[key]
+
     # -- accessors ---------------------------------------------------------------------------
 
     @property
@@ -121,7 +129,7 @@ class NoiseSchedule:
     def abar(self, t: Timesteps, like: torch.Tensor) -> torch.Tensor:
         """abar_t broadcastable against ``like`` (N, C, H, W): shape () for an int t, (N, 1, 1, 1) for a tensor."""
         self.check_timesteps(t)
-        table = self.alphas_cumprod.to(device=like.device)
+        table = self._table(like.device)
         if isinstance(t, int):
             return table[t].to(like.dtype)
         t = t.to(device=like.device, dtype=torch.long)

@@ -1,4 +1,277 @@
+"""Attack lab: choose attacks and their parameters, run them in the background, see how they did.
+
+The form batches every edit (nothing starts until "Run"); the job runs on the server's one
+worker thread, so the app stays usable and the progress survives page changes; results go to the
+store, where Compare, Sample explorer and the other pages read them.
+"""
+
+from __future__ import annotations
+
+
+import pandas as pd
 import streamlit as st
 
-st.title("attack_lab")
-st.info("This page is being built.")
+from mia_core import attack_plan as plan
+from mia_core.attacks import REGISTRY
+from mia_core.experiment import attack_job_id, submit_attacks
+from mia_core.runs import RunKey
+from pages._common import get_store, get_worker, results, selected_attacks, try_experiment
+
+s = st.session_state
+JOB_KEY = "attack_lab.job"  # the id of this session's latest job
+POLL_KEY = "attack_lab.polling"  # the job id the last full run saw active (rerun once when it ends)
+NOTICE_KEY = "attack_lab.notice"
+
+st.title("⚔️ Attack lab")
+st.caption(
+    "Choose membership-inference attacks and their parameters, then press **Run**. The attacks run in the "
+    "background on this server; you can keep using the other pages. Every result is stored, so the Compare, "
+    "Sample explorer and Presenter pages show it, and running the same thing again opens instantly."
+)
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+
+store, worker = get_store(), get_worker()
+seed = int(s["cfg.seed"])
+n_images = len(exp.ids)
+n_members = int(exp.is_member.sum())
+num_timesteps = int(exp.target.schedule.num_timesteps)
+
+limit_note = f" (limited to {s['cfg.limit']} per side)" if s.get("cfg.limit") else ""
+st.markdown(
+    f"**Experiment** · target `{s['cfg.target']}` ({exp.target.n_parameters / 1e6:.1f} M parameters, "
+    f"{exp.target.resolution}×{exp.target.resolution}, {exp.target.device.type}) · data `{s['cfg.data']}`: "
+    f"**{n_images:,} images**, {n_members:,} members and {n_images - n_members:,} non-members{limit_note} · seed {seed}"
+)
+
+try:
+    current = selected_attacks()
+except ValueError as exc:  # a bad cfg.params from elsewhere must not take the page down
+    st.warning(f"The stored attack parameters are invalid ({exc}); using the published defaults.")
+    s["cfg.params"] = {}
+    current = selected_attacks()
+
+
+def _is_stored(attack) -> bool:
+    return store.has(RunKey.of(exp.target.fingerprint, exp.images.fingerprint, attack, seed))
+
+
+stored_now = {a.name for a in current if _is_stored(a)}
+rate = plan.throughput(store.entries(), exp.target.fingerprint)
+measured = rate is not None
+if rate is None:
+    rate = plan.guess_throughput(exp.target.n_parameters, exp.target.resolution, exp.target.channels,
+                                 exp.target.device.type)
+the_plan = plan.make_plan(current, stored_now, n_images, rate, measured)
+
+# -- the attacks and their costs -----------------------------------------------------------------
+
+st.subheader("Attacks")
+table = pd.DataFrame(plan.attack_table(s["cfg.params"], [a.name for a in current], stored_now))
+st.dataframe(
+    table, hide_index=True, width="stretch", key="attack_lab.table",
+    column_config={
+        "attack": st.column_config.TextColumn("Attack"),
+        "paper": st.column_config.TextColumn("Paper"),
+        "UNet calls / image": st.column_config.NumberColumn(help="The attack's published cost: UNet evaluations per image for its score"),
+        "with trace": st.column_config.NumberColumn("with per-timestep trace", help="UNet evaluations per image including the per-timestep trace the app draws"),
+        "selected": st.column_config.CheckboxColumn("Selected"),
+        "results": st.column_config.TextColumn("Results"),
+    },
+)
+if current:
+    rate_note = (f"measured {rate:,.0f} UNet calls/s on earlier runs of this target" if measured
+                 else f"a rough guess of {rate:,.0f} UNet calls/s: nothing has been timed on this target yet")
+    if the_plan.all_stored:
+        todo = "**all stored — opens instantly.**"
+    else:
+        n_stored = len(stored_now)
+        todo = (f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
+                f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note}).")
+    st.markdown(
+        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; {todo}"
+    )
+st.caption("The table shows the parameters of your last run; it updates when you press Run.")
+
+# -- the form ------------------------------------------------------------------------------------
+
+with st.form("attack_lab.form"):
+    chosen = st.multiselect(
+        "Attacks to run",
+        options=list(REGISTRY),
+        default=[a.name for a in current],
+        format_func=lambda name: plan.attack_label(name, s["cfg.params"].get(name)),
+        key="attack_lab.attacks",
+        help="Cost = UNet evaluations per image for the score (and with the per-timestep trace the charts use).",
+    )
+    st.markdown("**Parameters** — the published defaults; change a number or a comma-separated list of timesteps. "
+                "Only the selected attacks' parameters are used.")
+    raw: dict[str, dict] = {}
+    for tab, (name, cls) in zip(st.tabs([cls.title for cls in REGISTRY.values()]), REGISTRY.items()):
+        with tab:
+            st.caption(f"{cls.paper} · score = `{cls.score_label}` (higher = more member-like)")
+            fields = plan.param_fields(name)
+            raw[name] = {}
+            for col, f in zip(st.columns(len(fields)), fields):
+                value = plan.form_value(f, s["cfg.params"].get(name))
+                key = f"attack_lab.p.{name}.{f.name}"
+                default_text = plan.format_ints(f.default) if f.kind == "ints" else f.default
+                help_text = f"{f.help[:1].upper() + f.help[1:]}. Published default: {default_text}."
+                with col:
+                    if f.kind == "ints":
+                        raw[name][f.name] = st.text_input(
+                            f.name, value=value, key=key,
+                            help=help_text + " Whole numbers separated by commas (timesteps 0 .. "
+                                 f"{num_timesteps - 1}); an empty sweep skips the per-timestep trace.")
+                    elif f.kind == "bool":
+                        raw[name][f.name] = st.checkbox(f.name, value=value, key=key, help=help_text)
+                    elif f.kind == "float":
+                        raw[name][f.name] = st.number_input(f.name, value=value, step=0.5, key=key, help=help_text)
+                    else:
+                        raw[name][f.name] = st.number_input(f.name, value=value, step=1, key=key, help=help_text)
+    seed_col, _ = st.columns([1, 3])
+    new_seed = seed_col.number_input(
+        "Seed", min_value=0, max_value=2**31 - 1, value=seed, step=1, key="attack_lab.seed",
+        help="Seeds the noise each attack draws per image (the default split of the embedded data does not change).",
+    )
+    submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:", key="attack_lab.run")
+
+
+def _start(exp_now) -> None:
+    """Submit the session's attacks to the worker unless every result is stored already."""
+    attacks = selected_attacks()
+    stored = {a.name for a in attacks if store.has(
+        RunKey.of(exp_now.target.fingerprint, exp_now.images.fingerprint, a, int(s["cfg.seed"])))}
+    if len(stored) == len(attacks):
+        s[JOB_KEY] = None
+        s[NOTICE_KEY] = f"All {len(attacks)} selected attack(s) already have stored results: nothing to compute."
+        return
+    job_id = attack_job_id(exp_now, attacks, int(s["cfg.seed"]))
+    previous = worker.get(job_id)
+    if previous is not None and previous.status == "done":  # results gone from the store since: run again
+        worker.forget(job_id)
+    state = submit_attacks(worker, exp_now, attacks, seed=int(s["cfg.seed"]), store=store)
+    s[JOB_KEY] = state.job_id
+    s[NOTICE_KEY] = None
+
+
+if submitted:
+    errors, new_params = [], {}
+    if not chosen:
+        errors.append("Choose at least one attack.")
+    for name in chosen:
+        try:
+            values = plan.values_from_form(name, raw[name])
+            plan.build_attack(name, values, num_timesteps=num_timesteps)
+        except ValueError as exc:
+            errors.append(f"**{REGISTRY[name].title}**: {exc}")
+            continue
+        diff = plan.non_default(name, values)
+        if diff:
+            new_params[name] = diff
+    if errors:
+        st.error("Nothing was started. Please fix:\n\n" + "\n\n".join(f"- {e}" for e in errors))
+    else:
+        s["cfg.attacks"] = list(chosen)
+        s["cfg.params"] = new_params
+        s["cfg.seed"] = int(new_seed)
+        exp_now = try_experiment()  # the seed may have changed the experiment (random splits)
+        if exp_now is not None:
+            try:
+                _start(exp_now)
+            except Exception as exc:  # never a traceback on the page
+                st.error(f"Could not start the job: {type(exc).__name__}: {exc}")
+            else:
+                st.rerun()
+
+if s.get(NOTICE_KEY):
+    st.success(s[NOTICE_KEY])
+
+# -- the job's progress --------------------------------------------------------------------------
+
+job_id = s.get(JOB_KEY)
+state = worker.get(job_id) if job_id else None
+if state is None and current:  # a job for this very request started elsewhere (another tab, before a reload)
+    other = worker.get(attack_job_id(exp, current, seed))
+    if other is not None and other.active:
+        job_id, state = other.job_id, other
+        s[JOB_KEY] = job_id
+if state is not None and state.active:
+    s[POLL_KEY] = job_id
+
+
+@st.fragment(run_every=1.0 if state is not None and state.active else None)
+def job_panel() -> None:
+    """Progress of this session's job; polls every second while it is queued or running."""
+    if not job_id:
+        return
+    job = worker.get(job_id)
+    if job is None:
+        return
+    if job.active:
+        # not a `with` block: leaving one would mark the status complete while the job still runs
+        box = st.status(f"Running: {job.description}", state="running", expanded=True)
+        if job.status == "queued":
+            box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
+        else:
+            phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
+            eta = job.eta_seconds()
+            eta_text = f" · about {plan.format_duration(eta)} left" if eta is not None else ""
+            text = f"{phase} — {job.message}{eta_text}" if job.message else "Starting…"
+            box.progress(min(1.0, job.fraction), text=text)
+        box.button("Cancel", key="attack_lab.cancel", on_click=worker.cancel, args=(job.job_id,),
+                   icon=":material/stop_circle:",
+                   help="Stops after the current batch; attacks that already finished stay stored.")
+        box.caption("You can leave this page: the job keeps running on the server, and this page shows its "
+                    "progress again when you come back.")
+        return
+    if s.get(POLL_KEY) == job_id:  # it just ended: one full rerun so every section shows the new results
+        s[POLL_KEY] = None
+        st.rerun()
+    took = f" in {plan.format_duration(job.finished - job.started)}" if job.finished and job.started else ""
+    if job.status == "done":
+        st.success(f"Done — {job.message}{took}.", icon=":material/check_circle:")
+    elif job.status == "cancelled":
+        st.warning("Cancelled. Attacks that had finished are stored and shown below; press Run to compute the rest.",
+                   icon=":material/stop_circle:")
+    elif job.status == "failed":
+        st.error(f"The job failed: {job.error}", icon=":material/error:")
+        with st.expander("Traceback (for a bug report)"):
+            st.code(job.message or "no traceback", language="text")
+
+
+job_panel()
+
+# -- results ---------------------------------------------------------------------------------------
+
+try:
+    found = results(exp)
+except ValueError:
+    found = {}
+if found:
+    st.subheader("Results")
+    rows = plan.metric_rows(found, exp.is_member)
+    summary = pd.DataFrame(rows).drop(columns=["_auc", "_tpr1"])
+    st.dataframe(summary, hide_index=True, width="stretch", key="attack_lab.summary")
+    st.caption(
+        "AUC: probability that a random member scores higher than a random non-member (0.5 = guessing). "
+        "TPR @ 1% FPR: the share of members found when only 1 % of non-members may be wrongly flagged — "
+        "the number that says whether an attacker can be *confident*. Brackets: 95 % bootstrap intervals. "
+        "TPR @ 0.1% FPR needs at least 1,000 non-members to be measured."
+    )
+    missing = [a.title for a in current if a.name not in found]
+    if missing:
+        st.info(f"Not computed yet: {', '.join(missing)}.")
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.page_link("pages/compare.py", label="Compare the attacks: ROC curves, histograms, per-timestep AUC", icon="📈")
+    c2.download_button("Metrics (CSV)", summary.to_csv(index=False).encode(), file_name="attack_metrics.csv",
+                       mime="text/csv", on_click="ignore", key="attack_lab.dl_metrics")
+    scores = pd.DataFrame({"id": list(exp.ids), "is_member": exp.is_member.astype(int)})
+    for name, res in found.items():
+        scores[f"{name}_score"] = res.scores
+    c3.download_button("Per-image scores (CSV)", scores.to_csv(index=False).encode(), file_name="attack_scores.csv",
+                       mime="text/csv", on_click="ignore", key="attack_lab.dl_scores")
+elif current and not (state is not None and state.active):
+    st.info("No stored results for the selected attacks on this experiment yet: press **Run**.")

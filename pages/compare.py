@@ -1,4 +1,297 @@
+"""Compare: every attack's results on the session's experiment, side by side.
+
+Thin page: reads the stored results (nothing is computed here but metrics from stored scores),
+builds figures with ``mia_core.figures`` and draws them. Clicking a sample (histogram strip,
+attack-vs-attack scatter, most-vulnerable table) opens it in the Sample explorer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("compare")
-st.info("This page is being built.")
+from mia_core import figures as F
+from mia_core import metrics as M
+from mia_core.attacks import REGISTRY, get_attack
+from pages._common import FPR_BUDGETS, fpr_budget, results, try_experiment
+
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
+BUDGET_BY_LABEL = {F.budget_label(b): b for b in FPR_BUDGETS}
+
+
+def budget_control() -> float:
+    """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
+    s = st.session_state
+    if "fpr" not in s and st.query_params.get("fpr") not in BUDGET_BY_LABEL:
+        current = fpr_budget()
+        s["fpr"] = current if current in FPR_BUDGETS else M.BUDGET_1PCT
+    value = st.segmented_control(
+        "FPR budget", FPR_BUDGETS, key="fpr", format_func=F.budget_label, required=True, bind="query-params",
+        help="The false-positive rate the attacker accepts: the fraction of non-members wrongly flagged. "
+             "Thresholds and operating points on this page follow it.",
+    )
+    if value is None:  # an invalid ?fpr= in the URL
+        value = fpr_budget()
+    s["cfg.fpr"] = float(value)
+    return float(value)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _evaluate(scores: np.ndarray, is_member: np.ndarray) -> M.AttackMetrics:
+    return M.evaluate(scores, is_member)
+
+
+def _published_calls(name: str, params: dict) -> int | None:
+    try:
+        known = {k: v for k, v in params.items() if k != "sweep"}
+        return get_attack(name, known).unet_calls(trace=False)
+    except Exception:  # parameters from an older run: the cost column is simply left out
+        return None
+
+
+def _selected_id(event, valid: set[str]) -> str | None:
+    """The sample id of the first selected point carrying one (customdata), if any."""
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return None
+    for point in points or []:
+        data = point.get("customdata") if isinstance(point, dict) else None
+        if isinstance(data, (list, tuple)):
+            data = data[0] if data else None
+        if isinstance(data, str) and data in valid:
+            return data
+    return None
+
+
+def _drop_stale(key: str, options: list[str]) -> None:
+    """Forget a remembered choice that is no longer offered (e.g. an attack was deselected)."""
+    if key in st.session_state and st.session_state[key] not in options:
+        del st.session_state[key]
+
+
+def open_sample(sample_id: str, attack: str) -> None:
+    st.session_state["sel.sample"] = sample_id
+    st.switch_page("pages/sample.py", query_params={"id": sample_id, "attack": attack})
+
+
+def html_download(fig, name: str, key: str) -> None:
+    st.download_button("Download figure (HTML)", lambda: F.figure_html(fig), file_name=f"{name}.html",
+                       mime="text/html", key=key, on_click="ignore", icon=":material/download:",
+                       help="An interactive, standalone HTML file (plotly.js included, works offline).")
+
+
+# --------------------------------------------------------------------------- page
+
+st.title("📈 Compare attacks")
+st.caption(
+    "Every attack gives each image a score (higher = more likely a member of the training set). "
+    "Here the scores of the selected attacks are compared on the same members and non-members: "
+    "how well they separate the two groups overall (AUC), and, what matters for privacy, how many "
+    "members they catch while wrongly accusing only a few non-members (TPR at a low FPR)."
+)
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+
+res = {name: r for name, r in results(exp).items() if tuple(r.ids) == tuple(exp.ids)}
+if not res:
+    st.warning(
+        "No stored results yet for the selected attacks on this target and data. "
+        "Run them in the Attack lab first; they are saved and show up here."
+    )
+    st.page_link("pages/attack_lab.py", label="Go to the Attack lab", icon="⚔️")
+    st.stop()
+
+is_member = np.asarray(exp.is_member, dtype=bool)
+ids = list(exp.ids)
+valid_ids = set(ids)
+names = list(res)
+n_m, n_nm = int(is_member.sum()), int((~is_member).sum())
+
+top = st.columns([2, 3])
+with top[0]:
+    budget = budget_control()
+with top[1]:
+    st.markdown(
+        f"**{len(names)} attack(s)** on **{n_m} members** and **{n_nm} non-members**. "
+        f"With {n_nm} non-members the smallest non-zero FPR is 1/{n_nm} ≈ {1 / n_nm:.2%}: "
+        "budgets below that cannot be measured and are shown as n/a."
+    )
+
+metrics = {name: _evaluate(r.scores, is_member) for name, r in res.items()}
+roc_input = {name: (r.scores, is_member) for name, r in res.items()}
+
+tab_names = ["ROC (log-log)", "ROC (linear)", "Metric table", "Score histograms", "Per timestep", "Attack vs attack"]
+tabs = st.tabs(tab_names, key="tab", bind="query-params")
+
+with tabs[0]:
+    fig_log = F.roc_figure(roc_input, log=True, budget=budget)
+    st.plotly_chart(fig_log, key="roc_log", theme=None, config=PLOTLY_CONFIG)
+    with st.expander("What am I looking at?"):
+        st.markdown(
+            "Each curve sweeps a threshold over an attack's scores: at every threshold, the fraction of "
+            "members flagged (true-positive rate, TPR) against the fraction of non-members wrongly flagged "
+            "(false-positive rate, FPR). Both axes are **logarithmic**, which magnifies the bottom-left corner: "
+            "the regime that matters for privacy, where an attacker must be confident (Carlini et al., 2022).\n\n"
+            "- The dashed grey diagonal is guessing (TPR = FPR). A curve far above it at low FPR means the "
+            "attack can single out members with few false accusations.\n"
+            f"- Dotted lines mark 1 % and 0.1 % FPR; the dot on each curve is its operating point at the "
+            f"chosen budget ({F.budget_label(budget)}): the best TPR with FPR at most the budget.\n"
+            f"- The grey band left of 1/{n_nm} cannot be measured with {n_nm} non-members: no threshold can "
+            "flag a fraction of a non-member.\n"
+            "- The legend repeats AUC (area under the curve; 0.5 = chance, 1 = perfect) and the TPR at the budget."
+        )
+    html_download(fig_log, "roc_loglog", "dl_roc_log")
+
+with tabs[1]:
+    fig_lin = F.roc_figure(roc_input, log=False, budget=budget)
+    st.plotly_chart(fig_lin, key="roc_lin", theme=None, config=PLOTLY_CONFIG)
+    st.caption(
+        "The classic ROC on linear axes. The area under it is the AUC; note how the low-FPR region that the "
+        "log-log view magnifies is squeezed into the left edge here, so two attacks with similar AUC can differ "
+        "a lot where it matters."
+    )
+    html_download(fig_lin, "roc_linear", "dl_roc_lin")
+
+with tabs[2]:
+    calls = {}
+    for n in names:
+        cost = _published_calls(n, res[n].params)
+        if cost is not None:
+            calls[n] = cost
+    table = F.metric_table(metrics, res, calls)
+    st.dataframe(
+        table, hide_index=True, key="metric_table",
+        column_config={
+            "AUC": st.column_config.NumberColumn(format="%.3f"),
+            "ASR": st.column_config.NumberColumn(format="%.3f", help="best balanced accuracy over all thresholds"),
+            "seconds": st.column_config.NumberColumn(format="%.1f", help="wall-clock time of the stored run"),
+        },
+    )
+    st.caption(
+        "AUC: probability that a random member outscores a random non-member. ASR: the best balanced accuracy "
+        "over all thresholds. TPR@1%FPR / TPR@0.1%FPR: members caught when at most 1 % / 0.1 % of non-members "
+        "are wrongly flagged (the largest threshold within the budget, never rounded up). Intervals: 95 % "
+        "bootstrap, members and non-members resampled separately (200 resamples). A TPR at a budget below "
+        "1/(number of non-members) cannot be measured and is shown as n/a. UNet calls / image is the attack's "
+        "published cost; the run's own count also includes its per-timestep trace."
+    )
+    cols = st.columns(2)
+    with cols[0]:
+        st.download_button("Download metric table (CSV)", lambda: table.to_csv(), file_name="metrics.csv",
+                           mime="text/csv", key="dl_metrics", on_click="ignore", icon=":material/download:")
+    with cols[1]:
+        st.download_button("Download per-sample scores (CSV)",
+                           lambda: F.scores_frame(res, ids, is_member).to_csv(index=False),
+                           file_name="scores.csv", mime="text/csv", key="dl_scores", on_click="ignore",
+                           icon=":material/download:",
+                           help="One row per image: id, is_member (1 = member), one score column per attack.")
+
+with tabs[3]:
+    c1, c2 = st.columns([2, 1])
+    with c1:
+        _drop_stale("compare.hist_attack", names)
+        hist_attack = st.selectbox("Attack", names, key="compare.hist_attack", format_func=F.attack_label,
+                                   persist_state="session")
+    with c2:
+        log_y = st.toggle("log-scale density", key="compare.hist_logy", persist_state="session",
+                          help="Shows the tails, where the low-FPR decisions are made.")
+    r = res[hist_attack]
+    threshold = M.threshold_at_fpr(r.scores, is_member, budget)
+    hist = F.score_histogram(
+        r.scores, is_member, threshold=threshold, ids=ids, highlight_id=st.session_state.get("sel.sample"),
+        log_y=log_y, threshold_label=f"{F.budget_label(budget)} FPR budget",
+        title=f"{F.attack_label(hist_attack)}: {REGISTRY[hist_attack].score_label if hist_attack in REGISTRY else 'score'}",
+    )
+    event = st.plotly_chart(hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun",
+                            selection_mode="points")
+    chosen = _selected_id(event, valid_ids)
+    if chosen is not None:
+        open_sample(chosen, hist_attack)
+    if threshold is None:
+        st.info(f"No threshold at a {F.budget_label(budget)} FPR budget: {M.format_metric(None, budget)}.")
+    st.caption(
+        "Top: how the attack's scores are distributed for members (orange) and non-members (blue), each "
+        "normalised to area 1 so the shapes compare. The dashed line is the threshold at the FPR budget "
+        "(chosen on this very split, so it is the best case for the attacker); everything right of it is "
+        "flagged as a member. Bottom: one dot per image. **Click a dot to open that image in the Sample "
+        "explorer.** When an attack's scores span several orders of magnitude the axis shows −log10(−score), "
+        "which keeps the order."
+    )
+    html_download(hist, f"histogram_{hist_attack}", "dl_hist")
+
+    st.subheader("Most vulnerable samples")
+    st.caption(
+        f"The members with the highest {F.attack_label(hist_attack)} scores: the training images this attack is "
+        "most sure about. 'non-members above' is the fraction of non-members scoring at least as high (0 % = "
+        "it stands out from every non-member). **Select a row to open the image.**"
+    )
+    vuln = F.vulnerable_samples(r, is_member, exp.images.images, k=20, budget=budget)
+    table_event = st.dataframe(
+        vuln, hide_index=True, key="vuln_table", on_select="rerun", selection_mode="single-row", row_height=52,
+        column_order=["rank", "thumbnail", "id", "score", "non-members above", "flagged"],
+        column_config={
+            "thumbnail": st.column_config.ImageColumn("image", width="small"),
+            "score": st.column_config.NumberColumn(format="%.4g"),
+            "non-members above": st.column_config.NumberColumn(format="percent"),
+            "flagged": st.column_config.TextColumn(f"flagged at {F.budget_label(budget)} FPR"),
+        },
+    )
+    rows = getattr(getattr(table_event, "selection", None), "rows", None) or []
+    if rows and 0 <= rows[0] < len(vuln):
+        open_sample(str(vuln.iloc[rows[0]]["id"]), hist_attack)
+
+with tabs[4]:
+    traced = {n: r for n, r in res.items() if r.trace.ndim == 2 and r.trace.shape[1] > 0}
+    if not traced:
+        st.info("None of these results has a per-timestep trace.")
+    else:
+        fig_t = F.timestep_metric_figure(traced, is_member, budget=budget)
+        st.plotly_chart(fig_t, key="timestep_chart", theme=None, config=PLOTLY_CONFIG)
+        st.caption(
+            "Each attack's statistic can be read at many noise levels t (0 = the clean image, larger t = more "
+            "noise added). Top: AUC if the attack used only timestep t; bottom: TPR at the FPR budget. Diamonds "
+            "mark the timestep each attack's score actually uses. Where a curve peaks, the model treats members "
+            "and non-members most differently; at large t the image is mostly noise for both, so every attack "
+            "drifts toward chance (AUC 0.5). SecMI's point at t is a round trip from t to t + k and back."
+        )
+        cols = st.columns(2)
+        with cols[0]:
+            html_download(fig_t, "auc_per_timestep", "dl_timestep")
+        with cols[1]:
+            def _timestep_csv() -> str:
+                frames = [F.timestep_metrics(r, is_member, budget).assign(attack=n) for n, r in traced.items()]
+                return pd.concat(frames, ignore_index=True).to_csv(index=False)
+
+            st.download_button("Download per-timestep metrics (CSV)", _timestep_csv, file_name="timestep_metrics.csv",
+                               mime="text/csv", key="dl_timestep_csv", on_click="ignore", icon=":material/download:")
+
+with tabs[5]:
+    if len(names) < 2:
+        st.info("Select at least two attacks to compare them sample by sample.")
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            _drop_stale("compare.x_attack", names)
+            x_attack = st.selectbox("x axis", names, index=0, key="compare.x_attack", format_func=F.attack_label,
+                                    persist_state="session")
+        with c2:
+            _drop_stale("compare.y_attack", names)
+            y_attack = st.selectbox("y axis", names, index=min(1, len(names) - 1), key="compare.y_attack",
+                                    format_func=F.attack_label, persist_state="session")
+        scatter = F.sample_scatter(res, is_member, ids, x_attack, y_attack,
+                                   highlight_id=st.session_state.get("sel.sample"))
+        scatter_event = st.plotly_chart(scatter, key="scatter_chart", theme=None, config=PLOTLY_CONFIG,
+                                        on_select="rerun", selection_mode="points")
+        chosen = _selected_id(scatter_event, valid_ids)
+        if chosen is not None:
+            open_sample(chosen, x_attack)
+        st.caption(
+            "One dot per image: its score under two attacks. Dots on a diagonal mean the attacks agree on which "
+            "images look like members; the rank correlation in the title sums it up. Members far from the "
+            "non-member cloud are the ones both attacks catch. **Click a dot to open that image.**"
+        )
+        html_download(scatter, f"scatter_{x_attack}_{y_attack}", "dl_scatter")

@@ -1,4 +1,256 @@
+"""Learn: what membership inference on a diffusion model is, shown on the session's target.
+
+Four views: (1) forward noising of one image, (2) the model's one-step denoising of it,
+(3) a member and a non-member under the same noise, (4) what each attack measures.
+Views 1-2 and view 3 are fragments: moving a slider reruns only that view. The first run costs
+a handful of UNet calls on a few images (no sampling, no sweep over the split).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("learn")
-st.info("This page is being built.")
+from mia_core import explain
+from mia_core.experiment import Experiment
+from pages._common import try_experiment
+
+SIZE = explain.DISPLAY_SIZE
+CURVE_DRAWS = 4  # noise draws averaged in the per-t curve of view 3 (2 images x 10 t x 4 = 80 UNet inputs)
+POPULATION = 100  # members and non-members in the optional population curve
+
+
+def _downloads(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
+    """HTML (self-contained) export of a figure and CSV export of its data, built only on click."""
+    cols = st.columns([1, 1, 4])
+    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
+                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
+    if data is not None:
+        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
+                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")
+
+
+def _label(exp: Experiment, index: int) -> str:
+    return f"{exp.ids[index]} ({'member' if exp.is_member[index] else 'non-member'})"
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _pair_curve(fingerprint: str, images_fp: str, ids: tuple[str, str], seed: int, _exp: Experiment,
+                _indices: tuple[int, int]):
+    """Per-t errors of a member / non-member pair (cached per target, pair and seed)."""
+    return explain.reconstruction_error_curve(_exp.target, explain.images_x0(_exp, _indices), explain.LEARN_SWEEP,
+                                              seed, draws=CURVE_DRAWS)
+
+
+@st.cache_data(max_entries=8, show_spinner="Sweeping 100 members and 100 non-members…")
+def _population_curve(fingerprint: str, images_fp: str, seed: int, _exp: Experiment):
+    members, nonmembers = explain.population_indices(_exp, POPULATION, seed)
+    idx = np.concatenate([members, nonmembers])
+    curve = explain.reconstruction_error_curve(_exp.target, explain.images_x0(_exp, idx), explain.LEARN_SWEEP, seed)
+    return curve, len(members)
+
+
+# -- the page -----------------------------------------------------------------------------
+
+st.title("Learn: membership inference on diffusion models")
+st.markdown(
+    "A diffusion model is trained to **remove noise**: take a training image, add a random amount of "
+    "Gaussian noise, and ask the network (a UNet) which noise was added. **Membership inference** asks: "
+    "*was this particular image in the training set?* A model that has **memorised** its training "
+    "images removes noise from them better than from images it never saw, and every attack in this lab "
+    "turns that gap into a score. The four views below show it on the current target."
+)
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+
+seed = int(st.session_state["cfg.seed"])
+schedule = exp.target.schedule
+T = schedule.num_timesteps
+st.caption(
+    f"Target **{exp.target.source}** ({exp.target.n_parameters:,} parameters, "
+    f"{exp.target.resolution}×{exp.target.resolution}, {exp.target.channels} channel(s)) · "
+    f"{int(exp.is_member.sum()):,} members and {int((~exp.is_member).sum()):,} non-members · noise seed {seed} "
+    "(change the target on the **Target** page)."
+)
+
+# Widget defaults, valid for the current experiment (a new target or split may change the ids).
+_default_m, _default_nm = explain.member_vs_nonmember(exp)
+_state = st.session_state
+if _state.get("learn.image") not in exp.ids:
+    _state["learn.image"] = exp.ids[_default_m]
+if _state.get("learn.member") not in exp.ids or not exp.is_member[exp.ids.index(_state["learn.member"])]:
+    _state["learn.member"] = exp.ids[_default_m]
+if _state.get("learn.nonmember") not in exp.ids or exp.is_member[exp.ids.index(_state["learn.nonmember"])]:
+    _state["learn.nonmember"] = exp.ids[_default_nm]
+
+
+def _pick_random(member: bool) -> None:
+    rng = np.random.default_rng()
+    _state["learn.image"] = exp.ids[explain.random_index(exp, member, rng)]
+
+
+@st.fragment
+def noising_view() -> None:
+    st.header("1 · Adding noise: the forward process")
+    pick, buttons = st.columns([3, 2], vertical_alignment="bottom")
+    pick.selectbox("Image", exp.ids, key="learn.image", format_func=lambda i: _label(exp, exp.ids.index(i)),
+                   help="Members were in the target's training set; non-members were held out.")
+    b1, b2 = buttons.columns(2)
+    b1.button("Random member", key="learn.rand_m", on_click=_pick_random, args=(True,), width="stretch")
+    b2.button("Random non-member", key="learn.rand_nm", on_click=_pick_random, args=(False,), width="stretch")
+    t = st.slider("Timestep t", 0, T - 1, 200, key="learn.t",
+                  help="0 = almost clean, T-1 = almost pure noise. Attacks look at small-to-middle t.")
+    abar, w_signal, w_noise = explain.signal_noise_weights(schedule, t)
+
+    st.latex(r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
+             r"\varepsilon \sim \mathcal{N}(0, I)")
+    m1, m2, m3 = st.columns(3)
+    m1.metric(r"$\bar\alpha_t$ (abar_t)", f"{abar:.4f}", help="Cumulative product of (1 - beta_s) for s = 0..t.")
+    m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", f"{w_signal:.4f}")
+    m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", f"{w_noise:.4f}")
+    st.caption(f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
+               f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}.")
+
+    index = exp.ids.index(_state["learn.image"])
+    x0 = explain.images_x0(exp, [index])[0]
+    noise = explain.fixed_noise(x0.shape, seed)
+    try:
+        x_t, eps_pred, x0_hat = explain.one_step_denoise(exp.target, x0, t, noise)
+    except Exception as exc:  # a strange target must not take the page down
+        st.error(f"The model could not denoise this image: {exc}")
+        return
+    c1, c2, c3 = st.columns(3)
+    c1.image(explain.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
+    c2.image(explain.upscale_nearest(explain.noise_to_display(noise), SIZE), caption="ε: the noise (fixed seed)",
+             width=SIZE, output_format="PNG")
+    c3.image(explain.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
+    with st.expander("How ᾱ_t falls with t"):
+        fig = explain.abar_figure(schedule, t)
+        st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
+        abar_all = schedule.alphas_cumprod.numpy()
+        _downloads(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
+                                      "noise_weight": np.sqrt(1 - abar_all)}), "abar_schedule", "learn.abar_dl")
+        st.caption(f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
+                   "mixing weights change as you move the slider.")
+
+    st.header("2 · One denoising step by the model")
+    st.latex(r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}")
+    d1, d2, d3, d4 = st.columns(4)
+    d1.image(explain.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
+    d2.image(explain.upscale_nearest(explain.noise_to_display(eps_pred), SIZE),
+             caption="ε_θ(x_t, t): predicted noise", width=SIZE, output_format="PNG")
+    d3.image(explain.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
+    d4.image(explain.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
+    eps_err = float((eps_pred - noise).pow(2).mean())
+    x0_err = float((x0_hat - x0).pow(2).mean())
+    e1, e2 = st.columns(2)
+    e1.metric("noise error mean (ε_θ − ε)²", f"{eps_err:.4f}",
+              help="The training loss of a DDPM on this image at this t (mean over pixels).")
+    e2.metric("reconstruction error mean (x̂₀ − x₀)²", f"{x0_err:.4f}",
+              help="= (1 − ᾱ_t)/ᾱ_t × the noise error: the same information, on the image scale.")
+    st.caption(
+        "The UNet sees only x_t and t, guesses the noise ε_θ, and subtracting it gives a one-step guess of the "
+        "clean image x̂₀. Small t: easy, x̂₀ ≈ x₀. Large t: the model must invent the image, so x̂₀ drifts to a "
+        "typical training image. The loss attack scores an image by exactly this noise error (lower = member)."
+    )
+
+
+@st.fragment
+def comparison_view() -> None:
+    st.header("3 · Member vs non-member: who is reconstructed better?")
+    members = [i for i, m in zip(exp.ids, exp.is_member) if m]
+    nonmembers = [i for i, m in zip(exp.ids, exp.is_member) if not m]
+    c_m, c_nm, c_t = st.columns([2, 2, 3])
+    c_m.selectbox("Member", members, key="learn.member")
+    c_nm.selectbox("Non-member", nonmembers, key="learn.nonmember")
+    t = c_t.slider("Timestep t for both", 0, T - 1, 200, key="learn.cmp_t")
+    m_idx, nm_idx = explain.member_vs_nonmember(exp, _state["learn.member"], _state["learn.nonmember"])
+    x0 = explain.images_x0(exp, [m_idx, nm_idx])
+    noise = explain.fixed_noise(x0.shape[1:], seed)
+    try:
+        x_t, eps_pred, x0_hat = explain.one_step_denoise(exp.target, x0, t, noise)
+        curve = _pair_curve(exp.target.fingerprint, exp.images.fingerprint, (exp.ids[m_idx], exp.ids[nm_idx]), seed,
+                            exp, (m_idx, nm_idx))
+    except Exception as exc:
+        st.error(f"The model could not denoise these images: {exc}")
+        return
+    eps_err = (eps_pred - noise).pow(2).flatten(1).mean(1).tolist()
+    x0_err = (x0_hat - x0).pow(2).flatten(1).mean(1).tolist()
+
+    pair, chart = st.columns([4, 3])
+    with pair:
+        for k, who in ((0, "member"), (1, "non-member")):
+            imgs, nums = st.columns([3, 2])
+            with imgs:
+                st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
+                st.image([explain.display_image(x0[k], 88), explain.display_image(x_t[k], 88),
+                          explain.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
+                         output_format="PNG")
+            nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
+            nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")
+    with chart:
+        bars = explain.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
+        st.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
+    lower = "member" if x0_err[0] < x0_err[1] else "non-member"
+    ratio = max(x0_err) / max(min(x0_err), 1e-12)
+    st.markdown(f"At t = {t} with the same noise, the **{lower}** is reconstructed better "
+                f"({ratio:.2f}× lower error).")
+    _downloads(bars, pd.DataFrame({"image": [exp.ids[m_idx], exp.ids[nm_idx]], "member": [True, False], "t": t,
+                                   "x0_error": x0_err, "eps_error": eps_err}), f"errors_t{t}", "learn.bars_dl")
+
+    st.subheader("Across timesteps")
+    show_pop = st.toggle(f"Also show {POPULATION} members and {POPULATION} non-members (median and IQR band)",
+                         key="learn.population",
+                         help=f"{len(explain.LEARN_SWEEP) * 2 * POPULATION:,} UNet calls, a few seconds on a CPU.")
+    kwargs = {}
+    if show_pop:
+        pop, n_m = _population_curve(exp.target.fingerprint, exp.images.fingerprint, seed, exp)
+        pm, pn = pop.x0_error[:n_m], pop.x0_error[n_m:]
+        kwargs = dict(member_band=(np.percentile(pm, 25, 0), np.percentile(pm, 75, 0)),
+                      nonmember_band=(np.percentile(pn, 25, 0), np.percentile(pn, 75, 0)))
+    fig = explain.error_curve_figure(curve.timesteps, curve.x0_error[0], curve.x0_error[1], t_marker=t,
+                                     ylabel="reconstruction error mean (x̂₀ − x₀)²",
+                                     names=(f"member {exp.ids[m_idx]}", f"non-member {exp.ids[nm_idx]}"), **kwargs)
+    if show_pop:
+        import plotly.graph_objects as go
+
+        from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR
+        for err, color, name in ((pm, MEMBER_COLOR, "members (median)"), (pn, NONMEMBER_COLOR, "non-members (median)")):
+            fig.add_trace(go.Scatter(x=pop.timesteps, y=np.median(err, 0), mode="lines", name=name,
+                                     line=dict(color=color, dash="dash", width=1.5)))
+    st.plotly_chart(fig, key="learn.curve", config={"displaylogo": False})
+    data = pd.DataFrame({"t": curve.timesteps, "member_x0_error": curve.x0_error[0],
+                         "nonmember_x0_error": curve.x0_error[1], "member_eps_error": curve.eps_error[0],
+                         "nonmember_eps_error": curve.eps_error[1]})
+    _downloads(fig, data, "error_curve", "learn.curve_dl")
+    with st.expander("What am I looking at?"):
+        st.markdown(
+            f"Both images get **the same noise image** ε and the same t, so any difference comes from the model. "
+            f"During training the model saw each member many times at random t, so it learned to undo noise on "
+            f"*those exact images*: their reconstruction error is typically lower. The curve averages "
+            f"{CURVE_DRAWS} noise draws at {len(explain.LEARN_SWEEP)} timesteps (log scale: the error grows with t "
+            "because the model must invent more of the image).\n\n"
+            "One pair can go either way at some t: the gap is a **tendency over many images**, which is why the "
+            "attacks are judged by ROC curves over the whole split. Switch on the population view to see the "
+            "member and non-member bands. Where the bands separate most is where an attack should look."
+        )
+
+
+noising_view()
+comparison_view()
+
+st.header("4 · What the attacks do")
+st.markdown(
+    "Every attack turns the gap you just saw into one **score per image, higher = more member-like**, "
+    "then a threshold on the score decides *member* or *non-member*. They differ in what they measure "
+    "and in how many UNet calls they spend per image. Because a false accusation is costly, attacks "
+    "are compared by the **true-positive rate at a low false-positive rate** (1 %, 0.1 %), not just AUC."
+)
+summary = pd.DataFrame(explain.attack_summary()).drop(columns=["name"])
+st.table(summary.set_index("attack"))
+st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
+                   key="learn.attacks_dl", on_click="ignore", icon=":material/download:")
+st.page_link("pages/attack_lab.py", label="Run them in the Attack lab", icon="⚔️")

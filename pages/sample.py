@@ -1,4 +1,224 @@
+"""Sample explorer: one image, its scores, verdicts and error curve, SecMI's reconstructions.
+
+The image is chosen by the URL (``?id=digits-0042&attack=secmi``), by the session's selection
+(``sel.sample``, set by clicks on the Compare page) or by the selectbox; the URL follows the
+selectbox so a view can be shared. Thin page: figures and tables come from ``mia_core.figures``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
 import streamlit as st
 
-st.title("sample")
-st.info("This page is being built.")
+from mia_core import figures as F
+from mia_core import metrics as M
+from mia_core.style import MEMBER_LABEL, NONMEMBER_LABEL
+from pages._common import FPR_BUDGETS, fpr_budget, results, try_experiment
+
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
+BUDGET_BY_LABEL = {F.budget_label(b): b for b in FPR_BUDGETS}
+IMAGE_PX = 160
+
+
+def budget_control() -> float:
+    """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
+    s = st.session_state
+    if "fpr" not in s and st.query_params.get("fpr") not in BUDGET_BY_LABEL:
+        current = fpr_budget()
+        s["fpr"] = current if current in FPR_BUDGETS else M.BUDGET_1PCT
+    value = st.segmented_control(
+        "FPR budget", FPR_BUDGETS, key="fpr", format_func=F.budget_label, required=True, bind="query-params",
+        help="The false-positive rate the attacker accepts: the fraction of non-members wrongly flagged.",
+    )
+    if value is None:  # an invalid ?fpr= in the URL
+        value = fpr_budget()
+    s["cfg.fpr"] = float(value)
+    return float(value)
+
+
+@st.cache_data(show_spinner="Re-running SecMI on this image (11 UNet calls)…", max_entries=256)
+def _secmi_images(_target, target_fingerprint: str, sample_id: str, x0: np.ndarray, params_json: str) -> dict:
+    return F.secmi_images(_target, x0, json.loads(params_json))
+
+
+def _pick_random(group: str, ids: list[str], is_member: np.ndarray) -> None:
+    pool = [i for i, m in zip(ids, is_member) if bool(m) == (group == "member")]
+    if pool:
+        st.session_state["sample.id"] = pool[np.random.default_rng().integers(len(pool))]
+
+
+# --------------------------------------------------------------------------- page
+
+st.title("🔬 Sample explorer")
+st.caption(
+    "One image under the microscope: is it truly in the target's training set, what does each attack say "
+    "about it at the chosen false-positive budget, and why. Open an image from the Compare page (click a dot "
+    "or a row) or pick one here; the address bar always holds a link to this exact view."
+)
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+
+ids = list(exp.ids)
+index_of = {sid: i for i, sid in enumerate(ids)}
+is_member = np.asarray(exp.is_member, dtype=bool)
+res = {name: r for name, r in results(exp).items() if tuple(r.ids) == tuple(exp.ids)}
+s = st.session_state
+
+# -- which image: URL, then the session's selection, then the first image -------------------------
+url_id = st.query_params.get("id")
+if url_id is not None and url_id not in index_of:
+    st.error(
+        f"There is no image with id **{url_id}** in this experiment ({len(ids)} images, e.g. {' and '.join(sorted(ids)[:2])}, …). "
+        "The link may come from another target or data set. Pick an image below."
+    )
+if url_id in index_of and url_id != s.get("sample._url_id"):
+    s["sample.id"] = url_id  # a new id in the URL (a link, or a click on the Compare page) wins
+s["sample._url_id"] = url_id
+if s.get("sample.id") not in index_of:
+    fallback = s.get("sel.sample")
+    s["sample.id"] = fallback if fallback in index_of else ids[0]
+
+url_attack = st.query_params.get("attack")
+if res:
+    if url_attack in res and url_attack != s.get("sample._url_attack"):
+        s["sample.attack"] = url_attack
+    s["sample._url_attack"] = url_attack
+    if s.get("sample.attack") not in res:
+        s["sample.attack"] = "secmi" if "secmi" in res else next(iter(res))
+
+controls = st.columns([2.6, 1.5, 1.9, 2.8], vertical_alignment="bottom")
+with controls[0]:
+    sample_id = st.selectbox(
+        "Image", sorted(ids), key="sample.id",
+        format_func=lambda i: f"{i} ({MEMBER_LABEL if is_member[index_of[i]] else NONMEMBER_LABEL})",
+        help="Type to search. The address bar follows, so the view can be shared.",
+    )
+with controls[1]:
+    st.button("Random member", on_click=_pick_random, args=("member", ids, is_member),
+              width="stretch", help="Pick a random member (an image the target was trained on)")
+with controls[2]:
+    st.button("Random non-member", on_click=_pick_random, args=("non-member", ids, is_member),
+              width="stretch", help="Pick a random non-member (an image the target never saw)")
+with controls[3]:
+    budget = budget_control()
+
+i = index_of[sample_id]
+truth = bool(is_member[i])
+s["sel.sample"] = sample_id
+st.query_params["id"] = sample_id
+s["sample._url_id"] = sample_id
+
+# -- the image and its verdicts ------------------------------------------------------------------
+left, right = st.columns([1, 3])
+with left:
+    st.image(F.upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
+             width=IMAGE_PX, clamp=True)
+    if truth:
+        st.success("Truly a **member**: the target was trained on this image.")
+    else:
+        st.info("Truly a **non-member**: the target never saw this image in training.")
+
+with right:
+    st.subheader(f"Verdicts at {F.budget_label(budget)} FPR")
+    if not res:
+        st.warning("No stored attack results for this target and data yet, so there are no scores to show.")
+        st.page_link("pages/attack_lab.py", label="Run attacks in the Attack lab", icon="⚔️")
+    else:
+        attack = st.selectbox("Attack for the curves below", list(res), key="sample.attack",
+                              format_func=F.attack_label)
+        st.query_params["attack"] = attack
+        s["sample._url_attack"] = attack
+        verdicts = F.sample_verdicts(res, is_member, i, budget)
+        st.dataframe(
+            verdicts, hide_index=True, key="sample.verdicts",
+            column_order=["attack", "score", "threshold", "verdict", "correct", "non-members above",
+                          "rank among non-members"],
+            column_config={
+                "score": st.column_config.NumberColumn(format="%.4g"),
+                "threshold": st.column_config.NumberColumn(
+                    "threshold*", format="%.4g", help="oracle threshold chosen on this split (see below)"),
+                "correct": st.column_config.CheckboxColumn("correct?"),
+                "non-members above": st.column_config.NumberColumn(
+                    "non-members ≥ score", format="percent",
+                    help="fraction of non-members scoring at least as high as this image"),
+                "rank among non-members": st.column_config.NumberColumn(
+                    "rank vs non-members", help="1 = no non-member scores higher"),
+            },
+        )
+        row = verdicts.loc[attack]
+        if row["correct"] is None:
+            st.markdown(f"**{F.attack_label(attack)}** gives no verdict: {row['verdict']}.")
+        else:
+            flagged = row["verdict"] == MEMBER_LABEL
+            st.markdown(
+                f"**{F.attack_label(attack)}** {'flags' if flagged else 'does not flag'} **{sample_id}** as a member "
+                f"at {F.budget_label(budget)} FPR (score {row['score']:.4g} {'≥' if flagged else '<'} threshold "
+                f"{row['threshold']:.4g}) — {'right' if row['correct'] else 'wrong'}: it is truly a "
+                f"{MEMBER_LABEL if truth else NONMEMBER_LABEL}. "
+                f"{row['non-members above']:.1%} of non-members score at least as high."
+            )
+        st.caption(
+            "\\* Oracle threshold chosen on this split: for each attack, the threshold that flags at most the "
+            "budgeted fraction of this experiment's own non-members (the best case for an attacker; a real one "
+            "would calibrate it on other data). A verdict is 'member' when the score is at or above it. "
+            "Rank 1 among non-members = no non-member scores higher."
+        )
+
+# -- the error curve and where the score falls ---------------------------------------------------
+if res:
+    r = res[attack]
+    st.subheader(f"{F.attack_label(attack)}: this image's error at every timestep")
+    if r.trace.ndim == 2 and r.trace.shape[1] > 0:
+        curve = F.error_curve_figure(r, is_member, i)
+        st.plotly_chart(curve, key="sample.curve", theme=None, config=PLOTLY_CONFIG)
+        st.caption(
+            f"The attack's raw statistic at each timestep t ({r.trace_label}; t = 0 is the clean image, larger t "
+            "means more noise); lower = the model treats the image more like one it was trained on"
+            f"{' (log scale)' if curve.layout.yaxis.type == 'log' else ''}. "
+            "Bands: the middle 50 % of members "
+            "(orange) and non-members (blue), lines their medians. The black line is this image. Where the bands "
+            "separate, the attack can tell members apart; the dotted line marks the timestep its score uses."
+        )
+    else:
+        st.info(f"{F.attack_label(attack)} stored no per-timestep trace for this run.")
+
+    thr = M.threshold_at_fpr(r.scores, is_member, budget)
+    hist = F.score_histogram(r.scores, is_member, threshold=thr, ids=ids, highlight_id=sample_id,
+                             threshold_label=f"{F.budget_label(budget)} FPR budget",
+                             title=f"Where {sample_id} falls among all {F.attack_label(attack)} scores")
+    st.plotly_chart(hist, key="sample.hist", theme=None, config=PLOTLY_CONFIG)
+    st.caption("The star is this image; the dashed line is the oracle threshold at the FPR budget.")
+
+# -- SecMI's reconstructions ---------------------------------------------------------------------
+st.subheader("SecMI's round trip for this image")
+secmi_params = dict(res["secmi"].params) if "secmi" in res else dict(s.get("cfg.params", {}).get("secmi", {}))
+secmi_params = {k: v for k, v in secmi_params.items() if k in ("t_sec", "k")}
+try:
+    pics = _secmi_images(exp.target, exp.target.fingerprint, sample_id, exp.x0[i],
+                         json.dumps(secmi_params, sort_keys=True))
+except Exception as exc:  # a model that cannot run here must not take the page down
+    st.error(f"Could not recompute SecMI for this image: {exc}")
+else:
+    t = pics["t"]
+    cols = st.columns(4)
+    shown = [
+        ("x0", "x₀: the image"),
+        ("x_tilde", f"x̃ at t = {t}: deterministically noised"),
+        ("x_recon", f"x'' at t = {t}: one step up, one back down"),
+        ("diff", f"|x̃ − x''| (brightest = {pics['diff_max']:.2g})"),
+    ]
+    for col, (key, caption) in zip(cols, shown):
+        with col:
+            st.image(F.upscale_nearest(pics[key], IMAGE_PX), caption=caption, width=IMAGE_PX, clamp=True)
+    st.caption(
+        f"SecMI (Duan et al., 2023) runs the model's deterministic DDIM process *backwards*, from the clean image "
+        f"to a noisy version x̃ at t = {t} (9 UNet calls), then takes one step further up and one step back "
+        f"down (2 calls) and measures how far it lands from where it started: the t-error "
+        f"Σ(x̃ − x'')² = {pics['t_error']:.3g} for this image. A model that memorised an image retraces its steps "
+        "more exactly, so members tend to have a smaller t-error. The first three images use the pixel scale "
+        "[-1, 1] → black…white; the difference is stretched so its largest value is white."
+    )

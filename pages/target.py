@@ -1,4 +1,252 @@
+"""Target: choose the model under attack, read its card, and look for memorisation in its samples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("target")
-st.info("This page is being built.")
+from mia_core import explain, sampling
+from mia_core.experiment import Experiment
+from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
+from pages._common import try_experiment
+
+SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
+THUMB = 88  # pixels per image in the memorisation grid
+
+
+def _downloads(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
+    cols = st.columns([1, 1, 4])
+    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
+                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
+    if data is not None:
+        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
+                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")
+
+
+def _validate(choice: str, folder: str, hub_id: str) -> str:
+    """The target spec for the chosen source, loaded once to prove it works (raises TargetLoadError)."""
+    if choice == SOURCES[0]:
+        spec = "default"
+    elif choice == SOURCES[1]:
+        folder = folder.strip()
+        if not folder:
+            raise TargetLoadError("enter the path of a local diffusers folder")
+        path = Path(folder).expanduser()
+        if not path.exists():
+            raise TargetLoadError(f"{folder!r} does not exist on the machine running the app")
+        if not path.is_dir():
+            raise TargetLoadError(f"{folder!r} is a file; choose the folder that holds config.json or unet/")
+        spec = str(path.resolve())
+    else:
+        spec = hub_id.strip()
+        if not spec:
+            raise TargetLoadError("enter a Hub id such as google/ddpm-cifar10-32")
+    load_target(spec)
+    return spec
+
+
+def _apply() -> None:
+    """Button callback: switch targets only when the new one loads; otherwise keep the old one and say why."""
+    s = st.session_state
+    try:
+        spec = _validate(s["target.source"], s.get("target.folder", ""), s.get("target.hub", ""))
+    except TargetLoadError as exc:
+        s["target.error"] = str(exc)
+        return
+    except Exception as exc:  # a corrupt file, an odd config: never an uncaught exception on the page
+        s["target.error"] = f"could not load this target ({type(exc).__name__}: {exc})"
+        return
+    s["target.error"] = None
+    if spec != s["cfg.target"]:
+        s["cfg.target"] = spec
+        s["sel.sample"] = None
+        s["target.flash"] = f"Switched the target to {spec}."
+    else:
+        s["target.flash"] = f"{spec} is already the target."
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _samples(fingerprint: str, n: int, steps: int, seed: int, _exp: Experiment) -> np.ndarray:
+    """DDIM samples, cached per (target fingerprint, n, steps, seed)."""
+    return sampling.ddim_sample(_exp.target, n, steps=steps, seed=seed)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _memorisation(fingerprint: str, images_fp: str, n: int, steps: int, seed: int, _exp: Experiment,
+                  _pixels: np.ndarray) -> sampling.Memorisation:
+    """Nearest member / non-member of each sample, cached with the samples' key and the images' fingerprint."""
+    imgs, mem = _exp.images.images, _exp.is_member
+    ids = np.asarray(_exp.ids)
+    return sampling.memorisation(_pixels, imgs[mem], imgs[~mem], ids[mem].tolist(), ids[~mem].tolist())
+
+
+# -- the page -----------------------------------------------------------------------------
+
+st.title("Target: the model under attack")
+state = st.session_state
+state.setdefault("target.error", None)
+if "target.source" not in state:  # open the chooser on the current target's kind
+    current = state["cfg.target"]
+    if current in ("", "default"):
+        state["target.source"] = SOURCES[0]
+    elif Path(current).expanduser().exists():
+        state["target.source"], state["target.folder"] = SOURCES[1], current
+    else:
+        state["target.source"], state["target.hub"] = SOURCES[2], current
+
+st.header("Choose the target")
+with st.container(border=True):
+    st.markdown(f"Current target: **`{state['cfg.target']}`**")
+    st.radio("Source", SOURCES, key="target.source", horizontal=True)
+    if state["target.source"] == SOURCES[1]:
+        st.text_input("Folder", key="target.folder", placeholder="/path/to/model (config.json + "
+                      "diffusion_pytorch_model.safetensors, or unet/ + scheduler/)")
+        st.caption("A diffusers folder on the machine running the app: a bare UNet2DModel folder or a DDPM/DDIM "
+                   "pipeline folder. Only **safetensors** weights are read; pickle checkpoints (.bin, .pt, .ckpt) "
+                   "are refused because unpickling can run arbitrary code.")
+    elif state["target.source"] == SOURCES[2]:
+        st.text_input("Hub id", key="target.hub", placeholder="google/ddpm-cifar10-32")
+        st.caption("A Hugging Face Hub model id. It is read from the local Hugging Face cache; if it is not there, "
+                   "the app tries to download it, which **needs the network**. Offline, save the model with "
+                   "`save_pretrained` on an online machine and choose it as a local folder instead.")
+    else:
+        st.caption("The embedded default: a small DDPM UNet trained by this project on half of scikit-learn's "
+                   "8×8 digits. It works offline on a CPU and leaks membership visibly.")
+    st.button("Use this target", key="target.apply", type="primary", on_click=_apply)
+    if state["target.error"]:
+        st.error(f"Target not changed: {state['target.error']}", icon=":material/error:")
+    flash = state.pop("target.flash", None)
+    if flash:
+        st.success(flash, icon=":material/check_circle:")
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+target = exp.target
+card = target.card()
+
+st.header("Model card")
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Parameters", f"{card['parameters']:,}")
+c2.metric("Resolution", f"{card['resolution']}×{card['resolution']}")
+c3.metric("Channels", f"{card['channels']}")
+c4.metric("Timesteps T", f"{card['timesteps']:,}")
+rows = [
+    ("source", card["source"]),
+    ("fingerprint", card["fingerprint"]),
+    ("parameters", f"{card['parameters']:,}"),
+    ("resolution", f"{card['resolution']}×{card['resolution']}"),
+    ("channels", str(card["channels"])),
+    ("block_out_channels", ", ".join(map(str, card["block_out_channels"]))),
+    ("schedule", card["schedule"]),
+    ("device", card["device"]),
+    ("precision", card["precision"]),
+    ("notes", "; ".join(card["notes"]) or "none"),
+]
+card_df = pd.DataFrame(rows, columns=["property", "value"])
+st.dataframe(card_df, hide_index=True, width="stretch")
+st.download_button("Card (JSON)", data=json.dumps(card, indent=1), file_name=f"target_{card['fingerprint']}.json",
+                   mime="application/json", key="target.card_dl", on_click="ignore", icon=":material/download:")
+st.caption("The fingerprint hashes the UNet config, every weight and the noise schedule: results in the store are "
+           "keyed by it, so a retrained or different model never reuses another model's scores.")
+
+# Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
+log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
+log = explain.read_train_log(log_dir) if log_dir.is_dir() else None
+if log is not None:
+    st.subheader("How it was trained")
+    facts = explain.train_log_summary(log)
+    st.code(facts["command"] or "(command not recorded)", language="bash")
+    f1, f2, f3, f4 = st.columns(4)
+    f1.metric("Training steps", f"{facts['steps']:,}" if facts["steps"] else "n/a")
+    f2.metric("Members (training images)", f"{facts['members']:,}" if facts["members"] else "n/a")
+    f3.metric("Training time", f"{facts['seconds']:,.0f} s" if facts["seconds"] else "n/a")
+    f4.metric("Device", str(facts["device"] or "n/a"))
+    st.caption(f"Batch size {facts['batch size']}, learning rate {facts['learning rate']}, "
+               f"weights: {facts['weights'] or 'n/a'} (EMA decay {facts['EMA decay']}). "
+               f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
+               "shown to it, which is what makes them a fair comparison.")
+    loss_fig = explain.loss_curve_figure(log)
+    if loss_fig is not None:
+        st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})
+        curve = np.asarray(log["loss_curve"], dtype=float)
+        _downloads(loss_fig, pd.DataFrame({"step": curve[:, 0], "loss": curve[:, 1]}), "training_loss",
+                   "target.loss_dl")
+        st.caption("Training loss (mean squared noise error, log scale). It keeps falling long after the samples "
+                   "look good: the model is fitting its training images ever more closely, which is the leak the "
+                   "attacks exploit.")
+
+st.header("Memorisation: samples and their nearest training images")
+st.markdown(
+    "The model generates new images from pure noise (deterministic DDIM). Each sample is shown next to its "
+    "**nearest member** (a training image) and its **nearest non-member** (a held-out image) by L2 distance in "
+    "pixel space. A sample that is a near copy of a training image is **direct evidence of memorisation**: the "
+    "model reproduces what it was trained on instead of something new. Being consistently closer to members "
+    "than to equally many held-out images of the same kind points the same way, more weakly."
+)
+with st.form("target.sample_form", border=True):
+    s1, s2, s3 = st.columns(3)
+    n = s1.number_input("Samples", 1, 64, 8, key="target.n")
+    steps = s2.number_input("DDIM steps", 2, 200, 50, key="target.steps")
+    sample_seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="target.seed")
+    st.caption(f"Costs samples × steps UNet calls ({int(n) * int(steps):,} now); the default target does 8 × 50 "
+               "in about a second on a CPU.")
+    generate = st.form_submit_button("Generate samples", type="primary")
+request = (target.fingerprint, int(n), int(steps), int(sample_seed))
+if generate:
+    state["target.samples"] = request
+if state.get("target.samples") and state["target.samples"][0] == target.fingerprint:
+    fp, n_req, steps_req, seed_req = state["target.samples"]
+    try:
+        with st.spinner(f"Generating {n_req} samples with {steps_req} DDIM steps…", show_time=True):
+            samples = _samples(fp, n_req, steps_req, seed_req, exp)
+            mem = _memorisation(fp, exp.images.fingerprint, n_req, steps_req, seed_req, exp, samples)
+    except Exception as exc:
+        st.error(f"Sampling failed: {type(exc).__name__}: {exc}")
+        st.stop()
+    imgs = exp.images.images
+    members_px, nonmembers_px = imgs[exp.is_member], imgs[~exp.is_member]
+    closer = mem.n_closer_to_member
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Closer to a member than to any non-member", f"{closer} of {n_req}")
+    m2.metric("Median distance to nearest member", f"{np.median(mem.member_distance):.1f}")
+    m3.metric("Held-out images → nearest member (median)", f"{mem.heldout_median:.1f}",
+              help="How close a real image the model never saw gets to the training set: the yardstick for "
+                   "'close'. Samples much closer than this to a member are (near) copies.")
+    st.caption(f"{n_req} samples, {steps_req} DDIM steps, seed {seed_req}. Distances are L2 over uint8 pixels "
+               f"({target.resolution}×{target.resolution}×{target.channels} values); identical images are at 0.")
+
+    per_row = 3
+    for start in range(0, n_req, per_row):
+        cols = st.columns(per_row)
+        for j, col in enumerate(cols):
+            i = start + j
+            if i >= n_req:
+                break
+            with col.container(border=True):
+                triple = [samples[i], members_px[mem.member_index[i]], nonmembers_px[mem.nonmember_index[i]]]
+                shown = [explain.upscale_nearest(im[:, :, 0] if im.shape[2] == 1 else im, THUMB) for im in triple]
+                st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB,
+                         output_format="PNG")
+                verdict = "member" if mem.member_distance[i] < mem.nonmember_distance[i] else "non-member"
+                st.markdown(f"member `{mem.member_id[i]}`: **{mem.member_distance[i]:.0f}**  \n"
+                            f"non-member `{mem.nonmember_id[i]}`: **{mem.nonmember_distance[i]:.0f}**  \n"
+                            f"closer to a **{verdict}**")
+
+    fig = sampling.memorisation_figure(mem)
+    st.plotly_chart(fig, key="target.mem_chart", config={"displaylogo": False})
+    _downloads(fig, pd.DataFrame(mem.rows()), "memorisation", "target.mem_dl")
+    with st.expander("What am I looking at?"):
+        st.markdown(
+            "Orange: each sample's distance to the closest **training** image; blue: to the closest **held-out** "
+            "image (the split has about as many of each, drawn from the same source). The dashed line is how close "
+            "held-out real images typically get to a training image. Samples below that line and closer to members "
+            "than to non-members are what memorisation looks like in pixel space. This is a qualitative check: the "
+            "membership-inference attacks measure the same leak image by image, without generating anything."
+        )
+else:
+    st.info("Press **Generate samples** to draw images from the model and find their nearest training images.")

@@ -1,4 +1,275 @@
+"""Was my image used? Upload images, score them with the session's attacks, place them against the split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("was_my_image_used")
-st.info("This page is being built.")
+from mia_core.attacks import REGISTRY
+from mia_core.data import load_uploads
+from mia_core.verdict import (
+    budget_text,
+    calibrations_from_results,
+    encode_png,
+    judge_scores,
+    placement_figure,
+    score_images,
+    upscale_nearest,
+    verdict_sentence,
+)
+from pages._common import FPR_BUDGETS, get_worker, results, selected_attacks, try_experiment
+
+MAX_FILES = 64  # refused above this
+MAX_INLINE = 32  # scored in the script thread up to this; above, on the worker
+CARDS_PER_PAGE = 8
+THUMB = 96
+
+s = st.session_state
+
+
+@st.cache_resource(show_spinner=False)
+def _worker_scores() -> dict:
+    """Scores computed by the worker for bigger uploads, by cache key (process-wide, bounded)."""
+    return {}
+
+
+def _title(name: str) -> str:
+    cls = REGISTRY.get(name)
+    return cls.title if cls is not None else name
+
+
+def _pick_example(role: str) -> None:
+    s["miu.demo_n"] = s.get("miu.demo_n", 0) + 1
+    s["miu.demo"] = (role, s["miu.demo_n"])
+
+
+def _clear_example() -> None:
+    s.pop("miu.demo", None)
+
+
+def _set_fpr() -> None:
+    s["cfg.fpr"] = float(s["miu.fpr"])
+
+
+def _score_key(target, images, attacks, seed: int) -> str:
+    text = json.dumps([target.fingerprint, images.fingerprint, seed,
+                       [[a.name, a.params_dict()] for a in attacks]], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _scores_inline(key, target, images, attacks, seed):
+    cache = s.setdefault("miu.scores", {})
+    if key not in cache:
+        names = ", ".join(a.name for a in attacks)
+        with st.spinner(f"Scoring {images.n} image(s) with {names}…"):
+            cache[key] = score_images(target, images, attacks, seed=seed)
+        while len(cache) > 8:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
+def _scores_on_worker(key, target, images, attacks, seed):
+    box = _worker_scores()
+    if key in box:
+        return box[key]
+    worker, job_id = get_worker(), f"upload-{key}"
+    state = worker.get(job_id)
+    if state is not None and state.status in ("done", "failed", "cancelled"):
+        if state.status == "failed":
+            st.error(f"Scoring failed: {state.error}")
+        worker.forget(job_id)  # done but evicted, failed or cancelled: allow a fresh run
+        if state.status == "failed":
+            return None
+
+    def job(js) -> None:
+        js.total = images.n * len(attacks)
+        offsets = {a.name: i * images.n for i, a in enumerate(attacks)}
+
+        def progress(name: str, done: int, total: int) -> None:
+            js.phase, js.done, js.message = name, offsets[name] + done, f"{name}: {done}/{total} images"
+
+        box[key] = score_images(target, images, attacks, seed=seed, progress=progress)
+        while len(box) > 16:
+            box.pop(next(iter(box)))
+
+    worker.submit(job_id, f"scoring {images.n} uploaded images", job)
+
+    @st.fragment(run_every=1.0)
+    def _poll() -> None:
+        js = worker.get(job_id)
+        if js is None or not js.active:
+            st.rerun()
+        st.progress(js.fraction, text=f"Scoring {images.n} images in the background… {js.message or js.status}")
+
+    _poll()
+    return None
+
+
+# ----------------------------------------------------------------------------- page
+
+st.title("Was my image used?")
+st.caption("Upload an image and ask each attack whether the target model was trained on it. The verdict comes "
+           "from comparing its score with the scores of images whose answer we know (the split's members and "
+           "non-members), at a false-positive budget you choose.")
+
+exp = try_experiment()
+if exp is None:
+    st.stop()
+target = exp.target
+
+chosen_all = selected_attacks()
+stored = results(exp)
+available = [a for a in chosen_all if a.name in stored]
+missing = [a.name for a in chosen_all if a.name not in stored]
+if not available:
+    st.warning("No stored attack results for this target and split yet. A verdict needs the scores of known "
+               "members and non-members to calibrate against, so run the selected attacks first.")
+    st.page_link("pages/attack_lab.py", label="Open the Attack lab", icon="⚔️")
+    st.stop()
+
+c_att, c_fpr = st.columns([3, 1])
+names = [a.name for a in available]
+picked = c_att.multiselect("Attacks", names, default=names, format_func=_title, key=f"miu.attacks.{'-'.join(names)}",
+                           help="The session's selected attacks that have stored results on this split, "
+                                "with the same parameters and seed.")
+budgets = sorted(set(FPR_BUDGETS) | {float(s["cfg.fpr"])}, reverse=True)
+if "miu.fpr" not in s or s["miu.fpr"] not in budgets:
+    s["miu.fpr"] = float(s["cfg.fpr"])
+c_fpr.selectbox("FPR budget", budgets, format_func=budget_text, key="miu.fpr", on_change=_set_fpr,
+                help="The share of known non-members that may be flagged: the threshold is set so that at most "
+                     "this fraction of them score above it.")
+budget = float(s["miu.fpr"])
+if missing:
+    st.caption(f"Not available here (no stored results on this split with the session's parameters): "
+               f"{', '.join(_title(m) for m in missing)}. Run them in the Attack lab to use them.")
+attacks = [a for a in available if a.name in picked]
+if not attacks:
+    st.info("Pick at least one attack.")
+    st.stop()
+
+uploads = st.file_uploader("Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
+                           key="miu.files") or []
+b1, b2, b3 = st.columns(3)
+b1.button("Try it with a member from the split", on_click=_pick_example, args=("member",), key="miu.try_member",
+          width="stretch")
+b2.button("Try it with a non-member from the split", on_click=_pick_example, args=("non-member",),
+          key="miu.try_nonmember", width="stretch")
+b3.button("Remove the example", on_click=_clear_example, key="miu.clear_example", width="stretch",
+          disabled="miu.demo" not in s)
+
+files = [(f.name, f.getvalue()) for f in uploads]
+known: dict[str, str] = {}  # file name -> "member" / "non-member" for the split's own images
+if "miu.demo" in s:
+    role, n = s["miu.demo"]
+    pool = exp.split.member_ids if role == "member" else exp.split.nonmember_ids
+    sid = pool[int(np.random.default_rng(n).integers(len(pool)))]
+    name = f"{sid}.png"
+    files.append((name, encode_png(exp.images.images[exp.images.index_of()[sid]])))
+    known[name] = role
+
+if not files:
+    st.info("Upload one or more images, or try an example from the split. Images are converted to the target's "
+            f"input ({target.resolution}x{target.resolution}, {target.channels} channel(s)) and the conversion is "
+            "shown. Nothing is stored.")
+    st.stop()
+if len(files) > MAX_FILES:
+    st.error(f"{len(files)} files: at most {MAX_FILES} images can be scored at once. Remove some and try again.")
+    st.stop()
+
+up = load_uploads(files, resolution=target.resolution, channels=target.channels)
+for err in up.errors:
+    st.error(f"Skipped: {err}")
+if up.images is None:
+    st.stop()
+images = up.images
+st.info(f"**Conversion to the target's input:** {up.conversion.report}", icon="🔧")
+
+seed = int(s["cfg.seed"])
+key = _score_key(target, images, attacks, seed)
+try:
+    if images.n <= MAX_INLINE:
+        scores = _scores_inline(key, target, images, attacks, seed)
+    else:
+        scores = _scores_on_worker(key, target, images, attacks, seed)
+except Exception as exc:  # a model error must not take the page down
+    st.error(f"Scoring failed: {type(exc).__name__}: {exc}")
+    st.stop()
+if scores is None:
+    st.stop()
+
+titles = {a.name: _title(a.name) for a in attacks}
+calibrations = calibrations_from_results({a.name: stored[a.name] for a in attacks}, exp.ids, exp.is_member, titles)
+report = judge_scores(calibrations, {a.name: scores[a.name] for a in attacks}, images.ids, budget)
+n_mem, n_non = int(exp.is_member.sum()), int((~exp.is_member).sum())
+tprs = {titles[a].split(" (")[0]: calibrations[a].rule_tpr(budget) for a in report.attacks}  # short names
+
+st.subheader(f"Verdicts at {budget_text(budget)} FPR")
+st.caption(f"Calibrated on this session's split: {n_mem:,} members and {n_non:,} non-members "
+           f"(source `{exp.split.source}`). Threshold from the non-members only.")
+
+ids = list(images.ids)
+pages = max(1, math.ceil(len(ids) / CARDS_PER_PAGE))
+page = st.pagination(pages, key=f"miu.page.{images.fingerprint}") if pages > 1 else 1
+index = images.index_of()
+for image_id in ids[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]:
+    summary = report.summary(image_id)
+    with st.container(border=True):
+        c_img, c_txt = st.columns([1, 5])
+        c_img.image(upscale_nearest(images.images[index[image_id]], THUMB), caption=image_id, width=THUMB)
+        with c_txt:
+            st.markdown(f"**{image_id}**: {summary.text}.")
+            lines = []
+            for v in report.for_image(image_id):
+                if math.isfinite(v.score):
+                    where = (f"score {v.score:.4g} · above {v.percentile_nonmember:.1f} % of non-members and "
+                             f"{v.percentile_member:.1f} % of members")
+                else:
+                    where = "no score"
+                lines.append(f"- **{titles[v.attack]}**: {where} · **{v.label}**")
+            st.markdown("\n".join(lines))
+            if image_id in known:
+                st.caption(f"This is a known {known[image_id]} of the split, fed through the same path as an "
+                           "upload. It is also one of the calibration images, so this shows how the pipeline "
+                           "works, not an independent test.")
+            st.caption(verdict_sentence(budget, tprs, flagged=summary.majority, n_nonmembers=n_non))
+
+table = pd.DataFrame(report.records())
+st.download_button("Download the verdicts (CSV)", table.to_csv(index=False), file_name="verdicts.csv",
+                   mime="text/csv", key="miu.csv", on_click="ignore")
+
+st.subheader("Where your images fall")
+st.caption("For each attack: the scores of the split's members (orange) and non-members (blue), the threshold "
+           "at the FPR budget (dashed), and one diamond per image (filled = flagged, open = not flagged). "
+           "Right of the line = flagged as member.")
+tabs = st.tabs([titles[a] for a in report.attacks])
+for tab, name in zip(tabs, report.attacks):
+    with tab:
+        cal = calibrations[name]
+        fig = placement_figure(report, name, score_label=REGISTRY[name].score_label if name in REGISTRY else "")
+        st.plotly_chart(fig, key=f"miu.fig.{name}", config={"displaylogo": False})
+        st.caption(verdict_sentence(budget, cal.rule_tpr(budget), n_members=cal.n_members,
+                                    n_nonmembers=cal.n_nonmembers, attack_title=titles[name]))
+        st.download_button("Download this chart (HTML)", fig.to_html(include_plotlyjs=True), mime="text/html",
+                           file_name=f"placement-{name}.html", key=f"miu.html.{name}", on_click="ignore")
+
+with st.expander("What does this verdict mean, and what can't it say?"):
+    st.markdown(
+        f"- **The threshold** is the score that at most {budget_text(budget)} of the known non-members reach. "
+        "An image at or above it is *flagged as member*. About "
+        f"{budget_text(budget)} of images the model never saw would be flagged too: a flag is evidence, not proof.\n"
+        "- **Not flagged is not 'not used'.** The attacks flag only a fraction of the real training images at a "
+        "low FPR (their TPR on known members is quoted above).\n"
+        "- **Same distribution assumed.** The calibration images come from the split's source. An image unlike "
+        "them (a photo instead of a digit, another style, a different size before conversion) can score "
+        "unusually low or high for reasons that have nothing to do with training.\n"
+        "- **Several attacks.** 'Majority' needs more than half of the attacks to flag; 'any' flags if one does, "
+        "which raises the false-positive rate (up to the budget times the number of attacks).\n"
+        "- **Same attacks, same settings.** Your images are scored with the same parameters and seed as the "
+        "stored calibration results; the loss attack's noise is drawn per image name, so the same file under "
+        "another name can score slightly differently."
+    )

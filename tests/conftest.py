@@ -29,6 +29,16 @@ def make_tiny_target(resolution: int = 8, channels: int = 1, seed: int = 0) -> T
 
 
 @pytest.fixture(scope="session")
+def tiny_unet_factory():
+    """``make_tiny_unet(resolution=8, channels=1, seed=0)``: a fresh tiny random UNet2DModel per call.
+
+    A fixture rather than an import: ``from conftest import ...`` breaks when another conftest.py
+    (tests/e2e/) is imported first under the same module name.
+    """
+    return make_tiny_unet
+
+
+@pytest.fixture(scope="session")
 def tiny_target() -> Target:
     """8x8 grayscale tiny random UNet on the CPU with the linear schedule (read-only: do not modify)."""
     return make_tiny_target(8, 1)
@@ -38,6 +48,21 @@ def tiny_target() -> Target:
 def tiny_rgb_target() -> Target:
     """32x32 RGB tiny random UNet on the CPU with the linear schedule (read-only: do not modify)."""
     return make_tiny_target(32, 3)
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run torch on one CPU thread for a module, then restore the previous count.
+
+    With two OpenMP threads on a 2-core machine that is busy with anything else, the threads'
+    barriers collapse (a 60-step tiny training went from ~5 s to ~180 s); these models are too
+    small to gain much from a second thread when the machine is idle. Modules opt in with an
+    autouse module fixture that requests this one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ helpers or ``mia_core.schedule``'s q_sample / ddim_step.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -24,6 +23,11 @@ from mia_core.data import load_digits
 
 NO_TRACE = {"loss": {"sweep": []}, "secmi": {"trace": False}, "pia": {"sweep": []}, "pian": {"sweep": []},
             "sima": {"sweep": []}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    """See conftest.single_thread."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -51,15 +55,6 @@ def hand_ddim(target, x_a: torch.Tensor, a: int, b: int) -> torch.Tensor:
     aa, ab = abar(target, a), abar(target, b)
     x0_hat = (x_a - math.sqrt(1.0 - aa) * e) / math.sqrt(aa)
     return math.sqrt(ab) * x0_hat + math.sqrt(1.0 - ab) * e
-
-
-def hand_image_noise(ids, seed: int, draws: int, shape) -> torch.Tensor:
-    """The documented per-image seeding: sha256(f"{seed}:{id}"), first 8 bytes little-endian, 63 bits."""
-    out = []
-    for image_id in ids:
-        s = int.from_bytes(hashlib.sha256(f"{seed}:{image_id}".encode()).digest()[:8], "little") & (2**63 - 1)
-        out.append(torch.randn((draws, *shape), generator=torch.Generator().manual_seed(s)))
-    return torch.stack(out)
 
 
 @pytest.fixture(scope="module")
@@ -103,20 +98,58 @@ def test_loss_average_and_trace_by_hand(tiny_target, digits_x0):
     assert attack.unet_calls(trace=False) == 4 and attack.unet_calls(trace=True) == 6
 
 
-def test_loss_run_uses_per_image_seeded_noise(tiny_target, digits_x0):
-    x0 = digits_x0[:6]
-    ids = [f"img-{i}" for i in range(6)]
-    res = get_attack("loss", {"sweep": []}).run(tiny_target, x0.numpy(), ids=ids, seed=7)
-    noise = hand_image_noise(ids, 7, 1, tuple(x0.shape[1:]))
+def _spy_noise(attack, monkeypatch):
+    """Record the noise ``run`` hands to ``compute``, batch by batch."""
+    batches = []
+    original = attack.compute
+
+    def spy(target, x0, noise):
+        batches.append(noise.clone())
+        return original(target, x0, noise)
+
+    monkeypatch.setattr(attack, "compute", spy)
+    return batches
+
+
+def test_loss_run_by_hand_with_its_noise(tiny_target, digits_x0, monkeypatch):
+    x0 = digits_x0
+    ids = [f"img-{i}" for i in range(12)]
+    attack = get_attack("loss", {"sweep": []})
+    batches = _spy_noise(attack, monkeypatch)
+    res = attack.run(tiny_target, x0.numpy(), ids=ids, seed=7, batch_size=5)
+    assert [b.shape[0] for b in batches] == [5, 5, 2]
+    noise = torch.cat(batches)
+    assert noise.shape == (12, 1, 1, 8, 8) and noise.dtype == torch.float32
     x_t = hand_noised(tiny_target, x0, 200, noise[:, 0])
     expected = ((noise[:, 0] - tiny_target.eps(x_t, 200)) ** 2).sum(dim=(1, 2, 3)).double().numpy()
     assert res.scores.dtype == np.float64
     assert rel_diff(res.scores, -expected).max() < 1e-5
     assert res.ids == tuple(ids)
     assert res.attack == "loss"
+    # Looks like N(0, I): 768 values.
+    assert abs(float(noise.mean())) < 0.2
+    assert 0.85 < float(noise.std()) < 1.15
+    # Each image has its own noise.
+    flat = noise.flatten(1)
+    assert all(not torch.equal(flat[i], flat[j]) for i in range(12) for j in range(i))
 
 
-@pytest.mark.parametrize("sweep", [(), (0, 100, 200, 450)])
+def test_noise_depends_only_on_seed_and_id(tiny_target, digits_x0, monkeypatch):
+    ids = [f"img-{i}" for i in range(12)]
+    attack = get_attack("loss", {"sweep": []})
+    batches = _spy_noise(attack, monkeypatch)
+    attack.run(tiny_target, digits_x0.numpy(), ids=ids, seed=7)
+    full = torch.cat(batches)
+    batches.clear()
+    pick = [9, 0, 4]
+    attack.run(tiny_target, digits_x0[pick].numpy(), ids=[ids[i] for i in pick], seed=7, batch_size=2)
+    assert torch.equal(torch.cat(batches), full[pick])
+    batches.clear()
+    attack.run(tiny_target, digits_x0.numpy(), ids=ids, seed=8)
+    assert (torch.cat(batches) != full).float().mean() > 0.99
+
+
+@pytest.mark.parametrize("sweep", [(), (10, 100, 200, 450)])
 def test_pia_by_hand(tiny_target, digits_x0, sweep):
     x0 = digits_x0
     with torch.inference_mode():
@@ -180,6 +213,23 @@ def test_sima_by_hand(tiny_target, digits_x0):
     with torch.inference_mode():
         out2 = SimA(p=2, sweep=()).compute(tiny_target, x0, None)
     assert rel_diff(out2["score"], -(tiny_target.eps(x0, 100) ** 2).sum(dim=(1, 2, 3))).max() < 1e-4
+
+
+def test_rgb_32_by_hand(tiny_rgb_target):
+    """PIA and SimA on a 3-channel 32x32 target: sums run over C, H and W."""
+    target = tiny_rgb_target
+    x0 = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    res = get_attack("sima", {"sweep": []}).run(target, x0.numpy())
+    expected = (target.eps(x0, 100).abs() ** 4).sum(dim=(1, 2, 3)).double().numpy()
+    assert rel_diff(res.scores, -expected).max() < 1e-4
+    with torch.inference_mode():
+        out = PIA(sweep=()).compute(target, x0, None)
+    eps0 = target.eps(x0, 0)
+    a = abar(target, 200)
+    x_t = math.sqrt(a) * x0 + math.sqrt(1 - a) * eps0
+    assert rel_diff(out["score"], -((eps0 - target.eps(x_t, 200)).abs() ** 4).sum(dim=(1, 2, 3))).max() < 1e-4
+    with pytest.raises(ValueError, match=r"shape \(N, 3, 32, 32\)"):
+        get_attack("sima").run(target, np.zeros((2, 1, 32, 32), np.float32))
 
 
 def _hand_secmi(target, x0):
@@ -405,17 +455,19 @@ def test_official_pian(official):
 def test_official_pia_sweep(official):
     target, x0, exp = official
     sweep = tuple(range(10, 101, 10))
+    n = 16  # 11 UNet calls per image at 32x32: the first 16 images keep this test fast
     with torch.inference_mode():
-        out = PIA(sweep=sweep).compute(target, x0, None)
-    assert out["trace"].shape == (64, 10)
-    assert rel_diff(out["trace"].T, exp["pia_sweep_t10to100_l4_distance"]).max() < 1e-4
+        out = PIA(sweep=sweep).compute(target, x0[:n], None)
+    assert out["trace"].shape == (n, 10)
+    assert rel_diff(out["trace"].T, exp["pia_sweep_t10to100_l4_distance"][:, :n]).max() < 1e-4
 
 
 def test_official_secmi(official):
     target, x0, exp = official
+    n = 32  # 11 UNet calls per image at 32x32: half of the 64 images keeps this test fast
     with torch.inference_mode():
-        out = SecMIStat(t_sec=100, k=10, trace=False).compute(target, x0, None)
-    assert rel_diff(-out["score"], exp["secmi_stat_tsec100_k10_t_error"]).max() < 1e-4
+        out = SecMIStat(t_sec=100, k=10, trace=False).compute(target, x0[:n], None)
+    assert rel_diff(-out["score"], exp["secmi_stat_tsec100_k10_t_error"][:n]).max() < 1e-4
     np.testing.assert_allclose(out["x_tilde"][:4].numpy(), exp["secmi_x_tilde_90_first4"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(out["x_recon"][:4].numpy(), exp["secmi_x_recon_90_first4"], rtol=1e-4, atol=1e-5)
 

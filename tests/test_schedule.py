@@ -10,6 +10,11 @@ import torch
 from mia_core.schedule import NoiseSchedule, ddim_step, predict_x0, q_sample
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    """See conftest.single_thread."""
+
+
 def test_linear_abar_by_hand():
     sched = NoiseSchedule.linear()
     abar = sched.alphas_cumprod
@@ -76,6 +81,17 @@ def test_to_scheduler_config_round_trip():
     sched = NoiseSchedule.linear(1000, 1e-4, 0.02)
     again = NoiseSchedule.from_scheduler_config(sched.to_scheduler_config())
     assert torch.allclose(again.alphas_cumprod, sched.alphas_cumprod, rtol=1e-12, atol=0)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "BUG: to_scheduler_config() writes beta_start/beta_end recovered from abar ratios "
+    "(9.999999999998899e-05, 0.020000000000000018), so a saved-and-reloaded linear schedule differs "
+    "from NoiseSchedule.linear() in the last bits and the target fingerprint changes with it"))
+def test_saved_linear_config_is_exact():
+    sched = NoiseSchedule.linear()
+    config = sched.to_scheduler_config()
+    assert config["beta_start"] == 1e-4 and config["beta_end"] == 0.02
+    assert torch.equal(NoiseSchedule.from_scheduler_config(config).alphas_cumprod, sched.alphas_cumprod)
 
 
 def test_q_sample_and_predict_x0_are_inverse():

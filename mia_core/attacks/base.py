@@ -27,6 +27,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import numpy as np
 import torch
 
+from ..noise import per_image_noise
 from ..target import Target
 
 #: The default sweep over timesteps for per-timestep traces (0-based indices).
@@ -103,6 +104,10 @@ class Attack:
     def trace_timesteps(self) -> tuple[int, ...]:
         return ()
 
+    def inputs_per_image(self) -> int:
+        """UNet inputs per image in the largest single forward pass (sweeps stack their timesteps)."""
+        return self.unet_calls(trace=True)
+
     # -- shared machinery ------------------------------------------------------------------------
 
     def params_dict(self) -> dict[str, Any]:
@@ -127,8 +132,9 @@ class Attack:
         ids : N stable ids; they seed each image's noise, so an image gets the same noise (and
             score) whatever batch or subset it is run in. Defaults to "0" .. "N-1".
         seed : int, the run's seed (mixed with each id).
-        batch_size : images per ``compute`` call; default: about ``max_unet_batch(target)`` UNet
-            inputs per call. Halved and retried on CUDA out-of-memory.
+        batch_size : images per ``compute`` call; default: the largest power of two that keeps a
+            forward pass within ``max_unet_batch(target)`` UNet inputs. Halved and retried on CUDA
+            out-of-memory.
         progress : called as ``progress(done, total)`` after each batch.
         """
         x0 = check_images(target, x0)
@@ -136,9 +142,10 @@ class Attack:
         ids = tuple(str(i) for i in range(n)) if ids is None else tuple(str(i) for i in ids)
         if len(ids) != n:
             raise ValueError(f"got {len(ids)} ids for {n} images")
-        per_call = max(1, self.unet_calls(trace=True))
-        bs = batch_size or max(1, max_unet_batch(target) // per_call)
+        bs = batch_size or floor_power_of_two(max_unet_batch(target) // max(1, self.inputs_per_image()))
         start_time = time.perf_counter()
+        # Outputs stay on the device until the end: no sync per batch, so the CPU prepares the
+        # next batch (noise, copies) while the GPU still computes this one.
         chunks: list[dict[str, torch.Tensor]] = []
         start = 0
         if x0.device.type == "cpu" and target.device.type == "cuda":
@@ -148,8 +155,7 @@ class Attack:
             xb = x0[start:stop].to(target.device, non_blocking=True)
             noise = None
             if self.noise_draws:
-                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]))
-                noise = noise.to(target.device, non_blocking=True)
+                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]), target.device)
             try:
                 out = self.compute(target, xb, noise)
             except torch.cuda.OutOfMemoryError:
@@ -158,14 +164,14 @@ class Attack:
                 bs = max(1, bs // 2)  # retry the same images with a smaller batch; nothing is lost
                 torch.cuda.empty_cache()
                 continue
-            chunks.append({k: v.detach().to("cpu", torch.float64) for k, v in out.items() if k in ("score", "trace")})
+            chunks.append({k: v.detach() for k, v in out.items() if k in ("score", "trace")})
             start = stop
             if progress is not None:
                 progress(start, n)
-        scores = torch.cat([c["score"] for c in chunks]).numpy()
+        scores = torch.cat([c["score"] for c in chunks]).to("cpu", torch.float64).numpy()
         timesteps = np.asarray(self.trace_timesteps(), dtype=np.int64)
         if "trace" in chunks[0]:
-            trace = torch.cat([c["trace"] for c in chunks]).numpy()
+            trace = torch.cat([c["trace"] for c in chunks]).to("cpu", torch.float64).numpy()
         else:
             trace = np.zeros((n, 0))
         return AttackResult(
@@ -201,27 +207,17 @@ def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x
 
 
+def floor_power_of_two(n: int) -> int:
+    """The largest power of two <= n (1 for n < 2)."""
+    return 1 << max(0, int(n).bit_length() - 1)
+
+
 def max_unet_batch(target: Target) -> int:
-    """UNet inputs per forward pass that keep memory modest: 2^16 input pixels on a CPU (larger batches run slower there), 2^24 on a GPU."""
+    """UNet inputs per forward pass: 2^16 input pixels on a CPU (larger batches run slower there),
+    2^24 on a GPU (4,096 CIFAR-sized images); a power of two, so compiled shapes need no padding."""
     pixels = target.channels * target.resolution**2
     budget = 2**24 if target.device.type == "cuda" else 2**16
-    return max(1, budget // pixels)
-
-
-def image_seed(seed: int, image_id: str) -> int:
-    """A 63-bit seed for one image, stable across runs, batches and subsets."""
-    digest = hashlib.sha256(f"{seed}:{image_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def per_image_noise(ids: Sequence[str], seed: int, draws: int, shape: tuple[int, ...]) -> torch.Tensor:
-    """Gaussian noise (B, draws, *shape), each image's from its own seeded generator (CPU, float32)."""
-    out = torch.empty((len(ids), draws, *shape), dtype=torch.float32)
-    gen = torch.Generator()
-    for i, image_id in enumerate(ids):  # a loop over images, not pixels: one generator each
-        gen.manual_seed(image_seed(seed, image_id))
-        out[i] = torch.randn((draws, *shape), generator=gen)
-    return out
+    return floor_power_of_two(max(1, budget // pixels))
 
 
 def sum_power(diff: torch.Tensor, p: float) -> torch.Tensor:

@@ -61,6 +61,10 @@ class SecMIStat(Attack):
         n_up = len(self._grid()) - 1  # 0 -> k, ..., t_sec - k -> t_sec
         return n_up + (n_up if trace and self.params.trace else 1)
 
+    def inputs_per_image(self) -> int:
+        """The inversion runs one image per forward; the denoising calls are stacked."""
+        return len(self._grid()) - 1 if self.params.trace else 1
+
     def trace_timesteps(self) -> tuple[int, ...]:
         return tuple(self._grid()[:-1]) if self.params.trace else ()
 

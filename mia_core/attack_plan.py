@@ -1,0 +1,292 @@
+"""Planning an attack run for the Attack lab: parameters as form fields, costs, time estimates.
+
+Everything the Attack lab page needs that is not drawing: which parameters each attack has
+(from its ``Params`` dataclass, with the published defaults), turning the form's values back
+into validated attacks, keeping only the values that differ from the defaults (what the app
+stores in ``cfg.params``), the cost in UNet calls, an estimate of the time from runs the store
+has already timed, and a compact metric summary. No streamlit here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .attacks import REGISTRY, Attack, AttackResult, get_attack
+from .metrics import BUDGET_01PCT, BUDGET_1PCT, evaluate, format_metric
+
+#: UNet input pixels x parameters evaluated per second, used when no timed run of the target exists
+#: (measured on a 2-core CPU with the embedded 1.1 M-parameter 8x8 target: about 5,000 calls/s).
+CPU_PIXEL_PARAMS_PER_S = 3.5e11
+GPU_PIXEL_PARAMS_PER_S = 1.0e13
+
+
+@dataclass(frozen=True)
+class ParamField:
+    """One parameter of an attack as a form field.
+
+    kind is ``"int"``, ``"float"``, ``"bool"`` or ``"ints"`` (a comma-separated list of timesteps).
+    """
+
+    attack: str
+    name: str
+    kind: str
+    default: Any
+    help: str = ""
+
+
+def _field_kind(f: dataclasses.Field) -> str:
+    annotation = str(f.type)
+    if "tuple" in annotation or isinstance(f.default, tuple):
+        return "ints"
+    if annotation == "bool" or isinstance(f.default, bool):
+        return "bool"
+    if "float" in annotation:
+        return "float"
+    return "int"
+
+
+def _field_helps(params_cls: type) -> dict[str, str]:
+    """``"t_sec: the attack timestep; k: the DDIM interval"`` -> {"t_sec": "the attack timestep", ...}."""
+    out = {}
+    for part in (params_cls.__doc__ or "").split(";"):
+        name, sep, text = part.partition(":")
+        if sep:
+            out[name.strip()] = text.strip().rstrip(".")
+    return out
+
+
+def param_fields(attack: str) -> list[ParamField]:
+    """The form fields of an attack, in dataclass order, with the published defaults."""
+    cls = REGISTRY[attack]
+    helps = _field_helps(cls.Params)
+    return [ParamField(attack, f.name, _field_kind(f), f.default, helps.get(f.name, ""))
+            for f in dataclasses.fields(cls.Params)]
+
+
+def format_ints(values: Iterable[int]) -> str:
+    return ", ".join(str(int(v)) for v in values)
+
+
+def parse_ints(text: str, name: str = "value") -> tuple[int, ...]:
+    """``"0, 50,100"`` -> (0, 50, 100). Empty text -> (). Raises ValueError with a readable message."""
+    out = []
+    for part in str(text).replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{name}: {part!r} is not a number (give whole numbers separated by commas)") from None
+        if not value.is_integer():
+            raise ValueError(f"{name}: {part!r} is not a whole number")
+        out.append(int(value))
+    return tuple(out)
+
+
+def form_value(f: ParamField, params: Mapping[str, Any] | None = None) -> Any:
+    """The value to show in the form: the session's value if it set one, else the default."""
+    value = (params or {}).get(f.name, f.default)
+    if f.kind == "ints":
+        return format_ints(value)
+    if f.kind == "float":
+        return float(value)
+    if f.kind == "int":
+        return int(value)
+    return bool(value)
+
+
+def values_from_form(attack: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Form values (text for lists) -> plain parameter values; raises ValueError on bad text."""
+    out = {}
+    for f in param_fields(attack):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        if f.kind == "ints":
+            out[f.name] = parse_ints(value, f.name)
+        elif f.kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"{f.name} must be a whole number, got {value}")
+            out[f.name] = int(value)
+        elif f.kind == "float":
+            out[f.name] = float(value)
+        else:
+            out[f.name] = bool(value)
+    return out
+
+
+def non_default(attack: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """Only the values that differ from the published defaults, JSON-like (tuples become lists)."""
+    out = {}
+    for f in param_fields(attack):
+        if f.name not in values:
+            continue
+        value = values[f.name]
+        default = f.default
+        same = tuple(value) == tuple(default) if f.kind == "ints" else value == default
+        if not same:
+            out[f.name] = list(value) if f.kind == "ints" else value
+    return out
+
+
+def build_attack(attack: str, values: Mapping[str, Any], *, num_timesteps: int | None = None) -> Attack:
+    """A validated attack from plain values; every problem becomes one ValueError with a clear message."""
+    try:
+        built = get_attack(attack, values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    if num_timesteps is not None:
+        too_big = sorted({t for t in _timesteps_used(built) if t >= num_timesteps})
+        if too_big:
+            raise ValueError(f"timestep(s) {format_ints(too_big)} are beyond this target's schedule "
+                             f"(t = 0 .. {num_timesteps - 1})")
+    return built
+
+
+def _timesteps_used(attack: Attack) -> list[int]:
+    p = attack.params_dict()
+    out: list[int] = []
+    for key in ("timestep", "t_sec"):
+        if key in p:
+            out.append(int(p[key]))
+    for key in ("timesteps", "sweep"):
+        out.extend(int(t) for t in p.get(key, ()))
+    return out
+
+
+# -- costs and time ---------------------------------------------------------------------------------
+
+
+def calls_per_image(attack: Attack) -> int:
+    """UNet calls per image of a run as the app runs it (with the trace, when the params ask for one)."""
+    return attack.unet_calls(trace=True)
+
+
+def throughput(entries: Sequence[Mapping[str, Any]], target_fingerprint: str) -> float | None:
+    """UNet calls per second measured on earlier runs of this target (median over runs), or None."""
+    rates = []
+    for e in entries:
+        key = e.get("key") or {}
+        if key.get("target_fingerprint") != target_fingerprint:
+            continue
+        seconds, n, calls = float(e.get("seconds") or 0), int(e.get("n_images") or 0), int(e.get("unet_calls_per_image") or 0)
+        if seconds > 0 and n > 0 and calls > 0:
+            rates.append(n * calls / seconds)
+    return float(np.median(rates)) if rates else None
+
+
+def guess_throughput(n_parameters: int, resolution: int, channels: int, device: str) -> float:
+    """A rough UNet-calls-per-second guess from model and image size when nothing was timed yet."""
+    work = max(1, n_parameters) * max(1, channels * resolution**2)
+    per_s = GPU_PIXEL_PARAMS_PER_S if device.startswith("cuda") else CPU_PIXEL_PARAMS_PER_S
+    return per_s / work
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 1:
+        return "< 1 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run of some attacks on N images costs."""
+
+    n_images: int
+    rows: list[dict[str, Any]]  # one per attack: name, title, calls, stored
+    calls_to_compute: int
+    calls_total: int
+    seconds: float | None
+    measured: bool  # the rate comes from timed runs of this target (else a rough guess)
+
+    @property
+    def all_stored(self) -> bool:
+        return all(r["stored"] for r in self.rows)
+
+
+def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, calls_per_second: float | None,
+              measured: bool = True) -> Plan:
+    stored = set(stored)
+    rows, to_compute, total = [], 0, 0
+    for a in attacks:
+        calls = calls_per_image(a) * n_images
+        total += calls
+        if a.name not in stored:
+            to_compute += calls
+        rows.append({"name": a.name, "title": a.title, "calls": calls, "stored": a.name in stored})
+    seconds = to_compute / calls_per_second if calls_per_second else None
+    return Plan(n_images, rows, to_compute, total, seconds, measured)
+
+
+def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str], stored: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per registered attack: title, paper, cost per image without / with its trace, stored?"""
+    stored = set(stored)
+    rows = []
+    for name, cls in REGISTRY.items():
+        try:
+            attack = get_attack(name, params.get(name))
+        except (TypeError, ValueError):
+            attack = get_attack(name)
+        rows.append({
+            "attack": cls.title,
+            "paper": cls.paper,
+            "UNet calls / image": attack.unet_calls(trace=False),
+            "with trace": attack.unet_calls(trace=True),
+            "selected": name in selected,
+            "results": ("stored — opens instantly" if name in stored else "not computed yet") if name in selected else "",
+        })
+    return rows
+
+
+def attack_label(name: str, params: Mapping[str, Any] | None = None) -> str:
+    """Multiselect label: short title — paper · cost, e.g. "PIA — Kong et al., ICLR 2024 · 2 UNet calls/image (12 with trace)"."""
+    cls = REGISTRY[name]
+    try:
+        attack = get_attack(name, params)
+    except (TypeError, ValueError):
+        attack = get_attack(name)
+    score, trace = attack.unet_calls(trace=False), attack.unet_calls(trace=True)
+    calls = f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
+    return f"{cls.title.split(' (')[0]} — {cls.paper} · {calls}"
+
+
+# -- results ------------------------------------------------------------------------------------------
+
+
+def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, n_bootstrap: int = 200) -> list[dict[str, Any]]:
+    """A compact summary per attack: AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap intervals."""
+    rows = []
+    is_member = np.asarray(is_member, dtype=bool)
+    for name, res in results.items():
+        m = evaluate(res.scores, is_member, n_bootstrap=n_bootstrap)
+        cls = REGISTRY.get(name)
+        rows.append({
+            "attack": cls.title if cls else name,
+            "AUC": _with_ci(m.auc, m.auc_ci),
+            "TPR @ 1% FPR": _with_ci(m.tpr_at_1pct_fpr, m.tpr_at_1pct_fpr_ci, BUDGET_1PCT),
+            "TPR @ 0.1% FPR": _with_ci(m.tpr_at_01pct_fpr, m.tpr_at_01pct_fpr_ci, BUDGET_01PCT),
+            "members / non-members": f"{m.n_members:,} / {m.n_nonmembers:,}",
+            "run time": format_duration(res.seconds),
+            "_auc": m.auc,
+            "_tpr1": m.tpr_at_1pct_fpr,
+        })
+    return rows
+
+
+def _with_ci(value: float | None, ci: Any, budget: float | None = None) -> str:
+    text = format_metric(value, budget)
+    if value is not None and ci is not None:
+        text += f" [{ci.low:.3f}, {ci.high:.3f}]"
+    return text

@@ -1,0 +1,599 @@
+"""Verdicts for new images: "was this image in the target's training set?"
+
+Given an experiment's stored attack results (the *calibration* data: the scores of its known
+members and known non-members) and new images, this module scores the new images with the same
+attacks, parameters and seed, and places each score against the calibration scores.
+
+Conventions (the same as :mod:`mia_core.metrics`)::
+
+    score            higher = more member-like
+    percentile       share of the calibration scores below the image's score, ties count 1/2, in %
+    nonmember tail   share of calibration non-members scoring >= the image's score (an empirical p-value)
+    threshold        from the calibration NON-MEMBER scores only (metrics.verdict_at_fpr): the
+                     lowest threshold that at most ``budget`` of the known non-members reach
+    flagged          score >= threshold
+    n/a              fewer than ceil(1 / budget) calibration non-members: no threshold, no verdict
+    rule TPR         share of calibration members the same threshold flags (what "not flagged"
+                     misses); it can be slightly below the ROC's TPR@FPR of :func:`metrics.tpr_at_fpr`,
+                     whose threshold may sit between two non-member scores
+
+Across attacks an image gets a *majority* summary (flagged by more than half of the attacks
+that gave a verdict) and an *any* summary (flagged by at least one; with k attacks its
+false-positive rate can reach k times the budget).
+
+Nothing here imports streamlit; the figures are plotly objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .attacks import Attack, AttackResult
+from .data import IMAGE_SUFFIXES, ImageSet
+from .metrics import min_nonmembers_for, verdict_at_fpr
+from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
+
+__all__ = [
+    "Calibration",
+    "AttackVerdict",
+    "ImageSummary",
+    "VerdictReport",
+    "budget_text",
+    "calibrations_from_results",
+    "judge_scores",
+    "judge_images",
+    "score_images",
+    "percentile_of",
+    "verdict_label",
+    "verdict_sentence",
+    "placement_figure",
+    "upscale_nearest",
+    "encode_png",
+    "save_upload_folder",
+]
+
+#: Marker colour of uploaded images in the placement figure (neither member nor non-member colour).
+UPLOAD_COLOR = "#222222"
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def budget_text(budget: float) -> str:
+    """``0.01 -> "1 %"``, ``0.001 -> "0.1 %"``, ``0.05 -> "5 %"``."""
+    return f"{float(budget) * 100:g} %"
+
+
+def _one_in(budget: float) -> str:
+    """``0.01 -> "1 in 100"``; ``0.05 -> "1 in 20"``."""
+    return f"1 in {round(1.0 / float(budget)):,}"
+
+
+def percentile_of(values: np.ndarray, score: float) -> float:
+    """Percent of ``values`` below ``score``, ties counted half (mid-rank), in [0, 100]."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("percentile_of needs at least one calibration score")
+    below = np.count_nonzero(values < score)
+    equal = np.count_nonzero(values == score)
+    return float(100.0 * (below + 0.5 * equal) / values.size)
+
+
+def verdict_label(flagged: bool | None, budget: float, n_needed: int | None = None) -> str:
+    """The short verdict text shown next to a score."""
+    if flagged is None:
+        needed = n_needed if n_needed is not None else min_nonmembers_for(budget)
+        return f"n/a: needs >= {needed} calibration non-members"
+    if flagged:
+        return f"flagged as member at {budget_text(budget)} FPR"
+    return f"not flagged at {budget_text(budget)} FPR"
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Known scores of one attack on an experiment's split.
+
+    Attributes
+    ----------
+    attack : str
+        Registry name.
+    member_scores, nonmember_scores : (n_members,), (n_nonmembers,) float
+        Scores (higher = member) of the split's members and non-members.
+    title : str
+        The attack's display title.
+    """
+
+    attack: str
+    member_scores: np.ndarray
+    nonmember_scores: np.ndarray
+    title: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("member_scores", "nonmember_scores"):
+            arr = np.asarray(getattr(self, name), dtype=float).reshape(-1)
+            if arr.size == 0:
+                raise ValueError(f"{self.attack}: calibration needs at least one {name.split('_')[0]} score")
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{self.attack}: calibration {name} contain non-finite values")
+            arr = arr.copy()
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if not self.title:
+            object.__setattr__(self, "title", self.attack)
+
+    @property
+    def n_members(self) -> int:
+        return int(self.member_scores.size)
+
+    @property
+    def n_nonmembers(self) -> int:
+        return int(self.nonmember_scores.size)
+
+    @classmethod
+    def from_result(cls, result: AttackResult, is_member: np.ndarray, *, ids: Sequence[str] | None = None,
+                    title: str = "") -> "Calibration":
+        """Split a stored result's scores by ``is_member`` (aligned with ``result.ids``).
+
+        ``ids``, when given, must equal ``result.ids`` (guards against results of other images).
+        """
+        is_member = np.asarray(is_member, dtype=bool)
+        if ids is not None and tuple(ids) != tuple(result.ids):
+            raise ValueError(f"the stored {result.attack} result belongs to other images than this experiment's")
+        scores = np.asarray(result.scores, dtype=float)
+        if scores.shape != is_member.shape:
+            raise ValueError(f"{result.attack}: {scores.size} scores for {is_member.size} membership labels")
+        return cls(result.attack, scores[is_member], scores[~is_member], title=title or result.attack)
+
+    def threshold(self, budget: float) -> float | None:
+        """Threshold at the FPR budget from the non-member scores (``None`` = n/a, may be ``+inf``)."""
+        return verdict_at_fpr(self.nonmember_scores, float(self.nonmember_scores[0]), budget)[1]
+
+    def rule_tpr(self, budget: float) -> float | None:
+        """Share of calibration members flagged by :meth:`threshold` (``None`` = n/a)."""
+        thr = self.threshold(budget)
+        if thr is None:
+            return None
+        return float(np.mean(self.member_scores >= thr))
+
+    def rule_fpr(self, budget: float) -> float | None:
+        """Share of calibration non-members flagged by :meth:`threshold` (<= budget; ``None`` = n/a)."""
+        thr = self.threshold(budget)
+        if thr is None:
+            return None
+        return float(np.mean(self.nonmember_scores >= thr))
+
+
+def calibrations_from_results(
+    results: Mapping[str, AttackResult],
+    ids: Sequence[str],
+    is_member: np.ndarray,
+    titles: Mapping[str, str] | None = None,
+) -> dict[str, Calibration]:
+    """One :class:`Calibration` per stored result of an experiment (``ids`` = the experiment's ids)."""
+    titles = titles or {}
+    return {
+        name: Calibration.from_result(res, is_member, ids=ids, title=titles.get(name, ""))
+        for name, res in results.items()
+    }
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class AttackVerdict:
+    """One image judged by one attack at one FPR budget."""
+
+    image_id: str
+    attack: str
+    score: float
+    percentile_nonmember: float  # % of calibration non-members scoring below (ties 1/2)
+    percentile_member: float  # % of calibration members scoring below (ties 1/2)
+    nonmember_tail: float  # fraction of calibration non-members scoring >= score
+    threshold: float | None  # None = n/a
+    flagged: bool | None  # None = n/a
+    budget: float
+    rule_tpr: float | None  # share of calibration members this threshold flags
+    label: str  # e.g. "flagged as member at 1 % FPR"
+
+
+@dataclass(frozen=True)
+class ImageSummary:
+    """An image's verdicts summarised across attacks."""
+
+    image_id: str
+    n_attacks: int  # attacks that gave a verdict (n/a excluded)
+    n_flagged: int
+    n_na: int
+    majority: bool | None  # flagged by more than half of n_attacks; None when n_attacks == 0
+    any: bool | None  # flagged by at least one; None when n_attacks == 0
+    text: str
+
+
+@dataclass(frozen=True, eq=False)
+class VerdictReport:
+    """Every (image, attack) verdict of one scoring, with the calibrations used."""
+
+    budget: float
+    image_ids: tuple[str, ...]
+    attacks: tuple[str, ...]
+    calibrations: dict[str, Calibration]
+    verdicts: tuple[AttackVerdict, ...]
+
+    def get(self, image_id: str, attack: str) -> AttackVerdict:
+        for v in self.verdicts:
+            if v.image_id == image_id and v.attack == attack:
+                return v
+        raise KeyError((image_id, attack))
+
+    def for_image(self, image_id: str) -> list[AttackVerdict]:
+        return [v for v in self.verdicts if v.image_id == image_id]
+
+    def for_attack(self, attack: str) -> list[AttackVerdict]:
+        return [v for v in self.verdicts if v.attack == attack]
+
+    def summary(self, image_id: str) -> ImageSummary:
+        vs = self.for_image(image_id)
+        valid = [v for v in vs if v.flagged is not None]
+        n, k = len(valid), sum(1 for v in valid if v.flagged)
+        n_na = len(vs) - n
+        budget = budget_text(self.budget)
+        if n == 0:
+            return ImageSummary(image_id, 0, 0, n_na, None, None,
+                                f"no verdict at {budget} FPR: too few calibration non-members for every attack")
+        majority, anyflag = k > n / 2, k > 0
+
+        def word(flag: bool) -> str:
+            return "flagged" if flag else "not flagged"
+
+        text = (f"flagged by {k} of {n} attack{'s' if n != 1 else ''} at {budget} FPR"
+                f" (majority: {word(majority)}; any: {word(anyflag)})")
+        if n > 1:
+            text += (f". The 'any' rule flags more non-members than each attack alone:"
+                     f" up to {budget_text(min(1.0, n * self.budget))} with {n} attacks")
+        if n_na:
+            text += f"; {n_na} attack(s) n/a"
+        return ImageSummary(image_id, n, k, n_na, majority, anyflag, text)
+
+    def summaries(self) -> list[ImageSummary]:
+        return [self.summary(i) for i in self.image_ids]
+
+    def records(self) -> list[dict]:
+        """One plain dict per (image, attack): for a table or a CSV download."""
+        return [
+            {
+                "image": v.image_id,
+                "attack": v.attack,
+                "score": v.score,
+                "percentile among non-members": v.percentile_nonmember,
+                "percentile among members": v.percentile_member,
+                "non-members scoring >= (fraction)": v.nonmember_tail,
+                "threshold": v.threshold,
+                "FPR budget": v.budget,
+                "verdict": v.label,
+                "TPR of this rule on known members": v.rule_tpr,
+            }
+            for v in self.verdicts
+        ]
+
+
+def judge_scores(
+    calibrations: Mapping[str, Calibration],
+    scores: Mapping[str, Sequence[float] | np.ndarray],
+    ids: Sequence[str],
+    budget: float,
+) -> VerdictReport:
+    """Judge already computed scores.
+
+    Parameters
+    ----------
+    calibrations : attack name -> Calibration
+    scores : attack name -> (N,) scores of the new images (same order as ``ids``); every attack
+        in ``scores`` needs a calibration.
+    ids : N image ids.
+    budget : FPR budget in (0, 1).
+    """
+    ids = tuple(str(i) for i in ids)
+    missing = [a for a in scores if a not in calibrations]
+    if missing:
+        raise ValueError(f"no calibration (stored results on the split) for attack(s) {', '.join(missing)}")
+    min_nonmembers_for(budget)  # validates the budget
+    verdicts: list[AttackVerdict] = []
+    for attack, values in scores.items():
+        cal = calibrations[attack]
+        values = np.asarray(values, dtype=float).reshape(-1)
+        if values.size != len(ids):
+            raise ValueError(f"{attack}: {values.size} scores for {len(ids)} images")
+        thr = cal.threshold(budget)
+        tpr = cal.rule_tpr(budget)
+        needed = min_nonmembers_for(budget)
+        for image_id, s in zip(ids, values):
+            s = float(s)
+            if not math.isfinite(s):
+                verdicts.append(AttackVerdict(image_id, attack, s, math.nan, math.nan, math.nan, thr, None,
+                                              float(budget), tpr, "n/a: the score is not a finite number"))
+                continue
+            flagged = None if thr is None else bool(s >= thr)
+            verdicts.append(AttackVerdict(
+                image_id=image_id,
+                attack=attack,
+                score=s,
+                percentile_nonmember=percentile_of(cal.nonmember_scores, s),
+                percentile_member=percentile_of(cal.member_scores, s),
+                nonmember_tail=float(np.mean(cal.nonmember_scores >= s)),
+                threshold=thr,
+                flagged=flagged,
+                budget=float(budget),
+                rule_tpr=tpr,
+                label=verdict_label(flagged, budget, needed),
+            ))
+    # Image-major order: all attacks of the first image, then the next image.
+    order = {i: k for k, i in enumerate(ids)}
+    attack_order = {a: k for k, a in enumerate(scores)}
+    verdicts.sort(key=lambda v: (order[v.image_id], attack_order[v.attack]))
+    return VerdictReport(float(budget), ids, tuple(scores), dict(calibrations), tuple(verdicts))
+
+
+def score_images(
+    target,
+    images: ImageSet,
+    attacks: Sequence[Attack],
+    *,
+    seed: int = 0,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Score new images with each attack (same params and seed as the calibration runs).
+
+    ``images`` must already have the target's resolution and channels
+    (``mia_core.data.load_uploads(..., resolution=, channels=)`` does that).
+    Returns attack name -> (N,) scores, higher = member.
+    """
+    if images.height != target.resolution or images.width != target.resolution or images.channels != target.channels:
+        raise ValueError(
+            f"images are {images.height}x{images.width} with {images.channels} channel(s) but the target needs "
+            f"{target.resolution}x{target.resolution} with {target.channels}; convert them first"
+        )
+    x0 = images.to_unit_range()
+    out: dict[str, np.ndarray] = {}
+    for attack in attacks:
+        step = None
+        if progress is not None:
+            def step(done: int, total: int, name: str = attack.name) -> None:
+                progress(name, done, total)
+        res = attack.run(target, x0, ids=images.ids, seed=seed, progress=step)
+        out[attack.name] = np.asarray(res.scores, dtype=float)
+    return out
+
+
+def judge_images(
+    target,
+    images: ImageSet,
+    attacks: Sequence[Attack],
+    calibrations: Mapping[str, Calibration],
+    budget: float,
+    *,
+    seed: int = 0,
+) -> VerdictReport:
+    """:func:`score_images` then :func:`judge_scores` (only attacks with a calibration are run)."""
+    usable = [a for a in attacks if a.name in calibrations]
+    if not usable:
+        raise ValueError("none of the attacks has stored results on the split to calibrate against")
+    scores = score_images(target, images, usable, seed=seed)
+    return judge_scores(calibrations, scores, images.ids, budget)
+
+
+# ----------------------------------------------------------------------------- the honest sentence
+
+
+def verdict_sentence(
+    budget: float,
+    tpr: float | None | Mapping[str, float | None],
+    *,
+    flagged: bool | None = None,
+    n_members: int | None = None,
+    n_nonmembers: int | None = None,
+    attack_title: str | None = None,
+) -> str:
+    """What a verdict at this budget can and cannot mean, with the attack's TPR on known members.
+
+    ``tpr`` is the share of known members the same rule flags (:meth:`Calibration.rule_tpr`), or a
+    mapping attack title -> that share when several attacks are summarised; ``None`` means the
+    budget is n/a for ``n_nonmembers``. ``flagged`` puts the sentence about the image's own
+    outcome first.
+    """
+    b, one_in = budget_text(budget), _one_in(budget)
+    who = f"{attack_title}: " if attack_title else ""
+    if isinstance(tpr, Mapping):
+        rates = {k: float(v) for k, v in tpr.items() if v is not None}
+        if len(rates) == 1:
+            (title, value), = rates.items()
+            return verdict_sentence(budget, value, flagged=flagged, n_members=n_members,
+                                    n_nonmembers=n_nonmembers, attack_title=attack_title or title)
+        tpr_text = ", ".join(f"{v:.2f} ({k})" for k, v in rates.items())
+        best = max(rates.values()) if rates else None
+    else:
+        rates, best = {}, tpr
+        tpr_text = None if tpr is None else f"{tpr:.2f}"
+    if best is None:
+        needed = min_nonmembers_for(budget)
+        have = f"only {n_nonmembers}" if n_nonmembers is not None else "too few"
+        return (f"{who}With {have} calibration non-members no threshold at {b} FPR can be set (it needs >= "
+                f"{needed}): the smallest non-zero FPR they can measure is larger than the budget. No verdict is "
+                "given; choose a larger budget or calibrate on more non-members.")
+    cal = f" {n_nonmembers:,} known" if n_nonmembers is not None else " the known"
+    flag_part = (f"Flagged at {b} FPR means this image scores at least as high as a threshold that at most {b} of"
+                 f"{cal} non-members (images the model was not trained on) reach; about {one_in} non-members "
+                 "would be flagged too, so a flag is evidence, not proof.")
+    if rates:
+        miss_part = (f"A 'not flagged' image may still have been used: the attacks' TPR at this FPR is only "
+                     f"{tpr_text} on known members, so even the strongest misses {(1 - best) * 100:.0f} % of the "
+                     "training images.")
+    else:
+        of_members = f" (it flags {round(best * n_members):,} of {n_members:,})" if n_members else ""
+        miss_part = (f"A 'not flagged' image may still have been used: the attack's TPR at this FPR is only "
+                     f"{tpr_text} on known members{of_members}, so {(1 - best) * 100:.0f} % of the training images "
+                     "are not flagged either.")
+    if best >= 0.995:
+        miss_part = (f"On known members the TPR at this FPR is {tpr_text}; even so, a 'not flagged' image is "
+                     "only unlikely, not proven, to be a training image.")
+    parts = [miss_part, flag_part] if flagged is False else [flag_part, miss_part]
+    return who + " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- figure
+
+
+def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, score_label: str = "") -> go.Figure:
+    """Where each new image's score falls among the calibration members and non-members.
+
+    Density histograms (shared bins) of the calibration member and non-member scores, a dashed
+    vertical line at the threshold of the FPR budget, and one diamond per new image (hover: id,
+    score, percentiles, verdict). SVG traces only.
+    """
+    cal = report.calibrations[attack]
+    verdicts = report.for_attack(attack)
+    new_scores = np.array([v.score for v in verdicts if math.isfinite(v.score)], dtype=float)
+    pooled = np.concatenate([cal.member_scores, cal.nonmember_scores, new_scores])
+    lo, hi = float(pooled.min()), float(pooled.max())
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    edges = np.linspace(lo, hi, bins + 1)
+    centres, width = 0.5 * (edges[:-1] + edges[1:]), edges[1] - edges[0]
+
+    fig = go.Figure()
+    ymax = 0.0
+    for label, values, color in (
+        (NONMEMBER_LABEL, cal.nonmember_scores, NONMEMBER_COLOR),
+        (MEMBER_LABEL, cal.member_scores, MEMBER_COLOR),
+    ):
+        density, _ = np.histogram(values, bins=edges, density=True)
+        ymax = max(ymax, float(density.max()))
+        fig.add_trace(go.Bar(
+            x=centres, y=density, width=width, name=f"{label}s of the split (n={values.size:,})",
+            marker={"color": color, "line": {"width": 0}}, opacity=0.6,
+            hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
+        ))
+    ymax = ymax or 1.0
+
+    thr = cal.threshold(report.budget)
+    b = budget_text(report.budget)
+    rows = min(len(verdicts), 4)
+    top = ymax * (1.12 + 0.1 * rows)
+    if thr is not None and math.isfinite(thr):
+        fig.add_trace(go.Scatter(
+            x=[thr, thr], y=[0, top], mode="lines", name=f"threshold at {b} FPR",
+            line={"color": "#555555", "dash": "dash", "width": 2},
+            hovertemplate=f"threshold at {b} FPR: %{{x:.4g}}<extra></extra>",
+        ))
+        fig.add_annotation(x=thr, y=top, text=f"threshold ({b} FPR) → flagged", showarrow=False,
+                           xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555555"})
+
+    if verdicts:
+        # a row per image (cycling over 4) above the histograms, so close scores do not overlap
+        ys = [ymax * (1.1 + 0.1 * (k % 4)) for k in range(len(verdicts))]
+        symbols = ["diamond" if v.flagged else ("circle-open" if v.flagged is None else "diamond-open")
+                   for v in verdicts]
+        show_text = len(verdicts) <= 6
+        fig.add_trace(go.Scatter(
+            x=[v.score for v in verdicts], y=ys, mode="markers+text" if show_text else "markers",
+            name="your image(s)", text=[v.image_id for v in verdicts] if show_text else None,
+            textposition="middle right", textfont={"size": 11},
+            customdata=[[v.image_id, v.percentile_nonmember, v.percentile_member, v.label] for v in verdicts],
+            marker={"color": attack_color(attack), "size": 14, "symbol": symbols,
+                    "line": {"color": UPLOAD_COLOR, "width": 1.5}},
+            hovertemplate=("%{customdata[0]}<br>score %{x:.4g}<br>above %{customdata[1]:.1f} % of non-members"
+                           "<br>above %{customdata[2]:.1f} % of members<br>%{customdata[3]}<extra></extra>"),
+        ))
+
+    title = cal.title or attack
+    fig.update_layout(
+        title=f"{title}: your image(s) against the split ({cal.n_members:,} members, {cal.n_nonmembers:,} non-members)",
+        barmode="overlay", bargap=0,
+        xaxis_title=f"score{f' = {score_label}' if score_label else ''} (higher = more member-like)",
+        yaxis_title="density", yaxis_range=[0, top * 1.08],
+        legend={"orientation": "h", "yanchor": "top", "y": -0.2},
+        margin={"t": 60, "b": 10}, height=420,
+    )
+    return fig
+
+
+# ----------------------------------------------------------------------------- display and upload helpers
+
+
+def upscale_nearest(image: np.ndarray, size: int = 96) -> np.ndarray:
+    """A (H, W, C) or (H, W) uint8 image enlarged by an integer factor with nearest neighbour
+    (pixels stay sharp squares), to about ``size`` pixels; (H, W, 1) comes back as (H, W)."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    factor = max(1, int(size) // max(img.shape[0], img.shape[1]))
+    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """A uint8 (H, W, C) / (H, W) image as PNG bytes (lossless), e.g. to feed a split image back
+    through the upload path."""
+    from PIL import Image
+
+    img = np.asarray(image, dtype=np.uint8)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _safe_file_name(name: str, used: set[str]) -> str:
+    base = Path(str(name).replace("\\", "/")).name
+    stem, suffix = Path(base).stem, Path(base).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{name}: not an image file name (expected one of {', '.join(IMAGE_SUFFIXES)})")
+    stem = _SAFE_NAME.sub("_", stem).strip("._") or "image"
+    out, k = f"{stem}{suffix}", 2
+    while out in used:
+        out, k = f"{stem}-{k}{suffix}", k + 1
+    used.add(out)
+    return out
+
+
+def save_upload_folder(
+    root: str | Path,
+    members: Sequence[tuple[str, bytes]],
+    nonmembers: Sequence[tuple[str, bytes]],
+) -> Path:
+    """Write uploaded member and non-member files to ``<root>/uploads/<hash>/{members,nonmembers}/``.
+
+    The folder name is a hash of the names and bytes, so the same uploads give the same folder
+    (and the same data fingerprint). File names are reduced to safe characters; the bytes are
+    written as they are (decoding and its checks happen when the folder is loaded).
+    """
+    if not members or not nonmembers:
+        raise ValueError("upload at least one member image and one non-member image")
+    h = hashlib.sha256()
+    for role, files in (("members", members), ("nonmembers", nonmembers)):
+        for name, data in files:
+            h.update(f"{role}/{name}\0{len(data)}\0".encode())
+            h.update(bytes(data))
+    folder = Path(root) / "uploads" / h.hexdigest()[:16]
+    for role, files in (("members", members), ("nonmembers", nonmembers)):
+        sub = folder / role
+        sub.mkdir(parents=True, exist_ok=True)
+        used: set[str] = set()
+        for name, data in files:
+            (sub / _safe_file_name(name, used)).write_bytes(bytes(data))
+    return folder

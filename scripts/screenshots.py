@@ -1,0 +1,210 @@
+"""Take the README screenshots: start the app, visit every page, save 1400x900 PNGs.
+
+Usage::
+
+    python scripts/screenshots.py                      # -> docs/screenshots/<page>.png
+    python scripts/screenshots.py --out /tmp/shots     # elsewhere
+    python scripts/screenshots.py --only present,attack
+
+Needs Chromium (``apt-get install -y chromium``; or set ``MIA_CHROMIUM``) and the ``playwright``
+Python package. The app runs with a temporary result store, so the pages that show results read
+the precomputed demo results in ``assets/demo_store`` and nothing is written into the repository.
+Pages that show a Streamlit exception are listed at the end (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("MIA_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+VIEWPORT = {"width": 1400, "height": 900}
+SHOTS = ("learn", "target", "data", "attack", "compare", "compare_histogram", "sample", "my-image", "present")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(port: int, store: Path, log_path: Path) -> subprocess.Popen:
+    """``streamlit run app.py`` headless on ``port``; returns once /_stcore/health answers ok."""
+    env = {**os.environ, "MIA_STORE": str(store), "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+           "--global.developmentMode", "false"]
+    with open(log_path, "w") as log:  # a file, not a pipe: a full pipe can block the server
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
+                return proc
+        except OSError:
+            time.sleep(0.3)
+        if proc.poll() is not None:
+            break
+    stop_app(proc)
+    raise SystemExit(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for_app(page, timeout: float = 120_000) -> None:
+    page.wait_for_timeout(300)  # a click may not have started the rerun yet
+    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    try:
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
+                               timeout=timeout)
+    except Exception:  # a skeleton that stays is visible in the screenshot anyway
+        pass
+    page.wait_for_timeout(1500)  # plotly draws after the script has finished
+
+
+def member_example() -> tuple[str, bytes]:
+    """The first member of the default split and its 8x8 image as PNG bytes (exactly what was trained on)."""
+    from PIL import Image
+
+    from mia_core.data import load_digits
+
+    split = json.loads((REPO / "assets" / "default_target" / "split.json").read_text())
+    member_id = split["member_ids"][0]
+    digits = load_digits()
+    img = digits.images[list(digits.ids).index(member_id)][..., 0]
+    buf = io.BytesIO()
+    Image.fromarray(img, mode="L").save(buf, format="PNG")
+    return member_id, buf.getvalue()
+
+
+def exception_text(page) -> str | None:
+    boxes = page.locator('[data-testid="stException"]')
+    return boxes.first.inner_text()[:300] if boxes.count() else None
+
+
+def click_tab(page, pattern: str) -> bool:
+    tab = page.get_by_role("tab", name=re.compile(pattern, re.I))
+    if tab.count() == 0:
+        return False
+    tab.first.click()
+    page.wait_for_timeout(1200)
+    return True
+
+
+def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
+    from playwright.sync_api import sync_playwright
+
+    problems: dict[str, str] = {}
+    member_id, member_png = member_example()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.set_default_timeout(120_000)
+
+        def shot(name: str, path: str, prepare=None) -> None:
+            if only and name not in only:
+                return
+            page.goto(base + path)
+            wait_for_app(page)
+            note = prepare(page) if prepare else None
+            file = out / f"{name}.png"
+            page.screenshot(path=str(file))
+            err = exception_text(page)
+            if err:
+                problems[name] = f"exception on the page: {err}"
+            elif note:
+                problems[name] = note
+            if page.get_by_text("This page is being built").count():
+                problems[name] = "still a stub (This page is being built)"
+            print(f"{file}  ({path})" + (f"  -- {problems[name]}" if name in problems else ""))
+
+        def upload_member(pg) -> str | None:
+            target = pg.locator('[data-testid="stFileUploaderDropzoneInput"]')
+            if target.count() == 0:
+                return "no file uploader on the page"
+            target.first.set_input_files(files=[{"name": f"{member_id}.png", "mimeType": "image/png",
+                                                 "buffer": member_png}])
+            wait_for_app(pg)
+            return None
+
+        def roc_tab(pg) -> str | None:
+            return None if click_tab(pg, r"ROC") else "no ROC tab found"
+
+        def histogram_tab(pg) -> str | None:
+            return None if click_tab(pg, r"histogram") else "no histogram tab found"
+
+        page.goto(base + "/")  # a first visit registers the pages (a cold server may not know /attack yet)
+        wait_for_app(page)
+        shot("learn", "/")
+        shot("target", "/target")
+        shot("data", "/data")
+        shot("attack", "/attack")
+        shot("compare", "/compare", roc_tab)
+        shot("compare_histogram", "/compare", histogram_tab)
+        shot("sample", f"/sample?id={member_id}")
+        shot("my-image", "/my-image", upload_member)
+        shot("present", "/present?slide=5")
+        context.close()
+        browser.close()
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="output folder (default docs/screenshots)")
+    parser.add_argument("--url", default=None, help="use an app already running at this URL instead of starting one")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SHOTS)}")
+    args = parser.parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium, or set MIA_CHROMIUM)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    only = {s.strip() for s in args.only.split(",") if s.strip()} or None
+    unknown = (only or set()) - set(SHOTS)
+    if unknown:
+        parser.error(f"unknown page(s) {sorted(unknown)}; choose from {', '.join(SHOTS)}")
+    proc = None
+    with tempfile.TemporaryDirectory(prefix="mia-shots-") as tmp:
+        base = args.url
+        if base is None:
+            port = _free_port()
+            proc = start_app(port, Path(tmp) / "store", Path(tmp) / "streamlit.log")
+            base = f"http://127.0.0.1:{port}"
+        try:
+            problems = take(base.rstrip("/"), out, only)
+        finally:
+            if proc is not None:
+                stop_app(proc)
+    for name, text in problems.items():
+        print(f"problem: {name}: {text}", file=sys.stderr)
+    return 1 if any("exception" in t for t in problems.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

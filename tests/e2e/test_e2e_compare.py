@@ -1,0 +1,97 @@
+"""End to end: the Compare page in Chromium; a click on a sample opens it in the Sample explorer."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+
+def _e2e_conftest():
+    """tests/e2e/conftest.py loaded by path: a bare ``import conftest`` can resolve to tests/conftest.py."""
+    spec = importlib.util.spec_from_file_location("_mia_e2e_conftest_compare", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_helpers = _e2e_conftest()
+wait_for_app, no_exception = _helpers.wait_for_app, _helpers.no_exception
+
+pytestmark = pytest.mark.browser
+
+ID_PATTERN = re.compile(r"digits-\d{4}")
+
+
+def _open_compare(page, app_server: str) -> None:
+    page.goto(app_server + "/")  # a first visit to the root registers the st.navigation pages
+    wait_for_app(page)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
+    wait_for_app(page)
+    page.get_by_role("heading", name=re.compile("Compare attacks")).wait_for(state="visible")
+    no_exception(page)
+
+
+def _leftmost_point(chart) -> tuple[float, float]:
+    """Page coordinates of the leftmost dot of the histogram's strip (an isolated, easy-to-hit point)."""
+    centers = chart.locator(".scatterlayer .trace .points path").evaluate_all(
+        """els => els.map(e => { const r = e.getBoundingClientRect();
+                                  return [r.x + r.width / 2, r.y + r.height / 2, r.width]; })
+                      .filter(c => c[2] > 0)"""
+    )
+    assert centers, "the histogram strip has no points"
+    x, y, _ = min(centers, key=lambda c: c[0])
+    return x, y
+
+
+def test_click_on_histogram_point_opens_sample(page, app_server):
+    _open_compare(page, app_server)
+    roc = page.locator('[data-testid="stPlotlyChart"]').first
+    roc.wait_for(state="visible")
+    assert roc.locator(".xaxislayer-above").count() >= 1  # the chart rendered, with axes
+
+    page.get_by_role("tab", name="Score histograms").click()
+    wait_for_app(page)
+    chart = page.locator(".st-key-hist_chart [data-testid='stPlotlyChart']")
+    chart.scroll_into_view_if_needed()
+    chart.locator(".scatterlayer .trace .points path").first.wait_for(state="attached")
+    page.wait_for_timeout(500)  # plotly finishes its layout
+
+    x, y = _leftmost_point(chart)
+    page.mouse.move(x, y)
+    hover = chart.locator(".hoverlayer")
+    page.wait_for_function("el => /digits-\\d{4}/.test(el.textContent)", arg=hover.element_handle(), timeout=10_000)
+    sample_id = ID_PATTERN.search(hover.text_content()).group(0)
+
+    page.mouse.click(x, y)
+    page.wait_for_url(re.compile(r"/sample\?"), timeout=60_000)
+    wait_for_app(page)
+    no_exception(page)
+    assert f"id={sample_id}" in page.url
+    page.get_by_role("heading", name=re.compile("Sample explorer")).wait_for(state="visible")
+    chosen = page.locator(".st-key-sample-id input")  # the image selectbox (dots in keys become dashes)
+    assert chosen.input_value().startswith(sample_id)
+    assert page.get_by_text(f"{sample_id} (enlarged").count() >= 1  # the image's caption
+
+
+def test_vulnerable_table_row_opens_sample(page, app_server):
+    _open_compare(page, app_server)
+    page.get_by_role("tab", name="Score histograms").click()
+    wait_for_app(page)
+    table = page.locator(".st-key-vuln_table")
+    table.scroll_into_view_if_needed()
+    table.locator("canvas").first.wait_for(state="attached")
+    page.wait_for_timeout(500)
+    # Rows of Streamlit's data grid are drawn on a canvas: click the selection checkbox of row 1.
+    box = table.locator('[data-testid="stDataFrameResizable"]').bounding_box()
+    header, row_height = 35, 52
+    page.mouse.click(box["x"] + 18, box["y"] + header + row_height / 2)
+    page.wait_for_url(re.compile(r"/sample\?"), timeout=60_000)
+    wait_for_app(page)
+    no_exception(page)
+    match = re.search(r"id=(digits-\d{4})", page.url)
+    assert match
+    assert page.locator(".st-key-sample-id input").input_value().startswith(match.group(1))
+    assert page.get_by_text(f"{match.group(1)} (enlarged").count() >= 1

@@ -1,0 +1,83 @@
+"""End to end: the first page's load time, and stepping Presenter mode with the keyboard."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def wait_for_app(page, timeout: float = 60_000) -> None:
+    """As tests/e2e/conftest.py: the script has run (connected, not running)."""
+    page.wait_for_timeout(250)  # a click may not have started the rerun yet
+    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+
+
+def no_exception(page) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+#: Widgets a first page may show (any one of them visible = the page can be used).
+WIDGETS = ", ".join(f'[data-testid="stMain"] [data-testid="{t}"]' for t in (
+    "stButton", "stSlider", "stSelectbox", "stRadio", "stTextInput", "stNumberInput", "stCheckbox",
+    "stMultiSelect", "stFileUploader", "stSegmentedControl", "stButtonGroup", "stTabs", "stPageLink",
+))
+
+
+def test_first_page_is_interactive_quickly(page, app_server):
+    """From a healthy, cold server to the Learn page (at /) being usable: the requirement is 5 s."""
+    start = time.perf_counter()
+    page.goto(app_server + "/")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+    page.locator(f'{WIDGETS}, [data-testid="stMain"] h1').first.wait_for(state="visible", timeout=60_000)
+    elapsed = time.perf_counter() - start
+    print(f"first page interactive in {elapsed:.1f} s")
+    no_exception(page)
+    assert elapsed < 10, f"the first page took {elapsed:.1f} s to become interactive"
+
+
+def _slide_number(page) -> str:
+    return page.locator(".st-key-present_number").inner_text().strip()
+
+
+def test_keyboard_steps_through_the_slides(page, app_server):
+    page.goto(app_server + "/present?slide=1")
+    wait_for_app(page)
+    no_exception(page)
+    number = page.locator(".st-key-present_number")
+    assert re.fullmatch(r"1 / \d+", _slide_number(page))
+    assert page.get_by_text("What is membership inference?").first.is_visible()
+
+    page.keyboard.press("ArrowRight")  # the Next button's shortcut
+    page.wait_for_function("() => document.querySelector('.st-key-present_number')?.innerText.trim().startsWith('2 /')",
+                           timeout=30_000)
+    wait_for_app(page)
+    assert _slide_number(page).startswith("2 /")
+    assert "slide=2" in page.url  # the slide is in the URL, so it can be linked
+    page.get_by_test_id("stPlotlyChart").first.wait_for(state="visible")  # slide 2 draws a chart
+
+    page.keyboard.press("ArrowLeft")  # Back
+    page.wait_for_function("() => document.querySelector('.st-key-present_number')?.innerText.trim().startsWith('1 /')",
+                           timeout=30_000)
+    assert _slide_number(page).startswith("1 /")
+
+    page.keyboard.press("PageDown")  # what presentation clickers send
+    page.wait_for_function("() => document.querySelector('.st-key-present_number')?.innerText.trim().startsWith('2 /')",
+                           timeout=30_000)
+    page.keyboard.press("PageUp")
+    page.wait_for_function("() => document.querySelector('.st-key-present_number')?.innerText.trim().startsWith('1 /')",
+                           timeout=30_000)
+    assert number.is_visible()
+    no_exception(page)
+
+
+def test_slide_link_opens_that_slide(page, app_server):
+    page.goto(app_server + "/present?slide=5")
+    wait_for_app(page)
+    assert _slide_number(page).startswith("5 /")
+    page.get_by_test_id("stPlotlyChart").first.wait_for(state="visible")
+    no_exception(page)

@@ -1,0 +1,170 @@
+"""Tests for the ``mia`` command line (mia_core.cli)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mia_core.cli import main
+from mia_core.target import load_target
+
+REQUIRED_METRICS = {"auc", "asr", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "n_members", "n_nonmembers", "seconds"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    """See conftest.single_thread."""
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tiny_unet_factory) -> Path:
+    folder = tmp_path_factory.mktemp("cli") / "tiny"
+    tiny_unet_factory(8, 1).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def attack_run(tiny_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "20",
+                 "--attacks", "loss,pia", "--out", str(out), "--device", "cpu"])
+    return code, out
+
+
+def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
+    code, out = attack_run
+    assert code == 0
+    scores = pd.read_csv(out / "scores.csv")
+    assert list(scores.columns) == ["id", "is_member", "loss", "pia"]
+    assert len(scores) == 40
+    assert scores["is_member"].tolist() == [1] * 20 + [0] * 20
+    assert scores["id"].is_unique
+    assert np.isfinite(scores[["loss", "pia"]].to_numpy()).all()
+    assert (scores[["loss", "pia"]].to_numpy() <= 0).all()  # negated errors / distances
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"loss", "pia"}
+    for m in metrics.values():
+        assert REQUIRED_METRICS <= set(m)
+        assert 0 <= m["auc"] <= 1 and 0.5 <= m["asr"] <= 1
+        assert m["n_members"] == 20 and m["n_nonmembers"] == 20
+        assert m["tpr_at_1pct_fpr"] is None and m["tpr_at_0.1pct_fpr"] is None  # 20 non-members: n/a
+        assert m["seconds"] >= 0
+    assert metrics["pia"]["unet_calls_per_image"] == 12  # 1 + the score's t and the 11-point sweep (200 included)
+
+    # The CSV's scores are what the attack computes for those ids (PIA is deterministic).
+    from mia_core.attacks import get_attack
+    from mia_core.data import resolve_data
+
+    images, split = resolve_data("default")
+    ids, _ = split.limit(20).labelled()
+    assert scores["id"].tolist() == list(ids)
+    x0 = images.subset(ids).to_unit_range()
+    pia = get_attack("pia", {"sweep": []}).run(load_target(str(tiny_folder), device="cpu"), x0, ids=ids)
+    np.testing.assert_allclose(scores["pia"].to_numpy(), pia.scores, rtol=1e-4)
+
+    traces = np.load(out / "traces.npz")
+    assert traces["pia_trace"].shape == (40, 11) and traces["loss_trace"].shape == (40, 11)
+    run = json.loads((out / "run.json").read_text())
+    assert run["command"].startswith("mia attack --target")
+    assert run["target"]["resolution"] == 8
+
+
+def test_attack_no_trace(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "nt"
+    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "5",
+                 "--attacks", "secmi,sima", "--out", str(out), "--no-trace", "--bootstrap", "0", "--device", "cpu"])
+    assert code == 0
+    traces = np.load(out / "traces.npz")
+    assert traces["secmi_trace"].shape == (10, 0) and traces["sima_trace"].shape == (10, 0)
+    run = json.loads((out / "run.json").read_text())
+    assert run["attacks"]["secmi"]["trace"] is False
+    assert run["attacks"]["sima"]["sweep"] == []
+    printed = capsys.readouterr().out
+    assert "secmi" in printed and "sima" in printed and "n/a" in printed
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--attacks", "loss", "--params", "{not json"], r"--params is not valid JSON"),
+        (["--attacks", "loss", "--params", '{"pia": {"timestep": 100}}'], r"\['pia'\]"),
+        (["--attacks", "loss", "--params", '{"loss": 3}'], r"JSON object of objects"),
+        (["--attacks", "loss", "--params", '{"loss": {"nope": 1}}'], r"unknown parameter.*'nope'"),
+        (["--attacks", "loss,gsa"], r"unknown attack 'gsa'"),
+        (["--attacks", "loss", "--limit", "0"], r"limit must be >= 1"),
+        (["--attacks", "loss", "--target", "no/such-model-dir/here"], r"neither an existing folder nor a Hub id"),
+    ],
+)
+def test_attack_bad_input_exit_2(tmp_path, capsys, extra, message):
+    code = main(["attack", "--data", "default", "--out", str(tmp_path / "o"), "--device", "cpu", *extra])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mia: error: ") and re.search(message, err), err
+    assert "\n" not in err  # one line, no traceback
+    assert not (tmp_path / "o" / "scores.csv").exists()
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "attack" in capsys.readouterr().out
+
+
+def test_info_prints_card(capsys):
+    assert main(["info", "--target", "default", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    card = load_target("default", device="cpu").card()
+    lines = {line.split(maxsplit=1)[0]: line.split(maxsplit=1)[1] for line in out.splitlines() if line.strip()}
+    assert lines["source"] == "default"
+    assert lines["parameters"] == str(card["parameters"])
+    assert lines["resolution"] == "8" and lines["channels"] == "1"
+    assert lines["fingerprint"] == card["fingerprint"]
+
+
+def test_train_writes_loadable_folder(tmp_path, capsys):
+    out = tmp_path / "trained"
+    code = main(["train", "--data", "default", "--out", str(out), "--steps", "5", "--batch-size", "16",
+                 "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu"])
+    assert code == 0
+    target = load_target(str(out), device="cpu")
+    assert list(target.unet.config.block_out_channels) == [16, 32]
+    assert (target.resolution, target.channels) == (8, 1)
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["command"].startswith("mia train --data default")
+    assert log["config"]["steps"] == 5 and log["n_members"] == 898
+    assert "saved EMA weights" in capsys.readouterr().out
+
+
+def _mia_executable() -> str:
+    candidate = Path(sys.executable).parent / "mia"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("mia")
+    if found is None:
+        pytest.skip("the 'mia' console script is not installed (pip install -e .)")
+    return found
+
+
+def test_console_script(tmp_path):
+    out = tmp_path / "script"
+    proc = subprocess.run(
+        [_mia_executable(), "attack", "--target", "default", "--data", "default", "--limit", "30",
+         "--attacks", "sima", "--out", str(out), "--device", "cpu"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # see conftest.single_thread
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    table = [line for line in proc.stdout.splitlines() if line.startswith("sima")]
+    assert len(table) == 1
+    auc = float(table[0].split()[1])
+    assert 0.8 <= auc <= 1.0  # the default target leaks under SimA even on 30 + 30 images
+    assert len(pd.read_csv(out / "scores.csv")) == 60

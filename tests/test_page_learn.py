@@ -1,0 +1,101 @@
+"""AppTest: the Learn page on the embedded default target."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mia_core.schedule import NoiseSchedule
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture()
+def at(monkeypatch, tmp_path) -> AppTest:
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page("pages/learn.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _values(v) -> list:
+    """A plotly JSON array: a list, or plotly's typed-array encoding {"bdata": base64, "dtype": ...}."""
+    if isinstance(v, dict) and "bdata" in v:
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"]).tolist()
+    return list(v)
+
+
+def _metric(at: AppTest, startswith: str) -> str:
+    values = [m.value for m in at.metric if m.label.startswith(startswith)]
+    assert values, f"no metric labelled {startswith!r}: {[m.label for m in at.metric]}"
+    return values[0]
+
+
+def test_learn_renders_views_and_images(at):
+    assert at.title[0].value.startswith("Learn")
+    headers = [h.value for h in at.header]
+    assert any(h.startswith("1 ·") for h in headers) and any(h.startswith("3 ·") for h in headers)
+    images = at.get("image")
+    assert len(images) >= 7  # x0 / noise / x_t, the denoising row, the member / non-member pair
+    assert all(im.proto.imgs[0].url.endswith(".png") for im in images)  # lossless: no JPEG blur on 8x8 digits
+    captions = [img.caption for im in images for img in im.proto.imgs]
+    assert any("(member)" in c for c in captions) and any(c.startswith("x̂₀") for c in captions)
+    assert not at.error
+    # The default t is 200 and the shown abar is the schedule's.
+    abar = float(NoiseSchedule.linear().alphas_cumprod[200])
+    assert at.slider(key="learn.t").value == 200
+    assert _metric(at, r"$\bar\alpha_t$") == f"{abar:.4f}"
+
+
+def test_slider_changes_abar(at):
+    at.slider(key="learn.t").set_value(600).run()
+    assert not at.exception
+    abar600 = float(NoiseSchedule.linear().alphas_cumprod[600])
+    assert _metric(at, r"$\bar\alpha_t$") == f"{abar600:.4f}"
+    assert any(f"abar_t = {abar600:.4f}" in c.value for c in at.caption)
+
+
+def test_member_and_nonmember_errors_shown(at):
+    m = float(_metric(at, "member reconstruction error"))
+    nm = float(_metric(at, "non-member reconstruction error"))
+    assert m > 0 and nm > 0
+    charts = at.get("plotly_chart")
+    specs = [json.loads(c.proto.spec) for c in charts]
+    bars = [s for s in specs if s["data"] and s["data"][0]["type"] == "bar"]
+    assert bars and bars[0]["data"][0]["y"] == pytest.approx([m, nm], abs=6e-5)
+    curves = [s for s in specs if s["layout"].get("yaxis", {}).get("type") == "log"]
+    assert curves and _values(curves[0]["data"][0]["x"]) == [10, 50, 100, 200, 300, 400, 500, 600, 700, 850]
+    assert _values(curves[0]["data"][0]["y"])[3] == pytest.approx(m, abs=0.05)  # t=200 point, 4-draw average
+    # Choosing another pair changes the member's error.
+    other = at.selectbox(key="learn.member").options[5]
+    at.selectbox(key="learn.member").set_value(other).run()
+    assert not at.exception
+    assert float(_metric(at, "member reconstruction error")) != m
+
+
+def test_random_buttons_and_attack_table(at):
+    at.button(key="learn.rand_nm").click().run()
+    assert not at.exception
+    assert "non-member" in at.selectbox(key="learn.image").format_func(at.selectbox(key="learn.image").value)
+    table = at.table[0].value
+    assert {"what it measures", "UNet calls / image", "paper"} <= set(table.columns)
+    calls = dict(zip(table.index, table["UNet calls / image"]))
+    assert calls["SecMI-stat (t-error)"] == 11 and calls["PIA (proximal initialisation)"] == 2
+
+
+def test_population_view_adds_bands(at):
+    at.toggle(key="learn.population").set_value(True).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curve = next(s for s in specs if s["layout"].get("yaxis", {}).get("type") == "log")
+    names = [d.get("name") for d in curve["data"]]
+    assert "members (median)" in names and "non-members (median)" in names
+    assert sum(d.get("fill") == "toself" for d in curve["data"]) == 2  # the two IQR bands

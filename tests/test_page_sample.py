@@ -1,0 +1,93 @@
+"""AppTest of the Sample explorer on the defaults: URL ids, the verdicts, unknown ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from mia_core import metrics as M
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _open(monkeypatch, tmp_path, **query) -> AppTest:
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("pages/sample.py")
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def default_split():
+    from mia_core.attacks import DEFAULT_ATTACKS
+    from mia_core.experiment import load_experiment, make_attacks, stored_results
+    from mia_core.runs import DEMO_STORE_DIR, ResultStore
+
+    exp = load_experiment()
+    store = ResultStore(extra_readonly=[DEMO_STORE_DIR])
+    return exp, stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=store)
+
+
+def test_sample_from_url_shows_id_truth_and_verdicts(monkeypatch, tmp_path, default_split):
+    exp, stored = default_split
+    assert "digits-0000" in exp.ids
+    i = exp.ids.index("digits-0000")
+    at = _open(monkeypatch, tmp_path, id="digits-0000", attack="secmi")
+
+    assert "Sample explorer" in at.title[0].value
+    assert at.selectbox(key="sample.id").value == "digits-0000"
+    assert at.query_params["id"] == ["digits-0000"] or at.query_params["id"] == "digits-0000"
+    truth = "member" if exp.is_member[i] else "non-member"
+    boxes = [b.value for b in (*at.success, *at.info)]
+    assert any(f"Truly a **{truth}**" in b for b in boxes)
+    assert any("Verdicts at 1% FPR" in h.value for h in at.subheader)
+
+    verdicts = at.dataframe[0].value
+    assert list(verdicts.index) == list(stored)
+    for name, result in stored.items():
+        thr = M.threshold_at_fpr(result.scores, exp.is_member, 0.01)
+        expected = "member" if result.scores[i] >= thr else "non-member"
+        assert verdicts.loc[name, "verdict"] == expected
+        assert verdicts.loc[name, "score"] == pytest.approx(result.scores[i])
+    assert any("Oracle threshold chosen on this split" in c.value for c in at.caption)
+    text = " ".join(m.value for m in at.markdown)
+    assert "digits-0000" in text and "SecMI" in text
+
+    # The error curve of the chosen attack overlays this sample; SecMI's images are shown.
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    curve = specs[0]
+    assert curve["layout"]["yaxis"]["type"] == "log"
+    sample_traces = [t for t in curve["data"] if (t.get("meta") or {}).get("role") == "sample"]
+    assert sample_traces and sample_traces[0]["meta"]["id"] == "digits-0000"
+    images = at.get("image")
+    assert len(images) >= 5  # the image + x0, x_tilde, x_recon, |diff|
+    captions = [img.caption for im in images for img in im.proto.imgs]
+    assert any(c.startswith("digits-0000") for c in captions)
+    assert any("x̃ at t = 90" in c for c in captions)
+
+
+def test_selectbox_drives_the_url(monkeypatch, tmp_path):
+    at = _open(monkeypatch, tmp_path, id="digits-0000")
+    at.selectbox(key="sample.id").set_value("digits-0042").run()
+    assert not at.exception
+    assert at.session_state["sel.sample"] == "digits-0042"
+    assert "digits-0042" in str(at.query_params["id"])
+    at.selectbox(key="sample.attack").set_value("pia").run()
+    assert "pia" in str(at.query_params["attack"])
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["meta"]["id"] for t in curve["data"] if (t.get("meta") or {}).get("role") == "sample"] == ["digits-0042"]
+
+
+def test_unknown_id_gives_a_message_not_an_exception(monkeypatch, tmp_path):
+    at = _open(monkeypatch, tmp_path, id="no-such-image")
+    assert not at.exception
+    assert at.error and "no-such-image" in at.error[0].value
+    assert at.selectbox(key="sample.id").value != "no-such-image"  # falls back to a real image

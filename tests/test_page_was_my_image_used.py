@@ -1,0 +1,148 @@
+"""AppTest of "Was my image used?": uploads, corrupt files, examples from the split, limits, calibration."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from mia_core.attacks import REGISTRY
+from mia_core.data import DEFAULT_SPLIT_PATH, Split, load_digits
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+VERDICTS = ("flagged as member at 1 % FPR", "not flagged at 1 % FPR")
+
+
+def _member_png() -> tuple[str, bytes]:
+    digits, split = load_digits(), Split.load(DEFAULT_SPLIT_PATH)
+    mid = split.member_ids[0]
+    buf = io.BytesIO()
+    Image.fromarray(digits.images[digits.index_of()[mid]][..., 0]).save(buf, format="PNG")
+    return mid, buf.getvalue()
+
+
+@pytest.fixture()
+def at(monkeypatch, tmp_path) -> AppTest:
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.switch_page("pages/was_my_image_used.py")
+    app.run()
+    assert not app.exception
+    return app
+
+
+def _verdict_lines(app: AppTest) -> list[str]:
+    """The per-attack verdict lines of the image cards ("- **<attack title>**: score ... · **<verdict>**")."""
+    return [line for m in app.markdown for line in m.value.splitlines()
+            if line.startswith("- **") and " · **" in line]
+
+
+def test_upload_member_png_gets_a_verdict_per_attack(at):
+    assert any("Upload one or more images" in i.value for i in at.info)
+    _, data = _member_png()
+    at.file_uploader(key="miu.files").set_value(("my-digit.png", data, "image/png"))
+    at.run()
+    assert not at.exception
+    lines = _verdict_lines(at)
+    # every default attack has precomputed results on the default split: one verdict line each
+    for name in REGISTRY:
+        title = REGISTRY[name].title
+        line = next(line for line in lines if line.startswith(f"- **{title}**"))
+        assert any(v in line for v in VERDICTS), line
+    assert any("no conversion needed" in i.value for i in at.info)
+    summary = next(m.value for m in at.markdown if m.value.startswith("**my-digit.png**"))
+    assert f"of {len(REGISTRY)} attacks at 1 % FPR" in summary
+    assert any("evidence, not proof" in c.value and "TPR at this FPR" in c.value for c in at.caption)
+    # one placement figure per attack: member / non-member histograms, threshold, the image's marker
+    charts = at.get("plotly_chart")
+    assert len(charts) == len(REGISTRY)
+    spec = json.loads(charts[0].proto.spec)
+    names = [t.get("name", "") for t in spec["data"]]
+    assert "your image(s)" in names and any(n.startswith("threshold at 1 % FPR") for n in names)
+    mark = next(t for t in spec["data"] if t.get("name") == "your image(s)")
+    assert mark["text"] == ["my-digit.png"]
+    # the budget changes the verdict text without rescoring errors
+    at.selectbox(key="miu.fpr").set_value(0.1)
+    at.run()
+    assert not at.exception and at.session_state["cfg.fpr"] == 0.1
+    assert all("at 10 % FPR" in line for line in _verdict_lines(at))
+    # 0.1 % FPR needs >= 1000 non-members; the split has 899: every verdict is n/a, said so, no number
+    at.selectbox(key="miu.fpr").set_value(0.001)
+    at.run()
+    assert not at.exception
+    lines = _verdict_lines(at)
+    assert lines and all("n/a: needs >= 1000 calibration non-members" in line for line in lines)
+    assert any("No verdict" in c.value and "899" in c.value for c in at.caption)
+
+
+def test_corrupt_file_is_reported_and_good_file_scored(at):
+    _, data = _member_png()
+    at.file_uploader(key="miu.files").set_value(
+        [("broken.png", b"\x89PNG\r\n\x1a\n this is not an image", "image/png"), ("good.png", data, "image/png")]
+    )
+    at.run()
+    assert not at.exception
+    assert any("broken.png" in e.value for e in at.error)
+    assert not any("good.png" in e.value for e in at.error)
+    assert any(m.value.startswith("**good.png**") for m in at.markdown)
+    assert not any(m.value.startswith("**broken.png**") for m in at.markdown)
+    assert len(_verdict_lines(at)) == len(REGISTRY)
+
+
+def test_examples_from_the_split(at):
+    at.button(key="miu.try_member").click()
+    at.run()
+    assert not at.exception
+    summary = next(m.value for m in at.markdown if m.value.startswith("**digits-"))
+    image_id = summary[2:].split("**")[0]
+    split = Split.load(DEFAULT_SPLIT_PATH)
+    assert image_id.removesuffix(".png") in split.member_ids
+    assert any("known member of the split" in c.value for c in at.caption)
+    at.button(key="miu.try_nonmember").click()
+    at.run()
+    summary = next(m.value for m in at.markdown if m.value.startswith("**digits-"))
+    assert summary[2:].split("**")[0].removesuffix(".png") in split.nonmember_ids
+    at.button(key="miu.clear_example").click()
+    at.run()
+    assert not _verdict_lines(at)
+
+
+def test_too_many_files_refused(at):
+    _, data = _member_png()
+    at.file_uploader(key="miu.files").set_value([(f"f{k}.png", data, "image/png") for k in range(65)])
+    at.run()
+    assert not at.exception
+    assert any("at most 64" in e.value for e in at.error)
+    assert not _verdict_lines(at)
+
+
+def test_more_than_32_images_scored_on_the_worker(at):
+    at.session_state["cfg.attacks"] = ["sima"]
+    _, data = _member_png()
+    at.file_uploader(key="miu.files").set_value([(f"f{k}.png", data, "image/png") for k in range(33)])
+    at.run()
+    assert not at.exception
+    for _ in range(60):  # the worker thread finishes in about a second; AppTest does not tick fragments
+        if _verdict_lines(at):
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    assert len(at.pagination) == 1  # 33 cards, 8 per page
+    assert len(_verdict_lines(at)) == 8
+
+
+def test_no_stored_results_points_to_the_attack_lab(at):
+    at.session_state["cfg.attacks"] = ["pia"]
+    at.session_state["cfg.params"] = {"pia": {"timestep": 123}}  # nothing stored for these params
+    at.run()
+    assert not at.exception
+    assert any("No stored attack results" in w.value for w in at.warning)
+    assert at.page_link[0].proto.page.endswith("attack")
+    assert not at.get("plotly_chart")

@@ -1,0 +1,141 @@
+"""The result store (atomic, content-addressed, read-only layers) and the background worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mia_core.attacks import get_attack
+from mia_core.runs import Cancelled, ResultStore, RunKey, Worker, run_attacks
+from mia_core.schedule import NoiseSchedule
+from mia_core.target import Target
+from mia_core.train import TrainConfig, build_unet
+
+
+@pytest.fixture(scope="module")
+def small_target() -> Target:
+    torch.manual_seed(0)
+    unet = build_unet(8, 1, TrainConfig(block_out_channels=(16, 32), layers_per_block=1))
+    return Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"))
+
+
+def _images(n: int = 6) -> tuple[np.ndarray, tuple[str, ...]]:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (n, 1, 8, 8)).astype(np.float32), tuple(f"img-{i}" for i in range(n))
+
+
+def test_key_digest_changes_with_every_field(small_target):
+    attack = get_attack("pia")
+    base = RunKey.of(small_target.fingerprint, "data1", attack, 0)
+    assert base.digest() == RunKey.of(small_target.fingerprint, "data1", get_attack("pia"), 0).digest()
+    others = [
+        RunKey.of("other-target", "data1", attack, 0),
+        RunKey.of(small_target.fingerprint, "data2", attack, 0),
+        RunKey.of(small_target.fingerprint, "data1", get_attack("pia", {"timestep": 100}), 0),
+        RunKey.of(small_target.fingerprint, "data1", attack, 1),
+        RunKey.of(small_target.fingerprint, "data1", get_attack("pian"), 0),
+    ]
+    assert len({k.digest() for k in others} | {base.digest()}) == 6
+
+
+def test_store_round_trip_and_cache_hit(small_target, tmp_path):
+    x0, ids = _images()
+    store = ResultStore(tmp_path / "store")
+    attacks = [get_attack("sima", {"sweep": [0, 100]}), get_attack("loss", {"sweep": [200]})]
+    first = run_attacks(small_target, x0, ids, "imgs", attacks, seed=3, store=store)
+    for name, res in first.items():
+        key = RunKey.of(small_target.fingerprint, "imgs", get_attack(name, res.params), 3)
+        loaded = store.get(key)
+        assert loaded is not None and loaded.ids == ids
+        np.testing.assert_array_equal(loaded.scores, res.scores)
+        np.testing.assert_allclose(loaded.trace, res.trace, rtol=1e-6)
+        np.testing.assert_array_equal(loaded.trace_timesteps, res.trace_timesteps)
+
+    # A second run must not call the UNet at all: everything comes from the store.
+    calls = []
+    original = small_target.eps
+    small_target.eps = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = run_attacks(small_target, x0, ids, "imgs", attacks, seed=3, store=store)
+    finally:
+        small_target.eps = original
+    assert calls == []
+    np.testing.assert_array_equal(again["loss"].scores, first["loss"].scores)
+
+
+def test_readonly_layer_is_read_and_never_written(small_target, tmp_path):
+    x0, ids = _images()
+    attack = get_attack("sima", {"sweep": []})
+    demo = ResultStore(tmp_path / "demo")
+    run_attacks(small_target, x0, ids, "imgs", [attack], store=demo)
+    layered = ResultStore(tmp_path / "user", extra_readonly=[tmp_path / "demo"])
+    key = RunKey.of(small_target.fingerprint, "imgs", attack, 0)
+    assert layered.has(key)
+    assert not (tmp_path / "user").exists()
+    assert len(layered.entries()) == 1
+
+
+def test_cancel_keeps_finished_attacks(small_target, tmp_path):
+    x0, ids = _images(8)
+    store = ResultStore(tmp_path / "store")
+    cancel = threading.Event()
+    attacks = [get_attack("sima", {"sweep": []}), get_attack("pia", {"sweep": []})]
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == "pia":
+            cancel.set()  # the first batch of the second attack finishes, then the next check stops it
+
+    with pytest.raises(Cancelled):
+        run_attacks(small_target, x0, ids, "imgs", attacks, store=store, batch_size=2, progress=progress, cancel=cancel)
+    assert store.has(RunKey.of(small_target.fingerprint, "imgs", attacks[0], 0))
+    assert not store.has(RunKey.of(small_target.fingerprint, "imgs", attacks[1], 0))
+
+
+def _wait(state, timeout=20.0):
+    deadline = time.time() + timeout
+    while state.active and time.time() < deadline:
+        time.sleep(0.02)
+    return state
+
+
+def test_worker_runs_jobs_in_order_dedupes_and_reports_failures():
+    worker = Worker()
+    order = []
+    gate = threading.Event()
+
+    def slow(state):
+        state.total = 2
+        gate.wait(5)
+        order.append("a")
+        state.done = 2
+
+    a = worker.submit("a", "first", slow)
+    a_again = worker.submit("a", "first again", lambda s: order.append("dup"))
+    b = worker.submit("b", "second", lambda s: order.append("b"))
+    assert a_again is a
+    assert b.status == "queued"
+    gate.set()
+    _wait(a), _wait(b)
+    assert order == ["a", "b"] and a.status == b.status == "done" and a.fraction == 1.0
+
+    bad = _wait(worker.submit("c", "fails", lambda s: 1 / 0))
+    assert bad.status == "failed" and "ZeroDivisionError" in bad.error
+    ok = _wait(worker.submit("d", "after failure", lambda s: None))
+    assert ok.status == "done"
+
+
+def test_worker_cancel_before_start():
+    worker = Worker()
+    gate = threading.Event()
+    first = worker.submit("x", "blocks", lambda s: gate.wait(5))
+    queued = worker.submit("y", "queued", lambda s: None)
+    worker.cancel("y")
+    gate.set()
+    _wait(first), _wait(queued)
+    assert queued.status == "cancelled"
+    worker.forget("y")
+    assert worker.get("y") is None

@@ -1,0 +1,209 @@
+"""mia_core.verdict: percentiles, thresholds and verdicts at an FPR budget, the sentence, the figure."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mia_core.attacks import get_attack
+from mia_core.attacks.base import AttackResult
+from mia_core.data import ImageSet, load_image_folder
+from mia_core.metrics import verdict_at_fpr
+from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR
+from mia_core.verdict import (
+    Calibration,
+    budget_text,
+    calibrations_from_results,
+    encode_png,
+    judge_images,
+    judge_scores,
+    percentile_of,
+    placement_figure,
+    save_upload_folder,
+    score_images,
+    upscale_nearest,
+    verdict_label,
+    verdict_sentence,
+)
+
+# 200 non-members 0..199 and 100 members 100..199 + 0.5: hand-checkable numbers.
+NONMEMBERS = np.arange(200, dtype=float)
+MEMBERS = np.arange(100, 200, dtype=float) + 0.5
+
+
+@pytest.fixture()
+def cal() -> Calibration:
+    return Calibration("pia", MEMBERS, NONMEMBERS, title="PIA")
+
+
+def test_percentile_midrank():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    assert percentile_of(values, 0.0) == 0.0
+    assert percentile_of(values, 10.0) == 100.0
+    assert percentile_of(values, 2.5) == 50.0
+    assert percentile_of(values, 2.0) == pytest.approx(37.5)  # 1 below + half of 1 tie, of 4
+    with pytest.raises(ValueError):
+        percentile_of(np.array([]), 1.0)
+
+
+def test_threshold_and_rule_rates(cal):
+    # 1 % of 200 non-members = 2 may be flagged: threshold = second highest non-member score.
+    assert cal.threshold(0.01) == 198.0
+    assert cal.threshold(0.01) == verdict_at_fpr(NONMEMBERS, 0.0, 0.01)[1]
+    assert cal.rule_fpr(0.01) == pytest.approx(2 / 200)
+    # members >= 198: 198.5 and 199.5 -> 2 of 100
+    assert cal.rule_tpr(0.01) == pytest.approx(0.02)
+    # 10 %: 20 non-members flagged, threshold 180; members >= 180: 180.5..199.5 -> 20
+    assert cal.threshold(0.1) == 180.0
+    assert cal.rule_tpr(0.1) == pytest.approx(0.20)
+    # 0.1 % needs 1000 non-members
+    assert cal.threshold(0.001) is None and cal.rule_tpr(0.001) is None
+
+
+def test_judge_scores_verdicts_at_budget(cal):
+    rep = judge_scores({"pia": cal}, {"pia": [199.0, 197.9, 50.0]}, ["a.png", "b.png", "c.png"], 0.01)
+    a, b, c = rep.for_image("a.png")[0], rep.get("b.png", "pia"), rep.get("c.png", "pia")
+    assert a.flagged is True and a.label == "flagged as member at 1 % FPR"
+    assert b.flagged is False and b.label == "not flagged at 1 % FPR"
+    assert c.flagged is False
+    assert a.threshold == 198.0
+    # percentiles: 199 is above 199 of 200 non-members (tie with 199 counts half)
+    assert a.percentile_nonmember == pytest.approx(100 * 199.5 / 200)
+    assert a.percentile_member == pytest.approx(100 * 99 / 100)  # above 100.5..198.5
+    assert c.percentile_member == 0.0
+    assert c.percentile_nonmember == pytest.approx(100 * 50.5 / 200)
+    assert a.nonmember_tail == pytest.approx(1 / 200)
+    assert a.rule_tpr == pytest.approx(0.02)
+    assert [v.image_id for v in rep.verdicts] == ["a.png", "b.png", "c.png"]
+
+
+def test_na_when_too_few_nonmembers():
+    few = Calibration("loss", np.arange(50.0), np.arange(50.0) - 10)  # 50 non-members < 100
+    rep = judge_scores({"loss": few}, {"loss": [1e9]}, ["x"], 0.01)
+    v = rep.get("x", "loss")
+    assert v.flagged is None and v.threshold is None
+    assert v.label == "n/a: needs >= 100 calibration non-members"
+    assert verdict_label(None, 0.001) == "n/a: needs >= 1000 calibration non-members"
+    s = rep.summary("x")
+    assert s.majority is None and s.n_na == 1 and "no verdict" in s.text
+
+
+def test_majority_and_any_summary(cal):
+    other = Calibration("sima", MEMBERS * 10, NONMEMBERS * 10)
+    third = Calibration("loss", MEMBERS, NONMEMBERS)
+    rep = judge_scores({"pia": cal, "sima": other, "loss": third},
+                       {"pia": [199.0, 0.0], "sima": [0.0, 0.0], "loss": [199.0, 0.0]}, ["m", "n"], 0.01)
+    m, n = rep.summary("m"), rep.summary("n")
+    assert (m.n_flagged, m.n_attacks, m.majority, m.any) == (2, 3, True, True)
+    assert (n.n_flagged, n.majority, n.any) == (0, False, False)
+    assert "flagged by 2 of 3 attacks at 1 % FPR" in m.text
+    assert "up to 3 %" in m.text  # the 'any' rule's inflated FPR is spelled out
+    rep1 = judge_scores({"pia": cal, "sima": other, "loss": third},
+                        {"pia": [199.0], "sima": [0.0], "loss": [0.0]}, ["one"], 0.01)
+    s = rep1.summary("one")
+    assert s.majority is False and s.any is True
+
+
+def test_judge_scores_rejects_bad_input(cal):
+    with pytest.raises(ValueError, match="no calibration"):
+        judge_scores({"pia": cal}, {"secmi": [1.0]}, ["x"], 0.01)
+    with pytest.raises(ValueError, match="2 scores for 1 images"):
+        judge_scores({"pia": cal}, {"pia": [1.0, 2.0]}, ["x"], 0.01)
+    with pytest.raises(ValueError):
+        judge_scores({"pia": cal}, {"pia": [1.0]}, ["x"], 1.5)
+    rep = judge_scores({"pia": cal}, {"pia": [math.nan]}, ["x"], 0.01)
+    assert rep.get("x", "pia").flagged is None
+
+
+def test_calibration_from_result_checks_ids():
+    scores = np.array([3.0, 2.0, 1.0, 0.0])
+    res = AttackResult("pia", ("a", "b", "c", "d"), scores, np.zeros(0, int), np.zeros((4, 0)), "", 2, 0.1)
+    is_member = np.array([True, True, False, False])
+    cals = calibrations_from_results({"pia": res}, ("a", "b", "c", "d"), is_member, titles={"pia": "PIA"})
+    assert list(cals["pia"].member_scores) == [3.0, 2.0] and list(cals["pia"].nonmember_scores) == [1.0, 0.0]
+    assert cals["pia"].title == "PIA"
+    with pytest.raises(ValueError, match="other images"):
+        calibrations_from_results({"pia": res}, ("a", "b", "c", "x"), is_member)
+
+
+def test_sentence_contains_tpr_and_budget(cal):
+    s = verdict_sentence(0.01, cal.rule_tpr(0.01), n_members=100, n_nonmembers=200, attack_title="PIA")
+    assert "0.02" in s and "1 % FPR" in s and "1 in 100" in s
+    assert "evidence, not proof" in s and "may still have been used" in s
+    assert "2 of 100" in s
+    # the image's own outcome comes first
+    assert verdict_sentence(0.05, 0.44, flagged=False).startswith("A 'not flagged' image")
+    assert verdict_sentence(0.05, 0.44, flagged=True).startswith("Flagged at 5 % FPR")
+    assert "1 in 20" in verdict_sentence(0.05, 0.44)
+    na = verdict_sentence(0.001, None, n_nonmembers=899)
+    assert "1000" in na and "899" in na and "No verdict" in na
+    assert budget_text(0.001) == "0.1 %"
+
+
+def test_placement_figure(cal):
+    rep = judge_scores({"pia": cal}, {"pia": [199.0, 10.0]}, ["up-1.png", "up-2.png"], 0.01)
+    fig = placement_figure(rep, "pia", score_label="-R")
+    spec = json.loads(fig.to_json())
+    names = [t.get("name", "") for t in spec["data"]]
+    assert any("non-member" in n for n in names) and any(n.startswith("members") for n in names)
+    colors = [t.get("marker", {}).get("color") for t in spec["data"]]
+    assert NONMEMBER_COLOR in colors and MEMBER_COLOR in colors
+    thr = next(t for t in spec["data"] if t["name"].startswith("threshold"))
+    assert thr["x"] == [198.0, 198.0] and "1 % FPR" in thr["name"]
+    up = next(t for t in spec["data"] if t["name"] == "your image(s)")
+    assert up["x"] == [199.0, 10.0] and up["text"] == ["up-1.png", "up-2.png"]
+    assert all(t["type"] in ("bar", "scatter") for t in spec["data"])  # SVG, no WebGL
+    # a budget that is n/a has no threshold line
+    few = judge_scores({"pia": cal}, {"pia": [1.0]}, ["x"], 0.001)
+    traces = json.loads(placement_figure(few, "pia").to_json())["data"]
+    assert not any(t.get("name", "").startswith("threshold") for t in traces)
+
+
+def test_score_images_matches_attack_run(tiny_target):
+    rng = np.random.default_rng(0)
+    imgs = ImageSet(rng.integers(0, 256, size=(3, 8, 8, 1), dtype=np.uint8), ("a", "b", "c"), "upload")
+    attacks = [get_attack("sima"), get_attack("loss")]
+    scores = score_images(tiny_target, imgs, attacks, seed=3)
+    ref = get_attack("loss").run(tiny_target, imgs.to_unit_range(), ids=imgs.ids, seed=3).scores
+    np.testing.assert_allclose(scores["loss"], ref)
+    assert scores["sima"].shape == (3,)
+    cal = Calibration("sima", scores["sima"][:2] + 1, np.linspace(-5, 5, 120))
+    rep = judge_images(tiny_target, imgs, attacks, {"sima": cal}, 0.01, seed=3)
+    assert rep.attacks == ("sima",) and len(rep.verdicts) == 3
+    wrong = ImageSet(np.zeros((1, 4, 4, 1), np.uint8), ("z",), "upload")
+    with pytest.raises(ValueError, match="convert them first"):
+        score_images(tiny_target, wrong, attacks)
+
+
+def test_upscale_and_png_roundtrip():
+    img = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
+    big = upscale_nearest(img, 96)
+    assert big.shape == (96, 96) and (big[:12, :12] == 0).all() and big[0, 12] == 1
+    from mia_core.data import decode_image
+
+    assert (decode_image(encode_png(img), "x.png") == img).all()
+
+
+def test_save_upload_folder(tmp_path):
+    png = encode_png(np.full((8, 8), 200, np.uint8))
+    folder = save_upload_folder(tmp_path, [("../evil name.png", png), ("a.png", png)], [("b.PNG", png)])
+    assert folder.parent == tmp_path / "uploads"
+    assert sorted(p.name for p in (folder / "members").iterdir()) == ["a.png", "evil_name.png"]
+    images, split, _ = load_image_folder(folder)
+    assert split.n_members == 2 and split.n_nonmembers == 1
+    assert save_upload_folder(tmp_path, [("../evil name.png", png), ("a.png", png)], [("b.PNG", png)]) == folder
+    with pytest.raises(ValueError, match="not an image"):
+        save_upload_folder(tmp_path, [("x.exe", b"1")], [("b.png", png)])
+    with pytest.raises(ValueError, match="at least one"):
+        save_upload_folder(tmp_path, [], [("b.png", png)])
+
+
+def test_sentence_for_several_attacks():
+    s = verdict_sentence(0.01, {"PIA": 0.44, "SimA": 0.79, "SecMI": None}, flagged=False, n_nonmembers=899)
+    assert "0.44 (PIA), 0.79 (SimA)" in s and "SecMI" not in s
+    assert "21 %" in s and "899 known non-members" in s
+    assert s.startswith("A 'not flagged' image")
+    assert "No verdict" in verdict_sentence(0.001, {"PIA": None}, n_nonmembers=899)
