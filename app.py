@@ -13,6 +13,8 @@ from pages._common import init_state
 st.set_page_config(page_title="Diffusion MIA lab", page_icon="🔍", layout="wide")
 init_state()
 
+# Each url_path is its file's stem: the URL Streamlit's legacy pages/ mode gives the same file, so
+# a first visit that lands in that mode reaches the same page (see pages/_common.py).
 PAGES = {
     "Start": [
         st.Page("pages/learn.py", title="Learn", icon="🎓", default=True, url_path="learn"),
@@ -22,13 +24,13 @@ PAGES = {
         st.Page("pages/data.py", title="Data", icon="🗂️", url_path="data"),
     ],
     "Attack": [
-        st.Page("pages/attack_lab.py", title="Attack lab", icon="⚔️", url_path="attack"),
+        st.Page("pages/attack_lab.py", title="Attack lab", icon="⚔️", url_path="attack_lab"),
         st.Page("pages/compare.py", title="Compare", icon="📈", url_path="compare"),
         st.Page("pages/sample.py", title="Sample explorer", icon="🔬", url_path="sample"),
-        st.Page("pages/was_my_image_used.py", title="Was my image used?", icon="❓", url_path="my-image"),
+        st.Page("pages/was_my_image_used.py", title="Was my image used?", icon="❓", url_path="was_my_image_used"),
     ],
     "Present": [
-        st.Page("pages/presenter.py", title="Presenter mode", icon="🎤", url_path="present"),
+        st.Page("pages/presenter.py", title="Presenter mode", icon="🎤", url_path="presenter"),
     ],
 }
 

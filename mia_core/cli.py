@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-trace", action="store_true", help="scores only: skip the per-timestep traces (cheaper)")
     p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: automatic)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-autocast", "bf16"],
+                   help="auto: float32 on a CPU, bf16 autocast on a GPU (SecMI always float32/TF32)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; the first batch compiles for ~1 min)")
     p.add_argument("--store", default=None,
                    help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
@@ -90,13 +93,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     from .experiment import load_experiment, make_attacks
     from .runs import ResultStore
+    from .target import load_target
 
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     params = _parse_params(args.params)
     if args.no_trace:
         params = {n: {**_no_trace_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
-    exp = load_experiment(args.target, args.data, device=args.device, limit=args.limit, seed=args.seed)
+    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
+    exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
           f"{target.channels} channel(s), {target.device})")

@@ -35,7 +35,7 @@ import numpy as np
 from .attacks import Attack, AttackResult
 
 #: Bump when attack math changes in a way that changes scores: old stored runs stop matching.
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 REPO_DIR = Path(__file__).resolve().parent.parent
 DEMO_STORE_DIR = REPO_DIR / "assets" / "demo_store"
 

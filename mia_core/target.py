@@ -16,12 +16,13 @@ attacks (``eps`` returns float32).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -98,6 +99,18 @@ class Target:
         if self.precision == "bf16":
             self.unet = self.unet.to(torch.bfloat16)
         self._forward = torch.compile(self.unet, dynamic=False) if self.compile else self.unet
+        self._full_precision = False
+
+    @contextlib.contextmanager
+    def full_precision(self) -> Iterator[None]:
+        """Run the UNet without bf16 autocast inside this block (for attacks whose statistic is a
+        small difference of large quantities, such as SecMI's t-error). Bf16 *weights* cannot be
+        undone here; that precision is a benchmark option."""
+        previous, self._full_precision = self._full_precision, True
+        try:
+            yield
+        finally:
+            self._full_precision = previous
 
     # -- what the model is -----------------------------------------------------------------
 
@@ -158,8 +171,8 @@ class Target:
         t = t.to(self.device, dtype=torch.long, non_blocking=True)
         if self.compile:
             x, t = _pad_batch(x, t)
-        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16-autocast"):
+        autocast = self.precision == "bf16-autocast" and not self._full_precision
+        with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             out = self._forward(x, t).sample
         return out[:n].float()
 

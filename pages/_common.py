@@ -14,7 +14,25 @@ import streamlit as st
 
 from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, Attack, AttackResult
 from mia_core.experiment import Experiment, load_experiment, make_attacks, stored_results
-from mia_core.runs import DEMO_STORE_DIR, ResultStore, Worker
+from mia_core.runs import DEMO_STORE_DIR, ResultStore, Worker, default_store_dir
+
+def _leave_legacy_pages_mode() -> None:
+    """Route the first visit of a fresh server through app.py.
+
+    Streamlit treats a folder named ``pages/`` beside the entry script as a legacy multipage app
+    until some session calls ``st.navigation``; a first visit straight to a page URL then runs
+    the page without app.py (no shared state, a different sidebar). Whoever imports this module
+    first in that mode flips the flag and reruns: the rerun goes through app.py, whose page of
+    the same url_path (its file's stem) is the page that was asked for.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()
 
 DEFAULTS: dict[str, Any] = {
     "cfg.target": os.environ.get("MIA_TARGET", "default"),
@@ -43,9 +61,13 @@ def get_worker() -> Worker:
 
 
 @st.cache_resource(show_spinner=False)
+def _store(root: str) -> ResultStore:
+    return ResultStore(root, extra_readonly=[DEMO_STORE_DIR])
+
+
 def get_store() -> ResultStore:
-    """The writable result store, plus the precomputed demo results shipped in assets/."""
-    return ResultStore(extra_readonly=[DEMO_STORE_DIR])
+    """The writable result store ($MIA_STORE or runs/store), plus the precomputed demo results in assets/."""
+    return _store(str(default_store_dir()))
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the target and its images…")

@@ -16,15 +16,11 @@ PAGE = "pages/attack_lab.py"
 
 @pytest.fixture()
 def at(monkeypatch, tmp_path):
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    from pages._common import get_store
-
-    get_store.clear()  # the store is a cached resource: make it read MIA_STORE of this test
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))  # the app's store follows MIA_STORE
     app = AppTest.from_file(APP, default_timeout=60)
     app.run()
     app.switch_page(PAGE)
     yield app
-    get_store.clear()
 
 
 def _texts(app) -> str:

@@ -144,5 +144,5 @@ def test_no_stored_results_points_to_the_attack_lab(at):
     at.run()
     assert not at.exception
     assert any("No stored attack results" in w.value for w in at.warning)
-    assert at.page_link[0].proto.page.endswith("attack")
+    assert at.page_link[0].proto.page.endswith("attack_lab")
     assert not at.get("plotly_chart")

@@ -83,10 +83,6 @@ def test_to_scheduler_config_round_trip():
     assert torch.allclose(again.alphas_cumprod, sched.alphas_cumprod, rtol=1e-12, atol=0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: to_scheduler_config() writes beta_start/beta_end recovered from abar ratios "
-    "(9.999999999998899e-05, 0.020000000000000018), so a saved-and-reloaded linear schedule differs "
-    "from NoiseSchedule.linear() in the last bits and the target fingerprint changes with it"))
 def test_saved_linear_config_is_exact():
     sched = NoiseSchedule.linear()
     config = sched.to_scheduler_config()
@@ -148,3 +144,11 @@ def test_invalid_schedules_rejected():
         NoiseSchedule(torch.tensor([1.5, 0.9], dtype=torch.float64))
     with pytest.raises(ValueError, match="1-D"):
         NoiseSchedule(torch.tensor([0.5], dtype=torch.float64))
+
+
+def test_shipped_default_schedule_is_exactly_linear():
+    import json
+    from mia_core.target import DEFAULT_TARGET_DIR
+
+    config = json.loads((DEFAULT_TARGET_DIR / "scheduler" / "scheduler_config.json").read_text())
+    assert torch.equal(NoiseSchedule.from_scheduler_config(config).alphas_cumprod, NoiseSchedule.linear().alphas_cumprod)

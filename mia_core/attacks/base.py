@@ -17,6 +17,7 @@ distance, so **lower = more member-like**), which is what the error-curve plots 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -80,6 +81,8 @@ class Attack:
     Params: ClassVar[type] = object
     #: how many noise draws per image ``compute`` needs (0 = deterministic attack).
     noise_draws: ClassVar[int] = 0
+    #: run without bf16 autocast: the statistic is a small difference of large quantities.
+    needs_full_precision: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -157,7 +160,8 @@ class Attack:
             if self.noise_draws:
                 noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]), target.device)
             try:
-                out = self.compute(target, xb, noise)
+                with target.full_precision() if self.needs_full_precision else contextlib.nullcontext():
+                    out = self.compute(target, xb, noise)
             except torch.cuda.OutOfMemoryError:
                 if bs == 1:
                     raise

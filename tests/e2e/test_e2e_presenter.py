@@ -45,7 +45,7 @@ def _slide_number(page) -> str:
 
 
 def test_keyboard_steps_through_the_slides(page, app_server):
-    page.goto(app_server + "/present?slide=1")
+    page.goto(app_server + "/presenter?slide=1")
     wait_for_app(page)
     no_exception(page)
     number = page.locator(".st-key-present_number")
@@ -76,7 +76,7 @@ def test_keyboard_steps_through_the_slides(page, app_server):
 
 
 def test_slide_link_opens_that_slide(page, app_server):
-    page.goto(app_server + "/present?slide=5")
+    page.goto(app_server + "/presenter?slide=5")
     wait_for_app(page)
     assert _slide_number(page).startswith("5 /")
     page.get_by_test_id("stPlotlyChart").first.wait_for(state="visible")

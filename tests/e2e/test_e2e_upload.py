@@ -46,7 +46,7 @@ def _dismiss_page_not_found(page) -> None:
 def test_upload_png_shows_verdict(page, app_server):
     from playwright.sync_api import expect
 
-    page.goto(f"{app_server}/my-image")
+    page.goto(f"{app_server}/was_my_image_used")
     wait_for_app(page)
     _dismiss_page_not_found(page)
     expect(page.get_by_role("heading", name="Was my image used?")).to_be_visible()
