@@ -101,7 +101,7 @@ st.button("Previous slide", key="present_pgup", shortcut="PageUp", on_click=_go,
 with middle:
     st.caption(
         f"Keys: → / ← (or a clicker's PageDown / PageUp). This slide's link: `?slide={current}`. "
-        "To project, open `/present?embed=true&slide=1`: Streamlit then hides the sidebar, the header and the "
+        "To project, open `/presenter?embed=true&slide=1`: Streamlit then hides the sidebar, the header and the "
         "toolbar (the keys still work). Results: the precomputed default experiment."
     )
 

@@ -98,3 +98,44 @@ def test_bad_parameters_give_a_message_and_start_nothing(at):
     assert "Nothing was started" in message and "'fifty' is not a number" in message and "multiple of k" in message
     assert not at.get("progress")  # no job started
     assert at.session_state["cfg.params"] == {}
+
+
+def test_two_sessions_running_attacks_at_once_both_finish_correctly(monkeypatch, tmp_path):
+    """Two browser tabs = two sessions sharing the process's one worker: both jobs finish, and each
+    stored result equals the attack run directly."""
+    import numpy as np
+
+    from mia_core.attacks import get_attack
+    from mia_core.experiment import load_experiment, stored_results
+
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    tabs = []
+    for attack, seed in (("loss", 5), ("sima", 6)):
+        tab = AppTest.from_file(APP, default_timeout=60)
+        tab.session_state["cfg.limit"] = 8
+        tab.run()
+        tab.switch_page(PAGE).run()
+        tab.multiselect(key="attack_lab.attacks").set_value([attack])
+        tab.number_input(key="attack_lab.seed").set_value(seed)
+        tab.button(key="attack_lab.run").click()
+        tab.run()
+        assert not tab.exception and tab.session_state["attack_lab.job"]
+        tabs.append((tab, attack, seed))
+    deadline = time.time() + 90
+    pending = list(tabs)
+    while pending and time.time() < deadline:
+        time.sleep(0.5)
+        for item in list(pending):
+            item[0].run()
+            assert not item[0].exception
+            if any(s.value.startswith("Done") for s in item[0].success):
+                pending.remove(item)
+    assert not pending, "a job did not finish"
+    exp = load_experiment("default", "default", device="cpu", limit=8)
+    from mia_core.runs import ResultStore
+
+    store = ResultStore(tmp_path / "store")
+    for _, attack, seed in tabs:
+        stored = stored_results(exp, [get_attack(attack)], seed=seed, store=store)[attack]
+        direct = get_attack(attack).run(exp.target, exp.x0, ids=exp.ids, seed=seed)
+        np.testing.assert_allclose(stored.scores, direct.scores, rtol=1e-5)

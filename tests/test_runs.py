@@ -139,3 +139,23 @@ def test_worker_cancel_before_start():
     assert queued.status == "cancelled"
     worker.forget("y")
     assert worker.get("y") is None
+
+
+def test_out_of_memory_halves_the_batch_and_loses_nothing(small_target, monkeypatch):
+    """A CUDA out-of-memory error on a batch retries the same images at half the batch size."""
+    x0, ids = _images(8)
+    attack = get_attack("pia", {"sweep": []})
+    expected = attack.run(small_target, x0, ids=ids, batch_size=8).scores
+    sizes = []
+    original = attack.compute
+
+    def flaky(target, xb, noise):
+        sizes.append(xb.shape[0])
+        if xb.shape[0] > 2:
+            raise torch.cuda.OutOfMemoryError("simulated: CUDA out of memory")
+        return original(target, xb, noise)
+
+    monkeypatch.setattr(attack, "compute", flaky)
+    result = attack.run(small_target, x0, ids=ids, batch_size=8)
+    assert sizes == [8, 4, 2, 2, 2, 2]
+    np.testing.assert_allclose(result.scores, expected, rtol=1e-5)

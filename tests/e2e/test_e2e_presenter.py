@@ -29,7 +29,8 @@ WIDGETS = ", ".join(f'[data-testid="stMain"] [data-testid="{t}"]' for t in (
 
 
 def test_first_page_is_interactive_quickly(page, app_server):
-    """From a healthy, cold server to the Learn page (at /) being usable: the requirement is 5 s."""
+    """From a healthy, cold server to the Learn page (at /) being usable. The requirement is 5 s and
+    is not met yet (7.2 s measured on a quiet 2-core machine): this asserts a regression bound."""
     start = time.perf_counter()
     page.goto(app_server + "/")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
