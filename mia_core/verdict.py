@@ -26,6 +26,8 @@ Nothing here imports streamlit; the figures are plotly objects.
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import io
 import math
@@ -346,6 +348,10 @@ def judge_scores(
     return VerdictReport(float(budget), ids, tuple(scores), dict(calibrations), tuple(verdicts))
 
 
+def _report(progress, name: str, done: int, total: int) -> None:
+    progress(name, done, total)
+
+
 def score_images(
     target,
     images: ImageSet,
@@ -368,10 +374,7 @@ def score_images(
     x0 = images.to_unit_range()
     out: dict[str, np.ndarray] = {}
     for attack in attacks:
-        step = None
-        if progress is not None:
-            def step(done: int, total: int, name: str = attack.name) -> None:
-                progress(name, done, total)
+        step = None if progress is None else functools.partial(_report, progress, attack.name)
         res = attack.run(target, x0, ids=images.ids, seed=seed, progress=step)
         out[attack.name] = np.asarray(res.scores, dtype=float)
     return out

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, Attack, AttackResult
 from mia_core.experiment import Experiment, load_experiment, make_attacks, stored_results
+from mia_core.figures import budget_label
+from mia_core.metrics import BUDGET_1PCT
 from mia_core.runs import DEMO_STORE_DIR, ResultStore, Worker, default_store_dir
 
 def _leave_legacy_pages_mode() -> None:
@@ -81,6 +84,11 @@ def experiment() -> Experiment:
     return _experiment(s["cfg.target"], s["cfg.data"], s["cfg.limit"], s["cfg.seed"])
 
 
+def default_experiment() -> Experiment:
+    """The embedded default target on its own split (what the precomputed demo results are for)."""
+    return _experiment("default", "default", None, 0)
+
+
 def try_experiment() -> Experiment | None:
     """Like :func:`experiment`, but shows the error on the page and returns None on bad input."""
     try:
@@ -104,3 +112,33 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
 
 def fpr_budget() -> float:
     return float(st.session_state["cfg.fpr"])
+
+
+BUDGET_BY_LABEL = {budget_label(b): b for b in FPR_BUDGETS}
+
+
+def budget_control() -> float:
+    """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
+    s = st.session_state
+    if "fpr" not in s and st.query_params.get("fpr") not in BUDGET_BY_LABEL:
+        current = fpr_budget()
+        s["fpr"] = current if current in FPR_BUDGETS else BUDGET_1PCT
+    value = st.segmented_control(
+        "FPR budget", FPR_BUDGETS, key="fpr", format_func=budget_label, required=True, bind="query-params",
+        help="The false-positive rate the attacker accepts: the fraction of non-members wrongly flagged. "
+             "Thresholds and verdicts follow it.",
+    )
+    if value is None:  # an invalid ?fpr= in the URL
+        value = fpr_budget()
+    s["cfg.fpr"] = float(value)
+    return float(value)
+
+
+def download_figure(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
+    """HTML (self-contained) export of a figure and CSV export of its data, built only on click."""
+    cols = st.columns([1, 1, 4])
+    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
+                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
+    if data is not None:
+        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
+                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")

@@ -14,21 +14,11 @@ import streamlit as st
 
 from mia_core import explain
 from mia_core.experiment import Experiment
-from pages._common import try_experiment
+from pages._common import download_figure, try_experiment
 
 SIZE = explain.DISPLAY_SIZE
 CURVE_DRAWS = 4  # noise draws averaged in the per-t curve of view 3 (2 images x 10 t x 4 = 80 UNet inputs)
 POPULATION = 100  # members and non-members in the optional population curve
-
-
-def _downloads(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
-    """HTML (self-contained) export of a figure and CSV export of its data, built only on click."""
-    cols = st.columns([1, 1, 4])
-    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
-                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
-    if data is not None:
-        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
-                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")
 
 
 def _label(exp: Experiment, index: int) -> str:
@@ -131,7 +121,7 @@ def noising_view() -> None:
         fig = explain.abar_figure(schedule, t)
         st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
         abar_all = schedule.alphas_cumprod.numpy()
-        _downloads(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
+        download_figure(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
                                       "noise_weight": np.sqrt(1 - abar_all)}), "abar_schedule", "learn.abar_dl")
         st.caption(f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
                    "mixing weights change as you move the slider.")
@@ -198,7 +188,7 @@ def comparison_view() -> None:
     ratio = max(x0_err) / max(min(x0_err), 1e-12)
     st.markdown(f"At t = {t} with the same noise, the **{lower}** is reconstructed better "
                 f"({ratio:.2f}× lower error).")
-    _downloads(bars, pd.DataFrame({"image": [exp.ids[m_idx], exp.ids[nm_idx]], "member": [True, False], "t": t,
+    download_figure(bars, pd.DataFrame({"image": [exp.ids[m_idx], exp.ids[nm_idx]], "member": [True, False], "t": t,
                                    "x0_error": x0_err, "eps_error": eps_err}), f"errors_t{t}", "learn.bars_dl")
 
     st.subheader("Across timesteps")
@@ -225,7 +215,7 @@ def comparison_view() -> None:
     data = pd.DataFrame({"t": curve.timesteps, "member_x0_error": curve.x0_error[0],
                          "nonmember_x0_error": curve.x0_error[1], "member_eps_error": curve.eps_error[0],
                          "nonmember_eps_error": curve.eps_error[1]})
-    _downloads(fig, data, "error_curve", "learn.curve_dl")
+    download_figure(fig, data, "error_curve", "learn.curve_dl")
     with st.expander("What am I looking at?"):
         st.markdown(
             f"Both images get **the same noise image** ε and the same t, so any difference comes from the model. "

@@ -12,7 +12,7 @@ import streamlit as st
 from mia_core.attacks import DEFAULT_ATTACKS
 from mia_core.experiment import make_attacks, stored_results
 from mia_core.presenter import DEMO_COMMAND, deck_from_experiment, deck_html, missing_attacks
-from pages._common import _experiment, get_store
+from pages._common import default_experiment, get_store
 
 st.set_page_config(page_title="Presenter mode · Diffusion MIA lab", layout="wide", initial_sidebar_state="collapsed")
 
@@ -33,7 +33,7 @@ st.html(
 
 try:
     # the same cached experiment the other pages use when cfg.* are at their defaults
-    exp = _experiment("default", "default", None, 0)
+    exp = default_experiment()
     results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=get_store())
     slides = deck_from_experiment(exp, results)
 except Exception as exc:  # the page must not fall over in front of an audience

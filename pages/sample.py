@@ -15,27 +15,10 @@ import streamlit as st
 from mia_core import figures as F
 from mia_core import metrics as M
 from mia_core.style import MEMBER_LABEL, NONMEMBER_LABEL
-from pages._common import FPR_BUDGETS, fpr_budget, results, try_experiment
+from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
-BUDGET_BY_LABEL = {F.budget_label(b): b for b in FPR_BUDGETS}
 IMAGE_PX = 160
-
-
-def budget_control() -> float:
-    """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
-    s = st.session_state
-    if "fpr" not in s and st.query_params.get("fpr") not in BUDGET_BY_LABEL:
-        current = fpr_budget()
-        s["fpr"] = current if current in FPR_BUDGETS else M.BUDGET_1PCT
-    value = st.segmented_control(
-        "FPR budget", FPR_BUDGETS, key="fpr", format_func=F.budget_label, required=True, bind="query-params",
-        help="The false-positive rate the attacker accepts: the fraction of non-members wrongly flagged.",
-    )
-    if value is None:  # an invalid ?fpr= in the URL
-        value = fpr_budget()
-    s["cfg.fpr"] = float(value)
-    return float(value)
 
 
 @st.cache_data(show_spinner="Re-running SecMI on this image (11 UNet calls)…", max_entries=256)

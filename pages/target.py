@@ -12,19 +12,10 @@ import streamlit as st
 from mia_core import explain, sampling
 from mia_core.experiment import Experiment
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
-from pages._common import try_experiment
+from pages._common import download_figure, try_experiment
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
 THUMB = 88  # pixels per image in the memorisation grid
-
-
-def _downloads(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
-    cols = st.columns([1, 1, 4])
-    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
-                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
-    if data is not None:
-        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
-                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")
 
 
 def _validate(choice: str, folder: str, hub_id: str) -> str:
@@ -174,7 +165,7 @@ if log is not None:
     if loss_fig is not None:
         st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})
         curve = np.asarray(log["loss_curve"], dtype=float)
-        _downloads(loss_fig, pd.DataFrame({"step": curve[:, 0], "loss": curve[:, 1]}), "training_loss",
+        download_figure(loss_fig, pd.DataFrame({"step": curve[:, 0], "loss": curve[:, 1]}), "training_loss",
                    "target.loss_dl")
         st.caption("Training loss (mean squared noise error, log scale). It keeps falling long after the samples "
                    "look good: the model is fitting its training images ever more closely, which is the leak the "
@@ -239,7 +230,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
 
     fig = sampling.memorisation_figure(mem)
     st.plotly_chart(fig, key="target.mem_chart", config={"displaylogo": False})
-    _downloads(fig, pd.DataFrame(mem.rows()), "memorisation", "target.mem_dl")
+    download_figure(fig, pd.DataFrame(mem.rows()), "memorisation", "target.mem_dl")
     with st.expander("What am I looking at?"):
         st.markdown(
             "Orange: each sample's distance to the closest **training** image; blue: to the closest **held-out** "

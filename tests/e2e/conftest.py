@@ -7,7 +7,6 @@ missing (``apt-get install -y chromium``; the Playwright Python package comes wi
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -83,16 +82,3 @@ def page(browser, app_server):
     pg.set_default_timeout(30_000)
     yield pg
     context.close()
-
-
-def wait_for_app(page, timeout: float = 60_000) -> None:
-    """Wait until the script has run: connected, not running, no skeletons."""
-    page.wait_for_timeout(250)  # a click may not have started the rerun yet
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
-
-
-def no_exception(page) -> None:
-    """Fail if Streamlit rendered an exception box anywhere on the page."""
-    boxes = page.locator('[data-testid="stException"]')
-    assert boxes.count() == 0, boxes.first.inner_text()

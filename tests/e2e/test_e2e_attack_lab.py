@@ -5,20 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from e2e_helpers import no_exception, wait_for_app
 
 pytestmark = pytest.mark.browser
-
-
-def wait_for_app(page, timeout: float = 60_000) -> None:
-    """As tests/e2e/conftest.py: the script has run (connected, not running)."""
-    page.wait_for_timeout(250)  # a click may not have started the rerun yet
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
-
-
-def no_exception(page) -> None:
-    boxes = page.locator('[data-testid="stException"]')
-    assert boxes.count() == 0, boxes.first.inner_text()
 
 
 def _nav(page, title: str) -> None:

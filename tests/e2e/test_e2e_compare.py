@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
+from e2e_helpers import no_exception, wait_for_app
 
-
-def _e2e_conftest():
-    """tests/e2e/conftest.py loaded by path: a bare ``import conftest`` can resolve to tests/conftest.py."""
-    spec = importlib.util.spec_from_file_location("_mia_e2e_conftest_compare", Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _e2e_conftest()
-wait_for_app, no_exception = _helpers.wait_for_app, _helpers.no_exception
 
 pytestmark = pytest.mark.browser
 

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
-from pathlib import Path
 
 import pytest
+from e2e_helpers import no_exception, wait_for_app
 from PIL import Image
 
 from mia_core.data import DEFAULT_SPLIT_PATH, Split, load_digits
 
-
-def _e2e_conftest():
-    """tests/e2e/conftest.py loaded by path: a bare ``import conftest`` can resolve to tests/conftest.py."""
-    spec = importlib.util.spec_from_file_location("_mia_e2e_conftest", Path(__file__).with_name("conftest.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_helpers = _e2e_conftest()
-wait_for_app, no_exception = _helpers.wait_for_app, _helpers.no_exception
 
 pytestmark = pytest.mark.browser
 
