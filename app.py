@@ -17,7 +17,8 @@ init_state()
 # a first visit that lands in that mode reaches the same page (see pages/_common.py).
 PAGES = {
     "Start": [
-        st.Page("pages/learn.py", title="Learn", icon="🎓", default=True, url_path="learn"),
+        st.Page("pages/home.py", title="Start", icon="🏠", default=True, url_path="home"),
+        st.Page("pages/learn.py", title="Learn", icon="🎓", url_path="learn"),
     ],
     "Set up": [
         st.Page("pages/target.py", title="Target", icon="🧠", url_path="target"),

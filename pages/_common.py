@@ -8,16 +8,19 @@ Session-state keys are namespaced ``cfg.*`` (choices that define the experiment)
 from __future__ import annotations
 
 import os
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import streamlit as st
 
-from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, Attack, AttackResult
-from mia_core.experiment import Experiment, load_experiment, make_attacks, stored_results
-from mia_core.figures import budget_label
-from mia_core.metrics import BUDGET_1PCT
-from mia_core.runs import DEMO_STORE_DIR, ResultStore, Worker, default_store_dir
+# torch, diffusers, plotly and pandas are imported inside the functions that need them, not here:
+# the Start page draws on the first run while the loader thread imports them (first page fast).
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mia_core.attacks import Attack, AttackResult
+    from mia_core.experiment import Experiment
+    from mia_core.runs import ResultStore, Worker
 
 def _leave_legacy_pages_mode() -> None:
     """Route the first visit of a fresh server through app.py.
@@ -42,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "cfg.data": os.environ.get("MIA_DATA", "default"),
     "cfg.limit": int(os.environ["MIA_LIMIT"]) if os.environ.get("MIA_LIMIT") else None,
     "cfg.seed": 0,
-    "cfg.attacks": list(DEFAULT_ATTACKS),
+    "cfg.attacks": ["loss", "secmi", "pia", "pian", "sima"],  # = mia_core.attacks.DEFAULT_ATTACKS (tested)
     "cfg.params": {},  # attack name -> {param: value}, only what differs from the defaults
     "cfg.fpr": 0.01,
     "sel.sample": None,
@@ -60,22 +63,53 @@ def init_state() -> None:
 @st.cache_resource(show_spinner=False)
 def get_worker() -> Worker:
     """The one background worker of this server process (serialises attack jobs)."""
+    from mia_core.runs import Worker
+
     return Worker()
 
 
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> ResultStore:
+    from mia_core.runs import DEMO_STORE_DIR, ResultStore
+
     return ResultStore(root, extra_readonly=[DEMO_STORE_DIR])
 
 
 def get_store() -> ResultStore:
     """The writable result store ($MIA_STORE or runs/store), plus the precomputed demo results in assets/."""
+    from mia_core.runs import default_store_dir
+
     return _store(str(default_store_dir()))
 
 
-@st.cache_resource(max_entries=2, show_spinner="Loading the target and its images…")
-def _experiment(target: str, data: str, limit: int | None, seed: int) -> Experiment:
+# One loader thread: the target and its images load off the script thread, so a page can draw
+# before they are ready (the Start page) and every page then shares the same loaded experiment.
+_LOADER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mia-loader")
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _experiment_loading(target: str, data: str, limit: int | None, seed: int) -> Future:
+    return _LOADER.submit(_load_experiment, target, data, limit, seed)
+
+
+def _load_experiment(target: str, data: str, limit: int | None, seed: int) -> Experiment:
+    from mia_core.experiment import load_experiment  # imported on the loader thread
+
     return load_experiment(target, data, limit=limit, seed=seed)
+
+
+def _experiment(target: str, data: str, limit: int | None, seed: int) -> Experiment:
+    future = _experiment_loading(target, data, limit, seed)
+    if not future.done():
+        with st.spinner("Loading the target and its images…"):
+            return future.result()
+    return future.result()
+
+
+def experiment_loading() -> Future:
+    """The session's experiment as a Future: started (once) if it is not loading yet; never blocks."""
+    s = st.session_state
+    return _experiment_loading(s["cfg.target"], s["cfg.data"], s["cfg.limit"], s["cfg.seed"])
 
 
 def experiment() -> Experiment:
@@ -100,6 +134,9 @@ def try_experiment() -> Experiment | None:
 
 
 def selected_attacks() -> list[Attack]:
+    from mia_core.attacks import REGISTRY
+    from mia_core.experiment import make_attacks
+
     s = st.session_state
     names = [n for n in s["cfg.attacks"] if n in REGISTRY]
     return make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
@@ -107,6 +144,8 @@ def selected_attacks() -> list[Attack]:
 
 def results(exp: Experiment) -> dict[str, AttackResult]:
     """Stored results of the selected attacks for the session's experiment (nothing is computed)."""
+    from mia_core.experiment import stored_results
+
     return stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=get_store())
 
 
@@ -114,13 +153,13 @@ def fpr_budget() -> float:
     return float(st.session_state["cfg.fpr"])
 
 
-BUDGET_BY_LABEL = {budget_label(b): b for b in FPR_BUDGETS}
-
-
 def budget_control() -> float:
     """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
+    from mia_core.figures import budget_label
+    from mia_core.metrics import BUDGET_1PCT
+
     s = st.session_state
-    if "fpr" not in s and st.query_params.get("fpr") not in BUDGET_BY_LABEL:
+    if "fpr" not in s and st.query_params.get("fpr") not in {budget_label(b) for b in FPR_BUDGETS}:
         current = fpr_budget()
         s["fpr"] = current if current in FPR_BUDGETS else BUDGET_1PCT
     value = st.segmented_control(

@@ -33,7 +33,7 @@ CHROMIUM = os.environ.get("MIA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
-SHOTS = ("learn", "target", "data", "attack", "compare", "compare_histogram", "sample", "my-image", "present")
+SHOTS = ("home", "learn", "target", "data", "attack", "compare", "compare_histogram", "sample", "my-image", "present")
 
 
 def _free_port() -> int:
@@ -158,9 +158,11 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
         def histogram_tab(pg) -> str | None:
             return None if click_tab(pg, r"histogram") else "no histogram tab found"
 
-        page.goto(base + "/")  # a first visit registers the pages (a cold server may not know /attack yet)
+        page.goto(base + "/")
         wait_for_app(page)
-        shot("learn", "/")
+        page.get_by_text("Model ready").first.wait_for(state="visible", timeout=120_000)
+        shot("home", "/")
+        shot("learn", "/learn")
         shot("target", "/target")
         shot("data", "/data")
         shot("attack", "/attack_lab")

@@ -18,8 +18,10 @@ WIDGETS = ", ".join(f'[data-testid="stMain"] [data-testid="{t}"]' for t in (
 
 
 def test_first_page_is_interactive_quickly(page, app_server):
-    """From a healthy, cold server to the Learn page (at /) being usable. The requirement is 5 s and
-    is not met yet (7.2 s measured on a quiet 2-core machine): this asserts a regression bound."""
+    """From a healthy, cold server to the first page (Start, at /) being usable: within 5 s.
+
+    The model loads on a background thread meanwhile; the page then says it is ready and Learn opens.
+    """
     start = time.perf_counter()
     page.goto(app_server + "/")
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
@@ -27,7 +29,13 @@ def test_first_page_is_interactive_quickly(page, app_server):
     elapsed = time.perf_counter() - start
     print(f"first page interactive in {elapsed:.1f} s")
     no_exception(page)
-    assert elapsed < 10, f"the first page took {elapsed:.1f} s to become interactive"
+    assert page.locator("h1").first.inner_text().strip() == "Diffusion MIA lab"
+    assert elapsed < 5, f"the first page took {elapsed:.1f} s to become interactive"
+    page.get_by_text("Model ready").first.wait_for(state="visible", timeout=60_000)
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Learn").click()
+    page.get_by_role("heading", name="Learn: membership inference on diffusion models").wait_for(timeout=30_000)
+    wait_for_app(page)
+    no_exception(page)
 
 
 def _slide_number(page) -> str:
