@@ -50,6 +50,9 @@ def test_keyboard_steps_through_the_slides(page, app_server):
     assert re.fullmatch(r"1 / \d+", _slide_number(page))
     assert page.get_by_text("What is membership inference?").first.is_visible()
 
+    # Shortcuts are registered once the buttons have mounted: wait for them before the first key.
+    page.get_by_role("button", name=re.compile("Next")).first.wait_for(state="visible")
+    page.wait_for_timeout(500)
     page.keyboard.press("ArrowRight")  # the Next button's shortcut
     page.wait_for_function("() => document.querySelector('.st-key-present_number')?.innerText.trim().startsWith('2 /')",
                            timeout=30_000)
