@@ -7,6 +7,7 @@ so), and :meth:`Experiment.attack` runs attacks through the result store.
 
 from __future__ import annotations
 
+import functools
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -43,9 +44,9 @@ class Experiment:
     def ids(self) -> tuple[str, ...]:
         return self.images.ids
 
-    @property
+    @functools.cached_property
     def x0(self) -> np.ndarray:
-        """(N, C, H, W) float32 in [-1, 1]."""
+        """(N, C, H, W) float32 in [-1, 1], converted once."""
         return self.images.to_unit_range()
 
     def attack(
