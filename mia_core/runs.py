@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -223,12 +223,22 @@ JobFn = Callable[[JobState], Any]
 
 
 class Worker:
-    """One worker thread per process; jobs with the same id are deduplicated."""
+    """One worker thread per process; jobs with the same id are deduplicated.
+
+    The thread is a daemon: stopping the server does not wait for a running job (whatever it
+    had finished is already in the store).
+    """
 
     def __init__(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mia-worker")
+        self._queue: queue.Queue[tuple[JobState, JobFn]] = queue.Queue()
         self._jobs: dict[str, JobState] = {}
         self._lock = threading.Lock()
+        threading.Thread(target=self._serve, name="mia-worker", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            state, fn = self._queue.get()
+            self._run(state, fn)
 
     def submit(self, job_id: str, description: str, fn: JobFn) -> JobState:
         """Queue ``fn(state)`` unless a job with this id is queued, running or done."""
@@ -238,7 +248,7 @@ class Worker:
                 return existing
             state = JobState(job_id, description)
             self._jobs[job_id] = state
-        self._executor.submit(self._run, state, fn)
+        self._queue.put((state, fn))
         return state
 
     def _run(self, state: JobState, fn: JobFn) -> None:
