@@ -32,7 +32,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from . import metrics as M
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
+from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 __all__ = [
     "ATTACK_LABELS",
@@ -617,7 +617,7 @@ def error_curve_figure(result, is_member, sample_index: int | None = None, *, ti
                                  showlegend=False, hoverinfo="skip", legendgroup=label,
                                  meta={"role": "band", "group": label, "edge": "q75"}))
         fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q25"], mode="lines", line=dict(width=0, color=color),
-                                 fill="tonexty", fillcolor=_rgba(color, 0.22), name=f"{label}s: middle 50 %",
+                                 fill="tonexty", fillcolor=rgba(color, 0.22), name=f"{label}s: middle 50 %",
                                  legendgroup=label, hoverinfo="skip",
                                  meta={"role": "band", "group": label, "edge": "q25"}))
         fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_median"], mode="lines", name=f"{label}s: median",
@@ -647,10 +647,6 @@ def error_curve_figure(result, is_member, sample_index: int | None = None, *, ti
     return fig
 
 
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 # --------------------------------------------------------------------------- per-sample scatter

@@ -30,8 +30,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
+from .figures import error_bands
 from .metrics import auc, roc_curve, threshold_at_fpr, tpr_at_fpr
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
+from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 if TYPE_CHECKING:  # only for annotations: importing experiment pulls in torch and diffusers
     from .experiment import Experiment
@@ -423,10 +424,10 @@ def error_curve_figure(data: DeckData, attack: str) -> go.Figure:
     res = data.results[attack]
     ts = [int(t) for t in res.trace_timesteps]
     fig = go.Figure()
-    for mask, colour, name in ((data.is_member, MEMBER_COLOR, MEMBER_LABEL),
-                               (~data.is_member, NONMEMBER_COLOR, NONMEMBER_LABEL)):
-        q25, q50, q75 = np.percentile(res.trace[mask], [25, 50, 75], axis=0)
-        fill = _rgba(colour, 0.22)
+    bands = error_bands(res.trace, data.is_member)
+    for prefix, colour, name in (("member", MEMBER_COLOR, MEMBER_LABEL), ("nonmember", NONMEMBER_COLOR, NONMEMBER_LABEL)):
+        q25, q50, q75 = bands[f"{prefix}_q25"], bands[f"{prefix}_median"], bands[f"{prefix}_q75"]
+        fill = rgba(colour, 0.22)
         fig.add_trace(go.Scatter(x=ts + ts[::-1], y=list(q75) + list(q25[::-1]), fill="toself", fillcolor=fill,
                                  line=dict(width=0), hoverinfo="skip", showlegend=False, name=f"{name} IQR"))
         fig.add_trace(go.Scatter(x=ts, y=q50, mode="lines+markers", name=f"{name}s (median)",
@@ -603,10 +604,6 @@ def deck_html(slides: Sequence[Slide]) -> str:
 # ------------------------------------------------------------------------------------ helpers
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
-    h = hex_colour.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _escape(text: str) -> str:

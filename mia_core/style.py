@@ -23,3 +23,10 @@ def attack_color(name: str) -> str:
     if name in ATTACK_COLORS:
         return ATTACK_COLORS[name]
     return FALLBACK_COLORS[sum(map(ord, name)) % len(FALLBACK_COLORS)]
+
+
+def rgba(hex_color: str, alpha: float) -> str:
+    """``"#E69F00", 0.2`` -> ``"rgba(230,159,0,0.2)"`` (translucent bands and fills)."""
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

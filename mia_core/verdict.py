@@ -58,7 +58,6 @@ __all__ = [
     "verdict_label",
     "verdict_sentence",
     "placement_figure",
-    "upscale_nearest",
     "encode_png",
     "save_upload_folder",
 ]
@@ -533,16 +532,6 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
 
 
 # ----------------------------------------------------------------------------- display and upload helpers
-
-
-def upscale_nearest(image: np.ndarray, size: int = 96) -> np.ndarray:
-    """A (H, W, C) or (H, W) uint8 image enlarged by an integer factor with nearest neighbour
-    (pixels stay sharp squares), to about ``size`` pixels; (H, W, 1) comes back as (H, W)."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    factor = max(1, int(size) // max(img.shape[0], img.shape[1]))
-    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -12,6 +12,7 @@ import streamlit as st
 
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
+from mia_core.figures import upscale_nearest
 from mia_core.verdict import (
     budget_text,
     calibrations_from_results,
@@ -19,7 +20,6 @@ from mia_core.verdict import (
     judge_scores,
     placement_figure,
     score_images,
-    upscale_nearest,
     verdict_sentence,
 )
 from pages._common import FPR_BUDGETS, get_worker, results, selected_attacks, try_experiment

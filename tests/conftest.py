@@ -77,3 +77,31 @@ def official_dir() -> Path:
     if not OFFICIAL_DIR.is_dir():
         pytest.skip("../shared/fixtures/official not found: the papers' reference scores are not available here")
     return OFFICIAL_DIR
+
+
+APP = Path(__file__).resolve().parents[1] / "app.py"
+
+
+@pytest.fixture()
+def open_page(monkeypatch, tmp_path):
+    """Open one page of the app in AppTest with a fresh result store ($MIA_STORE) for this test.
+
+    ``open_page("pages/data.py", id="digits-0001")`` sets query parameters first; ``run=False``
+    switches to the page without running it yet.
+    """
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+
+    def _open(page: str, *, run: bool = True, **query: str) -> AppTest:
+        at = AppTest.from_file(str(APP), default_timeout=60)
+        for key, value in query.items():
+            at.query_params[key] = value
+        at.run()
+        at.switch_page(page)
+        if run:
+            at.run()
+            assert not at.exception, at.exception
+        return at
+
+    return _open

@@ -15,12 +15,8 @@ PAGE = "pages/attack_lab.py"
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path):
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))  # the app's store follows MIA_STORE
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page(PAGE)
-    yield app
+def at(open_page):
+    return open_page(PAGE, run=False)
 
 
 def _texts(app) -> str:

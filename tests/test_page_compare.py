@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,18 +10,11 @@ from streamlit.testing.v1 import AppTest
 
 from mia_core import metrics as M
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture()
-def compare(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/compare.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+def compare(open_page) -> AppTest:
+    return open_page("pages/compare.py")
 
 
 def _stored_scores():

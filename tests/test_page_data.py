@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 def _png(value: int, size: int = 8) -> bytes:
@@ -23,14 +22,8 @@ def _png(value: int, size: int = 8) -> bytes:
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/data.py")
-    app.run()
-    assert not app.exception
-    return app
+def at(open_page) -> AppTest:
+    return open_page("pages/data.py")
 
 
 def _metrics(app: AppTest) -> dict[str, str]:

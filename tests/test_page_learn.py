@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,18 +11,11 @@ from streamlit.testing.v1 import AppTest
 
 from mia_core.schedule import NoiseSchedule
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/learn.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+def at(open_page) -> AppTest:
+    return open_page("pages/learn.py")
 
 
 def _values(v) -> list:

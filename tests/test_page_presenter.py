@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "pages/presenter.py"
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path):
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page(PAGE)
-    return app
+def at(open_page):
+    return open_page(PAGE, run=False)
 
 
 def _number(app) -> str:

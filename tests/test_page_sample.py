@@ -3,26 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from mia_core import metrics as M
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-def _open(monkeypatch, tmp_path, **query) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    at = AppTest.from_file(APP, default_timeout=60)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page("pages/sample.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +21,11 @@ def default_split():
     return exp, stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=store)
 
 
-def test_sample_from_url_shows_id_truth_and_verdicts(monkeypatch, tmp_path, default_split):
+def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
     exp, stored = default_split
     assert "digits-0000" in exp.ids
     i = exp.ids.index("digits-0000")
-    at = _open(monkeypatch, tmp_path, id="digits-0000", attack="secmi")
+    at = open_page("pages/sample.py", id="digits-0000", attack="secmi")
 
     assert "Sample explorer" in at.title[0].value
     assert at.selectbox(key="sample.id").value == "digits-0000"
@@ -74,8 +59,8 @@ def test_sample_from_url_shows_id_truth_and_verdicts(monkeypatch, tmp_path, defa
     assert any("x̃ at t = 90" in c for c in captions)
 
 
-def test_selectbox_drives_the_url(monkeypatch, tmp_path):
-    at = _open(monkeypatch, tmp_path, id="digits-0000")
+def test_selectbox_drives_the_url(open_page):
+    at = open_page("pages/sample.py", id="digits-0000")
     at.selectbox(key="sample.id").set_value("digits-0042").run()
     assert not at.exception
     assert at.session_state["sel.sample"] == "digits-0042"
@@ -86,8 +71,8 @@ def test_selectbox_drives_the_url(monkeypatch, tmp_path):
     assert [t["meta"]["id"] for t in curve["data"] if (t.get("meta") or {}).get("role") == "sample"] == ["digits-0042"]
 
 
-def test_unknown_id_gives_a_message_not_an_exception(monkeypatch, tmp_path):
-    at = _open(monkeypatch, tmp_path, id="no-such-image")
+def test_unknown_id_gives_a_message_not_an_exception(open_page):
+    at = open_page("pages/sample.py", id="no-such-image")
     assert not at.exception
     assert at.error and "no-such-image" in at.error[0].value
     assert at.selectbox(key="sample.id").value != "no-such-image"  # falls back to a real image

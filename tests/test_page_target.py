@@ -12,15 +12,9 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+def at(open_page, monkeypatch) -> AppTest:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must fail fast here, never download
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.run()
-    at.switch_page("pages/target.py")
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("pages/target.py")
 
 
 def _metric(at: AppTest, label: str) -> str:

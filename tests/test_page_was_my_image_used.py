@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -14,7 +13,6 @@ from streamlit.testing.v1 import AppTest
 from mia_core.attacks import REGISTRY
 from mia_core.data import DEFAULT_SPLIT_PATH, Split, load_digits
 
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
 VERDICTS = ("flagged as member at 1 % FPR", "not flagged at 1 % FPR")
 
 
@@ -27,14 +25,8 @@ def _member_png() -> tuple[str, bytes]:
 
 
 @pytest.fixture()
-def at(monkeypatch, tmp_path) -> AppTest:
-    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/was_my_image_used.py")
-    app.run()
-    assert not app.exception
-    return app
+def at(open_page) -> AppTest:
+    return open_page("pages/was_my_image_used.py")
 
 
 def _verdict_lines(app: AppTest) -> list[str]:

@@ -13,6 +13,7 @@ from mia_core.attacks.base import AttackResult
 from mia_core.data import ImageSet, load_image_folder
 from mia_core.metrics import verdict_at_fpr
 from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR
+from mia_core.figures import upscale_nearest
 from mia_core.verdict import (
     Calibration,
     budget_text,
@@ -24,7 +25,6 @@ from mia_core.verdict import (
     placement_figure,
     save_upload_folder,
     score_images,
-    upscale_nearest,
     verdict_label,
     verdict_sentence,
 )
