@@ -45,6 +45,8 @@ def _field_kind(f: dataclasses.Field) -> str:
         return "ints"
     if annotation == "bool" or isinstance(f.default, bool):
         return "bool"
+    if annotation == "str" or isinstance(f.default, str):
+        return "text"
     if "float" in annotation:
         return "float"
     return "int"
@@ -98,6 +100,8 @@ def form_value(f: ParamField, params: Mapping[str, Any] | None = None) -> Any:
         return float(value)
     if f.kind == "int":
         return int(value)
+    if f.kind == "text":
+        return str(value)
     return bool(value)
 
 
@@ -116,6 +120,8 @@ def values_from_form(attack: str, raw: Mapping[str, Any]) -> dict[str, Any]:
             out[f.name] = int(value)
         elif f.kind == "float":
             out[f.name] = float(value)
+        elif f.kind == "text":
+            out[f.name] = str(value).strip()
         else:
             out[f.name] = bool(value)
     return out
@@ -265,12 +271,21 @@ def attack_label(name: str, params: Mapping[str, Any] | None = None) -> str:
 # -- results ------------------------------------------------------------------------------------------
 
 
-def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, n_bootstrap: int = 200) -> list[dict[str, Any]]:
-    """A compact summary per attack: AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap intervals."""
+def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, ids: Sequence[str] | None = None,
+                n_bootstrap: int = 200) -> list[dict[str, Any]]:
+    """A compact summary per attack: AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap intervals.
+
+    ``is_member`` are the labels of ``ids`` (the experiment's images). A result that scored only
+    some of them (a learned attack's held-out part) is evaluated on those, and says so.
+    """
+    from .evalsets import labels_for
+
     rows = []
     is_member = np.asarray(is_member, dtype=bool)
     for name, res in results.items():
-        m = evaluate(res.scores, is_member, n_bootstrap=n_bootstrap)
+        partial = ids is not None and tuple(res.ids) != tuple(ids)
+        labels = labels_for(res.ids, ids, is_member) if partial else is_member
+        m = evaluate(res.scores, labels, n_bootstrap=n_bootstrap)
         cls = REGISTRY.get(name)
         rows.append({
             "attack": cls.title if cls else name,
@@ -278,6 +293,7 @@ def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, n
             "TPR @ 1% FPR": _with_ci(m.tpr_at_1pct_fpr, m.tpr_at_1pct_fpr_ci, BUDGET_1PCT),
             "TPR @ 0.1% FPR": _with_ci(m.tpr_at_01pct_fpr, m.tpr_at_01pct_fpr_ci, BUDGET_01PCT),
             "members / non-members": f"{m.n_members:,} / {m.n_nonmembers:,}",
+            "scored on": (res.evaluated_on or "held-out part") if partial else "all images",
             "run time": format_duration(res.seconds),
             "_auc": m.auc,
             "_tpr1": m.tpr_at_1pct_fpr,

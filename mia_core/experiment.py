@@ -59,15 +59,40 @@ class Experiment:
         progress: Callable[[str, int, int], None] | None = None,
         cancel: threading.Event | None = None,
     ) -> dict[str, AttackResult]:
+        """Run (or read from the store) each attack; learned attacks get this split's labels."""
         return run_attacks(
             self.target, self.x0, self.ids, self.images.fingerprint, attacks,
             seed=seed, store=store, batch_size=batch_size, progress=progress, cancel=cancel,
+            is_member=self.is_member,
         )
 
+    def run_key(self, attack: Attack, seed: int) -> RunKey:
+        """The store key of ``attack`` on this experiment (with its labels, for a learned attack)."""
+        return RunKey.of(self.target.fingerprint, self.images.fingerprint, attack, seed,
+                         ids=self.ids, is_member=self.is_member)
+
+    def labels_for(self, ids: Sequence[str]) -> np.ndarray:
+        """Membership labels of ``ids`` (any subset, any order): (len(ids),) bool.
+
+        Raises ValueError naming the first id that is not one of this experiment's images.
+        """
+        index = self._index
+        try:
+            return self.is_member[np.fromiter((index[str(i)] for i in ids), dtype=np.int64, count=len(ids))]
+        except KeyError as exc:
+            raise ValueError(f"id {exc.args[0]!r} is not one of this experiment's {len(self.ids)} images") from None
+
+    @functools.cached_property
+    def _index(self) -> dict[str, int]:
+        return {i: k for k, i in enumerate(self.ids)}
+
     def metrics(self, result: AttackResult, *, n_bootstrap: int = 200, seed: int = 0) -> AttackMetrics:
-        if result.ids != self.ids:
-            raise ValueError(f"{result.attack} result does not belong to this experiment's images")
-        return evaluate(result.scores, self.is_member, n_bootstrap=n_bootstrap, seed=seed)
+        """Metrics of a result on the images it scored: all of them, or a learned attack's evaluation part."""
+        labels = self.is_member if result.ids == self.ids else self.labels_for(result.ids)
+        try:
+            return evaluate(result.scores, labels, n_bootstrap=n_bootstrap, seed=seed)
+        except ValueError as exc:
+            raise ValueError(f"{result.attack}: {exc}") from None
 
 
 def load_experiment(
@@ -102,7 +127,7 @@ def make_attacks(names: Sequence[str], params: Mapping[str, Mapping[str, Any]] |
 
 def attack_job_id(exp: Experiment, attacks: Sequence[Attack], seed: int) -> str:
     """One id per (target, images, attacks with params, seed): the same request joins the same job."""
-    keys = [RunKey.of(exp.target.fingerprint, exp.images.fingerprint, a, seed).digest() for a in attacks]
+    keys = [exp.run_key(a, seed).digest() for a in attacks]
     return "attacks-" + "-".join(sorted(keys))[:200]
 
 
@@ -124,9 +149,12 @@ def submit_attacks(
         offsets = {a.name: i * n for i, a in enumerate(attacks)}
 
         def progress(name: str, done: int, total: int) -> None:
+            # Each attack fills n units of the bar, whatever it counts (a learned attack counts its
+            # images, then its training steps).
             state.phase = name
-            state.done = offsets[name] + done
-            state.message = f"{name}: {done}/{total} images"
+            state.done = offsets[name] + (done if total == n else round(n * done / max(1, total)))
+            what = "images" if total == n else "images + training steps"
+            state.message = f"{name}: {done}/{total} {what}"
 
         exp.attack(attacks, seed=seed, store=store, batch_size=batch_size, progress=progress,
                    cancel=state.cancel_event)
@@ -140,7 +168,7 @@ def stored_results(exp: Experiment, attacks: Sequence[Attack], *, seed: int, sto
     """The results the store already holds for these attacks (nothing is computed)."""
     out = {}
     for attack in attacks:
-        res = store.get(RunKey.of(exp.target.fingerprint, exp.images.fingerprint, attack, seed))
+        res = store.get(exp.run_key(attack, seed))
         if res is not None:
             out[attack.name] = res
     return out

@@ -60,7 +60,8 @@ __all__ = [
 ]
 
 #: Short display names for the legend (the registry's ``title`` is longer).
-ATTACK_LABELS = {"loss": "Loss", "secmi": "SecMI", "pia": "PIA", "pian": "PIAN", "sima": "SimA"}
+ATTACK_LABELS = {"loss": "Loss", "secmi": "SecMI", "pia": "PIA", "pian": "PIAN", "sima": "SimA",
+                 "secmi_nn": "SecMI-NN", "qr": "QR", "likelihood": "Likelihood", "elbo": "ELBO"}
 #: Points per ROC curve after downsampling.
 ROC_POINTS = 300
 GRID_COLOR = "#888888"
@@ -707,12 +708,23 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def scores_frame(results: Mapping[str, Any], ids: Sequence[str], is_member) -> pd.DataFrame:
-    """Per-sample scores for export: ``id``, ``is_member`` (0/1), one column per attack (N rows)."""
+    """Per-sample scores for export: ``id``, ``is_member`` (0/1), one column per attack (N rows).
+
+    A result that scored only some of ``ids`` (a learned attack's held-out part) leaves the other
+    cells empty (NaN) and adds a ``<attack>_part`` column: "eval", "train" or "" (not used).
+    """
     frame = pd.DataFrame({"id": [str(i) for i in ids], "is_member": np.asarray(is_member).astype(int)})
     for name, result in results.items():
-        if tuple(result.ids) != tuple(frame["id"]):
-            raise ValueError(f"{name} result does not match these ids")
-        frame[name] = np.asarray(result.scores, dtype=float)
+        if tuple(result.ids) == tuple(frame["id"]):
+            frame[name] = np.asarray(result.scores, dtype=float)
+            continue
+        by_id = dict(zip(result.ids, np.asarray(result.scores, dtype=float)))
+        unknown = set(by_id) - set(frame["id"])
+        if unknown:
+            raise ValueError(f"{name} scored {len(unknown)} id(s) that are not among these, e.g. {sorted(unknown)[0]!r}")
+        frame[name] = [by_id.get(i, math.nan) for i in frame["id"]]
+        trained = set(getattr(result, "train_ids", ()))
+        frame[f"{name}_part"] = ["eval" if i in by_id else "train" if i in trained else "" for i in frame["id"]]
     return frame
 
 

@@ -4,6 +4,10 @@ A *run* is one attack on one set of images with one target:
 
     key = (target fingerprint, images fingerprint, attack name, attack params, seed, code version)
 
+plus, for attacks that learn (SecMI-NN, quantile regression), a digest of the membership labels
+they were given (:func:`labels_digest`): new labels mean a new training set. Other attacks' keys
+leave it out, so their digests are what they were before learned attacks existed.
+
 Its per-sample scores and per-timestep traces are written to ``<root>/<digest>/`` (``result.npz``
 + ``meta.json``) as soon as that attack finishes, by an atomic rename, so a killed job keeps
 every attack it had finished and a half-written run is never read. Reading checks the
@@ -53,15 +57,48 @@ class RunKey:
     params: str  # canonical JSON of the attack's parameters
     seed: int
     code_version: str = CODE_VERSION
+    labels: str = ""  # labels_digest(ids, is_member) for learned attacks, "" for the others
 
     @classmethod
-    def of(cls, target_fingerprint: str, images_fingerprint: str, attack: Attack, seed: int) -> "RunKey":
+    def of(
+        cls,
+        target_fingerprint: str,
+        images_fingerprint: str,
+        attack: Attack,
+        seed: int,
+        *,
+        ids: Sequence[str] | None = None,
+        is_member: np.ndarray | None = None,
+    ) -> "RunKey":
+        """The key of one run; a learned attack's key also needs the ``ids`` and their labels."""
         params = json.dumps(attack.params_dict(), sort_keys=True)
-        return cls(target_fingerprint, images_fingerprint, attack.name, params, int(seed))
+        labels = ""
+        if attack.learns:
+            if ids is None or is_member is None:
+                raise ValueError(f"{attack.name} learns from membership labels: its run key needs ids and is_member")
+            labels = labels_digest(ids, is_member)
+        return cls(target_fingerprint, images_fingerprint, attack.name, params, int(seed), labels=labels)
 
     def digest(self) -> str:
-        text = json.dumps(self.__dict__, sort_keys=True)
+        fields = dict(self.__dict__)
+        if not fields["labels"]:
+            del fields["labels"]  # keys without labels hash exactly as they did before the field existed
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def labels_digest(ids: Sequence[str], is_member: np.ndarray) -> str:
+    """sha256 of the (id, label) pairs in order: changes when any label (or the id list) changes."""
+    labels = np.asarray(is_member, dtype=bool)
+    ids = [str(i) for i in ids]
+    if labels.shape != (len(ids),):
+        raise ValueError(f"is_member must have one entry per id: {labels.shape} labels for {len(ids)} ids")
+    text = "\n".join(f"{i}\t{int(m)}" for i, m in zip(ids, labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+#: prefix of the per-sample extras' names inside result.npz.
+_EXTRA = "extra_"
 
 
 class ResultStore:
@@ -88,6 +125,7 @@ class ResultStore:
             return None
         meta = json.loads((folder / "meta.json").read_text())
         with np.load(folder / "result.npz", allow_pickle=False) as z:
+            # train_ids, extras, evaluated_on and info came later: older folders lack them.
             return AttackResult(
                 attack=meta["attack"],
                 ids=tuple(str(i) for i in z["ids"]),
@@ -98,6 +136,10 @@ class ResultStore:
                 unet_calls_per_image=int(meta["unet_calls_per_image"]),
                 seconds=float(meta["seconds"]),
                 params=meta["params"],
+                train_ids=tuple(str(i) for i in z["train_ids"]) if "train_ids" in z.files else (),
+                evaluated_on=meta.get("evaluated_on", ""),
+                extras={name[len(_EXTRA):]: z[name] for name in z.files if name.startswith(_EXTRA)},
+                info=meta.get("info", {}),
             )
 
     def put(self, key: RunKey, result: AttackResult) -> Path:
@@ -111,6 +153,8 @@ class ResultStore:
             scores=result.scores,
             trace_timesteps=result.trace_timesteps,
             trace=result.trace.astype(np.float32),
+            **({"train_ids": np.asarray(result.train_ids, dtype=str)} if result.train_ids else {}),
+            **{f"{_EXTRA}{name}": np.asarray(value) for name, value in result.extras.items()},
         )
         meta = {
             "key": key.__dict__,
@@ -122,6 +166,8 @@ class ResultStore:
             "n_images": len(result.ids),
             "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
+        if result.train_ids or result.evaluated_on or result.info:
+            meta.update(n_train_images=len(result.train_ids), evaluated_on=result.evaluated_on, info=result.info)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if final.exists():
             shutil.rmtree(final)
@@ -154,16 +200,23 @@ def run_attacks(
     batch_size: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
+    is_member: np.ndarray | None = None,
 ) -> dict[str, AttackResult]:
     """Run each attack unless the store already has it; store each one as soon as it finishes.
 
     ``progress(attack_name, done, total)`` is called after every batch (and once with
-    done == total for a stored result). Setting ``cancel`` stops between batches; attacks that
-    finished stay in the store.
+    done == total for a stored result); a learned attack counts its images, then its training
+    steps, in one ``total``. Setting ``cancel`` stops between batches and training steps; attacks
+    that finished stay in the store. ``is_member`` ((N,) bool, aligned with ``ids``) is required
+    by learned attacks (``attack.learns``), which score only their evaluation part.
     """
+    attacks = list(attacks)
+    learned = [a.name for a in attacks if a.learns]
+    if learned and is_member is None:
+        raise ValueError(f"{', '.join(learned)} learn(s) from membership labels: pass is_member to run them")
     results: dict[str, AttackResult] = {}
     for attack in attacks:
-        key = RunKey.of(target.fingerprint, images_fingerprint, attack, seed)
+        key = RunKey.of(target.fingerprint, images_fingerprint, attack, seed, ids=ids, is_member=is_member)
         cached = store.get(key) if store is not None else None
         if cached is not None:
             results[attack.name] = cached
@@ -177,7 +230,11 @@ def run_attacks(
             if progress is not None:
                 progress(name, done, total)
 
-        result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
+        if attack.learns:
+            result = attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
+                                      batch_size=batch_size, progress=step)
+        else:
+            result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
         if store is not None:
             store.put(key, result)
         results[attack.name] = result

@@ -15,6 +15,11 @@ ATTACK_COLORS = {
     "pia": "#CC79A7",
     "pian": "#56B4E9",
     "sima": "#000000",
+    # the attacks added later: distinct from the five above and from the member/non-member pair
+    "secmi_nn": "#8C2D04",
+    "qr": "#7F3C8D",
+    "likelihood": "#11A579",
+    "elbo": "#666666",
 }
 FALLBACK_COLORS = ("#999999", "#F0E442", "#7F3C8D", "#11A579")
 

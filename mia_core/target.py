@@ -176,6 +176,44 @@ class Target:
             out = self._forward(x, t).sample
         return out[:n].float()
 
+    def eps_float_t(self, x_t: torch.Tensor, t: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
+        """eps_theta(x_t, t) at real-valued timesteps, optionally differentiable in x_t.
+
+        For the likelihood attack's probability-flow ODE, which needs the UNet between the integer
+        timesteps it was trained on (diffusers' sinusoidal embedding takes float timesteps) and a
+        vector-Jacobian product through it.
+
+        Parameters
+        ----------
+        x_t : (N, C, H, W) float tensor, any device (moved to the target's device; the move is
+            differentiable, so a gradient reaches a CPU ``x_t`` that requires grad).
+        t : (N,) float tensor of 0-based timesteps; clamped to [0, T-1] before the UNet sees them.
+        grad : build the autograd graph (no ``torch.inference_mode``), so that
+            ``torch.autograd.grad(out, x_t, v)`` gives v^T d eps / d x_t. Call it outside
+            ``inference_mode``.
+
+        Returns
+        -------
+        (N, C, H, W) float32 tensor on the target's device.
+
+        Precision: float32 without bf16 autocast, whatever ``precision`` says (TF32 matmuls stay
+        on on a GPU: on the default target at rtol 1e-5 they changed the ODE's evaluations from
+        414 to 418 per image and its bits/dim by <= 4e-3, the solver's own error), and never
+        through ``torch.compile`` (float timesteps and autograd would recompile it). Bf16
+        *weights* (precision "bf16") cannot be undone here: the input is then cast to bf16.
+        """
+        n = x_t.shape[0]
+        t = torch.as_tensor(t)
+        if t.ndim != 1 or t.shape[0] != n or not t.is_floating_point():
+            raise ValueError(f"t must be a float tensor of shape ({n},), got {t.dtype} of shape {tuple(t.shape)}")
+        if grad and torch.is_inference_mode_enabled():
+            raise RuntimeError("eps_float_t(grad=True) was called inside torch.inference_mode(); call it outside")
+        t = t.to(self.device, torch.float32).clamp(0.0, float(self.schedule.num_timesteps - 1))
+        x = x_t.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
+        with torch.enable_grad() if grad else torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            out = self.unet(x, t).sample
+        return out.float()
+
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
 PRECISION_TEXT = {

@@ -14,7 +14,7 @@ import streamlit as st
 from mia_core import attack_plan as plan
 from mia_core.attacks import REGISTRY
 from mia_core.experiment import attack_job_id, submit_attacks
-from mia_core.runs import RunKey
+from mia_core.figures import scores_frame
 from pages._common import get_store, get_worker, results, selected_attacks, try_experiment
 
 s = st.session_state
@@ -55,7 +55,7 @@ except ValueError as exc:  # a bad cfg.params from elsewhere must not take the p
 
 
 def _is_stored(attack) -> bool:
-    return store.has(RunKey.of(exp.target.fingerprint, exp.images.fingerprint, attack, seed))
+    return store.has(exp.run_key(attack, seed))
 
 
 stored_now = {a.name for a in current if _is_stored(a)}
@@ -95,6 +95,18 @@ if current:
     )
 st.caption("The table shows the parameters of your last run; it updates when you press Run.")
 
+# Learned attacks: which images they train on and which they are scored on, before anything runs.
+for attack in [a for a in current if a.learns]:
+    train_ids, eval_ids = attack.partition(exp.ids, exp.is_member, seed)
+    tr, ev = exp.labels_for(train_ids), exp.labels_for(eval_ids)
+    st.info(
+        f"**{attack.title}** learns: it trains on {len(train_ids):,} images ({int(tr.sum()):,} members, "
+        f"{int((~tr).sum()):,} non-members) and is scored only on the other {len(eval_ids):,} "
+        f"({int(ev.sum()):,} members, {int((~ev).sum()):,} non-members). The two parts are disjoint and drawn "
+        f"with the seed ({seed}); {attack.training_data}. Its metrics are computed on the scored part only.",
+        icon=":material/school:",
+    )
+
 # -- the form ------------------------------------------------------------------------------------
 
 with st.form("attack_lab.form"):
@@ -129,6 +141,8 @@ with st.form("attack_lab.form"):
                         raw[name][f.name] = st.checkbox(f.name, value=value, key=key, help=help_text)
                     elif f.kind == "float":
                         raw[name][f.name] = st.number_input(f.name, value=value, step=0.5, key=key, help=help_text)
+                    elif f.kind == "text":
+                        raw[name][f.name] = st.text_input(f.name, value=value, key=key, help=help_text)
                     else:
                         raw[name][f.name] = st.number_input(f.name, value=value, step=1, key=key, help=help_text)
     seed_col, _ = st.columns([1, 3])
@@ -142,8 +156,7 @@ with st.form("attack_lab.form"):
 def _start(exp_now) -> None:
     """Submit the session's attacks to the worker unless every result is stored already."""
     attacks = selected_attacks()
-    stored = {a.name for a in attacks if store.has(
-        RunKey.of(exp_now.target.fingerprint, exp_now.images.fingerprint, a, int(s["cfg.seed"])))}
+    stored = {a.name for a in attacks if store.has(exp_now.run_key(a, int(s["cfg.seed"])))}
     if len(stored) == len(attacks):
         s[JOB_KEY] = None
         s[NOTICE_KEY] = f"All {len(attacks)} selected attack(s) already have stored results: nothing to compute."
@@ -252,7 +265,7 @@ except ValueError:
     found = {}
 if found:
     st.subheader("Results")
-    rows = plan.metric_rows(found, exp.is_member)
+    rows = plan.metric_rows(found, exp.is_member, ids=exp.ids)
     summary = pd.DataFrame(rows).drop(columns=["_auc", "_tpr1"])
     st.dataframe(summary, hide_index=True, width="stretch", key="attack_lab.summary")
     st.caption(
@@ -268,9 +281,7 @@ if found:
     c1.page_link("pages/compare.py", label="Compare the attacks: ROC curves, histograms, per-timestep AUC", icon="📈")
     c2.download_button("Metrics (CSV)", summary.to_csv(index=False).encode(), file_name="attack_metrics.csv",
                        mime="text/csv", on_click="ignore", key="attack_lab.dl_metrics")
-    scores = pd.DataFrame({"id": list(exp.ids), "is_member": exp.is_member.astype(int)})
-    for name, res in found.items():
-        scores[f"{name}_score"] = res.scores
+    scores = scores_frame(found, exp.ids, exp.is_member)
     c3.download_button("Per-image scores (CSV)", scores.to_csv(index=False).encode(), file_name="attack_scores.csv",
                        mime="text/csv", on_click="ignore", key="attack_lab.dl_scores")
 elif current and not (state is not None and state.active):

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from mia_core import figures as F
+from mia_core import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, get_attack
 from pages._common import budget_control, results, try_experiment
@@ -76,7 +77,9 @@ exp = try_experiment()
 if exp is None:
     st.stop()
 
-res = {name: r for name, r in results(exp).items() if tuple(r.ids) == tuple(exp.ids)}
+all_ids = list(exp.ids)
+known_ids = set(all_ids)
+res = {name: r for name, r in results(exp).items() if set(r.ids) <= known_ids}
 if not res:
     st.warning(
         "No stored results yet for the selected attacks on this target and data. "
@@ -85,8 +88,30 @@ if not res:
     st.page_link("pages/attack_lab.py", label="Go to the Attack lab", icon="⚔️")
     st.stop()
 
-is_member = np.asarray(exp.is_member, dtype=bool)
-ids = list(exp.ids)
+# Learned attacks (SecMI-NN, quantile regression) score only their held-out part. By default every
+# attack is compared on the images all of them scored; "own" evaluates each on everything it scored.
+partial = [name for name, r in res.items() if ES.is_partial(r, all_ids)]
+evalset = ES.COMMON
+if partial:
+    evalset = st.segmented_control(
+        "Compare on", [ES.COMMON, ES.OWN], key="compare.evalset", required=True, default=ES.COMMON,
+        format_func=lambda v: {"common": "images every attack scored", "own": "each attack's own images"}[v],
+        help="Learned attacks train on part of the labelled images and score only the rest. Comparing every "
+             "attack on the same held-out images is the fair comparison.",
+    ) or ES.COMMON
+    parts = "; ".join(f"**{F.attack_label(n)}**: {ES.describe(res[n], all_ids, exp.is_member)}" for n in partial)
+    st.caption(f"Learned attacks never score the images they trained on. {parts}.")
+if evalset == ES.COMMON:
+    ids = list(ES.common_ids(res, all_ids))
+    if not ids:
+        st.warning("The selected attacks have no scored image in common; showing each on its own images.")
+        evalset = ES.OWN
+    else:
+        res = {name: ES.restrict(r, ids) for name, r in res.items()}
+if evalset == ES.OWN:
+    ids = all_ids
+labels = {name: ES.labels_for(r.ids, all_ids, exp.is_member) for name, r in res.items()}
+is_member = ES.labels_for(ids, all_ids, exp.is_member)
 valid_ids = set(ids)
 names = list(res)
 n_m, n_nm = int(is_member.sum()), int((~is_member).sum())
@@ -96,13 +121,14 @@ with top[0]:
     budget = budget_control()
 with top[1]:
     st.markdown(
-        f"**{len(names)} attack(s)** on **{n_m} members** and **{n_nm} non-members**. "
+        f"**{len(names)} attack(s)** on **{n_m} members** and **{n_nm} non-members**"
+        f"{' (each attack on the images it scored)' if evalset == ES.OWN and partial else ''}. "
         f"With {n_nm} non-members the smallest non-zero FPR is 1/{n_nm} ≈ {1 / n_nm:.2%}: "
         "budgets below that cannot be measured and are shown as n/a."
     )
 
-metrics = {name: _evaluate(r.scores, is_member) for name, r in res.items()}
-roc_input = {name: (r.scores, is_member) for name, r in res.items()}
+metrics = {name: _evaluate(r.scores, labels[name]) for name, r in res.items()}
+roc_input = {name: (r.scores, labels[name]) for name, r in res.items()}
 
 tab_names = ["ROC (log-log)", "ROC (linear)", "Metric table", "Score histograms", "Per timestep", "Attack vs attack"]
 tabs = st.tabs(tab_names, key="tab", bind="query-params")
@@ -180,9 +206,9 @@ with tabs[3]:
         log_y = st.toggle("log-scale density", key="compare.hist_logy", persist_state="session",
                           help="Shows the tails, where the low-FPR decisions are made.")
     r = res[hist_attack]
-    threshold = M.threshold_at_fpr(r.scores, is_member, budget)
+    threshold = M.threshold_at_fpr(r.scores, labels[hist_attack], budget)
     hist = F.score_histogram(
-        r.scores, is_member, threshold=threshold, ids=ids, highlight_id=st.session_state.get("sel.sample"),
+        r.scores, labels[hist_attack], threshold=threshold, ids=list(r.ids), highlight_id=st.session_state.get("sel.sample"),
         log_y=log_y, threshold_label=f"{F.budget_label(budget)} FPR budget",
         title=f"{F.attack_label(hist_attack)}: {REGISTRY[hist_attack].score_label if hist_attack in REGISTRY else 'score'}",
     )
@@ -209,7 +235,9 @@ with tabs[3]:
         "most sure about. 'non-members above' is the fraction of non-members scoring at least as high (0 % = "
         "it stands out from every non-member). **Select a row to open the image.**"
     )
-    vuln = F.vulnerable_samples(r, is_member, exp.images.images, k=20, budget=budget)
+    rows_of = {i: k for k, i in enumerate(all_ids)}
+    vuln = F.vulnerable_samples(r, labels[hist_attack], exp.images.images[[rows_of[i] for i in r.ids]], k=20,
+                                budget=budget)
     table_event = st.dataframe(
         vuln, hide_index=True, key="vuln_table", on_select="rerun", selection_mode="single-row", row_height=52,
         column_order=["rank", "thumbnail", "id", "score", "non-members above", "flagged"],
@@ -225,7 +253,7 @@ with tabs[3]:
         open_sample(str(vuln.iloc[rows[0]]["id"]), hist_attack)
 
 with tabs[4]:
-    traced = {n: r for n, r in res.items() if r.trace.ndim == 2 and r.trace.shape[1] > 0}
+    traced = {n: r for n, r in res.items() if r.trace.ndim == 2 and r.trace.shape[1] > 0 and list(r.ids) == ids}
     if not traced:
         st.info("None of these results has a per-timestep trace.")
     else:
@@ -262,7 +290,9 @@ with tabs[5]:
             _drop_stale("compare.y_attack", names)
             y_attack = st.selectbox("y axis", names, index=min(1, len(names) - 1), key="compare.y_attack",
                                     format_func=F.attack_label, persist_state="session")
-        scatter = F.sample_scatter(res, is_member, ids, x_attack, y_attack,
+        pair_ids = list(ES.common_ids({x_attack: res[x_attack], y_attack: res[y_attack]}, ids))
+        pair = {n: ES.restrict(res[n], pair_ids) for n in {x_attack, y_attack}}
+        scatter = F.sample_scatter(pair, ES.labels_for(pair_ids, all_ids, exp.is_member), pair_ids, x_attack, y_attack,
                                    highlight_id=st.session_state.get("sel.sample"))
         scatter_event = st.plotly_chart(scatter, key="scatter_chart", theme=None, config=PLOTLY_CONFIG,
                                         on_select="rerun", selection_mode="points")

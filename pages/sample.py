@@ -15,6 +15,7 @@ import streamlit as st
 from mia_core import figures as F
 from mia_core import metrics as M
 from mia_core.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.evalsets import learned_sample_lines
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
@@ -48,7 +49,10 @@ if exp is None:
 ids = list(exp.ids)
 index_of = {sid: i for i, sid in enumerate(ids)}
 is_member = np.asarray(exp.is_member, dtype=bool)
-res = {name: r for name, r in results(exp).items() if tuple(r.ids) == tuple(exp.ids)}
+stored = results(exp)
+res = {name: r for name, r in stored.items() if tuple(r.ids) == tuple(exp.ids)}
+# Learned attacks score only their held-out part: shown in their own table below the verdicts.
+learned = {name: r for name, r in stored.items() if name not in res and set(r.ids) <= set(exp.ids)}
 s = st.session_state
 
 # -- which image: URL, then the session's selection, then the first image -------------------------
@@ -150,6 +154,13 @@ with right:
             "would calibrate it on other data). A verdict is 'member' when the score is at or above it. "
             "Rank 1 among non-members = no non-member scores higher."
         )
+
+if learned:
+    with right:
+        st.markdown("**Learned attacks** (each trained on part of the labelled images, scored on the rest)")
+        for name, r in learned.items():
+            lines = learned_sample_lines(name, r, sample_id, exp.labels_for(r.ids), budget)
+            st.markdown(f"- **{F.attack_label(name)}**: " + " ".join(lines))
 
 # -- the error curve and where the score falls ---------------------------------------------------
 if res:

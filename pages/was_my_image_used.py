@@ -123,9 +123,15 @@ if exp is None:
 target = exp.target
 
 chosen_all = selected_attacks()
+# Learned attacks score only their held-out part and keep no fitted network to score a new image.
+learned = [a for a in chosen_all if a.learns]
+chosen_all = [a for a in chosen_all if not a.learns]
 stored = results(exp)
 available = [a for a in chosen_all if a.name in stored]
 missing = [a.name for a in chosen_all if a.name not in stored]
+if learned:
+    st.caption(f"Not offered here: {', '.join(_title(a.name) for a in learned)}. A learned attack trains its network "
+               "inside a run and scores only that run's held-out images; it keeps no network to score an upload.")
 if not available:
     st.warning("No stored attack results for this target and split yet. A verdict needs the scores of known "
                "members and non-members to calibrate against, so run the selected attacks first.")

@@ -48,12 +48,19 @@ def test_build_attack_reports_bad_values_clearly():
     assert plan.build_attack("pia", {"timestep": 100}, num_timesteps=1000).params.timestep == 100
 
 
-def test_attack_table_lists_the_five_attacks_with_costs():
+def test_attack_table_lists_every_attack_with_costs():
     rows = plan.attack_table({}, ["pia"], stored=["pia"])
     assert [r["attack"] for r in rows] == [cls.title for cls in REGISTRY.values()]
-    assert [r["UNet calls / image"] for r in rows] == [1, 11, 2, 2, 1]
-    assert [r["with trace"] for r in rows] == [11, 20, 12, 12, 11]
-    assert [r["results"] for r in rows] == ["", "", "stored — opens instantly", "", ""]
+    by_name = dict(zip(REGISTRY, rows))
+    # loss, secmi, pia, pian, sima; secmi_nn and qr reuse SecMI's 11-call statistic (no trace)
+    assert [by_name[n]["UNet calls / image"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] \
+        == [1, 11, 2, 2, 1, 11, 11]
+    assert [by_name[n]["with trace"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] \
+        == [11, 20, 12, 12, 11, 11, 11]
+    # the likelihood's cost is adaptive (an estimate); the ELBO's is one call per stratum (100) + the decoder term
+    assert by_name["elbo"]["UNet calls / image"] == REGISTRY["elbo"]().unet_calls(trace=False)
+    assert by_name["likelihood"]["UNet calls / image"] == REGISTRY["likelihood"]().unet_calls(trace=False) > 10
+    assert [by_name[n]["results"] for n in ("loss", "secmi", "pia")] == ["", "", "stored — opens instantly"]
     # costs follow the session's parameters
     rows = plan.attack_table({"secmi": {"t_sec": 50}}, [], [])
     assert rows[1]["UNet calls / image"] == 6

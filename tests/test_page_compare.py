@@ -85,3 +85,54 @@ def test_compare_without_results_links_to_attack_lab(compare):
     assert not at.get("plotly_chart")
     links = at.get("page_link")
     assert links and "attack_lab" in links[0].proto.page
+
+
+def _store_learned_result(tmp_store) -> tuple:
+    """A secmi_nn-shaped result (scored on its held-out part only) in the test's store.
+
+    The scores are the stored SecMI scores of the held-out images: what matters here is how the
+    page lines up results that cover different images, not the network.
+    """
+    import dataclasses
+
+    from mia_core.attacks import get_attack
+    from mia_core.evalsets import restrict
+    from mia_core.runs import ResultStore
+
+    exp, stored = _stored_scores()
+    attack = get_attack("secmi_nn")
+    train_ids, eval_ids = attack.partition(exp.ids, exp.is_member, 0)
+    held_out = restrict(stored["secmi"], eval_ids)
+    fake = dataclasses.replace(held_out, attack="secmi_nn", trace=np.zeros((len(eval_ids), 0)),
+                               trace_timesteps=np.zeros(0, dtype=np.int64), params=attack.params_dict(),
+                               train_ids=tuple(train_ids), evaluated_on="held-out 80 %")
+    ResultStore(tmp_store).put(exp.run_key(attack, 0), fake)
+    return exp, train_ids, eval_ids
+
+
+def test_compare_lines_up_a_learned_attack_on_its_held_out_part(open_page, tmp_path):
+    exp, train_ids, eval_ids = _store_learned_result(tmp_path / "store")
+    at = open_page("pages/compare.py", run=False)
+    at.session_state["cfg.attacks"] = ["secmi", "pia", "secmi_nn"]
+    at.run()
+    assert not at.exception
+    n_eval_m = int(exp.labels_for(eval_ids).sum())
+    n_eval_nm = len(eval_ids) - n_eval_m
+
+    # default: every attack on the images all of them scored (secmi_nn's held-out part)
+    assert at.segmented_control(key="compare.evalset").value == "common"
+    table = at.dataframe[0].value
+    assert list(table.index) == ["secmi", "pia", "secmi_nn"]
+    assert set(table["members"]) == {n_eval_m} and set(table["non-members"]) == {n_eval_nm}
+    # the same scores on the same images give the same AUC
+    assert table.loc["secmi", "AUC"] == pytest.approx(table.loc["secmi_nn", "AUC"])
+    text = " ".join(str(c.value) for c in at.caption)
+    assert f"trained on {len(train_ids)} other images" in text
+
+    # each attack on its own images: SecMI and PIA on all of them, secmi_nn still on its part
+    at.segmented_control(key="compare.evalset").set_value("own").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table.loc["secmi", "members"] == int(exp.is_member.sum())
+    assert table.loc["secmi_nn", "members"] == n_eval_m
+    assert table.loc["secmi", "AUC"] != pytest.approx(table.loc["secmi_nn", "AUC"], abs=1e-9)

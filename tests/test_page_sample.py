@@ -76,3 +76,16 @@ def test_unknown_id_gives_a_message_not_an_exception(open_page):
     assert not at.exception
     assert at.error and "no-such-image" in at.error[0].value
     assert at.selectbox(key="sample.id").value != "no-such-image"  # falls back to a real image
+
+
+def test_learned_attack_says_training_image_or_held_out_verdict(open_page, tmp_path):
+    from test_page_compare import _store_learned_result
+
+    exp, train_ids, eval_ids = _store_learned_result(tmp_path / "store")
+    for sample_id, expected in ((train_ids[0], "trained on this image"), (eval_ids[0], "held-out image, ")):
+        at = open_page("pages/sample.py", run=False, id=sample_id, attack="secmi")
+        at.session_state["cfg.attacks"] = ["secmi", "secmi_nn"]
+        at.run()
+        assert not at.exception
+        lines = [m.value for m in at.markdown if "SecMI-NN" in m.value]
+        assert lines and expected in lines[-1], lines

@@ -159,3 +159,64 @@ def test_out_of_memory_halves_the_batch_and_loses_nothing(small_target, monkeypa
     result = attack.run(small_target, x0, ids=ids, batch_size=8)
     assert sizes == [8, 4, 2, 2, 2, 2]
     np.testing.assert_allclose(result.scores, expected, rtol=1e-5)
+
+
+# -- learned attacks: labels in the key, the new result fields on disk ---------------------------------
+
+
+def test_learned_key_follows_the_labels_and_other_keys_do_not_change(small_target):
+    import hashlib
+    import json
+
+    from mia_core.attacks.secmi_nn import SecMINN
+
+    ids = ("a", "b", "c", "d")
+    labels = np.array([True, True, False, False])
+    key = RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels)
+    assert key.digest() == RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels.copy()).digest()
+    flipped = RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels[::-1].copy())
+    assert flipped.digest() != key.digest()
+    with pytest.raises(ValueError, match="needs ids and is_member"):
+        RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0)
+
+    # A non-learned attack ignores labels, and its digest is the one computed before the field existed.
+    pia = get_attack("pia")
+    plain = RunKey.of(small_target.fingerprint, "imgs", pia, 0, ids=ids, is_member=labels)
+    assert plain.labels == "" and plain == RunKey.of(small_target.fingerprint, "imgs", pia, 0)
+    old_fields = {k: v for k, v in plain.__dict__.items() if k != "labels"}
+    assert plain.digest() == hashlib.sha256(json.dumps(old_fields, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def test_learned_attack_runs_once_then_comes_from_the_store(small_target, tmp_path):
+    from mia_core.attacks.secmi_nn import SecMINN
+
+    x0, ids = _images(10)
+    labels = np.array([True] * 5 + [False] * 5)
+    store = ResultStore(tmp_path / "store")
+    attack = SecMINN(min_steps=2, epochs=1, train_fraction=0.4)
+    ticks = []
+    first = run_attacks(small_target, x0, ids, "imgs", [attack], store=store, is_member=labels,
+                        progress=lambda name, done, total: ticks.append((done, total)))["secmi_nn"]
+    assert ticks[-1][0] == ticks[-1][1] == 10 + 2  # 10 images of statistic, then 2 training steps
+    assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
+    again = run_attacks(small_target, x0, ids, "imgs", [attack], store=store, is_member=labels)["secmi_nn"]
+    assert again.ids == first.ids and again.train_ids == first.train_ids and again.info == first.info
+    assert again.evaluated_on == first.evaluated_on
+    np.testing.assert_array_equal(again.scores, first.scores)
+    np.testing.assert_array_equal(again.extras["t_error"], first.extras["t_error"])
+    # Other labels are another run (another training set).
+    other = np.array([False] * 5 + [True] * 5)
+    assert not store.has(RunKey.of(small_target.fingerprint, "imgs", attack, 0, ids=ids, is_member=other))
+
+
+def test_demo_store_written_before_the_new_fields_still_loads():
+    from mia_core.runs import DEMO_STORE_DIR
+
+    store = ResultStore(DEMO_STORE_DIR)
+    entries = store.entries()
+    assert entries, "assets/demo_store is empty"
+    for entry in entries:
+        key = RunKey(**entry["key"])
+        res = store.get(key)
+        assert res is not None and len(res.ids) == entry["n_images"]
+        assert res.train_ids == () and res.evaluated_on == "" and res.extras == {} and res.info == {}

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import DEFAULT_SWEEP, Attack, AttackResult, params_from_mapping
+from .base import DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
+from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
+from .qr import QuantileRegression
 from .secmi import SecMIStat
+from .secmi_nn import SecMINN
 from .sima import SimA
 
 #: name -> attack class, in the order the CLI and the app list them.
-REGISTRY: dict[str, type[Attack]] = {cls.name: cls for cls in (LossAttack, SecMIStat, PIA, PIAN, SimA)}
-DEFAULT_ATTACKS: tuple[str, ...] = tuple(REGISTRY)
+REGISTRY: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO)
+}
+#: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood
+#: attacks train networks or integrate an ODE and are chosen explicitly).
+DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "secmi", "pia", "pian", "sima")
 
 
 def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
@@ -24,4 +31,4 @@ def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
     return cls(params_from_mapping(cls.Params, params or {}))
 
 
-__all__ = ["REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "get_attack"]
+__all__ = ["REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack"]

@@ -10,7 +10,12 @@ An attack is a class with
 
 ``Attack.run`` feeds the images through ``compute`` in batches, halves the batch on a CUDA
 out-of-memory error and retries it (finished batches are kept), reports progress, and returns an
-:class:`AttackResult`. Scores follow one convention: **higher = more member-like** (errors and
+:class:`AttackResult`.
+
+Attacks that learn (:class:`LearnedAttack`: SecMI-NN, quantile regression) also need labels or
+public data. They have no ``run``; ``fit_score(target, x0, ids, is_member, seed=...)`` partitions
+the ids into a part they train on and a disjoint part they score, and returns scores for the
+evaluation part only (``AttackResult.train_ids`` records the other part). Scores follow one convention: **higher = more member-like** (errors and
 distances are negated). Traces hold the attack's raw per-timestep statistic (an error or a
 distance, so **lower = more member-like**), which is what the error-curve plots draw.
 """
@@ -52,6 +57,12 @@ class AttackResult:
     unet_calls_per_image : int
     seconds : float, wall-clock time of the run.
     params : dict, the attack's parameters as plain values.
+    train_ids : tuple of str, the ids a learned attack was fitted on (labels or public data); never
+        in ``ids``. Empty for attacks that learn nothing.
+    evaluated_on : str, in plain words, which images the scores cover ("" = all images given).
+    extras : dict of name -> (N, ...) array aligned with ``ids``: per-sample outputs worth showing
+        (quantile regression's own threshold per image, its vote fraction; ``keep=`` outputs).
+    info : dict of JSON-able metadata (training loss curve, part sizes, an exact operating point).
     """
 
     attack: str
@@ -63,6 +74,10 @@ class AttackResult:
     unet_calls_per_image: int
     seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    train_ids: tuple[str, ...] = ()
+    evaluated_on: str = ""
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
 
     def trace_scores(self) -> np.ndarray:
         """The trace in score convention (higher = member): (N, K)."""
@@ -82,6 +97,8 @@ class Attack:
     noise_draws: ClassVar[int] = 0
     #: run without bf16 autocast: the statistic is a small difference of large quantities.
     needs_full_precision: ClassVar[bool] = False
+    #: True for attacks that train on labelled / public data (:class:`LearnedAttack`).
+    learns: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -124,6 +141,7 @@ class Attack:
         seed: int = 0,
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
+        keep: Sequence[str] = (),
     ) -> AttackResult:
         """Score N images.
 
@@ -138,6 +156,8 @@ class Attack:
             forward pass within ``max_unet_batch(target)`` UNet inputs. Halved and retried on CUDA
             out-of-memory.
         progress : called as ``progress(done, total)`` after each batch.
+        keep : names of further outputs of ``compute`` (e.g. SecMI's "x_tilde", "x_recon") to
+            return in ``result.extras`` as float32 arrays, copied to the CPU batch by batch.
         """
         x0 = check_images(target, x0)
         n = x0.shape[0]
@@ -167,7 +187,13 @@ class Attack:
                 bs = max(1, bs // 2)  # retry the same images with a smaller batch; nothing is lost
                 torch.cuda.empty_cache()
                 continue
-            chunks.append({k: v.detach() for k, v in out.items() if k in ("score", "trace")})
+            missing = sorted(set(keep) - set(out))
+            if missing:
+                raise ValueError(f"{self.name} has no output(s) {missing} to keep; it returns {sorted(out)}")
+            chunk = {k: v.detach() for k, v in out.items() if k in ("score", "trace")}
+            # Kept images are large: to the CPU now, so device memory holds one batch of them.
+            chunk.update({f"keep:{k}": out[k].detach().to("cpu", torch.float32) for k in keep})
+            chunks.append(chunk)
             start = stop
             if progress is not None:
                 progress(start, n)
@@ -187,7 +213,45 @@ class Attack:
             unet_calls_per_image=self.unet_calls(trace=True),
             seconds=time.perf_counter() - start_time,
             params=self.params_dict(),
+            extras={k: torch.cat([c[f"keep:{k}"] for c in chunks]).numpy() for k in keep},
         )
+
+
+class LearnedAttack(Attack):
+    """An attack that fits a model on part of the labelled (or public) data and scores the rest.
+
+    Subclasses provide ``partition`` (which ids train, which are scored; disjoint, deterministic,
+    independent of the input order) and ``fit_score``, which returns an :class:`AttackResult` whose
+    ``ids`` are the evaluation part only, with ``train_ids``, ``evaluated_on`` and ``info`` filled.
+    Nothing is ever fitted, selected or calibrated on the evaluation part.
+    """
+
+    learns = True
+    #: what labelled / public data the attack trains on, in plain words (shown in the app).
+    training_data: ClassVar[str] = ""
+
+    def run(self, target: Target, x0: np.ndarray | torch.Tensor, **kwargs: Any) -> AttackResult:
+        raise TypeError(
+            f"{self.name} learns from labelled data ({self.training_data}); it needs membership labels: "
+            f"call fit_score(target, x0, ids, is_member, seed=...) or run_attacks(..., is_member=...)"
+        )
+
+    def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(train_ids, eval_ids), disjoint, each in input order."""
+        raise NotImplementedError
+
+    def fit_score(
+        self,
+        target: Target,
+        x0: np.ndarray | torch.Tensor,
+        ids: Sequence[str],
+        is_member: np.ndarray,
+        *,
+        seed: int = 0,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> AttackResult:
+        raise NotImplementedError
 
 
 # -- helpers used by several attacks --------------------------------------------------------------
