@@ -23,12 +23,16 @@ PAGES = {
     "Set up": [
         st.Page("pages/target.py", title="Target", icon="🧠", url_path="target"),
         st.Page("pages/data.py", title="Data", icon="🗂️", url_path="data"),
+        st.Page("pages/train.py", title="Train", icon="🏋️", url_path="train"),
     ],
     "Attack": [
         st.Page("pages/attack_lab.py", title="Attack lab", icon="⚔️", url_path="attack_lab"),
         st.Page("pages/compare.py", title="Compare", icon="📈", url_path="compare"),
         st.Page("pages/sample.py", title="Sample explorer", icon="🔬", url_path="sample"),
         st.Page("pages/was_my_image_used.py", title="Was my image used?", icon="❓", url_path="was_my_image_used"),
+    ],
+    "Defend": [
+        st.Page("pages/factors.py", title="Factors & defences", icon="🛡️", url_path="factors"),
     ],
     "Present": [
         st.Page("pages/presenter.py", title="Presenter mode", icon="🎤", url_path="presenter"),

@@ -1,10 +1,12 @@
-"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia info``, ``mia app``.
+"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia info``, ``mia app``.
 
 Examples::
 
     mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
     mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
     mia train --data default --out my_target --steps 6000
+    mia train --data default --out dp_target --steps 3000 --dp-epsilon 10 --no-attention
+    mia study --factor steps --values 500,1000,2000 --data default --attacks loss,pia,sima --out runs/study_steps
 """
 
 from __future__ import annotations
@@ -64,16 +66,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a target DDPM on the members of a split")
     p.add_argument("--data", default="default", help="as for attack; training uses the split's members only")
     p.add_argument("--out", required=True, help="output diffusers folder")
-    p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--ema-decay", type=float, default=0.999)
-    p.add_argument("--channels", default="32,64,64", help="UNet block_out_channels, comma-separated")
-    p.add_argument("--layers-per-block", type=int, default=2)
-    p.add_argument("--hflip", action="store_true", help="random horizontal flips (augmentation)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    _add_train_config_args(p)
+    p.add_argument("--resume", default=None,
+                   help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
+    p.add_argument("--checkpoint-every", type=int, default=0,
+                   help="write a resumable checkpoint to OUT/checkpoint every N steps and at the end (0: never)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("study", help="train targets that differ in one factor, attack each, write one table")
+    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment"])
+    p.add_argument("--values", required=True,
+                   help="comma-separated values of the factor, e.g. 500,1000,2000; dp_epsilon: 1,10,inf (inf = no DP); "
+                        "augment: none,hflip,strong")
+    p.add_argument("--data", default="default", help="as for attack; the models train on (part of) its members")
+    p.add_argument("--attacks", default="loss,pia,sima,secmi", help="comma-separated attack names")
+    p.add_argument("--out", required=True, help="folder for study.json and study.csv")
+    p.add_argument("--models-dir", default=None, help="folder for the trained models (default OUT/models)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate on at most N members and N non-members")
+    p.add_argument("--params", default="{}", help="JSON of per-attack parameters, as for attack")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the AUC intervals")
+    p.add_argument("--utility-draws", type=int, default=4,
+                   help="(t, noise) draws per image for the held-out denoising loss (default 4)")
+    _add_train_config_args(p)
+    p.set_defaults(func=cmd_study)
 
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
@@ -112,9 +127,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
         finished: dict[str, int] = {}
 
         def step(name: str, done: int, total: int) -> None:
+            # One attack = len(ids) units of the bar; a learned attack's total also counts its
+            # training steps, so its progress is rescaled to those units.
+            units = done if total == len(exp.ids) else round(len(exp.ids) * done / max(1, total))
             bar.set_postfix_str(name)
-            bar.update(done - finished.get(name, 0))
-            finished[name] = done
+            bar.update(units - finished.get(name, 0))
+            finished[name] = units
 
         results = list(exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size,
                                   progress=step).values())
@@ -126,6 +144,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
         m = exp.metrics(res, n_bootstrap=args.bootstrap, seed=args.seed).to_json_dict()
         m["seconds"] = round(res.seconds, 3)
         m["unet_calls_per_image"] = res.unet_calls_per_image
+        m["evaluated_on"] = res.evaluated_on or f"all {len(exp.ids)} images"
+        if res.train_ids:
+            m["n_train_images"] = len(res.train_ids)
+        if res.info:
+            m["info"] = res.info
         metrics[res.attack] = m
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -135,6 +158,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         is_member=exp.is_member,
         **{f"{r.attack}_timesteps": r.trace_timesteps for r in results},
         **{f"{r.attack}_trace": r.trace.astype(np.float32) for r in results},
+        # A learned attack scores only its evaluation part: its rows are these ids, not ``ids``.
+        **{f"{r.attack}_ids": np.asarray(r.ids) for r in results if r.ids != exp.ids},
+        **{f"{r.attack}_{k}": np.asarray(v) for r in results for k, v in r.extras.items()},
     )
     run_info = {
         "command": args.command_line,
@@ -177,7 +203,16 @@ def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, resu
 
     frame = pd.DataFrame({"id": list(ids), "is_member": is_member.astype(int)})
     for res in results:
-        frame[res.attack] = res.scores
+        if tuple(res.ids) == tuple(frame["id"]):
+            frame[res.attack] = res.scores
+            continue
+        # A learned attack scores only its evaluation part: empty cells elsewhere, and a column
+        # saying which part each image was in ("train" / "eval"; empty if the attack never saw it).
+        frame[res.attack] = pd.Series(res.scores, index=list(res.ids)).reindex(frame["id"]).to_numpy()
+        part = pd.Series("", index=frame["id"], dtype=object)
+        part[part.index.isin(res.train_ids)] = "train"
+        part[part.index.isin(res.ids)] = "eval"
+        frame[f"{res.attack}_part"] = part.to_numpy()
     frame.to_csv(path, index=False, float_format="%.9g")
 
 
@@ -197,35 +232,144 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
+    # Attacks that learn are scored on a held-out part: say which, under the table.
+    notes = []
+    for name, m in metrics.items():
+        if m.get("n_train_images"):
+            notes.append(f"{name}: evaluated on {m['evaluated_on']}")
+        vote = m.get("info", {}).get("vote_operating_point")
+        if vote:
+            notes.append(
+                f"{name}: majority vote at target FPR {vote['target_fpr']:g}: TPR {vote['tpr']:.3f} "
+                f"({vote['true_positives']}/{vote['n_members']}), FPR {vote['fpr']:.3f} "
+                f"({vote['false_positives']}/{vote['n_nonmembers']})")
+    return "\n".join([line(header), "-" * len(line(header)), *map(line, rows), *notes])
 
 
 # -- train ---------------------------------------------------------------------------------------
+
+
+def _add_train_config_args(p: argparse.ArgumentParser) -> None:
+    """The TrainConfig options shared by ``mia train`` and ``mia study`` (defaults: TrainConfig's)."""
+    p.add_argument("--steps", type=int, default=6000, help="training steps (study --factor steps: ignored)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per step (DP: the expected Poisson batch)")
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup-steps", type=int, default=200, help="linear learning-rate warm-up")
+    p.add_argument("--ema-decay", type=float, default=0.999)
+    p.add_argument("--channels", default="32,64,64", help="UNet block_out_channels, comma-separated")
+    p.add_argument("--layers-per-block", type=int, default=2)
+    p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True,
+                   help="self-attention at the lowest resolution (default on)")
+    p.add_argument("--schedule", choices=["linear", "cosine"], default="linear", help="noise schedule")
+    p.add_argument("--augment", choices=["none", "hflip", "strong"], default="none",
+                   help="none; hflip: random horizontal flips; strong: random shifts up to 1/8 of the size "
+                        "(reflection padding) and flips")
+    p.add_argument("--hflip", dest="augment", action="store_const", const="hflip", help="same as --augment hflip")
+    p.add_argument("--dp-epsilon", type=float, default=None, help="train with DP-SGD (Opacus) to this target epsilon")
+    p.add_argument("--dp-delta", type=float, default=None, help="DP delta (default 1 / N^1.1 for N members)")
+    p.add_argument("--dp-max-grad-norm", type=float, default=1.0, help="DP-SGD per-sample clipping norm C")
+    p.add_argument("--dp-accountant", choices=["rdp", "prv"], default="rdp", help="Opacus privacy accountant")
+    p.add_argument("--log-every", type=int, default=100, help="loss-curve points every N steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda")
+
+
+def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
+    from .train import TrainConfig
+
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    values = dict(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay, block_out_channels=channels, layers_per_block=args.layers_per_block,
+        attention=args.attention, schedule=args.schedule, augment=args.augment, dp_epsilon=args.dp_epsilon,
+        dp_delta=args.dp_delta, dp_max_grad_norm=args.dp_max_grad_norm, dp_accountant=args.dp_accountant,
+        log_every=args.log_every, seed=args.seed,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .data import resolve_data
-    from .train import TrainConfig, train
+    from .train import train
 
     images, split = resolve_data(args.data, seed=args.seed)
     members = images.subset(split.member_ids)
-    cfg = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, ema_decay=args.ema_decay,
-        block_out_channels=tuple(int(c) for c in args.channels.split(",")),
-        layers_per_block=args.layers_per_block, hflip=args.hflip, seed=args.seed,
-    )
+    cfg = _train_config(args, checkpoint_every=args.checkpoint_every)
+    dp = f", DP-SGD to epsilon {cfg.dp_epsilon:g}" if cfg.uses_dp else ""
     print(f"training on {split.n_members} members of {split.source} ({members.resolution}x{members.resolution}, "
-          f"{members.channels} channel(s)) for {cfg.steps} steps")
+          f"{members.channels} channel(s)) for {cfg.steps} steps{dp}")
     with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
         def step(s: int, n: int, loss: float) -> None:
             bar.update(s - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        result = train(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
+        result = train(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step,
+                       resume_from=args.resume)
     print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    if result.dp is not None:
+        d = result.dp
+        print(f"DP-SGD: epsilon {d['achieved_epsilon']:.3g} (target {d['target_epsilon']:g}) at delta {d['delta']:.3g}; "
+              f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
+              f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant")
     return 0
+
+
+# -- study ---------------------------------------------------------------------------------------
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .study import parse_values, run_study
+
+    values = parse_values(args.factor, args.values)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    base = _train_config(args)
+    bar: dict[str, Any] = {}
+
+    def progress(phase: str, done: int, total: int) -> None:
+        if bar.get("phase") != phase:
+            if "bar" in bar:
+                bar["bar"].close()
+            unit = "step" if phase.startswith("train") else "img"
+            bar.update(phase=phase, bar=tqdm(total=total, desc=phase, unit=unit, file=sys.stderr, leave=False))
+        bar["bar"].update(done - bar["bar"].n)
+
+    study = run_study(args.factor, values, data=args.data, base=base, attacks=attacks, out_dir=args.out,
+                      models_dir=args.models_dir, device=args.device, seed=args.seed, limit=args.limit,
+                      attack_params=_parse_params(args.params), n_bootstrap=args.bootstrap,
+                      utility_draws=args.utility_draws, command=args.command_line, progress=progress)
+    if "bar" in bar:
+        bar["bar"].close()
+    print(format_study(study))
+    print(f"wrote {Path(args.out) / 'study.json'} and study.csv ({study.seconds:.0f} s)")
+    return 0
+
+
+def format_study(study: Any) -> str:
+    """The study's table as plain text: one line per (value, attack) with the model's utility."""
+    from .metrics import format_metric
+
+    table = study.table()
+    header = [study.factor_label, "attack", "AUC", "95% CI", "TPR@1%FPR", "held-out loss", "member loss", "epsilon"]
+    rows = []
+    for r in table.itertuples(index=False):
+        rows.append([
+            str(r.label), str(r.attack), f"{r.auc:.3f}", f"[{r.auc_ci_low:.3f}, {r.auc_ci_high:.3f}]",
+            format_metric(None if r.tpr_at_1pct is None or r.tpr_at_1pct != r.tpr_at_1pct else r.tpr_at_1pct, 0.01),
+            f"{r.heldout_loss:.4f}", f"{r.member_loss:.4f}",
+            "-" if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.3g}",
+        ])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
 
 
 # -- info / app ----------------------------------------------------------------------------------

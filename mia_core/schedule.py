@@ -20,6 +20,7 @@ this carries a relative error of about 3e-4 in float32; at the published timeste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -38,10 +39,14 @@ class NoiseSchedule:
         (T,) float64 on the CPU: abar_t for t = 0 .. T-1.
     description : str
         How it was made, e.g. ``"linear betas 1e-4..0.02, T=1000"``.
+    kind : str
+        ``"linear"`` (:meth:`linear`), ``"cosine"`` (:meth:`cosine`) or ``""`` (any other): what
+        :meth:`to_scheduler_config` writes as diffusers' ``beta_schedule``.
     """
 
     alphas_cumprod: torch.Tensor
     description: str = ""
+    kind: str = ""
     _device_tables: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -52,19 +57,36 @@ class NoiseSchedule:
             raise ValueError("alphas_cumprod must lie in (0, 1]")
         if not bool((abar[1:] <= abar[:-1]).all()):
             raise ValueError("alphas_cumprod must be non-increasing in t")
+        if self.kind not in SCHEDULE_KINDS:
+            raise ValueError(f"kind must be one of {SCHEDULE_KINDS}, got {self.kind!r}")
 
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_betas(cls, betas: torch.Tensor, description: str = "") -> "NoiseSchedule":
+    def from_betas(cls, betas: torch.Tensor, description: str = "", kind: str = "") -> "NoiseSchedule":
         betas = torch.as_tensor(betas, dtype=torch.float64)
-        return cls(torch.cumprod(1.0 - betas, dim=0), description)
+        return cls(torch.cumprod(1.0 - betas, dim=0), description, kind)
 
     @classmethod
     def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
         """The pytorch-ddpm schedule: betas = linspace(beta_start, beta_end, T)."""
         betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
-        return cls.from_betas(betas, f"linear betas {beta_start:g}..{beta_end:g}, T={num_timesteps}")
+        return cls.from_betas(betas, f"linear betas {beta_start:g}..{beta_end:g}, T={num_timesteps}", "linear")
+
+    @classmethod
+    def cosine(cls, num_timesteps: int = 1000) -> "NoiseSchedule":
+        """The cosine schedule (Nichol & Dhariwal 2021, eq. 17; diffusers' ``"squaredcos_cap_v2"``).
+
+        f(u) = cos^2((u + s) / (1 + s) * pi / 2) with s = 0.008, u = t / T in [0, 1];
+        beta_t = min(1 - f((t + 1) / T) / f(t / T), 0.999) for t = 0 .. T-1.
+        Computed in Python floats exactly as diffusers' ``betas_for_alpha_bar`` does, but kept in
+        float64 (diffusers rounds the betas to float32), so a saved and reloaded cosine schedule
+        is the same schedule bit for bit.
+        """
+        if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, int) or num_timesteps < 2:
+            raise ValueError(f"num_timesteps must be an integer >= 2, got {num_timesteps!r}")
+        betas = torch.tensor(_cosine_betas(num_timesteps), dtype=torch.float64)
+        return cls.from_betas(betas, f"cosine (squaredcos_cap_v2), T={num_timesteps}", "cosine")
 
     @classmethod
     def from_scheduler_config(cls, config: Mapping[str, Any]) -> "NoiseSchedule":
@@ -73,21 +95,37 @@ class NoiseSchedule:
         diffusers' own scheduler computes the betas, so every ``beta_schedule`` it knows
         (linear, scaled_linear, squaredcos_cap_v2) gives the same abar as the model was trained with.
         """
-        from diffusers import DDPMScheduler
+        from .lazy import diffusers_class
+
+        DDPMScheduler = diffusers_class("DDPMScheduler")
 
         # from_config ignores keys DDPMScheduler does not know (a DDIM config has a few).
         scheduler = DDPMScheduler.from_config(dict(config))
         betas = scheduler.betas.to(torch.float64)
         desc = (f"{scheduler.config.beta_schedule} betas {scheduler.config.beta_start:g}.."
                 f"{scheduler.config.beta_end:g}, T={scheduler.config.num_train_timesteps}")
+        kind = ""
         if scheduler.config.beta_schedule == "linear":
             # Recompute in float64: diffusers builds float32 betas, SecMI's code uses float64.
             betas = torch.linspace(scheduler.config.beta_start, scheduler.config.beta_end,
                                    scheduler.config.num_train_timesteps, dtype=torch.float64)
-        return cls.from_betas(betas, desc)
+            kind = "linear"
+        elif scheduler.config.beta_schedule == "squaredcos_cap_v2":
+            return cls.cosine(int(scheduler.config.num_train_timesteps))  # float64, see cosine()
+        return cls.from_betas(betas, desc, kind)
 
     def to_scheduler_config(self) -> dict[str, Any]:
-        """A diffusers DDPMScheduler config for a linear schedule made by :meth:`linear`."""
+        """A diffusers DDPMScheduler config: ``squaredcos_cap_v2`` for a schedule made by
+        :meth:`cosine`, else the linear schedule of :meth:`linear` (from the first and last beta)."""
+        if self.kind == "cosine":
+            return {
+                "_class_name": "DDPMScheduler",
+                "num_train_timesteps": self.num_timesteps,
+                "beta_schedule": "squaredcos_cap_v2",
+                "prediction_type": "epsilon",
+                "variance_type": "fixed_large",
+                "clip_sample": True,
+            }
         betas = self.betas
         return {
             "_class_name": "DDPMScheduler",
@@ -137,6 +175,18 @@ class NoiseSchedule:
             return table[t].to(like.dtype)
         t = t.to(device=like.device, dtype=torch.long)
         return table[t].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
+SCHEDULE_KINDS = ("linear", "cosine", "")
+
+
+def _cosine_betas(num_timesteps: int, max_beta: float = 0.999) -> list[float]:
+    """Nichol & Dhariwal's betas in Python floats, as diffusers' ``betas_for_alpha_bar`` computes them."""
+
+    def f(u: float) -> float:
+        return math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2
+
+    return [min(1 - f((i + 1) / num_timesteps) / f(i / num_timesteps), max_beta) for i in range(num_timesteps)]
 
 
 # -- the three formulas of the notation block ----------------------------------------------------

@@ -280,7 +280,9 @@ def load_target(spec: str = "default", *, device: str | None = None, **options: 
 def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None,
                 **options: Any) -> Target:
     """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/``."""
-    from diffusers import UNet2DModel
+    from .lazy import diffusers_class
+
+    UNet2DModel = diffusers_class("UNet2DModel")
 
     folder = Path(folder)
     dev = device if isinstance(device, torch.device) else pick_device(device)

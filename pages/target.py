@@ -147,7 +147,15 @@ st.caption("The fingerprint hashes the UNet config, every weight and the noise s
 
 # Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
 log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
-log = explain.read_train_log(log_dir) if log_dir.is_dir() else None
+try:  # the trainer's reader knows every recipe field (augmentation, DP); older checkouts lack it
+    from mia_core.train import read_train_log
+except ImportError:
+    read_train_log = explain.read_train_log
+try:
+    log = read_train_log(log_dir) if log_dir.is_dir() else None
+except ValueError as exc:  # a corrupt train_log.json: say so, keep the page
+    st.warning(f"The training log could not be read: {exc}")
+    log = None
 if log is not None:
     st.subheader("How it was trained")
     facts = explain.train_log_summary(log)
@@ -161,6 +169,28 @@ if log is not None:
                f"weights: {facts['weights'] or 'n/a'} (EMA decay {facts['EMA decay']}). "
                f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
                "shown to it, which is what makes them a fair comparison.")
+    recipe = log.get("config") or {}
+    augment = recipe.get("augment") or ("hflip" if recipe.get("hflip") else "none")
+    st.caption(f"Noise schedule: {recipe.get('schedule', 'linear')} · augmentation: {augment}.")
+    dp = log.get("dp") or None
+    if isinstance(dp, dict):
+        eps = dp.get("achieved_epsilon", dp.get("target_epsilon"))
+        d1, d2, d3, d4 = st.columns(4)
+        d1.metric("DP ε (achieved)", f"{eps:.2f}" if isinstance(eps, (int, float)) else "n/a",
+                  help="The (ε, δ)-differential-privacy guarantee of the whole training run, from the accountant: "
+                       "no membership test can have TPR above e^ε · FPR + δ.")
+        d2.metric("DP δ", f"{dp['delta']:.1e}" if isinstance(dp.get("delta"), (int, float)) else "n/a")
+        d3.metric("Noise multiplier σ", f"{dp['noise_multiplier']:.3f}"
+                  if isinstance(dp.get("noise_multiplier"), (int, float)) else "n/a")
+        d4.metric("Clip norm C", f"{dp['max_grad_norm']:g}"
+                  if isinstance(dp.get("max_grad_norm"), (int, float)) else "n/a")
+        target_eps = dp.get("target_epsilon")
+        st.caption(f"Trained with DP-SGD: each example's gradient clipped to norm C, Gaussian noise of σ·C added to "
+                   f"each batch's sum (sampling rate {dp.get('sample_rate', 'n/a')}); the "
+                   f"{dp.get('accountant', 'privacy')} accountant gives the ε above"
+                   + (f" for a target of {target_eps:g}." if isinstance(target_eps, (int, float)) else "."))
+    else:
+        st.caption("Trained without differential privacy: no formal bound on what an attacker can learn (ε = ∞).")
     loss_fig = explain.loss_curve_figure(log)
     if loss_fig is not None:
         st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})

@@ -33,7 +33,8 @@ CHROMIUM = os.environ.get("MIA_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
-SHOTS = ("home", "learn", "target", "data", "attack", "compare", "compare_histogram", "sample", "my-image", "present")
+SHOTS = ("home", "learn", "target", "data", "train", "attack", "compare", "compare_histogram", "sample", "my-image",
+         "factors", "present")
 
 
 def _free_port() -> int:
@@ -165,11 +166,13 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
         shot("learn", "/learn")
         shot("target", "/target")
         shot("data", "/data")
+        shot("train", "/train")
         shot("attack", "/attack_lab")
         shot("compare", "/compare", roc_tab)
         shot("compare_histogram", "/compare", histogram_tab)
         shot("sample", f"/sample?id={member_id}")
         shot("my-image", "/was_my_image_used", upload_member)
+        shot("factors", "/factors")
         shot("present", "/presenter?slide=5")
         context.close()
         browser.close()

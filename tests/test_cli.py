@@ -144,6 +144,54 @@ def test_train_writes_loadable_folder(tmp_path, capsys):
     assert "saved EMA weights" in capsys.readouterr().out
 
 
+def test_train_options_resume_and_dp(tmp_path, capsys):
+    tiny = ["--batch-size", "16", "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu", "--log-every", "2"]
+    first = tmp_path / "first"
+    assert main(["train", "--data", "default", "--out", str(first), "--steps", "2", "--schedule", "cosine",
+                 "--augment", "strong", "--warmup-steps", "1", "--checkpoint-every", "2", *tiny]) == 0
+    assert (first / "checkpoint" / "training_state.safetensors").is_file()
+    log = json.loads((first / "train_log.json").read_text())
+    assert log["config"]["schedule"] == "cosine" and log["config"]["augment"] == "strong"
+    assert log["config"]["warmup_steps"] == 1 and log["config"]["checkpoint_every"] == 2
+    assert load_target(str(first), device="cpu").schedule.kind == "cosine"
+    resumed = tmp_path / "resumed"
+    assert main(["train", "--data", "default", "--out", str(resumed), "--steps", "4", "--schedule", "cosine",
+                 "--augment", "strong", "--warmup-steps", "1", "--resume", str(first), *tiny]) == 0
+    assert json.loads((resumed / "train_log.json").read_text())["resumed_at"] == [2]
+    # --hflip is kept as the old spelling of --augment hflip
+    assert main(["train", "--data", "default", "--out", str(tmp_path / "h"), "--steps", "1", "--hflip", *tiny]) == 0
+    assert json.loads((tmp_path / "h" / "train_log.json").read_text())["config"]["augment"] == "hflip"
+    capsys.readouterr()
+    assert main(["train", "--data", "default", "--out", str(tmp_path / "dp"), "--steps", "2", "--dp-epsilon", "5",
+                 "--no-attention", *tiny]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"DP-SGD: epsilon [0-9.]+ \(target 5\) at delta", out), out
+    log = json.loads((tmp_path / "dp" / "train_log.json").read_text())
+    assert log["config"]["attention"] is False and 0 < log["dp"]["achieved_epsilon"] <= 5.25
+    # a resume that changes the run is refused with one line
+    code = main(["train", "--data", "default", "--out", str(tmp_path / "x"), "--steps", "4", "--lr", "1e-3",
+                 "--resume", str(first), *tiny])
+    assert code == 2 and "config differs" in capsys.readouterr().err
+
+
+def test_study_command(tmp_path, capsys):
+    out = tmp_path / "study"
+    argv = ["study", "--factor", "augment", "--values", "none,hflip", "--data", "default", "--attacks", "loss",
+            "--out", str(out), "--models-dir", str(tmp_path / "models"), "--limit", "20", "--steps", "3",
+            "--batch-size", "16", "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu",
+            "--bootstrap", "10", "--utility-draws", "1"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "augmentation" in printed and "hflip" in printed and "wrote" in printed
+    d = json.loads((out / "study.json").read_text())
+    assert d["command"] == "mia " + " ".join(argv)
+    assert d["values"] == ["none", "hflip"] and [r["label"] for r in d["rows"]] == ["none", "hflip"]
+    assert d["base_config"]["steps"] == 3 and not (out / "models").exists()
+    assert len(pd.read_csv(out / "study.csv")) == 2
+    assert main(["study", "--factor", "dp_epsilon", "--values", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "dp_epsilon values must be numbers > 0" in capsys.readouterr().err
+
+
 def _mia_executable() -> str:
     candidate = Path(sys.executable).parent / "mia"
     if candidate.exists():
