@@ -1,4 +1,4 @@
-"""Thread-safe access to diffusers classes.
+"""Thread-safe access to diffusers classes, and one lock for building models.
 
 diffusers resolves its classes lazily on first attribute access, and that machinery is not
 thread-safe: two threads asking for ``UNet2DModel`` at once can make one fail with "cannot import
@@ -13,6 +13,12 @@ import threading
 from typing import Any
 
 _LOCK = threading.Lock()
+
+#: Held while a model is constructed. Building a diffusers model draws its initial weights from
+#: torch's global generator (even when weights are loaded over them right after); training seeds
+#: that generator and builds its model under this lock, so a model loading on another thread
+#: cannot interleave its draws and change the seeded initial weights.
+MODEL_BUILD_LOCK = threading.RLock()
 
 
 def diffusers_class(name: str) -> Any:

@@ -280,7 +280,7 @@ def load_target(spec: str = "default", *, device: str | None = None, **options: 
 def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None,
                 **options: Any) -> Target:
     """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/``."""
-    from .lazy import diffusers_class
+    from .lazy import MODEL_BUILD_LOCK, diffusers_class
 
     UNet2DModel = diffusers_class("UNet2DModel")
 
@@ -294,7 +294,8 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
             f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
         )
     _require_safetensors(unet_dir)
-    unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
+    with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
     if scheduler_config is not None:
         schedule = NoiseSchedule.from_scheduler_config(json.loads(scheduler_config.read_text()))
     else:

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageSet, Split
+from .lazy import MODEL_BUILD_LOCK
 from .schedule import NoiseSchedule, q_sample
 from .target import pick_device
 
@@ -377,12 +378,17 @@ def train(
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(cfg.seed)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     schedule = cfg.make_schedule()
     data = torch.as_tensor(members.to_unit_range(), dtype=torch.float32).to(dev)  # (N, C, H, W)
     n_members = data.shape[0]
-    unet = build_unet(members.resolution, members.channels, cfg).to(dev).train()
+    # The initial weights come from torch's global generator: seed it and build under the lock that
+    # every model construction in mia_core takes, so a model loading on another thread of the app
+    # cannot draw from it in between (the same seed gives the same weights).
+    with MODEL_BUILD_LOCK:
+        torch.manual_seed(cfg.seed)
+        unet = build_unet(members.resolution, members.channels, cfg)
+    unet = unet.to(dev).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     inner_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     model, opt, dp = unet, inner_opt, None

@@ -95,6 +95,25 @@ if current:
     )
 st.caption("The table shows the parameters of your last run; it updates when you press Run.")
 
+
+def _use_subset(n: int) -> None:
+    s["cfg.limit"] = n
+    s["data.limit"] = n  # the Data page's subset control shows the same value
+    s["sel.sample"] = None
+
+
+# Expensive attacks (the likelihood ODE: hundreds of UNet calls and gradients per image) on a CPU:
+# offer a subset in one click rather than a run of many minutes.
+if current and not the_plan.all_stored and the_plan.seconds > 120 and n_images > 200:
+    st.warning(
+        f"This run would take about {plan.format_duration(the_plan.seconds)} here. To try it quickly, attack "
+        "a subset: 100 members and 100 non-members (enough for AUC and for TPR at 1 % FPR; the Data page "
+        "sets other sizes). Results on all images stay in the store once computed.",
+        icon=":material/hourglass_top:",
+    )
+    st.button("Use 100 + 100 images", key="attack_lab.subset", on_click=_use_subset, args=(100,),
+              icon=":material/speed:")
+
 # Learned attacks: which images they train on and which they are scored on, before anything runs.
 for attack in [a for a in current if a.learns]:
     train_ids, eval_ids = attack.partition(exp.ids, exp.is_member, seed)

@@ -92,6 +92,11 @@ typed = s.get("factors.typed")
 options = list(found) + ([typed] if typed and typed not in found.values() else [])
 c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
 if options:
+    url_study = st.query_params.get("study")  # ?study=digits_dp_epsilon opens that study (shareable links)
+    by_folder = {o.split(" — ")[0]: o for o in options}
+    if url_study in by_folder and url_study != s.get("factors._url_study"):
+        s["factors.choice"] = by_folder[url_study]
+    s["factors._url_study"] = url_study
     if s.get("factors.choice") not in options:
         s["factors.choice"] = typed if typed in options else options[0]
     c1.selectbox("Study", options, key="factors.choice",

@@ -216,3 +216,36 @@ def test_console_script(tmp_path):
     auc = float(table[0].split()[1])
     assert 0.8 <= auc <= 1.0  # the default target leaks under SimA even on 30 + 30 images
     assert len(pd.read_csv(out / "scores.csv")) == 60
+
+
+def test_attack_new_attacks_on_a_diffusers_folder_and_an_image_folder(tiny_folder, tmp_path, capsys):
+    """secmi_nn, qr, likelihood and elbo through the CLI on folders (cheap settings, tiny model)."""
+    from PIL import Image
+
+    from mia_core.data import load_digits
+
+    digits = load_digits()
+    data = tmp_path / "images"
+    for part, offset in (("members", 0), ("nonmembers", 40)):
+        (data / part).mkdir(parents=True)
+        for k in range(40):
+            Image.fromarray(digits.images[offset + k][..., 0]).save(data / part / f"{part}-{k:02d}.png")
+    out = tmp_path / "run"
+    params = {"secmi_nn": {"min_steps": 4, "epochs": 1}, "qr": {"n_models": 3, "epochs": 2, "batch_size": 8},
+              "likelihood": {"rtol": 1e-2, "atol": 1e-2}, "elbo": {"n_timesteps": 10}}
+    code = main(["attack", "--target", str(tiny_folder), "--data", str(data), "--attacks",
+                 "secmi_nn,qr,likelihood,elbo", "--params", json.dumps(params), "--out", str(out),
+                 "--device", "cpu", "--bootstrap", "10"])
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"secmi_nn", "qr", "likelihood", "elbo"}
+    # the learned attacks are scored on their held-out parts only, and say so
+    assert (metrics["secmi_nn"]["n_members"], metrics["secmi_nn"]["n_nonmembers"]) == (32, 32)
+    assert (metrics["qr"]["n_members"], metrics["qr"]["n_nonmembers"]) == (40, 20)
+    assert (metrics["likelihood"]["n_members"], metrics["elbo"]["n_nonmembers"]) == (40, 40)
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 80
+    assert scores["secmi_nn"].isna().sum() == 16 and set(scores["secmi_nn_part"]) == {"train", "eval"}
+    assert scores["likelihood"].notna().all() and scores["elbo"].notna().all()
+    printed = capsys.readouterr().out
+    assert "secmi_nn: evaluated on held-out 80 %" in printed

@@ -136,3 +136,16 @@ def test_two_sessions_running_attacks_at_once_both_finish_correctly(monkeypatch,
         stored = stored_results(exp, [get_attack(attack)], seed=seed, store=store)[attack]
         direct = get_attack(attack).run(exp.target, exp.x0, ids=exp.ids, seed=seed)
         np.testing.assert_allclose(stored.scores, direct.scores, rtol=1e-5)
+
+
+def test_expensive_selection_offers_a_subset(open_page):
+    at = open_page("pages/attack_lab.py", run=False)
+    at.session_state["cfg.attacks"] = ["likelihood"]
+    at.session_state["cfg.params"] = {"likelihood": {"n_probes": 2}}  # not among the precomputed results
+    at.run()
+    assert not at.exception
+    assert any("To try it quickly" in w.value for w in at.warning)
+    at.button(key="attack_lab.subset").click().run()
+    assert not at.exception
+    assert at.session_state["cfg.limit"] == 100
+    assert "**200 images**, 100 members and 100 non-members" in _texts(at)

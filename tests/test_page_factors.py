@@ -110,3 +110,12 @@ def test_every_shipped_study_loads_and_renders(open_page, path):
 
     assert f"- {fv.findings(fv.study_view(load_study(path)))[0]}" in _texts(at)
     assert len(at.dataframe[0].value) > 0
+
+
+def test_url_opens_a_shipped_study(open_page):
+    from pathlib import Path
+
+    if not (Path(__file__).resolve().parents[1] / "assets" / "studies" / "digits_dp_epsilon" / "study.json").is_file():
+        pytest.skip("the shipped digits_dp_epsilon study is not in assets/studies")
+    at = open_page("pages/factors.py", study="digits_dp_epsilon")
+    assert at.selectbox(key="factors.choice").value.startswith("digits_dp_epsilon — ")

@@ -130,6 +130,36 @@ def test_same_seed_same_weights(trained, split_and_members, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_same_seed_same_weights_while_another_thread_loads_models(split_and_members, tmp_path):
+    """The app loads targets on a loader thread while the worker trains: loading a model draws
+    from torch's global generator, which also gives training its seeded initial weights."""
+    import threading
+
+    from mia_core.target import load_target
+
+    split, members = split_and_members
+    cfg = dataclasses.replace(CFG, steps=2, log_every=1)
+    train(members, split, cfg, tmp_path / "alone", device="cpu")
+    stop = threading.Event()
+
+    def keep_loading() -> None:
+        while not stop.is_set():
+            load_target("default", device="cpu")
+
+    loader = threading.Thread(target=keep_loading, daemon=True)
+    loader.start()
+    try:
+        for k in range(3):  # several builds, so some overlap a load
+            train(members, split, cfg, tmp_path / f"busy{k}", device="cpu")
+    finally:
+        stop.set()
+        loader.join()
+    alone = _weights(tmp_path / "alone")
+    for k in range(3):
+        busy = _weights(tmp_path / f"busy{k}")
+        assert all(torch.equal(alone[name], busy[name]) for name in alone), k
+
+
 def test_train_input_validation(split_and_members, tmp_path):
     split, members = split_and_members
     other = load_digits().subset(split.nonmember_ids)
