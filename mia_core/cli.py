@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .attacks import scores_only_params
     from .experiment import load_experiment, make_attacks
     from .runs import ResultStore
     from .target import load_target
@@ -113,7 +114,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     params = _parse_params(args.params)
     if args.no_trace:
-        params = {n: {**_no_trace_params(n), **params.get(n, {})} for n in names}
+        params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
     target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
@@ -185,17 +186,6 @@ def _parse_params(text: str) -> dict[str, dict[str, Any]]:
     if not isinstance(params, dict) or not all(isinstance(v, dict) for v in params.values()):
         raise ValueError('--params must be a JSON object of objects, e.g. {"pia": {"timestep": 100}}')
     return params
-
-
-def _no_trace_params(name: str) -> dict[str, Any]:
-    from .attacks import REGISTRY
-
-    fields = REGISTRY[name].Params.__dataclass_fields__
-    if "sweep" in fields:
-        return {"sweep": []}
-    if "trace" in fields:
-        return {"trace": False}
-    return {}
 
 
 def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, results: Sequence[Any]) -> None:

@@ -268,20 +268,6 @@ def _slug(factor: str, value: Value) -> str:
     return f"{factor}-{text}"
 
 
-def _scores_only_params(name: str) -> dict[str, Any]:
-    """Parameters that switch an attack's per-timestep trace off (a study needs the scores only)."""
-    from .attacks import REGISTRY
-
-    if name not in REGISTRY:
-        raise ValueError(f"unknown attack {name!r}; known: {', '.join(REGISTRY)}")
-    fields = REGISTRY[name].Params.__dataclass_fields__
-    if "sweep" in fields:
-        return {"sweep": []}
-    if "trace" in fields:
-        return {"trace": False}
-    return {}
-
-
 # -- running ---------------------------------------------------------------------------------
 
 
@@ -330,7 +316,9 @@ def run_study(
         raise ValueError("a study needs at least one attack")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be an integer >= 1 (the table has AUC intervals), got {n_bootstrap!r}")
-    params = {name: {**_scores_only_params(name), **dict((attack_params or {}).get(name, {}))} for name in attacks}
+    from .attacks import scores_only_params
+
+    params = {name: {**scores_only_params(name), **dict((attack_params or {}).get(name, {}))} for name in attacks}
     unknown = sorted(set(attack_params or {}) - set(attacks))
     if unknown:
         raise ValueError(f"parameters given for attack(s) {unknown} that are not in the study")

@@ -31,4 +31,17 @@ def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
     return cls(params_from_mapping(cls.Params, params or {}))
 
 
-__all__ = ["REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack"]
+def scores_only_params(name: str) -> dict[str, Any]:
+    """Parameters that switch an attack's per-timestep trace off (scores only, the published cost)."""
+    try:
+        fields = REGISTRY[name].Params.__dataclass_fields__
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(REGISTRY)}") from None
+    if "sweep" in fields:
+        return {"sweep": []}
+    if "trace" in fields:
+        return {"trace": False}
+    return {}
+
+
+__all__ = ["REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]
