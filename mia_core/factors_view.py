@@ -466,10 +466,15 @@ def _gap_sentence(view: StudyView, first: pd.Series, last: pd.Series) -> str | N
     if not all(math.isfinite(g) for g in gaps):
         return None
     a, b = gaps
-    verb = "widens" if b > a else "narrows"
-    if abs(b - a) < 0.05 * max(abs(a), abs(b), 1e-12):
+    # The gap is signed: positive = members fit better than held-out images (what loss attacks read).
+    scale = float(models["heldout_loss"].abs().mean())
+    if max(abs(a), abs(b)) < 0.03 * scale:
+        return (f"Held-out and training loss stay within 3 % of each other ({a:+.2g} → {b:+.2g}): "
+                "no generalisation gap for loss-based attacks to read at this scale.")
+    verb = "grows" if b > a else "shrinks"
+    if abs(b - a) < 0.05 * max(abs(a), abs(b)):
         verb = "stays about the same"
-    return (f"The gap between held-out and training loss, the signal loss-based attacks read, {verb} "
+    return (f"The generalisation gap (held-out minus training loss, the signal loss-based attacks read) {verb} "
             f"({a:+.2g} → {b:+.2g}).")
 
 

@@ -34,7 +34,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 SHOTS = ("home", "learn", "target", "data", "train", "attack", "compare", "compare_histogram", "sample", "my-image",
-         "factors", "present")
+         "factors", "factors_n_members", "factors_augment", "factors_dp_epsilon", "present")
 
 
 def _free_port() -> int:
@@ -127,6 +127,13 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
         page = context.new_page()
         page.set_default_timeout(120_000)
 
+        def chart_in_view(page) -> None:
+            """Scroll the first chart to the top of the window (both panels of a study's figure)."""
+            chart = page.get_by_test_id("stPlotlyChart").first
+            chart.wait_for(state="visible")
+            chart.evaluate("e => e.scrollIntoView({block: 'start'})")
+            page.wait_for_timeout(500)
+
         def shot(name: str, path: str, prepare=None) -> None:
             if only and name not in only:
                 return
@@ -173,6 +180,8 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
         shot("sample", f"/sample?id={member_id}")
         shot("my-image", "/was_my_image_used", upload_member)
         shot("factors", "/factors")
+        for factor in ("n_members", "augment", "dp_epsilon"):
+            shot(f"factors_{factor}", f"/factors?study=digits_{factor}", chart_in_view)
         shot("present", "/presenter?slide=5")
         context.close()
         browser.close()

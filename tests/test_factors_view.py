@@ -145,8 +145,8 @@ def test_findings_name_the_trade_off():
                         "goes from **no DP** to **ε = 1**, while the held-out loss rises from 0.031 to 0.058.")
     assert "larger than the 95 % bootstrap intervals" in lines[1]
     assert lines[2] == "The other attacks over the same range: Loss 0.75 → 0.50."
-    assert lines[3] == ("The gap between held-out and training loss, the signal loss-based attacks read, narrows "
-                        "(+0.011 → +0.001).")
+    assert lines[3] == ("The generalisation gap (held-out minus training loss, the signal loss-based attacks read) "
+                        "shrinks (+0.011 → +0.001).")
     assert lines[4] == "At a 1 % false-positive rate PIA finds 47% of the members with no DP and 2% with ε = 1."
 
 
