@@ -34,7 +34,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 900}
 SHOTS = ("home", "learn", "target", "data", "train", "attack", "compare", "compare_histogram", "sample", "my-image",
-         "factors", "factors_n_members", "factors_augment", "factors_dp_epsilon", "present")
+         "factors", "factors_n_members", "factors_augment", "factors_dp_epsilon",
+         "factors_dp225", "present")
 
 
 def _free_port() -> int:
@@ -182,6 +183,7 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
         shot("factors", "/factors")
         for factor in ("n_members", "augment", "dp_epsilon"):
             shot(f"factors_{factor}", f"/factors?study=digits_{factor}", chart_in_view)
+        shot("factors_dp225", "/factors?study=digits225_dp_epsilon", chart_in_view)
         shot("present", "/presenter?slide=5")
         context.close()
         browser.close()
