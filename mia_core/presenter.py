@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -274,6 +275,45 @@ def build_deck(data: DeckData) -> list[Slide]:
     return slides
 
 
+#: The shipped study the defence slide shows: DP-SGD on the digits with 225 members (a clear no-DP leak).
+DEFENCE_STUDY = Path(__file__).resolve().parent.parent / "assets" / "studies" / "digits225_dp_epsilon" / "study.json"
+
+
+def defence_slide(path: Path = DEFENCE_STUDY) -> Slide | None:
+    """A slide with a shipped study's privacy-utility chart (None when the study is not there)."""
+    if not Path(path).is_file():
+        return None
+    from .factors_view import findings, study_view
+    from .study import load_study
+
+    view = study_view(load_study(path))
+    lines = findings(view)
+    takeaway = lines[0].replace("**", "") if lines else "Differentially private training lowers the leak."
+    return Slide(
+        key="defence",
+        title="A defence: training with differential privacy",
+        takeaway=takeaway,
+        chart="defence",
+        body=("DP-SGD clips each training image's gradient and adds noise, so no single image can move the "
+              "model much; epsilon is the privacy budget (smaller = more private). Top: attack AUC for models "
+              "trained without DP and with DP at decreasing epsilon; bottom: their denoising loss on held-out "
+              "images (the price). Small models on 225 digits; shipped study, made by `mia study`."),
+        build=lambda: _slide_factor_figure(view),
+    )
+
+
+def _slide_factor_figure(view: Any) -> go.Figure:
+    """A study's chart for a slide: big fonts and lines at least 3 px wide (readable from the back)."""
+    from .factors_view import factor_figure
+
+    fig = _big_layout(factor_figure(view, "auc", title=""), height=FIG_HEIGHT,
+                      legend=dict(x=1.01, y=1.0, xanchor="left"))
+    for trace in fig.data:
+        if getattr(trace, "line", None) is not None and trace.line.width is not None:
+            trace.line.width = max(3.0, float(trace.line.width))
+    return fig
+
+
 def deck_from_experiment(exp: "Experiment", results: Mapping[str, AttackResult]) -> list[Slide]:
     """The deck of an experiment's stored results (any target, any split)."""
     card = exp.target.card() if hasattr(exp.target, "card") else {}
@@ -283,7 +323,11 @@ def deck_from_experiment(exp: "Experiment", results: Mapping[str, AttackResult])
     description = f"{what} trained on {size} images of {exp.split.source or 'the data'}"
     data = DeckData(tuple(exp.ids), exp.images.images, np.asarray(exp.is_member, dtype=bool),
                     {n: r for n, r in results.items() if tuple(r.ids) == tuple(exp.ids)}, description)
-    return build_deck(data)
+    slides = build_deck(data)
+    defence = defence_slide()
+    if defence is not None:  # before the closing "what this means" slide
+        slides.insert(len(slides) - 1, defence)
+    return slides
 
 
 def load_default_deck(store: "ResultStore | None" = None) -> tuple[list[Slide], list[str]]:

@@ -35,7 +35,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-b
 VIEWPORT = {"width": 1400, "height": 900}
 SHOTS = ("home", "learn", "target", "data", "train", "attack", "compare", "compare_histogram", "sample", "my-image",
          "factors", "factors_n_members", "factors_augment", "factors_dp_epsilon",
-         "factors_dp225", "present")
+         "factors_dp225", "present", "present_defence")
 
 
 def _free_port() -> int:
@@ -185,6 +185,7 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
             shot(f"factors_{factor}", f"/factors?study=digits_{factor}", chart_in_view)
         shot("factors_dp225", "/factors?study=digits225_dp_epsilon", chart_in_view)
         shot("present", "/presenter?slide=5")
+        shot("present_defence", "/presenter?slide=8")
         context.close()
         browser.close()
     return problems

@@ -23,22 +23,22 @@ def _number(app) -> str:
 def test_next_and_back_step_through_the_slides(at):
     at.run()
     assert not at.exception
-    assert _number(at) == "1 / 8"
+    assert _number(at) == "1 / 9"
     assert at.markdown[0].value == "# What is membership inference?"
     assert at.button(key="present_back").disabled
     at.button(key="present_next").click().run()
-    assert _number(at) == "2 / 8"
+    assert _number(at) == "2 / 9"
     assert at.query_params["slide"] == "2"  # the slide is in the URL, so it can be linked
     at.button(key="present_next").click().run()
-    assert _number(at) == "3 / 8"
+    assert _number(at) == "3 / 9"
     at.button(key="present_back").click().run()
-    assert _number(at) == "2 / 8"
+    assert _number(at) == "2 / 9"
     assert at.session_state["present.slide"] == 2
     # the clicker keys (PageDown / PageUp) have their own buttons
     at.button(key="present_pgdn").click().run()
-    assert _number(at) == "3 / 8"
+    assert _number(at) == "3 / 9"
     at.button(key="present_pgup").click().run()
-    assert _number(at) == "2 / 8"
+    assert _number(at) == "2 / 9"
     assert not at.exception
 
 
@@ -46,7 +46,7 @@ def test_slide_query_param_opens_that_slide(at):
     at.query_params["slide"] = "3"
     at.run()
     assert not at.exception
-    assert _number(at) == "3 / 8"
+    assert _number(at) == "3 / 9"
     assert at.markdown[0].value == "# The model fits its training images more closely"
     charts = at.get("plotly_chart")
     assert len(charts) == 1
@@ -62,7 +62,7 @@ def test_roc_slide_is_log_log_and_last_slide_cannot_go_further(at):
     assert sum("AUC" in (t.get("name") or "") for t in spec["data"]) == 5
     at.query_params["slide"] = "99"  # clamped to the last slide
     at.run()
-    assert _number(at) == "8 / 8" and at.button(key="present_next").disabled
+    assert _number(at) == "9 / 9" and at.button(key="present_next").disabled
     assert "does not mean" in at.markdown[0].value and not at.get("plotly_chart")
 
 
@@ -70,4 +70,4 @@ def test_bad_slide_parameter_keeps_the_page_working(at):
     at.query_params["slide"] = "abc"
     at.run()
     assert not at.exception
-    assert _number(at) == "1 / 8"
+    assert _number(at) == "1 / 9"

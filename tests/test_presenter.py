@@ -22,7 +22,7 @@ from mia_core.presenter import (
 from mia_core.runs import DEMO_STORE_DIR, ResultStore
 from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
-EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "meaning"]
+EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "defence", "meaning"]
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +150,17 @@ def test_deck_html_embeds_plotly_once():
     assert html.count("<section>") == len(slides)
     assert html.count("plotly.js v") <= 2  # the library is embedded once (its banner appears in the bundle)
     assert "What is membership inference?" in html and "<li>" in html
+
+
+def test_defence_slide_shows_the_shipped_dp_study():
+    from mia_core.presenter import DEFENCE_STUDY, defence_slide
+
+    if not DEFENCE_STUDY.is_file():
+        pytest.skip(f"{DEFENCE_STUDY} is not shipped here")
+    slide = defence_slide()
+    assert slide.takeaway.startswith("AUC of SimA (the strongest attack here) falls from 0.91 to 0.56")
+    fig = slide.figure()
+    attacks = [t for t in fig.data if t.meta and t.meta.get("role") == "attack"]
+    assert {t.meta["attack"] for t in attacks} == {"loss", "pia", "sima", "secmi"}
+    assert list(attacks[0].x) == ["no DP", "100", "10", "1"]  # privacy grows left to right
+    assert defence_slide(DEFENCE_STUDY.parent / "missing.json") is None
