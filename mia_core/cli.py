@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="default", help="'default', a diffusers folder, or a Hub id")
     p.add_argument("--data", default="default",
                    help="'default', an .npz file, an image folder (members/ + nonmembers/), or a split manifest .json")
-    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima", help="comma-separated attack names")
+    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima",
+                   help="comma-separated attack names: loss, secmi, pia, pian, sima; learned: secmi_nn, qr "
+                        "(scored on their held-out part); likelihood, elbo")
     p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
     p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
     p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
@@ -368,9 +370,21 @@ def format_study(study: Any) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     from .target import load_target
 
-    card = load_target(args.target, device=args.device).card()
-    for key, value in card.items():
+    from .train import read_train_log
+
+    target = load_target(args.target, device=args.device)
+    for key, value in target.card().items():
         print(f"{key:<18} {value}")
+    log = read_train_log(args.target) if Path(args.target).is_dir() else None
+    if log:  # trained by `mia train`: how, and with what privacy guarantee
+        print(f"{'trained by':<18} {log.get('command', '')}")
+        dp = log.get("dp")
+        if dp:
+            print(f"{'DP-SGD':<18} epsilon {dp['achieved_epsilon']:.3g} (target {dp['target_epsilon']:g}), "
+                  f"delta {dp['delta']:.3g}, noise multiplier {dp['noise_multiplier']:.3g}, "
+                  f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant")
+        else:
+            print(f"{'DP-SGD':<18} no")
     return 0
 
 

@@ -168,6 +168,12 @@ def test_train_options_resume_and_dp(tmp_path, capsys):
     assert re.search(r"DP-SGD: epsilon [0-9.]+ \(target 5\) at delta", out), out
     log = json.loads((tmp_path / "dp" / "train_log.json").read_text())
     assert log["config"]["attention"] is False and 0 < log["dp"]["achieved_epsilon"] <= 5.25
+    # the model card says how it was trained and with which privacy guarantee
+    assert main(["info", "--target", str(tmp_path / "dp"), "--device", "cpu"]) == 0
+    card = capsys.readouterr().out
+    assert f"epsilon {log['dp']['achieved_epsilon']:.3g} (target 5)" in card and "rdp accountant" in card
+    assert main(["info", "--target", str(first), "--device", "cpu"]) == 0
+    assert re.search(r"DP-SGD\s+no", capsys.readouterr().out)
     # a resume that changes the run is refused with one line
     code = main(["train", "--data", "default", "--out", str(tmp_path / "x"), "--steps", "4", "--lr", "1e-3",
                  "--resume", str(first), *tiny])
