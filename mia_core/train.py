@@ -516,6 +516,49 @@ def save_pipeline(unet: Any, schedule: NoiseSchedule, split: Split, cfg: TrainCo
     (out_dir / "train_log.json").write_text(json.dumps(log, indent=1))
 
 
+def train_command(data: str, out: str, cfg: TrainConfig) -> str:
+    """The ``mia train`` command line that trains exactly ``cfg`` on ``data`` into ``out``.
+
+    Every flag that changes the weights is spelled out; ``--log-every`` only when it differs from
+    the default (it sets the loss curve's resolution, not the weights).
+    """
+    import shlex
+
+    defaults = TrainConfig()
+    args: list[Any] = [
+        "mia", "train", "--data", data, "--out", out, "--steps", cfg.steps, "--batch-size", cfg.batch_size,
+        "--lr", f"{cfg.lr:g}", "--warmup-steps", cfg.warmup_steps, "--ema-decay", f"{cfg.ema_decay:g}",
+        "--channels", ",".join(map(str, cfg.block_out_channels)), "--layers-per-block", cfg.layers_per_block,
+        "--schedule", cfg.schedule, "--augment", cfg.augment,
+    ]
+    if not cfg.attention:
+        args.append("--no-attention")
+    if cfg.dp_epsilon is not None:
+        args += ["--dp-epsilon", f"{cfg.dp_epsilon:g}"]
+        if cfg.dp_delta is not None:
+            args += ["--dp-delta", f"{cfg.dp_delta:g}"]
+        args += ["--dp-max-grad-norm", f"{cfg.dp_max_grad_norm:g}"]
+        if cfg.dp_accountant != defaults.dp_accountant:
+            args += ["--dp-accountant", cfg.dp_accountant]
+    if cfg.log_every != defaults.log_every:
+        args += ["--log-every", cfg.log_every]
+    args += ["--seed", cfg.seed]
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def measure_steps_per_second(members: ImageSet, split: Split, cfg: TrainConfig, *, device: str | None = None,
+                             n_steps: int = 6) -> float:
+    """Training steps per second of this recipe on this machine: a few real steps into a scratch
+    folder, timed from the end of step 2 (step 1 pays for warming up). NaN with fewer than 3 steps."""
+    import tempfile
+
+    stamps: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="mia-train-speed-") as tmp:
+        train(members, split, dataclasses.replace(cfg, steps=n_steps, log_every=1), tmp, device=device,
+              progress=lambda *_: stamps.append(time.perf_counter()))
+    return (len(stamps) - 2) / max(stamps[-1] - stamps[1], 1e-9) if len(stamps) > 2 else float("nan")
+
+
 def read_train_log(folder: str | Path) -> dict[str, Any] | None:
     """A model folder's ``train_log.json`` (or its parent's, for a ``unet/`` folder), None if it has none.
 

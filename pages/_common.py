@@ -149,6 +149,27 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     return stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=get_store())
 
 
+def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str,
+                    leave_note: str, extra: Any = None) -> None:
+    """The status box of a queued or running worker job: progress with its ETA, ``extra(box)``
+    (e.g. a live chart), a Cancel button and a note that the job survives leaving the page."""
+    from mia_core.attack_plan import format_duration
+
+    # not a `with` block: leaving one would mark the status complete while the job still runs
+    box = st.status(f"Running: {job.description}", state="running", expanded=True)
+    if job.status == "queued":
+        box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
+    else:
+        eta = job.eta_seconds()
+        eta_text = f" · about {format_duration(eta)} left" if eta is not None else ""
+        box.progress(min(1.0, job.fraction), text=text + eta_text)
+    if extra is not None:
+        extra(box)
+    box.button("Cancel", key=cancel_key, on_click=worker.cancel, args=(job.job_id,), icon=":material/stop_circle:",
+               help=cancel_help)
+    box.caption(leave_note)
+
+
 def fpr_budget() -> float:
     return float(st.session_state["cfg.fpr"])
 

@@ -15,7 +15,7 @@ from mia_core import attack_plan as plan
 from mia_core.attacks import REGISTRY
 from mia_core.experiment import attack_job_id, submit_attacks
 from mia_core.figures import scores_frame
-from pages._common import get_store, get_worker, results, selected_attacks, try_experiment
+from pages._common import get_store, get_worker, results, running_job_box, selected_attacks, try_experiment
 
 s = st.session_state
 JOB_KEY = "attack_lab.job"  # the id of this session's latest job
@@ -243,21 +243,12 @@ def job_panel() -> None:
     if job is None:
         return
     if job.active:
-        # not a `with` block: leaving one would mark the status complete while the job still runs
-        box = st.status(f"Running: {job.description}", state="running", expanded=True)
-        if job.status == "queued":
-            box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
-        else:
-            phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
-            eta = job.eta_seconds()
-            eta_text = f" · about {plan.format_duration(eta)} left" if eta is not None else ""
-            text = f"{phase} — {job.message}{eta_text}" if job.message else "Starting…"
-            box.progress(min(1.0, job.fraction), text=text)
-        box.button("Cancel", key="attack_lab.cancel", on_click=worker.cancel, args=(job.job_id,),
-                   icon=":material/stop_circle:",
-                   help="Stops after the current batch; attacks that already finished stay stored.")
-        box.caption("You can leave this page: the job keeps running on the server, and this page shows its "
-                    "progress again when you come back.")
+        phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
+        running_job_box(
+            worker, job, f"{phase} — {job.message}" if job.message else "Starting…", cancel_key="attack_lab.cancel",
+            cancel_help="Stops after the current batch; attacks that already finished stay stored.",
+            leave_note="You can leave this page: the job keeps running on the server, and this page shows its "
+                       "progress again when you come back.")
         return
     if s.get(POLL_KEY) == job_id:  # it just ended: one full rerun so every section shows the new results
         s[POLL_KEY] = None

@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import re
-import shlex
-import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -26,8 +24,8 @@ from mia_core.data import DIGITS_SOURCE, resolve_data
 from mia_core.explain import loss_curve_figure
 from mia_core.runs import REPO_DIR, Cancelled
 from mia_core.target import pick_device
-from mia_core.train import TrainConfig, train
-from pages._common import get_worker
+from mia_core.train import TrainConfig, measure_steps_per_second, train, train_command
+from pages._common import get_worker, running_job_box
 
 s = st.session_state
 JOB_KEY = "train.job"  # the id of this session's latest training job
@@ -70,23 +68,8 @@ def _shown_path(path: Path) -> str:
 
 
 def command_line(data: str, out: Path, cfg: TrainConfig) -> str:
-    """The ``mia train`` command that trains exactly this target (every flag spelled out)."""
-    args = ["mia", "train", "--data", data, "--out", _shown_path(out), "--steps", cfg.steps,
-            "--batch-size", cfg.batch_size, "--lr", f"{cfg.lr:g}", "--warmup-steps", cfg.warmup_steps,
-            "--ema-decay", f"{cfg.ema_decay:g}",
-            "--channels", ",".join(map(str, cfg.block_out_channels)), "--layers-per-block", cfg.layers_per_block,
-            "--schedule", cfg.schedule, "--augment", cfg.augment]
-    if not cfg.attention:
-        args.append("--no-attention")
-    if cfg.dp_epsilon is not None:
-        args += ["--dp-epsilon", f"{cfg.dp_epsilon:g}"]
-        if cfg.dp_delta is not None:
-            args += ["--dp-delta", f"{cfg.dp_delta:g}"]
-        args += ["--dp-max-grad-norm", f"{cfg.dp_max_grad_norm:g}"]
-    if cfg.log_every != DEFAULTS.log_every:  # the loss curve's resolution; it does not change the weights
-        args += ["--log-every", cfg.log_every]
-    args += ["--seed", cfg.seed]
-    return " ".join(shlex.quote(str(a)) for a in args)
+    """The ``mia train`` command for this form, with the output folder as the user would type it."""
+    return train_command(data, _shown_path(out), cfg)
 
 
 def _config(v: dict) -> TrainConfig:
@@ -103,16 +86,10 @@ def _config(v: dict) -> TrainConfig:
     )
 
 
-def _measure(data: str, cfg: TrainConfig, device: str, n_steps: int = 6) -> float:
-    """Steps per second of this recipe here: a few real training steps into a scratch folder."""
+def _measure(data: str, cfg: TrainConfig, device: str) -> float:
+    """Steps per second of this recipe here (a few real training steps)."""
     images, split = _data(data, cfg.seed)
-    members = images.subset(split.member_ids)
-    stamps: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="mia-train-speed-") as tmp:
-        train(members, split, replace(cfg, steps=n_steps, log_every=1), tmp, device=device,
-              progress=lambda *_: stamps.append(time.perf_counter()))
-    # from the end of step 2 to the end of the last: step 1 pays for warming up
-    return (len(stamps) - 2) / max(stamps[-1] - stamps[1], 1e-9) if len(stamps) > 2 else float("nan")
+    return measure_steps_per_second(images.subset(split.member_ids), split, cfg, device=device)
 
 
 def _rate_key(data: str, cfg: TrainConfig) -> dict:
@@ -290,21 +267,18 @@ def job_panel() -> None:
     if job is None or live is None:
         return
     if job.active:
-        box = st.status(f"Running: {job.description}", state="running", expanded=True)
-        if job.status == "queued":
-            box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
-        else:
-            eta = job.eta_seconds()
-            rate = f" · {live['steps/s']:,.1f} steps/s" if live.get("steps/s") else ""
-            eta_text = f" · about {plan.format_duration(eta)} left" if eta is not None else ""
-            box.progress(min(1.0, job.fraction), text=(job.message or "Starting…") + rate + eta_text)
-        if len(live["curve"]) > 1:  # one point draws no line
-            box.plotly_chart(loss_curve_figure({"loss_curve": list(live["curve"])}), key="train.live_loss",
-                             config={"displaylogo": False})
-        box.button("Cancel", key="train.cancel", on_click=worker.cancel, args=(job.job_id,),
-                   icon=":material/stop_circle:", help="Stops at the next logged step; nothing is saved.")
-        box.caption("You can leave this page: training continues on the server and this page shows it again when "
-                    "you come back.")
+        rate = f" · {live['steps/s']:,.1f} steps/s" if live.get("steps/s") else ""
+
+        def live_curve(box) -> None:
+            if len(live["curve"]) > 1:  # one point draws no line
+                box.plotly_chart(loss_curve_figure({"loss_curve": list(live["curve"])}), key="train.live_loss",
+                                 config={"displaylogo": False})
+
+        running_job_box(
+            worker, job, (job.message or "Starting…") + rate, cancel_key="train.cancel", extra=live_curve,
+            cancel_help="Stops at the next logged step; nothing is saved.",
+            leave_note="You can leave this page: training continues on the server and this page shows it again "
+                       "when you come back.")
     elif s.get(POLL_KEY) == job_id:  # it just ended: one full rerun draws the outcome below
         s[POLL_KEY] = None
         st.rerun()

@@ -291,3 +291,28 @@ def test_cli_attack_with_learned_attacks(tmp_path, monkeypatch, capsys):
     assert traces["secmi_nn_trace"].shape == (48, 0)
     printed = capsys.readouterr().out
     assert "secmi_nn: evaluated on held-out 80 %" in printed and "majority vote at target FPR 0.01" in printed
+
+
+def test_secmi_nn_then_qr_share_one_secmi_pass(tiny_target, monkeypatch):
+    """SecMI is deterministic: the second learned attack on the same images reuses the first's pass."""
+    calls = []
+    real_compute = SecMIStat.compute
+
+    def counting(self, target, x0, noise=None):
+        calls.append(x0.shape[0])
+        return real_compute(self, target, x0, noise)
+
+    monkeypatch.setattr(SecMIStat, "compute", counting)
+    ids, is_member = _labelled(12, 14)
+    x0 = _random_images(len(ids), seed=11)
+    first = SecMINN(**FAST["secmi_nn"]).fit_score(tiny_target, x0, ids, is_member, seed=0)
+    assert sum(calls) == len(ids)
+    second = QuantileRegression(**FAST["qr"]).fit_score(tiny_target, x0, ids, is_member, seed=0)
+    assert sum(calls) == len(ids)  # no new UNet pass
+    shared = set(first.ids) & set(second.ids)
+    t_first = dict(zip(first.ids, first.extras["t_error"]))
+    t_second = dict(zip(second.ids, second.extras["t_error"]))
+    assert shared and all(t_first[i] == t_second[i] for i in shared)
+    # other images (or another SecMI grid) are computed afresh
+    QuantileRegression(**FAST["qr"]).fit_score(tiny_target, _random_images(len(ids), seed=12), ids, is_member, seed=0)
+    assert sum(calls) == 2 * len(ids)

@@ -444,3 +444,23 @@ def test_dp_resume_is_bitwise(split_and_members, tmp_path):
     assert resumed.dp["achieved_epsilon"] == first.dp["achieved_epsilon"] and resumed.dp["steps"] == 6
     with pytest.raises(ValueError, match="config differs"):  # under DP, sigma was set for steps=6
         train(members, split, dataclasses.replace(cfg, steps=9), tmp_path / "x", device="cpu", resume_from=saved)
+
+
+def test_train_command_parses_back_to_the_same_config():
+    import shlex
+
+    from mia_core.cli import _train_config, build_parser
+    from mia_core.train import train_command
+
+    cfg = TrainConfig(steps=123, batch_size=16, lr=3e-4, warmup_steps=7, ema_decay=0.99, block_out_channels=(16, 32),
+                      layers_per_block=1, attention=False, schedule="cosine", augment="strong", dp_epsilon=4.0,
+                      dp_delta=1e-5, dp_max_grad_norm=0.5, dp_accountant="prv", log_every=3, seed=9)
+    command = train_command("default", "out dir/with space", cfg)
+    assert command.startswith("mia train --data default --out 'out dir/with space' --steps 123")
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    assert args.out == "out dir/with space"
+    assert _train_config(args) == cfg
+    # defaults stay short: no DP flags, no --log-every
+    plain = train_command("default", "o", TrainConfig())
+    assert "--dp-" not in plain and "--log-every" not in plain and "--no-attention" not in plain
+    assert _train_config(build_parser().parse_args(shlex.split(plain)[1:])) == TrainConfig()

@@ -29,6 +29,15 @@ from ..target import Target
 from .base import Attack, sum_power, validate_timestep
 
 
+def validate_secmi_grid(t_sec: int, k: int) -> None:
+    """t_sec a timestep, k >= 1 an interval dividing it, t_sec >= 2k (shared by SecMI-NN and QR)."""
+    validate_timestep("t_sec", t_sec)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    if t_sec % k or t_sec < 2 * k:
+        raise ValueError(f"t_sec must be a multiple of k and >= 2k, got t_sec={t_sec}, k={k}")
+
+
 @dataclass(frozen=True)
 class SecMIParams:
     """t_sec: the attack timestep; k: the DDIM interval; trace: also return the t-error at every step."""
@@ -38,11 +47,7 @@ class SecMIParams:
     trace: bool = True
 
     def __post_init__(self) -> None:
-        validate_timestep("t_sec", self.t_sec)
-        if not isinstance(self.k, int) or isinstance(self.k, bool) or self.k < 1:
-            raise ValueError(f"k must be an integer >= 1, got {self.k!r}")
-        if self.t_sec % self.k or self.t_sec < 2 * self.k:
-            raise ValueError(f"t_sec must be a multiple of k and >= 2k, got t_sec={self.t_sec}, k={self.k}")
+        validate_secmi_grid(self.t_sec, self.k)
 
 
 class SecMIStat(Attack):
