@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mia_core.attacks import get_attack
-from mia_core.experiment import load_experiment
+from mia_core.lab.experiment import load_experiment
 from mia_core.metrics import auc
 
 

@@ -108,10 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .attacks import scores_only_params
-    from .experiment import load_experiment, make_attacks
-    from .runs import ResultStore
-    from .target import load_target
+    from mia_core.attacks import scores_only_params
+    from mia_core.lab.experiment import load_experiment, make_attacks
+    from mia_core.lab.runs import ResultStore
+    from mia_core.target import load_target
 
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     params = _parse_params(args.params)
@@ -210,7 +210,7 @@ def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, resu
 
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the metrics, columns sized to their contents."""
-    from .metrics import format_metric
+    from mia_core.metrics import format_metric
 
     header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
     rows = []
@@ -267,7 +267,7 @@ def _add_train_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
-    from .train import TrainConfig
+    from mia_core.lab.train import TrainConfig
 
     try:
         channels = tuple(int(c) for c in args.channels.split(","))
@@ -287,8 +287,8 @@ def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .data import resolve_data
-    from .train import train
+    from mia_core.data import resolve_data
+    from mia_core.lab.train import train
 
     images, split = resolve_data(args.data, seed=args.seed)
     members = images.subset(split.member_ids)
@@ -318,7 +318,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .study import parse_values, run_study
+    from mia_core.lab.study import parse_values, run_study
 
     values = parse_values(args.factor, args.values)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -346,7 +346,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def format_study(study: Any) -> str:
     """The study's table as plain text: one line per (value, attack) with the model's utility."""
-    from .metrics import format_metric
+    from mia_core.metrics import format_metric
 
     table = study.table()
     header = [study.factor_label, "attack", "AUC", "95% CI", "TPR@1%FPR", "held-out loss", "member loss", "epsilon"]
@@ -368,9 +368,9 @@ def format_study(study: Any) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .target import load_target
+    from mia_core.target import load_target
 
-    from .train import read_train_log
+    from mia_core.lab.train import read_train_log
 
     target = load_target(args.target, device=args.device)
     for key, value in target.card().items():

@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 import torch
 
 from .schedule import predict_x0
-from .style import MEMBER_COLOR, NONMEMBER_COLOR
+from .views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from .target import Target
 
 #: UNet inputs per forward pass: 2^16 input pixels on a CPU, 2^22 on a GPU.

@@ -26,10 +26,9 @@ from typing import Any, Iterator
 
 import torch
 
+from .paths import DEFAULT_TARGET_DIR
 from .schedule import NoiseSchedule
 
-ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-DEFAULT_TARGET_DIR = ASSETS_DIR / "default_target"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 HUB_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from mia_core.attacks import Attack, AttackResult
-    from mia_core.experiment import Experiment
-    from mia_core.runs import ResultStore, Worker
+    from mia_core.lab.experiment import Experiment
+    from mia_core.lab.runs import ResultStore, Worker
 
 def _leave_legacy_pages_mode() -> None:
     """Route the first visit of a fresh server through app.py.
@@ -63,21 +63,22 @@ def init_state() -> None:
 @st.cache_resource(show_spinner=False)
 def get_worker() -> Worker:
     """The one background worker of this server process (serialises attack jobs)."""
-    from mia_core.runs import Worker
+    from mia_core.lab.runs import Worker
 
     return Worker()
 
 
 @st.cache_resource(show_spinner=False)
 def _store(root: str) -> ResultStore:
-    from mia_core.runs import DEMO_STORE_DIR, ResultStore
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
 
     return ResultStore(root, extra_readonly=[DEMO_STORE_DIR])
 
 
 def get_store() -> ResultStore:
     """The writable result store ($MIA_STORE or runs/store), plus the precomputed demo results in assets/."""
-    from mia_core.runs import default_store_dir
+    from mia_core.lab.runs import default_store_dir
 
     return _store(str(default_store_dir()))
 
@@ -93,7 +94,7 @@ def _experiment_loading(target: str, data: str, limit: int | None, seed: int) ->
 
 
 def _load_experiment(target: str, data: str, limit: int | None, seed: int) -> Experiment:
-    from mia_core.experiment import load_experiment  # imported on the loader thread
+    from mia_core.lab.experiment import load_experiment  # imported on the loader thread
 
     return load_experiment(target, data, limit=limit, seed=seed)
 
@@ -135,7 +136,7 @@ def try_experiment() -> Experiment | None:
 
 def selected_attacks() -> list[Attack]:
     from mia_core.attacks import REGISTRY
-    from mia_core.experiment import make_attacks
+    from mia_core.lab.experiment import make_attacks
 
     s = st.session_state
     names = [n for n in s["cfg.attacks"] if n in REGISTRY]
@@ -144,7 +145,7 @@ def selected_attacks() -> list[Attack]:
 
 def results(exp: Experiment) -> dict[str, AttackResult]:
     """Stored results of the selected attacks for the session's experiment (nothing is computed)."""
-    from mia_core.experiment import stored_results
+    from mia_core.lab.experiment import stored_results
 
     return stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=get_store())
 
@@ -153,7 +154,7 @@ def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, can
                     leave_note: str, extra: Any = None) -> None:
     """The status box of a queued or running worker job: progress with its ETA, ``extra(box)``
     (e.g. a live chart), a Cancel button and a note that the job survives leaving the page."""
-    from mia_core.attack_plan import format_duration
+    from mia_core.lab.plan import format_duration
 
     # not a `with` block: leaving one would mark the status complete while the job still runs
     box = st.status(f"Running: {job.description}", state="running", expanded=True)
@@ -176,7 +177,7 @@ def fpr_budget() -> float:
 
 def budget_control() -> float:
     """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
-    from mia_core.figures import budget_label
+    from mia_core.views.results import budget_label
     from mia_core.metrics import BUDGET_1PCT
 
     s = st.session_state

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mia_core import attack_plan as plan
+from mia_core.lab import plan
 from mia_core.attacks import REGISTRY
-from mia_core.experiment import attack_job_id, submit_attacks
-from mia_core.figures import scores_frame
+from mia_core.lab.experiment import attack_job_id, submit_attacks
+from mia_core.views.results import scores_frame
 from pages._common import get_store, get_worker, results, running_job_box, selected_attacks, try_experiment
 
 s = st.session_state

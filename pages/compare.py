@@ -1,7 +1,7 @@
 """Compare: every attack's results on the session's experiment, side by side.
 
 Thin page: reads the stored results (nothing is computed here but metrics from stored scores),
-builds figures with ``mia_core.figures`` and draws them. Clicking a sample (histogram strip,
+builds figures with ``mia_core.views.results`` and draws them. Clicking a sample (histogram strip,
 attack-vs-attack scatter, most-vulnerable table) opens it in the Sample explorer.
 """
 
@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mia_core import figures as F
-from mia_core import evalsets as ES
+from mia_core.views import results as F
+from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, get_attack
 from pages._common import budget_control, results, try_experiment

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from mia_core import factors_view as fv
-from mia_core.attack_plan import format_duration
-from mia_core.runs import REPO_DIR
-from mia_core.study import Study, list_studies, load_study
+from mia_core.views import factors as fv
+from mia_core.lab.plan import format_duration
+from mia_core.paths import REPO_DIR, STUDIES_DIR
+from mia_core.lab.study import Study, list_studies, load_study
 from pages._common import download_figure
 
 s = st.session_state
-SHIPPED_DIR = REPO_DIR / "assets" / "studies"
+SHIPPED_DIR = STUDIES_DIR
 USER_DIR = REPO_DIR / "runs" / "studies"
 
 

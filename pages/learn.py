@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mia_core import explain
-from mia_core.experiment import Experiment
+from mia_core.lab import teaching as explain
+from mia_core.lab.experiment import Experiment
 from pages._common import download_figure, try_experiment
 
 SIZE = explain.DISPLAY_SIZE
@@ -207,7 +207,7 @@ def comparison_view() -> None:
     if show_pop:
         import plotly.graph_objects as go
 
-        from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR
+        from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
         for err, color, name in ((pm, MEMBER_COLOR, "members (median)"), (pn, NONMEMBER_COLOR, "non-members (median)")):
             fig.add_trace(go.Scatter(x=pop.timesteps, y=np.median(err, 0), mode="lines", name=name,
                                      line=dict(color=color, dash="dash", width=1.5)))

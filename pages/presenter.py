@@ -1,6 +1,6 @@
 """Presenter mode: one big chart per slide from precomputed results, stepped with the keyboard.
 
-The deck (mia_core.presenter) is built from the stored results of the default experiment: the
+The deck (mia_core.views.presenter) is built from the stored results of the default experiment: the
 embedded target and its split, whose results ship in assets/demo_store. So a talk never waits on a
 computation. The current slide lives in the URL (``?slide=3``) and in session state.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from mia_core.attacks import DEFAULT_ATTACKS
-from mia_core.experiment import make_attacks, stored_results
-from mia_core.presenter import DEMO_COMMAND, deck_from_experiment, deck_html, missing_attacks
+from mia_core.lab.experiment import make_attacks, stored_results
+from mia_core.views.presenter import DEMO_COMMAND, deck_from_experiment, deck_html, missing_attacks
 from pages._common import default_experiment, get_store
 
 st.set_page_config(page_title="Presenter mode · Diffusion MIA lab", layout="wide", initial_sidebar_state="collapsed")

@@ -2,7 +2,7 @@
 
 The image is chosen by the URL (``?id=digits-0042&attack=secmi``), by the session's selection
 (``sel.sample``, set by clicks on the Compare page) or by the selectbox; the URL follows the
-selectbox so a view can be shared. Thin page: figures and tables come from ``mia_core.figures``.
+selectbox so a view can be shared. Thin page: figures and tables come from ``mia_core.views.results``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import json
 import numpy as np
 import streamlit as st
 
-from mia_core import figures as F
+from mia_core.views import results as F
 from mia_core import metrics as M
-from mia_core.style import MEMBER_LABEL, NONMEMBER_LABEL
-from mia_core.evalsets import learned_sample_lines
+from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.lab.evalsets import learned_sample_lines
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}

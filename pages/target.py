@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mia_core import explain, sampling
-from mia_core.experiment import Experiment
+from mia_core import sampling
+from mia_core.lab import teaching as explain
+from mia_core.lab.experiment import Experiment
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
@@ -148,7 +149,7 @@ st.caption("The fingerprint hashes the UNet config, every weight and the noise s
 # Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
 log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
 try:  # the trainer's reader knows every recipe field (augmentation, DP); older checkouts lack it
-    from mia_core.train import read_train_log
+    from mia_core.lab.train import read_train_log
 except ImportError:
     read_train_log = explain.read_train_log
 try:

@@ -19,12 +19,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mia_core import attack_plan as plan
+from mia_core.lab import plan
 from mia_core.data import DIGITS_SOURCE, resolve_data
-from mia_core.explain import loss_curve_figure
-from mia_core.runs import REPO_DIR, Cancelled
+from mia_core.lab.teaching import loss_curve_figure
+from mia_core.lab.runs import Cancelled
+from mia_core.paths import REPO_DIR
 from mia_core.target import pick_device
-from mia_core.train import TrainConfig, measure_steps_per_second, train, train_command
+from mia_core.lab.train import TrainConfig, measure_steps_per_second, train, train_command
 from pages._common import get_worker, running_job_box
 
 s = st.session_state

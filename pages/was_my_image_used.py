@@ -12,8 +12,8 @@ import streamlit as st
 
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
-from mia_core.figures import upscale_nearest
-from mia_core.verdict import (
+from mia_core.views.results import upscale_nearest
+from mia_core.lab.verdict import (
     budget_text,
     calibrations_from_results,
     encode_png,

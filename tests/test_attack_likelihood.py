@@ -373,7 +373,7 @@ def test_parameters_are_validated():
 
 @pytest.fixture(scope="module")
 def default_experiment():
-    from mia_core.experiment import load_experiment
+    from mia_core.lab.experiment import load_experiment
 
     return load_experiment("default", "default", limit=100, device="cpu")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mia_core import attack_plan as plan
+from mia_core.lab import plan
 from mia_core.attacks import REGISTRY, AttackResult, get_attack
 
 

@@ -203,7 +203,7 @@ def test_fit_receives_only_training_rows(tiny_target, monkeypatch):
 
 
 def test_run_attacks_needs_labels_for_learned(tiny_target):
-    from mia_core.runs import run_attacks
+    from mia_core.lab.runs import run_attacks
 
     ids, is_member = _labelled(3, 3)
     with pytest.raises(ValueError, match="pass is_member"):
@@ -215,7 +215,7 @@ def test_run_attacks_needs_labels_for_learned(tiny_target):
 
 @pytest.fixture(scope="module")
 def default_150():
-    from mia_core.experiment import load_experiment
+    from mia_core.lab.experiment import load_experiment
 
     return load_experiment("default", "default", device="cpu", limit=150)
 
@@ -243,7 +243,7 @@ def test_beats_chance_on_the_default(cls, default_150):
 
 
 def test_learned_result_store_round_trip(tmp_path):
-    from mia_core.runs import ResultStore, RunKey
+    from mia_core.lab.runs import ResultStore, RunKey
 
     ids, is_member = _labelled(4, 4)
     res = AttackResult(

@@ -391,7 +391,7 @@ def test_decode_rejects_corrupt_and_truncated():
 
 
 def test_decode_rejects_too_many_bytes(monkeypatch):
-    monkeypatch.setattr(data, "IMAGE_MAX_BYTES", 100)
+    monkeypatch.setattr(data.images, "IMAGE_MAX_BYTES", 100)
     with pytest.raises(ValueError, match="big.png.*limit"):
         decode_image(b"\0" * 101, "big.png")
 
@@ -404,7 +404,7 @@ def test_decode_rejects_too_many_pixels_before_decoding(monkeypatch):
     # PIL's own bomb guard (header claiming 10^10 pixels) is reported as a rejection too.
     with pytest.raises(ValueError, match="bomb.png.*pixels"):
         decode_image(_png_header_only(100_000, 100_000), "bomb.png")
-    monkeypatch.setattr(data, "IMAGE_MAX_PIXELS", 50 * 50)
+    monkeypatch.setattr(data.images, "IMAGE_MAX_PIXELS", 50 * 50)
     with pytest.raises(ValueError, match="real.png.*pixel limit"):
         decode_image(_png_bytes(np.zeros((60, 60, 3), np.uint8)), "real.png")
 
@@ -452,7 +452,7 @@ def test_load_uploads_keeps_good_reports_bad():
 
 
 def test_resolve_default_without_split_file(tmp_path, monkeypatch, digits):
-    monkeypatch.setattr(data, "DEFAULT_SPLIT_PATH", tmp_path / "missing.json")
+    monkeypatch.setattr(data.sources, "DEFAULT_SPLIT_PATH", tmp_path / "missing.json")
     images, split = resolve_data("default")
     assert (split.n_members, split.n_nonmembers) == (898, 899)
     assert split == random_split(digits, seed=0, description=split.description)
@@ -462,7 +462,7 @@ def test_resolve_default_without_split_file(tmp_path, monkeypatch, digits):
 def test_resolve_default_with_split_file(tmp_path, monkeypatch, digits):
     path = tmp_path / "split.json"
     random_split(digits, seed=7).limit(10).save(path)
-    monkeypatch.setattr(data, "DEFAULT_SPLIT_PATH", path)
+    monkeypatch.setattr(data.sources, "DEFAULT_SPLIT_PATH", path)
     images, split = resolve_data("default")
     assert split == Split.load(path) and images.n == 20
     assert images.ids[:10] == split.member_ids

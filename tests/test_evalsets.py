@@ -1,4 +1,4 @@
-"""Tests for mia_core.evalsets: lining up results that scored different images."""
+"""Tests for mia_core.lab.evalsets: lining up results that scored different images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mia_core.attacks import AttackResult
-from mia_core.evalsets import common_ids, describe, is_partial, labels_for, learned_sample_lines, restrict
+from mia_core.lab.evalsets import common_ids, describe, is_partial, labels_for, learned_sample_lines, restrict
 
 ALL = ("a", "b", "c", "d", "e", "f")
 MEMBER = np.array([True, True, True, False, False, False])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mia_core.experiment import load_experiment, make_attacks, stored_results, submit_attacks
-from mia_core.runs import ResultStore, Worker
+from mia_core.lab.experiment import load_experiment, make_attacks, stored_results, submit_attacks
+from mia_core.lab.runs import ResultStore, Worker
 
 SHARED_TINY_UNET = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "official" / "tiny_unet"
 
@@ -80,7 +80,7 @@ def test_labels_for_and_metrics_on_a_subset(small_exp):
 def test_demo_store_is_found_for_the_default_experiment():
     """The shipped precomputed results keep their keys (learned attacks did not change them)."""
     from mia_core.attacks import DEFAULT_ATTACKS
-    from mia_core.runs import DEMO_STORE_DIR
+    from mia_core.paths import DEMO_STORE_DIR
 
     exp = load_experiment("default", "default", device="cpu")
     found = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=ResultStore(DEMO_STORE_DIR))

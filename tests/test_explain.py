@@ -1,4 +1,4 @@
-"""mia_core.explain: forward noising, one-step denoising, error curves, display helpers (tiny random UNet)."""
+"""mia_core.lab.teaching: forward noising, one-step denoising, error curves, display helpers (tiny random UNet)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from mia_core import explain
+from mia_core.lab import teaching as explain
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.train import TrainConfig, build_unet
+from mia_core.lab.train import TrainConfig, build_unet
 
 
 @pytest.fixture(scope="module")

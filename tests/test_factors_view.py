@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import pytest
 
-from mia_core import factors_view as fv
-from mia_core.figures import attack_label
+from mia_core.views import factors as fv
+from mia_core.views.results import attack_label
 
 
 def make_study(factor="dp_epsilon", values=(None, 10.0, 4.0, 1.0), labels=("no DP", "10", "4", "1"),
@@ -93,7 +93,7 @@ def test_table_has_no_epsilon_column_for_other_factors():
 def test_a_study_object_is_read_like_its_json(tmp_path):
     import json
 
-    from mia_core.study import load_study
+    from mia_core.lab.study import load_study
 
     (tmp_path / "study.json").write_text(json.dumps(make_study()))
     view = fv.study_view(load_study(tmp_path))
@@ -181,7 +181,7 @@ def test_a_study_still_running_keeps_its_pending_values_on_the_axis():
     study["rows"] = [r for r in study["rows"] if r["label"] in ("no DP", "10")]
     study["models"] = [m for m in study["models"] if m["label"] in ("no DP", "10")]
     view = fv.study_view(study)
-    assert view.labels == ["no DP", "10", "4", "1"]  # from "values", labelled as mia_core.study labels them
+    assert view.labels == ["no DP", "10", "4", "1"]  # from "values", labelled as mia_core.lab.study labels them
     assert list(fv.factor_figure(view).layout.xaxis.categoryarray) == ["no DP", "10", "4", "1"]
     assert fv.findings(view)[0].startswith("AUC of **PIA** (the strongest attack here) falls from 0.97 to 0.70 as "
                                            "the privacy budget goes from **no DP** to **ε = 10**")

@@ -1,4 +1,4 @@
-"""Unit tests of mia_core.figures: figure structure, numbers against mia_core.metrics, per-sample links."""
+"""Unit tests of mia_core.views.results: figure structure, numbers against mia_core.metrics, per-sample links."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mia_core import figures as F
+from mia_core.views import results as F
 from mia_core import metrics as M
 from mia_core.attacks import AttackResult, get_attack
-from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 
 def _split(n_members: int = 300, n_nonmembers: int = 400, shift: float = 1.0, seed: int = 0):

@@ -103,7 +103,7 @@ def test_two_sessions_running_attacks_at_once_both_finish_correctly(monkeypatch,
     import numpy as np
 
     from mia_core.attacks import get_attack
-    from mia_core.experiment import load_experiment, stored_results
+    from mia_core.lab.experiment import load_experiment, stored_results
 
     monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
     tabs = []
@@ -129,7 +129,7 @@ def test_two_sessions_running_attacks_at_once_both_finish_correctly(monkeypatch,
                 pending.remove(item)
     assert not pending, "a job did not finish"
     exp = load_experiment("default", "default", device="cpu", limit=8)
-    from mia_core.runs import ResultStore
+    from mia_core.lab.runs import ResultStore
 
     store = ResultStore(tmp_path / "store")
     for _, attack, seed in tabs:

@@ -19,9 +19,10 @@ def compare(open_page) -> AppTest:
 
 def _stored_scores():
     """The default experiment's labels and the stored scores, read without the app."""
-    from mia_core.experiment import load_experiment, make_attacks, stored_results
+    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
     from mia_core.attacks import DEFAULT_ATTACKS
-    from mia_core.runs import DEMO_STORE_DIR, ResultStore
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
 
     exp = load_experiment()
     store = ResultStore(extra_readonly=[DEMO_STORE_DIR])
@@ -96,8 +97,8 @@ def _store_learned_result(tmp_store) -> tuple:
     import dataclasses
 
     from mia_core.attacks import get_attack
-    from mia_core.evalsets import restrict
-    from mia_core.runs import ResultStore
+    from mia_core.lab.evalsets import restrict
+    from mia_core.lab.runs import ResultStore
 
     exp, stored = _stored_scores()
     attack = get_attack("secmi_nn")

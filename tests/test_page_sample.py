@@ -13,8 +13,9 @@ from mia_core import metrics as M
 @pytest.fixture(scope="module")
 def default_split():
     from mia_core.attacks import DEFAULT_ATTACKS
-    from mia_core.experiment import load_experiment, make_attacks, stored_results
-    from mia_core.runs import DEMO_STORE_DIR, ResultStore
+    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
 
     exp = load_experiment()
     store = ResultStore(extra_readonly=[DEMO_STORE_DIR])

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from mia_core import cli
 from mia_core.data import resolve_data
-from mia_core.train import read_train_log
+from mia_core.lab.train import read_train_log
 
 PAGE = "pages/train.py"
 REPO = Path(__file__).resolve().parents[1]

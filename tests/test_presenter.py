@@ -9,7 +9,7 @@ import pytest
 
 from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
 from mia_core.metrics import auc, tpr_at_fpr
-from mia_core.presenter import (
+from mia_core.views.presenter import (
     DEMO_COMMAND,
     DeckData,
     build_deck,
@@ -19,8 +19,9 @@ from mia_core.presenter import (
     nearest_pairs,
     summarise,
 )
-from mia_core.runs import DEMO_STORE_DIR, ResultStore
-from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
+from mia_core.lab.runs import ResultStore
+from mia_core.paths import DEMO_STORE_DIR
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "defence", "meaning"]
 
@@ -153,7 +154,7 @@ def test_deck_html_embeds_plotly_once():
 
 
 def test_defence_slide_shows_the_shipped_dp_study():
-    from mia_core.presenter import DEFENCE_STUDY, defence_slide
+    from mia_core.views.presenter import DEFENCE_STUDY, defence_slide
 
     if not DEFENCE_STUDY.is_file():
         pytest.skip(f"{DEFENCE_STUDY} is not shipped here")

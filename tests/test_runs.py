@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from mia_core.attacks import get_attack
-from mia_core.runs import Cancelled, ResultStore, RunKey, Worker, run_attacks
+from mia_core.lab.runs import Cancelled, ResultStore, RunKey, Worker, run_attacks
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.train import TrainConfig, build_unet
+from mia_core.lab.train import TrainConfig, build_unet
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_learned_attack_runs_once_then_comes_from_the_store(small_target, tmp_pa
 
 
 def test_demo_store_written_before_the_new_fields_still_loads():
-    from mia_core.runs import DEMO_STORE_DIR
+    from mia_core.paths import DEMO_STORE_DIR
 
     store = ResultStore(DEMO_STORE_DIR)
     # the runs stored before the newer fields existed (the five default attacks): none of them in meta.json

@@ -9,7 +9,7 @@ import torch
 from mia_core import sampling
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.train import TrainConfig, build_unet
+from mia_core.lab.train import TrainConfig, build_unet
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for mia_core.study: tiny studies end to end, the study.json format, resuming, values."""
+"""Tests for mia_core.lab.study: tiny studies end to end, the study.json format, resuming, values."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mia_core.study as study_module
+import mia_core.lab.study as study_module
 from mia_core.data import Split, resolve_data
-from mia_core.study import (
+from mia_core.lab.study import (
     FACTORS,
     list_studies,
     load_study,
@@ -19,7 +19,7 @@ from mia_core.study import (
     run_study,
     value_label,
 )
-from mia_core.train import TrainConfig, read_train_log
+from mia_core.lab.train import TrainConfig, read_train_log
 
 BASE = TrainConfig(steps=10, batch_size=16, block_out_channels=(16, 32), layers_per_block=1, log_every=5,
                    warmup_steps=2, lr=1e-3)

@@ -1,4 +1,4 @@
-"""Tests for mia_core.train: a tiny training run, what it saves, resuming, augmentation, DP-SGD."""
+"""Tests for mia_core.lab.train: a tiny training run, what it saves, resuming, augmentation, DP-SGD."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from mia_core.data import Split, load_digits, random_split
 from mia_core.schedule import NoiseSchedule
-from mia_core.target import Target, load_target
-from mia_core.train import (
+from mia_core.target import load_target
+from mia_core.lab.train import (
     TrainConfig,
     augment_batch,
     build_unet,
@@ -450,7 +450,7 @@ def test_train_command_parses_back_to_the_same_config():
     import shlex
 
     from mia_core.cli import _train_config, build_parser
-    from mia_core.train import train_command
+    from mia_core.lab.train import train_command
 
     cfg = TrainConfig(steps=123, batch_size=16, lr=3e-4, warmup_steps=7, ema_decay=0.99, block_out_channels=(16, 32),
                       layers_per_block=1, attention=False, schedule="cosine", augment="strong", dp_epsilon=4.0,

@@ -1,4 +1,4 @@
-"""mia_core.verdict: percentiles, thresholds and verdicts at an FPR budget, the sentence, the figure."""
+"""mia_core.lab.verdict: percentiles, thresholds and verdicts at an FPR budget, the sentence, the figure."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from mia_core.attacks import get_attack
 from mia_core.attacks.base import AttackResult
 from mia_core.data import ImageSet, load_image_folder
 from mia_core.metrics import verdict_at_fpr
-from mia_core.style import MEMBER_COLOR, NONMEMBER_COLOR
-from mia_core.figures import upscale_nearest
-from mia_core.verdict import (
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
+from mia_core.views.results import upscale_nearest
+from mia_core.lab.verdict import (
     Calibration,
     budget_text,
     calibrations_from_results,

@@ -2,24 +2,24 @@
 
 A study answers questions such as "does leakage grow with training steps?" with our own
 measurements: it trains one target per value of a factor (everything else as in a base
-:class:`~mia_core.train.TrainConfig`), runs the same attacks on each, and writes one table of
+:class:`~mia_core.lab.train.TrainConfig`), runs the same attacks on each, and writes one table of
 attack AUC and TPR at low FPR next to a utility figure for each model.
 
 Factors
 -------
 steps       training steps. ONE run to the largest value, with EMA snapshots at the others
             (the learning rate is constant after warm-up, so a snapshot at step s is the model
-            an s-step run gives; see mia_core.train).
+            an s-step run gives; see mia_core.lab.train).
 n_members   training-set size: a seeded random subset of the split's members of that size.
             Evaluation: those members against ALL the split's non-members (the same
             non-members for every value, so TPR at 1 % FPR stays defined and comparable). The
             split's members left out of training are used nowhere.
 dp_epsilon  DP-SGD target epsilon; None (written "inf", labelled "no DP") trains without DP.
-augment     "none", "hflip", "strong" (see mia_core.train.augment_batch).
+augment     "none", "hflip", "strong" (see mia_core.lab.train.augment_batch).
 
 Utility
 -------
-heldout_loss  mean L_simple (mia_core.train.denoising_loss: per-pixel mean of (eps - eps_theta)^2,
+heldout_loss  mean L_simple (mia_core.lab.train.denoising_loss: per-pixel mean of (eps - eps_theta)^2,
               ``utility_draws`` seeded (t, eps) draws per image) of the EMA model on the
               evaluation non-members: how well the model denoises images it never saw.
 member_loss   the same on the evaluation members; heldout_loss - member_loss is the
@@ -51,8 +51,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .data import ASSETS_DIR, Split, resolve_data
-from .train import AUGMENTS, TrainConfig, denoising_loss, read_train_log, train
+from mia_core.data import Split, resolve_data
+from mia_core.paths import STUDIES_DIR
+from mia_core.lab.train import AUGMENTS, TrainConfig, denoising_loss, read_train_log, train
 
 STUDY_FORMAT = "mia-study/1"
 FACTORS = ("steps", "n_members", "dp_epsilon", "augment")
@@ -62,7 +63,6 @@ FACTOR_LABELS = {
     "dp_epsilon": "DP target epsilon",
     "augment": "augmentation",
 }
-STUDIES_DIR = ASSETS_DIR / "studies"
 _SETTINGS_FILE = "study_settings.json"
 
 Value = int | float | str | None
@@ -316,7 +316,7 @@ def run_study(
         raise ValueError("a study needs at least one attack")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be an integer >= 1 (the table has AUC intervals), got {n_bootstrap!r}")
-    from .attacks import scores_only_params
+    from mia_core.attacks import scores_only_params
 
     params = {name: {**scores_only_params(name), **dict((attack_params or {}).get(name, {}))} for name in attacks}
     unknown = sorted(set(attack_params or {}) - set(attacks))
@@ -324,7 +324,7 @@ def run_study(
         raise ValueError(f"parameters given for attack(s) {unknown} that are not in the study")
     out = Path(out_dir)
     models_root = Path(models_dir) if models_dir is not None else out / "models"
-    from .target import pick_device
+    from mia_core.target import pick_device
 
     dev = str(pick_device(device))
     images, split = resolve_data(data, seed=seed)
@@ -468,7 +468,7 @@ def _train_steps_run(values: list[Value], base: TrainConfig, images: Any, split:
 def _evaluate(folder: Path, label: str, value: Value, attacks: list[str], params: dict[str, dict[str, Any]],
               device: str, seed: int, limit: int | None, n_bootstrap: int, utility_draws: int,
               report: Progress) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from .experiment import load_experiment, make_attacks
+    from mia_core.lab.experiment import load_experiment, make_attacks
 
     exp = load_experiment(str(folder), str(folder / "split.json"), device=device, limit=limit, seed=seed)
     results = exp.attack(make_attacks(attacks, params), seed=seed,

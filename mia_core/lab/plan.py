@@ -16,8 +16,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .attacks import REGISTRY, Attack, AttackResult, get_attack
-from .metrics import BUDGET_01PCT, BUDGET_1PCT, evaluate, format_metric
+from mia_core.attacks import REGISTRY, Attack, AttackResult, get_attack
+from mia_core.metrics import BUDGET_01PCT, BUDGET_1PCT, evaluate, format_metric
 
 #: UNet input pixels x parameters evaluated per second, used when no timed run of the target exists
 #: (measured on a 2-core CPU with the embedded 1.1 M-parameter 8x8 target: about 5,000 calls/s).
@@ -278,7 +278,7 @@ def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, i
     ``is_member`` are the labels of ``ids`` (the experiment's images). A result that scored only
     some of them (a learned attack's held-out part) is evaluated on those, and says so.
     """
-    from .evalsets import labels_for
+    from mia_core.lab.evalsets import labels_for
 
     rows = []
     is_member = np.asarray(is_member, dtype=bool)

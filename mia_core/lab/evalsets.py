@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .attacks import AttackResult
+from mia_core.attacks import AttackResult
 
 #: the two ways the app can put results side by side
 COMMON, OWN = "common", "own"
@@ -77,12 +77,12 @@ def learned_sample_lines(name: str, result: AttackResult, sample_id: str, labels
     the oracle threshold for ``budget``, and, where the attack has one (quantile regression), its
     own per-image threshold and the regressors' vote.
     """
-    from .metrics import format_metric, threshold_at_fpr
+    from mia_core.metrics import format_metric, threshold_at_fpr
 
     position = {i: k for k, i in enumerate(result.ids)}
     if sample_id not in position:
         if sample_id in set(result.train_ids):
-            from .attacks import REGISTRY
+            from mia_core.attacks import REGISTRY
 
             what = getattr(REGISTRY.get(result.attack), "training_data", "") or "its training part"
             return [f"trained on this image ({what}), so it gives it no score: an attack is never scored on "

@@ -39,10 +39,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from .attacks import Attack, AttackResult
-from .data import IMAGE_SUFFIXES, ImageSet
-from .metrics import min_nonmembers_for, verdict_at_fpr
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
+from mia_core.attacks import Attack, AttackResult
+from mia_core.data import IMAGE_SUFFIXES, ImageSet
+from mia_core.metrics import min_nonmembers_for, verdict_at_fpr
+from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
 
 __all__ = [
     "Calibration",

@@ -32,8 +32,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .figures import GRID_COLOR, _base_layout, attack_label
-from .style import attack_color
+from mia_core.views.results import GRID_COLOR, _base_layout, attack_label
+from mia_core.views.style import attack_color
 
 __all__ = [
     "FACTORS",
@@ -206,7 +206,7 @@ def _as_mapping(study: Any) -> Mapping[str, Any]:
     """The study.json content of ``study``: a mapping as is, else a Study's ``to_json_dict()``."""
     if isinstance(study, Mapping):
         return study
-    for attr in ("to_json_dict", "to_dict"):  # mia_core.study.Study has to_json_dict()
+    for attr in ("to_json_dict", "to_dict"):  # mia_core.lab.study.Study has to_json_dict()
         method = getattr(study, attr, None)
         if callable(method):
             return method()
@@ -289,7 +289,7 @@ def study_view(study: Any) -> StudyView:
 
 
 def _default_label(factor: str, value: Any) -> str:
-    """The label of a value no row or model names yet (a study still running): as mia_core.study labels it."""
+    """The label of a value no row or model names yet (a study still running): as mia_core.lab.study labels it."""
     if factor == "dp_epsilon":
         return "no DP" if is_no_dp(value) else f"{float(value):g}"
     return str(value)

@@ -1,7 +1,7 @@
 """Figures and tables of the results pages (Compare, Sample explorer), built from plain arrays.
 
 Plotly only: nothing here imports streamlit, so every figure can be unit-tested, exported as
-HTML, or reused by the CLI. Every chart uses the shared colours of :mod:`mia_core.style`
+HTML, or reused by the CLI. Every chart uses the shared colours of :mod:`mia_core.views.style`
 (members orange, non-members blue, one colour per attack) and SVG traces (``go.Scatter``,
 ``go.Bar``), never WebGL, so that it stays crisp when projected.
 
@@ -31,8 +31,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from . import metrics as M
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
+from mia_core import metrics as M
+from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 __all__ = [
     "ATTACK_LABELS",
@@ -870,7 +870,7 @@ def secmi_images(target, x0, params: Mapping[str, Any] | None = None) -> dict[st
     """
     import torch
 
-    from .attacks import get_attack
+    from mia_core.attacks import get_attack
 
     p = {k: v for k, v in dict(params or {}).items() if k in ("t_sec", "k")}
     p["trace"] = False

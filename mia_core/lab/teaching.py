@@ -30,12 +30,12 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
-from .schedule import NoiseSchedule, predict_x0, q_sample
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL
-from .target import DEFAULT_TARGET_DIR, Target
+from mia_core.schedule import NoiseSchedule, predict_x0, q_sample
+from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL
+from mia_core.target import DEFAULT_TARGET_DIR, Target
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .experiment import Experiment
+    from mia_core.lab.experiment import Experiment
 
 #: Displayed width of an upscaled image, in pixels (an 8x8 digit becomes 20x20 blocks).
 DISPLAY_SIZE = 160
@@ -369,7 +369,7 @@ _MEASURES = {
 def attack_summary(registry: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
     """One row per registered attack: name, title, what it measures, UNet calls per image, paper, score."""
     if registry is None:
-        from .attacks import REGISTRY as registry  # noqa: N811
+        from mia_core.attacks import REGISTRY as registry  # noqa: N811
     rows = []
     for name, cls in registry.items():
         attack = cls()

@@ -15,7 +15,7 @@ waits on a computation):
 
 Slides whose results are missing are left out; :func:`missing_attacks` says which are missing
 and :data:`DEMO_COMMAND` how to make them. Figures are built lazily (``Slide.figure()``), with
-projector-sized fonts (20 px and up) and thick lines, in the colours of :mod:`mia_core.style`.
+projector-sized fonts (20 px and up) and thick lines, in the colours of :mod:`mia_core.views.style`.
 No streamlit here: the page only draws what this module returns.
 """
 
@@ -30,14 +30,15 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
-from .figures import error_bands
-from .metrics import auc, roc_curve, threshold_at_fpr, tpr_at_fpr
-from .style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
+from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
+from mia_core.views.results import error_bands
+from mia_core.metrics import auc, roc_curve, threshold_at_fpr, tpr_at_fpr
+from mia_core.paths import STUDIES_DIR
+from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 if TYPE_CHECKING:  # only for annotations: importing experiment pulls in torch and diffusers
-    from .experiment import Experiment
-    from .runs import ResultStore
+    from mia_core.lab.experiment import Experiment
+    from mia_core.lab.runs import ResultStore
 
 #: The command that (re)makes the precomputed results the deck reads on the default target.
 DEMO_COMMAND = (
@@ -276,15 +277,15 @@ def build_deck(data: DeckData) -> list[Slide]:
 
 
 #: The shipped study the defence slide shows: DP-SGD on the digits with 225 members (a clear no-DP leak).
-DEFENCE_STUDY = Path(__file__).resolve().parent.parent / "assets" / "studies" / "digits225_dp_epsilon" / "study.json"
+DEFENCE_STUDY = STUDIES_DIR / "digits225_dp_epsilon" / "study.json"
 
 
 def defence_slide(path: Path = DEFENCE_STUDY) -> Slide | None:
     """A slide with a shipped study's privacy-utility chart (None when the study is not there)."""
     if not Path(path).is_file():
         return None
-    from .factors_view import findings, study_view
-    from .study import load_study
+    from mia_core.views.factors import findings, study_view
+    from mia_core.lab.study import load_study
 
     view = study_view(load_study(path))
     lines = findings(view)
@@ -304,7 +305,7 @@ def defence_slide(path: Path = DEFENCE_STUDY) -> Slide | None:
 
 def _slide_factor_figure(view: Any) -> go.Figure:
     """A study's chart for a slide: big fonts and lines at least 3 px wide (readable from the back)."""
-    from .factors_view import factor_figure
+    from mia_core.views.factors import factor_figure
 
     fig = _big_layout(factor_figure(view, "auc", title=""), height=FIG_HEIGHT,
                       legend=dict(x=1.01, y=1.0, xanchor="left"))
@@ -335,8 +336,9 @@ def load_default_deck(store: "ResultStore | None" = None) -> tuple[list[Slide], 
 
     Returns the slides and the names of default attacks whose results are missing.
     """
-    from .experiment import load_experiment, make_attacks, stored_results
-    from .runs import DEMO_STORE_DIR, ResultStore
+    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
 
     store = store or ResultStore(extra_readonly=[DEMO_STORE_DIR])
     exp = load_experiment("default", "default")

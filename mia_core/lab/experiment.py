@@ -14,11 +14,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .attacks import Attack, AttackResult, get_attack
-from .data import Conversion, ImageSet, Split, convert_images, resolve_data
-from .metrics import AttackMetrics, evaluate
-from .runs import JobState, ResultStore, RunKey, Worker, run_attacks
-from .target import Target, load_target
+from mia_core.attacks import Attack, AttackResult, get_attack
+from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
+from mia_core.metrics import AttackMetrics, evaluate
+from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
+from mia_core.target import Target, load_target
 
 
 @dataclass(eq=False)

@@ -54,10 +54,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data import ImageSet, Split
-from .lazy import MODEL_BUILD_LOCK
-from .schedule import NoiseSchedule, q_sample
-from .target import pick_device
+from mia_core.data import ImageSet, Split
+from mia_core.lazy import MODEL_BUILD_LOCK
+from mia_core.schedule import NoiseSchedule, q_sample
+from mia_core.target import pick_device
 
 SCHEDULES = ("linear", "cosine")
 AUGMENTS = ("none", "hflip", "strong")
@@ -187,7 +187,7 @@ class TrainConfig:
 
 def build_unet(resolution: int, channels: int, cfg: TrainConfig) -> Any:
     """A diffusers UNet2DModel; attention (if any) at the lowest resolution only."""
-    from .lazy import diffusers_class
+    from mia_core.lazy import diffusers_class
 
     UNet2DModel = diffusers_class("UNet2DModel")
 

@@ -36,12 +36,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .attacks import Attack, AttackResult
+from mia_core.attacks import Attack, AttackResult
+from mia_core.paths import REPO_DIR
 
 #: Bump when attack math changes in a way that changes scores: old stored runs stop matching.
 CODE_VERSION = "2"
-REPO_DIR = Path(__file__).resolve().parent.parent
-DEMO_STORE_DIR = REPO_DIR / "assets" / "demo_store"
 
 
 def default_store_dir() -> Path:

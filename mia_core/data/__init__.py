@@ -1,0 +1,55 @@
+"""Image sets, membership splits and the conversions between them.
+
+An attack needs two things from this module: the candidate images (an :class:`ImageSet`)
+and which of them the target was trained on (a :class:`Split`, stored as a small JSON
+manifest). Images come from scikit-learn's bundled digits, an ``.npz`` file, an image
+folder or uploaded files; :func:`resolve_data` turns the CLI's ``--data`` string into both.
+
+Notation
+--------
+N       number of images
+H, W    height and width in pixels (sizes are written ``HxW``)
+C       channels, 1 (grayscale) or 3 (RGB)
+uint8   pixel values 0..255; every stored image set is uint8 (N, H, W, C), channels last
+id      a stable string naming one image (``"digits-0042"``, ``"members/cat.png"``, ``"17"``)
+
+Design rules
+------------
+* Nothing is converted silently: :func:`convert_images` returns a :class:`Conversion` whose
+  ``report`` says what was done (crop, resize filter, channel change) so the UI can show it.
+* Untrusted input is decoded defensively: ``.npz`` files are opened with
+  ``allow_pickle=False`` and uploads are size-checked before their pixels are decoded.
+* Every input problem raises ``ValueError`` with a message naming the bad file or value,
+  so a CLI or UI can show ``str(error)`` as is.
+"""
+
+
+from ..paths import ASSETS_DIR, DEFAULT_SPLIT_PATH
+from .images import (DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_SUFFIXES, UPLOAD_SOURCE, Conversion, ImageSet, UploadResult, convert_images, decode_image, load_uploads)
+from .splits import SPLIT_FORMAT, Split, random_split
+from .sources import load_digits, load_image_folder, load_npz, load_source, resolve_data
+
+
+__all__ = [
+    "ASSETS_DIR",
+    "DEFAULT_SPLIT_PATH",
+    "DIGITS_SOURCE",
+    "IMAGE_MAX_BYTES",
+    "IMAGE_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
+    "SPLIT_FORMAT",
+    "UPLOAD_SOURCE",
+    "Conversion",
+    "ImageSet",
+    "Split",
+    "UploadResult",
+    "convert_images",
+    "decode_image",
+    "load_digits",
+    "load_image_folder",
+    "load_npz",
+    "load_source",
+    "load_uploads",
+    "random_split",
+    "resolve_data",
+]

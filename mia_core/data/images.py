@@ -1,0 +1,517 @@
+"""Image sets and their conversion: :class:`ImageSet`, :func:`convert_images`, decoding and uploads.
+
+Part of :mod:`mia_core.data` (its notation and design rules apply); import from there.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+DIGITS_SOURCE = "sklearn-digits"
+UPLOAD_SOURCE = "upload"
+
+IMAGE_MAX_BYTES = 20 * 1024 * 1024
+IMAGE_MAX_PIXELS = 4096 * 4096
+
+# File name suffixes read from an image folder, and the PIL decoders allowed for any input.
+# Restricting PIL's decoders keeps rarely used (and rarely audited) plugins away from
+# untrusted bytes. (Multi-picture camera JPEGs open through the JPEG entry as MPO.)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif")
+_PIL_FORMATS = ("PNG", "JPEG", "BMP", "WEBP", "GIF")
+
+_MAX_LISTED = 5  # how many missing / offending ids an error message lists
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _list_some(items: Sequence[str]) -> str:
+    """``'a', 'b', 'c' and 4 more`` for error messages."""
+    shown = ", ".join(repr(x) for x in items[:_MAX_LISTED])
+    rest = len(items) - _MAX_LISTED
+    return shown + (f" and {rest} more" if rest > 0 else "")
+
+
+def _first_duplicate(ids: Sequence[str]) -> str | None:
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            return i
+        seen.add(i)
+    return None
+
+
+def _check_positive_int(value: object, name: str) -> int:
+    # bool is an int subclass; True as a resolution is a bug, not a 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_channels(value: object, name: str = "channels") -> int:
+    if isinstance(value, bool) or value not in (1, 3):
+        raise ValueError(f"{name} must be 1 (grayscale) or 3 (RGB), got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _size_text(h: int, w: int) -> str:
+    return f"{h}x{w}"
+
+
+def _channels_text(c: int) -> str:
+    return "1 channel" if c == 1 else f"{c} channels"
+
+
+# ----------------------------------------------------------------------------- ImageSet
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """Images with one stable string id each.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8, shape (N, H, W, C) with C in {1, 3} and N >= 1. The array is not copied but
+        stored as a read-only view; do not modify the original afterwards (the fingerprint
+        is cached).
+    ids : sequence of str
+        N unique, non-empty ids, in the order of ``images``.
+    source : str
+        Where the images came from: ``DIGITS_SOURCE``, a file or folder path, or ``"upload"``.
+    """
+
+    images: np.ndarray
+    ids: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        images = self.images
+        if not isinstance(images, np.ndarray):
+            raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
+        if images.dtype != np.uint8:
+            raise ValueError(f"images must be uint8 (0..255), got dtype {images.dtype}")
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise ValueError(
+                f"images must have shape (N, H, W, C) with C = 1 or 3, got {images.shape}"
+            )
+        if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
+            raise ValueError(f"an image set needs at least one non-empty image, got shape {images.shape}")
+        ids = tuple(self.ids)
+        bad = [i for i in ids if not isinstance(i, str) or not i]
+        if bad:
+            raise ValueError(f"ids must be non-empty strings, got {_list_some([repr(b) for b in bad])}")
+        if len(ids) != images.shape[0]:
+            raise ValueError(f"{len(ids)} ids for {images.shape[0]} images")
+        dup = _first_duplicate(ids)
+        if dup is not None:
+            raise ValueError(f"duplicate image id {dup!r}")
+        if not isinstance(self.source, str):
+            raise ValueError(f"source must be a string, got {self.source!r}")
+        view = np.ascontiguousarray(images).view()
+        view.flags.writeable = False
+        object.__setattr__(self, "images", view)
+        object.__setattr__(self, "ids", ids)
+
+    def __repr__(self) -> str:
+        n, h, w, c = self.images.shape
+        return f"ImageSet(n={n}, size={h}x{w}x{c}, source={self.source!r}, fingerprint={self.fingerprint!r})"
+
+    @property
+    def n(self) -> int:
+        """Number of images N."""
+        return int(self.images.shape[0])
+
+    @property
+    def height(self) -> int:
+        """Image height H in pixels."""
+        return int(self.images.shape[1])
+
+    @property
+    def width(self) -> int:
+        """Image width W in pixels."""
+        return int(self.images.shape[2])
+
+    @property
+    def resolution(self) -> int:
+        """Side length in pixels of square images; ``ValueError`` if H != W."""
+        if self.height != self.width:
+            raise ValueError(
+                f"images from {self.source} are not square ({self.height}x{self.width}); "
+                "convert them with convert_images(..., resolution=...)"
+            )
+        return self.height
+
+    @property
+    def channels(self) -> int:
+        """Channels C (1 or 3)."""
+        return int(self.images.shape[3])
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """First 16 hex digits of sha256(shape, image bytes, ids joined by newlines).
+
+        Identifies the exact pixels *and* ids a split was drawn from, so a manifest is
+        never applied to different data by accident.
+        """
+        h = hashlib.sha256()
+        h.update(repr(tuple(int(s) for s in self.images.shape)).encode("ascii"))
+        h.update(self.images.data)  # contiguous: hashed without a copy
+        h.update("\n".join(self.ids).encode("utf-8"))
+        return h.hexdigest()[:16]
+
+    def index_of(self) -> dict[str, int]:
+        """Mapping id -> row index."""
+        return {i: k for k, i in enumerate(self.ids)}
+
+    def subset(self, ids: Sequence[str]) -> "ImageSet":
+        """The images with the given ids, in the order given.
+
+        Raises
+        ------
+        ValueError
+            If an id is not in this set (up to five missing ids are listed) or repeated.
+        """
+        ids = tuple(ids)
+        index = self.index_of()
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise ValueError(f"{len(missing)} id(s) not in the images from {self.source}: {_list_some(missing)}")
+        rows = np.fromiter((index[i] for i in ids), dtype=np.intp, count=len(ids))
+        return ImageSet(images=self.images[rows], ids=ids, source=self.source)
+
+    def to_unit_range(self) -> np.ndarray:
+        """Images as float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``), the diffusion models' input range."""
+        x = self.images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------------------- conversion
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert_images` did.
+
+    Attributes
+    ----------
+    changed : bool
+        False when the images already had the target size and channels.
+    report : str
+        A sentence for people, e.g. ``"resized 32x32 -> 8x8 (Lanczos, antialiased); RGB ->
+        grayscale (ITU-R 601 luma)"`` or ``"no conversion needed (8x8, 1 channel)"``.
+    """
+
+    changed: bool
+    report: str
+
+
+def _centre_crop(images: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """Crop (N, H, W, C) to the central (N, S, S, C), S = min(H, W)."""
+    h, w = images.shape[1:3]
+    if h == w:
+        return images, None
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    cropped = images[:, top : top + s, left : left + s, :]
+    return cropped, f"centre-cropped {_size_text(h, w)} -> {_size_text(s, s)}"
+
+
+def _pil_resize_each(images: np.ndarray, size: int, resample: Image.Resampling) -> np.ndarray:
+    """Resize every square image of (N, S, S, C) to (N, size, size, C) with PIL."""
+    out = np.empty((images.shape[0], size, size, images.shape[3]), dtype=np.uint8)
+    for k, img in enumerate(images):
+        # 2-D uint8 -> PIL "L", (S, S, 3) uint8 -> "RGB"
+        pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+        resized = np.asarray(pil.resize((size, size), resample=resample))
+        out[k] = resized.reshape(size, size, images.shape[3])
+    return out
+
+
+def _resize_square(images: np.ndarray, resolution: int) -> tuple[np.ndarray, str | None]:
+    """Resize square (N, S, S, C) images to (N, R, R, C)."""
+    s = images.shape[1]
+    if s == resolution:
+        return images, None
+    change = f"{_size_text(s, s)} -> {_size_text(resolution, resolution)}"
+    if resolution < s:
+        # Lanczos in PIL widens its kernel by the scale factor, i.e. it antialiases.
+        return _pil_resize_each(images, resolution, Image.Resampling.LANCZOS), f"resized {change} (Lanczos, antialiased)"
+    if resolution % s == 0:
+        # An integer upscale is done as exact pixel repetition: no new pixel values appear.
+        k = resolution // s
+        up = np.repeat(np.repeat(images, k, axis=1), k, axis=2)
+        return up, f"upscaled {change} (nearest neighbour, each pixel repeated {k}x{k})"
+    return _pil_resize_each(images, resolution, Image.Resampling.BICUBIC), f"upscaled {change} (bicubic)"
+
+
+def _change_channels(images: np.ndarray, channels: int) -> tuple[np.ndarray, str | None]:
+    """Convert (N, H, W, C) to (N, H, W, channels)."""
+    c = images.shape[3]
+    if c == channels:
+        return images, None
+    if channels == 3:
+        return np.repeat(images, 3, axis=3), "grayscale -> RGB (channel repeated)"
+    out = np.empty(images.shape[:3] + (1,), dtype=np.uint8)
+    for k, img in enumerate(images):
+        out[k, ..., 0] = np.asarray(Image.fromarray(img).convert("L"))
+    return out, "RGB -> grayscale (ITU-R 601 luma)"
+
+
+def convert_images(
+    images: np.ndarray, *, resolution: int | None, channels: int | None
+) -> tuple[np.ndarray, Conversion]:
+    """Convert images to a target's resolution and channels, and say what was done.
+
+    Steps, each reported when it changes something: a non-square image is centre-cropped
+    to a square; a downscale uses PIL Lanczos (antialiased); an upscale by an integer
+    factor repeats pixels (nearest neighbour, exact), any other upscale is bicubic;
+    RGB -> grayscale uses PIL ``convert("L")`` (ITU-R 601-2 luma), grayscale -> RGB
+    repeats the channel.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8 (N, H, W, C), C in {1, 3}.
+    resolution : int or None
+        Target side length R in pixels; None keeps H and W (no crop, no resize).
+    channels : int or None
+        Target channels, 1 or 3; None keeps C.
+
+    Returns
+    -------
+    converted : np.ndarray
+        uint8 (N, R, R, channels), contiguous; the input itself when nothing changed.
+    conversion : Conversion
+    """
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+        shape = getattr(images, "shape", None)
+        dtype = getattr(images, "dtype", type(images).__name__)
+        raise ValueError(f"convert_images needs uint8 (N, H, W, C) with C = 1 or 3, got {dtype} {shape}")
+    if resolution is not None:
+        resolution = _check_positive_int(resolution, "resolution")
+    if channels is not None:
+        channels = _check_channels(channels)
+
+    steps: list[str] = []
+    out = images
+    if resolution is not None:
+        out, step = _centre_crop(out)
+        steps += [step] if step else []
+        out, step = _resize_square(out, resolution)
+        steps += [step] if step else []
+    if channels is not None:
+        out, step = _change_channels(out, channels)
+        steps += [step] if step else []
+
+    if not steps:
+        h, w, c = images.shape[1:]
+        return images, Conversion(False, f"no conversion needed ({_size_text(h, w)}, {_channels_text(c)})")
+    return np.ascontiguousarray(out), Conversion(True, "; ".join(steps))
+
+
+def _convert_many(
+    arrays: Sequence[np.ndarray], *, resolution: int | None, channels: int | None
+) -> tuple[np.ndarray, Conversion]:
+    """Convert images of possibly different shapes (each uint8 (H, W, C)) to one (N, R, R, C') array.
+
+    Images are grouped by shape so each group is one :func:`convert_images` call; the
+    reports of groups that changed are joined, prefixed with their image counts when
+    there is more than one group.
+    """
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k, a in enumerate(arrays):
+        groups.setdefault(a.shape, []).append(k)
+
+    results: dict[int, np.ndarray] = {}
+    reports: list[tuple[int, Conversion]] = []
+    for rows in groups.values():
+        converted, conv = convert_images(np.stack([arrays[k] for k in rows]), resolution=resolution, channels=channels)
+        results.update(zip(rows, converted))
+        reports.append((len(rows), conv))
+
+    shapes = {r.shape for r in results.values()}
+    if len(shapes) != 1:  # only possible when resolution/channels is None; callers check first
+        raise ValueError(f"images still differ in shape after conversion: {sorted(shapes)}")
+    stacked = np.stack([results[k] for k in range(len(arrays))])
+
+    changed = [(count, conv) for count, conv in reports if conv.changed]
+    if not changed:
+        return stacked, reports[0][1]
+    if len(reports) == 1:
+        return stacked, changed[0][1]
+    total = len(arrays)
+    text = "; ".join(f"{count} of {total} images: {conv.report}" for count, conv in changed)
+    return stacked, Conversion(True, text)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def _to_uint8_gray(arr: np.ndarray) -> np.ndarray:
+    """32-bit int / 16-bit / float grayscale (H, W) -> uint8; values above 255 are taken as 16-bit."""
+    arr = np.clip(arr.astype(np.float64), 0, None)
+    if arr.size and arr.max() > 255:
+        arr = np.clip(arr / 257.0, 0, 255)  # 65535 / 257 = 255
+    return np.round(arr).astype(np.uint8)
+
+
+def _composite_on_white(img: Image.Image) -> Image.Image:
+    """RGBA with transparency flattened onto a white background, as RGB."""
+    rgba = img.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    """A loaded PIL image as uint8 (H, W, C): grayscale modes give C = 1, all others RGB."""
+    mode = img.mode
+    has_alpha = mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
+    if mode in ("1", "L", "LA", "La"):
+        gray = _composite_on_white(img).convert("L") if has_alpha else img.convert("L")
+        return np.asarray(gray, dtype=np.uint8)[..., None]
+    if mode.startswith("I") or mode == "F":
+        return _to_uint8_gray(np.asarray(img))[..., None]
+    rgb = _composite_on_white(img) if has_alpha else img.convert("RGB")
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode one untrusted image file.
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content (PNG, JPEG, BMP, WebP or GIF).
+    name : str
+        The file's name, used in error messages.
+
+    Returns
+    -------
+    np.ndarray
+        uint8 (H, W, C): C = 1 for grayscale modes ("1", "L", "LA", "I", "I;16", "F"),
+        C = 3 for everything else. Transparent pixels are composited on white before the
+        alpha channel is dropped; an animated image gives its first frame.
+
+    Raises
+    ------
+    ValueError
+        Naming the file and the reason: empty, more than ``IMAGE_MAX_BYTES`` bytes, more than
+        ``IMAGE_MAX_PIXELS`` pixels (checked from the header, before pixels are decoded),
+        not a supported image, or corrupt / truncated.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ValueError(f"{name}: expected the file's bytes, got {type(data).__name__}")
+    size = memoryview(data).nbytes
+    if size == 0:
+        raise ValueError(f"{name}: the file is empty")
+    if size > IMAGE_MAX_BYTES:
+        raise ValueError(
+            f"{name}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image"
+        )
+
+    with warnings.catch_warnings():
+        # PIL only warns between its own limit and twice that; make the warning a refusal too.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            raise ValueError(f"{name}: too many pixels ({err})") from err
+        except UnidentifiedImageError as err:
+            raise ValueError(f"{name}: not a supported image (PNG, JPEG, BMP, WebP or GIF)") from err
+        except Exception as err:  # PIL raises many types on hostile headers
+            raise ValueError(f"{name}: unreadable image header ({type(err).__name__}: {err})") from err
+
+        with img:
+            w, h = img.size
+            if w * h > IMAGE_MAX_PIXELS:
+                raise ValueError(
+                    f"{name}: {w}x{h} = {w * h:,} pixels is more than the {IMAGE_MAX_PIXELS:,} pixel limit"
+                )
+            if w == 0 or h == 0:
+                raise ValueError(f"{name}: the image has no pixels ({w}x{h})")
+            try:
+                img.seek(0)  # animated: first frame
+                img.load()  # decode now, so corrupt / truncated data fails here
+                return _pil_to_array(img)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+                raise ValueError(f"{name}: too many pixels ({err})") from err
+            except Exception as err:
+                raise ValueError(f"{name}: corrupt or truncated image ({type(err).__name__}: {err})") from err
+
+
+# ----------------------------------------------------------------------------- uploads
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """Uploaded files after decoding and conversion.
+
+    Attributes
+    ----------
+    images : ImageSet or None
+        The files that decoded, converted to the requested (resolution, channels), in upload
+        order; ids are the file names (a repeated name gets ``#2``, ``#3``, ...). None if no
+        file decoded.
+    errors : tuple of str
+        One message per rejected file.
+    conversion : Conversion
+    """
+
+    images: ImageSet | None
+    errors: tuple[str, ...]
+    conversion: Conversion
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    if name not in used:
+        return name
+    k = 2
+    while f"{name}#{k}" in used:
+        k += 1
+    return f"{name}#{k}"
+
+
+def load_uploads(files: Sequence[tuple[str, bytes]], *, resolution: int, channels: int) -> UploadResult:
+    """Decode uploaded files, keep the good ones and report the bad ones.
+
+    Parameters
+    ----------
+    files : sequence of (name, bytes)
+    resolution : int
+        Target side length in pixels.
+    channels : int
+        Target channels, 1 or 3.
+    """
+    resolution = _check_positive_int(resolution, "resolution")
+    channels = _check_channels(channels)
+    arrays: list[np.ndarray] = []
+    ids: list[str] = []
+    used: set[str] = set()
+    errors: list[str] = []
+    for k, (name, data) in enumerate(files):
+        name = str(name) or f"upload-{k + 1}"
+        try:
+            arr = decode_image(data, name)
+        except ValueError as err:
+            errors.append(str(err))
+            continue
+        uid = _unique_name(name, used)
+        used.add(uid)
+        ids.append(uid)
+        arrays.append(arr)
+    if not arrays:
+        return UploadResult(None, tuple(errors), Conversion(False, "no images decoded"))
+    stacked, conversion = _convert_many(arrays, resolution=resolution, channels=channels)
+    return UploadResult(ImageSet(stacked, tuple(ids), UPLOAD_SOURCE), tuple(errors), conversion)
+
+

@@ -1,0 +1,380 @@
+"""Where images come from: scikit-learn's digits, ``.npz`` files, image folders, and :func:`resolve_data` for ``--data``.
+
+Part of :mod:`mia_core.data` (its notation and design rules apply); import from there.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..paths import DEFAULT_SPLIT_PATH
+from .images import Conversion, DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_SUFFIXES, ImageSet, UPLOAD_SOURCE, _channels_text, _check_channels, _check_positive_int, _convert_many, _size_text, decode_image
+from .splits import Split, random_split
+
+# ----------------------------------------------------------------------------- sources
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_values() -> np.ndarray:
+    """scikit-learn's digits as float (1797, 8, 8), 0..16, read from the file scikit-learn ships.
+
+    Reading ``sklearn/datasets/data/digits.csv.gz`` directly skips importing scikit-learn (0.7 s,
+    most of the app's first page load); ``sklearn.datasets.load_digits`` is the fallback.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+        if path.exists():
+            with gzip.open(path, "rt") as fh:
+                table = np.loadtxt(fh, delimiter=",", dtype=np.float64)  # 64 pixels + the label per row
+            return table[:, :64].reshape(-1, 8, 8)
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    return _sk_load_digits().images
+
+
+def _digits_uint8() -> np.ndarray:
+    values = _digits_values()  # float64 (1797, 8, 8), 0..16
+    arr = np.round(values * 255.0 / 16.0).astype(np.uint8)[..., None]
+    arr.flags.writeable = False
+    return arr
+
+
+def load_digits() -> ImageSet:
+    """scikit-learn's bundled 8x8 digits: uint8 (1797, 8, 8, 1), ids ``digits-0000`` .. ``digits-1796``.
+
+    Values 0..16 become ``round(v * 255 / 16)``. Nothing is downloaded.
+    """
+    arr = _digits_uint8()
+    ids = tuple(f"digits-{k:04d}" for k in range(arr.shape[0]))
+    return ImageSet(arr, ids, DIGITS_SOURCE)
+
+
+def _npz_array(npz: "np.lib.npyio.NpzFile", key: str, path: Path) -> np.ndarray:
+    try:
+        return npz[key]
+    except ValueError as err:
+        if "pickle" not in str(err).lower():
+            raise ValueError(f"{path}: cannot read array {key!r} ({err})") from err
+        # numpy refuses object (pickled) arrays when allow_pickle=False; we never unpickle.
+        raise ValueError(
+            f"{path}: array {key!r} is a pickled object array, which is refused (it could run code); "
+            "store images as uint8 and ids as a string array"
+        ) from err
+    except Exception as err:
+        raise ValueError(f"{path}: cannot read array {key!r} ({type(err).__name__}: {err})") from err
+
+
+def _images_from_array(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Validate the ``images`` array of an ``.npz``; (N, H, W) becomes (N, H, W, 1)."""
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        raise ValueError(
+            f"{path}: images are {arr.dtype} (values {lo:g}..{hi:g}); store them as uint8 0..255, "
+            "e.g. np.round(x * 255).astype(np.uint8) for values in [0, 1]"
+        )
+    if arr.dtype != np.uint8:
+        if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_:
+            raise ValueError(f"{path}: images must be uint8, got {arr.dtype}")
+        # A lossless cast only: other integer types are accepted when every value fits.
+        if arr.size and (arr.min() < 0 or arr.max() > 255):
+            raise ValueError(f"{path}: images are {arr.dtype} with values outside 0..255; store uint8")
+        arr = arr.astype(np.uint8)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.shape[3] not in (1, 3):
+        hint = " (channels-first? store channels last)" if arr.ndim == 4 and arr.shape[1] in (1, 3) else ""
+        raise ValueError(f"{path}: images must have shape (N, H, W, C) with C = 1 or 3, or (N, H, W); got {arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{path}: the images array is empty")
+    return arr
+
+
+def _read_npz(path: str | Path) -> tuple[ImageSet, np.ndarray | None]:
+    """An ``.npz``'s images and, if present, its ``is_member`` array (unvalidated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"npz file {path} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable .npz file ({type(err).__name__}: {err})") from err
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds a single array, not an .npz archive with an 'images' array")
+    with loaded as npz:
+        if "images" not in npz.files:
+            raise ValueError(f"{path} has no 'images' array (it has: {', '.join(npz.files) or 'nothing'})")
+        images = _images_from_array(_npz_array(npz, "images", path), path)
+        n = images.shape[0]
+        if "ids" in npz.files:
+            raw_ids = _npz_array(npz, "ids", path)
+            if raw_ids.ndim != 1 or raw_ids.shape[0] != n:
+                raise ValueError(f"{path}: 'ids' has shape {raw_ids.shape}, expected ({n},)")
+            ids = tuple(str(i) for i in raw_ids.tolist())
+        else:
+            ids = tuple(str(k) for k in range(n))
+        is_member = _npz_array(npz, "is_member", path) if "is_member" in npz.files else None
+    try:
+        image_set = ImageSet(images, ids, str(path))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
+    return image_set, is_member
+
+
+def load_npz(path: str | Path) -> ImageSet:
+    """Images from an ``.npz`` file (opened with ``allow_pickle=False``).
+
+    Layout: ``images`` uint8 (N, H, W, C) or (N, H, W); optional ``ids`` (N,) of any dtype
+    (converted with ``str``), else ids are ``"0"`` .. ``"N-1"``. Other arrays (labels, ...)
+    are ignored. Float images are refused: store uint8. ``source`` is ``str(path)``.
+    """
+    return _read_npz(path)[0]
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
+    return sorted(
+        (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.name,
+    )
+
+
+def _read_file(path: Path) -> np.ndarray:
+    # The size check before reading keeps a huge stray file out of memory.
+    try:
+        size = path.stat().st_size
+        if size > IMAGE_MAX_BYTES:
+            raise ValueError(f"{path}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image")
+        data = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read the file ({err})") from err
+    return decode_image(data, str(path))
+
+
+def _first_mismatch(values: Sequence[object]) -> int | None:
+    """Index of the first value that differs from ``values[0]``."""
+    for k in range(1, len(values)):
+        if values[k] != values[0]:
+            return k
+    return None
+
+
+def load_image_folder(
+    path: str | Path, *, resolution: int | None = None, channels: int | None = None
+) -> tuple[ImageSet, Split | None, Conversion]:
+    """Images from a folder of PNG / JPEG / BMP / WebP / GIF files (read in sorted name order).
+
+    With subfolders ``members/`` and ``nonmembers/``, both are read and a :class:`Split`
+    is returned (ids ``"members/<file>"`` and ``"nonmembers/<file>"``, seed None, files in
+    the folder itself ignored). Otherwise the folder's own files are read (ids = file
+    names) and the split is None.
+
+    Parameters
+    ----------
+    path : str or Path
+    resolution : int, optional
+        Convert every image to R x R (see :func:`convert_images`). Without it all images must
+        have the same size.
+    channels : int, optional
+        Convert every image to 1 or 3 channels. Without it all images must have the same
+        channels.
+
+    Returns
+    -------
+    images : ImageSet
+        uint8 (N, H, W, C), source ``str(path)``.
+    split : Split or None
+    conversion : Conversion
+
+    Raises
+    ------
+    ValueError
+        Not a folder, no images, an unreadable file (named), or images of different sizes /
+        channels when no target was given (two differing files are named).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"image folder {folder} does not exist or is not a folder")
+    if resolution is not None:
+        resolution = _check_positive_int(resolution, "resolution")
+    if channels is not None:
+        channels = _check_channels(channels)
+
+    has_members, has_nonmembers = (folder / "members").is_dir(), (folder / "nonmembers").is_dir()
+    if has_members != has_nonmembers:
+        present, absent = ("members", "nonmembers") if has_members else ("nonmembers", "members")
+        raise ValueError(f"image folder {folder} has {present}/ but no {absent}/; give both or neither")
+
+    entries: list[tuple[str, Path]] = []
+    if has_members:
+        for sub in ("members", "nonmembers"):
+            files = _folder_files(folder / sub)
+            if not files:
+                raise ValueError(f"{folder / sub} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+            entries += [(f"{sub}/{p.name}", p) for p in files]
+    else:
+        entries = [(p.name, p) for p in _folder_files(folder)]
+        if not entries:
+            raise ValueError(f"image folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
+
+    arrays = [_read_file(p) for _, p in entries]
+    files = [str(p) for _, p in entries]
+    if resolution is None:
+        _require_uniform(files, [a.shape[:2] for a in arrays], "sizes", "resolution")
+    if channels is None:
+        _require_uniform(files, [a.shape[2] for a in arrays], "channels", "channels")
+    stacked, conversion = _convert_many(arrays, resolution=resolution, channels=channels)
+
+    image_set = ImageSet(stacked, tuple(i for i, _ in entries), str(folder))
+    split = None
+    if has_members:
+        split = Split(
+            member_ids=tuple(i for i in image_set.ids if i.startswith("members/")),
+            nonmember_ids=tuple(i for i in image_set.ids if i.startswith("nonmembers/")),
+            seed=None,
+            data_fingerprint=image_set.fingerprint,
+            source=str(folder),
+            description=f"members/ and nonmembers/ of {folder}",
+        )
+    return image_set, split, conversion
+
+
+def _require_uniform(files: Sequence[str], values: Sequence[object], what: str, option: str) -> None:
+    b = _first_mismatch(values)
+    if b is not None:
+        a = 0
+        raise ValueError(
+            f"images differ in {what}: {files[a]} is {_describe(values[a])} but {files[b]} is "
+            f"{_describe(values[b])}; pass {option}= to convert them all"
+        )
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, tuple):
+        return _size_text(*value)  # type: ignore[arg-type]
+    return _channels_text(int(value))  # type: ignore[arg-type]
+
+
+def _resolve_path(source: str, base_dir: Path | None) -> Path:
+    """A relative source is looked up in ``base_dir`` first, then in the working directory."""
+    p = Path(source).expanduser()
+    if p.is_absolute() or base_dir is None:
+        return p
+    candidate = Path(base_dir) / p
+    # The fallback lets a manifest saved elsewhere keep a cwd-relative source working.
+    return candidate if candidate.exists() or not p.exists() else p
+
+
+def load_source(source: str, base_dir: Path | None = None) -> ImageSet:
+    """The image set a :attr:`Split.source` names.
+
+    ``DIGITS_SOURCE`` -> :func:`load_digits`; a path ending in ``.npz`` -> :func:`load_npz`;
+    a folder -> :func:`load_image_folder` (its ImageSet, which holds ``members/`` and
+    ``nonmembers/`` together when present). A relative path is resolved against
+    ``base_dir`` (the manifest's folder) when it exists there, else against the working
+    directory.
+    """
+    if source == DIGITS_SOURCE:
+        return load_digits()
+    if source == UPLOAD_SOURCE:
+        raise ValueError("uploaded images are not stored anywhere; a split of uploads cannot be reloaded from its manifest")
+    path = _resolve_path(source, base_dir)
+    if path.suffix.lower() == ".npz":
+        return load_npz(path)
+    if path.is_dir():
+        return load_image_folder(path)[0]
+    if not path.exists():
+        raise ValueError(f"data source {source!r} not found (looked for {path})")
+    raise ValueError(f"data source {source!r} is neither {DIGITS_SOURCE!r}, an .npz file nor an image folder")
+
+
+def _split_from_is_member(images: ImageSet, is_member: np.ndarray, path: Path) -> Split:
+    if is_member.ndim != 1 or is_member.shape[0] != images.n:
+        raise ValueError(f"{path}: 'is_member' has shape {is_member.shape}, expected ({images.n},)")
+    if is_member.dtype != np.bool_:
+        if not np.issubdtype(is_member.dtype, np.integer) or not np.isin(is_member, (0, 1)).all():
+            raise ValueError(f"{path}: 'is_member' must be boolean or 0/1 integers, got {is_member.dtype}")
+        is_member = is_member.astype(bool)
+    try:
+        return Split(
+            member_ids=tuple(i for i, m in zip(images.ids, is_member) if m),
+            nonmember_ids=tuple(i for i, m in zip(images.ids, is_member) if not m),
+            seed=None,
+            data_fingerprint=images.fingerprint,
+            source=images.source,
+            description=f"is_member array of {path}",
+        )
+    except ValueError as err:
+        raise ValueError(f"{path}: 'is_member': {err}") from err
+
+
+_ACCEPTED_SPECS = (
+    f"'default' (the bundled digits and the default target's split), {DIGITS_SOURCE!r} (digits, random split), "
+    "a split manifest (.json), an .npz file with an 'images' array, or a folder of images"
+)
+
+
+def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
+    """Images and split from the CLI's ``--data`` value.
+
+    * ``"default"``: digits with ``DEFAULT_SPLIT_PATH`` when that file exists (checked
+      against the images), else ``random_split(digits, seed=0)``.
+    * ``DIGITS_SOURCE``: digits with ``random_split(seed=seed)``.
+    * ``*.json``: a split manifest; its source is loaded (relative to the manifest's folder)
+      and checked against the manifest's fingerprint.
+    * ``*.npz``: :func:`load_npz` and its ``is_member`` array if present, else
+      ``random_split(seed=seed)``.
+    * a folder: :func:`load_image_folder`; its members/nonmembers split, else
+      ``random_split(seed=seed)``.
+
+    Returns
+    -------
+    images : ImageSet
+        Restricted to the split's ids: members first, then non-members.
+    split : Split
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"--data must be one of: {_ACCEPTED_SPECS}; got {spec!r}")
+    images, split = _resolve_full(spec, seed)
+    return images.subset(split.member_ids + split.nonmember_ids), split
+
+
+def _resolve_full(spec: str, seed: int) -> tuple[ImageSet, Split]:
+    if spec == "default":
+        digits = load_digits()
+        if DEFAULT_SPLIT_PATH.exists():
+            split = Split.load(DEFAULT_SPLIT_PATH)
+            split.check_against(digits)
+            return digits, split
+        return digits, random_split(digits, seed=0, description="default: digits, random half split, seed 0")
+    if spec == DIGITS_SOURCE:
+        digits = load_digits()
+        return digits, random_split(digits, seed=seed, description=f"digits, random half split, seed {seed}")
+
+    path = Path(spec).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        split = Split.load(path)
+        images = load_source(split.source, base_dir=path.parent)
+        split.check_against(images)
+        return images, split
+    if suffix == ".npz":
+        images, is_member = _read_npz(path)
+        if is_member is not None:
+            return images, _split_from_is_member(images, is_member, path)
+        return images, random_split(images, seed=seed, description=f"{path}, random half split, seed {seed}")
+    if path.is_dir():
+        images, split, _ = load_image_folder(path)
+        if split is None:
+            split = random_split(images, seed=seed, description=f"{path}, random half split, seed {seed}")
+        return images, split
+    reason = "does not exist" if not path.exists() else "is not a supported kind of file"
+    raise ValueError(f"--data {spec!r} {reason}; accepted: {_ACCEPTED_SPECS}")
+
