@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .base import DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
+from .base import ACCESS_LEVELS, DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
 from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
@@ -44,4 +44,4 @@ def scores_only_params(name: str) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]
+__all__ = ["ACCESS_LEVELS", "REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]

@@ -84,6 +84,14 @@ class AttackResult:
         return -self.trace
 
 
+#: Threat models, weakest access first: what the attacker may query (see ``Attack.access``).
+ACCESS_LEVELS: dict[str, str] = {
+    "black": "black box: generated or varied images only",
+    "gray": "gray box: the model's noise predictions at chosen timesteps",
+    "white": "white box: the weights and their gradients",
+}
+
+
 class Attack:
     """Base class: see the module docstring for the contract."""
 
@@ -99,6 +107,13 @@ class Attack:
     needs_full_precision: ClassVar[bool] = False
     #: True for attacks that train on labelled / public data (:class:`LearnedAttack`).
     learns: ClassVar[bool] = False
+    #: the attacker's access to the target (one of :data:`ACCESS_LEVELS`): "black" = generated
+    #: or varied images only, "gray" = noise predictions at chosen timesteps, "white" = weights
+    #: and gradients. Most diffusion-specific attacks are gray box.
+    access: ClassVar[str] = "gray"
+    #: extra resources beyond the target, in plain words (empty = none), e.g.
+    #: ("labelled member / non-member data",) or ("shadow models",).
+    needs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -227,6 +242,7 @@ class LearnedAttack(Attack):
     """
 
     learns = True
+    needs = ("labelled member / non-member data",)
     #: what labelled / public data the attack trains on, in plain words (shown in the app).
     training_data: ClassVar[str] = ""
 

@@ -142,6 +142,7 @@ class QuantileRegression(LearnedAttack):
     paper = "Tang et al., ICML 2024"
     score_label = "mean margin log q(x) - log t-error"
     trace_label = ""
+    needs = ("public data known to be non-members",)
     training_data = ("public: 50 % of the non-members, known to be non-members (no member labels); "
                      "scores all members and the other non-members")
     Params = QRParams
