@@ -464,3 +464,36 @@ def test_train_command_parses_back_to_the_same_config():
     plain = train_command("default", "o", TrainConfig())
     assert "--dp-" not in plain and "--log-every" not in plain and "--no-attention" not in plain
     assert _train_config(build_parser().parse_args(shlex.split(plain)[1:])) == TrainConfig()
+
+
+def test_ema_update_matches_the_fused_lerp_bitwise():
+    """ema_update (public Tensor.lerp_) gives the bits of the fused multi-tensor lerp it replaced."""
+    from mia_core.lab.train import ema_update
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(16, 3, 3, 3), (16,), (32, 16), (7,)]
+    params = [torch.randn(s, generator=gen) for s in shapes]
+    ema = [torch.randn(s, generator=gen) for s in shapes]
+    fused = [e.clone() for e in ema]
+    for decay in (0.999, 0.9, 0.0):
+        ema_update(ema, params, decay)
+        torch._foreach_lerp_(fused, params, 1.0 - decay)  # the reference only; the library never calls it
+        for a, b in zip(ema, fused):
+            assert torch.equal(a, b)
+    assert torch.equal(ema[0], params[0])  # decay 0 copies the weights
+
+
+def test_dp_accountant_history_round_trips_through_the_public_api():
+    from opacus.accountants import RDPAccountant
+
+    from mia_core.lab.train import DPState
+
+    a = DPState(0.1, 1e-5, 1.2, RDPAccountant(), torch.Generator())
+    for _ in range(3):
+        a.accountant.step(noise_multiplier=1.2, sample_rate=0.1)
+    saved = json.loads(json.dumps(a.history()))  # as a checkpoint stores it
+    b = DPState(0.1, 1e-5, 1.2, RDPAccountant(), torch.Generator())
+    b.restore_history(saved)
+    assert b.history() == [(1.2, 0.1, 3)]
+    assert b.accountant.get_epsilon(delta=1e-5) == a.accountant.get_epsilon(delta=1e-5)
+    assert b.record(CFG)["steps"] == 3
