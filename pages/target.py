@@ -148,10 +148,8 @@ st.caption("The fingerprint hashes the UNet config, every weight and the noise s
 
 # Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
 log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
-try:  # the trainer's reader knows every recipe field (augmentation, DP); older checkouts lack it
-    from mia_core.lab.train import read_train_log
-except ImportError:
-    read_train_log = explain.read_train_log
+from mia_core.lab.train import read_train_log  # noqa: E402 (the one reader of train_log.json)
+
 try:
     log = read_train_log(log_dir) if log_dir.is_dir() else None
 except ValueError as exc:  # a corrupt train_log.json: say so, keep the page

@@ -316,3 +316,45 @@ def test_secmi_nn_then_qr_share_one_secmi_pass(tiny_target, monkeypatch):
     # other images (or another SecMI grid) are computed afresh
     QuantileRegression(**FAST["qr"]).fit_score(tiny_target, _random_images(len(ids), seed=12), ids, is_member, seed=0)
     assert sum(calls) == 2 * len(ids)
+
+
+# -- the shared preamble of fit_score ---------------------------------------------------------------
+
+
+def test_fit_score_prepares_checked_inputs_once_for_every_learned_attack(tiny_target):
+    """LearnedAttack.fit_score checks the images, partitions once and hands LearnedInputs to fit_and_score."""
+    from dataclasses import dataclass
+
+    from mia_core.attacks.base import LearnedInputs
+
+    @dataclass(frozen=True)
+    class NoParams:
+        pass
+
+    seen: list[LearnedInputs] = []
+
+    class FirstHalf(LearnedAttack):
+        name = "first_half"
+        Params = NoParams
+
+        def unet_calls(self, trace: bool = True) -> int:
+            return 0
+
+        def partition(self, ids, is_member, seed):
+            return tuple(ids[: len(ids) // 2]), tuple(ids[len(ids) // 2:])
+
+        def fit_and_score(self, target, data):
+            seen.append(data)
+            return self.learned_result(data, -data.labels[data.eval_rows].astype(float), evaluated_on="second half",
+                                       extras={}, info={"n": len(data.ids)})
+
+    x0 = _random_images(6)  # (6, 1, 8, 8): the tiny target's input
+    res = FirstHalf().fit_score(tiny_target, x0, [1, 2, 3, 4, 5, 6], np.array([1, 0, 1, 0, 1, 0]), seed=3)
+    (data,) = seen
+    assert data.ids == ("1", "2", "3", "4", "5", "6") and data.labels.dtype == bool and data.seed == 3
+    assert data.train_rows.tolist() == [0, 1, 2] and data.eval_rows.tolist() == [3, 4, 5]
+    assert data.counts(data.eval_rows) == (1, 2)
+    assert res.ids == ("4", "5", "6") and res.train_ids == ("1", "2", "3") and res.scores.tolist() == [-0.0, -1.0, -0.0]
+    assert res.evaluated_on == "second half" and res.info == {"n": 6} and res.seconds >= 0
+    with pytest.raises(ValueError, match="images must have shape"):
+        FirstHalf().fit_score(tiny_target, x0[:, :, :2], [1, 2, 3, 4, 5, 6], np.ones(6, bool))

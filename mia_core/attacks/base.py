@@ -232,13 +232,45 @@ class Attack:
         )
 
 
+@dataclass(frozen=True)
+class LearnedInputs:
+    """What every learned attack starts from (built once by :meth:`LearnedAttack.fit_score`).
+
+    x0 : (N, C, H, W) float32 tensor in [-1, 1], checked against the target
+    ids : N ids (str); labels : (N,) bool, True = member
+    train_ids, eval_ids : the attack's partition (disjoint, input order)
+    train_rows, eval_rows : their positions in ``ids``, (len,) int64
+    seed, batch_size, progress : as passed to ``fit_score``
+    started : ``time.perf_counter()`` when ``fit_score`` was called (the result's ``seconds`` count from it)
+    """
+
+    x0: torch.Tensor
+    ids: tuple[str, ...]
+    labels: np.ndarray
+    train_ids: tuple[str, ...]
+    eval_ids: tuple[str, ...]
+    train_rows: np.ndarray
+    eval_rows: np.ndarray
+    seed: int
+    batch_size: int | None
+    progress: ProgressFn | None
+    started: float
+
+    def counts(self, rows: np.ndarray) -> tuple[int, int]:
+        """(members, non-members) among ``rows``."""
+        part = self.labels[rows]
+        return int(part.sum()), int((~part).sum())
+
+
 class LearnedAttack(Attack):
     """An attack that fits a model on part of the labelled (or public) data and scores the rest.
 
     Subclasses provide ``partition`` (which ids train, which are scored; disjoint, deterministic,
-    independent of the input order) and ``fit_score``, which returns an :class:`AttackResult` whose
-    ``ids`` are the evaluation part only, with ``train_ids``, ``evaluated_on`` and ``info`` filled.
-    Nothing is ever fitted, selected or calibrated on the evaluation part.
+    independent of the input order) and ``fit_and_score(target, data)``, which gets the checked
+    :class:`LearnedInputs` from :meth:`fit_score` and returns (usually through :meth:`learned_result`)
+    an :class:`AttackResult` whose ``ids`` are the evaluation part only, with ``train_ids``,
+    ``evaluated_on`` and ``info`` filled. Nothing is ever fitted, selected or calibrated on the
+    evaluation part.
     """
 
     learns = True
@@ -267,7 +299,44 @@ class LearnedAttack(Attack):
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
     ) -> AttackResult:
+        """Fit on the training part, score the evaluation part.
+
+        x0 : (N, C, H, W) in [-1, 1]; ids : N unique ids; is_member : (N,) bool.
+        Checks the images, partitions the ids (:meth:`partition`) and hands that to :meth:`fit_and_score`.
+        """
+        from .learned import index_of
+
+        started = time.perf_counter()
+        x = check_images(target, x0)
+        ids = tuple(str(i) for i in ids)
+        labels = np.asarray(is_member, dtype=bool)
+        train_ids, eval_ids = self.partition(ids, labels, seed)
+        data = LearnedInputs(x, ids, labels, train_ids, eval_ids, index_of(ids, train_ids), index_of(ids, eval_ids),
+                             seed, batch_size, progress, started)
+        return self.fit_and_score(target, data)
+
+    def fit_and_score(self, target: Target, data: LearnedInputs) -> AttackResult:
+        """The attack itself, on the inputs :meth:`fit_score` prepared."""
         raise NotImplementedError
+
+    def learned_result(self, data: LearnedInputs, scores: np.ndarray, *, evaluated_on: str,
+                       extras: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> AttackResult:
+        """The AttackResult of a learned attack: scores (len(eval_ids),) of the evaluation part, no trace."""
+        return AttackResult(
+            attack=self.name,
+            ids=data.eval_ids,
+            scores=scores,
+            trace_timesteps=np.zeros(0, dtype=np.int64),
+            trace=np.zeros((len(data.eval_ids), 0)),
+            trace_label=self.trace_label,
+            unet_calls_per_image=self.unet_calls(),
+            seconds=time.perf_counter() - data.started,
+            params=self.params_dict(),
+            train_ids=data.train_ids,
+            evaluated_on=evaluated_on,
+            extras=dict(extras),
+            info=dict(info),
+        )
 
 
 # -- helpers used by several attacks --------------------------------------------------------------

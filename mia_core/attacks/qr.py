@@ -47,7 +47,6 @@ too high; that miscalibration is shown as measured (``info["vote_operating_point
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -55,14 +54,13 @@ import numpy as np
 import torch
 
 from ..target import Target
-from .base import AttackResult, LearnedAttack, ProgressFn, check_images
+from .base import AttackResult, LearnedAttack, LearnedInputs
 from .learned import (
     ARCHS,
     PhaseProgress,
     batches_per_epoch,
     build_net,
     fit,
-    index_of,
     partition_ids,
     predict,
     resolve_arch,
@@ -158,31 +156,16 @@ class QuantileRegression(LearnedAttack):
     def plan_steps(self, n_public: int) -> int:
         return self.params.n_models * self.params.epochs * batches_per_epoch(n_public, self.params.batch_size)
 
-    def fit_score(
-        self,
-        target: Target,
-        x0: np.ndarray | torch.Tensor,
-        ids: Sequence[str],
-        is_member: np.ndarray,
-        *,
-        seed: int = 0,
-        batch_size: int | None = None,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
+    def fit_and_score(self, target: Target, data: LearnedInputs) -> AttackResult:
         """Fit the bag on the public non-members, score all members and the held-out non-members.
 
-        x0 : (N, C, H, W) in [-1, 1]; ids : N unique ids; is_member : (N,) bool (only used to pick
-        the public non-members and to report the vote's TPR / FPR).
+        ``data.labels`` are only used to pick the public non-members and to report the vote's TPR / FPR.
         Returns an AttackResult over the evaluation ids (score = mean margin, higher = member) with
         extras "threshold" (t-error units), "member_votes", "t_error" and info (operating point).
         """
-        start_time = time.perf_counter()
         p = self.params
-        x0 = check_images(target, x0)
-        ids = tuple(str(i) for i in ids)
-        labels = np.asarray(is_member, dtype=bool)
-        public_ids, eval_ids = self.partition(ids, labels, seed)
-        public_rows, eval_rows = index_of(ids, public_ids), index_of(ids, eval_ids)
+        x0, ids, labels, seed = data.x0, data.ids, data.labels, data.seed
+        public_ids, public_rows, eval_rows = data.train_ids, data.train_rows, data.eval_rows
         eval_members = labels[eval_rows]
         n_eval = (int(eval_members.sum()), int((~eval_members).sum()))
         if len(public_ids) < 2 or min(n_eval) < 1:
@@ -191,11 +174,11 @@ class QuantileRegression(LearnedAttack):
                 f"{p.public_fraction} of {int((~labels).sum())} non-members gives {len(public_ids)} public "
                 f"and {n_eval[1]} held-out non-members, with {n_eval[0]} members"
             )
-        phases = PhaseProgress(progress, len(ids), self.plan_steps(len(public_ids)))
+        phases = PhaseProgress(data.progress, len(ids), self.plan_steps(len(public_ids)))
 
         # 1. The statistic for every image: y = log t-error.
         t_error, _, _ = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=batch_size, progress=phases.images)
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images)
         log_t = np.log(np.maximum(t_error, np.finfo(np.float64).tiny))
 
         # 2. Standardise the targets with the public set's moments (public data only).
@@ -227,17 +210,8 @@ class QuantileRegression(LearnedAttack):
         q_bag_arr = np.stack(q_bag)
         score, votes, flagged = bag_decision(q_bag_arr, log_t[eval_rows])
         tp, fp = int(flagged[eval_members].sum()), int(flagged[~eval_members].sum())
-        return AttackResult(
-            attack=self.name,
-            ids=eval_ids,
-            scores=score,
-            trace_timesteps=np.zeros(0, dtype=np.int64),
-            trace=np.zeros((len(eval_ids), 0)),
-            trace_label=self.trace_label,
-            unet_calls_per_image=self.unet_calls(),
-            seconds=time.perf_counter() - start_time,
-            params=self.params_dict(),
-            train_ids=public_ids,
+        return self.learned_result(
+            data, score,
             evaluated_on=(f"all {n_eval[0]} members and the {n_eval[1]} held-out non-members; trained on "
                           f"{len(public_ids)} public non-members ({round(100 * p.public_fraction)} %, no member labels)"),
             extras={

@@ -34,7 +34,6 @@ Deliberate differences from the official code:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 from ..target import Target
-from .base import AttackResult, LearnedAttack, ProgressFn, check_images
+from .base import AttackResult, LearnedAttack, LearnedInputs
 from .learned import (
     ARCHS,
     PhaseProgress,
@@ -50,7 +49,6 @@ from .learned import (
     build_net,
     describe_parts,
     fit,
-    index_of,
     partition_ids,
     predict,
     resolve_arch,
@@ -120,32 +118,16 @@ class SecMINN(LearnedAttack):
         epochs = max(self.params.epochs, math.ceil(self.params.min_steps / per_epoch))
         return epochs, epochs * per_epoch
 
-    def fit_score(
-        self,
-        target: Target,
-        x0: np.ndarray | torch.Tensor,
-        ids: Sequence[str],
-        is_member: np.ndarray,
-        *,
-        seed: int = 0,
-        batch_size: int | None = None,
-        progress: ProgressFn | None = None,
-    ) -> AttackResult:
+    def fit_and_score(self, target: Target, data: LearnedInputs) -> AttackResult:
         """Train f_A on the training part, score the evaluation part.
 
-        x0 : (N, C, H, W) in [-1, 1]; ids : N unique ids; is_member : (N,) bool.
         Returns an AttackResult over the evaluation ids only (scores = logits, higher = member),
         with ``train_ids``, ``evaluated_on``, ``extras["t_error"]`` and ``info`` (loss curve, sizes).
         """
-        start_time = time.perf_counter()
         p = self.params
-        x0 = check_images(target, x0)
-        ids = tuple(str(i) for i in ids)
-        labels = np.asarray(is_member, dtype=bool)
-        train_ids, eval_ids = self.partition(ids, labels, seed)
-        train_rows, eval_rows = index_of(ids, train_ids), index_of(ids, eval_ids)
-        n_train = (int(labels[train_rows].sum()), int((~labels[train_rows]).sum()))
-        n_eval = (int(labels[eval_rows].sum()), int((~labels[eval_rows]).sum()))
+        x0, ids, labels, seed = data.x0, data.ids, data.labels, data.seed
+        train_ids, train_rows, eval_rows = data.train_ids, data.train_rows, data.eval_rows
+        n_train, n_eval = data.counts(train_rows), data.counts(eval_rows)
         if min(n_train) < 1 or min(n_eval) < 1:
             raise ValueError(
                 f"secmi_nn needs members and non-members in both parts; train_fraction={p.train_fraction} of "
@@ -153,11 +135,11 @@ class SecMINN(LearnedAttack):
                 f"and evaluation part {n_eval} (members, non-members)"
             )
         epochs, steps = self.plan_steps(len(train_ids))
-        phases = PhaseProgress(progress, len(ids), steps)
+        phases = PhaseProgress(data.progress, len(ids), steps)
 
         # 1. x~ and x'' for every image (the statistic is not trained: scoring the evaluation part needs it).
         t_error, x_tilde, x_recon = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=batch_size, progress=phases.images)
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images)
         feature = torch.from_numpy(np.abs(x_tilde - x_recon))  # (N, C, H, W), power 1 as in the code
 
         # 2. Fit f_A on the training part only, MSE(logit, label), with seeded init and shuffling.
@@ -176,17 +158,8 @@ class SecMINN(LearnedAttack):
         # 3. Score the evaluation part: the raw logit (trained towards 1 for members).
         scores = predict(net, feature[torch.from_numpy(eval_rows)].to(device))
         pct = round(100 * p.train_fraction)
-        return AttackResult(
-            attack=self.name,
-            ids=eval_ids,
-            scores=scores,
-            trace_timesteps=np.zeros(0, dtype=np.int64),
-            trace=np.zeros((len(eval_ids), 0)),
-            trace_label=self.trace_label,
-            unet_calls_per_image=self.unet_calls(),
-            seconds=time.perf_counter() - start_time,
-            params=self.params_dict(),
-            train_ids=train_ids,
+        return self.learned_result(
+            data, scores,
             evaluated_on=describe_parts(n_eval, n_train, f"held-out {100 - pct} %", f"{pct} %"),
             extras={"t_error": t_error[eval_rows]},
             info={

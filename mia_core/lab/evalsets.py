@@ -21,12 +21,17 @@ COMMON, OWN = "common", "own"
 
 
 def labels_for(ids: Sequence[str], all_ids: Sequence[str], is_member: np.ndarray) -> np.ndarray:
-    """Membership labels (bool, len(ids)) of ``ids``, looked up in an experiment's ``all_ids``."""
+    """Membership labels of ``ids`` (any subset of ``all_ids``, any order): (len(ids),) bool.
+
+    ``is_member`` (len(all_ids),) are the labels of an experiment's ``all_ids``. Raises ValueError
+    naming the first id that is not one of them (and how many are not).
+    """
     index = {str(i): k for k, i in enumerate(all_ids)}
     missing = [i for i in ids if str(i) not in index]
     if missing:
-        raise ValueError(f"{len(missing)} id(s) are not in this experiment, e.g. {missing[0]!r}")
-    return np.asarray(is_member, dtype=bool)[[index[str(i)] for i in ids]]
+        more = f" ({len(missing)} unknown ids in all)" if len(missing) > 1 else ""
+        raise ValueError(f"id {str(missing[0])!r} is not one of this experiment's {len(index)} images{more}")
+    return np.asarray(is_member, dtype=bool)[np.fromiter((index[str(i)] for i in ids), dtype=np.int64, count=len(ids))]
 
 
 def common_ids(results: Mapping[str, AttackResult], order: Sequence[str]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ import numpy as np
 from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
 from mia_core.metrics import AttackMetrics, evaluate
+from mia_core.lab.evalsets import labels_for
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
 from mia_core.target import Target, load_target
 
@@ -74,17 +75,10 @@ class Experiment:
     def labels_for(self, ids: Sequence[str]) -> np.ndarray:
         """Membership labels of ``ids`` (any subset, any order): (len(ids),) bool.
 
-        Raises ValueError naming the first id that is not one of this experiment's images.
+        Raises ValueError naming the first id that is not one of this experiment's images
+        (:func:`mia_core.lab.evalsets.labels_for`, the one lookup).
         """
-        index = self._index
-        try:
-            return self.is_member[np.fromiter((index[str(i)] for i in ids), dtype=np.int64, count=len(ids))]
-        except KeyError as exc:
-            raise ValueError(f"id {exc.args[0]!r} is not one of this experiment's {len(self.ids)} images") from None
-
-    @functools.cached_property
-    def _index(self) -> dict[str, int]:
-        return {i: k for k, i in enumerate(self.ids)}
+        return labels_for(ids, self.ids, self.is_member)
 
     def metrics(self, result: AttackResult, *, n_bootstrap: int = 200, seed: int = 0) -> AttackMetrics:
         """Metrics of a result on the images it scored: all of them, or a learned attack's evaluation part."""

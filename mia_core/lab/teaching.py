@@ -21,9 +21,7 @@ At one t the two rank images identically; the x0 error is the "reconstruction" a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -32,7 +30,7 @@ import torch
 
 from mia_core.schedule import NoiseSchedule, predict_x0, q_sample
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL
-from mia_core.target import DEFAULT_TARGET_DIR, Target
+from mia_core.target import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from mia_core.lab.experiment import Experiment
@@ -385,16 +383,6 @@ def attack_summary(registry: Mapping[str, type] | None = None) -> list[dict[str,
 
 
 # -- the default target's training log -------------------------------------------------------
-
-
-def read_train_log(folder: str | Path = DEFAULT_TARGET_DIR) -> dict[str, Any] | None:
-    """``train_log.json`` of a target folder, or None when there is none (or it is unreadable)."""
-    path = Path(folder) / "train_log.json"
-    try:
-        log = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return log if isinstance(log, dict) else None
 
 
 def train_log_summary(log: Mapping[str, Any]) -> dict[str, Any]:
