@@ -8,6 +8,7 @@ Session-state keys are namespaced ``cfg.*`` (choices that define the experiment)
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from mia_core.lab.experiment import Experiment
     from mia_core.lab.runs import ResultStore, Worker
 
+
 def _leave_legacy_pages_mode() -> None:
     """Route the first visit of a fresh server through app.py.
 
@@ -30,6 +32,12 @@ def _leave_legacy_pages_mode() -> None:
     the page without app.py (no shared state, a different sidebar). Whoever imports this module
     first in that mode flips the flag and reruns: the rerun goes through app.py, whose page of
     the same url_path (its file's stem) is the page that was asked for.
+
+    Why a private attribute: Streamlit (1.55 to 1.67 at least) has no public switch for this. The
+    product keeps its top-level ``pages/`` folder; ``st.navigation`` (public) clears the flag, but
+    only once app.py runs, which is what the legacy mode skips; there is no config option. This is
+    the only place that touches Streamlit internals, and tests/test_streamlit_legacy_pages.py fails
+    the day ``PagesManager.uses_pages_directory`` or its effect changes.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
@@ -171,14 +179,45 @@ def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, can
     box.caption(leave_note)
 
 
+def poll_job(worker: Worker, job_id: str | None, poll_key: str, *, running: Callable[[Any], None],
+             ended: Callable[[Any], None] | None = None) -> None:
+    """A worker job's panel, redrawn every second while the job is queued or running.
+
+    ``running(job)`` draws it while it is active (e.g. :func:`running_job_box`). When it ends, the
+    whole page reruns once, so every section sees the outcome (``st.session_state[poll_key]``
+    remembers the job id the last full run saw active); then ``ended(job)``, if given, draws the
+    outcome inside the panel. Nothing is drawn for an unknown job.
+    """
+    s = st.session_state
+    job = worker.get(job_id) if job_id else None
+    if job is not None and job.active:
+        s[poll_key] = job_id
+
+    @st.fragment(run_every=1.0 if job is not None and job.active else None)
+    def job_panel() -> None:
+        current = worker.get(job_id) if job_id else None
+        if current is None:
+            return
+        if current.active:
+            running(current)
+            return
+        if s.get(poll_key) == job_id:  # it just ended: one full rerun draws the outcome everywhere
+            s[poll_key] = None
+            st.rerun()
+        if ended is not None:
+            ended(current)
+
+    job_panel()
+
+
 def fpr_budget() -> float:
     return float(st.session_state["cfg.fpr"])
 
 
 def budget_control() -> float:
     """The FPR-budget picker, bound to the URL (``?fpr=1%``) and mirrored into ``cfg.fpr``."""
-    from mia_core.views.results import budget_label
     from mia_core.metrics import BUDGET_1PCT
+    from mia_core.views.results import budget_label
 
     s = st.session_state
     if "fpr" not in s and st.query_params.get("fpr") not in {budget_label(b) for b in FPR_BUDGETS}:

@@ -7,15 +7,22 @@ store, where Compare, Sample explorer and the other pages read them.
 
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 
-from mia_core.lab import plan
 from mia_core.attacks import REGISTRY
+from mia_core.lab import plan
 from mia_core.lab.experiment import attack_job_id, submit_attacks
 from mia_core.views.results import scores_frame
-from pages._common import get_store, get_worker, results, running_job_box, selected_attacks, try_experiment
+from pages._common import (
+    get_store,
+    get_worker,
+    poll_job,
+    results,
+    running_job_box,
+    selected_attacks,
+    try_experiment,
+)
 
 s = st.session_state
 JOB_KEY = "attack_lab.job"  # the id of this session's latest job
@@ -75,8 +82,10 @@ st.dataframe(
     column_config={
         "attack": st.column_config.TextColumn("Attack"),
         "paper": st.column_config.TextColumn("Paper"),
-        "UNet calls / image": st.column_config.NumberColumn(help="The attack's published cost: UNet evaluations per image for its score"),
-        "with trace": st.column_config.NumberColumn("with per-timestep trace", help="UNet evaluations per image including the per-timestep trace the app draws"),
+        "UNet calls / image": st.column_config.NumberColumn(
+            help="The attack's published cost: UNet evaluations per image for its score"),
+        "with trace": st.column_config.NumberColumn(
+            "with per-timestep trace", help="UNet evaluations per image including the per-timestep trace the app draws"),
         "selected": st.column_config.CheckboxColumn("Selected"),
         "results": st.column_config.TextColumn("Results"),
     },
@@ -91,7 +100,8 @@ if current:
         todo = (f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
                 f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note}).")
     st.markdown(
-        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; {todo}"
+        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; "
+        f"{todo}"
     )
 st.caption("The table shows the parameters of your last run; it updates when you press Run.")
 
@@ -230,29 +240,18 @@ if state is None and current:  # a job for this very request started elsewhere (
     if other is not None and other.active:
         job_id, state = other.job_id, other
         s[JOB_KEY] = job_id
-if state is not None and state.active:
-    s[POLL_KEY] = job_id
 
 
-@st.fragment(run_every=1.0 if state is not None and state.active else None)
-def job_panel() -> None:
-    """Progress of this session's job; polls every second while it is queued or running."""
-    if not job_id:
-        return
-    job = worker.get(job_id)
-    if job is None:
-        return
-    if job.active:
-        phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
-        running_job_box(
-            worker, job, f"{phase} — {job.message}" if job.message else "Starting…", cancel_key="attack_lab.cancel",
-            cancel_help="Stops after the current batch; attacks that already finished stay stored.",
-            leave_note="You can leave this page: the job keeps running on the server, and this page shows its "
-                       "progress again when you come back.")
-        return
-    if s.get(POLL_KEY) == job_id:  # it just ended: one full rerun so every section shows the new results
-        s[POLL_KEY] = None
-        st.rerun()
+def _running(job) -> None:
+    phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
+    running_job_box(
+        worker, job, f"{phase} — {job.message}" if job.message else "Starting…", cancel_key="attack_lab.cancel",
+        cancel_help="Stops after the current batch; attacks that already finished stay stored.",
+        leave_note="You can leave this page: the job keeps running on the server, and this page shows its "
+                   "progress again when you come back.")
+
+
+def _ended(job) -> None:
     took = f" in {plan.format_duration(job.finished - job.started)}" if job.finished and job.started else ""
     if job.status == "done":
         st.success(f"Done — {job.message}{took}.", icon=":material/check_circle:")
@@ -265,7 +264,7 @@ def job_panel() -> None:
             st.code(job.message or "no traceback", language="text")
 
 
-job_panel()
+poll_job(worker, job_id, POLL_KEY, running=_running, ended=_ended)
 
 # -- results ---------------------------------------------------------------------------------------
 

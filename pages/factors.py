@@ -14,13 +14,13 @@ import streamlit as st
 
 from mia_core.views import factors as fv
 from mia_core.lab.plan import format_duration
-from mia_core.paths import REPO_DIR, STUDIES_DIR
+from mia_core.paths import STUDIES_DIR, runs_dir
 from mia_core.lab.study import Study, list_studies, load_study
 from pages._common import download_figure
 
 s = st.session_state
 SHIPPED_DIR = STUDIES_DIR
-USER_DIR = REPO_DIR / "runs" / "studies"
+USER_DIR = runs_dir() / "studies"
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -63,7 +63,7 @@ def _open_typed() -> None:
         return
     path = Path(raw).expanduser()
     if not path.exists() and not path.is_absolute():  # "runs/studies/x" typed while the app runs elsewhere
-        path = REPO_DIR / path
+        path = runs_dir().parent / path
     file = _study_file(path)
     if not file.is_file():
         s["factors.msg"] = f"`{raw}` is not a study folder or study.json file on the machine running the app."

@@ -8,50 +8,41 @@ runs/targets/<name> with its split.json and train_log.json, exactly what ``mia t
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import re
-import time
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from mia_core.lab import plan
 from mia_core.data import DIGITS_SOURCE, resolve_data
+from mia_core.lab import plan
+from mia_core.lab.jobs import (
+    live_log_every,
+    recipe_key,
+    shown_path,
+    submit_training,
+    targets_dir,
+    trained_targets,
+    training_job,
+)
 from mia_core.lab.teaching import loss_curve_figure
-from mia_core.lab.runs import Cancelled
-from mia_core.paths import REPO_DIR
+from mia_core.lab.train import (
+    AUGMENT_LABELS,
+    PRESETS,
+    SCHEDULES,
+    TrainConfig,
+    measure_steps_per_second,
+    preset_config,
+    train_command,
+)
 from mia_core.target import pick_device
-from mia_core.lab.train import TrainConfig, measure_steps_per_second, train, train_command
-from pages._common import get_worker, running_job_box
+from pages._common import get_worker, poll_job, running_job_box
 
 s = st.session_state
 JOB_KEY = "train.job"  # the id of this session's latest training job
 POLL_KEY = "train.polling"  # the job id the last full run saw active (rerun once when it ends)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-#: Model size presets: (UNet block_out_channels, layers_per_block, what it is).
-PRESETS = {
-    "small": ((16, 32, 32), 1, "0.28 M parameters: fast, leaks less"),
-    "medium": ((32, 64, 64), 1, "1.1 M parameters: the embedded default's architecture"),
-}
-SCHEDULES = ("linear", "cosine")
-AUGMENTS = {"none": "none", "hflip": "horizontal flips", "strong": "strong (random shifts and flips)"}
 DEFAULTS = TrainConfig()
-
-
-def targets_dir() -> Path:
-    """Where trained targets go: ``$MIA_TARGETS_DIR`` if set, else ``runs/targets`` in the repository."""
-    return Path(os.environ.get("MIA_TARGETS_DIR", REPO_DIR / "runs" / "targets"))
-
-
-@st.cache_resource(show_spinner=False)
-def _live() -> dict[str, dict]:
-    """Per training job id: {"curve": [[step, loss], ...] filled by the job, "out": folder, "steps/s": float}."""
-    return {}
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -60,30 +51,14 @@ def _data(spec: str, seed: int):
     return resolve_data(spec, seed=seed)
 
 
-def _shown_path(path: Path) -> str:
-    """``path`` relative to the repository when it is inside it (what a user types), else absolute."""
-    try:
-        return str(path.resolve().relative_to(REPO_DIR))
-    except ValueError:
-        return str(path)
-
-
-def command_line(data: str, out: Path, cfg: TrainConfig) -> str:
-    """The ``mia train`` command for this form, with the output folder as the user would type it."""
-    return train_command(data, _shown_path(out), cfg)
-
-
 def _config(v: dict) -> TrainConfig:
     """The TrainConfig of the form's values (raises ValueError with TrainConfig's message)."""
-    channels, layers, _ = PRESETS[v["preset"]]
-    return TrainConfig(
-        steps=int(v["steps"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]), ema_decay=float(v["ema_decay"]),
-        block_out_channels=channels, layers_per_block=layers, schedule=v["schedule"], augment=v["augment"],
+    return preset_config(
+        v["preset"], steps=int(v["steps"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
+        ema_decay=float(v["ema_decay"]), schedule=v["schedule"], augment=v["augment"],
         dp_epsilon=float(v["dp_epsilon"]) if v["dp"] else None,
         dp_delta=float(v["dp_delta"]) if v["dp_delta"] else None,  # empty: 1 / N^1.1
-        dp_max_grad_norm=float(v["dp_max_grad_norm"]), seed=int(v["seed"]),
-        # ~100 points on the live curve; logging does not change the weights
-        log_every=max(1, min(DEFAULTS.log_every, int(v["steps"]) // 100)),
+        dp_max_grad_norm=float(v["dp_max_grad_norm"]), seed=int(v["seed"]), log_every=live_log_every(int(v["steps"])),
     )
 
 
@@ -91,30 +66,6 @@ def _measure(data: str, cfg: TrainConfig, device: str) -> float:
     """Steps per second of this recipe here (a few real training steps)."""
     images, split = _data(data, cfg.seed)
     return measure_steps_per_second(images.subset(split.member_ids), split, cfg, device=device)
-
-
-def _rate_key(data: str, cfg: TrainConfig) -> dict:
-    """What a measured speed depends on: the recipe and the data, not the number of steps (nor logging)."""
-    return asdict(replace(cfg, steps=1, log_every=1)) | {"data": data}
-
-
-def _job(members, split, cfg: TrainConfig, out: Path, device: str, command: str, live: dict):
-    """The worker's job: train, filling ``live["curve"]`` and the JobState from the progress callback."""
-    def run(state) -> None:
-        state.phase, state.total = "train", cfg.steps
-        t0 = time.perf_counter()
-
-        def progress(step: int, steps: int, loss: float) -> None:
-            if state.cancel_event.is_set():
-                raise Cancelled(f"cancelled at step {step:,} of {steps:,}; nothing was saved")
-            live["curve"].append([step, loss])
-            live["steps/s"] = step / max(time.perf_counter() - t0, 1e-9)
-            state.done, state.message = step, f"step {step:,} of {steps:,} · loss {loss:.4f}"
-
-        result = train(members, split, cfg, out, device=device, command=command, progress=progress)
-        state.message = (f"trained {cfg.steps:,} steps on {split.n_members:,} members in "
-                         f"{plan.format_duration(result.seconds)}")
-    return run
 
 
 # -- the page --------------------------------------------------------------------------------------
@@ -142,7 +93,7 @@ with st.form("train.form"):
              "(.json), an .npz with an 'images' array (and optionally 'is_member'), or a folder of images. "
              "Only the split's members are trained on; the non-members stay unseen for the attacks.")
     c2.text_input("Name", value="my-target", key="train.name",
-                  help=f"The target is saved to {_shown_path(targets_dir())}/<name> (letters, digits, . _ -).")
+                  help=f"The target is saved to {shown_path(targets_dir())}/<name> (letters, digits, . _ -).")
     st.radio("Model size", list(PRESETS), key="train.preset", horizontal=True, index=1,
              format_func=lambda p: f"{p} — {PRESETS[p][2]}")
     c1, c2, c3, c4 = st.columns(4)
@@ -158,8 +109,8 @@ with st.form("train.form"):
     c1.selectbox("Noise schedule", SCHEDULES, key="train.schedule", index=SCHEDULES.index(DEFAULTS.schedule),
                  help="How fast noise is added over the T = 1000 timesteps: linear betas (DDPM, Ho et al. 2020) "
                       "or cosine (Nichol & Dhariwal 2021), which destroys the image more slowly.")
-    c2.selectbox("Augmentation", list(AUGMENTS), format_func=AUGMENTS.get, key="train.augment",
-                 index=list(AUGMENTS).index(DEFAULTS.augment),
+    c2.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get, key="train.augment",
+                 index=list(AUGMENT_LABELS).index(DEFAULTS.augment),
                  help="Random changes to each training image at every step: a defence against memorisation.")
     c3.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train.seed",
                     help="Seeds the weights, the batches and the noise (and a random split of the data, if any).")
@@ -193,16 +144,16 @@ if not NAME_RE.match(values["name"].strip()):
 
 if cfg is not None:
     st.markdown("**The same training from the command line** (copy it to run on a GPU machine):")
-    st.code(command_line(data_spec, out_dir, cfg), language="bash", wrap_lines=True)
+    st.code(train_command(data_spec, shown_path(out_dir), cfg), language="bash", wrap_lines=True)
 
 if estimate and not errors:
     try:
         with st.spinner("Timing a few training steps…", show_time=True):
             rate = _measure(data_spec, cfg, device)
-        s["train.rate"] = (_rate_key(data_spec, cfg), rate)
+        s["train.rate"] = (recipe_key(data_spec, cfg), rate)
     except Exception as exc:  # bad data, a recipe the trainer refuses: say so, never a traceback
         errors.append(f"Could not time this recipe: {type(exc).__name__}: {exc}")
-if cfg is not None and s.get("train.rate") and s["train.rate"][0] == _rate_key(data_spec, cfg):
+if cfg is not None and s.get("train.rate") and s["train.rate"][0] == recipe_key(data_spec, cfg):
     rate = s["train.rate"][1]
     st.info(f"Measured **{rate:,.1f} training steps/s** on this machine ({device}) for this recipe: "
             f"{cfg.steps:,} steps take **about {plan.format_duration(cfg.steps / rate)}**.",
@@ -210,25 +161,11 @@ if cfg is not None and s.get("train.rate") and s["train.rate"][0] == _rate_key(d
 
 
 def _start() -> None:
-    """Validate the data and the folder, then submit the training to the worker."""
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise ValueError(f"{_shown_path(out_dir)} already exists and is not empty: choose another name")
+    """Load the data and submit the training to the worker (mia_core.lab.jobs.submit_training)."""
     images, split = _data(data_spec, cfg.seed)
-    members = images.subset(split.member_ids)
-    command = command_line(data_spec, out_dir, cfg)
-    job_id = "train-" + hashlib.sha256(json.dumps([data_spec, str(out_dir), asdict(cfg)], sort_keys=True,
-                                                  default=str).encode()).hexdigest()[:16]
-    previous = worker.get(job_id)
-    if previous is not None and previous.active:  # the same request is running (another tab): show it
-        s[JOB_KEY] = job_id
-        return
-    if previous is not None:
-        worker.forget(job_id)  # a cancelled / failed / deleted run of the same request: train again
-    live = {"curve": [], "out": str(out_dir), "steps/s": None, "data": data_spec}
-    _live()[job_id] = live
-    worker.submit(job_id, f"training {values['name'].strip()} ({cfg.steps:,} steps on {split.n_members:,} members)",
-                  _job(members, split, cfg, out_dir, device, command, live))
-    s[JOB_KEY] = job_id
+    job = submit_training(worker, images.subset(split.member_ids), split, cfg, out_dir, data=data_spec, device=device,
+                          name=values["name"].strip())
+    s[JOB_KEY] = job.job_id
 
 
 if submitted and not errors:
@@ -254,52 +191,40 @@ def _use(folder: str) -> None:
 # -- the job's progress --------------------------------------------------------------------------
 
 job_id = s.get(JOB_KEY)
-state = worker.get(job_id) if job_id else None
-if state is not None and state.active:
-    s[POLL_KEY] = job_id
 
 
-@st.fragment(run_every=1.0 if state is not None and state.active else None)
-def job_panel() -> None:
-    """Progress, live loss curve and Cancel while training; polls every second while it is active."""
-    if not job_id:
-        return
-    job, live = worker.get(job_id), _live().get(job_id)
-    if job is None or live is None:
-        return
-    if job.active:
-        rate = f" · {live['steps/s']:,.1f} steps/s" if live.get("steps/s") else ""
+def _running(job) -> None:
+    """Progress, live loss curve and Cancel while training."""
+    live = training_job(job.job_id)
+    rate = f" · {live.steps_per_second:,.1f} steps/s" if live and live.steps_per_second else ""
 
-        def live_curve(box) -> None:
-            if len(live["curve"]) > 1:  # one point draws no line
-                box.plotly_chart(loss_curve_figure({"loss_curve": list(live["curve"])}), key="train.live_loss",
-                                 config={"displaylogo": False})
+    def live_curve(box) -> None:
+        if live is not None and len(live.curve) > 1:  # one point draws no line
+            box.plotly_chart(loss_curve_figure({"loss_curve": list(live.curve)}), key="train.live_loss",
+                             config={"displaylogo": False})
 
-        running_job_box(
-            worker, job, (job.message or "Starting…") + rate, cancel_key="train.cancel", extra=live_curve,
-            cancel_help="Stops at the next logged step; nothing is saved.",
-            leave_note="You can leave this page: training continues on the server and this page shows it again "
-                       "when you come back.")
-    elif s.get(POLL_KEY) == job_id:  # it just ended: one full rerun draws the outcome below
-        s[POLL_KEY] = None
-        st.rerun()
+    running_job_box(
+        worker, job, (job.message or "Starting…") + rate, cancel_key="train.cancel", extra=live_curve,
+        cancel_help="Stops at the next logged step; nothing is saved.",
+        leave_note="You can leave this page: training continues on the server and this page shows it again "
+                   "when you come back.")
 
 
-job_panel()
+poll_job(worker, job_id, POLL_KEY, running=_running)
 
 # -- the outcome (drawn by full runs, so that "Use this target" reruns the whole page) ----------------
 
-job, live = (worker.get(job_id), _live().get(job_id)) if job_id else (None, None)
+job, live = (worker.get(job_id), training_job(job_id)) if job_id else (None, None)
 if job is not None and live is not None and not job.active:
     if job.status == "done":
-        st.success(f"Done — {job.message}. Saved to `{_shown_path(Path(live['out']))}`.",
+        st.success(f"Done — {job.message}. Saved to `{shown_path(live.out_dir)}`.",
                    icon=":material/check_circle:")
-        fig = loss_curve_figure({"loss_curve": list(live["curve"])})
+        fig = loss_curve_figure({"loss_curve": list(live.curve)})
         if fig is not None:
             st.plotly_chart(fig, key="train.final_loss", config={"displaylogo": False})
         c1, c2 = st.columns([1, 3], vertical_alignment="center")
         c1.button("Use this target", type="primary", key="train.use", on_click=_use,
-                  args=(str(Path(live["out"]).resolve()),), icon=":material/target:",
+                  args=(str(live.out_dir.resolve()),), icon=":material/target:",
                   help="Makes it the session's target, with its own split as the data, for every other page.")
         c2.caption("Then open the **Attack lab** to attack it. Its non-members were never trained on, so they are "
                    "a fair comparison.")
@@ -317,20 +242,8 @@ if flash:
 
 # -- what is already trained -----------------------------------------------------------------------
 
-trained = sorted(p.parent for p in targets_dir().glob("*/train_log.json"))
-if trained:
+rows = trained_targets()
+if rows:
     st.subheader("Trained targets")
-    rows = []
-    for folder in trained:
-        try:
-            log = json.loads((folder / "train_log.json").read_text())
-        except (OSError, ValueError):
-            continue
-        cfg_log = log.get("config") or {}
-        dp = log.get("dp") or {}
-        rows.append({"name": folder.name, "steps": cfg_log.get("steps"), "members": log.get("n_members"),
-                     "augment": cfg_log.get("augment", "hflip" if cfg_log.get("hflip") else "none"),
-                     "DP ε": dp.get("achieved_epsilon"), "seconds": log.get("seconds"), "device": log.get("device"),
-                     "folder": _shown_path(folder)})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="train.trained")
     st.caption("Choose one on the **Target** page (Local diffusers folder) to attack it.")

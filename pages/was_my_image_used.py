@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
 import numpy as np
@@ -12,17 +10,17 @@ import streamlit as st
 
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
-from mia_core.views.results import upscale_nearest
+from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
 from mia_core.lab.verdict import (
     budget_text,
     calibrations_from_results,
     encode_png,
     judge_scores,
     placement_figure,
-    score_images,
     verdict_sentence,
 )
-from pages._common import FPR_BUDGETS, get_worker, results, selected_attacks, try_experiment
+from mia_core.views.results import upscale_nearest
+from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
 
 MAX_FILES = 64  # refused above this
 MAX_INLINE = 32  # scored in the script thread up to this; above, on the worker
@@ -30,12 +28,6 @@ CARDS_PER_PAGE = 8
 THUMB = 96
 
 s = st.session_state
-
-
-@st.cache_resource(show_spinner=False)
-def _worker_scores() -> dict:
-    """Scores computed by the worker for bigger uploads, by cache key (process-wide, bounded)."""
-    return {}
 
 
 def _title(name: str) -> str:
@@ -56,57 +48,28 @@ def _set_fpr() -> None:
     s["cfg.fpr"] = float(s["miu.fpr"])
 
 
-def _score_key(target, images, attacks, seed: int) -> str:
-    text = json.dumps([target.fingerprint, images.fingerprint, seed,
-                       [[a.name, a.params_dict()] for a in attacks]], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
 def _scores_inline(key, target, images, attacks, seed):
-    cache = s.setdefault("miu.scores", {})
-    if key not in cache:
-        names = ", ".join(a.name for a in attacks)
-        with st.spinner(f"Scoring {images.n} image(s) with {names}…"):
-            cache[key] = score_images(target, images, attacks, seed=seed)
-        while len(cache) > 8:
-            cache.pop(next(iter(cache)))
-    return cache[key]
+    """The scores of a small upload, computed here (once per key: mia_core.lab.jobs keeps them)."""
+    if upload_scores(key) is None:
+        with st.spinner(f"Scoring {images.n} image(s) with {', '.join(a.name for a in attacks)}…"):
+            return score_upload(key, target, images, attacks, seed=seed)
+    return upload_scores(key)
 
 
 def _scores_on_worker(key, target, images, attacks, seed):
-    box = _worker_scores()
-    if key in box:
-        return box[key]
-    worker, job_id = get_worker(), f"upload-{key}"
-    state = worker.get(job_id)
-    if state is not None and state.status in ("done", "failed", "cancelled"):
-        if state.status == "failed":
-            st.error(f"Scoring failed: {state.error}")
-        worker.forget(job_id)  # done but evicted, failed or cancelled: allow a fresh run
-        if state.status == "failed":
-            return None
-
-    def job(js) -> None:
-        js.total = images.n * len(attacks)
-        offsets = {a.name: i * images.n for i, a in enumerate(attacks)}
-
-        def progress(name: str, done: int, total: int) -> None:
-            js.phase, js.done, js.message = name, offsets[name] + done, f"{name}: {done}/{total} images"
-
-        box[key] = score_images(target, images, attacks, seed=seed, progress=progress)
-        while len(box) > 16:
-            box.pop(next(iter(box)))
-
-    worker.submit(job_id, f"scoring {images.n} uploaded images", job)
-
-    @st.fragment(run_every=1.0)
-    def _poll() -> None:
-        js = worker.get(job_id)
-        if js is None or not js.active:
-            st.rerun()
-        st.progress(js.fraction, text=f"Scoring {images.n} images in the background… {js.message or js.status}")
-
-    _poll()
+    """The scores of a bigger upload, computed on the worker (mia_core.lab.jobs); None while it runs."""
+    scores = upload_scores(key)
+    if scores is not None:
+        return scores
+    worker = get_worker()
+    previous = worker.get(upload_job_id(key))
+    if previous is not None and previous.status == "failed":
+        st.error(f"Scoring failed: {previous.error}")
+        worker.forget(previous.job_id)  # the next run of the page tries again
+        return None
+    job = submit_upload_scoring(worker, key, target, images, attacks, seed=seed)
+    poll_job(worker, job.job_id, "miu.polling", running=lambda js: st.progress(
+        js.fraction, text=f"Scoring {images.n} images in the background… {js.message or js.status}"))
     return None
 
 
@@ -196,7 +159,7 @@ images = up.images
 st.info(f"**Conversion to the target's input:** {up.conversion.report}", icon="🔧")
 
 seed = int(s["cfg.seed"])
-key = _score_key(target, images, attacks, seed)
+key = upload_score_key(target, images, attacks, seed)
 try:
     if images.n <= MAX_INLINE:
         scores = _scores_inline(key, target, images, attacks, seed)

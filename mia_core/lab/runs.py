@@ -37,15 +37,15 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from mia_core.attacks import Attack, AttackResult
-from mia_core.paths import REPO_DIR
+from mia_core.paths import runs_dir
 
 #: Bump when attack math changes in a way that changes scores: old stored runs stop matching.
 CODE_VERSION = "2"
 
 
 def default_store_dir() -> Path:
-    """``$MIA_STORE`` if set, else ``runs/store`` in the repository."""
-    return Path(os.environ.get("MIA_STORE", REPO_DIR / "runs" / "store"))
+    """``$MIA_STORE`` if set, else ``store/`` in the runs folder (:func:`mia_core.paths.runs_dir`)."""
+    return Path(os.environ.get("MIA_STORE", runs_dir() / "store"))
 
 
 @dataclass(frozen=True)
