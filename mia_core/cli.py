@@ -26,7 +26,10 @@ import numpy as np
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is not cmd_app:  # only `mia app` passes options on (to streamlit)
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.streamlit_args = extra
     args.command_line = "mia " + shlex.join(argv)
     if not hasattr(args, "func"):
         parser.print_help()
@@ -97,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)")
+    p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)",
+                       epilog="Other options are passed on to `streamlit run`, e.g. mia app --server.port 8600")
     p.set_defaults(func=cmd_app)
     return parser
 
@@ -389,8 +393,33 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    app = Path(__file__).resolve().parent.parent / "app.py"
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(app)])
+    from mia_core.paths import APP_DIR
+
+    command = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "app.py"),
+               *app_config_flags(APP_DIR / ".streamlit" / "config.toml"), *args.streamlit_args]
+    print(f"mia app: streamlit run {APP_DIR / 'app.py'}", flush=True)
+    return subprocess.call(command)
+
+
+def app_config_flags(config: Path) -> list[str]:
+    """The app's ``.streamlit/config.toml`` as ``streamlit run`` flags (``--server.headless=true``, ...).
+
+    Streamlit reads that file only from the current folder, and ``mia app`` may start anywhere (an
+    installed package); flags given after these win. Empty when the file is missing or on Python 3.10
+    (no tomllib).
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        return []
+    if not config.is_file():
+        return []
+    flags = []
+    for section, values in tomllib.loads(config.read_text()).items():
+        for key, value in values.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            flags.append(f"--{section}.{key}={text}")
+    return flags
 
 
 if __name__ == "__main__":
