@@ -13,8 +13,6 @@ import torch
 from safetensors.torch import load_file
 
 from mia_core.data import Split, load_digits, random_split
-from mia_core.schedule import NoiseSchedule
-from mia_core.target import load_target
 from mia_core.lab.train import (
     TrainConfig,
     augment_batch,
@@ -25,6 +23,8 @@ from mia_core.lab.train import (
     shift_reflect,
     train,
 )
+from mia_core.schedule import NoiseSchedule
+from mia_core.target import load_target
 
 CFG = TrainConfig(steps=60, batch_size=32, block_out_channels=(16, 32), layers_per_block=1, log_every=20,
                   warmup_steps=10, lr=1e-3, seed=0)

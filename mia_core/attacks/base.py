@@ -15,9 +15,10 @@ out-of-memory error and retries it (finished batches are kept), reports progress
 Attacks that learn (:class:`LearnedAttack`: SecMI-NN, quantile regression) also need labels or
 public data. They have no ``run``; ``fit_score(target, x0, ids, is_member, seed=...)`` partitions
 the ids into a part they train on and a disjoint part they score, and returns scores for the
-evaluation part only (``AttackResult.train_ids`` records the other part). Scores follow one convention: **higher = more member-like** (errors and
-distances are negated). Traces hold the attack's raw per-timestep statistic (an error or a
-distance, so **lower = more member-like**), which is what the error-curve plots draw.
+evaluation part only (``AttackResult.train_ids`` records the other part). Scores follow one
+convention: **higher = more member-like** (errors and distances are negated). Traces hold the
+attack's raw per-timestep statistic (an error or a distance, so **lower = more member-like**),
+which is what the error-curve plots draw.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import contextlib
 import dataclasses
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch

@@ -47,8 +47,8 @@ too high; that miscalibration is shown as measured (``info["vote_operating_point
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -213,7 +213,8 @@ class QuantileRegression(LearnedAttack):
         return self.learned_result(
             data, score,
             evaluated_on=(f"all {n_eval[0]} members and the {n_eval[1]} held-out non-members; trained on "
-                          f"{len(public_ids)} public non-members ({round(100 * p.public_fraction)} %, no member labels)"),
+                          f"{len(public_ids)} public non-members ({round(100 * p.public_fraction)} %, "
+                          "no member labels)"),
             extras={
                 "threshold": np.exp(np.median(q_bag_arr, axis=0)),
                 "member_votes": votes,

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
-from mia_core.metrics import AttackMetrics, evaluate
 from mia_core.lab.evalsets import labels_for
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
+from mia_core.metrics import AttackMetrics, evaluate
 from mia_core.target import Target, load_target
 
 
