@@ -26,6 +26,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .data.images import to_uint8
 from .schedule import predict_x0
 from .views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from .target import Target
@@ -62,13 +63,6 @@ def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tenso
         gen.manual_seed(_sample_seed(seed, i))
         out[i] = torch.randn(shape, generator=gen)
     return out
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) float in [-1, 1] -> uint8 (N, H, W, C) (clipped, rounded)."""
-    arr = x.detach().to("cpu", torch.float32).numpy()
-    arr = np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
 
 
 def ddim_sample(

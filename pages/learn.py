@@ -14,9 +14,10 @@ import streamlit as st
 
 from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
+from mia_core.views import images as VI
 from pages._common import download_figure, try_experiment
 
-SIZE = explain.DISPLAY_SIZE
+SIZE = VI.DISPLAY_SIZE
 CURVE_DRAWS = 4  # noise draws averaged in the per-t curve of view 3 (2 images x 10 t x 4 = 80 UNet inputs)
 POPULATION = 100  # members and non-members in the optional population curve
 
@@ -113,10 +114,10 @@ def noising_view() -> None:
         st.error(f"The model could not denoise this image: {exc}")
         return
     c1, c2, c3 = st.columns(3)
-    c1.image(explain.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
-    c2.image(explain.upscale_nearest(explain.noise_to_display(noise), SIZE), caption="ε: the noise (fixed seed)",
+    c1.image(VI.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
+    c2.image(VI.upscale_nearest(VI.noise_to_uint8(noise), SIZE), caption="ε: the noise (fixed seed)",
              width=SIZE, output_format="PNG")
-    c3.image(explain.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
+    c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
     with st.expander("How ᾱ_t falls with t"):
         fig = explain.abar_figure(schedule, t)
         st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
@@ -129,11 +130,11 @@ def noising_view() -> None:
     st.header("2 · One denoising step by the model")
     st.latex(r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}")
     d1, d2, d3, d4 = st.columns(4)
-    d1.image(explain.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
-    d2.image(explain.upscale_nearest(explain.noise_to_display(eps_pred), SIZE),
+    d1.image(VI.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
+    d2.image(VI.upscale_nearest(VI.noise_to_uint8(eps_pred), SIZE),
              caption="ε_θ(x_t, t): predicted noise", width=SIZE, output_format="PNG")
-    d3.image(explain.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
-    d4.image(explain.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
+    d3.image(VI.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
+    d4.image(VI.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
     eps_err = float((eps_pred - noise).pow(2).mean())
     x0_err = float((x0_hat - x0).pow(2).mean())
     e1, e2 = st.columns(2)
@@ -176,8 +177,8 @@ def comparison_view() -> None:
             imgs, nums = st.columns([3, 2])
             with imgs:
                 st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
-                st.image([explain.display_image(x0[k], 88), explain.display_image(x_t[k], 88),
-                          explain.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
+                st.image([VI.display_image(x0[k], 88), VI.display_image(x_t[k], 88),
+                          VI.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
                          output_format="PNG")
             nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
             nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")

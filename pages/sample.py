@@ -14,6 +14,7 @@ import streamlit as st
 
 from mia_core.views import results as F
 from mia_core import metrics as M
+from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
 from mia_core.lab.evalsets import learned_sample_lines
 from pages._common import budget_control, results, try_experiment
@@ -102,7 +103,7 @@ s["sample._url_id"] = sample_id
 # -- the image and its verdicts ------------------------------------------------------------------
 left, right = st.columns([1, 3])
 with left:
-    st.image(F.upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
+    st.image(upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
              width=IMAGE_PX, clamp=True)
     if truth:
         st.success("Truly a **member**: the target was trained on this image.")
@@ -207,7 +208,7 @@ else:
     ]
     for col, (key, caption) in zip(cols, shown):
         with col:
-            st.image(F.upscale_nearest(pics[key], IMAGE_PX), caption=caption, width=IMAGE_PX, clamp=True)
+            st.image(upscale_nearest(pics[key], IMAGE_PX), caption=caption, width=IMAGE_PX, clamp=True)
     st.caption(
         f"SecMI (Duan et al., 2023) runs the model's deterministic DDIM process *backwards*, from the clean image "
         f"to a noisy version x̃ at t = {t} (9 UNet calls), then takes one step further up and one step back "

@@ -12,6 +12,7 @@ import streamlit as st
 from mia_core import sampling
 from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
+from mia_core.views.images import upscale_nearest
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
@@ -251,7 +252,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
                 break
             with col.container(border=True):
                 triple = [samples[i], members_px[mem.member_index[i]], nonmembers_px[mem.nonmember_index[i]]]
-                shown = [explain.upscale_nearest(im[:, :, 0] if im.shape[2] == 1 else im, THUMB) for im in triple]
+                shown = [upscale_nearest(im, THUMB) for im in triple]
                 st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB,
                          output_format="PNG")
                 verdict = "member" if mem.member_distance[i] < mem.nonmember_distance[i] else "non-member"

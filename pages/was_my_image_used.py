@@ -12,7 +12,7 @@ import streamlit as st
 
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
-from mia_core.views.results import upscale_nearest
+from mia_core.views.images import upscale_nearest
 from mia_core.lab.verdict import (
     budget_text,
     calibrations_from_results,

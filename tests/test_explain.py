@@ -90,30 +90,6 @@ def test_error_curve_shapes_and_consistency(target):
         explain.reconstruction_error_curve(target, x0, [1000], seed=0)
 
 
-def test_to_display_range_and_shape():
-    x = torch.linspace(-1.5, 1.5, 64).view(1, 8, 8)
-    img = explain.to_display(x)
-    assert img.shape == (8, 8) and img.dtype == np.uint8
-    assert img.min() == 0 and img.max() == 255
-    rgb = explain.to_display(torch.zeros(3, 4, 5))
-    assert rgb.shape == (4, 5, 3) and (rgb == 128).all()
-    # Round trip with ImageSet.to_unit_range (x / 127.5 - 1).
-    pixels = np.arange(64, dtype=np.uint8).reshape(1, 8, 8) * 4
-    assert np.array_equal(explain.to_display(pixels.astype(np.float32) / 127.5 - 1), pixels[0])
-
-
-def test_upscale_nearest_is_exact():
-    img = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    big = explain.upscale_nearest(img, 160)
-    assert big.shape == (160, 160)
-    assert np.array_equal(big, np.repeat(np.repeat(img, 20, axis=0), 20, axis=1))
-    rgb = np.random.default_rng(0).integers(0, 255, (4, 4, 3), dtype=np.uint8)
-    big_rgb = explain.upscale_nearest(rgb, 12)
-    assert big_rgb.shape == (12, 12, 3)
-    assert np.array_equal(big_rgb[::3, ::3], rgb)
-    assert set(np.unique(big_rgb)) <= set(np.unique(rgb))  # no blending
-
-
 class _FakeImages:
     def __init__(self, images):
         self.images = images

@@ -306,18 +306,6 @@ def test_scores_frame_columns():
 # --------------------------------------------------------------------------- images
 
 
-def test_image_helpers():
-    x = np.array([[[-1.0, 0.0], [1.0, 0.5]]])  # (C=1, H=2, W=2)
-    u = F.to_uint8(x)
-    assert u.shape == (2, 2, 1)
-    assert u[0, 0, 0] == 0 and u[1, 0, 0] == 255 and u[0, 1, 0] in (127, 128)
-    big = F.upscale_nearest(u, 96)
-    assert big.shape == (96, 96)
-    assert set(np.unique(big)) <= set(np.unique(u))  # nearest neighbour: no new grey levels
-    rgb = F.upscale_nearest(np.zeros((8, 8, 3), np.uint8), 64)
-    assert rgb.shape == (64, 64, 3)
-
-
 def test_secmi_images_match_the_attack(tiny_target):
     x0 = np.random.default_rng(0).uniform(-1, 1, size=(1, 8, 8)).astype(np.float32)
     pics = F.secmi_images(tiny_target, x0, {"t_sec": 40, "k": 10})

@@ -37,8 +37,6 @@ from mia_core.target import DEFAULT_TARGET_DIR, Target
 if TYPE_CHECKING:  # pragma: no cover
     from mia_core.lab.experiment import Experiment
 
-#: Displayed width of an upscaled image, in pixels (an 8x8 digit becomes 20x20 blocks).
-DISPLAY_SIZE = 160
 #: The cheap per-t sweep of the Learn page (10 timesteps, 0-based).
 LEARN_SWEEP: tuple[int, ...] = (10, 50, 100, 200, 300, 400, 500, 600, 700, 850)
 #: UNet inputs per forward pass when sweeping (kept modest for CPUs).
@@ -175,53 +173,6 @@ def reconstruction_error_curve(
     eps_err = (eps_pred - eps_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     x0_err = (x0_hat - x0_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     return ErrorCurve(np.asarray(ts, dtype=np.int64), x0_err.T.numpy(), eps_err.T.numpy(), int(draws))
-
-
-# -- images for display -------------------------------------------------------------------
-
-
-def to_display(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """A model-space image (C, H, W) in [-1, 1] -> uint8 (H, W, C), or (H, W) for one channel.
-
-    Values outside [-1, 1] (a very noisy x_t, a raw noise image) are clipped. The inverse of
-    ``ImageSet.to_unit_range`` (x / 127.5 - 1) up to rounding.
-    """
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 3:
-        raise ValueError(f"to_display expects one image (C, H, W), got shape {arr.shape}")
-    out = np.clip(np.rint((arr.astype(np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    out = out.transpose(1, 2, 0)
-    return out[:, :, 0] if out.shape[2] == 1 else out
-
-
-def noise_to_display(eps: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Show a noise image (roughly N(0, 1)) with +-3 sigma mapped to black..white."""
-    arr = eps.detach().cpu().numpy() if isinstance(eps, torch.Tensor) else np.asarray(eps)
-    return to_display(arr / 3.0)
-
-
-def upscale_nearest(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """Nearest-neighbour resize of (H, W) or (H, W, C) so the longer side is ``size`` pixels.
-
-    Each output pixel copies one input pixel (no blur); an integer factor repeats each pixel
-    exactly ``size // H`` times in both directions.
-    """
-    img = np.asarray(img)
-    if img.ndim not in (2, 3):
-        raise ValueError(f"upscale_nearest expects (H, W) or (H, W, C), got shape {img.shape}")
-    if int(size) < 1:
-        raise ValueError(f"size must be >= 1, got {size!r}")
-    h, w = img.shape[:2]
-    scale = int(size) / max(h, w)
-    out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
-    rows = (np.arange(out_h) * h) // out_h
-    cols = (np.arange(out_w) * w) // out_w
-    return img[rows[:, None], cols[None, :]]
-
-
-def display_image(x: torch.Tensor | np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """``upscale_nearest(to_display(x), size)``."""
-    return upscale_nearest(to_display(x), size)
 
 
 # -- the experiment's images --------------------------------------------------------------

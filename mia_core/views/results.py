@@ -21,8 +21,6 @@ Points that stand for one sample carry that sample's id in ``customdata``, so a 
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +30,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mia_core import metrics as M
+from mia_core.views.images import png_data_uri, to_uint8, upscale_nearest
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 __all__ = [
@@ -52,9 +51,6 @@ __all__ = [
     "vulnerable_samples",
     "sample_verdicts",
     "operating_point",
-    "to_uint8",
-    "upscale_nearest",
-    "png_data_uri",
     "secmi_images",
     "figure_html",
 ]
@@ -810,44 +806,6 @@ def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: f
 
 
 # --------------------------------------------------------------------------- images
-
-
-def to_uint8(x) -> np.ndarray:
-    """Model-space image(s) in [-1, 1] -> uint8 [0, 255], channels last.
-
-    Accepts (C, H, W) or (N, C, H, W) arrays or tensors; returns (H, W, C) or (N, H, W, C).
-    """
-    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    a = np.asarray(a, dtype=np.float64)
-    a = np.clip(np.rint((a + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    if a.ndim == 3:
-        return np.transpose(a, (1, 2, 0))
-    if a.ndim == 4:
-        return np.transpose(a, (0, 2, 3, 1))
-    raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {a.shape}")
-
-
-def upscale_nearest(image: np.ndarray, size: int = 96) -> np.ndarray:
-    """Nearest-neighbour upscale of an (H, W) or (H, W, C) uint8 image by an integer factor.
-
-    The factor is ``max(1, size // max(H, W))``, so pixels stay square and sharp (never blurred).
-    Single-channel images come back as (H', W') so PIL and ``st.image`` treat them as grey.
-    """
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    factor = max(1, int(size) // max(a.shape[0], a.shape[1]))
-    a = np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)
-    return a.astype(np.uint8, copy=False)
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,...`` URI (for ImageColumn)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def secmi_images(target, x0, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
