@@ -15,6 +15,9 @@ import streamlit as st
 from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
 from mia_core.views import images as VI
+from mia_core.views import learn as VL
+from mia_core.views.results import CurveLine, error_curve_figure
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from pages._common import download_figure, try_experiment
 
 SIZE = VI.DISPLAY_SIZE
@@ -119,7 +122,7 @@ def noising_view() -> None:
              width=SIZE, output_format="PNG")
     c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
     with st.expander("How ᾱ_t falls with t"):
-        fig = explain.abar_figure(schedule, t)
+        fig = VL.abar_figure(schedule, t)
         st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
         abar_all = schedule.alphas_cumprod.numpy()
         download_figure(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
@@ -183,7 +186,7 @@ def comparison_view() -> None:
             nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
             nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")
     with chart:
-        bars = explain.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
+        bars = VL.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
         st.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
     lower = "member" if x0_err[0] < x0_err[1] else "non-member"
     ratio = max(x0_err) / max(min(x0_err), 1e-12)
@@ -196,22 +199,14 @@ def comparison_view() -> None:
     show_pop = st.toggle(f"Also show {POPULATION} members and {POPULATION} non-members (median and IQR band)",
                          key="learn.population",
                          help=f"{len(explain.LEARN_SWEEP) * 2 * POPULATION:,} UNet calls, a few seconds on a CPU.")
-    kwargs = {}
+    population = {}
     if show_pop:
         pop, n_m = _population_curve(exp.target.fingerprint, exp.images.fingerprint, seed, exp)
-        pm, pn = pop.x0_error[:n_m], pop.x0_error[n_m:]
-        kwargs = dict(member_band=(np.percentile(pm, 25, 0), np.percentile(pm, 75, 0)),
-                      nonmember_band=(np.percentile(pn, 25, 0), np.percentile(pn, 75, 0)))
-    fig = explain.error_curve_figure(curve.timesteps, curve.x0_error[0], curve.x0_error[1], t_marker=t,
-                                     ylabel="reconstruction error mean (x̂₀ − x₀)²",
-                                     names=(f"member {exp.ids[m_idx]}", f"non-member {exp.ids[nm_idx]}"), **kwargs)
-    if show_pop:
-        import plotly.graph_objects as go
-
-        from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
-        for err, color, name in ((pm, MEMBER_COLOR, "members (median)"), (pn, NONMEMBER_COLOR, "non-members (median)")):
-            fig.add_trace(go.Scatter(x=pop.timesteps, y=np.median(err, 0), mode="lines", name=name,
-                                     line=dict(color=color, dash="dash", width=1.5)))
+        population = dict(trace=pop.x0_error, is_member=np.arange(pop.x0_error.shape[0]) < n_m)
+    fig = error_curve_figure(
+        curve.timesteps, **population, t_lines=[(t, f"t = {t}")], ylabel="reconstruction error mean (x̂₀ − x₀)²",
+        lines=[CurveLine(f"member {exp.ids[m_idx]}", curve.x0_error[0], MEMBER_COLOR, exp.ids[m_idx]),
+               CurveLine(f"non-member {exp.ids[nm_idx]}", curve.x0_error[1], NONMEMBER_COLOR, exp.ids[nm_idx])])
     st.plotly_chart(fig, key="learn.curve", config={"displaylogo": False})
     data = pd.DataFrame({"t": curve.timesteps, "member_x0_error": curve.x0_error[0],
                          "nonmember_x0_error": curve.x0_error[1], "member_eps_error": curve.eps_error[0],
@@ -240,7 +235,7 @@ st.markdown(
     "and in how many UNet calls they spend per image. Because a false accusation is costly, attacks "
     "are compared by the **true-positive rate at a low false-positive rate** (1 %, 0.1 %), not just AUC."
 )
-summary = pd.DataFrame(explain.attack_summary()).drop(columns=["name"])
+summary = pd.DataFrame(VL.attack_summary()).drop(columns=["name"])
 st.table(summary.set_index("attack"))
 st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
                    key="learn.attacks_dl", on_click="ignore", icon=":material/download:")

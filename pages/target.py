@@ -12,6 +12,7 @@ import streamlit as st
 from mia_core import sampling
 from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
+from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
@@ -160,7 +161,7 @@ except ValueError as exc:  # a corrupt train_log.json: say so, keep the page
     log = None
 if log is not None:
     st.subheader("How it was trained")
-    facts = explain.train_log_summary(log)
+    facts = VL.train_log_summary(log)
     st.code(facts["command"] or "(command not recorded)", language="bash")
     f1, f2, f3, f4 = st.columns(4)
     f1.metric("Training steps", f"{facts['steps']:,}" if facts["steps"] else "n/a")
@@ -193,7 +194,7 @@ if log is not None:
                    + (f" for a target of {target_eps:g}." if isinstance(target_eps, (int, float)) else "."))
     else:
         st.caption("Trained without differential privacy: no formal bound on what an attacker can learn (ε = ∞).")
-    loss_fig = explain.loss_curve_figure(log)
+    loss_fig = VL.loss_curve_figure(log)
     if loss_fig is not None:
         st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})
         curve = np.asarray(log["loss_curve"], dtype=float)

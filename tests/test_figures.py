@@ -231,7 +231,7 @@ def test_error_curve_figure_bands_sample_and_score_line():
     ids = [f"s{i}" for i in range(110)]
     trace = rng.uniform(0.1, 1.0, size=(110, 10))
     res = _result("secmi", -trace[:, -1], trace, list(range(0, 100, 10)), ids, {"t_sec": 100, "k": 10})
-    fig = F.error_curve_figure(res, is_member, sample_index=7)
+    fig = F.attack_error_curve(res, is_member, sample_index=7)
     assert fig.layout.yaxis.type == "log"
     bands = F.error_bands(trace, is_member)
     by_role = {}
@@ -245,10 +245,27 @@ def test_error_curve_figure_bands_sample_and_score_line():
     sample = by_role[("sample", None, None)]
     np.testing.assert_allclose(sample.y, trace[7])
     assert sample.meta["id"] == "s7"
-    score_lines = [s for s in fig.layout.shapes if s.name == "score timestep"]
+    score_lines = [s for s in fig.layout.shapes if s.name == "t line"]
     assert [s.x0 for s in score_lines] == [90]  # SecMI reads its score at t_sec - k
     assert F.score_timesteps(_result("loss", [0], [[0]], [0], ["a"], {"timesteps": [100, 200]})) == [100, 200]
     assert F.score_timesteps(_result("pia", [0], [[0]], [0], ["a"], {"timestep": 200})) == [200]
+
+
+def test_error_curve_figure_lines_without_a_trace_and_linear_when_negative():
+    ts = np.array([10, 20, 30])
+    fig = F.error_curve_figure(ts, lines=[F.CurveLine("member a", [0.1, 0.2, 0.4], MEMBER_COLOR, "a"),
+                                          F.CurveLine("non-member b", [0.3, 0.5, 0.9], NONMEMBER_COLOR, "b")],
+                               t_lines=[(20, "t = 20")], ylabel="x0 error")
+    assert [t.meta["id"] for t in fig.data] == ["a", "b"]
+    assert [t.line.color for t in fig.data] == [MEMBER_COLOR, NONMEMBER_COLOR]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "x0 error"
+    assert [s.x0 for s in fig.layout.shapes] == [20]
+    neg = F.error_curve_figure(ts, np.array([[-1.0, 2, 3], [1, 2, 3]]), np.array([True, False]))
+    assert neg.layout.yaxis.type == "linear"
+    with pytest.raises(ValueError, match="2 values for 3 timesteps"):
+        F.error_curve_figure(ts, lines=[F.CurveLine("x", [1, 2])])
+    empty = F.attack_error_curve(_result("sima", [0.0, 1.0], np.zeros((2, 0)), [], ["a", "b"]), [True, False])
+    assert "no per-timestep trace" in empty.layout.annotations[0].text
 
 
 # --------------------------------------------------------------------------- per-sample views

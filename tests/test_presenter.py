@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
+from mia_core.attacks import DEFAULT_ATTACKS, AttackResult
 from mia_core.metrics import auc, tpr_at_fpr
 from mia_core.views.presenter import (
     DEMO_COMMAND,
@@ -21,6 +21,7 @@ from mia_core.views.presenter import (
 )
 from mia_core.lab.runs import ResultStore
 from mia_core.paths import DEMO_STORE_DIR
+from mia_core.views.attack_info import short_name
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "defence", "meaning"]
@@ -84,7 +85,7 @@ def test_demo_deck_roc_is_log_log_with_every_attack(demo_deck):
     assert roc.layout.xaxis.type == "log" and roc.layout.yaxis.type == "log"
     named = [t for t in roc.data if t.name and "AUC" in t.name]
     assert len(named) == len(DEFAULT_ATTACKS)
-    titles = {REGISTRY[n].title.split(" (")[0] for n in DEFAULT_ATTACKS}
+    titles = {short_name(n) for n in DEFAULT_ATTACKS}
     assert {t.name.split(" — ")[0] for t in named} == titles
     assert {t.line.color for t in named} == {attack_color(n) for n in DEFAULT_ATTACKS}
 

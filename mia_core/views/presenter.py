@@ -30,7 +30,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
+from mia_core.attacks import DEFAULT_ATTACKS, AttackResult
+from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.results import error_bands
 from mia_core.metrics import auc, roc_curve, threshold_at_fpr, tpr_at_fpr
 from mia_core.paths import STUDIES_DIR
@@ -131,21 +132,11 @@ class AttackSummary:
     tpr: float | None  # TPR at BUDGET; None = n/a
 
 
-def attack_title(name: str) -> str:
-    cls = REGISTRY.get(name)
-    return cls.title if cls is not None else name
-
-
-def short_title(name: str) -> str:
-    """``"PIA (proximal initialisation)"`` -> ``"PIA"``: short names for legends and bars."""
-    return attack_title(name).split(" (")[0]
-
-
 def summarise(data: DeckData) -> list[AttackSummary]:
     """AUC and TPR at 1 % FPR of every attack, best first (by TPR@1 %, then AUC)."""
     out = []
     for name, res in data.results.items():
-        out.append(AttackSummary(name, short_title(name), auc(res.scores, data.is_member),
+        out.append(AttackSummary(name, short_name(name), auc(res.scores, data.is_member),
                                  tpr_at_fpr(res.scores, data.is_member, BUDGET)))
     return sorted(out, key=lambda s: (-(s.tpr if s.tpr is not None else -1.0), -s.auc, s.name))
 
@@ -179,7 +170,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         ),
     ))
 
-    verdict_note = f" Flagged = above {short_title(best.name)}'s threshold at 1 % FPR." if best else ""
+    verdict_note = f" Flagged = above {short_name(best.name)}'s threshold at 1 % FPR." if best else ""
     slides.append(Slide(
         key="pairs",
         title="Members and non-members look alike",
@@ -196,7 +187,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         slides.append(Slide(
             key="error_curve",
             title="The model fits its training images more closely",
-            takeaway=(f"At t = {t_best} the typical (median) {short_title(curve_attack)} error of members is "
+            takeaway=(f"At t = {t_best} the typical (median) {short_name(curve_attack)} error of members is "
                       f"{abs(gap):.0f} % {'lower' if gap < 0 else 'higher'} than that of non-members."),
             chart="error_curve",
             body=("Lines: median over images; bands: middle 50 % (25th to 75th percentile). "
@@ -214,7 +205,7 @@ def build_deck(data: DeckData) -> list[Slide]:
             title="One score per image separates them",
             takeaway=takeaway,
             chart="histogram",
-            body=f"Score histograms of the best attack, {attack_title(best.name)}, each normalised to the same area.",
+            body=f"Score histograms of the best attack, {attack_info(best.name).title}, each normalised to the same area.",
             build=lambda: histogram_figure(data, best.name),
         ))
 
@@ -246,7 +237,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         slides.append(Slide(
             key="timestep_auc",
             title="Leakage depends on the noise level",
-            takeaway=(f"{short_title(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
+            takeaway=(f"{short_name(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
                       "the noise level at which an attack looks matters as much as the attack."),
             chart="timestep_auc",
             body="AUC of each attack's per-timestep statistic; 0.5 = guessing. SecMI's curve follows its DDIM inversion (t = 0 to t_sec - k).",
@@ -481,7 +472,7 @@ def error_curve_figure(data: DeckData, attack: str) -> go.Figure:
                                  hovertemplate="t = %{x}<br>median %{y:.4g}<extra>" + name + "</extra>"))
     positive = bool(np.all(res.trace[np.isfinite(res.trace)] > 0))
     fig.update_xaxes(title_text="timestep t (0 = clean image, larger = noisier)")
-    fig.update_yaxes(title_text=f"{short_title(attack)} error (lower = member)", type="log" if positive else "linear")
+    fig.update_yaxes(title_text=f"{short_name(attack)} error (lower = member)", type="log" if positive else "linear")
     return _big_layout(fig, legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top"))
 
 
@@ -524,7 +515,7 @@ def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:
                            showarrow=False, xshift=8 if log_mag else -8, align="left" if log_mag else "right",
                            text=f"threshold at 1 % FPR<br>flags {100 * tpr:.0f} % of members,<br>{100 * fpr:.1f} % of non-members",
                            font=dict(size=FONT_SIZE), bgcolor="rgba(255,255,255,0.8)")
-    short = short_title(attack)
+    short = short_name(attack)
     if log_mag:
         decades = np.arange(math.floor(lo), math.ceil(hi) + 1)
         fig.update_xaxes(title_text=f"{short}: −score, log scale (right = smaller = more member-like)",
@@ -615,9 +606,9 @@ def timestep_auc_figure(data: DeckData) -> go.Figure:
     """AUC of each attack's per-timestep statistic against the timestep."""
     fig = go.Figure()
     for name, (ts, aucs) in timestep_aucs(data).items():
-        fig.add_trace(go.Scatter(x=ts, y=aucs, mode="lines+markers", name=short_title(name),
+        fig.add_trace(go.Scatter(x=ts, y=aucs, mode="lines+markers", name=short_name(name),
                                  line=dict(color=attack_color(name), width=LINE_WIDTH), marker=dict(size=11),
-                                 hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_title(name) + "</extra>"))
+                                 hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_name(name) + "</extra>"))
     fig.add_hline(y=0.5, line=dict(color="#888", width=3, dash="dash"))
     fig.add_annotation(x=0, xref="paper", y=0.5, text="guessing", showarrow=False, xanchor="left", yanchor="top",
                        font=dict(size=FONT_SIZE), xshift=6)
