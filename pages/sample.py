@@ -17,6 +17,7 @@ from mia_core.views.attack_info import short_name
 from mia_core import metrics as M
 from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.lab import teaching
 from mia_core.lab.evalsets import learned_sample_lines
 from pages._common import budget_control, results, try_experiment
 
@@ -26,7 +27,7 @@ IMAGE_PX = 160
 
 @st.cache_data(show_spinner="Re-running SecMI on this image (11 UNet calls)…", max_entries=256)
 def _secmi_images(_target, target_fingerprint: str, sample_id: str, x0: np.ndarray, params_json: str) -> dict:
-    return F.secmi_images(_target, x0, json.loads(params_json))
+    return F.secmi_panels(teaching.secmi_round_trip(_target, x0, json.loads(params_json)))
 
 
 def _pick_random(group: str, ids: list[str], is_member: np.ndarray) -> None:

@@ -14,6 +14,7 @@ from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
 from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
+from mia_core.views.target import memorisation_figure
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
@@ -261,7 +262,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
                             f"non-member `{mem.nonmember_id[i]}`: **{mem.nonmember_distance[i]:.0f}**  \n"
                             f"closer to a **{verdict}**")
 
-    fig = sampling.memorisation_figure(mem)
+    fig = memorisation_figure(mem)
     st.plotly_chart(fig, key="target.mem_chart", config={"displaylogo": False})
     download_figure(fig, pd.DataFrame(mem.rows()), "memorisation", "target.mem_dl")
     with st.expander("What am I looking at?"):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -171,6 +171,45 @@ def reconstruction_error_curve(
     eps_err = (eps_pred - eps_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     x0_err = (x0_hat - x0_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     return ErrorCurve(np.asarray(ts, dtype=np.int64), x0_err.T.numpy(), eps_err.T.numpy(), int(draws))
+
+
+# -- SecMI's round trip for one image ------------------------------------------------------
+
+
+def secmi_round_trip(target: Target, x0, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """SecMI's inverted and re-denoised images for one image, recomputed (11 UNet calls by default).
+
+    Parameters
+    ----------
+    target : Target.
+    x0 : (C, H, W) or (1, C, H, W) float in [-1, 1] at the target's size.
+    params : SecMI parameters (``t_sec``, ``k``; others are ignored); the published defaults when
+        None. The trace is switched off: only the score's round trip is computed.
+
+    Returns
+    -------
+    dict with (C, H, W) float32 CPU tensors ``x0``, ``x_tilde`` (x~ at t_sec - k, the deterministic
+    DDIM inversion) and ``x_recon`` (x'' after one step up and one step down), and the numbers
+    ``t_error`` (the sum of squares |x~ - x''|^2 = -score) and ``t`` (t_sec - k). The Sample
+    explorer draws it with :func:`mia_core.views.results.secmi_panels`.
+    """
+    from mia_core.attacks import get_attack
+
+    p = {k: v for k, v in dict(params or {}).items() if k in ("t_sec", "k")}
+    p["trace"] = False
+    attack = get_attack("secmi", p)
+    x = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[None]
+    with torch.inference_mode():
+        out = attack.compute(target, x.to(target.device))
+    return {
+        "x0": x[0].cpu(),
+        "x_tilde": out["x_tilde"][0].float().cpu(),
+        "x_recon": out["x_recon"][0].float().cpu(),
+        "t_error": float(-out["score"][0]),
+        "t": int(attack.params.t_sec - attack.params.k),
+    }
 
 
 # -- the experiment's images --------------------------------------------------------------

@@ -53,7 +53,7 @@ __all__ = [
     "vulnerable_samples",
     "sample_verdicts",
     "operating_point",
-    "secmi_images",
+    "secmi_panels",
     "figure_html",
 ]
 
@@ -854,50 +854,34 @@ def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: f
 # --------------------------------------------------------------------------- images
 
 
-def secmi_images(target, x0, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """SecMI's inverted and re-denoised images for one image, recomputed (11 UNet calls).
+def secmi_panels(round_trip: Mapping[str, Any]) -> dict[str, Any]:
+    """The Sample explorer's four SecMI images from :func:`mia_core.lab.teaching.secmi_round_trip`.
 
     Parameters
     ----------
-    target : Target.
-    x0 : (C, H, W) or (1, C, H, W) float in [-1, 1] at the target's size.
-    params : SecMI parameters (``t_sec``, ``k``); the published defaults when None. The trace
-        is switched off: only the score's round trip is computed.
+    round_trip : dict with (C, H, W) float arrays or tensors in [-1, 1] ``x0``, ``x_tilde``,
+        ``x_recon`` and the numbers ``t_error`` and ``t``.
 
     Returns
     -------
-    dict with uint8 (H, W, C) images ``x0``, ``x_tilde`` (x~ at t_sec - k, the deterministic
-    DDIM inversion), ``x_recon`` (x'' after one step up and one step down), ``diff``
-    (|x_tilde - x_recon| scaled so its maximum is white), and floats ``t_error`` (the sum of
-    squares, = -score), ``diff_max`` (largest absolute difference, in [-1, 1] units) and
-    ``t`` (t_sec - k).
+    dict with uint8 (H, W, C) images ``x0``, ``x_tilde``, ``x_recon`` (:func:`to_uint8`) and ``diff``
+    (|x_tilde - x_recon| scaled so its maximum is white; all black when they are equal), and the
+    floats ``diff_max`` (largest absolute difference, in [-1, 1] units), ``t_error`` and ``t``.
     """
-    import torch
+    def arr(x) -> np.ndarray:
+        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
 
-    from mia_core.attacks import get_attack
-
-    p = {k: v for k, v in dict(params or {}).items() if k in ("t_sec", "k")}
-    p["trace"] = False
-    attack = get_attack("secmi", p)
-    x = torch.as_tensor(np.asarray(x0), dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[None]
-    with torch.inference_mode():
-        out = attack.compute(target, x.to(target.device))
-    x_tilde = out["x_tilde"][0].float().cpu()
-    x_recon = out["x_recon"][0].float().cpu()
-    diff = (x_tilde - x_recon).abs()
-    diff_max = float(diff.max())
-    scaled = (diff / diff_max) if diff_max > 0 else diff
-    diff_img = np.clip(np.rint(scaled.numpy() * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    diff = np.abs(arr(round_trip["x_tilde"]) - arr(round_trip["x_recon"]))
+    diff_max = float(diff.max()) if diff.size else 0.0
+    scaled = diff / diff_max if diff_max > 0 else diff
     return {
-        "x0": to_uint8(x[0].cpu()),
-        "x_tilde": to_uint8(x_tilde),
-        "x_recon": to_uint8(x_recon),
-        "diff": diff_img,
-        "t_error": float(-out["score"][0]),
+        "x0": to_uint8(arr(round_trip["x0"])),
+        "x_tilde": to_uint8(arr(round_trip["x_tilde"])),
+        "x_recon": to_uint8(arr(round_trip["x_recon"])),
+        "diff": np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0),
+        "t_error": float(round_trip["t_error"]),
         "diff_max": diff_max,
-        "t": int(attack.params.t_sec - attack.params.k),
+        "t": int(round_trip["t"]),
     }
 
 

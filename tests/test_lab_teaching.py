@@ -1,4 +1,4 @@
-"""mia_core.lab.teaching: forward noising, one-step denoising, error curves (tiny random UNet)."""
+"""mia_core.lab.teaching: forward noising, one-step denoising, error curves, SecMI's round trip (tiny random UNet)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from mia_core.attacks import get_attack
 from mia_core.lab import teaching as explain
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
@@ -122,3 +123,15 @@ def test_read_train_log(tmp_path):
     assert explain.read_train_log(tmp_path) is None
     (tmp_path / "train_log.json").write_text("not json")
     assert explain.read_train_log(tmp_path) is None
+
+
+def test_secmi_round_trip_matches_the_attack(tiny_target):
+    x0 = np.random.default_rng(0).uniform(-1, 1, size=(1, 8, 8)).astype(np.float32)
+    out = explain.secmi_round_trip(tiny_target, x0, {"t_sec": 40, "k": 10, "trace": True})
+    with torch.inference_mode():
+        ref = get_attack("secmi", {"t_sec": 40, "k": 10, "trace": False}).compute(tiny_target, torch.as_tensor(x0)[None])
+    assert out["t_error"] == pytest.approx(float(-ref["score"][0]), rel=1e-5)
+    assert out["t"] == 30
+    assert out["t_error"] == pytest.approx(float((out["x_tilde"] - out["x_recon"]).double().pow(2).sum()), rel=1e-4)
+    for key in ("x0", "x_tilde", "x_recon"):
+        assert tuple(out[key].shape) == (1, 8, 8)

@@ -323,18 +323,18 @@ def test_scores_frame_columns():
 # --------------------------------------------------------------------------- images
 
 
-def test_secmi_images_match_the_attack(tiny_target):
-    x0 = np.random.default_rng(0).uniform(-1, 1, size=(1, 8, 8)).astype(np.float32)
-    pics = F.secmi_images(tiny_target, x0, {"t_sec": 40, "k": 10})
-    import torch
-
-    with torch.inference_mode():
-        out = get_attack("secmi", {"t_sec": 40, "k": 10, "trace": False}).compute(tiny_target, torch.as_tensor(x0)[None])
-    assert pics["t_error"] == pytest.approx(float(-out["score"][0]), rel=1e-5)
-    assert pics["t"] == 30
+def test_secmi_panels_draw_the_round_trip():
+    x0 = np.zeros((1, 2, 2))
+    x_tilde = np.array([[[0.0, 0.5], [-1.0, 1.0]]])
+    x_recon = np.array([[[0.0, 0.25], [-1.0, 0.0]]])
+    pics = F.secmi_panels({"x0": x0, "x_tilde": x_tilde, "x_recon": x_recon, "t_error": 1.0625, "t": 90})
     for key in ("x0", "x_tilde", "x_recon", "diff"):
-        assert pics[key].shape == (8, 8, 1) and pics[key].dtype == np.uint8
-    assert pics["diff"].max() == 255 or pics["diff_max"] == 0
+        assert pics[key].shape == (2, 2, 1) and pics[key].dtype == np.uint8
+    assert pics["diff_max"] == 1.0 and pics["t"] == 90 and pics["t_error"] == 1.0625
+    assert pics["diff"][:, :, 0].tolist() == [[0, 64], [0, 255]]  # |x~ - x''| / max, brightest = white
+    assert np.array_equal(pics["x_tilde"], F.to_uint8(x_tilde))
+    same = F.secmi_panels({"x0": x0, "x_tilde": x0, "x_recon": x0, "t_error": 0.0, "t": 1})
+    assert same["diff_max"] == 0.0 and (same["diff"] == 0).all()
 
 
 def test_figure_html_is_standalone():
