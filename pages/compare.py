@@ -13,6 +13,7 @@ import streamlit as st
 
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
+from mia_core.views.html import figure_html
 from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, get_attack
@@ -59,7 +60,7 @@ def open_sample(sample_id: str, attack: str) -> None:
 
 
 def html_download(fig, name: str, key: str) -> None:
-    st.download_button("Download figure (HTML)", lambda: F.figure_html(fig), file_name=f"{name}.html",
+    st.download_button("Download figure (HTML)", lambda: figure_html(fig), file_name=f"{name}.html",
                        mime="text/html", key=key, on_click="ignore", icon=":material/download:",
                        help="An interactive, standalone HTML file (plotly.js included, works offline).")
 

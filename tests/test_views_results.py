@@ -12,7 +12,7 @@ from PIL import Image
 
 from mia_core.views import results as F
 from mia_core import metrics as M
-from mia_core.attacks import AttackResult, get_attack
+from mia_core.attacks import AttackResult
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 
@@ -161,6 +161,20 @@ def test_score_histogram_shared_density_bins_strip_ids_and_threshold():
     fpr = float(np.mean(scores[~is_member] >= thr))
     assert any(f"at this threshold: TPR {tpr:.3f}, FPR {fpr:.3f}" in a.text for a in fig.layout.annotations)
     assert any(s.type == "line" and s.x0 == pytest.approx(thr) for s in fig.layout.shapes)
+
+
+def test_one_log_scale_rule_for_scores():
+    # automatic: every score < 0 and max(-s) / min(-s) > 100 (negated distances over decades)
+    assert F.display_scores(-np.array([1.0, 100.0]))[1] is False  # ratio 100: linear
+    values, logged = F.display_scores(-np.array([1.0, 101.0, 10.0]))
+    assert logged and np.allclose(values, -np.log10([1.0, 101.0, 10.0]))
+    assert F.display_scores(np.array([-1.0, 0.0, -1000.0]))[1] is False  # a zero score: linear
+    assert F.display_scores(np.array([-1.0, -2.0]), True)[1] is True  # forced
+    with pytest.raises(ValueError, match="every score < 0"):
+        F.display_scores(np.array([1.0, -2.0]), True)
+    from mia_core.views import presenter
+
+    assert not hasattr(presenter, "_log_magnitude")  # the presenter uses this rule too
 
 
 def test_score_histogram_log_score_axis_keeps_order_and_raw_threshold():
@@ -335,10 +349,3 @@ def test_secmi_panels_draw_the_round_trip():
     assert np.array_equal(pics["x_tilde"], F.to_uint8(x_tilde))
     same = F.secmi_panels({"x0": x0, "x_tilde": x0, "x_recon": x0, "t_error": 0.0, "t": 1})
     assert same["diff_max"] == 0.0 and (same["diff"] == 0).all()
-
-
-def test_figure_html_is_standalone():
-    scores, is_member, _ = _split(n_members=20, n_nonmembers=20)
-    html = F.figure_html(F.roc_figure({"loss": (scores, is_member)}))
-    assert "<html>" in html and len(html) > 1_000_000  # plotly.js embedded
-    assert '<script src="http' not in html  # no CDN: the file opens offline

@@ -54,7 +54,6 @@ __all__ = [
     "sample_verdicts",
     "operating_point",
     "secmi_panels",
-    "figure_html",
 ]
 
 #: Points per ROC curve after downsampling.
@@ -883,8 +882,3 @@ def secmi_panels(round_trip: Mapping[str, Any]) -> dict[str, Any]:
         "diff_max": diff_max,
         "t": int(round_trip["t"]),
     }
-
-
-def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML file of the figure that works offline (plotly.js embedded)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)
