@@ -13,15 +13,9 @@ import streamlit as st
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
 from mia_core.views.images import upscale_nearest
-from mia_core.lab.verdict import (
-    budget_text,
-    calibrations_from_results,
-    encode_png,
-    judge_scores,
-    placement_figure,
-    score_images,
-    verdict_sentence,
-)
+from mia_core.lab.uploads import encode_png
+from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores, score_images
+from mia_core.views.verdict import placement_figure, verdict_sentence
 from pages._common import FPR_BUDGETS, get_worker, results, selected_attacks, try_experiment
 
 MAX_FILES = 64  # refused above this
