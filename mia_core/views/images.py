@@ -16,7 +16,6 @@ Nothing here runs a model; only numpy and PIL.
 from __future__ import annotations
 
 import base64
-import io
 
 import numpy as np
 
@@ -64,12 +63,10 @@ def display_image(x, size: int = DISPLAY_SIZE) -> np.ndarray:
 
 
 def png_data_uri(image: np.ndarray) -> str:
-    """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,...`` URI (for ImageColumn)."""
-    from PIL import Image
+    """A uint8 (H, W), (H, W, 1) or (H, W, 3) image as a ``data:image/png;base64,...`` URI (for ImageColumn).
 
-    a = np.asarray(image, dtype=np.uint8)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    The PNG bytes are those of :func:`mia_core.lab.uploads.encode_png` (the one PNG encoder).
+    """
+    from mia_core.lab.uploads import encode_png
+
+    return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
