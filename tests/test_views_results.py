@@ -219,6 +219,11 @@ def test_timestep_metric_figure_matches_metrics_per_column():
     assert list(marker[0].x) == [50]
     frame = F.timestep_metrics(res["pia"], is_member)
     assert list(frame["timestep"]) == [0, 50, 100, 150]
+    diverged = trace.copy()
+    diverged[3, 2] = np.inf  # one non-finite value at t = 100: no number there, the others unchanged
+    frame = F.timestep_metrics(_result("pia", -diverged[:, 1], diverged, [0, 50, 100, 150], ids), is_member)
+    assert math.isnan(frame["auc"][2]) and math.isnan(frame["tpr"][2])
+    assert frame["auc"][1] == pytest.approx(M.auc(-trace[:, 1], is_member))
 
 
 # --------------------------------------------------------------------------- error curves

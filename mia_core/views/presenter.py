@@ -35,7 +35,7 @@ from plotly.subplots import make_subplots
 from mia_core.attacks import AttackResult
 from mia_core.metrics import auc, threshold_at_fpr, tpr_at_fpr
 from mia_core.views.attack_info import attack_info, short_name
-from mia_core.views.results import attack_error_curve, display_scores
+from mia_core.views.results import attack_error_curve, display_scores, timestep_metrics
 from mia_core.views.results import roc_figure as results_roc_figure
 from mia_core.views.style import (MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, TALK_FONT_SIZE,
                                   TALK_HEIGHT, TALK_LINE_WIDTH, TALK_TITLE_FONT_SIZE, attack_color, talk_style)
@@ -254,16 +254,14 @@ def _slide_factor_figure(view: Any) -> go.Figure:
 
 
 def timestep_aucs(data: DeckData) -> dict[str, tuple[list[int], list[float]]]:
-    """attack -> (timesteps, AUC at each) of its per-timestep trace (lower trace = member)."""
+    """attack -> (timesteps, AUC at each) of its per-timestep trace: the Compare page's
+    :func:`mia_core.views.results.timestep_metrics` (NaN where the trace is not finite)."""
     out = {}
     for name, res in data.results.items():
-        if res.trace.shape[1] == 0:
+        if res.trace.ndim != 2 or res.trace.shape[1] == 0:
             continue
-        scores = res.trace_scores()
-        ts = [int(t) for t in res.trace_timesteps]
-        aucs = [auc(scores[:, k], data.is_member) if np.all(np.isfinite(scores[:, k])) else float("nan")
-                for k in range(len(ts))]
-        out[name] = (ts, aucs)
+        frame = timestep_metrics(res, data.is_member, BUDGET)
+        out[name] = ([int(t) for t in frame["timestep"]], [float(a) for a in frame["auc"]])
     return out
 
 

@@ -464,12 +464,16 @@ def timestep_metrics(result, is_member, budget: float = M.BUDGET_1PCT) -> pd.Dat
 
     Returns
     -------
-    pandas.DataFrame with K rows: ``timestep``, ``auc``, ``tpr`` (NaN when n/a).
+    pandas.DataFrame with K rows: ``timestep``, ``auc``, ``tpr`` (NaN when n/a, and both NaN at a
+    timestep where some value of the trace is not finite).
     """
     ts = np.asarray(result.trace_scores(), dtype=float)
     steps = np.asarray(result.trace_timesteps)
     rows = []
     for k in range(ts.shape[1]):
+        if not np.all(np.isfinite(ts[:, k])):  # a diverged statistic at this t: no number
+            rows.append({"timestep": int(steps[k]), "auc": math.nan, "tpr": math.nan})
+            continue
         tpr = M.tpr_at_fpr(ts[:, k], is_member, budget)
         rows.append({"timestep": int(steps[k]), "auc": M.auc(ts[:, k], is_member),
                      "tpr": math.nan if tpr is None else tpr})
