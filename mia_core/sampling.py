@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
+from .data.images import to_uint8
 from .schedule import predict_x0
-from .views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from .target import Target
 
 #: UNet inputs per forward pass: 2^16 input pixels on a CPU, 2^22 on a GPU.
@@ -62,13 +61,6 @@ def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tenso
         gen.manual_seed(_sample_seed(seed, i))
         out[i] = torch.randn(shape, generator=gen)
     return out
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, C, H, W) float in [-1, 1] -> uint8 (N, H, W, C) (clipped, rounded)."""
-    arr = x.detach().to("cpu", torch.float32).numpy()
-    arr = np.clip(np.rint((arr + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr.transpose(0, 2, 3, 1))
 
 
 def ddim_sample(
@@ -233,24 +225,3 @@ def memorisation(
         nonmember_id=tuple(str(nonmember_ids[i]) for i in ni[:, 0]),
         member_distance=md[:, 0], nonmember_distance=nd[:, 0], heldout_distance=held[:, 0],
     )
-
-
-def memorisation_figure(mem: Memorisation) -> go.Figure:
-    """Per sample: distance to its nearest member and nearest non-member; dashed line: held-out median."""
-    x = np.arange(len(mem.member_distance))
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=x, y=mem.member_distance, mode="markers", name="nearest member",
-                             marker=dict(color=MEMBER_COLOR, size=11, symbol="circle"),
-                             customdata=np.asarray(mem.member_id),
-                             hovertemplate="sample %{x}<br>member %{customdata}<br>L2 %{y:.1f}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=x, y=mem.nonmember_distance, mode="markers", name="nearest non-member",
-                             marker=dict(color=NONMEMBER_COLOR, size=11, symbol="diamond"),
-                             customdata=np.asarray(mem.nonmember_id),
-                             hovertemplate="sample %{x}<br>non-member %{customdata}<br>L2 %{y:.1f}<extra></extra>"))
-    fig.add_hline(y=mem.heldout_median, line=dict(color="gray", dash="dash"),
-                  annotation_text="held-out images: median distance to nearest member",
-                  annotation_position="top left")
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.15),
-                      xaxis=dict(title="sample", tickmode="linear", dtick=1),
-                      yaxis=dict(title="L2 distance (pixel units)", rangemode="tozero"))
-    return fig

@@ -13,6 +13,7 @@ import streamlit as st
 from mia_core.attacks import REGISTRY
 from mia_core.lab import plan
 from mia_core.lab.experiment import attack_job_id, submit_attacks
+from mia_core.views.attack_info import choice_label
 from mia_core.views.results import scores_frame
 from pages._common import (
     get_store,
@@ -143,7 +144,7 @@ with st.form("attack_lab.form"):
         "Attacks to run",
         options=list(REGISTRY),
         default=[a.name for a in current],
-        format_func=lambda name: plan.attack_label(name, s["cfg.params"].get(name)),
+        format_func=lambda name: choice_label(name, plan.cost_text(name, s["cfg.params"].get(name))),
         key="attack_lab.attacks",
         help="Cost = UNet evaluations per image for the score (and with the per-timestep trace the charts use).",
     )

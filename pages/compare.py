@@ -12,6 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from mia_core.views import results as F
+from mia_core.views.attack_info import short_name
+from mia_core.views.html import figure_html
 from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, get_attack
@@ -58,7 +60,7 @@ def open_sample(sample_id: str, attack: str) -> None:
 
 
 def html_download(fig, name: str, key: str) -> None:
-    st.download_button("Download figure (HTML)", lambda: F.figure_html(fig), file_name=f"{name}.html",
+    st.download_button("Download figure (HTML)", lambda: figure_html(fig), file_name=f"{name}.html",
                        mime="text/html", key=key, on_click="ignore", icon=":material/download:",
                        help="An interactive, standalone HTML file (plotly.js included, works offline).")
 
@@ -99,7 +101,7 @@ if partial:
         help="Learned attacks train on part of the labelled images and score only the rest. Comparing every "
              "attack on the same held-out images is the fair comparison.",
     ) or ES.COMMON
-    parts = "; ".join(f"**{F.attack_label(n)}**: {ES.describe(res[n], all_ids, exp.is_member)}" for n in partial)
+    parts = "; ".join(f"**{short_name(n)}**: {ES.describe(res[n], all_ids, exp.is_member)}" for n in partial)
     st.caption(f"Learned attacks never score the images they trained on. {parts}.")
 if evalset == ES.COMMON:
     ids = list(ES.common_ids(res, all_ids))
@@ -200,7 +202,7 @@ with tabs[3]:
     c1, c2 = st.columns([2, 1])
     with c1:
         _drop_stale("compare.hist_attack", names)
-        hist_attack = st.selectbox("Attack", names, key="compare.hist_attack", format_func=F.attack_label,
+        hist_attack = st.selectbox("Attack", names, key="compare.hist_attack", format_func=short_name,
                                    persist_state="session")
     with c2:
         log_y = st.toggle("log-scale density", key="compare.hist_logy", persist_state="session",
@@ -210,7 +212,7 @@ with tabs[3]:
     hist = F.score_histogram(
         r.scores, labels[hist_attack], threshold=threshold, ids=list(r.ids), highlight_id=st.session_state.get("sel.sample"),
         log_y=log_y, threshold_label=f"{F.budget_label(budget)} FPR budget",
-        title=f"{F.attack_label(hist_attack)}: {REGISTRY[hist_attack].score_label if hist_attack in REGISTRY else 'score'}",
+        title=f"{short_name(hist_attack)}: {REGISTRY[hist_attack].score_label if hist_attack in REGISTRY else 'score'}",
     )
     event = st.plotly_chart(hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun",
                             selection_mode="points")
@@ -231,7 +233,7 @@ with tabs[3]:
 
     st.subheader("Most vulnerable samples")
     st.caption(
-        f"The members with the highest {F.attack_label(hist_attack)} scores: the training images this attack is "
+        f"The members with the highest {short_name(hist_attack)} scores: the training images this attack is "
         "most sure about. 'non-members above' is the fraction of non-members scoring at least as high (0 % = "
         "it stands out from every non-member). **Select a row to open the image.**"
     )
@@ -284,12 +286,12 @@ with tabs[5]:
         c1, c2 = st.columns(2)
         with c1:
             _drop_stale("compare.x_attack", names)
-            x_attack = st.selectbox("x axis", names, index=0, key="compare.x_attack", format_func=F.attack_label,
+            x_attack = st.selectbox("x axis", names, index=0, key="compare.x_attack", format_func=short_name,
                                     persist_state="session")
         with c2:
             _drop_stale("compare.y_attack", names)
             y_attack = st.selectbox("y axis", names, index=min(1, len(names) - 1), key="compare.y_attack",
-                                    format_func=F.attack_label, persist_state="session")
+                                    format_func=short_name, persist_state="session")
         pair_ids = list(ES.common_ids({x_attack: res[x_attack], y_attack: res[y_attack]}, ids))
         pair = {n: ES.restrict(res[n], pair_ids) for n in {x_attack, y_attack}}
         scatter = F.sample_scatter(pair, ES.labels_for(pair_ids, all_ids, exp.is_member), pair_ids, x_attack, y_attack,

@@ -11,8 +11,8 @@ import streamlit as st
 
 from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES
 from mia_core.lab.experiment import Experiment, load_experiment
-from mia_core.views.results import upscale_nearest
-from mia_core.lab.verdict import save_upload_folder
+from mia_core.views.images import upscale_nearest
+from mia_core.lab.uploads import save_upload_folder
 from pages._common import experiment, get_store, try_experiment
 
 PAGE_SIZE = 24

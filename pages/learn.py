@@ -14,9 +14,13 @@ import streamlit as st
 
 from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
+from mia_core.views import images as VI
+from mia_core.views import learn as VL
+from mia_core.views.results import CurveLine, error_curve_figure
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from pages._common import download_figure, try_experiment
 
-SIZE = explain.DISPLAY_SIZE
+SIZE = VI.DISPLAY_SIZE
 CURVE_DRAWS = 4  # noise draws averaged in the per-t curve of view 3 (2 images x 10 t x 4 = 80 UNet inputs)
 POPULATION = 100  # members and non-members in the optional population curve
 
@@ -113,12 +117,12 @@ def noising_view() -> None:
         st.error(f"The model could not denoise this image: {exc}")
         return
     c1, c2, c3 = st.columns(3)
-    c1.image(explain.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
-    c2.image(explain.upscale_nearest(explain.noise_to_display(noise), SIZE), caption="ε: the noise (fixed seed)",
+    c1.image(VI.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
+    c2.image(VI.upscale_nearest(VI.noise_to_uint8(noise), SIZE), caption="ε: the noise (fixed seed)",
              width=SIZE, output_format="PNG")
-    c3.image(explain.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
+    c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
     with st.expander("How ᾱ_t falls with t"):
-        fig = explain.abar_figure(schedule, t)
+        fig = VL.abar_figure(schedule, t)
         st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
         abar_all = schedule.alphas_cumprod.numpy()
         download_figure(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
@@ -129,11 +133,11 @@ def noising_view() -> None:
     st.header("2 · One denoising step by the model")
     st.latex(r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}")
     d1, d2, d3, d4 = st.columns(4)
-    d1.image(explain.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
-    d2.image(explain.upscale_nearest(explain.noise_to_display(eps_pred), SIZE),
+    d1.image(VI.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
+    d2.image(VI.upscale_nearest(VI.noise_to_uint8(eps_pred), SIZE),
              caption="ε_θ(x_t, t): predicted noise", width=SIZE, output_format="PNG")
-    d3.image(explain.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
-    d4.image(explain.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
+    d3.image(VI.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
+    d4.image(VI.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
     eps_err = float((eps_pred - noise).pow(2).mean())
     x0_err = float((x0_hat - x0).pow(2).mean())
     e1, e2 = st.columns(2)
@@ -176,13 +180,13 @@ def comparison_view() -> None:
             imgs, nums = st.columns([3, 2])
             with imgs:
                 st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
-                st.image([explain.display_image(x0[k], 88), explain.display_image(x_t[k], 88),
-                          explain.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
+                st.image([VI.display_image(x0[k], 88), VI.display_image(x_t[k], 88),
+                          VI.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
                          output_format="PNG")
             nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
             nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")
     with chart:
-        bars = explain.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
+        bars = VL.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
         st.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
     lower = "member" if x0_err[0] < x0_err[1] else "non-member"
     ratio = max(x0_err) / max(min(x0_err), 1e-12)
@@ -195,22 +199,14 @@ def comparison_view() -> None:
     show_pop = st.toggle(f"Also show {POPULATION} members and {POPULATION} non-members (median and IQR band)",
                          key="learn.population",
                          help=f"{len(explain.LEARN_SWEEP) * 2 * POPULATION:,} UNet calls, a few seconds on a CPU.")
-    kwargs = {}
+    population = {}
     if show_pop:
         pop, n_m = _population_curve(exp.target.fingerprint, exp.images.fingerprint, seed, exp)
-        pm, pn = pop.x0_error[:n_m], pop.x0_error[n_m:]
-        kwargs = dict(member_band=(np.percentile(pm, 25, 0), np.percentile(pm, 75, 0)),
-                      nonmember_band=(np.percentile(pn, 25, 0), np.percentile(pn, 75, 0)))
-    fig = explain.error_curve_figure(curve.timesteps, curve.x0_error[0], curve.x0_error[1], t_marker=t,
-                                     ylabel="reconstruction error mean (x̂₀ − x₀)²",
-                                     names=(f"member {exp.ids[m_idx]}", f"non-member {exp.ids[nm_idx]}"), **kwargs)
-    if show_pop:
-        import plotly.graph_objects as go
-
-        from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
-        for err, color, name in ((pm, MEMBER_COLOR, "members (median)"), (pn, NONMEMBER_COLOR, "non-members (median)")):
-            fig.add_trace(go.Scatter(x=pop.timesteps, y=np.median(err, 0), mode="lines", name=name,
-                                     line=dict(color=color, dash="dash", width=1.5)))
+        population = dict(trace=pop.x0_error, is_member=np.arange(pop.x0_error.shape[0]) < n_m)
+    fig = error_curve_figure(
+        curve.timesteps, **population, t_lines=[(t, f"t = {t}")], ylabel="reconstruction error mean (x̂₀ − x₀)²",
+        lines=[CurveLine(f"member {exp.ids[m_idx]}", curve.x0_error[0], MEMBER_COLOR, exp.ids[m_idx]),
+               CurveLine(f"non-member {exp.ids[nm_idx]}", curve.x0_error[1], NONMEMBER_COLOR, exp.ids[nm_idx])])
     st.plotly_chart(fig, key="learn.curve", config={"displaylogo": False})
     data = pd.DataFrame({"t": curve.timesteps, "member_x0_error": curve.x0_error[0],
                          "nonmember_x0_error": curve.x0_error[1], "member_eps_error": curve.eps_error[0],
@@ -239,7 +235,7 @@ st.markdown(
     "and in how many UNet calls they spend per image. Because a false accusation is costly, attacks "
     "are compared by the **true-positive rate at a low false-positive rate** (1 %, 0.1 %), not just AUC."
 )
-summary = pd.DataFrame(explain.attack_summary()).drop(columns=["name"])
+summary = pd.DataFrame(VL.attack_summary()).drop(columns=["name"])
 st.table(summary.set_index("attack"))
 st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
                    key="learn.attacks_dl", on_click="ignore", icon=":material/download:")

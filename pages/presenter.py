@@ -1,8 +1,8 @@
 """Presenter mode: one big chart per slide from precomputed results, stepped with the keyboard.
 
-The deck (mia_core.views.presenter) is built from the stored results of the default experiment: the
-embedded target and its split, whose results ship in assets/demo_store. So a talk never waits on a
-computation. The current slide lives in the URL (``?slide=3``) and in session state.
+The deck (mia_core.views.presenter; its data from mia_core.lab.presenter_data) is built from the
+stored results of the default experiment: the embedded target and its split, whose results ship in
+assets/demo_store. So a talk never waits on a computation. The current slide lives in the URL (``?slide=3``) and in session state.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import streamlit as st
 
 from mia_core.attacks import DEFAULT_ATTACKS
 from mia_core.lab.experiment import make_attacks, stored_results
-from mia_core.views.presenter import DEMO_COMMAND, deck_from_experiment, deck_html, missing_attacks
+from mia_core.lab.presenter_data import DEMO_COMMAND, deck_data, load_defence_study, missing_attacks
+from mia_core.views.html import deck_html, figure_html
+from mia_core.views.presenter import build_deck
 from pages._common import default_experiment, get_store
 
 st.set_page_config(page_title="Presenter mode · Diffusion MIA lab", layout="wide", initial_sidebar_state="collapsed")
@@ -35,7 +37,7 @@ try:
     # the same cached experiment the other pages use when cfg.* are at their defaults
     exp = default_experiment()
     results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=get_store())
-    slides = deck_from_experiment(exp, results)
+    slides = build_deck(deck_data(exp, results), load_defence_study())
 except Exception as exc:  # the page must not fall over in front of an audience
     st.error(f"Could not load the default target and its results: {type(exc).__name__}: {exc}")
     st.stop()
@@ -109,7 +111,7 @@ with st.expander("Export"):
     c1, c2 = st.columns(2)
     if fig is not None:
         c1.download_button(
-            "This chart (HTML)", fig.to_html(include_plotlyjs=True).encode(), file_name=f"slide_{current}_{slide.key}.html",
+            "This chart (HTML)", figure_html(fig).encode(), file_name=f"slide_{current}_{slide.key}.html",
             mime="text/html", on_click="ignore", key="present_dl_chart",
         )
     c2.download_button(

@@ -13,8 +13,11 @@ import numpy as np
 import streamlit as st
 
 from mia_core.views import results as F
+from mia_core.views.attack_info import short_name
 from mia_core import metrics as M
+from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.lab import teaching
 from mia_core.lab.evalsets import learned_sample_lines
 from pages._common import budget_control, results, try_experiment
 
@@ -24,7 +27,7 @@ IMAGE_PX = 160
 
 @st.cache_data(show_spinner="Re-running SecMI on this image (11 UNet calls)…", max_entries=256)
 def _secmi_images(_target, target_fingerprint: str, sample_id: str, x0: np.ndarray, params_json: str) -> dict:
-    return F.secmi_images(_target, x0, json.loads(params_json))
+    return F.secmi_panels(teaching.secmi_round_trip(_target, x0, json.loads(params_json)))
 
 
 def _pick_random(group: str, ids: list[str], is_member: np.ndarray) -> None:
@@ -102,7 +105,7 @@ s["sample._url_id"] = sample_id
 # -- the image and its verdicts ------------------------------------------------------------------
 left, right = st.columns([1, 3])
 with left:
-    st.image(F.upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
+    st.image(upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
              width=IMAGE_PX, clamp=True)
     if truth:
         st.success("Truly a **member**: the target was trained on this image.")
@@ -116,7 +119,7 @@ with right:
         st.page_link("pages/attack_lab.py", label="Run attacks in the Attack lab", icon="⚔️")
     else:
         attack = st.selectbox("Attack for the curves below", list(res), key="sample.attack",
-                              format_func=F.attack_label)
+                              format_func=short_name)
         st.query_params["attack"] = attack
         s["sample._url_attack"] = attack
         verdicts = F.sample_verdicts(res, is_member, i, budget)
@@ -138,11 +141,11 @@ with right:
         )
         row = verdicts.loc[attack]
         if row["correct"] is None:
-            st.markdown(f"**{F.attack_label(attack)}** gives no verdict: {row['verdict']}.")
+            st.markdown(f"**{short_name(attack)}** gives no verdict: {row['verdict']}.")
         else:
             flagged = row["verdict"] == MEMBER_LABEL
             st.markdown(
-                f"**{F.attack_label(attack)}** {'flags' if flagged else 'does not flag'} **{sample_id}** as a member "
+                f"**{short_name(attack)}** {'flags' if flagged else 'does not flag'} **{sample_id}** as a member "
                 f"at {F.budget_label(budget)} FPR (score {row['score']:.4g} {'≥' if flagged else '<'} threshold "
                 f"{row['threshold']:.4g}) — {'right' if row['correct'] else 'wrong'}: it is truly a "
                 f"{MEMBER_LABEL if truth else NONMEMBER_LABEL}. "
@@ -160,14 +163,14 @@ if learned:
         st.markdown("**Learned attacks** (each trained on part of the labelled images, scored on the rest)")
         for name, r in learned.items():
             lines = learned_sample_lines(name, r, sample_id, exp.labels_for(r.ids), budget)
-            st.markdown(f"- **{F.attack_label(name)}**: " + " ".join(lines))
+            st.markdown(f"- **{short_name(name)}**: " + " ".join(lines))
 
 # -- the error curve and where the score falls ---------------------------------------------------
 if res:
     r = res[attack]
-    st.subheader(f"{F.attack_label(attack)}: this image's error at every timestep")
+    st.subheader(f"{short_name(attack)}: this image's error at every timestep")
     if r.trace.ndim == 2 and r.trace.shape[1] > 0:
-        curve = F.error_curve_figure(r, is_member, i)
+        curve = F.attack_error_curve(r, is_member, i)
         st.plotly_chart(curve, key="sample.curve", theme=None, config=PLOTLY_CONFIG)
         st.caption(
             f"The attack's raw statistic at each timestep t ({r.trace_label}; t = 0 is the clean image, larger t "
@@ -178,12 +181,12 @@ if res:
             "separate, the attack can tell members apart; the dotted line marks the timestep its score uses."
         )
     else:
-        st.info(f"{F.attack_label(attack)} stored no per-timestep trace for this run.")
+        st.info(f"{short_name(attack)} stored no per-timestep trace for this run.")
 
     thr = M.threshold_at_fpr(r.scores, is_member, budget)
     hist = F.score_histogram(r.scores, is_member, threshold=thr, ids=ids, highlight_id=sample_id,
                              threshold_label=f"{F.budget_label(budget)} FPR budget",
-                             title=f"Where {sample_id} falls among all {F.attack_label(attack)} scores")
+                             title=f"Where {sample_id} falls among all {short_name(attack)} scores")
     st.plotly_chart(hist, key="sample.hist", theme=None, config=PLOTLY_CONFIG)
     st.caption("The star is this image; the dashed line is the oracle threshold at the FPR budget.")
 
@@ -207,7 +210,7 @@ else:
     ]
     for col, (key, caption) in zip(cols, shown):
         with col:
-            st.image(F.upscale_nearest(pics[key], IMAGE_PX), caption=caption, width=IMAGE_PX, clamp=True)
+            st.image(upscale_nearest(pics[key], IMAGE_PX), caption=caption, width=IMAGE_PX, clamp=True)
     st.caption(
         f"SecMI (Duan et al., 2023) runs the model's deterministic DDIM process *backwards*, from the clean image "
         f"to a noisy version x̃ at t = {t} (9 UNet calls), then takes one step further up and one step back "

@@ -10,8 +10,10 @@ import pandas as pd
 import streamlit as st
 
 from mia_core import sampling
-from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
+from mia_core.views import learn as VL
+from mia_core.views.images import upscale_nearest
+from mia_core.views.target import memorisation_figure
 from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
@@ -157,7 +159,7 @@ except ValueError as exc:  # a corrupt train_log.json: say so, keep the page
     log = None
 if log is not None:
     st.subheader("How it was trained")
-    facts = explain.train_log_summary(log)
+    facts = VL.train_log_summary(log)
     st.code(facts["command"] or "(command not recorded)", language="bash")
     f1, f2, f3, f4 = st.columns(4)
     f1.metric("Training steps", f"{facts['steps']:,}" if facts["steps"] else "n/a")
@@ -190,7 +192,7 @@ if log is not None:
                    + (f" for a target of {target_eps:g}." if isinstance(target_eps, (int, float)) else "."))
     else:
         st.caption("Trained without differential privacy: no formal bound on what an attacker can learn (ε = ∞).")
-    loss_fig = explain.loss_curve_figure(log)
+    loss_fig = VL.loss_curve_figure(log)
     if loss_fig is not None:
         st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})
         curve = np.asarray(log["loss_curve"], dtype=float)
@@ -249,7 +251,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
                 break
             with col.container(border=True):
                 triple = [samples[i], members_px[mem.member_index[i]], nonmembers_px[mem.nonmember_index[i]]]
-                shown = [explain.upscale_nearest(im[:, :, 0] if im.shape[2] == 1 else im, THUMB) for im in triple]
+                shown = [upscale_nearest(im, THUMB) for im in triple]
                 st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB,
                          output_format="PNG")
                 verdict = "member" if mem.member_distance[i] < mem.nonmember_distance[i] else "non-member"
@@ -257,7 +259,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
                             f"non-member `{mem.nonmember_id[i]}`: **{mem.nonmember_distance[i]:.0f}**  \n"
                             f"closer to a **{verdict}**")
 
-    fig = sampling.memorisation_figure(mem)
+    fig = memorisation_figure(mem)
     st.plotly_chart(fig, key="target.mem_chart", config={"displaylogo": False})
     download_figure(fig, pd.DataFrame(mem.rows()), "memorisation", "target.mem_dl")
     with st.expander("What am I looking at?"):

@@ -11,15 +11,11 @@ import streamlit as st
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
-from mia_core.lab.verdict import (
-    budget_text,
-    calibrations_from_results,
-    encode_png,
-    judge_scores,
-    placement_figure,
-    verdict_sentence,
-)
-from mia_core.views.results import upscale_nearest
+from mia_core.lab.uploads import encode_png
+from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
+from mia_core.views.attack_info import attack_info, short_name
+from mia_core.views.images import upscale_nearest
+from mia_core.views.verdict import placement_figure, verdict_sentence
 from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
 
 MAX_FILES = 64  # refused above this
@@ -31,8 +27,7 @@ s = st.session_state
 
 
 def _title(name: str) -> str:
-    cls = REGISTRY.get(name)
-    return cls.title if cls is not None else name
+    return attack_info(name).title
 
 
 def _pick_example(role: str) -> None:
@@ -175,7 +170,7 @@ titles = {a.name: _title(a.name) for a in attacks}
 calibrations = calibrations_from_results({a.name: stored[a.name] for a in attacks}, exp.ids, exp.is_member, titles)
 report = judge_scores(calibrations, {a.name: scores[a.name] for a in attacks}, images.ids, budget)
 n_mem, n_non = int(exp.is_member.sum()), int((~exp.is_member).sum())
-tprs = {titles[a].split(" (")[0]: calibrations[a].rule_tpr(budget) for a in report.attacks}  # short names
+tprs = {short_name(a): calibrations[a].rule_tpr(budget) for a in report.attacks}
 
 st.subheader(f"Verdicts at {budget_text(budget)} FPR")
 st.caption(f"Calibrated on this session's split: {n_mem:,} members and {n_non:,} non-members "

@@ -64,7 +64,9 @@ def test_attack_table_lists_every_attack_with_costs():
     # costs follow the session's parameters
     rows = plan.attack_table({"secmi": {"t_sec": 50}}, [], [])
     assert rows[1]["UNet calls / image"] == 6
-    assert "11 UNet calls/image (20 with trace)" in plan.attack_label("secmi")
+    assert plan.cost_text("secmi") == "11 UNet calls/image (20 with trace)"
+    assert plan.cost_text("secmi", {"t_sec": 50}) == "6 UNet calls/image (10 with trace)"
+    assert plan.cost_text("secmi", {"t_sec": -3}) == plan.cost_text("secmi")  # invalid -> the defaults
 
 
 def test_throughput_and_plan():

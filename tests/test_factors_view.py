@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mia_core.views import factors as fv
-from mia_core.views.results import attack_label
+from mia_core.views.attack_info import short_name
 
 
 def make_study(factor="dp_epsilon", values=(None, 10.0, 4.0, 1.0), labels=("no DP", "10", "4", "1"),
@@ -78,7 +78,7 @@ def test_equal_labels_are_told_apart():
 def test_table_puts_each_models_utility_beside_its_rows():
     table = fv.study_table(fv.study_view(make_study()))
     assert len(table) == 8
-    row = table[(table["DP target epsilon"] == "4") & (table["attack"] == attack_label("pia"))].iloc[0]
+    row = table[(table["DP target epsilon"] == "4") & (table["attack"] == short_name("pia"))].iloc[0]
     assert row["AUC"] == 0.60 and row["held-out loss"] == 0.049 and row["member loss"] == 0.046
     assert row["achieved ε"] == 3.9 and row["training s"] == 12.0 and row["non-members"] == 300
     assert math.isnan(row["TPR@0.1%FPR"])  # null in the JSON: not resolvable

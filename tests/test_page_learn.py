@@ -78,9 +78,9 @@ def test_random_buttons_and_attack_table(at):
     assert not at.exception
     assert "non-member" in at.selectbox(key="learn.image").format_func(at.selectbox(key="learn.image").value)
     table = at.table[0].value
-    assert {"what it measures", "UNet calls / image", "paper"} <= set(table.columns)
+    assert {"what it measures", "access", "UNet calls / image", "paper"} <= set(table.columns)
     calls = dict(zip(table.index, table["UNet calls / image"]))
-    assert calls["SecMI-stat (t-error)"] == 11 and calls["PIA (proximal initialisation)"] == 2
+    assert calls["SecMI"] == 11 and calls["PIA"] == 2  # short names of views.attack_info
 
 
 def test_population_view_adds_bands(at):
@@ -89,5 +89,6 @@ def test_population_view_adds_bands(at):
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     curve = next(s for s in specs if s["layout"].get("yaxis", {}).get("type") == "log")
     names = [d.get("name") for d in curve["data"]]
-    assert "members (median)" in names and "non-members (median)" in names
-    assert sum(d.get("fill") == "toself" for d in curve["data"]) == 2  # the two IQR bands
+    assert "members: median" in names and "non-members: median" in names  # the shared error-curve figure
+    assert sum(d.get("fill") == "tonexty" for d in curve["data"]) == 2  # the two IQR bands
+    assert sum((d.get("meta") or {}).get("role") == "sample" for d in curve["data"]) == 2  # the pair on top

@@ -7,20 +7,22 @@ import json
 import numpy as np
 import pytest
 
-from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
+from mia_core.attacks import DEFAULT_ATTACKS, AttackResult
 from mia_core.metrics import auc, tpr_at_fpr
-from mia_core.views.presenter import (
+from mia_core.lab.presenter_data import (
+    DEFENCE_STUDY,
     DEMO_COMMAND,
     DeckData,
-    build_deck,
-    deck_html,
-    load_default_deck,
+    load_default_deck_data,
+    load_defence_study,
     missing_attacks,
-    nearest_pairs,
-    summarise,
 )
+from mia_core.views import results as F
+from mia_core.views.html import deck_html
+from mia_core.views.presenter import build_deck, defence_slide, nearest_pairs, roc_figure, summarise
 from mia_core.lab.runs import ResultStore
 from mia_core.paths import DEMO_STORE_DIR
+from mia_core.views.attack_info import short_name
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "defence", "meaning"]
@@ -31,7 +33,8 @@ def demo_deck(tmp_path_factory):
     if not any(DEMO_STORE_DIR.glob("*/meta.json")):
         pytest.skip(f"no precomputed results in {DEMO_STORE_DIR}; make them with: {DEMO_COMMAND}")
     store = ResultStore(tmp_path_factory.mktemp("store"), extra_readonly=[DEMO_STORE_DIR])
-    return load_default_deck(store)
+    data, missing = load_default_deck_data(store)
+    return build_deck(data, load_defence_study()), missing
 
 
 def _synthetic(n: int = 60, with_results: bool = True, seed: int = 0) -> DeckData:
@@ -75,6 +78,9 @@ def test_demo_deck_every_figure_builds_with_big_fonts(demo_deck):
             assert trace["type"] in ("scatter", "bar", "histogram", "heatmap", "image"), s.key  # no WebGL
             width = trace.get("line", {}).get("width")
             if trace["type"] == "scatter" and trace.get("mode", "").startswith("lines") and trace.get("showlegend", True):
+                if width == 0:  # an invisible band edge: its legend entry is the filled band
+                    assert trace.get("fill"), (s.key, trace.get("name"))
+                    continue
                 assert width is None or width >= 3, (s.key, trace.get("name"))
 
 
@@ -84,7 +90,7 @@ def test_demo_deck_roc_is_log_log_with_every_attack(demo_deck):
     assert roc.layout.xaxis.type == "log" and roc.layout.yaxis.type == "log"
     named = [t for t in roc.data if t.name and "AUC" in t.name]
     assert len(named) == len(DEFAULT_ATTACKS)
-    titles = {REGISTRY[n].title.split(" (")[0] for n in DEFAULT_ATTACKS}
+    titles = {short_name(n) for n in DEFAULT_ATTACKS}
     assert {t.name.split(" — ")[0] for t in named} == titles
     assert {t.line.color for t in named} == {attack_color(n) for n in DEFAULT_ATTACKS}
 
@@ -154,14 +160,53 @@ def test_deck_html_embeds_plotly_once():
 
 
 def test_defence_slide_shows_the_shipped_dp_study():
-    from mia_core.views.presenter import DEFENCE_STUDY, defence_slide
-
     if not DEFENCE_STUDY.is_file():
         pytest.skip(f"{DEFENCE_STUDY} is not shipped here")
-    slide = defence_slide()
+    slide = defence_slide(load_defence_study())
     assert slide.takeaway.startswith("AUC of SimA (the strongest attack here) falls from 0.91 to 0.56")
     fig = slide.figure()
     attacks = [t for t in fig.data if t.meta and t.meta.get("role") == "attack"]
     assert {t.meta["attack"] for t in attacks} == {"loss", "pia", "sima", "secmi"}
     assert list(attacks[0].x) == ["no DP", "100", "10", "1"]  # privacy grows left to right
-    assert defence_slide(DEFENCE_STUDY.parent / "missing.json") is None
+    assert load_defence_study(DEFENCE_STUDY.parent / "missing.json") is None
+
+
+def test_presenter_roc_is_the_compare_roc_restyled():
+    data = _synthetic(n=200)
+    slide_fig = roc_figure(data)
+    page_fig = F.roc_figure({s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)},
+                            log=True, budget=0.01)
+    assert len(slide_fig.data) == len(page_fig.data)
+    for a, b in zip(slide_fig.data, page_fig.data):
+        assert a.name == b.name and a.meta == b.meta
+        np.testing.assert_array_equal(np.asarray(a.x, float), np.asarray(b.x, float))
+        np.testing.assert_array_equal(np.asarray(a.y, float), np.asarray(b.y, float))
+        if "lines" in (a.mode or ""):
+            assert a.line.width >= 3 and a.line.width >= (b.line.width or 0)
+    assert slide_fig.layout.font.size >= 20 > page_fig.layout.font.size
+    assert slide_fig.layout.xaxis.type == "log" == page_fig.layout.xaxis.type
+
+
+def test_presenter_error_curve_is_the_sample_explorer_curve_restyled():
+    data = _synthetic(n=40)
+    slides = build_deck(data)
+    slide_fig = next(s for s in slides if s.key == "error_curve").figure()
+    page_fig = F.attack_error_curve(data.results["loss"], data.is_member)
+    assert [t.meta for t in slide_fig.data] == [t.meta for t in page_fig.data]
+    for a, b in zip(slide_fig.data, page_fig.data):
+        np.testing.assert_array_equal(np.asarray(a.y, float), np.asarray(b.y, float))
+    assert slide_fig.layout.font.size >= 20
+
+
+def test_presenter_histogram_uses_the_shared_log_rule():
+    data = _synthetic(n=60)
+    spread = -np.logspace(0, 4, 60)  # negated distances over four decades: the shared rule logs them
+    res = data.results["loss"]
+    data = DeckData(data.ids, data.images, data.is_member,
+                    {"loss": AttackResult("loss", data.ids, spread, res.trace_timesteps, res.trace, "err", 2, 1.0, {})})
+    values, logged = F.display_scores(spread)
+    assert logged
+    hist = next(s for s in build_deck(data) if s.key == "histogram").figure()
+    shown = np.concatenate([np.asarray(t.x, float) for t in hist.data])
+    assert shown.min() >= values.min() - 1e-9 and shown.max() <= values.max() + 1e-9
+    assert "log scale" in hist.layout.xaxis.title.text

@@ -1,8 +1,7 @@
-"""mia_core.lab.verdict: percentiles, thresholds and verdicts at an FPR budget, the sentence, the figure."""
+"""mia_core.lab.verdict: percentiles, thresholds and verdicts at an FPR budget (sentences and figure: test_views_verdict)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -10,23 +9,16 @@ import pytest
 
 from mia_core.attacks import get_attack
 from mia_core.attacks.base import AttackResult
-from mia_core.data import ImageSet, load_image_folder
+from mia_core.data import ImageSet
 from mia_core.metrics import verdict_at_fpr
-from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
-from mia_core.views.results import upscale_nearest
 from mia_core.lab.verdict import (
     Calibration,
-    budget_text,
     calibrations_from_results,
-    encode_png,
     judge_images,
     judge_scores,
     percentile_of,
-    placement_figure,
-    save_upload_folder,
     score_images,
     verdict_label,
-    verdict_sentence,
 )
 
 # 200 non-members 0..199 and 100 members 100..199 + 0.5: hand-checkable numbers.
@@ -129,39 +121,6 @@ def test_calibration_from_result_checks_ids():
         calibrations_from_results({"pia": res}, ("a", "b", "c", "x"), is_member)
 
 
-def test_sentence_contains_tpr_and_budget(cal):
-    s = verdict_sentence(0.01, cal.rule_tpr(0.01), n_members=100, n_nonmembers=200, attack_title="PIA")
-    assert "0.02" in s and "1 % FPR" in s and "1 in 100" in s
-    assert "evidence, not proof" in s and "may still have been used" in s
-    assert "2 of 100" in s
-    # the image's own outcome comes first
-    assert verdict_sentence(0.05, 0.44, flagged=False).startswith("A 'not flagged' image")
-    assert verdict_sentence(0.05, 0.44, flagged=True).startswith("Flagged at 5 % FPR")
-    assert "1 in 20" in verdict_sentence(0.05, 0.44)
-    na = verdict_sentence(0.001, None, n_nonmembers=899)
-    assert "1000" in na and "899" in na and "No verdict" in na
-    assert budget_text(0.001) == "0.1 %"
-
-
-def test_placement_figure(cal):
-    rep = judge_scores({"pia": cal}, {"pia": [199.0, 10.0]}, ["up-1.png", "up-2.png"], 0.01)
-    fig = placement_figure(rep, "pia", score_label="-R")
-    spec = json.loads(fig.to_json())
-    names = [t.get("name", "") for t in spec["data"]]
-    assert any("non-member" in n for n in names) and any(n.startswith("members") for n in names)
-    colors = [t.get("marker", {}).get("color") for t in spec["data"]]
-    assert NONMEMBER_COLOR in colors and MEMBER_COLOR in colors
-    thr = next(t for t in spec["data"] if t["name"].startswith("threshold"))
-    assert thr["x"] == [198.0, 198.0] and "1 % FPR" in thr["name"]
-    up = next(t for t in spec["data"] if t["name"] == "your image(s)")
-    assert up["x"] == [199.0, 10.0] and up["text"] == ["up-1.png", "up-2.png"]
-    assert all(t["type"] in ("bar", "scatter") for t in spec["data"])  # SVG, no WebGL
-    # a budget that is n/a has no threshold line
-    few = judge_scores({"pia": cal}, {"pia": [1.0]}, ["x"], 0.001)
-    traces = json.loads(placement_figure(few, "pia").to_json())["data"]
-    assert not any(t.get("name", "").startswith("threshold") for t in traces)
-
-
 def test_score_images_matches_attack_run(tiny_target):
     rng = np.random.default_rng(0)
     imgs = ImageSet(rng.integers(0, 256, size=(3, 8, 8, 1), dtype=np.uint8), ("a", "b", "c"), "upload")
@@ -176,34 +135,3 @@ def test_score_images_matches_attack_run(tiny_target):
     wrong = ImageSet(np.zeros((1, 4, 4, 1), np.uint8), ("z",), "upload")
     with pytest.raises(ValueError, match="convert them first"):
         score_images(tiny_target, wrong, attacks)
-
-
-def test_upscale_and_png_roundtrip():
-    img = np.arange(64, dtype=np.uint8).reshape(8, 8, 1)
-    big = upscale_nearest(img, 96)
-    assert big.shape == (96, 96) and (big[:12, :12] == 0).all() and big[0, 12] == 1
-    from mia_core.data import decode_image
-
-    assert (decode_image(encode_png(img), "x.png") == img).all()
-
-
-def test_save_upload_folder(tmp_path):
-    png = encode_png(np.full((8, 8), 200, np.uint8))
-    folder = save_upload_folder(tmp_path, [("../evil name.png", png), ("a.png", png)], [("b.PNG", png)])
-    assert folder.parent == tmp_path / "uploads"
-    assert sorted(p.name for p in (folder / "members").iterdir()) == ["a.png", "evil_name.png"]
-    images, split, _ = load_image_folder(folder)
-    assert split.n_members == 2 and split.n_nonmembers == 1
-    assert save_upload_folder(tmp_path, [("../evil name.png", png), ("a.png", png)], [("b.PNG", png)]) == folder
-    with pytest.raises(ValueError, match="not an image"):
-        save_upload_folder(tmp_path, [("x.exe", b"1")], [("b.png", png)])
-    with pytest.raises(ValueError, match="at least one"):
-        save_upload_folder(tmp_path, [], [("b.png", png)])
-
-
-def test_sentence_for_several_attacks():
-    s = verdict_sentence(0.01, {"PIA": 0.44, "SimA": 0.79, "SecMI": None}, flagged=False, n_nonmembers=899)
-    assert "0.44 (PIA), 0.79 (SimA)" in s and "SecMI" not in s
-    assert "21 %" in s and "899 known non-members" in s
-    assert s.startswith("A 'not flagged' image")
-    assert "No verdict" in verdict_sentence(0.001, {"PIA": None}, n_nonmembers=899)

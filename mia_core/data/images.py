@@ -195,6 +195,21 @@ class ImageSet:
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
+def to_uint8(x) -> np.ndarray:
+    """Model-space image(s) in [-1, 1] -> uint8 0..255, channels last: the inverse of ``to_unit_range``.
+
+    ``rint((x + 1) * 127.5)`` clipped to 0..255 (values outside [-1, 1], e.g. a noisy x_t, are
+    clipped). Accepts a numpy array or a torch tensor (any device) of shape (C, H, W) or
+    (N, C, H, W); returns (H, W, C) or (N, H, W, C), contiguous. The one uint8 conversion of the
+    project (:mod:`mia_core.views.images` re-exports it for the pages).
+    """
+    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    if a.ndim not in (3, 4):
+        raise ValueError(f"to_uint8 expects (C, H, W) or (N, C, H, W), got shape {a.shape}")
+    a = np.clip(np.rint((np.asarray(a, dtype=np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(np.moveaxis(a, -3, -1))
+
+
 # ----------------------------------------------------------------------------- conversion
 
 

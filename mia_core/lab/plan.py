@@ -256,16 +256,14 @@ def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str
     return rows
 
 
-def attack_label(name: str, params: Mapping[str, Any] | None = None) -> str:
-    """Multiselect label: short title — paper · cost, e.g. "PIA — Kong et al., ICLR 2024 · 2 UNet calls/image (12 with trace)"."""
-    cls = REGISTRY[name]
+def cost_text(name: str, params: Mapping[str, Any] | None = None) -> str:
+    """An attack's cost with these parameters, e.g. "11 UNet calls/image (20 with trace)" (defaults if invalid)."""
     try:
         attack = get_attack(name, params)
     except (TypeError, ValueError):
         attack = get_attack(name)
     score, trace = attack.unet_calls(trace=False), attack.unet_calls(trace=True)
-    calls = f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
-    return f"{cls.title.split(' (')[0]} — {cls.paper} · {calls}"
+    return f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
 
 
 # -- results ------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The teaching views: forward noising, one-step denoising, member vs non-member reconstruction.
+"""What the Learn page computes: forward noising, one-step denoising, member vs non-member errors.
 
-Everything the Learn page shows is computed here (no Streamlit), on tiny batches, with fixed
-seeded noise so a view does not flicker when it reruns.
+Everything here runs the model (no Streamlit, no figures: those are in :mod:`mia_core.views.learn`),
+on tiny batches, with fixed seeded noise so a view does not flicker when it reruns.
 
 Notation (as in :mod:`mia_core.schedule`, 0-based timesteps):
 
@@ -25,18 +25,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
 from mia_core.schedule import NoiseSchedule, predict_x0, q_sample
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL
 from mia_core.target import Target
 
 if TYPE_CHECKING:  # pragma: no cover
     from mia_core.lab.experiment import Experiment
 
-#: Displayed width of an upscaled image, in pixels (an 8x8 digit becomes 20x20 blocks).
-DISPLAY_SIZE = 160
 #: The cheap per-t sweep of the Learn page (10 timesteps, 0-based).
 LEARN_SWEEP: tuple[int, ...] = (10, 50, 100, 200, 300, 400, 500, 600, 700, 850)
 #: UNet inputs per forward pass when sweeping (kept modest for CPUs).
@@ -175,51 +171,43 @@ def reconstruction_error_curve(
     return ErrorCurve(np.asarray(ts, dtype=np.int64), x0_err.T.numpy(), eps_err.T.numpy(), int(draws))
 
 
-# -- images for display -------------------------------------------------------------------
+# -- SecMI's round trip for one image ------------------------------------------------------
 
 
-def to_display(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    """A model-space image (C, H, W) in [-1, 1] -> uint8 (H, W, C), or (H, W) for one channel.
+def secmi_round_trip(target: Target, x0, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """SecMI's inverted and re-denoised images for one image, recomputed (11 UNet calls by default).
 
-    Values outside [-1, 1] (a very noisy x_t, a raw noise image) are clipped. The inverse of
-    ``ImageSet.to_unit_range`` (x / 127.5 - 1) up to rounding.
+    Parameters
+    ----------
+    target : Target.
+    x0 : (C, H, W) or (1, C, H, W) float in [-1, 1] at the target's size.
+    params : SecMI parameters (``t_sec``, ``k``; others are ignored); the published defaults when
+        None. The trace is switched off: only the score's round trip is computed.
+
+    Returns
+    -------
+    dict with (C, H, W) float32 CPU tensors ``x0``, ``x_tilde`` (x~ at t_sec - k, the deterministic
+    DDIM inversion) and ``x_recon`` (x'' after one step up and one step down), and the numbers
+    ``t_error`` (the sum of squares |x~ - x''|^2 = -score) and ``t`` (t_sec - k). The Sample
+    explorer draws it with :func:`mia_core.views.results.secmi_panels`.
     """
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != 3:
-        raise ValueError(f"to_display expects one image (C, H, W), got shape {arr.shape}")
-    out = np.clip(np.rint((arr.astype(np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    out = out.transpose(1, 2, 0)
-    return out[:, :, 0] if out.shape[2] == 1 else out
+    from mia_core.attacks import get_attack
 
-
-def noise_to_display(eps: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Show a noise image (roughly N(0, 1)) with +-3 sigma mapped to black..white."""
-    arr = eps.detach().cpu().numpy() if isinstance(eps, torch.Tensor) else np.asarray(eps)
-    return to_display(arr / 3.0)
-
-
-def upscale_nearest(img: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """Nearest-neighbour resize of (H, W) or (H, W, C) so the longer side is ``size`` pixels.
-
-    Each output pixel copies one input pixel (no blur); an integer factor repeats each pixel
-    exactly ``size // H`` times in both directions.
-    """
-    img = np.asarray(img)
-    if img.ndim not in (2, 3):
-        raise ValueError(f"upscale_nearest expects (H, W) or (H, W, C), got shape {img.shape}")
-    if int(size) < 1:
-        raise ValueError(f"size must be >= 1, got {size!r}")
-    h, w = img.shape[:2]
-    scale = int(size) / max(h, w)
-    out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
-    rows = (np.arange(out_h) * h) // out_h
-    cols = (np.arange(out_w) * w) // out_w
-    return img[rows[:, None], cols[None, :]]
-
-
-def display_image(x: torch.Tensor | np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """``upscale_nearest(to_display(x), size)``."""
-    return upscale_nearest(to_display(x), size)
+    p = {k: v for k, v in dict(params or {}).items() if k in ("t_sec", "k")}
+    p["trace"] = False
+    attack = get_attack("secmi", p)
+    x = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[None]
+    with torch.inference_mode():
+        out = attack.compute(target, x.to(target.device))
+    return {
+        "x0": x[0].cpu(),
+        "x_tilde": out["x_tilde"][0].float().cpu(),
+        "x_recon": out["x_recon"][0].float().cpu(),
+        "t_error": float(-out["score"][0]),
+        "t": int(attack.params.t_sec - attack.params.k),
+    }
 
 
 # -- the experiment's images --------------------------------------------------------------
@@ -277,143 +265,6 @@ def population_indices(exp: "Experiment", n: int, seed: int = 0) -> tuple[np.nda
     return np.sort(pick_m), np.sort(pick_n)
 
 
-# -- figures ------------------------------------------------------------------------------
-
-
-def error_bars_figure(member_error: float, nonmember_error: float, *, title: str) -> go.Figure:
-    """Two bars (member, non-member) for one error value each."""
-    fig = go.Figure(go.Bar(
-        x=[MEMBER_LABEL, NONMEMBER_LABEL], y=[member_error, nonmember_error],
-        marker_color=[MEMBER_COLOR, NONMEMBER_COLOR],
-        text=[f"{member_error:.4f}", f"{nonmember_error:.4f}"], textposition="outside",
-        hovertemplate="%{x}: %{y:.5f}<extra></extra>",
-    ))
-    top = max(member_error, nonmember_error, 1e-12)
-    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
-                      yaxis=dict(title="mean squared error", range=[0, top * 1.25]))
-    return fig
-
-
-def error_curve_figure(
-    timesteps: np.ndarray,
-    member_curve: np.ndarray,
-    nonmember_curve: np.ndarray,
-    *,
-    t_marker: int | None = None,
-    ylabel: str = "mean squared error",
-    member_band: tuple[np.ndarray, np.ndarray] | None = None,
-    nonmember_band: tuple[np.ndarray, np.ndarray] | None = None,
-    names: tuple[str, str] = (MEMBER_LABEL, NONMEMBER_LABEL),
-) -> go.Figure:
-    """Error against t for a member and a non-member (log-y), with optional (low, high) bands and a line at t."""
-    fig = go.Figure()
-    for curve, band, color, name in ((member_curve, member_band, MEMBER_COLOR, names[0]),
-                                     (nonmember_curve, nonmember_band, NONMEMBER_COLOR, names[1])):
-        if band is not None:
-            lo, hi = band
-            fig.add_trace(go.Scatter(
-                x=np.concatenate([timesteps, timesteps[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0), hoverinfo="skip",
-                showlegend=False, name=f"{name} IQR",
-            ))
-        fig.add_trace(go.Scatter(x=timesteps, y=curve, mode="lines+markers", name=name,
-                                 line=dict(color=color, width=2.5),
-                                 hovertemplate=f"{name}<br>t=%{{x}}<br>error=%{{y:.5f}}<extra></extra>"))
-    if t_marker is not None:
-        fig.add_vline(x=int(t_marker), line=dict(color="gray", dash="dot"), annotation_text=f"t = {int(t_marker)}",
-                      annotation_position="top left")
-    fig.update_layout(height=320, margin=dict(l=10, r=10, t=30, b=10), legend=dict(orientation="h", y=1.12),
-                      xaxis=dict(title="timestep t"), yaxis=dict(title=ylabel, type="log", dtick=1))
-    return fig
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def abar_figure(schedule: NoiseSchedule, t: int) -> go.Figure:
-    """sqrt(abar_t) (signal weight) and sqrt(1 - abar_t) (noise weight) over all t, a marker at t."""
-    abar = schedule.alphas_cumprod.numpy()
-    ts = np.arange(abar.size)
-    step = max(1, abar.size // 250)  # ~250 points are plenty for a smooth line
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ts[::step], y=np.sqrt(abar[::step]), name="signal weight sqrt(abar_t)",
-                             line=dict(color="#333333")))
-    fig.add_trace(go.Scatter(x=ts[::step], y=np.sqrt(1 - abar[::step]), name="noise weight sqrt(1 - abar_t)",
-                             line=dict(color="#999999", dash="dash")))
-    fig.add_vline(x=int(t), line=dict(color="gray", dash="dot"))
-    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.15),
-                      xaxis=dict(title="timestep t"), yaxis=dict(title="weight", range=[0, 1.02]))
-    return fig
-
-
-# -- the attacks in one table ---------------------------------------------------------------
-
-_MEASURES = {
-    "loss": "the denoising error sum (eps - eps_theta(x_t, t))^2 at one t (the training loss): "
-            "members are denoised better",
-    "secmi": "the t-error: invert the image with deterministic DDIM steps to t_sec - k, step up and back down once, "
-             "and measure how far it lands from where it started",
-    "pia": "noise the image with the model's own noise guess eps_theta(x0, 0) and check the model predicts that "
-           "same noise back at t: members get consistent predictions",
-    "pian": "PIA with eps_theta(x0, 0) rescaled to the size of Gaussian noise",
-    "sima": "the size of the predicted noise eps_theta(x0, t) on the clean image: a memorised image sits at a "
-            "peak of the learned density, so the model sees little noise in it",
-}
-
-
-def attack_summary(registry: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
-    """One row per registered attack: name, title, what it measures, UNet calls per image, paper, score."""
-    if registry is None:
-        from mia_core.attacks import REGISTRY as registry  # noqa: N811
-    rows = []
-    for name, cls in registry.items():
-        attack = cls()
-        rows.append({
-            "attack": cls.title or name,
-            "what it measures": _MEASURES.get(name, cls.score_label),
-            "UNet calls / image": int(attack.unet_calls(trace=False)),
-            "score (higher = member)": cls.score_label,
-            "paper": cls.paper,
-            "name": name,
-        })
-    return rows
-
-
 # -- the default target's training log -------------------------------------------------------
 
-
-def train_log_summary(log: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts worth showing from a training log: command, steps, members, seconds, device, weights."""
-    cfg = log.get("config", {}) or {}
-    return {
-        "command": log.get("command", ""),
-        "steps": cfg.get("steps"),
-        "members": log.get("n_members"),
-        "seconds": log.get("seconds"),
-        "device": log.get("device"),
-        "weights": log.get("weights"),
-        "batch size": cfg.get("batch_size"),
-        "learning rate": cfg.get("lr"),
-        "EMA decay": cfg.get("ema_decay"),
-    }
-
-
-def loss_curve_figure(log: Mapping[str, Any]) -> go.Figure | None:
-    """Training loss against step (log-y) from ``log["loss_curve"]`` ([[step, loss], ...]); None if absent."""
-    curve = log.get("loss_curve") or []
-    try:
-        arr = np.asarray(curve, dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
-        return None
-    fig = go.Figure(go.Scatter(x=arr[:, 0], y=arr[:, 1], mode="lines", line=dict(color="#333333"),
-                               name="training loss", hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(title="training step"),
-                      yaxis=dict(title="loss: mean (eps - eps_theta)^2", type="log"))
-    return fig
 

@@ -21,28 +21,22 @@ Across attacks an image gets a *majority* summary (flagged by more than half of 
 that gave a verdict) and an *any* summary (flagged by at least one; with k attacks its
 false-positive rate can reach k times the budget).
 
-Nothing here imports streamlit; the figures are plotly objects.
+Nothing here imports streamlit or draws: the sentences and the placement figure are in
+:mod:`mia_core.views.verdict`, the upload folder in :mod:`mia_core.lab.uploads`.
 """
 
 from __future__ import annotations
 
 import functools
-
-import hashlib
-import io
 import math
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-import plotly.graph_objects as go
 
 from mia_core.attacks import Attack, AttackResult
-from mia_core.data import IMAGE_SUFFIXES, ImageSet
+from mia_core.data import ImageSet
 from mia_core.metrics import min_nonmembers_for, verdict_at_fpr
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
 
 __all__ = [
     "Calibration",
@@ -56,15 +50,7 @@ __all__ = [
     "score_images",
     "percentile_of",
     "verdict_label",
-    "verdict_sentence",
-    "placement_figure",
-    "encode_png",
-    "save_upload_folder",
 ]
-
-#: Marker colour of uploaded images in the placement figure (neither member nor non-member colour).
-UPLOAD_COLOR = "#222222"
-
 
 # ----------------------------------------------------------------------------- small helpers
 
@@ -72,11 +58,6 @@ UPLOAD_COLOR = "#222222"
 def budget_text(budget: float) -> str:
     """``0.01 -> "1 %"``, ``0.001 -> "0.1 %"``, ``0.05 -> "5 %"``."""
     return f"{float(budget) * 100:g} %"
-
-
-def _one_in(budget: float) -> str:
-    """``0.01 -> "1 in 100"``; ``0.05 -> "1 in 20"``."""
-    return f"1 in {round(1.0 / float(budget)):,}"
 
 
 def percentile_of(values: np.ndarray, score: float) -> float:
@@ -394,198 +375,3 @@ def judge_images(
         raise ValueError("none of the attacks has stored results on the split to calibrate against")
     scores = score_images(target, images, usable, seed=seed)
     return judge_scores(calibrations, scores, images.ids, budget)
-
-
-# ----------------------------------------------------------------------------- the honest sentence
-
-
-def verdict_sentence(
-    budget: float,
-    tpr: float | None | Mapping[str, float | None],
-    *,
-    flagged: bool | None = None,
-    n_members: int | None = None,
-    n_nonmembers: int | None = None,
-    attack_title: str | None = None,
-) -> str:
-    """What a verdict at this budget can and cannot mean, with the attack's TPR on known members.
-
-    ``tpr`` is the share of known members the same rule flags (:meth:`Calibration.rule_tpr`), or a
-    mapping attack title -> that share when several attacks are summarised; ``None`` means the
-    budget is n/a for ``n_nonmembers``. ``flagged`` puts the sentence about the image's own
-    outcome first.
-    """
-    b, one_in = budget_text(budget), _one_in(budget)
-    who = f"{attack_title}: " if attack_title else ""
-    if isinstance(tpr, Mapping):
-        rates = {k: float(v) for k, v in tpr.items() if v is not None}
-        if len(rates) == 1:
-            (title, value), = rates.items()
-            return verdict_sentence(budget, value, flagged=flagged, n_members=n_members,
-                                    n_nonmembers=n_nonmembers, attack_title=attack_title or title)
-        tpr_text = ", ".join(f"{v:.2f} ({k})" for k, v in rates.items())
-        best = max(rates.values()) if rates else None
-    else:
-        rates, best = {}, tpr
-        tpr_text = None if tpr is None else f"{tpr:.2f}"
-    if best is None:
-        needed = min_nonmembers_for(budget)
-        have = f"only {n_nonmembers}" if n_nonmembers is not None else "too few"
-        return (f"{who}With {have} calibration non-members no threshold at {b} FPR can be set (it needs >= "
-                f"{needed}): the smallest non-zero FPR they can measure is larger than the budget. No verdict is "
-                "given; choose a larger budget or calibrate on more non-members.")
-    cal = f" {n_nonmembers:,} known" if n_nonmembers is not None else " the known"
-    flag_part = (f"Flagged at {b} FPR means this image scores at least as high as a threshold that at most {b} of"
-                 f"{cal} non-members (images the model was not trained on) reach; about {one_in} non-members "
-                 "would be flagged too, so a flag is evidence, not proof.")
-    if rates:
-        miss_part = (f"A 'not flagged' image may still have been used: the attacks' TPR at this FPR is only "
-                     f"{tpr_text} on known members, so even the strongest misses {(1 - best) * 100:.0f} % of the "
-                     "training images.")
-    else:
-        of_members = f" (it flags {round(best * n_members):,} of {n_members:,})" if n_members else ""
-        miss_part = (f"A 'not flagged' image may still have been used: the attack's TPR at this FPR is only "
-                     f"{tpr_text} on known members{of_members}, so {(1 - best) * 100:.0f} % of the training images "
-                     "are not flagged either.")
-    if best >= 0.995:
-        miss_part = (f"On known members the TPR at this FPR is {tpr_text}; even so, a 'not flagged' image is "
-                     "only unlikely, not proven, to be a training image.")
-    parts = [miss_part, flag_part] if flagged is False else [flag_part, miss_part]
-    return who + " ".join(parts)
-
-
-# ----------------------------------------------------------------------------- figure
-
-
-def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, score_label: str = "") -> go.Figure:
-    """Where each new image's score falls among the calibration members and non-members.
-
-    Density histograms (shared bins) of the calibration member and non-member scores, a dashed
-    vertical line at the threshold of the FPR budget, and one diamond per new image (hover: id,
-    score, percentiles, verdict). SVG traces only.
-    """
-    cal = report.calibrations[attack]
-    verdicts = report.for_attack(attack)
-    new_scores = np.array([v.score for v in verdicts if math.isfinite(v.score)], dtype=float)
-    pooled = np.concatenate([cal.member_scores, cal.nonmember_scores, new_scores])
-    lo, hi = float(pooled.min()), float(pooled.max())
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    centres, width = 0.5 * (edges[:-1] + edges[1:]), edges[1] - edges[0]
-
-    fig = go.Figure()
-    ymax = 0.0
-    for label, values, color in (
-        (NONMEMBER_LABEL, cal.nonmember_scores, NONMEMBER_COLOR),
-        (MEMBER_LABEL, cal.member_scores, MEMBER_COLOR),
-    ):
-        density, _ = np.histogram(values, bins=edges, density=True)
-        ymax = max(ymax, float(density.max()))
-        fig.add_trace(go.Bar(
-            x=centres, y=density, width=width, name=f"{label}s of the split (n={values.size:,})",
-            marker={"color": color, "line": {"width": 0}}, opacity=0.6,
-            hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
-        ))
-    ymax = ymax or 1.0
-
-    thr = cal.threshold(report.budget)
-    b = budget_text(report.budget)
-    rows = min(len(verdicts), 4)
-    top = ymax * (1.12 + 0.1 * rows)
-    if thr is not None and math.isfinite(thr):
-        fig.add_trace(go.Scatter(
-            x=[thr, thr], y=[0, top], mode="lines", name=f"threshold at {b} FPR",
-            line={"color": "#555555", "dash": "dash", "width": 2},
-            hovertemplate=f"threshold at {b} FPR: %{{x:.4g}}<extra></extra>",
-        ))
-        fig.add_annotation(x=thr, y=top, text=f"threshold ({b} FPR) → flagged", showarrow=False,
-                           xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555555"})
-
-    if verdicts:
-        # a row per image (cycling over 4) above the histograms, so close scores do not overlap
-        ys = [ymax * (1.1 + 0.1 * (k % 4)) for k in range(len(verdicts))]
-        symbols = ["diamond" if v.flagged else ("circle-open" if v.flagged is None else "diamond-open")
-                   for v in verdicts]
-        show_text = len(verdicts) <= 6
-        fig.add_trace(go.Scatter(
-            x=[v.score for v in verdicts], y=ys, mode="markers+text" if show_text else "markers",
-            name="your image(s)", text=[v.image_id for v in verdicts] if show_text else None,
-            textposition="middle right", textfont={"size": 11},
-            customdata=[[v.image_id, v.percentile_nonmember, v.percentile_member, v.label] for v in verdicts],
-            marker={"color": attack_color(attack), "size": 14, "symbol": symbols,
-                    "line": {"color": UPLOAD_COLOR, "width": 1.5}},
-            hovertemplate=("%{customdata[0]}<br>score %{x:.4g}<br>above %{customdata[1]:.1f} % of non-members"
-                           "<br>above %{customdata[2]:.1f} % of members<br>%{customdata[3]}<extra></extra>"),
-        ))
-
-    title = cal.title or attack
-    fig.update_layout(
-        title=f"{title}: your image(s) against the split ({cal.n_members:,} members, {cal.n_nonmembers:,} non-members)",
-        barmode="overlay", bargap=0,
-        xaxis_title=f"score{f' = {score_label}' if score_label else ''} (higher = more member-like)",
-        yaxis_title="density", yaxis_range=[0, top * 1.08],
-        legend={"orientation": "h", "yanchor": "top", "y": -0.2},
-        margin={"t": 60, "b": 10}, height=420,
-    )
-    return fig
-
-
-# ----------------------------------------------------------------------------- display and upload helpers
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    """A uint8 (H, W, C) / (H, W) image as PNG bytes (lossless), e.g. to feed a split image back
-    through the upload path."""
-    from PIL import Image
-
-    img = np.asarray(image, dtype=np.uint8)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def _safe_file_name(name: str, used: set[str]) -> str:
-    base = Path(str(name).replace("\\", "/")).name
-    stem, suffix = Path(base).stem, Path(base).suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{name}: not an image file name (expected one of {', '.join(IMAGE_SUFFIXES)})")
-    stem = _SAFE_NAME.sub("_", stem).strip("._") or "image"
-    out, k = f"{stem}{suffix}", 2
-    while out in used:
-        out, k = f"{stem}-{k}{suffix}", k + 1
-    used.add(out)
-    return out
-
-
-def save_upload_folder(
-    root: str | Path,
-    members: Sequence[tuple[str, bytes]],
-    nonmembers: Sequence[tuple[str, bytes]],
-) -> Path:
-    """Write uploaded member and non-member files to ``<root>/uploads/<hash>/{members,nonmembers}/``.
-
-    The folder name is a hash of the names and bytes, so the same uploads give the same folder
-    (and the same data fingerprint). File names are reduced to safe characters; the bytes are
-    written as they are (decoding and its checks happen when the folder is loaded).
-    """
-    if not members or not nonmembers:
-        raise ValueError("upload at least one member image and one non-member image")
-    h = hashlib.sha256()
-    for role, files in (("members", members), ("nonmembers", nonmembers)):
-        for name, data in files:
-            h.update(f"{role}/{name}\0{len(data)}\0".encode())
-            h.update(bytes(data))
-    folder = Path(root) / "uploads" / h.hexdigest()[:16]
-    for role, files in (("members", members), ("nonmembers", nonmembers)):
-        sub = folder / role
-        sub.mkdir(parents=True, exist_ok=True)
-        used: set[str] = set()
-        for name, data in files:
-            (sub / _safe_file_name(name, used)).write_bytes(bytes(data))
-    return folder

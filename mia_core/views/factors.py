@@ -32,7 +32,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mia_core.views.results import GRID_COLOR, _base_layout, attack_label
+from mia_core.views.attack_info import short_name
+from mia_core.views.results import GRID_COLOR, _base_layout
 from mia_core.views.style import attack_color
 
 __all__ = [
@@ -310,7 +311,7 @@ def study_table(view: StudyView) -> pd.DataFrame:
     merged = rows.merge(models, on="_k", how="left").sort_values(["order"], kind="stable")
     table = pd.DataFrame({
         view.factor_label: merged["label"],
-        "attack": merged["attack"].map(attack_label),
+        "attack": merged["attack"].map(short_name),
         "AUC": merged["auc"],
         "AUC 95% low": merged["auc_lo"],
         "AUC 95% high": merged["auc_hi"],
@@ -363,12 +364,12 @@ def factor_figure(view: StudyView, metric: str = "auc", *, title: str | None = N
                          arrayminus=(part["auc"] - part["auc_lo"]).clip(lower=0).to_numpy(), thickness=1.5, width=5)
         custom = np.stack([part["auc_lo"], part["auc_hi"], part["tpr_at_1pct"]], axis=1)
         fig.add_trace(go.Scatter(
-            x=part["label"], y=y, mode="lines+markers", name=attack_label(name), error_y=error,
+            x=part["label"], y=y, mode="lines+markers", name=short_name(name), error_y=error,
             line=dict(color=attack_color(name), width=2.5), marker=dict(size=9), connectgaps=False,
             customdata=custom, meta={"role": "attack", "attack": name, "metric": metric},
-            hovertemplate=(f"<b>{attack_label(name)}</b> · %{{x}}<br>AUC %{{y:.3f}} [%{{customdata[0]:.3f}}, "
+            hovertemplate=(f"<b>{short_name(name)}</b> · %{{x}}<br>AUC %{{y:.3f}} [%{{customdata[0]:.3f}}, "
                            "%{customdata[1]:.3f}]<extra></extra>") if metric == "auc" else
-                          (f"<b>{attack_label(name)}</b> · %{{x}}<br>TPR@1%FPR %{{y:.3f}}<extra></extra>"),
+                          (f"<b>{short_name(name)}</b> · %{{x}}<br>TPR@1%FPR %{{y:.3f}}<extra></extra>"),
         ), row=1, col=1)
     fig.add_hline(y=chance, line=dict(color=GRID_COLOR, dash="dash", width=1), row=1, col=1)
     fig.add_annotation(x=1, y=chance, xref="x domain", yref="y", text="chance", showarrow=False, xanchor="right",
@@ -507,7 +508,7 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
     verb = _direction(a, b, flat)
     moved = f"from {_fmt_metric(metric, a)} to {_fmt_metric(metric, b)}" if verb != "stays about the same" \
         else f"at about {_fmt_metric(metric, (a + b) / 2)} (from {_fmt_metric(metric, a)} to {_fmt_metric(metric, b)})"
-    sentence = (f"{name_of[metric]} of **{attack_label(best)}** (the strongest attack here) {verb} {moved} "
+    sentence = (f"{name_of[metric]} of **{short_name(best)}** (the strongest attack here) {verb} {moved} "
                 f"{_span(view, first, last)}")
     models = view.models.set_index("label") if len(view.models) else None
     if models is not None and first["label"] in models.index and last["label"] in models.index:
@@ -522,7 +523,7 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
 
     peak = part.loc[part[metric].idxmax()]
     if peak["order"] not in (first["order"], last["order"]) and float(peak[metric]) - max(a, b) >= flat:
-        out.append(f"It is not monotone: {attack_label(best)} peaks at {_fmt_metric(metric, float(peak[metric]))} "
+        out.append(f"It is not monotone: {short_name(best)} peaks at {_fmt_metric(metric, float(peak[metric]))} "
                    f"with {_value_words(view, peak)}.")
 
     if metric == "auc" and verb != "stays about the same":
@@ -540,7 +541,7 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
         if ends_o is None:
             continue
         oa, ob = float(ends_o[0][metric]), float(ends_o[1][metric])
-        others.append(f"{attack_label(name)} {_fmt_metric(metric, oa)} → {_fmt_metric(metric, ob)}")
+        others.append(f"{short_name(name)} {_fmt_metric(metric, oa)} → {_fmt_metric(metric, ob)}")
     if others:
         out.append(f"The other attacks over the same range: {'; '.join(others)}.")
 
@@ -551,6 +552,6 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
     if metric == "auc":
         ta, tb = float(first["tpr_at_1pct"]), float(last["tpr_at_1pct"])
         if math.isfinite(ta) and math.isfinite(tb):
-            out.append(f"At a 1 % false-positive rate {attack_label(best)} finds {ta:.0%} of the members with "
+            out.append(f"At a 1 % false-positive rate {short_name(best)} finds {ta:.0%} of the members with "
                        f"{_value_words(view, first)} and {tb:.0%} with {_value_words(view, last)}.")
     return out

@@ -13,47 +13,38 @@ waits on a computation):
  7. leakage depends on the noise level (AUC per timestep)
  8. what this does and does not mean (text)
 
-Slides whose results are missing are left out; :func:`missing_attacks` says which are missing
-and :data:`DEMO_COMMAND` how to make them. Figures are built lazily (``Slide.figure()``), with
-projector-sized fonts (20 px and up) and thick lines, in the colours of :mod:`mia_core.views.style`.
-No streamlit here: the page only draws what this module returns.
+Slides whose results are missing are left out (:mod:`mia_core.lab.presenter_data` loads the
+deck's data, says which results are missing and how to make them). Figures are built lazily
+(``Slide.figure()``). The charts the other pages also show (the per-timestep error curve, the
+ROC) are *those* figures (:mod:`mia_core.views.results`) restyled for a projector by
+:func:`mia_core.views.style.talk_style` (fonts of 20 px and up, thick lines); only the charts that
+exist nowhere else are drawn here. HTML export: :mod:`mia_core.views.html`. No streamlit here:
+the page only draws what this module returns.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mia_core.attacks import DEFAULT_ATTACKS, REGISTRY, AttackResult
-from mia_core.views.results import error_bands
-from mia_core.metrics import auc, roc_curve, threshold_at_fpr, tpr_at_fpr
-from mia_core.paths import STUDIES_DIR
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
+from mia_core.attacks import AttackResult
+from mia_core.metrics import auc, threshold_at_fpr, tpr_at_fpr
+from mia_core.views.attack_info import attack_info, short_name
+from mia_core.views.results import attack_error_curve, display_scores, timestep_metrics
+from mia_core.views.results import roc_figure as results_roc_figure
+from mia_core.views.style import (MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, TALK_FONT_SIZE,
+                                  TALK_HEIGHT, TALK_LINE_WIDTH, TALK_TITLE_FONT_SIZE, attack_color, talk_style)
 
-if TYPE_CHECKING:  # only for annotations: importing experiment pulls in torch and diffusers
-    from mia_core.lab.experiment import Experiment
-    from mia_core.lab.runs import ResultStore
+if TYPE_CHECKING:  # only for annotations: the deck's data is loaded by the lab
+    from mia_core.lab.presenter_data import DeckData
 
-#: The command that (re)makes the precomputed results the deck reads on the default target.
-DEMO_COMMAND = (
-    "mia attack --target default --data default --attacks loss,secmi,pia,pian,sima "
-    "--seed 0 --out runs/demo --store assets/demo_store"
-)
 #: The FPR budget the deck talks about (1 %).
 BUDGET = 0.01
-
-FONT_SIZE = 20
-TITLE_FONT_SIZE = 24
-LINE_WIDTH = 5
-FIG_HEIGHT = 520
-FONT_FAMILY = "Source Sans Pro, Helvetica, Arial, sans-serif"
-
 
 # ------------------------------------------------------------------------------------ the deck
 
@@ -88,42 +79,6 @@ class Slide:
 
 
 @dataclass(frozen=True)
-class DeckData:
-    """Everything the deck is built from (plain arrays; no model needed).
-
-    Attributes
-    ----------
-    ids : N sample ids
-    images : (N, H, W, C) uint8
-    is_member : (N,) bool
-    results : attack name -> AttackResult on exactly these ids (may be empty)
-    description : str, one line about the experiment (target and data)
-    """
-
-    ids: tuple[str, ...]
-    images: np.ndarray
-    is_member: np.ndarray
-    results: Mapping[str, AttackResult]
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        n = len(self.ids)
-        if self.images.shape[0] != n or np.shape(self.is_member) != (n,):
-            raise ValueError(f"ids ({n}), images {self.images.shape} and is_member {np.shape(self.is_member)} disagree")
-        for name, res in self.results.items():
-            if tuple(res.ids) != tuple(self.ids):
-                raise ValueError(f"the {name} result was computed on other images than the deck's")
-
-    @property
-    def n_members(self) -> int:
-        return int(np.sum(self.is_member))
-
-    @property
-    def n_nonmembers(self) -> int:
-        return int(len(self.ids) - np.sum(self.is_member))
-
-
-@dataclass(frozen=True)
 class AttackSummary:
     name: str
     title: str
@@ -131,35 +86,25 @@ class AttackSummary:
     tpr: float | None  # TPR at BUDGET; None = n/a
 
 
-def attack_title(name: str) -> str:
-    cls = REGISTRY.get(name)
-    return cls.title if cls is not None else name
-
-
-def short_title(name: str) -> str:
-    """``"PIA (proximal initialisation)"`` -> ``"PIA"``: short names for legends and bars."""
-    return attack_title(name).split(" (")[0]
-
-
 def summarise(data: DeckData) -> list[AttackSummary]:
     """AUC and TPR at 1 % FPR of every attack, best first (by TPR@1 %, then AUC)."""
     out = []
     for name, res in data.results.items():
-        out.append(AttackSummary(name, short_title(name), auc(res.scores, data.is_member),
+        out.append(AttackSummary(name, short_name(name), auc(res.scores, data.is_member),
                                  tpr_at_fpr(res.scores, data.is_member, BUDGET)))
     return sorted(out, key=lambda s: (-(s.tpr if s.tpr is not None else -1.0), -s.auc, s.name))
-
-
-def missing_attacks(results: Mapping[str, AttackResult], wanted: Sequence[str] = DEFAULT_ATTACKS) -> list[str]:
-    return [name for name in wanted if name not in results]
 
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f} %"
 
 
-def build_deck(data: DeckData) -> list[Slide]:
-    """The slides for these results; figure slides without the results they need are left out."""
+def build_deck(data: DeckData, study: Any = None) -> list[Slide]:
+    """The slides for these results; figure slides without the results they need are left out.
+
+    ``study`` (a :class:`mia_core.lab.study.Study`, e.g. the shipped DP-SGD study) adds the defence
+    slide before the closing one.
+    """
     summary = summarise(data)
     best = summary[0] if summary else None
     n_m, n_n = data.n_members, data.n_nonmembers
@@ -179,7 +124,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         ),
     ))
 
-    verdict_note = f" Flagged = above {short_title(best.name)}'s threshold at 1 % FPR." if best else ""
+    verdict_note = f" Flagged = above {short_name(best.name)}'s threshold at 1 % FPR." if best else ""
     slides.append(Slide(
         key="pairs",
         title="Members and non-members look alike",
@@ -196,7 +141,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         slides.append(Slide(
             key="error_curve",
             title="The model fits its training images more closely",
-            takeaway=(f"At t = {t_best} the typical (median) {short_title(curve_attack)} error of members is "
+            takeaway=(f"At t = {t_best} the typical (median) {short_name(curve_attack)} error of members is "
                       f"{abs(gap):.0f} % {'lower' if gap < 0 else 'higher'} than that of non-members."),
             chart="error_curve",
             body=("Lines: median over images; bands: middle 50 % (25th to 75th percentile). "
@@ -214,7 +159,7 @@ def build_deck(data: DeckData) -> list[Slide]:
             title="One score per image separates them",
             takeaway=takeaway,
             chart="histogram",
-            body=f"Score histograms of the best attack, {attack_title(best.name)}, each normalised to the same area.",
+            body=f"Score histograms of the best attack, {attack_info(best.name).title}, each normalised to the same area.",
             build=lambda: histogram_figure(data, best.name),
         ))
 
@@ -246,7 +191,7 @@ def build_deck(data: DeckData) -> list[Slide]:
         slides.append(Slide(
             key="timestep_auc",
             title="Leakage depends on the noise level",
-            takeaway=(f"{short_title(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
+            takeaway=(f"{short_name(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
                       "the noise level at which an attack looks matters as much as the attack."),
             chart="timestep_auc",
             body="AUC of each attack's per-timestep statistic; 0.5 = guessing. SecMI's curve follows its DDIM inversion (t = 0 to t_sec - k).",
@@ -273,21 +218,16 @@ def build_deck(data: DeckData) -> list[Slide]:
             "would inflate every attack."
         ),
     ))
+    if study is not None:  # before the closing "what this means" slide
+        slides.insert(len(slides) - 1, defence_slide(study))
     return slides
 
 
-#: The shipped study the defence slide shows: DP-SGD on the digits with 225 members (a clear no-DP leak).
-DEFENCE_STUDY = STUDIES_DIR / "digits225_dp_epsilon" / "study.json"
-
-
-def defence_slide(path: Path = DEFENCE_STUDY) -> Slide | None:
-    """A slide with a shipped study's privacy-utility chart (None when the study is not there)."""
-    if not Path(path).is_file():
-        return None
+def defence_slide(study: Any) -> Slide:
+    """A slide with a study's privacy-utility chart (the shipped DP-SGD study; loaded by the lab)."""
     from mia_core.views.factors import findings, study_view
-    from mia_core.lab.study import load_study
 
-    view = study_view(load_study(path))
+    view = study_view(study)
     lines = findings(view)
     takeaway = lines[0].replace("**", "") if lines else "Differentially private training lowers the leak."
     return Slide(
@@ -304,62 +244,24 @@ def defence_slide(path: Path = DEFENCE_STUDY) -> Slide | None:
 
 
 def _slide_factor_figure(view: Any) -> go.Figure:
-    """A study's chart for a slide: big fonts and lines at least 3 px wide (readable from the back)."""
+    """The Factors page's study chart, restyled for a slide."""
     from mia_core.views.factors import factor_figure
 
-    fig = _big_layout(factor_figure(view, "auc", title=""), height=FIG_HEIGHT,
-                      legend=dict(x=1.01, y=1.0, xanchor="left"))
-    for trace in fig.data:
-        if getattr(trace, "line", None) is not None and trace.line.width is not None:
-            trace.line.width = max(3.0, float(trace.line.width))
-    return fig
-
-
-def deck_from_experiment(exp: "Experiment", results: Mapping[str, AttackResult]) -> list[Slide]:
-    """The deck of an experiment's stored results (any target, any split)."""
-    card = exp.target.card() if hasattr(exp.target, "card") else {}
-    params = card.get("parameters") or card.get("n_parameters") or getattr(exp.target, "n_parameters", None)
-    size = f"{exp.target.resolution}x{exp.target.resolution}"
-    what = f"a {params / 1e6:.1f} M-parameter diffusion model" if isinstance(params, (int, float)) else "a diffusion model"
-    description = f"{what} trained on {size} images of {exp.split.source or 'the data'}"
-    data = DeckData(tuple(exp.ids), exp.images.images, np.asarray(exp.is_member, dtype=bool),
-                    {n: r for n, r in results.items() if tuple(r.ids) == tuple(exp.ids)}, description)
-    slides = build_deck(data)
-    defence = defence_slide()
-    if defence is not None:  # before the closing "what this means" slide
-        slides.insert(len(slides) - 1, defence)
-    return slides
-
-
-def load_default_deck(store: "ResultStore | None" = None) -> tuple[list[Slide], list[str]]:
-    """The deck of the default experiment from the store (the demo store is always read).
-
-    Returns the slides and the names of default attacks whose results are missing.
-    """
-    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
-    from mia_core.lab.runs import ResultStore
-    from mia_core.paths import DEMO_STORE_DIR
-
-    store = store or ResultStore(extra_readonly=[DEMO_STORE_DIR])
-    exp = load_experiment("default", "default")
-    results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=store)
-    return deck_from_experiment(exp, results), missing_attacks(results)
+    return talk_style(factor_figure(view, "auc", title=""), legend=dict(x=1.01, y=1.0, xanchor="left"))
 
 
 # ------------------------------------------------------------------------------------ statistics
 
 
 def timestep_aucs(data: DeckData) -> dict[str, tuple[list[int], list[float]]]:
-    """attack -> (timesteps, AUC at each) of its per-timestep trace (lower trace = member)."""
+    """attack -> (timesteps, AUC at each) of its per-timestep trace: the Compare page's
+    :func:`mia_core.views.results.timestep_metrics` (NaN where the trace is not finite)."""
     out = {}
     for name, res in data.results.items():
-        if res.trace.shape[1] == 0:
+        if res.trace.ndim != 2 or res.trace.shape[1] == 0:
             continue
-        scores = res.trace_scores()
-        ts = [int(t) for t in res.trace_timesteps]
-        aucs = [auc(scores[:, k], data.is_member) if np.all(np.isfinite(scores[:, k])) else float("nan")
-                for k in range(len(ts))]
-        out[name] = (ts, aucs)
+        frame = timestep_metrics(res, data.is_member, BUDGET)
+        out[name] = ([int(t) for t in frame["timestep"]], [float(a) for a in frame["auc"]])
     return out
 
 
@@ -407,22 +309,6 @@ def nearest_pairs(images: np.ndarray, is_member: np.ndarray, n_pairs: int = 4) -
 # ------------------------------------------------------------------------------------ figures
 
 
-def _big_layout(fig: go.Figure, *, height: int = FIG_HEIGHT, legend: dict[str, Any] | None = None) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        height=height,
-        font=dict(size=FONT_SIZE, family=FONT_FAMILY, color="#222"),
-        margin=dict(l=90, r=30, t=40, b=80),
-        legend=dict(font=dict(size=FONT_SIZE), bgcolor="rgba(255,255,255,0.85)", **(legend or {})),
-        hoverlabel=dict(font_size=FONT_SIZE),
-    )
-    fig.update_xaxes(title_font=dict(size=TITLE_FONT_SIZE), tickfont=dict(size=FONT_SIZE), linewidth=2,
-                     linecolor="#444", gridcolor="#e5e5e5")
-    fig.update_yaxes(title_font=dict(size=TITLE_FONT_SIZE), tickfont=dict(size=FONT_SIZE), linewidth=2,
-                     linecolor="#444", gridcolor="#e5e5e5")
-    return fig
-
-
 def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pairs: int = 4) -> go.Figure:
     """Members (top row) above their closest-looking non-members (bottom row), pixels kept square and sharp."""
     pairs = nearest_pairs(data.images, data.is_member, n_pairs)
@@ -459,49 +345,27 @@ def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pair
     for i in range(1, 2 * cols + 1):
         suffix = "" if i == 1 else str(i)
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_annotations(font_size=TITLE_FONT_SIZE)
-    _big_layout(fig, height=560)
+    fig.update_annotations(font_size=TALK_TITLE_FONT_SIZE)
+    talk_style(fig, height=560)
     fig.update_layout(margin=dict(l=20, r=20, t=50, b=20))
     return fig
 
 
 def error_curve_figure(data: DeckData, attack: str) -> go.Figure:
-    """Median and interquartile band of an attack's per-timestep statistic, members vs non-members (log y)."""
-    res = data.results[attack]
-    ts = [int(t) for t in res.trace_timesteps]
-    fig = go.Figure()
-    bands = error_bands(res.trace, data.is_member)
-    for prefix, colour, name in (("member", MEMBER_COLOR, MEMBER_LABEL), ("nonmember", NONMEMBER_COLOR, NONMEMBER_LABEL)):
-        q25, q50, q75 = bands[f"{prefix}_q25"], bands[f"{prefix}_median"], bands[f"{prefix}_q75"]
-        fill = rgba(colour, 0.22)
-        fig.add_trace(go.Scatter(x=ts + ts[::-1], y=list(q75) + list(q25[::-1]), fill="toself", fillcolor=fill,
-                                 line=dict(width=0), hoverinfo="skip", showlegend=False, name=f"{name} IQR"))
-        fig.add_trace(go.Scatter(x=ts, y=q50, mode="lines+markers", name=f"{name}s (median)",
-                                 line=dict(color=colour, width=LINE_WIDTH), marker=dict(size=10),
-                                 hovertemplate="t = %{x}<br>median %{y:.4g}<extra>" + name + "</extra>"))
-    positive = bool(np.all(res.trace[np.isfinite(res.trace)] > 0))
-    fig.update_xaxes(title_text="timestep t (0 = clean image, larger = noisier)")
-    fig.update_yaxes(title_text=f"{short_title(attack)} error (lower = member)", type="log" if positive else "linear")
-    return _big_layout(fig, legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top"))
-
-
-def _log_magnitude(scores: np.ndarray) -> bool:
-    """Show -score on a log scale? Yes for negated errors / norms (all < 0) with a long tail."""
-    if scores.size == 0 or not np.all(scores < 0):
-        return False
-    lo, hi = np.percentile(-scores, [1, 99])
-    return bool(lo > 0 and hi / lo > 20)
+    """The Sample explorer's per-timestep error curve of an attack (no sample on top), restyled for a slide."""
+    fig = attack_error_curve(data.results[attack], data.is_member)
+    return talk_style(fig, legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top"))
 
 
 def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:
     """Member and non-member score histograms (shared bins, density) with the 1 % FPR threshold.
 
-    Scores that are negated errors with a long tail (SimA's norms span decades) are shown as
-    log10(-score) on a reversed axis, so more member-like stays on the right.
+    The score axis follows the Compare page's rule (:func:`mia_core.views.results.display_scores`):
+    negated errors spread over decades (SimA's norms) are drawn as ``-log10(-score)``, ticks labelled
+    with the value of ``-score``, so more member-like stays on the right.
     """
     scores = np.asarray(data.results[attack].scores, dtype=float)
-    log_mag = _log_magnitude(scores)
-    x_all = np.log10(-scores) if log_mag else scores
+    x_all, log_mag = display_scores(scores)
     lo, hi = np.percentile(x_all, [0.5, 99.5])
     if not hi > lo:
         lo, hi = float(x_all.min()) - 0.5, float(x_all.max()) + 0.5
@@ -518,77 +382,32 @@ def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:
     if thr is not None and math.isfinite(thr) and (thr < 0 or not log_mag):
         tpr = float(np.mean(scores[data.is_member] >= thr))
         fpr = float(np.mean(scores[~data.is_member] >= thr))
-        x_thr = min(max(math.log10(-thr) if log_mag else thr, lo), hi)
+        x_thr = min(max(float(display_scores([thr], log_mag)[0][0]), lo), hi)
         fig.add_vline(x=x_thr, line=dict(color="#222", width=4, dash="dash"))
         fig.add_annotation(x=x_thr, y=1, yref="paper", xanchor="left" if log_mag else "right", yanchor="top",
                            showarrow=False, xshift=8 if log_mag else -8, align="left" if log_mag else "right",
                            text=f"threshold at 1 % FPR<br>flags {100 * tpr:.0f} % of members,<br>{100 * fpr:.1f} % of non-members",
-                           font=dict(size=FONT_SIZE), bgcolor="rgba(255,255,255,0.8)")
-    short = short_title(attack)
+                           font=dict(size=TALK_FONT_SIZE), bgcolor="rgba(255,255,255,0.8)")
+    short = short_name(attack)
     if log_mag:
         decades = np.arange(math.floor(lo), math.ceil(hi) + 1)
         fig.update_xaxes(title_text=f"{short}: −score, log scale (right = smaller = more member-like)",
-                         autorange="reversed", tickvals=decades, ticktext=[_power_of_ten(int(d)) for d in decades])
-        legend = dict(x=0.01, y=0.98, xanchor="left", yanchor="top")
+                         tickvals=decades, ticktext=[_power_of_ten(-int(d)) for d in decades])
     else:
         fig.update_xaxes(title_text=f"{short} score (higher = more member-like)")
-        legend = dict(x=0.01, y=0.98, xanchor="left", yanchor="top")
     fig.update_yaxes(title_text="density")
-    return _big_layout(fig, legend=legend)
+    return talk_style(fig, legend=dict(x=0.01, y=0.98, xanchor="left", yanchor="top"))
 
 
 def _power_of_ten(k: int) -> str:
     return {0: "1", 1: "10", 2: "100", -1: "0.1", -2: "0.01"}.get(k, f"10<sup>{k}</sup>")
 
 
-def _log_ticks(low: float) -> tuple[list[float], list[str]]:
-    """Decade ticks from ``low`` to 1 as percentages: 0.1 %, 1 %, 10 %, 100 %."""
-    vals = [10.0**k for k in range(math.floor(math.log10(low)), 1) if 10.0**k >= low * 0.999]
-    return vals, [f"{100 * v:g} %" for v in vals]
-
-
-def _roc_points(scores: np.ndarray, is_member: np.ndarray, n_points: int = 300) -> tuple[np.ndarray, np.ndarray]:
-    """The exact ROC resampled on a log-spaced FPR grid: TPR at the largest FPR <= each grid value."""
-    roc = roc_curve(scores, is_member)
-    n_n = int((~is_member).sum())
-    grid = np.unique(np.concatenate([np.logspace(math.log10(1.0 / n_n), 0, n_points), roc.fpr[roc.fpr > 0]]))
-    if grid.size > n_points * 2:
-        grid = np.unique(np.concatenate([np.logspace(math.log10(1.0 / n_n), 0, n_points), [BUDGET]]))
-    idx = np.searchsorted(roc.fpr, grid, side="right") - 1
-    return grid, roc.tpr[idx]
-
-
 def roc_figure(data: DeckData) -> go.Figure:
-    """Log-log ROC of every attack, the TPR = FPR diagonal and the 1 % FPR guide."""
-    n_m, n_n = data.n_members, data.n_nonmembers
-    floor = 1.0 / max(n_m, 1)
-    x_min = 1.0 / max(n_n, 1)
-    fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[x_min, 1], y=[x_min, 1], mode="lines", name="guessing (TPR = FPR)",
-                             line=dict(color="#888", width=3, dash="dash"), hoverinfo="skip"))
-    for s in summarise(data):
-        fpr, tpr = _roc_points(data.results[s.name].scores, data.is_member)
-        colour = attack_color(s.name)
-        fig.add_trace(go.Scatter(
-            x=fpr, y=np.maximum(tpr, floor), mode="lines", line=dict(color=colour, width=LINE_WIDTH), line_shape="hv",
-            name=f"{s.title} — AUC {s.auc:.2f} · TPR@1% {_pct(s.tpr)}",
-            hovertemplate="FPR %{x:.4f}<br>TPR %{y:.3f}<extra>" + s.title + "</extra>",
-        ))
-        if s.tpr is not None:
-            fig.add_trace(go.Scatter(x=[BUDGET], y=[max(s.tpr, floor)], mode="markers", showlegend=False,
-                                     marker=dict(color=colour, size=16, line=dict(color="white", width=2)),
-                                     hovertemplate=f"{s.title}: TPR {s.tpr:.3f} at 1 % FPR<extra></extra>"))
-    if BUDGET >= x_min:
-        fig.add_vline(x=BUDGET, line=dict(color="#444", width=3, dash="dot"))
-        fig.add_annotation(x=math.log10(BUDGET), y=1, yref="paper", text="1 % FPR", showarrow=False,
-                           xanchor="left", yanchor="bottom", font=dict(size=FONT_SIZE), xshift=6)
-    xt, xl = _log_ticks(x_min)
-    yt, yl = _log_ticks(floor)
-    fig.update_xaxes(type="log", range=[math.log10(x_min), 0], title_text="false-positive rate (non-members flagged)",
-                     tickvals=xt, ticktext=xl)
-    fig.update_yaxes(type="log", range=[math.log10(floor), 0.02], title_text="true-positive rate (members found)",
-                     tickvals=yt, ticktext=yl)
-    return _big_layout(fig, legend=dict(x=0.99, y=0.02, xanchor="right", yanchor="bottom"))
+    """The Compare page's log-log ROC of every attack (best first, at the 1 % budget), restyled for a slide."""
+    fig = results_roc_figure({s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)},
+                             log=True, budget=BUDGET)
+    return talk_style(fig, height=TALK_HEIGHT + 40, legend=dict(x=0.99, y=0.02, xanchor="right", yanchor="bottom"))
 
 
 def tpr_bar_figure(data: DeckData) -> go.Figure:
@@ -598,7 +417,7 @@ def tpr_bar_figure(data: DeckData) -> go.Figure:
     values = [s.tpr if s.tpr is not None else 0.0 for s in summary]
     fig = go.Figure(go.Bar(
         x=names, y=values, marker=dict(color=[attack_color(s.name) for s in summary], line=dict(width=0)),
-        text=[_pct(s.tpr) for s in summary], textposition="outside", textfont=dict(size=TITLE_FONT_SIZE),
+        text=[_pct(s.tpr) for s in summary], textposition="outside", textfont=dict(size=TALK_TITLE_FONT_SIZE),
         customdata=[s.auc for s in summary], hovertemplate="%{x}: TPR %{y:.3f} at 1 % FPR, AUC %{customdata:.3f}<extra></extra>",
     ))
     fig.add_hline(y=BUDGET, line=dict(color="#444", width=3, dash="dash"))
@@ -608,76 +427,20 @@ def tpr_bar_figure(data: DeckData) -> go.Figure:
     fig.data[0].showlegend = False
     fig.update_xaxes(tickvals=names, ticktext=[f"{s.title}<br><span style='font-size:20px'>AUC {s.auc:.2f}</span>" for s in summary])
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title_text="TPR at 1 % FPR")
-    return _big_layout(fig)
+    return talk_style(fig)
 
 
 def timestep_auc_figure(data: DeckData) -> go.Figure:
     """AUC of each attack's per-timestep statistic against the timestep."""
     fig = go.Figure()
     for name, (ts, aucs) in timestep_aucs(data).items():
-        fig.add_trace(go.Scatter(x=ts, y=aucs, mode="lines+markers", name=short_title(name),
-                                 line=dict(color=attack_color(name), width=LINE_WIDTH), marker=dict(size=11),
-                                 hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_title(name) + "</extra>"))
+        fig.add_trace(go.Scatter(x=ts, y=aucs, mode="lines+markers", name=short_name(name),
+                                 line=dict(color=attack_color(name), width=TALK_LINE_WIDTH), marker=dict(size=11),
+                                 hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_name(name) + "</extra>"))
     fig.add_hline(y=0.5, line=dict(color="#888", width=3, dash="dash"))
     fig.add_annotation(x=0, xref="paper", y=0.5, text="guessing", showarrow=False, xanchor="left", yanchor="top",
-                       font=dict(size=FONT_SIZE), xshift=6)
+                       font=dict(size=TALK_FONT_SIZE), xshift=6)
     fig.update_xaxes(title_text="timestep t (0 = clean image, larger = noisier)")
     fig.update_yaxes(title_text="AUC at this timestep", range=[0, 1.02])
     # bottom left stays empty: every attack starts above guessing at small t
-    return _big_layout(fig, legend=dict(x=0.01, y=0.02, xanchor="left", yanchor="bottom", orientation="h"))
-
-
-def deck_html(slides: Sequence[Slide]) -> str:
-    """The whole deck as one self-contained HTML page (plotly.js embedded once; works offline)."""
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Membership inference — slides</title>",
-             "<style>body{font-family:Helvetica,Arial,sans-serif;max-width:1300px;margin:auto;padding:24px}"
-             "section{min-height:90vh;border-bottom:1px solid #ddd;padding:24px 0}h1{font-size:40px}"
-             "p.takeaway{font-size:26px}li{font-size:22px}</style></head><body>"]
-    first = True
-    for i, slide in enumerate(slides, start=1):
-        parts.append(f"<section><h1>{i}. {_escape(slide.title)}</h1><p class='takeaway'>{_escape(slide.takeaway)}</p>")
-        fig = slide.figure()
-        if fig is not None:
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False))
-            first = False
-        if slide.body:
-            parts.append(_markdown_to_html(slide.body))
-        parts.append("</section>")
-    parts.append("</body></html>")
-    return "".join(parts)
-
-
-# ------------------------------------------------------------------------------------ helpers
-
-
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _markdown_to_html(md: str) -> str:
-    """Enough Markdown for the slide bodies: paragraphs, '- ' bullets, **bold**, *italic*."""
-    import re
-
-    def inline(s: str) -> str:
-        s = _escape(s)
-        s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
-        return re.sub(r"\*(.+?)\*", r"<i>\1</i>", s)
-
-    out, in_list = [], False
-    for line in md.splitlines():
-        if line.startswith("- "):
-            if not in_list:
-                out.append("<ul>")
-                in_list = True
-            out.append(f"<li>{inline(line[2:])}</li>")
-            continue
-        if in_list:
-            out.append("</ul>")
-            in_list = False
-        if line.strip():
-            out.append(f"<p>{inline(line)}</p>")
-    if in_list:
-        out.append("</ul>")
-    return "".join(out)
+    return talk_style(fig, legend=dict(x=0.01, y=0.02, xanchor="left", yanchor="bottom", orientation="h"))

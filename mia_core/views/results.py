@@ -21,9 +21,8 @@ Points that stand for one sample carry that sample's id in ``customdata``, so a 
 
 from __future__ import annotations
 
-import base64
-import io
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -32,11 +31,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mia_core import metrics as M
+from mia_core.views.attack_info import short_name
+from mia_core.views.images import png_data_uri, to_uint8, upscale_nearest
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
 
 __all__ = [
-    "ATTACK_LABELS",
-    "attack_label",
     "budget_label",
     "roc_figure",
     "metric_table",
@@ -46,31 +45,21 @@ __all__ = [
     "timestep_metric_figure",
     "error_bands",
     "score_timesteps",
+    "CurveLine",
     "error_curve_figure",
+    "attack_error_curve",
     "sample_scatter",
     "scores_frame",
     "vulnerable_samples",
     "sample_verdicts",
     "operating_point",
-    "to_uint8",
-    "upscale_nearest",
-    "png_data_uri",
-    "secmi_images",
-    "figure_html",
+    "secmi_panels",
 ]
 
-#: Short display names for the legend (the registry's ``title`` is longer).
-ATTACK_LABELS = {"loss": "Loss", "secmi": "SecMI", "pia": "PIA", "pian": "PIAN", "sima": "SimA",
-                 "secmi_nn": "SecMI-NN", "qr": "QR", "likelihood": "Likelihood", "elbo": "ELBO"}
 #: Points per ROC curve after downsampling.
 ROC_POINTS = 300
 GRID_COLOR = "#888888"
 FONT = dict(size=14)
-
-
-def attack_label(name: str) -> str:
-    """Short display name of an attack ("secmi" -> "SecMI"); unknown names are returned as is."""
-    return ATTACK_LABELS.get(name, name)
 
 
 def budget_label(budget: float) -> str:
@@ -179,13 +168,13 @@ def roc_figure(
             y = np.maximum(tpr, x_min)
         else:
             y = tpr
-        legend = f"{attack_label(name)} — AUC {auc:.3f} · TPR@{budget_label(budget)} {M.format_metric(tpr_b)}"
+        legend = f"{short_name(name)} — AUC {auc:.3f} · TPR@{budget_label(budget)} {M.format_metric(tpr_b)}"
         custom = np.stack([thr, fpr, tpr], axis=1) if fpr.size else np.zeros((0, 3))
         fig.add_trace(go.Scatter(
             x=fpr, y=y, mode="lines", name=legend, line=dict(color=color, width=2.5, shape="hv"),
             customdata=custom, legendgroup=name,
             meta={"attack": name, "auc": auc, "role": "roc"},
-            hovertemplate=(f"<b>{attack_label(name)}</b><br>FPR %{{customdata[1]:.4f}}"
+            hovertemplate=(f"<b>{short_name(name)}</b><br>FPR %{{customdata[1]:.4f}}"
                            "<br>TPR %{customdata[2]:.4f}<br>threshold %{customdata[0]:.4g}<extra></extra>"),
         ))
         thr_b = M.threshold_at_fpr(s, m, budget)
@@ -195,11 +184,11 @@ def roc_figure(
             y_op = max(tpr_op, x_min) if log else tpr_op
             fig.add_trace(go.Scatter(
                 x=[x_op], y=[y_op], mode="markers", legendgroup=name, showlegend=False,
-                name=f"{attack_label(name)} at {budget_label(budget)} FPR",
+                name=f"{short_name(name)} at {budget_label(budget)} FPR",
                 marker=dict(color=color, size=12, symbol="circle", line=dict(color="white", width=1.5)),
                 customdata=[[thr_b, fpr_op, tpr_op]],
                 meta={"attack": name, "role": "operating point"},
-                hovertemplate=(f"<b>{attack_label(name)}</b> at the {budget_label(budget)} FPR budget"
+                hovertemplate=(f"<b>{short_name(name)}</b> at the {budget_label(budget)} FPR budget"
                                "<br>FPR %{customdata[1]:.4f}<br>TPR %{customdata[2]:.4f}"
                                "<br>threshold %{customdata[0]:.4g}<extra></extra>"),
             ))
@@ -280,7 +269,7 @@ def metric_table(
     rows = []
     for name, mt in metrics.items():
         row: dict[str, Any] = {
-            "attack": attack_label(name),
+            "attack": short_name(name),
             "AUC": float(mt.auc),
             "AUC 95% CI": _ci(mt.auc_ci),
             "ASR": float(mt.asr),
@@ -475,12 +464,16 @@ def timestep_metrics(result, is_member, budget: float = M.BUDGET_1PCT) -> pd.Dat
 
     Returns
     -------
-    pandas.DataFrame with K rows: ``timestep``, ``auc``, ``tpr`` (NaN when n/a).
+    pandas.DataFrame with K rows: ``timestep``, ``auc``, ``tpr`` (NaN when n/a, and both NaN at a
+    timestep where some value of the trace is not finite).
     """
     ts = np.asarray(result.trace_scores(), dtype=float)
     steps = np.asarray(result.trace_timesteps)
     rows = []
     for k in range(ts.shape[1]):
+        if not np.all(np.isfinite(ts[:, k])):  # a diverged statistic at this t: no number
+            rows.append({"timestep": int(steps[k]), "auc": math.nan, "tpr": math.nan})
+            continue
         tpr = M.tpr_at_fpr(ts[:, k], is_member, budget)
         rows.append({"timestep": int(steps[k]), "auc": M.auc(ts[:, k], is_member),
                      "tpr": math.nan if tpr is None else tpr})
@@ -513,10 +506,10 @@ def timestep_metric_figure(results: Mapping[str, Any], is_member, *, budget: flo
         any_na |= bool(frame["tpr"].isna().any())
         for row, col, metric in ((1, "auc", "auc"), (2, "tpr", "tpr")):
             fig.add_trace(go.Scatter(
-                x=frame["timestep"], y=frame[col], mode="lines+markers", name=attack_label(name),
+                x=frame["timestep"], y=frame[col], mode="lines+markers", name=short_name(name),
                 line=dict(color=color, width=2), marker=dict(size=6), legendgroup=name, showlegend=row == 1,
                 meta={"attack": name, "metric": metric},
-                hovertemplate=f"{attack_label(name)}<br>t = %{{x}}<br>{metric.upper()} %{{y:.3f}}<extra></extra>",
+                hovertemplate=f"{short_name(name)}<br>t = %{{x}}<br>{metric.upper()} %{{y:.3f}}<extra></extra>",
             ), row=row, col=1)
         for t in score_timesteps(result):
             hit = frame[frame["timestep"] == t]
@@ -525,7 +518,7 @@ def timestep_metric_figure(results: Mapping[str, Any], is_member, *, budget: flo
                     x=hit["timestep"], y=hit["auc"], mode="markers", legendgroup=name, showlegend=False,
                     marker=dict(color=color, size=14, symbol="diamond", line=dict(color="white", width=1)),
                     meta={"attack": name, "metric": "score timestep"},
-                    hovertemplate=f"{attack_label(name)} scores at t = %{{x}}<extra></extra>",
+                    hovertemplate=f"{short_name(name)} scores at t = %{{x}}<extra></extra>",
                 ), row=1, col=1)
     fig.add_hline(y=0.5, line=dict(color=GRID_COLOR, dash="dash", width=1), row=1, col=1)
     fig.add_annotation(x=1, y=0.5, xref="x domain", yref="y", text="chance", showarrow=False, xanchor="right",
@@ -584,70 +577,122 @@ def score_timesteps(result) -> list[int]:
     return []
 
 
-def error_curve_figure(result, is_member, sample_index: int | None = None, *, title: str | None = None) -> go.Figure:
-    """Per-timestep error curves: member and non-member medians with IQR bands, one sample on top.
+@dataclass(frozen=True)
+class CurveLine:
+    """One image's own curve on an error-curve figure: a legend label, (K,) values, a colour, an id."""
+
+    label: str
+    values: Any
+    color: str = "#111111"
+    id: str = ""
+
+
+def error_curve_figure(
+    timesteps,
+    trace=None,
+    is_member=None,
+    *,
+    lines: Sequence[CurveLine] = (),
+    t_lines: Sequence[tuple[int, str]] = (),
+    ylabel: str = "error (lower = member-like)",
+    title: str | None = None,
+    height: int = 460,
+) -> go.Figure:
+    """The per-timestep error curve of every page (Sample explorer, Learn, presenter).
 
     Parameters
     ----------
-    result : AttackResult with a trace (N, K) (raw statistic, lower = member).
-    is_member : (N,) bool.
-    sample_index : int, optional
-        Row of the sample whose own curve is overlaid.
+    timesteps : (K,) int, 0-based.
+    trace : (N, K) float, optional
+        A raw per-timestep statistic (lower = member). With ``is_member`` it draws, per group,
+        the median over images and the inter-quartile band (:func:`error_bands`).
+    is_member : (N,) bool, needed with ``trace``.
+    lines : one :class:`CurveLine` per image drawn on top (its (K,) values).
+    t_lines : (t, text) pairs: a dotted vertical line at t, labelled with the text.
+    ylabel : y-axis title. The y axis is logarithmic when every drawn value is > 0.
 
     Returns
     -------
     go.Figure. Bands are filled ``go.Scatter`` pairs (``meta.role == "band"``, upper q75 then
-    lower q25 with ``fill="tonexty"``), medians ``meta.role == "median"``, the sample
-    ``meta.role == "sample"``; log-y when every value is positive; a dotted vertical line at
-    each score timestep (layout shape named ``"score timestep"``).
+    lower q25 with ``fill="tonexty"``), medians ``meta.role == "median"``, each line
+    ``meta.role == "sample"`` (with its ``id``); each t line is a layout shape named ``"t line"``.
     """
-    trace = np.asarray(result.trace, dtype=float)
-    steps = np.asarray(result.trace_timesteps)
-    m = np.asarray(is_member).astype(bool)
+    steps = np.asarray(timesteps)
     fig = go.Figure()
-    if trace.ndim != 2 or trace.shape[1] == 0:
-        fig.add_annotation(text=f"{attack_label(result.attack)} has no per-timestep trace", showarrow=False,
-                           x=0.5, y=0.5, xref="paper", yref="paper")
-        return _base_layout(fig, title, height=420)
-    bands = error_bands(trace, m)
-    for prefix, label, color in (("nonmember", NONMEMBER_LABEL, NONMEMBER_COLOR),
-                                 ("member", MEMBER_LABEL, MEMBER_COLOR)):
-        if not (m if prefix == "member" else ~m).any():
-            continue
-        fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q75"], mode="lines", line=dict(width=0, color=color),
-                                 showlegend=False, hoverinfo="skip", legendgroup=label,
-                                 meta={"role": "band", "group": label, "edge": "q75"}))
-        fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q25"], mode="lines", line=dict(width=0, color=color),
-                                 fill="tonexty", fillcolor=rgba(color, 0.22), name=f"{label}s: middle 50 %",
-                                 legendgroup=label, hoverinfo="skip",
-                                 meta={"role": "band", "group": label, "edge": "q25"}))
-        fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_median"], mode="lines", name=f"{label}s: median",
-                                 line=dict(color=color, width=3), legendgroup=label,
-                                 meta={"role": "median", "group": label},
-                                 hovertemplate=f"{label} median<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
-    if sample_index is not None:
-        i = int(sample_index)
-        sid = result.ids[i] if i < len(result.ids) else str(i)
-        truth = MEMBER_LABEL if m[i] else NONMEMBER_LABEL
-        fig.add_trace(go.Scatter(x=steps, y=trace[i], mode="lines+markers", name=f"{sid} (truly a {truth})",
-                                 line=dict(color="#111111", width=2.5, dash="solid"), marker=dict(size=7),
-                                 meta={"role": "sample", "id": sid},
-                                 hovertemplate=f"{sid}<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
-    for t in score_timesteps(result):
-        fig.add_shape(type="line", name="score timestep", x0=t, x1=t, y0=0, y1=1, xref="x", yref="paper",
+    drawn = []
+    if trace is not None:
+        t_arr = np.asarray(trace, dtype=float)
+        m = np.asarray(is_member).astype(bool)
+        bands = error_bands(t_arr, m)
+        drawn.append(t_arr)
+        for prefix, label, color in (("nonmember", NONMEMBER_LABEL, NONMEMBER_COLOR),
+                                     ("member", MEMBER_LABEL, MEMBER_COLOR)):
+            if not (m if prefix == "member" else ~m).any():
+                continue
+            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q75"], mode="lines", line=dict(width=0, color=color),
+                                     showlegend=False, hoverinfo="skip", legendgroup=label,
+                                     meta={"role": "band", "group": label, "edge": "q75"}))
+            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q25"], mode="lines", line=dict(width=0, color=color),
+                                     fill="tonexty", fillcolor=rgba(color, 0.22), name=f"{label}s: middle 50 %",
+                                     legendgroup=label, hoverinfo="skip",
+                                     meta={"role": "band", "group": label, "edge": "q25"}))
+            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_median"], mode="lines", name=f"{label}s: median",
+                                     line=dict(color=color, width=3), legendgroup=label,
+                                     meta={"role": "median", "group": label},
+                                     hovertemplate=f"{label} median<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    for line in lines:
+        values = np.asarray(line.values, dtype=float)
+        if values.shape != steps.shape:
+            raise ValueError(f"line {line.label!r} has {values.size} values for {steps.size} timesteps")
+        drawn.append(values)
+        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=line.label,
+                                 line=dict(color=line.color, width=2.5), marker=dict(size=7),
+                                 meta={"role": "sample", "id": line.id or line.label},
+                                 hovertemplate=f"{line.label}<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    for t, text in t_lines:
+        fig.add_shape(type="line", name="t line", x0=t, x1=t, y0=0, y1=1, xref="x", yref="paper",
                       line=dict(color="#444444", dash="dot", width=1.5))
-        fig.add_annotation(x=t, y=1.0, yref="paper", text=f"score read at t = {t}", showarrow=False,
-                           yanchor="bottom", font=dict(size=12, color="#444444"))
-    positive = bool(np.all(trace > 0))
-    fig.update_yaxes(type="log" if positive else "linear", title=f"{result.trace_label}<br>(lower = member-like)")
+        fig.add_annotation(x=t, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom",
+                           font=dict(size=12, color="#444444"))
+    values = np.concatenate([d.reshape(-1) for d in drawn]) if drawn else np.zeros(0)
+    values = values[np.isfinite(values)]
+    positive = bool(values.size) and bool(np.all(values > 0))
+    fig.update_yaxes(type="log" if positive else "linear", title=ylabel)
     if positive:
         fig.update_yaxes(dtick=1, exponentformat="power")
     fig.update_xaxes(title="timestep t (0 = clean image)")
-    _base_layout(fig, title, height=460)
+    _base_layout(fig, title, height=height)
     fig.update_layout(margin=dict(t=70 if title else 45))
     return fig
 
 
+def attack_error_curve(result, is_member, sample_index: int | None = None, *,
+                       title: str | None = None) -> go.Figure:
+    """:func:`error_curve_figure` of an attack's stored trace, one sample on top, its score timesteps marked.
+
+    Parameters
+    ----------
+    result : AttackResult with a trace (N, K) (raw statistic, lower = member); without one the
+        figure only says so.
+    is_member : (N,) bool.
+    sample_index : int, optional, the row of the sample whose own curve is overlaid (black).
+    """
+    trace = np.asarray(result.trace, dtype=float)
+    if trace.ndim != 2 or trace.shape[1] == 0:
+        fig = go.Figure()
+        fig.add_annotation(text=f"{short_name(result.attack)} has no per-timestep trace", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        return _base_layout(fig, title, height=420)
+    m = np.asarray(is_member).astype(bool)
+    lines = []
+    if sample_index is not None:
+        i = int(sample_index)
+        sid = result.ids[i] if i < len(result.ids) else str(i)
+        truth = MEMBER_LABEL if m[i] else NONMEMBER_LABEL
+        lines.append(CurveLine(f"{sid} (truly a {truth})", trace[i], "#111111", sid))
+    t_lines = [(t, f"score read at t = {t}") for t in score_timesteps(result)]
+    return error_curve_figure(result.trace_timesteps, trace, m, lines=lines, t_lines=t_lines,
+                              ylabel=f"{result.trace_label}<br>(lower = member-like)", title=title)
 
 
 # --------------------------------------------------------------------------- per-sample scatter
@@ -680,7 +725,7 @@ def sample_scatter(results: Mapping[str, Any], is_member, ids: Sequence[str], x_
         fig.add_trace(go.Scatter(
             x=x[mask], y=y[mask], mode="markers", name=f"{label}s", customdata=ids_arr[mask],
             marker=dict(color=color, size=6, opacity=0.65), meta={"role": "samples", "group": label},
-            text=[f"{attack_label(x_attack)} {a:.4g}<br>{attack_label(y_attack)} {b:.4g}"
+            text=[f"{short_name(x_attack)} {a:.4g}<br>{short_name(y_attack)} {b:.4g}"
                   for a, b in zip(x_raw[mask], y_raw[mask])],
             hovertemplate="%{customdata}" + f" ({label})" + "<br>%{text}<extra></extra>",
         ))
@@ -689,9 +734,9 @@ def sample_scatter(results: Mapping[str, Any], is_member, ids: Sequence[str], x_
         fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name=f"selected: {highlight_id}",
                                  customdata=[highlight_id], meta={"role": "highlight"},
                                  marker=dict(symbol="star", size=18, color="#111111")))
-    fig.update_xaxes(title=f"{attack_label(x_attack)}: " + _score_axis_title("score (higher = member)", x_log))
-    fig.update_yaxes(title=f"{attack_label(y_attack)}: " + _score_axis_title("score (higher = member)", y_log))
-    _base_layout(fig, f"{attack_label(x_attack)} vs {attack_label(y_attack)}: Spearman rank correlation {rho:.2f}",
+    fig.update_xaxes(title=f"{short_name(x_attack)}: " + _score_axis_title("score (higher = member)", x_log))
+    fig.update_yaxes(title=f"{short_name(y_attack)}: " + _score_axis_title("score (higher = member)", y_log))
+    _base_layout(fig, f"{short_name(x_attack)} vs {short_name(y_attack)}: Spearman rank correlation {rho:.2f}",
                  height=520)
     return fig
 
@@ -797,7 +842,7 @@ def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: f
             flagged = value >= thr
             verdict, correct = (MEMBER_LABEL if flagged else NONMEMBER_LABEL), flagged == truth
         rows.append({
-            "attack": attack_label(name),
+            "attack": short_name(name),
             "score": value,
             "threshold": math.nan if thr is None else thr,
             "verdict": verdict,
@@ -812,91 +857,32 @@ def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: f
 # --------------------------------------------------------------------------- images
 
 
-def to_uint8(x) -> np.ndarray:
-    """Model-space image(s) in [-1, 1] -> uint8 [0, 255], channels last.
-
-    Accepts (C, H, W) or (N, C, H, W) arrays or tensors; returns (H, W, C) or (N, H, W, C).
-    """
-    a = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-    a = np.asarray(a, dtype=np.float64)
-    a = np.clip(np.rint((a + 1.0) * 127.5), 0, 255).astype(np.uint8)
-    if a.ndim == 3:
-        return np.transpose(a, (1, 2, 0))
-    if a.ndim == 4:
-        return np.transpose(a, (0, 2, 3, 1))
-    raise ValueError(f"expected (C, H, W) or (N, C, H, W), got shape {a.shape}")
-
-
-def upscale_nearest(image: np.ndarray, size: int = 96) -> np.ndarray:
-    """Nearest-neighbour upscale of an (H, W) or (H, W, C) uint8 image by an integer factor.
-
-    The factor is ``max(1, size // max(H, W))``, so pixels stay square and sharp (never blurred).
-    Single-channel images come back as (H', W') so PIL and ``st.image`` treat them as grey.
-    """
-    a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]
-    factor = max(1, int(size) // max(a.shape[0], a.shape[1]))
-    a = np.repeat(np.repeat(a, factor, axis=0), factor, axis=1)
-    return a.astype(np.uint8, copy=False)
-
-
-def png_data_uri(image: np.ndarray) -> str:
-    """A uint8 (H, W) or (H, W, 3) image as a ``data:image/png;base64,...`` URI (for ImageColumn)."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def secmi_images(target, x0, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """SecMI's inverted and re-denoised images for one image, recomputed (11 UNet calls).
+def secmi_panels(round_trip: Mapping[str, Any]) -> dict[str, Any]:
+    """The Sample explorer's four SecMI images from :func:`mia_core.lab.teaching.secmi_round_trip`.
 
     Parameters
     ----------
-    target : Target.
-    x0 : (C, H, W) or (1, C, H, W) float in [-1, 1] at the target's size.
-    params : SecMI parameters (``t_sec``, ``k``); the published defaults when None. The trace
-        is switched off: only the score's round trip is computed.
+    round_trip : dict with (C, H, W) float arrays or tensors in [-1, 1] ``x0``, ``x_tilde``,
+        ``x_recon`` and the numbers ``t_error`` and ``t``.
 
     Returns
     -------
-    dict with uint8 (H, W, C) images ``x0``, ``x_tilde`` (x~ at t_sec - k, the deterministic
-    DDIM inversion), ``x_recon`` (x'' after one step up and one step down), ``diff``
-    (|x_tilde - x_recon| scaled so its maximum is white), and floats ``t_error`` (the sum of
-    squares, = -score), ``diff_max`` (largest absolute difference, in [-1, 1] units) and
-    ``t`` (t_sec - k).
+    dict with uint8 (H, W, C) images ``x0``, ``x_tilde``, ``x_recon`` (:func:`to_uint8`) and ``diff``
+    (|x_tilde - x_recon| scaled so its maximum is white; all black when they are equal), and the
+    floats ``diff_max`` (largest absolute difference, in [-1, 1] units), ``t_error`` and ``t``.
     """
-    import torch
+    def arr(x) -> np.ndarray:
+        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
 
-    from mia_core.attacks import get_attack
-
-    p = {k: v for k, v in dict(params or {}).items() if k in ("t_sec", "k")}
-    p["trace"] = False
-    attack = get_attack("secmi", p)
-    x = torch.as_tensor(np.asarray(x0), dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[None]
-    with torch.inference_mode():
-        out = attack.compute(target, x.to(target.device))
-    x_tilde = out["x_tilde"][0].float().cpu()
-    x_recon = out["x_recon"][0].float().cpu()
-    diff = (x_tilde - x_recon).abs()
-    diff_max = float(diff.max())
-    scaled = (diff / diff_max) if diff_max > 0 else diff
-    diff_img = np.clip(np.rint(scaled.numpy() * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    diff = np.abs(arr(round_trip["x_tilde"]) - arr(round_trip["x_recon"]))
+    diff_max = float(diff.max()) if diff.size else 0.0
+    scaled = diff / diff_max if diff_max > 0 else diff
     return {
-        "x0": to_uint8(x[0].cpu()),
-        "x_tilde": to_uint8(x_tilde),
-        "x_recon": to_uint8(x_recon),
-        "diff": diff_img,
-        "t_error": float(-out["score"][0]),
+        "x0": to_uint8(arr(round_trip["x0"])),
+        "x_tilde": to_uint8(arr(round_trip["x_tilde"])),
+        "x_recon": to_uint8(arr(round_trip["x_recon"])),
+        "diff": np.clip(np.rint(scaled * 255), 0, 255).astype(np.uint8).transpose(1, 2, 0),
+        "t_error": float(round_trip["t_error"]),
         "diff_max": diff_max,
-        "t": int(attack.params.t_sec - attack.params.k),
+        "t": int(round_trip["t"]),
     }
-
-
-def figure_html(fig: go.Figure) -> str:
-    """A standalone HTML file of the figure that works offline (plotly.js embedded)."""
-    return fig.to_html(include_plotlyjs=True, full_html=True)

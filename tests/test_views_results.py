@@ -12,7 +12,7 @@ from PIL import Image
 
 from mia_core.views import results as F
 from mia_core import metrics as M
-from mia_core.attacks import AttackResult, get_attack
+from mia_core.attacks import AttackResult
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 
@@ -163,6 +163,20 @@ def test_score_histogram_shared_density_bins_strip_ids_and_threshold():
     assert any(s.type == "line" and s.x0 == pytest.approx(thr) for s in fig.layout.shapes)
 
 
+def test_one_log_scale_rule_for_scores():
+    # automatic: every score < 0 and max(-s) / min(-s) > 100 (negated distances over decades)
+    assert F.display_scores(-np.array([1.0, 100.0]))[1] is False  # ratio 100: linear
+    values, logged = F.display_scores(-np.array([1.0, 101.0, 10.0]))
+    assert logged and np.allclose(values, -np.log10([1.0, 101.0, 10.0]))
+    assert F.display_scores(np.array([-1.0, 0.0, -1000.0]))[1] is False  # a zero score: linear
+    assert F.display_scores(np.array([-1.0, -2.0]), True)[1] is True  # forced
+    with pytest.raises(ValueError, match="every score < 0"):
+        F.display_scores(np.array([1.0, -2.0]), True)
+    from mia_core.views import presenter
+
+    assert not hasattr(presenter, "_log_magnitude")  # the presenter uses this rule too
+
+
 def test_score_histogram_log_score_axis_keeps_order_and_raw_threshold():
     rng = np.random.default_rng(5)
     is_member = np.r_[np.ones(100, bool), np.zeros(100, bool)]
@@ -205,6 +219,11 @@ def test_timestep_metric_figure_matches_metrics_per_column():
     assert list(marker[0].x) == [50]
     frame = F.timestep_metrics(res["pia"], is_member)
     assert list(frame["timestep"]) == [0, 50, 100, 150]
+    diverged = trace.copy()
+    diverged[3, 2] = np.inf  # one non-finite value at t = 100: no number there, the others unchanged
+    frame = F.timestep_metrics(_result("pia", -diverged[:, 1], diverged, [0, 50, 100, 150], ids), is_member)
+    assert math.isnan(frame["auc"][2]) and math.isnan(frame["tpr"][2])
+    assert frame["auc"][1] == pytest.approx(M.auc(-trace[:, 1], is_member))
 
 
 # --------------------------------------------------------------------------- error curves
@@ -231,7 +250,7 @@ def test_error_curve_figure_bands_sample_and_score_line():
     ids = [f"s{i}" for i in range(110)]
     trace = rng.uniform(0.1, 1.0, size=(110, 10))
     res = _result("secmi", -trace[:, -1], trace, list(range(0, 100, 10)), ids, {"t_sec": 100, "k": 10})
-    fig = F.error_curve_figure(res, is_member, sample_index=7)
+    fig = F.attack_error_curve(res, is_member, sample_index=7)
     assert fig.layout.yaxis.type == "log"
     bands = F.error_bands(trace, is_member)
     by_role = {}
@@ -245,10 +264,27 @@ def test_error_curve_figure_bands_sample_and_score_line():
     sample = by_role[("sample", None, None)]
     np.testing.assert_allclose(sample.y, trace[7])
     assert sample.meta["id"] == "s7"
-    score_lines = [s for s in fig.layout.shapes if s.name == "score timestep"]
+    score_lines = [s for s in fig.layout.shapes if s.name == "t line"]
     assert [s.x0 for s in score_lines] == [90]  # SecMI reads its score at t_sec - k
     assert F.score_timesteps(_result("loss", [0], [[0]], [0], ["a"], {"timesteps": [100, 200]})) == [100, 200]
     assert F.score_timesteps(_result("pia", [0], [[0]], [0], ["a"], {"timestep": 200})) == [200]
+
+
+def test_error_curve_figure_lines_without_a_trace_and_linear_when_negative():
+    ts = np.array([10, 20, 30])
+    fig = F.error_curve_figure(ts, lines=[F.CurveLine("member a", [0.1, 0.2, 0.4], MEMBER_COLOR, "a"),
+                                          F.CurveLine("non-member b", [0.3, 0.5, 0.9], NONMEMBER_COLOR, "b")],
+                               t_lines=[(20, "t = 20")], ylabel="x0 error")
+    assert [t.meta["id"] for t in fig.data] == ["a", "b"]
+    assert [t.line.color for t in fig.data] == [MEMBER_COLOR, NONMEMBER_COLOR]
+    assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "x0 error"
+    assert [s.x0 for s in fig.layout.shapes] == [20]
+    neg = F.error_curve_figure(ts, np.array([[-1.0, 2, 3], [1, 2, 3]]), np.array([True, False]))
+    assert neg.layout.yaxis.type == "linear"
+    with pytest.raises(ValueError, match="2 values for 3 timesteps"):
+        F.error_curve_figure(ts, lines=[F.CurveLine("x", [1, 2])])
+    empty = F.attack_error_curve(_result("sima", [0.0, 1.0], np.zeros((2, 0)), [], ["a", "b"]), [True, False])
+    assert "no per-timestep trace" in empty.layout.annotations[0].text
 
 
 # --------------------------------------------------------------------------- per-sample views
@@ -306,34 +342,15 @@ def test_scores_frame_columns():
 # --------------------------------------------------------------------------- images
 
 
-def test_image_helpers():
-    x = np.array([[[-1.0, 0.0], [1.0, 0.5]]])  # (C=1, H=2, W=2)
-    u = F.to_uint8(x)
-    assert u.shape == (2, 2, 1)
-    assert u[0, 0, 0] == 0 and u[1, 0, 0] == 255 and u[0, 1, 0] in (127, 128)
-    big = F.upscale_nearest(u, 96)
-    assert big.shape == (96, 96)
-    assert set(np.unique(big)) <= set(np.unique(u))  # nearest neighbour: no new grey levels
-    rgb = F.upscale_nearest(np.zeros((8, 8, 3), np.uint8), 64)
-    assert rgb.shape == (64, 64, 3)
-
-
-def test_secmi_images_match_the_attack(tiny_target):
-    x0 = np.random.default_rng(0).uniform(-1, 1, size=(1, 8, 8)).astype(np.float32)
-    pics = F.secmi_images(tiny_target, x0, {"t_sec": 40, "k": 10})
-    import torch
-
-    with torch.inference_mode():
-        out = get_attack("secmi", {"t_sec": 40, "k": 10, "trace": False}).compute(tiny_target, torch.as_tensor(x0)[None])
-    assert pics["t_error"] == pytest.approx(float(-out["score"][0]), rel=1e-5)
-    assert pics["t"] == 30
+def test_secmi_panels_draw_the_round_trip():
+    x0 = np.zeros((1, 2, 2))
+    x_tilde = np.array([[[0.0, 0.5], [-1.0, 1.0]]])
+    x_recon = np.array([[[0.0, 0.25], [-1.0, 0.0]]])
+    pics = F.secmi_panels({"x0": x0, "x_tilde": x_tilde, "x_recon": x_recon, "t_error": 1.0625, "t": 90})
     for key in ("x0", "x_tilde", "x_recon", "diff"):
-        assert pics[key].shape == (8, 8, 1) and pics[key].dtype == np.uint8
-    assert pics["diff"].max() == 255 or pics["diff_max"] == 0
-
-
-def test_figure_html_is_standalone():
-    scores, is_member, _ = _split(n_members=20, n_nonmembers=20)
-    html = F.figure_html(F.roc_figure({"loss": (scores, is_member)}))
-    assert "<html>" in html and len(html) > 1_000_000  # plotly.js embedded
-    assert '<script src="http' not in html  # no CDN: the file opens offline
+        assert pics[key].shape == (2, 2, 1) and pics[key].dtype == np.uint8
+    assert pics["diff_max"] == 1.0 and pics["t"] == 90 and pics["t_error"] == 1.0625
+    assert pics["diff"][:, :, 0].tolist() == [[0, 64], [0, 255]]  # |x~ - x''| / max, brightest = white
+    assert np.array_equal(pics["x_tilde"], F.to_uint8(x_tilde))
+    same = F.secmi_panels({"x0": x0, "x_tilde": x0, "x_recon": x0, "t_error": 0.0, "t": 1})
+    assert same["diff_max"] == 0.0 and (same["diff"] == 0).all()
