@@ -150,7 +150,7 @@ st.caption("The fingerprint hashes the UNet config, every weight and the noise s
 
 # Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
 log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
-from mia_core.lab.train import read_train_log  # noqa: E402 (the one reader of train_log.json)
+from mia_core.lab.train import read_train_log  # noqa: E402
 
 try:
     log = read_train_log(log_dir) if log_dir.is_dir() else None

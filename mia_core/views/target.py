@@ -5,11 +5,15 @@ Built from :class:`mia_core.sampling.Memorisation` (computed by the engine); not
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import plotly.graph_objects as go
 
-from mia_core.sampling import Memorisation
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
+
+if TYPE_CHECKING:  # annotations only: importing the sampler would pull in torch
+    from mia_core.sampling import Memorisation
 
 __all__ = ["memorisation_figure"]
 
