@@ -5,6 +5,7 @@ Examples::
     mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
     mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
     mia train --data default --out my_target --steps 6000
+    mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder
     mia train --data default --out dp_target --steps 3000 --dp-epsilon 10 --no-attention
     mia study --factor steps --values 500,1000,2000 --data default --attacks loss,pia,sima --out runs/study_steps
 """
@@ -91,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(t, noise) draws per image for the held-out denoising loss (default 4)")
     _add_train_config_args(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
+    _add_convert_args(p)
+    p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
@@ -362,6 +367,51 @@ def format_study(study: Any) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
+
+
+# -- convert -------------------------------------------------------------------------------------
+
+
+def _add_convert_args(p: argparse.ArgumentParser) -> None:
+    # No import of mia_core.convert here (it imports torch): `mia --help` stays fast; the
+    # converter validates --time-table and fills the papers' defaults for what is left None.
+    p.add_argument("checkpoint", help="the .pt file (read with torch.load(weights_only=True); nothing else is unpickled)")
+    p.add_argument("--out", required=True, help="output diffusers folder (unet/ + scheduler/, safetensors)")
+    p.add_argument("--weights", choices=["ema", "net"], default="ema", help="ema_model (default, what the papers attack) "
+                   "or net_model")
+    p.add_argument("--ch", type=int, default=None, help="base channels (default: read from the weights; checked if given)")
+    p.add_argument("--ch-mult", default=None, help="channel multipliers per level, e.g. 1,2,2,2 (default: read)")
+    p.add_argument("--attn", default=None, help="0-based levels with self-attention, e.g. 1 (default: read)")
+    p.add_argument("--num-res-blocks", type=int, default=None, help="ResBlocks per level (default: read)")
+    p.add_argument("--dropout", type=float, default=None, help="recorded in the config (default: the papers' 0.1)")
+    p.add_argument("--resolution", type=int, default=None, help="image size (default: from the checkpoint's x_T)")
+    p.add_argument("--beta-1", type=float, default=None, help="first beta of the linear schedule (default: the papers' 1e-4)")
+    p.add_argument("--beta-T", type=float, default=None, help="last beta (default: the papers' 0.02)")
+    p.add_argument("--T", type=int, default=None, help="timesteps (default: the rows of the checkpoint's time table)")
+    p.add_argument("--time-table", default="auto",
+                   help="auto (default): diffusers' sin/cos embedding when the stored table matches the formula, else "
+                        "keep the stored table (integer timesteps only); formula; checkpoint")
+
+
+def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from mia_core.convert import convert_checkpoint
+
+    result = convert_checkpoint(
+        args.checkpoint, args.out, weights=args.weights, ch=args.ch, ch_mult=_int_list("--ch-mult", args.ch_mult),
+        attn=_int_list("--attn", args.attn), num_res_blocks=args.num_res_blocks, dropout=args.dropout,
+        resolution=args.resolution, beta_1=args.beta_1, beta_T=args.beta_T, T=args.T, time_table=args.time_table)
+    print(result.summary())
+    print(f"wrote {args.out} (unet/ + scheduler/, safetensors); attack it with: mia attack --target {args.out} ...")
+    return 0
 
 
 # -- info / app ----------------------------------------------------------------------------------
