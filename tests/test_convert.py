@@ -145,3 +145,29 @@ def test_not_a_pytorch_ddpm_checkpoint_is_named(tmp_path):
         pick_state_dict(load_checkpoint(path))
     with pytest.raises(ConvertError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_two_commands_reproduce_the_papers_setting(converted, tmp_path, capsys):
+    """mia convert (done by the fixture) then mia attack on SecMI's split over CIFAR-like images.
+
+    The images stand in for CIFAR-10's training set: 8 random 32x32 images whose ``orig_index``
+    are the first 4 member and first 4 non-member indices of the real split file.
+    """
+    split_file = PAPERS_DIR / "CIFAR10_train_ratio0.5.npz"
+    with np.load(split_file) as split:
+        members, nonmembers = split["mia_train_idxs"][:4], split["mia_eval_idxs"][:4]
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+    np.savez(tmp_path / "cifar_part.npz", images=images, orig_index=np.concatenate([members, nonmembers]))
+    out = tmp_path / "run"
+    code = main(["attack", "--target", str(converted), "--data", f"{split_file}@{tmp_path / 'cifar_part.npz'}",
+                 "--attacks", "pia,loss", "--no-trace", "--bootstrap", "10", "--out", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "4 members, 4 non-members" in printed
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pia"]["n_members"] == 4 and metrics["pia"]["n_nonmembers"] == 4
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"]["source"] == str(tmp_path / "cifar_part.npz")
