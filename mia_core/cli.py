@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attack", help="run attacks on a target and a member/non-member split")
     p.add_argument("--target", default="default", help="'default', a diffusers folder, or a Hub id")
     p.add_argument("--data", default="default",
-                   help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, or SPLIT.npz@IMAGES (SecMI / PIA index split)")
+                   help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
+                        "or SPLIT.npz@IMAGES (SecMI / PIA index split)")
     p.add_argument("--attacks", default="loss,secmi,pia,pian,sima",
                    help="comma-separated attack names: loss, secmi, pia, pian, sima; learned: secmi_nn, qr "
                         "(scored on their held-out part); likelihood, elbo")
