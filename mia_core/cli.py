@@ -67,10 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.set_defaults(func=cmd_attack)
 
-    p = sub.add_parser("train", help="train a target DDPM on the members of a split")
+    p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
     p.add_argument("--data", default="default", help="as for attack; training uses the split's members only")
     p.add_argument("--out", required=True, help="output diffusers folder")
     _add_train_config_args(p)
+    p.add_argument("--kind", choices=["ddpm", "ve"], default="ddpm",
+                   help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)")
+    p.add_argument("--sigma-min", type=float, default=0.01, help="--kind ve: smallest noise level (data in [0, 1])")
+    p.add_argument("--sigma-max", type=float, default=50.0,
+                   help="--kind ve: largest noise level (about the largest distance between two images; 50 for CIFAR-10)")
     p.add_argument("--resume", default=None,
                    help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
     p.add_argument("--checkpoint-every", type=int, default=0,
@@ -114,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mia_core.attacks import scores_only_params
+    from mia_core.attacks import not_applicable, scores_only_params
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
     from mia_core.target import load_target
@@ -125,6 +130,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
     target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
+    skipped = not_applicable(attacks, target)  # attack -> why its math does not fit this kind of target
+    for name, reason in skipped.items():
+        print(f"not applicable  {name}: {reason}")
+    attacks = [a for a in attacks if a.name not in skipped]
+    if not attacks:
+        raise ValueError(f"none of the chosen attacks ({', '.join(names)}) applies to {target.source}")
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
@@ -159,6 +170,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if res.info:
             m["info"] = res.info
         metrics[res.attack] = m
+    metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -221,6 +233,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
     rows = []
     for name, m in metrics.items():
+        if "not_applicable" in m:
+            continue
         ci = m.get("auc_ci")
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
@@ -231,7 +245,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     # Attacks that learn are scored on a held-out part: say which, under the table.
-    notes = []
+    notes = [f"{name}: not applicable ({m['not_applicable']})" for name, m in metrics.items() if "not_applicable" in m]
     for name, m in metrics.items():
         if m.get("n_train_images"):
             notes.append(f"{name}: evaluated on {m['evaluated_on']}")
@@ -293,6 +307,9 @@ def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.kind == "ve":
+        return _train_ve(args)
+
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
 
@@ -315,6 +332,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"DP-SGD: epsilon {d['achieved_epsilon']:.3g} (target {d['target_epsilon']:g}) at delta {d['delta']:.3g}; "
               f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
               f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant")
+    return 0
+
+
+def _train_ve(args: argparse.Namespace) -> int:
+    """``mia train --kind ve``: a score-based VE-SDE target (mia_core.lab.train_ve)."""
+    from tqdm import tqdm
+
+    from mia_core.data import resolve_data
+    from mia_core.lab.train_ve import VETrainConfig, train_ve
+
+    ddpm_only = [flag for flag, used in (("--dp-epsilon", args.dp_epsilon is not None), ("--resume", args.resume),
+                                         ("--augment", args.augment != "none"), ("--schedule", args.schedule != "linear"),
+                                         ("--checkpoint-every", args.checkpoint_every)) if used]
+    if ddpm_only:
+        raise ValueError(f"{', '.join(ddpm_only)} is not available with --kind ve")
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    cfg = VETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                        ema_decay=args.ema_decay, block_out_channels=channels, layers_per_block=args.layers_per_block,
+                        attention=args.attention, sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
+                        log_every=args.log_every)
+    images, split = resolve_data(args.data, seed=args.seed)
+    members = images.subset(split.member_ids)
+    print(f"training a VE-SDE score model on {split.n_members} members of {split.source} for {cfg.steps} steps "
+          f"(sigma {cfg.sigma_min:g}..{cfg.sigma_max:g})")
+    with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
+        def step(s: int, n: int, loss: float) -> None:
+            bar.update(s - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        result = train_ve(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
+    print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0
 
 

@@ -139,6 +139,7 @@ class SecMINN(LearnedAttack):
         """
         start_time = time.perf_counter()
         p = self.params
+        self.check_applies(target)
         x0 = check_images(target, x0)
         ids = tuple(str(i) for i in ids)
         labels = np.asarray(is_member, dtype=bool)
