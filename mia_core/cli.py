@@ -477,6 +477,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     target = load_target(args.target, device=args.device)
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
+    from mia_core.convert import read_conversion
+
+    converted = read_conversion(args.target) if Path(args.target).is_dir() else None
+    if converted:  # made by `mia convert`: from which checkpoint, which weights, which time embedding
+        arch = converted["architecture"]
+        print(f"{'converted from':<18} {converted['source']} ({converted['weights']} weights, step {converted['step']}, "
+              f"sha256 {converted['sha256'][:12]}); ch={arch['ch']}, ch_mult={arch['ch_mult']}, attn={arch['attn']}, "
+              f"time embedding {converted['time_embedding']}")
     log = read_train_log(args.target) if Path(args.target).is_dir() else None
     if log:  # trained by `mia train`: how, and with what privacy guarantee
         print(f"{'trained by':<18} {log.get('command', '')}")

@@ -171,3 +171,10 @@ def test_two_commands_reproduce_the_papers_setting(converted, tmp_path, capsys):
     assert metrics["pia"]["n_members"] == 4 and metrics["pia"]["n_nonmembers"] == 4
     run = json.loads((out / "run.json").read_text())
     assert run["data"]["source"] == str(tmp_path / "cifar_part.npz")
+
+
+def test_mia_info_says_what_was_converted(converted, capsys):
+    assert main(["info", "--target", str(converted), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "converted from" in printed and "ckpt-step5000.pt (ema weights, step 5000" in printed
+    assert "time embedding learned" in printed
