@@ -92,6 +92,11 @@ TARGET_KINDS: dict[str, str] = {
 }
 
 
+def target_kind(target: Any) -> str:
+    """``target.kind`` (see :data:`TARGET_KINDS`); "ddpm" for objects without one (duck-typed test targets)."""
+    return getattr(target, "kind", "ddpm")
+
+
 class NotApplicable(ValueError):
     """An attack was run on a target its math is not defined for (the message says why)."""
 
@@ -145,7 +150,7 @@ class Attack:
     def applies_to(self, target: Target) -> str | None:
         """None when the attack runs on ``target``; otherwise why not, in plain words (for the CLI,
         the app and metrics.json). Attacks with further conditions override this and call super()."""
-        kind = getattr(target, "kind", "ddpm")
+        kind = target_kind(target)
         if kind in self.target_kinds:
             return None
         wants = " or ".join(TARGET_KINDS.get(k, k) for k in self.target_kinds)
@@ -155,7 +160,7 @@ class Attack:
         """Raise :class:`NotApplicable` when :meth:`applies_to` gives a reason."""
         reason = self.applies_to(target)
         if reason:
-            raise NotApplicable(f"{self.name} does not apply to {target.source}: {reason}")
+            raise NotApplicable(f"{self.name} does not apply to {getattr(target, 'source', 'this target')}: {reason}")
 
     # -- to be provided by each attack ---------------------------------------------------------
 

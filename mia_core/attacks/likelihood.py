@@ -69,7 +69,7 @@ import torch
 
 from ..schedule import NoiseSchedule
 from ..target import Target
-from .base import Attack, AttackResult, max_unet_batch
+from .base import Attack, AttackResult, max_unet_batch, target_kind
 
 #: eps_fn(x, u): eps_theta at continuous times u ((B,) float32), differentiable in x (B, C, H, W).
 ContinuousEpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -428,7 +428,8 @@ class Likelihood(Attack):
 
     def applies_to(self, target: Target) -> str | None:
         reason = super().applies_to(target)
-        if reason is None and target.kind == "ddpm" and getattr(target.unet.config, "time_embedding_type", "") == "learned":
+        config = getattr(getattr(target, "unet", None), "config", None)  # duck-typed test targets have none
+        if reason is None and target_kind(target) == "ddpm" and getattr(config, "time_embedding_type", "") == "learned":
             return ("the UNet's time embedding is a lookup table (integer timesteps only; e.g. a converted checkpoint "
                     "whose stored table was kept), and the probability-flow ODE needs eps_theta at real-valued t")
         return reason
@@ -467,7 +468,7 @@ class Likelihood(Attack):
         if noise is None or noise.shape[1] < self.params.n_probes:
             raise ValueError(f"likelihood needs noise of shape (B, {self.params.n_probes}, C, H, W) for its probes")
         probes = rademacher(noise[:, : self.params.n_probes])
-        if target.kind == "ve-sde":  # data in [0, 1], t from the schedule's eps to 1 (u0 is a DDPM setting)
+        if target_kind(target) == "ve-sde":  # data in [0, 1], t from the schedule's eps to 1 (u0 is a DDPM setting)
             bpd, nfe = ve_probability_flow_bpd(
                 lambda x, sigma: target.score(x, sigma, grad=True), target.schedule, target.to_data(x0), probes,
                 rtol=self.params.rtol, atol=self.params.atol)

@@ -31,7 +31,7 @@ import torch
 
 from ..schedule import q_sample
 from ..target import Target
-from .base import DEFAULT_SWEEP, Attack, sum_power, validate_timestep
+from .base import DEFAULT_SWEEP, Attack, sum_power, target_kind, validate_timestep
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ class LossAttack(Attack):
         trace = bool(self.params.sweep)
         pairs = self._pairs(trace)
         b = x0.shape[0]
-        if target.kind == "ve-sde":
+        if target_kind(target) == "ve-sde":
             loss = self._ve_losses(target, x0, noise, pairs)
             return self._reduce(loss, pairs, trace)
         # 1. Noise every image at every (t, draw) and run the UNet once on the stacked batch.
