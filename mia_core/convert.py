@@ -27,7 +27,9 @@ silently give wrong outputs when set otherwise, so they are fixed here, never re
     norm_eps=1e-5 (1.1e-4 with 1e-6), norm_num_groups=32, attention_head_dim=None (one head,
     scaled by C^-1/2), mid_block_scale_factor=1, act_fn="silu".
 
-    time_embedding.timembedding.0.weight  (the fixed sin/cos table; checked, then dropped)
+    time_embedding.timembedding.0.weight  (the fixed sin/cos table: dropped when it equals the formula,
+                                             diffusers then computes it; else kept as time_proj.weight
+                                             of a "learned" embedding, see choose_time_embedding)
     time_embedding.timembedding.1.*       -> time_embedding.linear_1.*, weight columns permuted to
                                              [0, 2, 4, ..., 1, 3, 5, ...] (pytorch-ddpm interleaves
                                              sin/cos, diffusers concatenates them; 2.08 otherwise)
