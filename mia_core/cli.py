@@ -5,6 +5,7 @@ Examples::
     mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
     mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
     mia train --data default --out my_target --steps 6000
+    mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder
     mia train --data default --out dp_target --steps 3000 --dp-epsilon 10 --no-attention
     mia study --factor steps --values 500,1000,2000 --data default --attacks loss,pia,sima --out runs/study_steps
 """
@@ -48,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attack", help="run attacks on a target and a member/non-member split")
     p.add_argument("--target", default="default", help="'default', a diffusers folder, or a Hub id")
     p.add_argument("--data", default="default",
-                   help="'default', an .npz file, an image folder (members/ + nonmembers/), or a split manifest .json")
+                   help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
+                        "or SPLIT.npz@IMAGES (SecMI / PIA index split)")
     p.add_argument("--attacks", default="loss,secmi,pia,pian,sima",
                    help="comma-separated attack names: loss, secmi, pia, pian, sima; learned: secmi_nn, qr "
                         "(scored on their held-out part); likelihood, elbo")
@@ -68,10 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     p.set_defaults(func=cmd_attack)
 
-    p = sub.add_parser("train", help="train a target DDPM on the members of a split")
+    p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
     p.add_argument("--data", default="default", help="as for attack; training uses the split's members only")
     p.add_argument("--out", required=True, help="output diffusers folder")
     _add_train_config_args(p)
+    p.add_argument("--kind", choices=["ddpm", "ve"], default="ddpm",
+                   help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)")
+    p.add_argument("--sigma-min", type=float, default=0.01, help="--kind ve: smallest noise level (data in [0, 1])")
+    p.add_argument("--sigma-max", type=float, default=50.0,
+                   help="--kind ve: largest noise level (about the largest distance between two images; 50 for CIFAR-10)")
     p.add_argument("--resume", default=None,
                    help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
     p.add_argument("--checkpoint-every", type=int, default=0,
@@ -95,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_args(p)
     p.set_defaults(func=cmd_study)
 
+    p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
+    _add_convert_args(p)
+    p.set_defaults(func=cmd_convert)
+
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
     p.add_argument("--device", default="auto")
@@ -112,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mia_core.attacks import scores_only_params
+    from mia_core.attacks import not_applicable, scores_only_params
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
     from mia_core.target import load_target
@@ -123,6 +134,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
     target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
+    skipped = not_applicable(attacks, target)  # attack -> why its math does not fit this kind of target
+    for name, reason in skipped.items():
+        print(f"not applicable  {name}: {reason}")
+    attacks = [a for a in attacks if a.name not in skipped]
+    if not attacks:
+        raise ValueError(f"none of the chosen attacks ({', '.join(names)}) applies to {target.source}")
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
@@ -157,6 +174,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if res.info:
             m["info"] = res.info
         metrics[res.attack] = m
+    metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -219,6 +237,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
     rows = []
     for name, m in metrics.items():
+        if "not_applicable" in m:
+            continue
         ci = m.get("auc_ci")
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
@@ -229,7 +249,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     # Attacks that learn are scored on a held-out part: say which, under the table.
-    notes = []
+    notes = [f"{name}: not applicable ({m['not_applicable']})" for name, m in metrics.items() if "not_applicable" in m]
     for name, m in metrics.items():
         if m.get("n_train_images"):
             notes.append(f"{name}: evaluated on {m['evaluated_on']}")
@@ -291,6 +311,9 @@ def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.kind == "ve":
+        return _train_ve(args)
+
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
 
@@ -313,6 +336,40 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"DP-SGD: epsilon {d['achieved_epsilon']:.3g} (target {d['target_epsilon']:g}) at delta {d['delta']:.3g}; "
               f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
               f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant")
+    return 0
+
+
+def _train_ve(args: argparse.Namespace) -> int:
+    """``mia train --kind ve``: a score-based VE-SDE target (mia_core.lab.train_ve)."""
+    from tqdm import tqdm
+
+    from mia_core.data import resolve_data
+    from mia_core.lab.train_ve import VETrainConfig, train_ve
+
+    ddpm_only = [flag for flag, used in (("--dp-epsilon", args.dp_epsilon is not None), ("--resume", args.resume),
+                                         ("--augment", args.augment != "none"), ("--schedule", args.schedule != "linear"),
+                                         ("--checkpoint-every", args.checkpoint_every)) if used]
+    if ddpm_only:
+        raise ValueError(f"{', '.join(ddpm_only)} is not available with --kind ve")
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    cfg = VETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
+                        ema_decay=args.ema_decay, block_out_channels=channels, layers_per_block=args.layers_per_block,
+                        attention=args.attention, sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
+                        log_every=args.log_every)
+    images, split = resolve_data(args.data, seed=args.seed)
+    members = images.subset(split.member_ids)
+    print(f"training a VE-SDE score model on {split.n_members} members of {split.source} for {cfg.steps} steps "
+          f"(sigma {cfg.sigma_min:g}..{cfg.sigma_max:g})")
+    with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
+        def step(s: int, n: int, loss: float) -> None:
+            bar.update(s - bar.n)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        result = train_ve(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
+    print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0
 
 
@@ -368,6 +425,51 @@ def format_study(study: Any) -> str:
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
 
 
+# -- convert -------------------------------------------------------------------------------------
+
+
+def _add_convert_args(p: argparse.ArgumentParser) -> None:
+    # No import of mia_core.convert here (it imports torch): `mia --help` stays fast; the
+    # converter validates --time-table and fills the papers' defaults for what is left None.
+    p.add_argument("checkpoint", help="the .pt file (read with torch.load(weights_only=True); nothing else is unpickled)")
+    p.add_argument("--out", required=True, help="output diffusers folder (unet/ + scheduler/, safetensors)")
+    p.add_argument("--weights", choices=["ema", "net"], default="ema", help="ema_model (default, what the papers attack) "
+                   "or net_model")
+    p.add_argument("--ch", type=int, default=None, help="base channels (default: read from the weights; checked if given)")
+    p.add_argument("--ch-mult", default=None, help="channel multipliers per level, e.g. 1,2,2,2 (default: read)")
+    p.add_argument("--attn", default=None, help="0-based levels with self-attention, e.g. 1 (default: read)")
+    p.add_argument("--num-res-blocks", type=int, default=None, help="ResBlocks per level (default: read)")
+    p.add_argument("--dropout", type=float, default=None, help="recorded in the config (default: the papers' 0.1)")
+    p.add_argument("--resolution", type=int, default=None, help="image size (default: from the checkpoint's x_T)")
+    p.add_argument("--beta-1", type=float, default=None, help="first beta of the linear schedule (default: the papers' 1e-4)")
+    p.add_argument("--beta-T", type=float, default=None, help="last beta (default: the papers' 0.02)")
+    p.add_argument("--T", type=int, default=None, help="timesteps (default: the rows of the checkpoint's time table)")
+    p.add_argument("--time-table", default="auto",
+                   help="auto (default): diffusers' sin/cos embedding when the stored table matches the formula, else "
+                        "keep the stored table (integer timesteps only); formula; checkpoint")
+
+
+def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} must be comma-separated integers, got {text!r}") from None
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from mia_core.convert import convert_checkpoint
+
+    result = convert_checkpoint(
+        args.checkpoint, args.out, weights=args.weights, ch=args.ch, ch_mult=_int_list("--ch-mult", args.ch_mult),
+        attn=_int_list("--attn", args.attn), num_res_blocks=args.num_res_blocks, dropout=args.dropout,
+        resolution=args.resolution, beta_1=args.beta_1, beta_T=args.beta_T, T=args.T, time_table=args.time_table)
+    print(result.summary())
+    print(f"wrote {args.out} (unet/ + scheduler/, safetensors); attack it with: mia attack --target {args.out} ...")
+    return 0
+
+
 # -- info / app ----------------------------------------------------------------------------------
 
 
@@ -379,6 +481,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     target = load_target(args.target, device=args.device)
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
+    from mia_core.convert import read_conversion
+
+    converted = read_conversion(args.target) if Path(args.target).is_dir() else None
+    if converted:  # made by `mia convert`: from which checkpoint, which weights, which time embedding
+        arch = converted["architecture"]
+        print(f"{'converted from':<18} {converted['source']} ({converted['weights']} weights, step {converted['step']}, "
+              f"sha256 {converted['sha256'][:12]}); ch={arch['ch']}, ch_mult={arch['ch_mult']}, attn={arch['attn']}, "
+              f"time embedding {converted['time_embedding']}")
     log = read_train_log(args.target) if Path(args.target).is_dir() else None
     if log:  # trained by `mia train`: how, and with what privacy guarantee
         print(f"{'trained by':<18} {log.get('command', '')}")

@@ -22,7 +22,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import torch
 
@@ -78,6 +78,9 @@ class Target:
     notes: tuple[str, ...] = ()
     precision: str = "auto"
     compile: bool = False
+    #: what kind of model this is, for ``Attack.applies_to``: "ddpm" (eps_theta(x_t, t) on a discrete
+    #: abar schedule); mia_core.score_sde.ScoreTarget is "ve-sde".
+    kind: ClassVar[str] = "ddpm"
 
     def __post_init__(self) -> None:
         if next(self.unet.parameters()).dtype != torch.float32:
@@ -295,6 +298,12 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     _require_safetensors(unet_dir)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
+    ve_config = json.loads(scheduler_config.read_text()) if scheduler_config is not None else {}
+    if ve_config.get("_class_name") == "ScoreSdeVeScheduler":  # a score-based (VE-SDE) model, not a DDPM
+        from .score_sde import ScoreTarget
+
+        return ScoreTarget.from_scheduler_config(unet, ve_config, source=source or str(folder), device=dev,
+                                                 notes=tuple(notes), **options)
     if scheduler_config is not None:
         schedule = NoiseSchedule.from_scheduler_config(json.loads(scheduler_config.read_text()))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mia_core.attacks import REGISTRY
+from mia_core.attacks import REGISTRY, not_applicable
 from mia_core.lab import plan
 from mia_core.lab.experiment import attack_job_id, submit_attacks
 from mia_core.views.attack_info import choice_label
@@ -60,6 +60,13 @@ except ValueError as exc:  # a bad cfg.params from elsewhere must not take the p
     st.warning(f"The stored attack parameters are invalid ({exc}); using the published defaults.")
     s["cfg.params"] = {}
     current = selected_attacks()
+
+# Attacks whose math does not fit this kind of target (Attack.applies_to) are listed, never run.
+skipped = not_applicable([cls() for cls in REGISTRY.values()], exp.target)
+if skipped:
+    st.info("**Not applicable to this target** (not run):\n\n" + "\n".join(
+        f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()), icon=":material/block:")
+    current = [a for a in current if a.name not in skipped]
 
 
 def _is_stored(attack) -> bool:
@@ -185,7 +192,7 @@ with st.form("attack_lab.form"):
 
 def _start(exp_now) -> None:
     """Submit the session's attacks to the worker unless every result is stored already."""
-    attacks = selected_attacks()
+    attacks = [a for a in selected_attacks() if a.applies_to(exp_now.target) is None]
     stored = {a.name for a in attacks if store.has(exp_now.run_key(a, int(s["cfg.seed"])))}
     if len(stored) == len(attacks):
         s[JOB_KEY] = None
@@ -205,6 +212,9 @@ if submitted:
     if not chosen:
         errors.append("Choose at least one attack.")
     for name in chosen:
+        if name in skipped:
+            errors.append(f"**{REGISTRY[name].title}** does not apply to this target: {skipped[name]}")
+            continue
         try:
             values = plan.values_from_form(name, raw[name])
             plan.build_attack(name, values, num_timesteps=num_timesteps)

@@ -63,6 +63,30 @@ def _apply() -> None:
         s["target.flash"] = f"{spec} is already the target."
 
 
+def _convert() -> None:
+    """Button callback: convert a SecMI / PIA checkpoint (mia_core.convert) and switch to it when it loads."""
+    from mia_core.convert import convert_checkpoint
+
+    s = st.session_state
+    ckpt = s.get("target.ckpt", "").strip()
+    if not ckpt:
+        s["target.convert_error"] = "enter the path of a .pt checkpoint"
+        return
+    path = Path(ckpt).expanduser()
+    out = Path(s.get("target.ckpt_out", "").strip() or path.with_name(f"{path.stem}_diffusers")).expanduser()
+    try:
+        result = convert_checkpoint(path, out)
+        spec = str(out.resolve())
+        load_target(spec)
+    except ValueError as exc:  # ConvertError and TargetLoadError: the message says why
+        s["target.convert_error"] = str(exc)
+        return
+    s["target.convert_error"] = None
+    s["cfg.target"], s["sel.sample"] = spec, None
+    s["target.source"], s["target.folder"] = SOURCES[1], spec
+    s["target.flash"] = f"{result.summary()}. Wrote {spec} and switched the target to it."
+
+
 @st.cache_data(max_entries=16, show_spinner=False)
 def _samples(fingerprint: str, n: int, steps: int, seed: int, _exp: Experiment) -> np.ndarray:
     """DDIM samples, cached per (target fingerprint, n, steps, seed)."""
@@ -111,6 +135,15 @@ with st.container(border=True):
         st.caption("The embedded default: a small DDPM UNet trained by this project on half of scikit-learn's "
                    "8×8 digits. It works offline on a CPU and leaks membership visibly.")
     st.button("Use this target", key="target.apply", type="primary", on_click=_apply)
+    with st.expander("Convert a SecMI / PIA checkpoint (.pt)", expanded=bool(state.get("target.convert_error"))):
+        st.text_input("Checkpoint", key="target.ckpt", placeholder="/path/to/ckpt-step800000.pt")
+        st.text_input("Output folder", key="target.ckpt_out", placeholder="default: next to the .pt, <name>_diffusers")
+        st.caption("The papers' own DDPMs (pytorch-ddpm format). Read with `torch.load(weights_only=True)` only: a file "
+                   "holding anything but tensors is refused. The EMA weights are mapped onto a diffusers UNet with "
+                   "the papers' linear schedule, as `mia convert CKPT --out DIR` does.")
+        st.button("Convert and use", key="target.convert", on_click=_convert)
+        if state.get("target.convert_error"):
+            st.error(f"Not converted: {state['target.convert_error']}", icon=":material/error:")
     if state["target.error"]:
         st.error(f"Target not changed: {state['target.error']}", icon=":material/error:")
     flash = state.pop("target.flash", None)

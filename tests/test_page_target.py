@@ -104,3 +104,40 @@ def test_generate_samples_shows_neighbours(at):
     assert _metric(at, "Closer to a member than to any non-member").endswith("of 2")
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert any([d.get("name") for d in s["data"]] == ["nearest member", "nearest non-member"] for s in specs)
+
+
+PAPERS_CKPT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "papers_checkpoint" / "ckpt-step5000.pt"
+
+
+def test_convert_a_papers_checkpoint_and_use_it(at, tmp_path):
+    if not PAPERS_CKPT.is_file():
+        pytest.skip("../shared/fixtures/papers_checkpoint/ckpt-step5000.pt not found")
+    out = tmp_path / "papers_ddpm"
+    at.text_input(key="target.ckpt").input(str(PAPERS_CKPT)).run()
+    at.text_input(key="target.ckpt_out").input(str(out)).run()
+    at.button(key="target.convert").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.target"] == str(out.resolve())
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert any("converted EMA weights of ckpt-step5000.pt" in s.value for s in at.success)
+    assert _metric(at, "Parameters") == "2,277,763"
+
+
+def test_convert_refuses_a_malicious_checkpoint(at, tmp_path):
+    import os
+
+    import torch
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"ema_model": {}, "x": Exploit()}, tmp_path / "evil.pt")
+    at.text_input(key="target.ckpt").input(str(tmp_path / "evil.pt")).run()
+    at.button(key="target.convert").click().run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert errors and "Not converted" in errors[0] and "refusing to load" in errors[0]
+    assert at.session_state["cfg.target"] == "default" and not marker.exists()

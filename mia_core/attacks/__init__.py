@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from .base import ACCESS_LEVELS, DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
+from .base import (ACCESS_LEVELS, DEFAULT_SWEEP, TARGET_KINDS, Attack, AttackResult, LearnedAttack, NotApplicable,
+                   params_from_mapping)
 from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
@@ -31,6 +32,11 @@ def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
     return cls(params_from_mapping(cls.Params, params or {}))
 
 
+def not_applicable(attacks: Sequence[Attack], target: Any) -> dict[str, str]:
+    """name -> why it does not apply, for the attacks that cannot run on ``target`` (``Attack.applies_to``)."""
+    return {a.name: reason for a in attacks if (reason := a.applies_to(target))}
+
+
 def scores_only_params(name: str) -> dict[str, Any]:
     """Parameters that switch an attack's per-timestep trace off (scores only, the published cost)."""
     try:
@@ -44,4 +50,4 @@ def scores_only_params(name: str) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["ACCESS_LEVELS", "REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]
+__all__ = ["ACCESS_LEVELS", "TARGET_KINDS", "NotApplicable", "not_applicable", "REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]

@@ -86,6 +86,23 @@ class AttackResult:
         return -self.trace
 
 
+#: Kinds of target (``Target.kind``) in plain words, for the reasons ``Attack.applies_to`` gives.
+TARGET_KINDS: dict[str, str] = {
+    "ddpm": "a DDPM (noise prediction eps_theta(x_t, t) on a discrete abar schedule)",
+    "ve-sde": "a score-based VE-SDE / SMLD model (score s_theta(x, sigma) at continuous noise levels, "
+              "no discrete abar schedule)",
+}
+
+
+def target_kind(target: Any) -> str:
+    """``target.kind`` (see :data:`TARGET_KINDS`); "ddpm" for objects without one (duck-typed test targets)."""
+    return getattr(target, "kind", "ddpm")
+
+
+class NotApplicable(ValueError):
+    """An attack was run on a target its math is not defined for (the message says why)."""
+
+
 #: Threat models, weakest access first: what the attacker may query (see ``Attack.access``).
 ACCESS_LEVELS: dict[str, str] = {
     "black": "black box: generated or varied images only",
@@ -116,6 +133,9 @@ class Attack:
     #: extra resources beyond the target, in plain words (empty = none), e.g.
     #: ("labelled member / non-member data",) or ("shadow models",).
     needs: ClassVar[tuple[str, ...]] = ()
+    #: the kinds of target (``Target.kind``, see :data:`TARGET_KINDS`) the attack's math is
+    #: defined for. Most attacks need the DDPM / DDIM parameterisation (x_t, eps_theta, abar_t).
+    target_kinds: ClassVar[tuple[str, ...]] = ("ddpm",)
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -128,6 +148,21 @@ class Attack:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.params})"
+
+    def applies_to(self, target: Target) -> str | None:
+        """None when the attack runs on ``target``; otherwise why not, in plain words (for the CLI,
+        the app and metrics.json). Attacks with further conditions override this and call super()."""
+        kind = target_kind(target)
+        if kind in self.target_kinds:
+            return None
+        wants = " or ".join(TARGET_KINDS.get(k, k) for k in self.target_kinds)
+        return f"needs {wants}; this target is {TARGET_KINDS.get(kind, kind)}"
+
+    def check_applies(self, target: Target) -> None:
+        """Raise :class:`NotApplicable` when :meth:`applies_to` gives a reason."""
+        reason = self.applies_to(target)
+        if reason:
+            raise NotApplicable(f"{self.name} does not apply to {getattr(target, 'source', 'this target')}: {reason}")
 
     # -- to be provided by each attack ---------------------------------------------------------
 
@@ -176,6 +211,7 @@ class Attack:
         keep : names of further outputs of ``compute`` (e.g. SecMI's "x_tilde", "x_recon") to
             return in ``result.extras`` as float32 arrays, copied to the CPU batch by batch.
         """
+        self.check_applies(target)
         x0 = check_images(target, x0)
         n = x0.shape[0]
         ids = tuple(str(i) for i in range(n)) if ids is None else tuple(str(i) for i in ids)

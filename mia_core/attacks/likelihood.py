@@ -69,7 +69,7 @@ import torch
 
 from ..schedule import NoiseSchedule
 from ..target import Target
-from .base import Attack, AttackResult, max_unet_batch
+from .base import Attack, AttackResult, max_unet_batch, target_kind
 
 #: eps_fn(x, u): eps_theta at continuous times u ((B,) float32), differentiable in x (B, C, H, W).
 ContinuousEpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -293,6 +293,70 @@ def probability_flow_bpd(
     return bpd, nfe
 
 
+#: score_sde's bits/dim offset for VE models, whose data lie in [0, 1]: 7 - inverse_scaler(-1) = 8.
+VE_BPD_OFFSET = 8.0
+
+
+def ve_probability_flow_bpd(
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    schedule: Any,
+    x: torch.Tensor,
+    probes: torch.Tensor,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Bits/dim of data-space x under a VE-SDE's probability-flow ODE (score_sde ``likelihood.py``).
+
+    VE notation (:mod:`mia_core.score_sde`): sigma(t) = sigma_min (sigma_max / sigma_min)^t,
+    g(t)^2 = d sigma^2 / dt = 2 sigma(t)^2 log(sigma_max / sigma_min), for t from eps (the schedule's
+    ``sampling_eps``, 1e-5) to 1:
+
+        f(x, t)     dx/dt = -1/2 g(t)^2 s_theta(x, sigma(t))     (the VE SDE has no drift)
+        div f       -1/2 g(t)^2 tr(d s_theta / dx), tr by Hutchinson (v^T J v, Rademacher v)
+        log p(x)    log N(x(1); 0, sigma_max^2 I) + int_eps^1 div f dt
+        bpd         -log p(x) / (D ln 2) + 8   (data in [0, 1], 256 levels: log2(256) = 8)
+
+    Parameters
+    ----------
+    score_fn : s_theta(x, sigma) with sigma (B,) float32, differentiable in x (B, C, H, W).
+    schedule : a :class:`mia_core.score_sde.VESchedule`.
+    x : (B, C, H, W) data in [0, 1] on score_fn's device. probes : (B, P, C, H, W).
+
+    Returns bpd (B,) float64 on the CPU and the ODE evaluations of each image (B,).
+    """
+    image_shape, b = tuple(x.shape[1:]), x.shape[0]
+    dims = math.prod(image_shape)
+    device, n_probes = x.device, probes.shape[1]
+    two_log_ratio = 2.0 * schedule.log_ratio()
+
+    def rhs(rows: np.ndarray, t: np.ndarray, state: np.ndarray) -> np.ndarray:
+        x64 = torch.from_numpy(state[:, :dims]).view(len(rows), *image_shape)
+        xr = x64.to(device, torch.float32).requires_grad_(True)
+        sigma = schedule.sigma(torch.from_numpy(t))  # float64 (M,)
+        g2 = sigma.square() * two_log_ratio
+        v_all = probes[torch.as_tensor(rows, device=device)]
+        with torch.enable_grad():
+            score = score_fn(xr, sigma.to(device, torch.float32))
+            trace = torch.zeros(len(rows), dtype=torch.float64, device=device)
+            for p in range(n_probes):
+                v = v_all[:, p]
+                (vjp,) = torch.autograd.grad(score, xr, v, retain_graph=p < n_probes - 1)
+                trace += (vjp * v).flatten(1).sum(1).double()
+        drift = -0.5 * g2[:, None] * score.detach().to("cpu", torch.float64).flatten(1)
+        div = -0.5 * g2 * trace.cpu() / n_probes
+        return torch.cat([drift, div[:, None]], dim=1).numpy()
+
+    start = np.concatenate([x.detach().to("cpu", torch.float64).flatten(1).numpy(), np.zeros((b, 1))], axis=1)
+    end, nfe = solve_rk45_rows(rhs, float(schedule.sampling_eps), 1.0, start, rtol=rtol, atol=atol)
+    end = torch.from_numpy(end)
+    z, delta_logp = end[:, :dims], end[:, dims]
+    var = schedule.sigma_max ** 2
+    prior_logp = -0.5 * dims * math.log(2 * math.pi * var) - 0.5 * z.square().sum(1) / var
+    bpd = -(prior_logp + delta_logp) / (dims * math.log(2)) + VE_BPD_OFFSET
+    return bpd, nfe
+
+
 def target_eps_fn(target: Target) -> ContinuousEpsFn:
     """The target's UNet as a ``ContinuousEpsFn``: eps_theta(x, max(u, 0)) sigma(u) / sigma(max(u, 0)).
 
@@ -349,6 +413,7 @@ class Likelihood(Attack):
     score_label = "-bits/dim under the probability-flow ODE"
     trace_label = ""
     Params = LikelihoodParams
+    target_kinds = ("ddpm", "ve-sde")
     # The ODE calls Target.eps_float_t, which runs in float32 whatever the target's precision.
     needs_full_precision = True
 
@@ -360,6 +425,14 @@ class Likelihood(Attack):
     @property
     def noise_draws(self) -> int:  # type: ignore[override]
         return self.params.n_probes
+
+    def applies_to(self, target: Target) -> str | None:
+        reason = super().applies_to(target)
+        config = getattr(getattr(target, "unet", None), "config", None)  # duck-typed test targets have none
+        if reason is None and target_kind(target) == "ddpm" and getattr(config, "time_embedding_type", "") == "learned":
+            return ("the UNet's time embedding is a lookup table (integer timesteps only; e.g. a converted checkpoint "
+                    "whose stored table was kept), and the probability-flow ODE needs eps_theta at real-valued t")
+        return reason
 
     def expected_nfe(self) -> int:
         """NFE per image expected before a run (measured on the embedded default target; the
@@ -395,6 +468,12 @@ class Likelihood(Attack):
         if noise is None or noise.shape[1] < self.params.n_probes:
             raise ValueError(f"likelihood needs noise of shape (B, {self.params.n_probes}, C, H, W) for its probes")
         probes = rademacher(noise[:, : self.params.n_probes])
+        if target_kind(target) == "ve-sde":  # data in [0, 1], t from the schedule's eps to 1 (u0 is a DDPM setting)
+            bpd, nfe = ve_probability_flow_bpd(
+                lambda x, sigma: target.score(x, sigma, grad=True), target.schedule, target.to_data(x0), probes,
+                rtol=self.params.rtol, atol=self.params.atol)
+            self.nfe_per_image.extend(int(n) for n in nfe)
+            return {"score": (-bpd).to(x0.device, torch.float32)}
         bpd, nfe = probability_flow_bpd(
             target_eps_fn(target), target.schedule, x0, probes,
             u0=self.params.u0, rtol=self.params.rtol, atol=self.params.atol,

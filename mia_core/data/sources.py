@@ -13,7 +13,7 @@ import numpy as np
 
 from ..paths import DEFAULT_SPLIT_PATH
 from .images import Conversion, DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_SUFFIXES, ImageSet, UPLOAD_SOURCE, _channels_text, _check_channels, _check_positive_int, _convert_many, _size_text, decode_image
-from .splits import Split, random_split
+from .splits import INDEX_SPLIT_KEYS, Split, is_index_split_file, random_split, read_index_split, split_from_indices
 
 # ----------------------------------------------------------------------------- sources
 
@@ -110,7 +110,11 @@ def _read_npz(path: str | Path) -> tuple[ImageSet, np.ndarray | None]:
         raise ValueError(f"{path} holds a single array, not an .npz archive with an 'images' array")
     with loaded as npz:
         if "images" not in npz.files:
-            raise ValueError(f"{path} has no 'images' array (it has: {', '.join(npz.files) or 'nothing'})")
+            hint = ""
+            if all(k in npz.files for k in INDEX_SPLIT_KEYS):
+                hint = (f"; it is a SecMI / PIA split (indices into a data set): give it with the images it indexes, "
+                        f"--data {path}@IMAGES (an .npz or an image folder of CIFAR-10's training set)")
+            raise ValueError(f"{path} has no 'images' array (it has: {', '.join(npz.files) or 'nothing'}){hint}")
         images = _images_from_array(_npz_array(npz, "images", path), path)
         n = images.shape[0]
         if "ids" in npz.files:
@@ -317,8 +321,63 @@ def _split_from_is_member(images: ImageSet, is_member: np.ndarray, path: Path) -
 
 _ACCEPTED_SPECS = (
     f"'default' (the bundled digits and the default target's split), {DIGITS_SOURCE!r} (digits, random split), "
-    "a split manifest (.json), an .npz file with an 'images' array, or a folder of images"
+    "a split manifest (.json), an .npz file with an 'images' array, a folder of images, or SPLIT.npz@IMAGES "
+    "(a SecMI / PIA index split over an .npz or image folder of the data set it indexes)"
 )
+
+
+def dataset_index(images: ImageSet, path: str | Path) -> tuple[np.ndarray, str]:
+    """The data-set index of each image (what a SecMI / PIA split file indexes), and how it was read.
+
+    * an ``.npz`` with ``orig_index`` (N,) int: those indices; with a ``split`` (N,) string array
+      too, only rows whose split is ``"train"`` count (others get -1): SecMI indexes the training set;
+    * an image folder whose file names are all integers (``00042.png``): those integers;
+    * otherwise the images' order: image k is data-set image k (an ``.npz`` of CIFAR-10's training
+      set as torchvision or keras give it: ``np.savez(path, images=CIFAR10(train=True).data)``).
+
+    Returns ``(index, how)``: (N,) int64 and a phrase for the split's description.
+    """
+    path = Path(path)
+    n = images.n
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as npz:
+            if "orig_index" in npz.files:
+                index = np.asarray(_npz_array(npz, "orig_index", path))
+                if index.shape != (n,) or not np.issubdtype(index.dtype, np.integer):
+                    raise ValueError(f"{path}: 'orig_index' must be ({n},) integers, got {index.dtype} {index.shape}")
+                index = index.astype(np.int64)
+                how = "indices from its orig_index array"
+                if "split" in npz.files:
+                    part = np.asarray(_npz_array(npz, "split", path)).astype(str)
+                    if part.shape != (n,):
+                        raise ValueError(f"{path}: 'split' has shape {part.shape}, expected ({n},)")
+                    index = np.where(part == "train", index, -1)
+                    how += f" ({int((part == 'train').sum())} training images; the other {int((part != 'train').sum())} ignored)"
+                return index, how
+        return np.arange(n, dtype=np.int64), "image k of the file is data-set image k"
+    stems = [Path(i).stem for i in images.ids]
+    if stems and all(s.isdigit() for s in stems):
+        return np.asarray([int(s) for s in stems], dtype=np.int64), "indices from the file names"
+    return np.arange(n, dtype=np.int64), "image k in file-name order is data-set image k"
+
+
+def _index_split_over(split_path: Path, images_spec: str) -> tuple[ImageSet, Split]:
+    """``SPLIT.npz@IMAGES``: SecMI's member / non-member indices over the images they index."""
+    members, nonmembers = read_index_split(split_path)
+    images_path = Path(images_spec).expanduser()
+    if images_path.suffix.lower() == ".npz":
+        images = load_npz(images_path)
+    elif images_path.is_dir():
+        images = load_image_folder(images_path)[0]
+    else:
+        reason = "does not exist" if not images_path.exists() else "is neither an .npz file nor an image folder"
+        raise ValueError(f"images {images_spec!r} of --data {split_path}@{images_spec} {reason}")
+    index, how = dataset_index(images, images_path)
+    split = split_from_indices(images, index, members, nonmembers, description="")
+    description = (f"SecMI / PIA split {split_path.name} over {images_path} ({how}): {split.n_members} of "
+                   f"{len(members)} members and {split.n_nonmembers} of {len(nonmembers)} non-members present")
+    return images, Split(split.member_ids, split.nonmember_ids, seed=None, data_fingerprint=split.data_fingerprint,
+                         source=split.source, description=description)
 
 
 def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
@@ -333,6 +392,9 @@ def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
       ``random_split(seed=seed)``.
     * a folder: :func:`load_image_folder`; its members/nonmembers split, else
       ``random_split(seed=seed)``.
+    * ``SPLIT.npz@IMAGES``: a SecMI / PIA index split (``mia_train_idxs`` members,
+      ``mia_eval_idxs`` non-members, in the file's order) over an ``.npz`` or image folder of the
+      data set it indexes (see :func:`dataset_index`); indices missing from a partial copy are left out.
 
     Returns
     -------
@@ -359,6 +421,13 @@ def _resolve_full(spec: str, seed: int) -> tuple[ImageSet, Split]:
         return digits, random_split(digits, seed=seed, description=f"digits, random half split, seed {seed}")
 
     path = Path(spec).expanduser()
+    if "@" in spec and not path.exists():
+        split_part, _, images_part = spec.partition("@")
+        if is_index_split_file(Path(split_part).expanduser()):
+            return _index_split_over(Path(split_part).expanduser(), images_part)
+        if Path(split_part).expanduser().is_file():
+            read_index_split(Path(split_part).expanduser())  # raises, naming what the file lacks
+        raise ValueError(f"--data {spec!r}: split file {split_part!r} does not exist (SPLIT.npz@IMAGES)")
     suffix = path.suffix.lower()
     if suffix == ".json":
         split = Split.load(path)

@@ -222,3 +222,94 @@ def random_split(images: ImageSet, *, member_fraction: float = 0.5, seed: int = 
     )
 
 
+
+
+# ----------------------------------------------------------------------------- index splits (SecMI / PIA)
+
+#: The arrays of SecMI's (and PIA's) split file ``CIFAR10_train_ratio0.5.npz``: indices into the
+#: 50,000-image CIFAR-10 *training* set. Members are ``mia_train_idxs``; non-members are
+#: ``mia_eval_idxs``, the other half of the training set (never trained on), not the test set.
+INDEX_SPLIT_KEYS = ("mia_train_idxs", "mia_eval_idxs")
+
+
+def is_index_split_file(path: str | Path) -> bool:
+    """True when ``path`` is an ``.npz`` holding SecMI's ``mia_train_idxs`` and ``mia_eval_idxs``."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz" or not path.is_file():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return all(k in npz.files for k in INDEX_SPLIT_KEYS)
+    except Exception:
+        return False
+
+
+def read_index_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(member indices, non-member indices) from a SecMI / PIA split ``.npz`` (``allow_pickle=False``).
+
+    Both are int64 (M,), in the file's order, non-negative, without duplicates and disjoint;
+    ``ValueError`` naming the file otherwise.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"split file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in INDEX_SPLIT_KEYS if k not in npz.files]
+            if missing:
+                raise ValueError(f"{path} has no {', '.join(missing)} (it has: {', '.join(npz.files) or 'nothing'}); "
+                                 f"expected SecMI's split layout {INDEX_SPLIT_KEYS}")
+            arrays = [np.asarray(npz[k]) for k in INDEX_SPLIT_KEYS]
+    except ValueError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable .npz split file ({type(err).__name__}: {err})") from err
+    out = []
+    for key, arr in zip(INDEX_SPLIT_KEYS, arrays):
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.size == 0:
+            raise ValueError(f"{path}: {key} must be a non-empty 1-D integer array, got {arr.dtype} {arr.shape}")
+        if int(arr.min()) < 0:
+            raise ValueError(f"{path}: {key} holds a negative index ({int(arr.min())})")
+        if np.unique(arr).size != arr.size:
+            raise ValueError(f"{path}: {key} lists an index twice")
+        out.append(arr.astype(np.int64))
+    both = np.intersect1d(out[0], out[1])
+    if both.size:
+        raise ValueError(f"{path}: {both.size} index(es) are both member and non-member, e.g. {int(both[0])}")
+    return out[0], out[1]
+
+
+def split_from_indices(images: ImageSet, image_index: np.ndarray, member_idx: np.ndarray, nonmember_idx: np.ndarray,
+                       *, description: str = "") -> Split:
+    """A :class:`Split` of ``images`` from dataset indices.
+
+    Parameters
+    ----------
+    images : ImageSet, N images.
+    image_index : (N,) int, the dataset index of each image (-1 = not part of the indexed set,
+        e.g. a test image); no index twice.
+    member_idx, nonmember_idx : (M,) int, dataset indices (see :func:`read_index_split`).
+
+    Members and non-members keep the order of ``member_idx`` / ``nonmember_idx`` (so
+    :meth:`Split.limit` takes the first n of the split file). Indices with no image in
+    ``images`` (a partial copy of the data set) are left out; ``ValueError`` when a side is left
+    empty.
+    """
+    image_index = np.asarray(image_index, dtype=np.int64)
+    if image_index.shape != (images.n,):
+        raise ValueError(f"image_index has shape {image_index.shape}, expected ({images.n},)")
+    valid = image_index[image_index >= 0]
+    if np.unique(valid).size != valid.size:
+        raise ValueError(f"two images of {images.source} have the same data-set index")
+    row_of = {int(i): k for k, i in enumerate(image_index.tolist()) if i >= 0}
+    sides = []
+    for name, wanted in (("members", member_idx), ("non-members", nonmember_idx)):
+        rows = [row_of[int(i)] for i in wanted if int(i) in row_of]
+        if not rows:
+            top = int(valid.max()) if valid.size else -1
+            raise ValueError(
+                f"none of the split's {len(wanted)} {name} is among the {images.n} images of {images.source} "
+                f"(their data-set indices run up to {top}); pass the data set the split indexes (CIFAR-10's training set)")
+        sides.append(tuple(images.ids[r] for r in rows))
+    return Split(sides[0], sides[1], seed=None, data_fingerprint=images.fingerprint, source=images.source,
+                 description=description)
