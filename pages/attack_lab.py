@@ -93,7 +93,8 @@ st.dataframe(
         "UNet calls / image": st.column_config.NumberColumn(
             help="The attack's published cost: UNet evaluations per image for its score"),
         "with trace": st.column_config.NumberColumn(
-            "with per-timestep trace", help="UNet evaluations per image including the per-timestep trace the app draws"),
+            "with per-timestep trace",
+            help="UNet evaluations per image including the per-timestep trace the app draws"),
         "selected": st.column_config.CheckboxColumn("Selected"),
         "results": st.column_config.TextColumn("Results"),
     },
