@@ -345,6 +345,7 @@ class LearnedAttack(Attack):
         from .learned import index_of
 
         started = time.perf_counter()
+        self.check_applies(target)
         x = check_images(target, x0)
         ids = tuple(str(i) for i in ids)
         labels = np.asarray(is_member, dtype=bool)

@@ -164,17 +164,8 @@ class QuantileRegression(LearnedAttack):
         extras "threshold" (t-error units), "member_votes", "t_error" and info (operating point).
         """
         p = self.params
-<<<<<<< HEAD
         x0, ids, labels, seed = data.x0, data.ids, data.labels, data.seed
         public_ids, public_rows, eval_rows = data.train_ids, data.train_rows, data.eval_rows
-=======
-        self.check_applies(target)
-        x0 = check_images(target, x0)
-        ids = tuple(str(i) for i in ids)
-        labels = np.asarray(is_member, dtype=bool)
-        public_ids, eval_ids = self.partition(ids, labels, seed)
-        public_rows, eval_rows = index_of(ids, public_ids), index_of(ids, eval_ids)
->>>>>>> convert
         eval_members = labels[eval_rows]
         n_eval = (int(eval_members.sum()), int((~eval_members).sum()))
         if len(public_ids) < 2 or min(n_eval) < 1:

@@ -125,20 +125,9 @@ class SecMINN(LearnedAttack):
         with ``train_ids``, ``evaluated_on``, ``extras["t_error"]`` and ``info`` (loss curve, sizes).
         """
         p = self.params
-<<<<<<< HEAD
         x0, ids, labels, seed = data.x0, data.ids, data.labels, data.seed
         train_ids, train_rows, eval_rows = data.train_ids, data.train_rows, data.eval_rows
         n_train, n_eval = data.counts(train_rows), data.counts(eval_rows)
-=======
-        self.check_applies(target)
-        x0 = check_images(target, x0)
-        ids = tuple(str(i) for i in ids)
-        labels = np.asarray(is_member, dtype=bool)
-        train_ids, eval_ids = self.partition(ids, labels, seed)
-        train_rows, eval_rows = index_of(ids, train_ids), index_of(ids, eval_ids)
-        n_train = (int(labels[train_rows].sum()), int((~labels[train_rows]).sum()))
-        n_eval = (int(labels[eval_rows].sum()), int((~labels[eval_rows]).sum()))
->>>>>>> convert
         if min(n_train) < 1 or min(n_eval) < 1:
             raise ValueError(
                 f"secmi_nn needs members and non-members in both parts; train_fraction={p.train_fraction} of "
