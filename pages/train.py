@@ -25,7 +25,7 @@ from mia_core.lab.jobs import (
     trained_targets,
     training_job,
 )
-from mia_core.lab.teaching import loss_curve_figure
+from mia_core.views.learn import loss_curve_figure
 from mia_core.lab.train import (
     AUGMENT_LABELS,
     PRESETS,
