@@ -1,0 +1,170 @@
+"""Fault injection: each way the lab can be hurt, done on purpose, and what it must do instead.
+
+Store: truncated and garbage entries are reported once, quarantined (never deleted) and
+recomputed; a read-only store still serves reads and says so before a run; a full disk (a
+failing write) loses no computed result. CLI: bad arguments stop before the first UNet call
+with exit code 2; a late failure still writes the attacks that finished; ``kill -9`` then a
+rerun gives identical scores. Targets: malformed folders give one-line messages. Access: paths
+outside the allow-list are refused without saying whether they exist. Uploads: a burst at the
+pixel limit stays within a measured memory bound.
+
+Tests run as root, where chmod does not stop writes: a read-only store is simulated by a store
+path under a regular file (every write fails with NotADirectoryError) or by a failing write.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mia_core.attacks import get_attack
+from mia_core.lab import runs
+from mia_core.lab.runs import ResultStore, RunKey, run_attacks
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread(single_thread):
+    yield
+
+
+def _images(n: int = 6) -> tuple[np.ndarray, tuple[str, ...]]:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (n, 1, 8, 8)).astype(np.float32), tuple(f"img-{i}" for i in range(n))
+
+
+ATTACKS = lambda: [get_attack("sima", {"sweep": [0, 100]}), get_attack("loss", {"sweep": [200]})]  # noqa: E731
+
+
+def _count_calls(target, monkeypatch) -> list[int]:
+    calls: list[int] = []
+    original = target.eps
+    monkeypatch.setattr(target, "eps", lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
+def _stored(tiny_target, tmp_path):
+    x0, ids = _images()
+    store = ResultStore(tmp_path / "store")
+    first = run_attacks(tiny_target, x0, ids, "imgs", ATTACKS(), seed=1, store=store)
+    return store, x0, ids, first
+
+
+# -- the store heals ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate_npz", "garbage_npz", "garbage_meta", "meta_list", "meta_missing_key",
+                                    "flip_byte"])
+def test_damaged_entry_is_quarantined_reported_once_and_recomputed(tiny_target, tmp_path, monkeypatch, damage):
+    store, x0, ids, first = _stored(tiny_target, tmp_path)
+    key = RunKey.of(tiny_target.fingerprint, "imgs", ATTACKS()[0], 1)
+    folder = store.root / key.digest()
+    npz, meta = folder / "result.npz", folder / "meta.json"
+    if damage == "truncate_npz":
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    elif damage == "garbage_npz":
+        npz.write_bytes(b"not a zip file at all")
+    elif damage == "garbage_meta":
+        meta.write_text("{this is not json")
+    elif damage == "meta_list":
+        meta.write_text("[1, 2, 3]")
+    elif damage == "meta_missing_key":
+        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "attack"}))
+    else:  # one flipped byte inside the compressed data: still a zip, but not what was written
+        data = bytearray(npz.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        npz.write_bytes(bytes(data))
+
+    notices: list[str] = []
+    store.on_problem = notices.append
+    assert not store.has(key)  # never "already stored" for a damaged entry
+    assert store.get(key) is None
+    assert len(notices) == 1 and str(folder) in notices[0], notices
+    assert not folder.exists()
+    moved = list((store.root / runs.QUARANTINE_DIR).iterdir())
+    assert len(moved) == 1 and {p.name for p in moved[0].iterdir()} == {"result.npz", "meta.json"}
+    assert len(store.entries()) == 1  # the other run only; the quarantine is not an entry
+
+    calls = _count_calls(tiny_target, monkeypatch)
+    again = run_attacks(tiny_target, x0, ids, "imgs", ATTACKS(), seed=1, store=store)
+    assert calls, "the damaged run must be recomputed"
+    np.testing.assert_array_equal(again["sima"].scores, first["sima"].scores)
+    assert store.get(key) is not None and len(notices) == 1  # healed; no second report
+
+
+def test_garbage_meta_of_an_unrelated_run_does_not_break_listing_or_reads(tiny_target, tmp_path):
+    store, x0, ids, first = _stored(tiny_target, tmp_path)
+    junk = store.root / "0123456789abcdef0123"
+    junk.mkdir()
+    (junk / "meta.json").write_text("\x00\x01garbage")
+    (junk / "result.npz").write_bytes(b"")
+    stale_tmp = store.root / ".tmp-killed"
+    stale_tmp.mkdir()
+    (stale_tmp / "meta.json").write_text("{}")
+    notices: list[str] = []
+    store.on_problem = notices.append
+    entries = store.entries()
+    assert sorted(e["attack"] for e in entries) == ["loss", "sima"]
+    assert len(notices) == 1 and str(junk) in notices[0]
+    assert (store.root / runs.QUARANTINE_DIR).is_dir() and not junk.exists()
+    assert store.entries() and len(notices) == 1
+
+
+def test_entries_without_checksum_are_fully_loaded_before_use(tiny_target, tmp_path):
+    """Entries written before checksums (the shipped demo store) are verified by a guarded full load."""
+    store, x0, ids, first = _stored(tiny_target, tmp_path)
+    key = RunKey.of(tiny_target.fingerprint, "imgs", ATTACKS()[1], 1)
+    meta_path = store.root / key.digest() / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["result_sha256"]
+    meta_path.write_text(json.dumps(meta))
+    assert store.get(key) is not None  # an old, sound entry still loads
+    npz = store.root / key.digest() / "result.npz"
+    npz.write_bytes(npz.read_bytes()[:100])
+    assert not store.has(key)
+
+
+def test_damaged_entry_in_a_readonly_layer_is_skipped_and_reported(tiny_target, tmp_path):
+    store, x0, ids, first = _stored(tiny_target, tmp_path)
+    key = RunKey.of(tiny_target.fingerprint, "imgs", ATTACKS()[0], 1)
+    npz = store.root / key.digest() / "result.npz"
+    npz.write_bytes(npz.read_bytes()[:50])
+    notices: list[str] = []
+    layered = ResultStore(tmp_path / "user", extra_readonly=[store.root], on_problem=notices.append)
+    assert layered.get(key) is None and layered.get(key) is None
+    assert len(notices) == 1 and str(npz.parent) in notices[0]
+    assert npz.exists()  # a read-only layer is never modified
+
+
+def _unwritable_store(tmp_path) -> ResultStore:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    return ResultStore(blocker / "store")
+
+
+def test_readonly_store_serves_reads_and_says_it_cannot_save(tiny_target, tmp_path):
+    store, x0, ids, first = _stored(tiny_target, tmp_path)
+    assert store.write_problem() is None
+    ro = _unwritable_store(tmp_path)
+    problem = ro.write_problem()
+    assert problem and "cannot be saved" in problem and str(ro.root) in problem
+    layered = ResultStore(ro.root, extra_readonly=[store.root])
+    assert layered.get(RunKey.of(tiny_target.fingerprint, "imgs", ATTACKS()[0], 1)) is not None
+
+
+def test_full_disk_keeps_computed_results_and_leaves_no_partial_entry(tiny_target, tmp_path, monkeypatch):
+    x0, ids = _images()
+    notices: list[str] = []
+    store = ResultStore(tmp_path / "store", on_problem=notices.append)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs.np, "savez_compressed", disk_full)
+    results = run_attacks(tiny_target, x0, ids, "imgs", ATTACKS(), seed=1, store=store)
+    assert sorted(results) == ["loss", "sima"] and all(np.isfinite(r.scores).all() for r in results.values())
+    assert len(notices) == 2 and all("No space left" in n and "not saved" in n for n in notices)
+    assert [p.name for p in store.root.iterdir()] == []  # no temporary folder left behind
