@@ -84,7 +84,7 @@ def test_damaged_entry_is_quarantined_reported_once_and_recomputed(tiny_target, 
     assert store.get(key) is None
     assert len(notices) == 1 and str(folder) in notices[0], notices
     assert not folder.exists()
-    moved = list((store.root / runs.QUARANTINE_DIR).iterdir())
+    moved = list((store.root / "quarantine").iterdir())
     assert len(moved) == 1 and {p.name for p in moved[0].iterdir()} == {"result.npz", "meta.json"}
     assert len(store.entries()) == 1  # the other run only; the quarantine is not an entry
 
@@ -168,3 +168,59 @@ def test_full_disk_keeps_computed_results_and_leaves_no_partial_entry(tiny_targe
     assert sorted(results) == ["loss", "sima"] and all(np.isfinite(r.scores).all() for r in results.values())
     assert len(notices) == 2 and all("No space left" in n and "not saved" in n for n in notices)
     assert [p.name for p in store.root.iterdir()] == []  # no temporary folder left behind
+
+
+# -- the app with a damaged store -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def damaged_store(tmp_path, monkeypatch):
+    """The demo results copied into a writable store (the shipped layer emptied), one result.npz
+    truncated (sima) and one unrelated entry with a garbage meta.json."""
+    import shutil
+
+    from mia_core import paths
+
+    store = tmp_path / "store"
+    shutil.copytree(paths.DEMO_STORE_DIR, store)
+    empty = tmp_path / "no-demo"
+    empty.mkdir()
+    monkeypatch.setattr(paths, "DEMO_STORE_DIR", empty)
+    sima = next(m.parent for m in store.glob("*/meta.json") if json.loads(m.read_text())["attack"] == "sima")
+    npz = sima / "result.npz"
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    junk = store / "ffffffffffffffffffff"
+    junk.mkdir()
+    (junk / "meta.json").write_text("{garbage")
+    (junk / "result.npz").write_bytes(b"PK")
+    return store, sima
+
+
+@pytest.mark.parametrize("page", ["pages/attack_lab.py", "pages/compare.py", "pages/sample.py",
+                                  "pages/was_my_image_used.py"])
+def test_pages_show_a_notice_not_a_traceback_for_a_damaged_store(damaged_store, monkeypatch, page):
+    from streamlit.testing.v1 import AppTest
+
+    store, sima = damaged_store
+    monkeypatch.setenv("MIA_STORE", str(store))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=90)
+    at.run()
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, at.exception
+    texts = [w.value for w in at.warning]
+    assert any("damaged stored result" in t and str(sima) in t for t in texts), texts
+    assert not sima.exists() and (store / runs.QUARANTINE_DIR).is_dir()
+    at.run()  # reported once: the next rerun shows the page without the notice
+    assert not at.exception and not any("damaged stored result" in w.value for w in at.warning)
+
+
+def test_attack_lab_says_before_a_run_that_a_readonly_store_cannot_save(open_page, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    monkeypatch.setenv("MIA_STORE", str(blocker / "store"))
+    at = open_page("pages/attack_lab.py")
+    monkeypatch.setenv("MIA_STORE", str(blocker / "store"))  # open_page set its own store: use the unwritable one
+    at.run()
+    assert not at.exception
+    assert any("new results cannot be saved" in w.value and str(blocker / "store") in w.value for w in at.warning)
