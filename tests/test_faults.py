@@ -15,6 +15,7 @@ path under a regular file (every write fails with NotADirectoryError) or by a fa
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,92 @@ def test_attack_lab_says_before_a_run_that_a_readonly_store_cannot_save(open_pag
     at.run()
     assert not at.exception
     assert any("new results cannot be saved" in w.value and str(blocker / "store") in w.value for w in at.warning)
+
+
+# -- validate before work (CLI) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tiny_unet_factory) -> Path:
+    folder = tmp_path_factory.mktemp("faults") / "tiny"
+    tiny_unet_factory(8, 1).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture()
+def unet_calls(monkeypatch) -> list[int]:
+    """Counts every UNet call of any target (integer or real-valued timesteps)."""
+    from mia_core.target import Target
+
+    calls: list[int] = []
+    for name in ("eps", "eps_float_t"):
+        original = getattr(Target, name)
+        monkeypatch.setattr(Target, name, lambda self, *a, _o=original, **k: calls.append(1) or _o(self, *a, **k))
+    return calls
+
+
+def _bad_out_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    return ["--out", str(tmp_path / "taken")]
+
+
+def _bad_out_under_file(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    return ["--out", str(tmp_path / "taken" / "run")]
+
+
+def _readonly_store(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    return ["--store", str(tmp_path / "taken" / "store")]
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (_bad_out_file, r"--out '.*taken' is a file"),
+    (_bad_out_under_file, r"--out '.*taken/run' cannot be written"),
+    (_readonly_store, r"--store '.*taken/store': new results cannot be saved"),
+    (["--seed", "-1"], r"--seed must be >= 0, got -1"),
+    (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
+    (["--batch-size", "-3"], r"--batch-size must be >= 1, got -3"),
+    (["--device", "banana"], r"--device 'banana' is not a device"),
+    (["--attacks", ""], r"--attacks names no attack \(got ''\)"),
+    (["--attacks", " , "], r"--attacks names no attack"),
+    (["--attacks", "loss,sima,pia", "--params", '{"pia": {"timestep": 5000}}'],
+     r"pia parameter timestep=5000 is out of range for this target: its timesteps are 0\.\.999"),
+    (["--attacks", "loss,secmi", "--params", '{"loss": {"sweep": [0, 1000]}}'], r"loss parameter sweep=\[0, 1000\]"),
+    (["--attacks", "secmi", "--params", '{"secmi": {"t_sec": 2000, "k": 10}}'], r"secmi parameter t_sec=2000"),
+])
+def test_bad_arguments_stop_before_the_first_unet_call(tiny_folder, tmp_path, capsys, unet_calls, extra, message):
+    from mia_core.cli import main
+
+    extra = extra(tmp_path) if callable(extra) else extra
+    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
+            "--attacks", "loss,sima", "--out", str(tmp_path / "out"), *extra]
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("mia: error: ") and "\n" not in err and re.search(message, err), err
+    assert unet_calls == []
+
+
+def test_a_late_failure_still_writes_the_attacks_that_finished(tiny_folder, tmp_path, capsys, monkeypatch):
+    import pandas as pd
+
+    from mia_core.attacks.sima import SimA
+    from mia_core.cli import main
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("simulated failure in the third attack")
+
+    monkeypatch.setattr(SimA, "compute", broken)
+    out = tmp_path / "out"
+    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
+                 "--attacks", "loss,pia,sima,pian", "--out", str(out), "--no-trace"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "sima failed: RuntimeError: simulated failure" in err and "finished attacks kept: loss, pia" in err
+    scores = pd.read_csv(out / "scores.csv")
+    assert {"loss", "pia"} <= set(scores.columns) and "sima" not in scores.columns
+    assert scores["loss"].notna().all() and len(scores) == 8
+    assert sorted(json.loads((out / "metrics.json").read_text())) == ["loss", "pia"]
+    failed = json.loads((out / "run.json").read_text())["failed"]
+    assert failed["attack"] == "sima" and "simulated failure" in failed["error"] and failed["not_run"] == ["pian"]

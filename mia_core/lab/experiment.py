@@ -8,6 +8,7 @@ so), and :meth:`Experiment.attack` runs attacks through the result store.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -123,6 +124,41 @@ def make_attacks(names: Sequence[str], params: Mapping[str, Mapping[str, Any]] |
     if unknown:
         raise ValueError(f"parameters given for attack(s) {unknown} that are not selected")
     return [get_attack(name, params.get(name)) for name in names]
+
+
+def _timestep_params(params: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The parameters that name timesteps (``timestep``, ``timesteps``, ``sweep``, ``t_sec``, ``t_*``):
+    name -> their integer values. Counts such as ``n_timesteps`` are not timesteps."""
+    out = {}
+    for name, value in params.items():
+        if name.startswith("n_") or not (name in ("sweep", "t_sec") or "timestep" in name or name.startswith("t_")):
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if ints:
+            out[name] = ints
+    return out
+
+
+def check_attacks(target: Target, attacks: Sequence[Attack]) -> None:
+    """Check every attack's parameters against the target before any UNet call.
+
+    Timesteps must lie in 0..T-1 of the target's schedule (an attack's own ``trace_timesteps``
+    too). Raises ValueError naming the attack, the parameter and the bad value.
+    """
+    last = int(target.schedule.num_timesteps) - 1
+    for attack in attacks:
+        named = _timestep_params(attack.params_dict())
+        try:
+            named.setdefault("trace timesteps", [int(t) for t in attack.trace_timesteps()])
+        except Exception:  # an attack whose trace needs the target to be known: its parameters above suffice
+            pass
+        for name, values in named.items():
+            bad = [v for v in values if not 0 <= v <= last]
+            if bad:
+                shown = bad[0] if len(values) == 1 else values
+                raise ValueError(f"{attack.name} parameter {name}={json.dumps(shown)} is out of range for this target: "
+                                 f"its timesteps are 0..{last}")
 
 
 def attack_job_id(exp: Experiment, attacks: Sequence[Attack], seed: int) -> str:
