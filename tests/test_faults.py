@@ -314,3 +314,152 @@ def test_a_late_failure_still_writes_the_attacks_that_finished(tiny_folder, tmp_
     assert sorted(json.loads((out / "metrics.json").read_text())) == ["loss", "pia"]
     failed = json.loads((out / "run.json").read_text())["failed"]
     assert failed["attack"] == "sima" and "simulated failure" in failed["error"] and failed["not_run"] == ["pian"]
+
+
+def test_kill_9_mid_run_then_rerun_gives_identical_scores(tiny_folder, tmp_path):
+    """A CLI run killed with SIGKILL after its first stored attack; the rerun recomputes only the rest
+    and its scores equal those of an uninterrupted run, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def command(store: Path, out: Path) -> list[str]:
+        return [sys.executable, "-m", "mia_core.cli", "attack", "--target", str(tiny_folder), "--data", "default",
+                "--limit", "80", "--device", "cpu", "--batch-size", "4", "--attacks", "sima,loss,pia",
+                "--params", '{"sima": {"sweep": []}, "pia": {"sweep": [0, 100, 200, 300, 400]}}',
+                "--store", str(store), "--out", str(out)]
+
+    store = tmp_path / "store"
+    proc = subprocess.Popen(command(store, tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not list(store.glob("*/result.npz")):
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed: give it more work"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = [p.parent.name for p in store.glob("*/result.npz")]
+    assert 1 <= len(stored) < 3 and not (tmp_path / "killed" / "scores.csv").exists()
+
+    rerun = subprocess.run(command(store, tmp_path / "rerun"), env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "damaged" not in rerun.stderr  # a killed write leaves no half-written entry behind
+    fresh = subprocess.run(command(tmp_path / "fresh-store", tmp_path / "fresh"), env=env, capture_output=True,
+                           text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    a, b = pd.read_csv(tmp_path / "rerun" / "scores.csv"), pd.read_csv(tmp_path / "fresh" / "scores.csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert set(stored) <= {p.parent.name for p in store.glob("*/result.npz")}
+
+
+# -- malformed targets: one-line messages naming the file and the bad value -------------------------
+
+
+def _copy_target(tiny_folder, tmp_path) -> Path:
+    import shutil
+
+    folder = tmp_path / "target"
+    shutil.copytree(tiny_folder, folder)
+    return folder
+
+
+def _set_config(folder: Path, **changes) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _truncate_weights(folder: Path) -> None:
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _garbage_header(folder: Path) -> None:
+    weights = folder / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:40] = b"\xff" * 32
+    weights.write_bytes(bytes(data))
+
+
+def _scheduler(folder: Path, **config) -> None:
+    (folder / "scheduler_config.json").write_text(json.dumps({"_class_name": "DDPMScheduler", **config}))
+
+
+MALFORMED = {
+    "config_is_a_list": (lambda f: (f / "config.json").write_text("[1, 2]"), r"config\.json .*is a list, not an object"),
+    "config_invalid_json": (lambda f: (f / "config.json").write_text("{'single': quotes}"),
+                            r"config\.json is not valid JSON"),
+    "sample_size_text": (lambda f: _set_config(f, sample_size="big"), r"sample_size='big'"),
+    "channels_text": (lambda f: _set_config(f, block_out_channels="16,32"), r"block_out_channels='16,32'"),
+    "in_channels_negative": (lambda f: _set_config(f, in_channels=-1), r"in_channels=-1"),
+    "huge_sample_size": (lambda f: _set_config(f, sample_size=100000), r"sample_size=100000.* GiB"),
+    "truncated_weights": (_truncate_weights, r"diffusion_pytorch_model\.safetensors.*(truncated|corrupt)"),
+    "garbage_weights": (_garbage_header, r"diffusion_pytorch_model\.safetensors.*(truncated|corrupt)"),
+    "unknown_beta_schedule": (lambda f: _scheduler(f, beta_schedule="wiggly"),
+                              r"scheduler_config\.json.*beta_schedule.*'wiggly'"),
+    "scheduler_invalid_json": (lambda f: (f / "scheduler_config.json").write_text("{"),
+                               r"scheduler_config\.json is not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_malformed_target_gives_a_message_naming_file_and_value(tiny_folder, tmp_path, case):
+    from mia_core.target import TargetLoadError, load_target
+
+    folder = _copy_target(tiny_folder, tmp_path)
+    damage, message = MALFORMED[case]
+    damage(folder)
+    with pytest.raises(TargetLoadError) as info:
+        load_target(str(folder), device="cpu")
+    text = str(info.value)
+    assert str(folder) in text and re.search(message, text), text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("case", ["huge_sample_size", "truncated_weights", "config_is_a_list"])
+def test_cli_info_on_a_malformed_target_is_one_line_exit_2(tiny_folder, tmp_path, capsys, case):
+    from mia_core.cli import main
+
+    folder = _copy_target(tiny_folder, tmp_path)
+    MALFORMED[case][0](folder)
+    assert main(["info", "--target", str(folder), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mia: error: ") and "\n" not in err and str(folder) in err
+
+
+@pytest.mark.parametrize("spec", ["assets/default_targte", "./my-model", "tests/no-such-model"])
+def test_a_mistyped_local_path_is_a_missing_folder_never_a_hub_download(spec, monkeypatch):
+    import huggingface_hub
+
+    from mia_core.target import TargetLoadError, load_target
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"{spec!r} was sent to the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
+    with pytest.raises(TargetLoadError, match=r"no folder .* does not exist"):
+        load_target(spec, device="cpu")
+
+
+def test_pickle_search_does_not_walk_the_tree(tmp_path, monkeypatch):
+    """A target path of "/" (or any big tree) looks at the folder and its direct sub-folders only."""
+    from mia_core.target import TargetLoadError, load_target
+
+    deep = tmp_path / "a" / "b" / "c"
+    deep.mkdir(parents=True)
+    (deep / "model.ckpt").write_bytes(b"x")
+    (tmp_path / "a" / "weights.bin").write_bytes(b"x")
+    with pytest.raises(TargetLoadError) as info:
+        load_target(str(tmp_path), device="cpu")
+    assert "model.ckpt" not in str(info.value)
+    with pytest.raises(TargetLoadError, match=r"weights\.bin"):
+        load_target(str(tmp_path / "a"), device="cpu")
