@@ -497,6 +497,6 @@ def _refuse_missing_local_path(spec: str, path: Path) -> None:
     first = Path(spec).parts[0] if Path(spec).parts else ""
     looks_local = spec.startswith((".", "/", "~")) or "\\" in spec or (first and Path(first).is_dir())
     if looks_local:
-        raise TargetLoadError(f"no folder {spec!r}: {path.resolve()} does not exist (a local path, so the "
-                              "Hugging Face Hub was not asked)")
+        raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id: no folder "
+                              f"{path.resolve()} exists (a local path, so the Hugging Face Hub was not asked)")
 

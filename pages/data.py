@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES
+from mia_core.lab.access import AccessDenied, check_allowed, check_data_spec
 from mia_core.lab.experiment import Experiment, load_experiment
 from mia_core.views.results import upscale_nearest
 from mia_core.lab.verdict import save_upload_folder
@@ -31,6 +32,11 @@ def _say(kind: str, text: str) -> None:
 
 def _apply(spec: str, what: str) -> None:
     """Validate ``spec`` by loading it with the session's target; switch to it only if that works."""
+    try:
+        spec = check_data_spec(spec)  # only the allowed folders (MIA_ALLOWED_ROOTS), checked before any read
+    except AccessDenied as exc:
+        _say("error", f"Could not use this {what}: {exc}. The previous data is kept.")
+        return
     try:
         try:
             target = experiment().target  # reuse the loaded model
@@ -54,6 +60,11 @@ def _apply_path(key: str, what: str, suffix: str | None) -> None:
     raw = (s.get(key) or "").strip()
     if not raw:
         _say("error", f"Type the path of the {what} first.")
+        return
+    try:
+        check_allowed(raw, what)  # before anything about the path is looked at or said
+    except AccessDenied as exc:
+        _say("error", f"Could not use this {what}: {exc}. The previous data is kept.")
         return
     if suffix and not raw.lower().endswith(suffix):
         _say("error", f"`{raw}` does not end in {suffix}; give the path of the {what}.")

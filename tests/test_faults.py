@@ -446,7 +446,7 @@ def test_a_mistyped_local_path_is_a_missing_folder_never_a_hub_download(spec, mo
         raise AssertionError(f"{spec!r} was sent to the Hub")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
-    with pytest.raises(TargetLoadError, match=r"no folder .* does not exist"):
+    with pytest.raises(TargetLoadError, match=r"no folder .* exists \(a local path, so the Hugging Face Hub was not asked\)"):
         load_target(spec, device="cpu")
 
 
@@ -463,3 +463,75 @@ def test_pickle_search_does_not_walk_the_tree(tmp_path, monkeypatch):
     assert "model.ckpt" not in str(info.value)
     with pytest.raises(TargetLoadError, match=r"weights\.bin"):
         load_target(str(tmp_path / "a"), device="cpu")
+
+
+# -- safe to share: an allow-list of readable folders, localhost by default -------------------------
+
+
+def test_allow_list_refuses_outside_paths_without_revealing_existence(tmp_path, monkeypatch):
+    from mia_core.lab.access import AccessDenied, allowed_roots, check_allowed, check_data_spec
+
+    inside = tmp_path / "allowed"
+    (inside / "data").mkdir(parents=True)
+    outside = tmp_path / "secret"
+    (outside / ".ssh").mkdir(parents=True)
+    monkeypatch.setenv("MIA_ALLOWED_ROOTS", str(inside))
+    assert allowed_roots() == [inside.resolve()]
+    assert check_allowed(str(inside / "data")) == (inside / "data").resolve()
+    assert check_allowed(str(inside / "not-yet")) == (inside / "not-yet").resolve()
+    messages = []
+    for probe in [outside / ".ssh", outside / "nothing-here", inside / ".." / "secret" / ".ssh"]:
+        with pytest.raises(AccessDenied) as info:
+            check_allowed(str(probe), "data path")
+        messages.append(str(info.value).replace(str(probe), "<path>"))
+    assert messages[0] == messages[1] == messages[2]  # existing or not: the same words
+    (inside / "link").symlink_to(outside)
+    with pytest.raises(AccessDenied):
+        check_allowed(str(inside / "link" / ".ssh"))
+    # A split manifest inside the roots whose source lies outside is refused too.
+    manifest = inside / "split.json"
+    manifest.write_text(json.dumps({"source": str(outside / "images.npz"), "members": [], "nonmembers": []}))
+    with pytest.raises(AccessDenied, match="data source named in the manifest"):
+        check_data_spec(str(manifest))
+    assert check_data_spec("default") == "default"
+
+
+def test_default_roots_are_project_store_and_current_folder(tmp_path, monkeypatch):
+    from mia_core.lab.access import allowed_roots
+    from mia_core.paths import REPO_DIR
+
+    monkeypatch.delenv("MIA_ALLOWED_ROOTS", raising=False)
+    monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    monkeypatch.chdir(tmp_path)
+    assert allowed_roots() == [REPO_DIR.resolve(), (tmp_path / "store").resolve(), tmp_path.resolve()]
+
+
+@pytest.mark.parametrize(("page", "box", "button"), [
+    ("pages/data.py", "data.folder_path", "data.apply_folder"),
+    ("pages/data.py", "data.npz_path", "data.apply_npz"),
+    ("pages/target.py", "target.folder", "target.apply"),
+])
+def test_pages_refuse_paths_outside_the_allow_list(open_page, tmp_path, monkeypatch, page, box, button):
+    secret = tmp_path.parent / f"{tmp_path.name}-secret"
+    (secret / ".ssh").mkdir(parents=True, exist_ok=True)
+    at = open_page(page)
+    if page == "pages/target.py":
+        at.radio(key="target.source").set_value("Local diffusers folder").run()
+    shown = []
+    for probe in [secret / ".ssh", secret / "no-such-thing"]:
+        value = str(probe) + (".npz" if box == "data.npz_path" else "")
+        at.text_input(key=box).set_value(value).run()
+        at.button(key=button).click().run()
+        assert not at.exception
+        texts = [e.value for e in at.error]
+        assert any("outside the folders this app may read" in t for t in texts), texts
+        shown.append([t.replace(value, "<path>") for t in texts])
+    assert shown[0] == shown[1]
+    assert at.session_state["cfg.target"] == "default" and at.session_state["cfg.data"] == "default"
+
+
+def test_streamlit_binds_to_localhost_by_default():
+    import tomllib
+
+    config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost"
