@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_args(p)
     p.add_argument("--resume", default=None,
                    help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="convert the images to R x R as they are read (centre-crop to a square, then resize): "
+                        "needed for an image folder of mixed sizes; default: the images' own size")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write a resumable checkpoint to OUT/checkpoint every N steps and at the end (0: never)")
     p.set_defaults(func=cmd_train)
@@ -365,7 +368,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
 
-    images, split = resolve_data(args.data, seed=args.seed)
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    images, split = resolve_data(args.data, seed=args.seed, resolution=args.resolution)
     members = images.subset(split.member_ids)
     cfg = _train_config(args, checkpoint_every=args.checkpoint_every)
     dp = f", DP-SGD to epsilon {cfg.dp_epsilon:g}" if cfg.uses_dp else ""
@@ -450,7 +455,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     target = load_target(args.target, device=args.device)
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
-    log = read_train_log(args.target) if Path(args.target).is_dir() else None
+    from mia_core.paths import DEFAULT_TARGET_DIR
+
+    folder = DEFAULT_TARGET_DIR if args.target in ("", "default") else Path(args.target)
+    log = read_train_log(folder) if folder.is_dir() else None
     if log:  # trained by `mia train`: how, and with what privacy guarantee
         print(f"{'trained by':<18} {log.get('command', '')}")
         dp = log.get("dp")

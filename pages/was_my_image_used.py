@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from mia_core.attacks import REGISTRY
-from mia_core.data import load_uploads
+from mia_core.data import load_uploads, upload_limits_text
 from mia_core.views.results import upscale_nearest
 from mia_core.lab.verdict import (
     budget_text,
@@ -160,6 +160,7 @@ if not attacks:
 
 uploads = st.file_uploader("Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
                            key="miu.files") or []
+st.caption(upload_limits_text(MAX_FILES) + " Files seen before are not decoded again.")
 b1, b2, b3 = st.columns(3)
 b1.button("Try it with a member from the split", on_click=_pick_example, args=("member",), key="miu.try_member",
           width="stretch")

@@ -535,3 +535,113 @@ def test_streamlit_binds_to_localhost_by_default():
 
     config = tomllib.loads((Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "localhost"
+
+
+# -- bounded uploads, EXIF, mixed-size folders --------------------------------------------------------
+
+
+def _png(width: int, height: int, seed: int = 0) -> bytes:
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    img = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).resize((width, height))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def test_upload_burst_at_the_pixel_limit_is_bounded_in_memory_and_decoded_once(monkeypatch):
+    """Eight 2048x2048 RGB uploads (exactly the request's pixel budget): the peak of traced memory
+    stays near one full-size image (12 MiB), not eight (96 MiB); a ninth file is refused from its
+    header; a rerun (another FPR budget) decodes nothing."""
+    import tracemalloc
+
+    from mia_core.data import images as I
+
+    side = 2048
+    monkeypatch.setattr(I, "UPLOAD_MAX_TOTAL_PIXELS", 8 * side * side)
+    monkeypatch.setattr(I, "_upload_cache", I.OrderedDict())
+    files = [(f"big-{k}.png", _png(side, side, seed=k)) for k in range(9)]
+    decoded = []
+    original = I.decode_image
+    monkeypatch.setattr(I, "decode_image", lambda *a, **k: decoded.append(a[1]) or original(*a, **k))
+    one_image = side * side * 3
+    tracemalloc.start()
+    try:
+        up = I.load_uploads(files, resolution=8, channels=1, max_total_pixels=I.UPLOAD_MAX_TOTAL_PIXELS)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"peak traced memory {peak / 2**20:.1f} MiB for 8 images of {one_image / 2**20:.0f} MiB decoded")
+    assert up.images is not None and up.images.n == 8 and up.images.images.shape == (8, 8, 8, 1)
+    assert len(up.errors) == 1 and "big-8.png" in up.errors[0] and "one request may decode" in up.errors[0]
+    assert peak < 2.5 * one_image, f"peak {peak / 2**20:.1f} MiB: uploads are held at full size"
+    decoded.clear()
+    again = I.load_uploads(files[:8], resolution=8, channels=1)
+    assert decoded == [] and np.array_equal(again.images.images, up.images.images)
+
+
+def test_exif_orientation_is_applied_on_every_read(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from mia_core.data import decode_image, load_image_folder
+
+    pixels = np.zeros((4, 8, 3), dtype=np.uint8)  # stored 8 wide, 4 high, with a white left column
+    pixels[:, 0] = 255
+    img = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), quality=100)
+    data = buf.getvalue()
+    upright = decode_image(data, "phone.jpg")
+    assert upright.shape == (8, 4, 3)  # shown upright: 4 wide, 8 high
+    assert upright[0].mean() > 200 and upright[-1].mean() < 60  # the white column is now the top row
+    (tmp_path / "phone.jpg").write_bytes(data)
+    (tmp_path / "other.jpg").write_bytes(data)
+    images, _, _ = load_image_folder(tmp_path)
+    assert images.images.shape[1:3] == (8, 4)
+
+
+def test_mixed_size_folder_uses_the_stated_rule_in_cli_train_and_experiment(tmp_path, tiny_folder, capsys):
+    from PIL import Image
+
+    from mia_core.cli import main
+    from mia_core.data import resolve_data
+    from mia_core.data.sources import MixedImagesError
+    from mia_core.lab.experiment import load_experiment
+
+    for sub, sizes in (("members", [(16, 16), (24, 12)]), ("nonmembers", [(12, 12), (20, 20)])):
+        (tmp_path / "mixed" / sub).mkdir(parents=True)
+        for k, (w, h) in enumerate(sizes):
+            Image.new("L", (w, h), color=40 * k).save(tmp_path / "mixed" / sub / f"{k}.png")
+    folder = str(tmp_path / "mixed")
+    with pytest.raises(MixedImagesError):
+        resolve_data(folder)
+    images, _ = resolve_data(folder, resolution=10)
+    assert images.images.shape == (4, 10, 10, 1)
+    exp = load_experiment(str(tiny_folder), folder, device="cpu")
+    assert exp.images.images.shape == (4, 8, 8, 1) and "centre-cropped to a square and resized to 8x8" in \
+        exp.conversion.report
+    assert main(["train", "--data", folder, "--out", str(tmp_path / "t"), "--steps", "1", "--channels", "8,16",
+                 "--layers-per-block", "1", "--resolution", "8", "--device", "cpu", "--batch-size", "2"]) == 0
+    assert json.loads((tmp_path / "t" / "unet" / "config.json").read_text())["sample_size"] == 8
+    assert main(["train", "--data", folder, "--out", str(tmp_path / "u"), "--steps", "1", "--device", "cpu",
+                 "--resolution", "0"]) == 2
+    assert "--resolution must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_info_default_shows_training_command_and_dp_line(capsys):
+    from mia_core.cli import main
+
+    assert main(["info", "--target", "default", "--device", "cpu"]) == 0
+    default = capsys.readouterr().out
+    assert main(["info", "--target", "assets/default_target", "--device", "cpu"]) == 0
+    by_path = capsys.readouterr().out
+    for label in ("trained by", "DP-SGD"):
+        line = next(l for l in by_path.splitlines() if l.startswith(label))
+        assert line in default.splitlines()

@@ -17,6 +17,7 @@ import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
+from mia_core.data.sources import MixedImagesError
 from mia_core.metrics import AttackMetrics, evaluate
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
 from mia_core.target import Target, load_target
@@ -106,7 +107,15 @@ def load_experiment(
 ) -> Experiment:
     """Resolve a target and a data spec (see ``mia attack --help``) into an :class:`Experiment`."""
     tgt = target if isinstance(target, Target) else load_target(target, device=device)
-    images, split = resolve_data(data, seed=seed)
+    # An image folder of mixed sizes is converted as it is read, to the target's input (one rule
+    # for the CLI and the app: centre-crop to a square, then resize; the report below says so).
+    mixed = ""
+    try:
+        images, split = resolve_data(data, seed=seed)
+    except MixedImagesError as exc:
+        images, split = resolve_data(data, seed=seed, resolution=tgt.resolution, channels=tgt.channels)
+        mixed = (f"images of mixed sizes or channels ({exc}): each was centre-cropped to a square and resized to "
+                 f"{tgt.resolution}x{tgt.resolution}, {tgt.channels} channel(s), as it was read")
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -115,6 +124,8 @@ def load_experiment(
     images = images.subset(ids)
     pixels, conversion = convert_images(images.images, resolution=tgt.resolution, channels=tgt.channels)
     converted = ImageSet(pixels, images.ids, images.source)
+    if mixed:
+        conversion = Conversion(True, mixed)
     return Experiment(tgt, split, converted, conversion, np.asarray(is_member, dtype=bool))
 
 
