@@ -645,3 +645,24 @@ def test_info_default_shows_training_command_and_dp_line(capsys):
     for label in ("trained by", "DP-SGD"):
         line = next(l for l in by_path.splitlines() if l.startswith(label))
         assert line in default.splitlines()
+
+
+def test_data_page_removes_rejected_uploads_and_refuses_a_pixel_burst(open_page, tmp_path, monkeypatch):
+    from mia_core.data import images as I
+
+    at = open_page("pages/data.py")
+    assert any("megapixels in all" in c.value for c in at.caption)
+    # A corrupt member file: the upload is rejected and its folder does not stay on disk.
+    at.file_uploader(key="data.up_members").set_value([("m0.png", b"\x89PNG\r\n\x1a\nbroken", "image/png")])
+    at.file_uploader(key="data.up_nonmembers").set_value([("n0.png", _png(8, 8), "image/png")])
+    at.button(key="data.apply_upload").click().run()
+    assert not at.exception and at.session_state["cfg.data"] == "default"
+    assert any("previous data is kept" in e.value for e in at.error)
+    uploads = tmp_path / "store" / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    # Over the request's pixel budget: refused from the headers, nothing written.
+    monkeypatch.setattr(I, "UPLOAD_MAX_TOTAL_PIXELS", 1000)
+    at.file_uploader(key="data.up_members").set_value([("m0.png", _png(40, 40), "image/png")])
+    at.button(key="data.apply_upload").click().run()
+    assert any("one request may decode at most 1,000" in e.value for e in at.error)
+    assert not uploads.exists() or list(uploads.iterdir()) == []

@@ -512,6 +512,26 @@ def upload_limits_text(max_files: int | None = None) -> str:
             f"megapixels per image, {UPLOAD_MAX_TOTAL_PIXELS / 2**20:.0f} megapixels in all (decoded pixels).")
 
 
+def check_upload_pixels(files: Sequence[tuple[str, bytes]], max_total_pixels: int | None = None) -> int:
+    """The pixels ``files`` would decode to, read from their headers only; ValueError (naming the
+    total and the limit) above ``max_total_pixels`` (default ``UPLOAD_MAX_TOTAL_PIXELS``).
+    Unreadable headers count 0 here: decoding reports them."""
+    limit = UPLOAD_MAX_TOTAL_PIXELS if max_total_pixels is None else int(max_total_pixels)
+    total = 0
+    for _, data in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
+                    total += img.size[0] * img.size[1]
+        except Exception:
+            continue
+    if total > limit:
+        raise ValueError(f"{len(files)} files hold {total:,} pixels; one request may decode at most {limit:,} "
+                         f"({limit / 2**20:.0f} megapixels): upload fewer or smaller images")
+    return total
+
+
 def _decode_converted(data: bytes, name: str, resolution: int, channels: int, max_pixels: int,
                       limit_text: str) -> tuple[np.ndarray, str, int]:
     """One upload decoded and converted at once: ((R, R, C) uint8, its conversion report, pixels decoded).
