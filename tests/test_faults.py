@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from mia_core.attacks import get_attack
 from mia_core.lab import runs
@@ -351,9 +350,9 @@ def test_kill_9_mid_run_then_rerun_gives_identical_scores(tiny_folder, tmp_path)
     rerun = subprocess.run(command(store, tmp_path / "rerun"), env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "damaged" not in rerun.stderr  # a killed write leaves no half-written entry behind
-    fresh = subprocess.run(command(tmp_path / "fresh-store", tmp_path / "fresh"), env=env, capture_output=True,
-                           text=True, timeout=600)
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    from mia_core.cli import main  # the uninterrupted run, in this process (one torch thread, as above)
+
+    assert main(command(tmp_path / "fresh-store", tmp_path / "fresh")[3:]) == 0
     a, b = pd.read_csv(tmp_path / "rerun" / "scores.csv"), pd.read_csv(tmp_path / "fresh" / "scores.csv")
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     assert set(stored) <= {p.parent.name for p in store.glob("*/result.npz")}
@@ -393,7 +392,8 @@ def _scheduler(folder: Path, **config) -> None:
 
 
 MALFORMED = {
-    "config_is_a_list": (lambda f: (f / "config.json").write_text("[1, 2]"), r"config\.json .*is a list, not an object"),
+    "config_is_a_list": (lambda f: (f / "config.json").write_text("[1, 2]"),
+                         r"config\.json .*is a list, not an object"),
     "config_invalid_json": (lambda f: (f / "config.json").write_text("{'single': quotes}"),
                             r"config\.json is not valid JSON"),
     "sample_size_text": (lambda f: _set_config(f, sample_size="big"), r"sample_size='big'"),
@@ -446,7 +446,7 @@ def test_a_mistyped_local_path_is_a_missing_folder_never_a_hub_download(spec, mo
         raise AssertionError(f"{spec!r} was sent to the Hub")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_hub)
-    with pytest.raises(TargetLoadError, match=r"no folder .* exists \(a local path, so the Hugging Face Hub was not asked\)"):
+    with pytest.raises(TargetLoadError, match=r"no folder .* exists \(a local path, so the Hugging Face Hub was not"):
         load_target(spec, device="cpu")
 
 
