@@ -400,9 +400,21 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from mia_core.lab.study import parse_values, run_study
 
+    from mia_core.lab.experiment import check_attack_timesteps, make_attacks
+
     values = parse_values(args.factor, args.values)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
+    for flag, value, lowest in (("--bootstrap", args.bootstrap, 0), ("--limit", args.limit, 1),
+                                ("--utility-draws", args.utility_draws, 1), ("--seed", args.seed, 0)):
+        if value is not None and value < lowest:
+            raise ValueError(f"{flag} must be >= {lowest}, got {value}")
+    check_device_arg(args.device)
     base = _train_config(args)
+    # Before any model is trained: the attacks' parameters against the schedule the models will have.
+    check_attack_timesteps(make_attacks(attacks, _parse_params(args.params)), base.num_timesteps)
+    check_output_dir(args.out, "--out")
     bar: dict[str, Any] = {}
 
     def progress(phase: str, done: int, total: int) -> None:

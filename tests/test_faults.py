@@ -666,3 +666,19 @@ def test_data_page_removes_rejected_uploads_and_refuses_a_pixel_burst(open_page,
     at.button(key="data.apply_upload").click().run()
     assert any("one request may decode at most 1,000" in e.value for e in at.error)
     assert not uploads.exists() or list(uploads.iterdir()) == []
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--params", '{"pia": {"timestep": 5000}}'], r"pia parameter timestep=5000 is out of range"),
+    (["--attacks", ""], r"--attacks names no attack"),
+    (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
+])
+def test_study_validates_attacks_before_training(tmp_path, capsys, monkeypatch, extra, message):
+    from mia_core.cli import main
+    from mia_core.lab import study
+
+    monkeypatch.setattr(study, "train", lambda *a, **k: pytest.fail("a model was trained before validation"))
+    code = main(["study", "--factor", "steps", "--values", "1,2", "--data", "default", "--attacks", "loss,sima,pia",
+                 "--out", str(tmp_path / "s"), "--device", "cpu", *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and re.search(message, err) and "\n" not in err, err

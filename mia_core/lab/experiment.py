@@ -157,7 +157,12 @@ def check_attacks(target: Target, attacks: Sequence[Attack]) -> None:
     Timesteps must lie in 0..T-1 of the target's schedule (an attack's own ``trace_timesteps``
     too). Raises ValueError naming the attack, the parameter and the bad value.
     """
-    last = int(target.schedule.num_timesteps) - 1
+    check_attack_timesteps(attacks, int(target.schedule.num_timesteps))
+
+
+def check_attack_timesteps(attacks: Sequence[Attack], num_timesteps: int) -> None:
+    """:func:`check_attacks` for a schedule of ``num_timesteps`` steps (a target not trained yet)."""
+    last = int(num_timesteps) - 1
     for attack in attacks:
         named = _timestep_params(attack.params_dict())
         try:
