@@ -682,3 +682,22 @@ def test_study_validates_attacks_before_training(tmp_path, capsys, monkeypatch, 
                  "--out", str(tmp_path / "s"), "--device", "cpu", *extra])
     err = capsys.readouterr().err.strip()
     assert code == 2 and re.search(message, err) and "\n" not in err, err
+
+
+def test_cli_rerun_over_a_truncated_result_names_it_and_recomputes(tiny_folder, tmp_path, capsys):
+    import pandas as pd
+
+    from mia_core.cli import main
+
+    store = tmp_path / "store"
+    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
+            "--attacks", "loss,sima", "--no-trace", "--store", str(store)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    npz = next(store.glob("*/result.npz"))
+    npz.write_bytes(npz.read_bytes()[:64])
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert f"mia: warning: damaged stored result {npz.parent}" in err and "Traceback" not in err
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv"))
+    assert len(list((store / "quarantine").iterdir())) == 1 and npz.exists()  # recomputed in place
