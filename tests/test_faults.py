@@ -701,3 +701,21 @@ def test_cli_rerun_over_a_truncated_result_names_it_and_recomputes(tiny_folder, 
     assert f"mia: warning: damaged stored result {npz.parent}" in err and "Traceback" not in err
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv"))
     assert len(list((store / "quarantine").iterdir())) == 1 and npz.exists()  # recomputed in place
+
+
+def test_cli_reads_a_readonly_store_when_everything_is_stored(tiny_folder, tmp_path, capsys, monkeypatch, unet_calls):
+    from mia_core.cli import main
+
+    store = tmp_path / "store"
+    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
+            "--attacks", "sima", "--no-trace", "--store", str(store)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    unet_calls.clear()
+    capsys.readouterr()
+    monkeypatch.setattr(ResultStore, "write_problem", lambda self: f"new results cannot be saved: {self.root} (test)")
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert "mia: note: --store" in capsys.readouterr().err and unet_calls == []
+    assert main([*argv[:-5], "--attacks", "sima,loss", "--no-trace", "--store", str(store),
+                 "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "new results cannot be saved" in err and "loss would be computed" in err and unet_calls == []
