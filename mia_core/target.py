@@ -403,8 +403,8 @@ def _check_config(path: Path, config: Any, device: torch.device) -> None:
     sides = size if isinstance(size, (list, tuple)) else [size]
     if len(sides) not in (1, 2) or not all(positive_int(v) for v in sides):
         raise bad("sample_size", "an image side in pixels (an integer >= 1, or [height, width])")
-    channels = max(config.get("block_out_channels") or [64])
-    need = 4 * sides[0] * sides[-1] * channels  # float32: the widest feature map at full resolution
+    channels = (config.get("block_out_channels") or [64])[0]
+    need = 4 * sides[0] * sides[-1] * channels  # float32: the first block's feature map, at full resolution
     available = _memory_bytes(device)
     if need > ACTIVATION_MEMORY_SHARE * available:
         raise TargetLoadError(
