@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--kind ve: largest noise level (about the largest distance between two images; 50 for CIFAR-10)")
     p.add_argument("--resume", default=None,
                    help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="convert the images to R x R as they are read (centre-crop to a square, then resize): "
+                        "needed for an image folder of mixed sizes; default: the images' own size")
     p.add_argument("--checkpoint-every", type=int, default=0,
                    help="write a resumable checkpoint to OUT/checkpoint every N steps and at the end (0: never)")
     p.set_defaults(func=cmd_train)
@@ -120,15 +124,66 @@ def build_parser() -> argparse.ArgumentParser:
 # -- attack --------------------------------------------------------------------------------------
 
 
+def _check_attack_args(args: argparse.Namespace) -> list[str]:
+    """Every plain argument of ``mia attack``, checked before anything loads: the attack names.
+
+    Raises ValueError naming the argument and its bad value.
+    """
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not names:
+        raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
+    for flag, value, lowest in (("--seed", args.seed, 0), ("--bootstrap", args.bootstrap, 0),
+                                ("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1)):
+        if value is not None and value < lowest:
+            raise ValueError(f"{flag} must be >= {lowest}, got {value}")
+    check_device_arg(args.device)
+    check_output_dir(args.out, "--out")
+    return names
+
+
+def check_device_arg(text: str) -> None:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (the last two only with a CUDA device)."""
+    import torch
+
+    if text in ("auto", ""):
+        return
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {text!r} is not a device: use auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {text!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text!r}: torch sees no CUDA device on this machine; use auto or cpu")
+
+
+def check_output_dir(path: str, flag: str) -> Path:
+    """Create ``path`` (with parents) and check that a file can be written in it."""
+    import tempfile
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {path!r} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path!r} cannot be written to ({exc.strerror or type(exc).__name__})") from None
+    return out
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mia_core.attacks import not_applicable, scores_only_params
-    from mia_core.lab.experiment import load_experiment, make_attacks
-    from mia_core.lab.runs import ResultStore
+    from mia_core.lab.experiment import check_attacks, load_experiment, make_attacks
+    from mia_core.lab.runs import ResultStore, RunFailed
     from mia_core.target import load_target
 
-    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    # Everything is checked before the first UNet call: arguments, parameters, output and store.
+    names = _check_attack_args(args)
     params = _parse_params(args.params)
     if args.no_trace:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
@@ -140,13 +195,24 @@ def cmd_attack(args: argparse.Namespace) -> int:
     attacks = [a for a in attacks if a.name not in skipped]
     if not attacks:
         raise ValueError(f"none of the chosen attacks ({', '.join(names)}) applies to {target.source}")
+    check_attacks(target, attacks)
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
+    store = None
+    if args.store:
+        store = ResultStore(args.store, on_problem=lambda msg: print(f"mia: warning: {msg}", file=sys.stderr))
+        problem = store.write_problem()
+        if problem is not None:
+            missing = [a.name for a in attacks if not store.has(exp.run_key(a, args.seed))]
+            if missing:
+                raise ValueError(f"--store {args.store!r}: {problem}, and {', '.join(missing)} would be computed; "
+                                 "pass a writable --store")
+            print(f"mia: note: --store {args.store!r}: {problem}", file=sys.stderr)
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
           f"{target.channels} channel(s), {target.device})")
     print(f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {exp.conversion.report}")
 
-    store = ResultStore(args.store) if args.store else None
+    failure: RunFailed | None = None
     with tqdm(total=len(exp.ids) * len(attacks), unit="img", desc="attacks", file=sys.stderr) as bar:
         finished: dict[str, int] = {}
 
@@ -158,8 +224,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
             bar.update(units - finished.get(name, 0))
             finished[name] = units
 
-        results = list(exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size,
-                                  progress=step).values())
+        try:
+            results = list(exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size,
+                                      progress=step).values())
+        except RunFailed as exc:  # keep what finished: write it below, with a note of what failed
+            failure, results = exc, list(exc.results.values())
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -196,9 +265,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "attacks": {r.attack: r.params for r in results},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+    if failure is not None:
+        not_run = [a.name for a in attacks if a.name not in failure.results and a.name != failure.attack]
+        run_info["failed"] = {"attack": failure.attack, "error": f"{type(failure.cause).__name__}: {failure.cause}",
+                              "not_run": not_run}
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
-    print(format_table(metrics))
+    if results:
+        print(format_table(metrics))
     print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
+    if failure is not None:
+        kept = ", ".join(r.attack for r in results) or "none"
+        print(f"mia: error: {failure} (finished attacks kept: {kept}; see {out / 'run.json'})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -317,7 +395,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
 
-    images, split = resolve_data(args.data, seed=args.seed)
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    images, split = resolve_data(args.data, seed=args.seed, resolution=args.resolution)
     members = images.subset(split.member_ids)
     cfg = _train_config(args, checkpoint_every=args.checkpoint_every)
     dp = f", DP-SGD to epsilon {cfg.dp_epsilon:g}" if cfg.uses_dp else ""
@@ -381,9 +461,21 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from mia_core.lab.study import parse_values, run_study
 
+    from mia_core.lab.experiment import check_attack_timesteps, make_attacks
+
     values = parse_values(args.factor, args.values)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if not attacks:
+        raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
+    for flag, value, lowest in (("--bootstrap", args.bootstrap, 0), ("--limit", args.limit, 1),
+                                ("--utility-draws", args.utility_draws, 1), ("--seed", args.seed, 0)):
+        if value is not None and value < lowest:
+            raise ValueError(f"{flag} must be >= {lowest}, got {value}")
+    check_device_arg(args.device)
     base = _train_config(args)
+    # Before any model is trained: the attacks' parameters against the schedule the models will have.
+    check_attack_timesteps(make_attacks(attacks, _parse_params(args.params)), base.num_timesteps)
+    check_output_dir(args.out, "--out")
     bar: dict[str, Any] = {}
 
     def progress(phase: str, done: int, total: int) -> None:
@@ -482,14 +574,16 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
     from mia_core.convert import read_conversion
+    from mia_core.paths import DEFAULT_TARGET_DIR
 
-    converted = read_conversion(args.target) if Path(args.target).is_dir() else None
+    folder = DEFAULT_TARGET_DIR if args.target in ("", "default") else Path(args.target)
+    converted = read_conversion(folder) if folder.is_dir() else None
     if converted:  # made by `mia convert`: from which checkpoint, which weights, which time embedding
         arch = converted["architecture"]
         print(f"{'converted from':<18} {converted['source']} ({converted['weights']} weights, step {converted['step']}, "
               f"sha256 {converted['sha256'][:12]}); ch={arch['ch']}, ch_mult={arch['ch_mult']}, attn={arch['attn']}, "
               f"time embedding {converted['time_embedding']}")
-    log = read_train_log(args.target) if Path(args.target).is_dir() else None
+    log = read_train_log(folder) if folder.is_dir() else None
     if log:  # trained by `mia train`: how, and with what privacy guarantee
         print(f"{'trained by':<18} {log.get('command', '')}")
         dp = log.get("dp")

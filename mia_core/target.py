@@ -274,6 +274,7 @@ def load_target(spec: str = "default", *, device: str | None = None, **options: 
                 "or unet/ + scheduler/), a Hub id, or 'default'"
             )
         return load_folder(path, device=dev, source=str(path), **options)
+    _refuse_missing_local_path(spec, path)
     if HUB_ID_PATTERN.match(spec):
         return load_folder(_hub_snapshot(spec), device=dev, source=spec, **options)
     raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id like 'google/ddpm-cifar10-32'")
@@ -289,13 +290,15 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     folder = Path(folder)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     unet_dir, scheduler_config, notes = _locate(folder)
-    config = json.loads((unet_dir / "config.json").read_text())
+    config = _read_json(unet_dir / "config.json")
+    _check_config(unet_dir / "config.json", config, dev)
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
         raise TargetLoadError(
             f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
         )
     _require_safetensors(unet_dir)
+    _check_weights(unet_dir / WEIGHTS_NAME)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
     ve_config = json.loads(scheduler_config.read_text()) if scheduler_config is not None else {}
@@ -305,7 +308,7 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         return ScoreTarget.from_scheduler_config(unet, ve_config, source=source or str(folder), device=dev,
                                                  notes=tuple(notes), **options)
     if scheduler_config is not None:
-        schedule = NoiseSchedule.from_scheduler_config(json.loads(scheduler_config.read_text()))
+        schedule = _schedule_from(scheduler_config)
     else:
         schedule = NoiseSchedule.linear()
         notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000")
@@ -322,7 +325,7 @@ def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
     if (folder / "config.json").exists():
         sched = folder / "scheduler_config.json"
         return folder, (sched if sched.exists() else None), []
-    pickles = sorted(p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES)
+    pickles = _pickle_names(folder)
     if pickles:
         raise TargetLoadError(
             f"{folder} holds only pickle checkpoints ({', '.join(pickles[:3])}) and no diffusers config; "
@@ -361,3 +364,148 @@ def _hub_snapshot(repo_id: str) -> Path:
             f"could not get {repo_id!r} from the Hugging Face Hub: not in the local cache and the download failed "
             f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
         ) from exc
+
+
+# -- checks before building: one-line messages naming the file and the bad value ----------------
+#
+# Called from the load path above; each raises TargetLoadError. Kept apart from the loading logic.
+
+#: refuse a target when one image's largest feature map alone needs more than this share of memory.
+ACTIVATION_MEMORY_SHARE = 0.25
+
+
+def _read_json(path: Path) -> Any:
+    """JSON from ``path``; invalid JSON or an unreadable file is a TargetLoadError naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except UnicodeDecodeError:
+        raise TargetLoadError(f"{path} is not valid JSON (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise TargetLoadError(f"{path} is not valid JSON: {exc}") from None
+
+
+def _check_config(path: Path, config: Any, device: torch.device) -> None:
+    """The UNet config's types and sizes, and the memory one image's activations need."""
+    if not isinstance(config, dict):
+        raise TargetLoadError(f"{path} is a {type(config).__name__}, not an object of UNet settings")
+
+    def bad(key: str, what: str) -> TargetLoadError:
+        return TargetLoadError(f"{path}: {key}={config[key]!r} is not {what}")
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    for key in ("in_channels", "out_channels", "layers_per_block", "norm_num_groups"):
+        if key in config and not positive_int(config[key]):
+            raise bad(key, "an integer >= 1")
+    if "block_out_channels" in config:
+        value = config["block_out_channels"]
+        if not isinstance(value, (list, tuple)) or not value or not all(positive_int(v) for v in value):
+            raise bad("block_out_channels", "a list of integers >= 1")
+    for key in ("down_block_types", "up_block_types"):
+        value = config.get(key)
+        if value is not None and (not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value)):
+            raise bad(key, "a list of block names")
+    if "sample_size" not in config:
+        return
+    size = config["sample_size"]
+    sides = size if isinstance(size, (list, tuple)) else [size]
+    if len(sides) not in (1, 2) or not all(positive_int(v) for v in sides):
+        raise bad("sample_size", "an image side in pixels (an integer >= 1, or [height, width])")
+    channels = (config.get("block_out_channels") or [64])[0]
+    need = 4 * sides[0] * sides[-1] * channels  # float32: the first block's feature map, at full resolution
+    available = _memory_bytes(device)
+    if need > ACTIVATION_MEMORY_SHARE * available:
+        raise TargetLoadError(
+            f"{path}: sample_size={size!r} is too large for this machine: one image's activations need at least "
+            f"{need / 2**30:,.1f} GiB ({sides[0]}x{sides[-1]} pixels x {channels} channels x 4 bytes, for one "
+            f"feature map) of the {available / 2**30:,.1f} GiB of {device.type} memory")
+
+
+def _memory_bytes(device: torch.device) -> int:
+    """Total memory of ``device``: the GPU's, or the machine's physical memory for the CPU."""
+    import os
+
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * 2**30
+
+
+def _check_weights(path: Path) -> None:
+    """A safetensors file whose header parses and whose size covers every tensor it lists."""
+    import struct
+
+    size = path.stat().st_size
+    problem = ""
+    try:
+        with open(path, "rb") as f:
+            if size < 8:
+                raise ValueError(f"{size} bytes")
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > min(size - 8, 100 * 2**20):
+                raise ValueError(f"a header of {n} bytes in a file of {size}")
+            header = json.loads(f.read(n))
+        if not isinstance(header, dict):
+            raise ValueError("the header is not an object")
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + n + end > size:
+            problem = f"truncated: its tensors need {8 + n + end:,} bytes, the file has {size:,}"
+    except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
+        problem = f"corrupt: its header cannot be read ({exc})"
+    if problem:
+        raise TargetLoadError(f"{path} is {problem}; save the weights again")
+
+
+def _schedule_from(path: Path) -> NoiseSchedule:
+    """The noise schedule of a scheduler config; an unknown or bad setting names the file and value."""
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        raise TargetLoadError(f"{path} is a {type(config).__name__}, not an object of scheduler settings")
+    try:
+        return NoiseSchedule.from_scheduler_config(config)
+    except (NotImplementedError, ValueError, TypeError, KeyError) as exc:
+        values = {k: config[k] for k in ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
+                  if k in config}
+        raise TargetLoadError(f"{path}: the noise schedule cannot be built from {values} "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _pickle_names(folder: Path, limit: int = 1000) -> list[str]:
+    """Pickle checkpoints in ``folder`` and its direct sub-folders (never a recursive walk of a tree)."""
+    found: list[str] = []
+    seen = 0
+    for entry in _listdir(folder):
+        seen += 1
+        if entry.suffix in PICKLE_SUFFIXES and entry.is_file():
+            found.append(entry.name)
+        elif entry.is_dir() and not entry.is_symlink():
+            for inner in _listdir(entry):
+                seen += 1
+                if inner.suffix in PICKLE_SUFFIXES:
+                    found.append(f"{entry.name}/{inner.name}")
+                if seen > limit:
+                    break
+        if seen > limit:
+            break
+    return sorted(found)
+
+
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError:
+        return []
+
+
+def _refuse_missing_local_path(spec: str, path: Path) -> None:
+    """A spec that looks local (starts with . / ~, has a backslash, or its first part is a local
+    folder) but does not exist is a missing folder: it is never sent to the Hub."""
+    first = Path(spec).parts[0] if Path(spec).parts else ""
+    looks_local = spec.startswith((".", "/", "~")) or "\\" in spec or (first and Path(first).is_dir())
+    if looks_local:
+        raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id: no folder "
+                              f"{path.resolve()} exists (a local path, so the Hugging Face Hub was not asked)")
+

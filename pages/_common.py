@@ -155,7 +155,11 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     """Stored results of the selected attacks for the session's experiment (nothing is computed)."""
     from mia_core.lab.experiment import stored_results
 
-    return stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=get_store())
+    store = get_store()
+    out = stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=store)
+    for notice in store.take_notices():  # damaged entries (quarantined, recomputed on the next run): once each
+        st.warning(notice, icon=":material/healing:")
+    return out
 
 
 def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str,

@@ -42,6 +42,8 @@ if exp is None:
     st.stop()
 
 store, worker = get_store(), get_worker()
+if (store_problem := store.write_problem()) is not None:  # say it before a run, not after computing
+    st.warning(f"Read-only result store: {store_problem}.", icon=":material/lock:")
 seed = int(s["cfg.seed"])
 n_images = len(exp.ids)
 n_members = int(exp.is_member.sum())

@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from pathlib import Path
 
 import streamlit as st
 
-from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES
+from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES, check_upload_pixels, upload_limits_text
+from mia_core.lab.access import AccessDenied, check_allowed, check_data_spec
 from mia_core.lab.experiment import Experiment, load_experiment
 from mia_core.views.images import upscale_nearest
 from mia_core.lab.uploads import save_upload_folder
@@ -31,6 +33,11 @@ def _say(kind: str, text: str) -> None:
 
 def _apply(spec: str, what: str) -> None:
     """Validate ``spec`` by loading it with the session's target; switch to it only if that works."""
+    try:
+        spec = check_data_spec(spec)  # only the allowed folders (MIA_ALLOWED_ROOTS), checked before any read
+    except AccessDenied as exc:
+        _say("error", f"Could not use this {what}: {exc}. The previous data is kept.")
+        return
     try:
         try:
             target = experiment().target  # reuse the loaded model
@@ -58,6 +65,11 @@ def _apply_path(key: str, what: str, suffix: str | None) -> None:
     if suffix and not raw.lower().endswith(suffix):
         _say("error", f"`{raw}` does not end in {suffix}; give the path of the {what}.")
         return
+    try:
+        check_allowed(raw, what)  # before anything about the path is looked at or said
+    except AccessDenied as exc:
+        _say("error", f"Could not use this {what}: {exc}. The previous data is kept.")
+        return
     if suffix is None and not Path(raw).expanduser().is_dir():
         _say("error", f"Could not use this {what}: `{raw}` does not exist or is not a folder. "
                       "The previous data is kept.")
@@ -71,13 +83,17 @@ def _apply_uploaded_images() -> None:
     if not members or not nonmembers:
         _say("error", "Upload at least one member image and one non-member image.")
         return
+    member_files = [(f.name, f.getvalue()) for f in members]
+    nonmember_files = [(f.name, f.getvalue()) for f in nonmembers]
     try:
-        folder = save_upload_folder(get_store().root, [(f.name, f.getvalue()) for f in members],
-                                    [(f.name, f.getvalue()) for f in nonmembers])
+        check_upload_pixels(member_files + nonmember_files)  # from the headers, before anything is decoded
+        folder = save_upload_folder(get_store().root, member_files, nonmember_files)
     except (OSError, ValueError) as exc:
         _say("error", f"Could not save the uploaded images: {exc}")
         return
     _apply(str(folder), "uploaded image folder")
+    if s["cfg.data"] != str(folder.resolve()):  # rejected: its files do not stay on the server
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _apply_uploaded_manifest() -> None:
@@ -206,7 +222,7 @@ def _sources() -> None:
         c2.file_uploader("Non-member images (held out)", type=UPLOAD_TYPES, accept_multiple_files=True,
                          key="data.up_nonmembers")
         st.caption("The files are written to a folder under the result store (named by a hash of their bytes) "
-                   "and then used like an image folder.")
+                   "and then used like an image folder; rejected uploads are removed. " + upload_limits_text())
         st.button("Use the uploaded images", key="data.apply_upload", on_click=_apply_uploaded_images)
     with t_manifest:
         st.text_input("Path of a split manifest (.json)", key="data.manifest_path", placeholder="/path/to/split.json")

@@ -14,7 +14,8 @@ from mia_core.lab.experiment import Experiment
 from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
 from mia_core.views.target import memorisation_figure
-from mia_core.target import DEFAULT_TARGET_DIR, TargetLoadError, load_target
+from mia_core.lab.access import AccessDenied, check_allowed
+from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
@@ -29,7 +30,7 @@ def _validate(choice: str, folder: str, hub_id: str) -> str:
         folder = folder.strip()
         if not folder:
             raise TargetLoadError("enter the path of a local diffusers folder")
-        path = Path(folder).expanduser()
+        path = check_allowed(folder, "target folder")  # MIA_ALLOWED_ROOTS, before anything is looked at
         if not path.exists():
             raise TargetLoadError(f"{folder!r} does not exist on the machine running the app")
         if not path.is_dir():
@@ -39,6 +40,8 @@ def _validate(choice: str, folder: str, hub_id: str) -> str:
         spec = hub_id.strip()
         if not spec:
             raise TargetLoadError("enter a Hub id such as google/ddpm-cifar10-32")
+        if not HUB_ID_PATTERN.match(spec):  # never a server path through this box
+            raise TargetLoadError(f"{spec!r} is not a Hub id like google/ddpm-cifar10-32")
     load_target(spec)
     return spec
 
@@ -48,7 +51,7 @@ def _apply() -> None:
     s = st.session_state
     try:
         spec = _validate(s["target.source"], s.get("target.folder", ""), s.get("target.hub", ""))
-    except TargetLoadError as exc:
+    except (TargetLoadError, AccessDenied) as exc:
         s["target.error"] = str(exc)
         return
     except Exception as exc:  # a corrupt file, an odd config: never an uncaught exception on the page

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from mia_core.attacks import REGISTRY
-from mia_core.data import load_uploads
+from mia_core.data import load_uploads, upload_limits_text
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
 from mia_core.lab.uploads import encode_png
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
@@ -118,6 +118,7 @@ if not attacks:
 
 uploads = st.file_uploader("Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
                            key="miu.files") or []
+st.caption(upload_limits_text(MAX_FILES) + " Files seen before are not decoded again.")
 b1, b2, b3 = st.columns(3)
 b1.button("Try it with a member from the split", on_click=_pick_example, args=("member",), key="miu.try_member",
           width="stretch")

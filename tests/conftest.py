@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,8 @@ def open_page(monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MIA_STORE", str(tmp_path / "store"))
+    # The app reads only inside MIA_ALLOWED_ROOTS: the project and this test's own folder.
+    monkeypatch.setenv("MIA_ALLOWED_ROOTS", os.pathsep.join([str(REPO_ROOT), str(tmp_path)]))
 
     def _open(page: str, *, run: bool = True, **query: str) -> AppTest:
         at = AppTest.from_file(str(APP), default_timeout=60)

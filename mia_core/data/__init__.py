@@ -25,7 +25,9 @@ Design rules
 
 
 from ..paths import ASSETS_DIR, DEFAULT_SPLIT_PATH
-from .images import (DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_SUFFIXES, UPLOAD_SOURCE, Conversion, ImageSet, UploadResult, convert_images, decode_image, load_uploads)
+from .images import (DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_SUFFIXES, UPLOAD_MAX_TOTAL_PIXELS,
+                     UPLOAD_SOURCE, Conversion, ImageSet, UploadResult, check_upload_pixels, convert_images,
+                     decode_image, load_uploads, upload_limits_text)
 from .splits import SPLIT_FORMAT, Split, random_split
 from .sources import load_digits, load_image_folder, load_npz, load_source, resolve_data
 
@@ -38,11 +40,13 @@ __all__ = [
     "IMAGE_MAX_PIXELS",
     "IMAGE_SUFFIXES",
     "SPLIT_FORMAT",
+    "UPLOAD_MAX_TOTAL_PIXELS",
     "UPLOAD_SOURCE",
     "Conversion",
     "ImageSet",
     "Split",
     "UploadResult",
+    "check_upload_pixels",
     "convert_images",
     "decode_image",
     "load_digits",
@@ -50,6 +54,7 @@ __all__ = [
     "load_npz",
     "load_source",
     "load_uploads",
+    "upload_limits_text",
     "random_split",
     "resolve_data",
 ]

@@ -8,12 +8,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 DIGITS_SOURCE = "sklearn-digits"
@@ -400,7 +402,15 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
+def _exif_upright(img: Image.Image) -> Image.Image:
+    """The image turned as its EXIF orientation tag says (itself when there is no tag)."""
+    try:
+        return ImageOps.exif_transpose(img) or img
+    except Exception:  # a malformed EXIF block: keep the pixels as stored
+        return img
+
+
+def decode_image(data: bytes, name: str, *, max_pixels: int | None = None, limit_text: str = "") -> np.ndarray:
     """Decode one untrusted image file.
 
     Parameters
@@ -422,7 +432,11 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     ValueError
         Naming the file and the reason: empty, more than ``IMAGE_MAX_BYTES`` bytes, more than
         ``IMAGE_MAX_PIXELS`` pixels (checked from the header, before pixels are decoded),
-        not a supported image, or corrupt / truncated.
+        not a supported image, or corrupt / truncated. ``max_pixels`` (default
+        ``IMAGE_MAX_PIXELS``) lowers the pixel limit, e.g. to what is left of a request's budget;
+        ``limit_text`` then says which limit it is.
+
+    The EXIF orientation tag is applied (a phone photo taken upright is returned upright).
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"{name}: expected the file's bytes, got {type(data).__name__}")
@@ -448,16 +462,16 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
         with img:
             w, h = img.size
-            if w * h > IMAGE_MAX_PIXELS:
-                raise ValueError(
-                    f"{name}: {w}x{h} = {w * h:,} pixels is more than the {IMAGE_MAX_PIXELS:,} pixel limit"
-                )
+            limit = IMAGE_MAX_PIXELS if max_pixels is None else min(IMAGE_MAX_PIXELS, max_pixels)
+            if w * h > limit:
+                what = limit_text or f"the {limit:,} pixel limit"
+                raise ValueError(f"{name}: {w}x{h} = {w * h:,} pixels is more than {what}")
             if w == 0 or h == 0:
                 raise ValueError(f"{name}: the image has no pixels ({w}x{h})")
             try:
                 img.seek(0)  # animated: first frame
                 img.load()  # decode now, so corrupt / truncated data fails here
-                return _pil_to_array(img)
+                return _pil_to_array(_exif_upright(img))
             except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
                 raise ValueError(f"{name}: too many pixels ({err})") from err
             except Exception as err:
@@ -496,8 +510,75 @@ def _unique_name(name: str, used: set[str]) -> str:
     return f"{name}#{k}"
 
 
-def load_uploads(files: Sequence[tuple[str, bytes]], *, resolution: int, channels: int) -> UploadResult:
+#: decoded pixels one upload request may cost in all (the files' own sizes, before conversion):
+#: two images of the largest allowed size, or e.g. 128 photos of 512 x 512.
+UPLOAD_MAX_TOTAL_PIXELS = 2 * IMAGE_MAX_PIXELS
+#: converted uploads kept by content hash (each is only R x R x C bytes), so a rerun (another FPR
+#: budget, another attack) decodes nothing again.
+UPLOAD_CACHE_ENTRIES = 512
+_upload_cache: "OrderedDict[tuple[str, int, int], tuple[np.ndarray, str]]" = OrderedDict()
+_upload_cache_lock = threading.Lock()
+
+
+def upload_limits_text(max_files: int | None = None) -> str:
+    """The upload limits in one sentence, for the page that takes uploads."""
+    files = f"at most {max_files} files, " if max_files else ""
+    return (f"Limits per request: {files}{IMAGE_MAX_BYTES / 2**20:.0f} MiB and {IMAGE_MAX_PIXELS / 2**20:.0f} "
+            f"megapixels per image, {UPLOAD_MAX_TOTAL_PIXELS / 2**20:.0f} megapixels in all (decoded pixels).")
+
+
+def check_upload_pixels(files: Sequence[tuple[str, bytes]], max_total_pixels: int | None = None) -> int:
+    """The pixels ``files`` would decode to, read from their headers only; ValueError (naming the
+    total and the limit) above ``max_total_pixels`` (default ``UPLOAD_MAX_TOTAL_PIXELS``).
+    Unreadable headers count 0 here: decoding reports them."""
+    limit = UPLOAD_MAX_TOTAL_PIXELS if max_total_pixels is None else int(max_total_pixels)
+    total = 0
+    for _, data in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data), formats=_PIL_FORMATS) as img:
+                    total += img.size[0] * img.size[1]
+        except Exception:
+            continue
+    if total > limit:
+        raise ValueError(f"{len(files)} files hold {total:,} pixels; one request may decode at most {limit:,} "
+                         f"({limit / 2**20:.0f} megapixels): upload fewer or smaller images")
+    return total
+
+
+def _decode_converted(data: bytes, name: str, resolution: int, channels: int, max_pixels: int,
+                      limit_text: str) -> tuple[np.ndarray, str, int]:
+    """One upload decoded and converted at once: ((R, R, C) uint8, its conversion report, pixels decoded).
+
+    Cached by content hash: a file seen before costs no decoding (0 pixels)."""
+    key = (hashlib.sha256(data).hexdigest(), resolution, channels)
+    with _upload_cache_lock:
+        hit = _upload_cache.get(key)
+        if hit is not None:
+            _upload_cache.move_to_end(key)
+            return hit[0], hit[1], 0
+    arr = decode_image(data, name, max_pixels=max_pixels, limit_text=limit_text)
+    pixels = arr.shape[0] * arr.shape[1]
+    converted, conversion = convert_images(arr[None], resolution=resolution, channels=channels)
+    del arr  # only the small converted image outlives this call: peak memory is one full-size image
+    small = np.ascontiguousarray(converted[0])
+    small.setflags(write=False)
+    with _upload_cache_lock:
+        _upload_cache[key] = (small, conversion.report)
+        while len(_upload_cache) > UPLOAD_CACHE_ENTRIES:
+            _upload_cache.popitem(last=False)
+    return small, conversion.report, pixels
+
+
+def load_uploads(files: Sequence[tuple[str, bytes]], *, resolution: int, channels: int,
+                 max_total_pixels: int = UPLOAD_MAX_TOTAL_PIXELS) -> UploadResult:
     """Decode uploaded files, keep the good ones and report the bad ones.
+
+    Each file is decoded and converted on its own (peak memory: one full-size image, whatever
+    the number of files), at most ``max_total_pixels`` pixels are decoded per call (a file
+    that would pass that is refused, from its header, before it is decoded), and files seen
+    before come from a cache by content hash.
 
     Parameters
     ----------
@@ -506,27 +587,44 @@ def load_uploads(files: Sequence[tuple[str, bytes]], *, resolution: int, channel
         Target side length in pixels.
     channels : int
         Target channels, 1 or 3.
+    max_total_pixels : int
+        Budget of decoded pixels for this call (default ``UPLOAD_MAX_TOTAL_PIXELS``).
     """
     resolution = _check_positive_int(resolution, "resolution")
     channels = _check_channels(channels)
     arrays: list[np.ndarray] = []
+    reports: list[str] = []
     ids: list[str] = []
     used: set[str] = set()
     errors: list[str] = []
+    left = int(max_total_pixels)
     for k, (name, data) in enumerate(files):
         name = str(name) or f"upload-{k + 1}"
+        limit_text = f"what is left of the {max_total_pixels:,} pixels one request may decode ({max(0, left):,})"
         try:
-            arr = decode_image(data, name)
+            arr, report, pixels = _decode_converted(data, name, resolution, channels, max(0, left), limit_text)
         except ValueError as err:
             errors.append(str(err))
             continue
+        left -= pixels
         uid = _unique_name(name, used)
         used.add(uid)
         ids.append(uid)
         arrays.append(arr)
+        reports.append(report)
     if not arrays:
         return UploadResult(None, tuple(errors), Conversion(False, "no images decoded"))
-    stacked, conversion = _convert_many(arrays, resolution=resolution, channels=channels)
-    return UploadResult(ImageSet(stacked, tuple(ids), UPLOAD_SOURCE), tuple(errors), conversion)
+    return UploadResult(ImageSet(np.stack(arrays), tuple(ids), UPLOAD_SOURCE), tuple(errors), _joined(reports))
 
 
+def _joined(reports: Sequence[str]) -> Conversion:
+    """One Conversion for per-image reports: "k of N images: ..." per distinct change."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r] = counts.get(r, 0) + 1
+    changed = {r: c for r, c in counts.items() if not r.startswith("no conversion needed")}
+    if not changed:
+        return Conversion(False, reports[0])
+    if len(counts) == 1:
+        return Conversion(True, reports[0])
+    return Conversion(True, "; ".join(f"{c} of {len(reports)} images: {r}" for r, c in changed.items()))

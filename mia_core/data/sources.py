@@ -250,11 +250,15 @@ def load_image_folder(
     return image_set, split, conversion
 
 
+class MixedImagesError(ValueError):
+    """An image folder whose files differ in size or channels, read without a resolution / channels."""
+
+
 def _require_uniform(files: Sequence[str], values: Sequence[object], what: str, option: str) -> None:
     b = _first_mismatch(values)
     if b is not None:
         a = 0
-        raise ValueError(
+        raise MixedImagesError(
             f"images differ in {what}: {files[a]} is {_describe(values[a])} but {files[b]} is "
             f"{_describe(values[b])}; pass {option}= to convert them all"
         )
@@ -380,7 +384,8 @@ def _index_split_over(split_path: Path, images_spec: str) -> tuple[ImageSet, Spl
                          source=split.source, description=description)
 
 
-def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
+def resolve_data(spec: str, *, seed: int = 0, resolution: int | None = None,
+                 channels: int | None = None) -> tuple[ImageSet, Split]:
     """Images and split from the CLI's ``--data`` value.
 
     * ``"default"``: digits with ``DEFAULT_SPLIT_PATH`` when that file exists (checked
@@ -396,6 +401,11 @@ def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
       ``mia_eval_idxs`` non-members, in the file's order) over an ``.npz`` or image folder of the
       data set it indexes (see :func:`dataset_index`); indices missing from a partial copy are left out.
 
+    ``resolution`` / ``channels`` convert an image folder's files as they are read (see
+    :func:`load_image_folder`); this is the rule for a folder of mixed sizes: each image is
+    centre-cropped to a square and resized to ``resolution`` x ``resolution``. Without them a
+    folder's images must all have one size and one channel count.
+
     Returns
     -------
     images : ImageSet
@@ -404,11 +414,12 @@ def resolve_data(spec: str, *, seed: int = 0) -> tuple[ImageSet, Split]:
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"--data must be one of: {_ACCEPTED_SPECS}; got {spec!r}")
-    images, split = _resolve_full(spec, seed)
+    images, split = _resolve_full(spec, seed, resolution, channels)
     return images.subset(split.member_ids + split.nonmember_ids), split
 
 
-def _resolve_full(spec: str, seed: int) -> tuple[ImageSet, Split]:
+def _resolve_full(spec: str, seed: int, resolution: int | None = None,
+                  channels: int | None = None) -> tuple[ImageSet, Split]:
     if spec == "default":
         digits = load_digits()
         if DEFAULT_SPLIT_PATH.exists():
@@ -440,7 +451,7 @@ def _resolve_full(spec: str, seed: int) -> tuple[ImageSet, Split]:
             return images, _split_from_is_member(images, is_member, path)
         return images, random_split(images, seed=seed, description=f"{path}, random half split, seed {seed}")
     if path.is_dir():
-        images, split, _ = load_image_folder(path)
+        images, split, _ = load_image_folder(path, resolution=resolution, channels=channels)
         if split is None:
             split = random_split(images, seed=seed, description=f"{path}, random half split, seed {seed}")
         return images, split

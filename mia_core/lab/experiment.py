@@ -8,6 +8,7 @@ so), and :meth:`Experiment.attack` runs attacks through the result store.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
+from mia_core.data.sources import MixedImagesError
 from mia_core.lab.evalsets import labels_for
-from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
 from mia_core.metrics import AttackMetrics, evaluate
+from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
 from mia_core.target import Target, load_target
 
 
@@ -100,7 +102,15 @@ def load_experiment(
 ) -> Experiment:
     """Resolve a target and a data spec (see ``mia attack --help``) into an :class:`Experiment`."""
     tgt = target if isinstance(target, Target) else load_target(target, device=device)
-    images, split = resolve_data(data, seed=seed)
+    # An image folder of mixed sizes is converted as it is read, to the target's input (one rule
+    # for the CLI and the app: centre-crop to a square, then resize; the report below says so).
+    mixed = ""
+    try:
+        images, split = resolve_data(data, seed=seed)
+    except MixedImagesError as exc:
+        images, split = resolve_data(data, seed=seed, resolution=tgt.resolution, channels=tgt.channels)
+        mixed = (f"images of mixed sizes or channels ({exc}): each was centre-cropped to a square and resized to "
+                 f"{tgt.resolution}x{tgt.resolution}, {tgt.channels} channel(s), as it was read")
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -109,6 +119,8 @@ def load_experiment(
     images = images.subset(ids)
     pixels, conversion = convert_images(images.images, resolution=tgt.resolution, channels=tgt.channels)
     converted = ImageSet(pixels, images.ids, images.source)
+    if mixed:
+        conversion = Conversion(True, mixed)
     return Experiment(tgt, split, converted, conversion, np.asarray(is_member, dtype=bool))
 
 
@@ -118,6 +130,46 @@ def make_attacks(names: Sequence[str], params: Mapping[str, Mapping[str, Any]] |
     if unknown:
         raise ValueError(f"parameters given for attack(s) {unknown} that are not selected")
     return [get_attack(name, params.get(name)) for name in names]
+
+
+def _timestep_params(params: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The parameters that name timesteps (``timestep``, ``timesteps``, ``sweep``, ``t_sec``, ``t_*``):
+    name -> their integer values. Counts such as ``n_timesteps`` are not timesteps."""
+    out = {}
+    for name, value in params.items():
+        if name.startswith("n_") or not (name in ("sweep", "t_sec") or "timestep" in name or name.startswith("t_")):
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        ints = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+        if ints:
+            out[name] = ints
+    return out
+
+
+def check_attacks(target: Target, attacks: Sequence[Attack]) -> None:
+    """Check every attack's parameters against the target before any UNet call.
+
+    Timesteps must lie in 0..T-1 of the target's schedule (an attack's own ``trace_timesteps``
+    too). Raises ValueError naming the attack, the parameter and the bad value.
+    """
+    check_attack_timesteps(attacks, int(target.schedule.num_timesteps))
+
+
+def check_attack_timesteps(attacks: Sequence[Attack], num_timesteps: int) -> None:
+    """:func:`check_attacks` for a schedule of ``num_timesteps`` steps (a target not trained yet)."""
+    last = int(num_timesteps) - 1
+    for attack in attacks:
+        named = _timestep_params(attack.params_dict())
+        try:
+            named.setdefault("trace timesteps", [int(t) for t in attack.trace_timesteps()])
+        except Exception:  # an attack whose trace needs the target to be known: its parameters above suffice
+            pass
+        for name, values in named.items():
+            bad = [v for v in values if not 0 <= v <= last]
+            if bad:
+                shown = bad[0] if len(values) == 1 else values
+                raise ValueError(f"{attack.name} parameter {name}={json.dumps(shown)} is out of range for this target: "
+                                 f"its timesteps are 0..{last}")
 
 
 def attack_job_id(exp: Experiment, attacks: Sequence[Attack], seed: int) -> str:

@@ -22,7 +22,9 @@ and they survive reruns and page changes of the app. A job reports progress thro
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import queue
 import shutil
@@ -32,7 +34,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -100,30 +102,111 @@ def labels_digest(ids: Sequence[str], is_member: np.ndarray) -> str:
 _EXTRA = "extra_"
 
 
-class ResultStore:
-    """Attack results on disk, one folder per run key; ``extra_readonly`` stores are read too."""
+#: the sub-folder of a writable store where damaged entries are moved (never deleted).
+QUARANTINE_DIR = "quarantine"
+#: keys every meta.json must hold (older entries may lack the optional ones).
+_META_REQUIRED = ("attack", "params", "trace_label", "unet_calls_per_image", "seconds")
 
-    def __init__(self, root: str | Path | None = None, extra_readonly: Sequence[str | Path] = ()) -> None:
+
+class DamagedEntry(Exception):
+    """A stored run that cannot be read back as it was written (the message says why)."""
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ResultStore:
+    """Attack results on disk, one folder per run key; ``extra_readonly`` stores are read too.
+
+    Every read verifies what it reads: ``meta.json`` must parse to an object with the expected
+    keys, and ``result.npz`` must match the sha256 recorded in its meta (entries written before
+    checksums existed are loaded in full instead). A damaged entry is reported once through
+    ``on_problem`` (a one-line message naming the folder; default: a logged warning), moved
+    aside into ``<root>/quarantine/`` (never deleted; entries of a read-only layer are left
+    alone) and treated as missing, so the next run recomputes it.
+    """
+
+    def __init__(self, root: str | Path | None = None, extra_readonly: Sequence[str | Path] = (),
+                 on_problem: Callable[[str], None] | None = None) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
         self.readonly = [Path(p) for p in extra_readonly]
+        self.on_problem = on_problem
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._pending: list[str] = []
+        self._verified: dict[str, tuple[int, int, int, int]] = {}  # folder -> (mtime, size) of both files
 
-    def _find(self, key: RunKey) -> Path | None:
-        digest = key.digest()
-        for base in (self.root, *self.readonly):
-            folder = base / digest
-            if (folder / "meta.json").exists() and (folder / "result.npz").exists():
-                return folder
+    # -- problems ---------------------------------------------------------------------------
+
+    def _report(self, folder: Path, reason: str) -> None:
+        """Quarantine a damaged entry (when it is in the writable store) and report it once."""
+        with self._lock:
+            if str(folder) in self._reported:
+                return
+            self._reported.add(str(folder))
+            self._verified.pop(str(folder), None)
+        where = "left in place (read-only store)"
+        if folder.parent == self.root:
+            dest = self.root / QUARANTINE_DIR / f"{folder.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(folder, dest)
+                where = f"moved to {dest}"
+            except OSError as exc:
+                where = f"could not be moved aside ({exc.strerror or exc})"
+        message = f"damaged stored result {folder}: {reason}; {where}; it will be recomputed on the next run"
+        with self._lock:
+            self._pending.append(message)
+        if self.on_problem is not None:
+            self.on_problem(message)
+        else:
+            logging.getLogger(__name__).warning(message)
+
+    def take_notices(self) -> list[str]:
+        """The problem messages not yet taken (each is returned once, to one caller)."""
+        with self._lock:
+            out, self._pending = self._pending, []
+        return out
+
+    def write_problem(self) -> str | None:
+        """None when new results can be saved in ``root``, else a one-line reason (checked by writing)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".probe-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return (f"new results cannot be saved: the result store {self.root} is not writable "
+                    f"({exc.strerror or type(exc).__name__}); stored results are still read")
         return None
 
-    def has(self, key: RunKey) -> bool:
-        return self._find(key) is not None
+    # -- reading ----------------------------------------------------------------------------
 
-    def get(self, key: RunKey) -> AttackResult | None:
-        folder = self._find(key)
-        if folder is None:
-            return None
-        meta = json.loads((folder / "meta.json").read_text())
-        with np.load(folder / "result.npz", allow_pickle=False) as z:
+    @staticmethod
+    def _stamp(folder: Path) -> tuple[int, int, int, int]:
+        m, r = (folder / "meta.json").stat(), (folder / "result.npz").stat()
+        return m.st_mtime_ns, m.st_size, r.st_mtime_ns, r.st_size
+
+    def _read(self, folder: Path) -> tuple[dict[str, Any], bytes]:
+        """meta and the npz bytes of one entry, verified; raises DamagedEntry saying what is wrong."""
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DamagedEntry(f"meta.json is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise DamagedEntry(f"meta.json holds a {type(meta).__name__}, not an object")
+        missing = [k for k in _META_REQUIRED if k not in meta]
+        if missing:
+            raise DamagedEntry(f"meta.json lacks {', '.join(missing)}")
+        data = (folder / "result.npz").read_bytes()
+        expected = meta.get("result_sha256")
+        if expected is not None and _sha256(data) != expected:
+            raise DamagedEntry(f"result.npz ({len(data)} bytes) does not match the checksum written with it")
+        return meta, data
+
+    def _parse(self, meta: dict[str, Any], data: bytes) -> AttackResult:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             # train_ids, extras, evaluated_on and info came later: older folders lack them.
             return AttackResult(
                 attack=meta["attack"],
@@ -141,50 +224,158 @@ class ResultStore:
                 info=meta.get("info", {}),
             )
 
+    def _load(self, folder: Path) -> AttackResult | None:
+        """The verified result in ``folder``, or None after reporting (and quarantining) a damaged one."""
+        try:
+            stamp = self._stamp(folder)
+            meta, data = self._read(folder)
+            result = self._parse(meta, data)
+            if result.scores.shape != (len(result.ids),):
+                raise DamagedEntry(f"{result.scores.shape} scores for {len(result.ids)} ids")
+        except FileNotFoundError:
+            return None  # replaced or moved by another process meanwhile: simply not there
+        except DamagedEntry as exc:
+            self._report(folder, str(exc))
+            return None
+        except Exception as exc:  # any other failure to read it back (bad zip, bad array): damaged
+            self._report(folder, f"result.npz cannot be read ({type(exc).__name__}: {exc})")
+            return None
+        with self._lock:
+            self._verified[str(folder)] = stamp
+        return result
+
+    def _candidates(self, key: RunKey) -> Iterator[Path]:
+        digest = key.digest()
+        for base in (self.root, *self.readonly):
+            folder = base / digest
+            if (folder / "meta.json").exists() and (folder / "result.npz").exists():
+                yield folder
+
+    def has(self, key: RunKey) -> bool:
+        """True when a sound entry exists (verified once per version of its files)."""
+        for folder in self._candidates(key):
+            try:
+                if self._verified.get(str(folder)) == self._stamp(folder):
+                    return True
+            except FileNotFoundError:
+                continue
+            if self._load(folder) is not None:
+                return True
+        return False
+
+    def get(self, key: RunKey) -> AttackResult | None:
+        for folder in self._candidates(key):
+            result = self._load(folder)
+            if result is not None:
+                return result
+        return None
+
+    # -- writing ----------------------------------------------------------------------------
+
     def put(self, key: RunKey, result: AttackResult) -> Path:
-        """Write atomically: a temporary folder renamed into place."""
+        """Write atomically: a temporary folder renamed into place. On failure (read-only store, full
+        disk) nothing is left behind and the OSError propagates."""
         self.root.mkdir(parents=True, exist_ok=True)
         final = self.root / key.digest()
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
-        np.savez_compressed(
-            tmp / "result.npz",
-            ids=np.asarray(result.ids, dtype=str),
-            scores=result.scores,
-            trace_timesteps=result.trace_timesteps,
-            trace=result.trace.astype(np.float32),
-            **({"train_ids": np.asarray(result.train_ids, dtype=str)} if result.train_ids else {}),
-            **{f"{_EXTRA}{name}": np.asarray(value) for name, value in result.extras.items()},
-        )
-        meta = {
-            "key": key.__dict__,
-            "attack": result.attack,
-            "params": result.params,
-            "trace_label": result.trace_label,
-            "unet_calls_per_image": result.unet_calls_per_image,
-            "seconds": result.seconds,
-            "n_images": len(result.ids),
-            "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        }
-        if result.train_ids or result.evaluated_on or result.info:
-            meta.update(n_train_images=len(result.train_ids), evaluated_on=result.evaluated_on, info=result.info)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        try:
+            buffer = io.BytesIO()
+            np.savez_compressed(
+                buffer,
+                ids=np.asarray(result.ids, dtype=str),
+                scores=result.scores,
+                trace_timesteps=result.trace_timesteps,
+                trace=result.trace.astype(np.float32),
+                **({"train_ids": np.asarray(result.train_ids, dtype=str)} if result.train_ids else {}),
+                **{f"{_EXTRA}{name}": np.asarray(value) for name, value in result.extras.items()},
+            )
+            data = buffer.getvalue()
+            meta = {
+                "key": key.__dict__,
+                "attack": result.attack,
+                "params": result.params,
+                "trace_label": result.trace_label,
+                "unet_calls_per_image": result.unet_calls_per_image,
+                "seconds": result.seconds,
+                "n_images": len(result.ids),
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "result_sha256": _sha256(data),
+            }
+            if result.train_ids or result.evaluated_on or result.info:
+                meta.update(n_train_images=len(result.train_ids), evaluated_on=result.evaluated_on, info=result.info)
+            with open(tmp / "result.npz", "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        with self._lock:
+            self._reported.discard(str(final))
         return final
 
+    def save(self, key: RunKey, result: AttackResult) -> Path | None:
+        """:meth:`put`, but a failed write (read-only store, full disk) is reported through
+        ``on_problem`` and the result is kept by the caller: None is returned."""
+        try:
+            return self.put(key, result)
+        except OSError as exc:
+            message = (f"result of {result.attack} not saved to the store {self.root} "
+                       f"({exc.strerror or exc}); it is used for this run only")
+            with self._lock:
+                self._pending.append(message)
+            if self.on_problem is not None:
+                self.on_problem(message)
+            else:
+                logging.getLogger(__name__).warning(message)
+            return None
+
     def entries(self) -> list[dict[str, Any]]:
-        """Metadata of every stored run (writable store first)."""
+        """Metadata of every sound stored run (writable store first); damaged ones are reported and skipped."""
         out = []
         for base in (self.root, *self.readonly):
-            if base.is_dir():
-                for meta in sorted(base.glob("*/meta.json")):
-                    out.append({**json.loads(meta.read_text()), "folder": str(meta.parent)})
+            if not base.is_dir():
+                continue
+            for meta_path in sorted(base.glob("*/meta.json")):
+                folder = meta_path.parent
+                if folder.name.startswith(".") or not (folder / "result.npz").exists():
+                    continue  # a temporary folder of a killed write, or not a run
+                try:
+                    meta = json.loads(meta_path.read_text())
+                    if not isinstance(meta, dict) or any(k not in meta for k in _META_REQUIRED):
+                        raise DamagedEntry("meta.json is not a run's metadata")
+                except FileNotFoundError:
+                    continue
+                except (UnicodeDecodeError, json.JSONDecodeError, DamagedEntry) as exc:
+                    self._report(folder, f"meta.json is unreadable ({exc})")
+                    continue
+                out.append({**meta, "folder": str(folder)})
         return out
 
 
 class Cancelled(Exception):
     """Raised inside a job when its cancel event is set."""
+
+
+class RunFailed(RuntimeError):
+    """An attack failed part-way through :func:`run_attacks`; ``results`` holds the attacks that
+    finished before it (already in the store), ``attack`` names the one that failed."""
+
+    def __init__(self, attack: str, cause: BaseException, results: dict[str, AttackResult]) -> None:
+        super().__init__(f"{attack} failed: {type(cause).__name__}: {cause}")
+        self.attack, self.cause, self.results = attack, cause, dict(results)
+
+
+def _run_one(attack: Attack, target: Any, x0: np.ndarray, ids: Sequence[str], is_member: np.ndarray | None,
+             seed: int, batch_size: int | None, step: Callable[[int, int], None]) -> AttackResult:
+    if attack.learns:
+        return attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
+                                batch_size=batch_size, progress=step)
+    return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
 
 
 def run_attacks(
@@ -229,13 +420,14 @@ def run_attacks(
             if progress is not None:
                 progress(name, done, total)
 
-        if attack.learns:
-            result = attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
-                                      batch_size=batch_size, progress=step)
-        else:
-            result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
+        try:
+            result = _run_one(attack, target, x0, ids, is_member, seed, batch_size, step)
+        except (Cancelled, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            raise RunFailed(attack.name, exc, results) from exc
         if store is not None:
-            store.put(key, result)
+            store.save(key, result)
         results[attack.name] = result
     return results
 
