@@ -301,8 +301,8 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     _check_weights(unet_dir / WEIGHTS_NAME)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
-    ve_config = json.loads(scheduler_config.read_text()) if scheduler_config is not None else {}
-    if ve_config.get("_class_name") == "ScoreSdeVeScheduler":  # a score-based (VE-SDE) model, not a DDPM
+    ve_config = _read_json(scheduler_config) if scheduler_config is not None else {}
+    if isinstance(ve_config, dict) and ve_config.get("_class_name") == "ScoreSdeVeScheduler":  # a score-based (VE-SDE) model, not a DDPM
         from .score_sde import ScoreTarget
 
         return ScoreTarget.from_scheduler_config(unet, ve_config, source=source or str(folder), device=dev,
