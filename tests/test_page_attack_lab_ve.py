@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 
-def test_ve_target_lists_what_does_not_apply_and_refuses_it(open_page, monkeypatch, tmp_path):
+def test_ve_target_lists_what_does_not_apply_and_refuses_it(open_page, tmp_path):
     from diffusers import ScoreSdeVeScheduler
 
     from mia_core.lab.train_ve import VETrainConfig, build_score_unet
@@ -14,9 +14,12 @@ def test_ve_target_lists_what_does_not_apply_and_refuses_it(open_page, monkeypat
     cfg = VETrainConfig(block_out_channels=(16, 32), layers_per_block=1, attention=False, sigma_max=8.0)
     build_score_unet(8, 1, cfg).save_pretrained(tmp_path / "ve" / "unet", safe_serialization=True)
     ScoreSdeVeScheduler(num_train_timesteps=1000, sigma_min=0.01, sigma_max=8.0).save_pretrained(tmp_path / "ve" / "scheduler")
-    monkeypatch.setenv("MIA_TARGET", str(tmp_path / "ve"))
-    monkeypatch.setenv("MIA_LIMIT", "4")
-    at = open_page("pages/attack_lab.py")
+    # session state, not $MIA_TARGET: pages/_common reads the environment once per process
+    at = open_page("pages/attack_lab.py", run=False)
+    at.session_state["cfg.target"] = str(tmp_path / "ve")
+    at.session_state["cfg.limit"] = 4
+    at.run()
+    assert not at.exception, at.exception
     infos = "\n".join(i.value for i in at.info)
     assert "Not applicable to this target" in infos
     for title in ("SecMI-stat", "PIA", "SimA"):
