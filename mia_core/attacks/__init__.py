@@ -9,13 +9,16 @@ from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
 from .qr import QuantileRegression
+from .rediffuse import ReDiffuse
 from .secmi import SecMIStat
 from .secmi_nn import SecMINN
 from .sima import SimA
 
 #: name -> attack class, in the order the CLI and the app list them.
 REGISTRY: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO)
+    cls.name: cls for cls in (
+        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse,
+    )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood
 #: attacks train networks or integrate an ODE and are chosen explicitly).
