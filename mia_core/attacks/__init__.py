@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from .base import ACCESS_LEVELS, DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
+from .gan_era import GANLeaks, MonteCarloSet
 from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
@@ -17,7 +18,7 @@ from .sima import SimA
 #: name -> attack class, in the order the CLI and the app list them.
 REGISTRY: dict[str, type[Attack]] = {
     cls.name: cls for cls in (
-        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse,
+        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse, GANLeaks, MonteCarloSet,
     )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood

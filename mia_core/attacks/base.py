@@ -114,6 +114,9 @@ class Attack:
     #: extra resources beyond the target, in plain words (empty = none), e.g.
     #: ("labelled member / non-member data",) or ("shadow models",).
     needs: ClassVar[tuple[str, ...]] = ()
+    #: True for attacks that score images against samples the target generated (the GAN-era
+    #: baselines): their ``run`` also takes ``sample_dirs``, the sample cache beside the result store.
+    generates_samples: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -137,6 +140,10 @@ class Attack:
 
     def trace_timesteps(self) -> tuple[int, ...]:
         return ()
+
+    def setup_unet_calls(self) -> int:
+        """UNet calls spent once per target and seed whatever the images (generated samples); 0 for most."""
+        return 0
 
     def inputs_per_image(self) -> int:
         """UNet inputs per image in the largest single forward pass (sweeps stack their timesteps)."""

@@ -115,6 +115,11 @@ class ResultStore:
                 return folder
         return None
 
+    def sample_dirs(self) -> list[Path]:
+        """The generated-sample cache of the black-box baselines: ``<root>/samples`` (written) and each
+        read-only store's ``samples`` folder (see ``mia_core.attacks.gan_era.generated_samples``)."""
+        return [base / "samples" for base in (self.root, *self.readonly)]
+
     def has(self, key: RunKey) -> bool:
         return self._find(key) is not None
 
@@ -232,6 +237,9 @@ def run_attacks(
         if attack.learns:
             result = attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
                                       batch_size=batch_size, progress=step)
+        elif attack.generates_samples:  # samples made once per target and seed, cached beside the store
+            result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step,
+                                sample_dirs=store.sample_dirs() if store is not None else ())
         else:
             result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
         if store is not None:
