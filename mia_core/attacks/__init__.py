@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 from .base import ACCESS_LEVELS, DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
 from .gan_era import GANLeaks, MonteCarloSet
+from .gsa import GSA1, GSA2
 from .likelihood import ELBO, Likelihood
 from .loss import LossAttack
 from .pia import PIA, PIAN
@@ -18,7 +19,7 @@ from .sima import SimA
 #: name -> attack class, in the order the CLI and the app list them.
 REGISTRY: dict[str, type[Attack]] = {
     cls.name: cls for cls in (
-        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse, GANLeaks, MonteCarloSet,
+        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse, GANLeaks, MonteCarloSet, GSA1, GSA2,
     )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood

@@ -117,6 +117,9 @@ class Attack:
     #: True for attacks that score images against samples the target generated (the GAN-era
     #: baselines): their ``run`` also takes ``sample_dirs``, the sample cache beside the result store.
     generates_samples: ClassVar[bool] = False
+    #: True for attacks whose ``fit_score`` also takes ``shadows`` (GSA): models trained like the target
+    #: on data disjoint from its members, made by ``mia_core.lab.shadow`` (the engine never trains them).
+    uses_shadow_models: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:

@@ -120,6 +120,10 @@ class ResultStore:
         read-only store's ``samples`` folder (see ``mia_core.attacks.gan_era.generated_samples``)."""
         return [base / "samples" for base in (self.root, *self.readonly)]
 
+    def shadow_dir(self) -> Path:
+        """Where GSA's shadow models are cached: ``<root>/shadows`` (see ``mia_core.lab.shadow``)."""
+        return self.root / "shadows"
+
     def has(self, key: RunKey) -> bool:
         return self._find(key) is not None
 
@@ -235,8 +239,15 @@ def run_attacks(
                 progress(name, done, total)
 
         if attack.learns:
+            extra: dict[str, Any] = {}
+            if attack.uses_shadow_models:  # GSA: shadow models trained (once, cached beside the store) here in lab
+                from mia_core.lab.shadow import shadow_targets
+
+                extra["shadows"] = shadow_targets(attack, target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
+                                                  cache_dir=store.shadow_dir() if store is not None else None,
+                                                  progress=step)
             result = attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
-                                      batch_size=batch_size, progress=step)
+                                      batch_size=batch_size, progress=step, **extra)
         elif attack.generates_samples:  # samples made once per target and seed, cached beside the store
             result = attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step,
                                 sample_dirs=store.sample_dirs() if store is not None else ())
