@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .base import ACCESS_LEVELS, DEFAULT_SWEEP, Attack, AttackResult, LearnedAttack, params_from_mapping
 from .gan_era import GANLeaks, MonteCarloSet
@@ -27,6 +27,27 @@ REGISTRY: dict[str, type[Attack]] = {
 DEFAULT_ATTACKS: tuple[str, ...] = ("loss", "secmi", "pia", "pian", "sima")
 
 
+def attacks_by_access(names: Sequence[str] | None = None) -> dict[str, list[str]]:
+    """Attack names grouped by threat model, weakest access first: {"black": [...], "gray": [...], "white": [...]}.
+
+    ``names`` (default: the whole registry) keeps its order inside each group; unknown names raise ValueError.
+    """
+    names = list(REGISTRY) if names is None else list(names)
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; known: {', '.join(REGISTRY)}")
+    return {level: [n for n in names if REGISTRY[n].access == level] for level in ACCESS_LEVELS}
+
+
+def access_label(name: str) -> str:
+    """The threat model of an attack in a few words, e.g. "gray box", "white box + shadow models"."""
+    try:
+        cls = REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown attack {name!r}; known: {', '.join(REGISTRY)}") from None
+    return f"{cls.access} box" + "".join(f" + {need}" for need in cls.needs)
+
+
 def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
     """An attack by registry name, with parameters given as plain values (JSON-like)."""
     try:
@@ -49,4 +70,4 @@ def scores_only_params(name: str) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["ACCESS_LEVELS", "REGISTRY", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]
+__all__ = ["ACCESS_LEVELS", "REGISTRY", "access_label", "attacks_by_access", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]

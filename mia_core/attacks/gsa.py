@@ -165,7 +165,7 @@ class GSA1(LearnedAttack):
     score_label = "P(member) of boosted trees on per-tensor gradient norms"
     trace_label = ""
     access = "white"
-    needs = ("shadow models trained on data disjoint from the target's members",)
+    needs = ("shadow models",)
     uses_shadow_models = True
     training_data = ("shadow models trained on part of the non-members (the shadow pool); scores the members "
                      "and the other non-members")

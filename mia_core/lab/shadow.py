@@ -70,7 +70,7 @@ def _to_uint8(x0: np.ndarray) -> np.ndarray:
 
 def shadow_key(cfg: TrainConfig, images: ImageSet, member_ids: Sequence[str], nonmember_ids: Sequence[str]) -> str:
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True).encode())
-    index = images.index_of
+    index = images.index_of()
     for i in (*member_ids, "|", *nonmember_ids):
         h.update(i.encode() + b"\0")
         if i != "|":
