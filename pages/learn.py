@@ -243,4 +243,14 @@ summary = pd.DataFrame(explain.attack_summary()).drop(columns=["name"])
 st.table(summary.set_index("attack"))
 st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
                    key="learn.attacks_dl", on_click="ignore", icon=":material/download:")
+
+st.header("5 · Threat models: what the attacker can touch")
+st.markdown(
+    "An attack's strength depends on the access it assumes. A **black-box** attacker only sees images; a "
+    "**gray-box** one can query the model's noise predictions; a **white-box** one holds the weights and their "
+    "gradients. Weaker access is the more realistic threat for a deployed model; stronger access bounds what "
+    "a leak could reveal. The old GAN attacks (nearest generated sample) are black box too: the SecMI paper "
+    "found them near chance on diffusion models, which is why diffusion-specific attacks exist."
+)
+st.table(pd.DataFrame(explain.threat_models()).drop(columns=["level", "short"]).set_index("threat model"))
 st.page_link("pages/attack_lab.py", label="Run them in the Attack lab", icon="⚔️")

@@ -363,13 +363,32 @@ _MEASURES = {
     "pian": "PIA with eps_theta(x0, 0) rescaled to the size of Gaussian noise",
     "sima": "the size of the predicted noise eps_theta(x0, t) on the clean image: a memorised image sits at a "
             "peak of the learned density, so the model sees little noise in it",
+    "rediffuse": "ask for n variations of the image (noise it to t, let the model denoise it back), average them "
+                 "and measure how far the average lands from the image: members come back closer",
+    "gan_leaks": "the distance from the image to the nearest of many images the model generated",
+    "mc_set": "the share of the model's generated images that fall within a small distance of the image",
+    "gsa1": "the size of the loss gradient in every weight tensor, fed to a classifier trained on shadow models: "
+            "a memorised image barely moves the weights",
+    "gsa2": "as GSA1, with one gradient per timestep, their sizes averaged",
+}
+
+#: What the attacker has under each threat model, in plain words (keys: ACCESS_LEVELS).
+THREAT_MODEL_TEXT = {
+    "black": "Only what a public API returns: images the model generated, or variations of an image it was sent. "
+             "Nothing about the model's insides.",
+    "gray": "The model's noise prediction eps_theta(x_t, t) for any image and timestep it chooses (a hosted "
+            "model that exposes its denoiser), but no weights.",
+    "white": "The weights themselves: it can backpropagate through the model and read every gradient. Some "
+             "attacks also train shadow models like the target to learn what members look like.",
 }
 
 
 def attack_summary(registry: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
     """One row per registered attack: name, title, what it measures, UNet calls per image, paper, score."""
+    from mia_core.attacks import REGISTRY, access_label
+
     if registry is None:
-        from mia_core.attacks import REGISTRY as registry  # noqa: N811
+        registry = REGISTRY
     rows = []
     for name, cls in registry.items():
         attack = cls()
@@ -379,9 +398,20 @@ def attack_summary(registry: Mapping[str, type] | None = None) -> list[dict[str,
             "UNet calls / image": int(attack.unet_calls(trace=False)),
             "score (higher = member)": cls.score_label,
             "paper": cls.paper,
+            "threat model": access_label(name) if name in REGISTRY else f"{cls.access} box",
             "name": name,
         })
     return rows
+
+
+def threat_models() -> list[dict[str, Any]]:
+    """One row per threat model, weakest access first: its name, what the attacker has, its attacks' titles."""
+    from mia_core.attacks import ACCESS_LEVELS, REGISTRY, attacks_by_access
+
+    return [{"threat model": f"{level} box", "the attacker has": THREAT_MODEL_TEXT[level],
+             "attacks": ", ".join(REGISTRY[n].title.split(" (")[0] for n in names) or "none yet",
+             "level": level, "short": ACCESS_LEVELS[level]}
+            for level, names in attacks_by_access().items()]
 
 
 # -- the default target's training log -------------------------------------------------------
