@@ -226,19 +226,20 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the metrics, columns sized to their contents."""
     from mia_core.metrics import format_metric
 
-    header = ["attack", "access", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members",
-              "seconds"]
+    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds",
+              "threat model"]
     rows = []
     for name, m in metrics.items():
         ci = m.get("auc_ci")
         rows.append([
-            name, m.get("access_label", ""), f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
+            name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
             format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
-            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}",
+            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}", m.get("access_label", ""),
         ])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     # Attacks that learn are scored on a held-out part: say which, under the table.
     notes = []
     for name, m in metrics.items():

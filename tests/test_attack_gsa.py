@@ -112,3 +112,45 @@ def test_gsa_refuses_shadow_outside_pool(tiny_target, digits_x0):
 def test_bad_params(params, pattern):
     with pytest.raises(ValueError, match=pattern):
         GSA1(**params)
+
+
+@pytest.mark.slow
+def test_gsa_separates_members_of_a_memorising_model_and_caches_its_shadows(tmp_path, monkeypatch):
+    """A tiny UNet trained on 16 digits (300 steps, EMA 0.9) memorises them; GSA1 with two shadows trained by
+    mia_core.lab.shadow with the same recipe on disjoint non-members must rank its members first. A second
+    call reads the shadows from the cache (no training)."""
+    import dataclasses
+
+    from mia_core.data import Split
+    from mia_core.lab import shadow as shadow_mod
+    from mia_core.lab.train import TrainConfig, train
+    from mia_core.metrics import evaluate
+    from mia_core.target import load_folder
+
+    digits = load_digits()
+    ids = digits.ids[:96]
+    members, nonmembers = ids[:16], ids[16:]
+    cfg = TrainConfig(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, steps=300, batch_size=16,
+                      warmup_steps=20, log_every=50, ema_decay=0.9, lr=1e-3)
+    split = Split(members, nonmembers, seed=None, data_fingerprint=digits.fingerprint, source="sklearn-digits")
+    train(digits.subset(members), split, cfg, tmp_path / "target", device="cpu")
+    target = load_folder(tmp_path / "target", device="cpu", source=str(tmp_path / "target"))
+    x0 = digits.subset(ids).to_unit_range()
+    is_member = np.arange(96) < 16
+    attack = GSA1(shadow_steps=300, shadow_batch_size=16)
+    shadows = shadow_mod.shadow_targets(attack, target, x0, ids, is_member, cache_dir=tmp_path / "shadows")
+    assert [s.target.unet.config.block_out_channels for s in shadows] == [(16, 32)] * 2  # the target's recipe
+    assert dataclasses.replace(shadow_mod.shadow_config(target, attack, 0, 0), seed=0, steps=300) == \
+        dataclasses.replace(cfg, batch_size=16, ema_decay=min(0.9, 1 - 10 / 300), seed=0)
+    res = attack.fit_score(target, x0, ids, is_member, shadows=shadows)
+    assert not set(res.ids) & set(res.train_ids) and not set(res.train_ids) & set(members)
+    labels = np.isin(res.ids, members)
+    assert labels.sum() == 16 and (~labels).sum() == 40
+    assert evaluate(res.scores, labels, n_bootstrap=0).auc > 0.75
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the shadows should come from the cache")
+
+    monkeypatch.setattr(shadow_mod, "train", no_training)
+    again = shadow_mod.shadow_targets(attack, target, x0, ids, is_member, cache_dir=tmp_path / "shadows")
+    assert [s.target.fingerprint for s in again] == [s.target.fingerprint for s in shadows]

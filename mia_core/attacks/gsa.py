@@ -175,6 +175,10 @@ class GSA1(LearnedAttack):
     def unet_calls(self, trace: bool = True) -> int:
         return len(self.params.timesteps)  # forward passes; plus 1 (GSA1) or K (GSA2) backward passes
 
+    def setup_unet_calls(self) -> int:
+        """Training the shadows once (cached afterwards): one forward and backward per image of each step."""
+        return self.params.n_shadows * self.params.shadow_steps * self.params.shadow_batch_size
+
     def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(shadow pool, evaluation ids): round(shadow_fraction * n) of the non-members, ranked by a seeded
         hash; no member is ever in the pool."""

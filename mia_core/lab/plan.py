@@ -227,8 +227,8 @@ def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, c
     stored = set(stored)
     rows, to_compute, total = [], 0, 0
     for a in attacks:
-        # + what the attack spends once whatever the images (the GAN-era baselines' generated samples;
-        # counted in full: the plan cannot see whether the sample cache already holds them)
+        # + what the attack spends once whatever the images (the GAN-era baselines' generated samples, GSA's
+        # shadow training; counted in full: the plan cannot see whether the cache already holds them)
         calls = calls_per_image(a) * n_images + a.setup_unet_calls()
         total += calls
         if a.name not in stored:
@@ -300,7 +300,8 @@ def attack_label(name: str, params: Mapping[str, Any] | None = None) -> str:
     score, trace = attack.unet_calls(trace=False), attack.unet_calls(trace=True)
     calls = f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
     if attack.setup_unet_calls():
-        calls += f" + {attack.setup_unet_calls():,} once for generated samples"
+        what = "shadow-model training" if attack.uses_shadow_models else "generated samples"
+        calls += f" + {attack.setup_unet_calls():,} once for {what}"
     return f"{cls.title.split(' (')[0]} — {cls.paper} · {access_label(name)} · {calls}"
 
 
