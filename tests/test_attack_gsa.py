@@ -139,7 +139,7 @@ def test_gsa_separates_members_of_a_memorising_model_and_caches_its_shadows(tmp_
     is_member = np.arange(96) < 16
     attack = GSA1(shadow_steps=300, shadow_batch_size=16)
     shadows = shadow_mod.shadow_targets(attack, target, x0, ids, is_member, cache_dir=tmp_path / "shadows")
-    assert [s.target.unet.config.block_out_channels for s in shadows] == [(16, 32)] * 2  # the target's recipe
+    assert [tuple(s.target.unet.config.block_out_channels) for s in shadows] == [(16, 32)] * 2  # the target's recipe
     assert dataclasses.replace(shadow_mod.shadow_config(target, attack, 0, 0), seed=0, steps=300) == \
         dataclasses.replace(cfg, batch_size=16, ema_decay=min(0.9, 1 - 10 / 300), seed=0)
     res = attack.fit_score(target, x0, ids, is_member, shadows=shadows)

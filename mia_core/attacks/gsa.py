@@ -52,7 +52,7 @@ from ..noise import per_image_noise
 from ..schedule import q_sample
 from ..target import Target
 from .base import AttackResult, LearnedAttack, ProgressFn, check_images, validate_timestep
-from .learned import describe_parts, hash_rank, index_of
+from .learned import hash_rank, index_of
 
 #: images per vmap'ed gradient batch on a CPU / a GPU
 _CPU_GRAD_BATCH = 16
@@ -276,9 +276,9 @@ class GSA1(LearnedAttack):
             seconds=time.perf_counter() - start_time,
             params=self.params_dict(),
             train_ids=pool_ids,
-            evaluated_on=describe_parts(
-                n_eval, (0, n_pool), "every member and the non-members outside the shadow pool",
-                f"{len(shadows)} shadow model(s) on a pool of {n_pool} non-members"),
+            evaluated_on=(f"every member and the non-members outside the shadow pool: {n_eval[0]} members, "
+                          f"{n_eval[1]} non-members; {len(shadows)} shadow model(s) trained on a pool of {n_pool} "
+                          "non-members"),
             info={
                 "classifier": f"HistGradientBoostingClassifier(max_iter={self.params.max_iter})",
                 "n_features": int(features_train.shape[1]),
