@@ -52,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="default",
                    help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
                         "or SPLIT.npz@IMAGES (SecMI / PIA index split)")
-    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima",
-                   help="comma-separated attack names: loss, secmi, pia, pian, sima; learned: secmi_nn, qr "
-                        "(scored on their held-out part); likelihood, elbo")
+    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima", help=_attacks_help())
     p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
     p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
     p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
@@ -174,10 +172,23 @@ def check_output_dir(path: str, flag: str) -> Path:
     return out
 
 
+def _attacks_help() -> str:
+    """``--attacks`` help: every registered attack under its threat model (black / gray / white box)."""
+    from mia_core.attacks import ACCESS_LEVELS, REGISTRY, attacks_by_access
+
+    groups = []
+    for level, names in attacks_by_access().items():
+        if names:
+            listed = ", ".join(n + (f" (+ {', '.join(REGISTRY[n].needs)})" if REGISTRY[n].needs else "") for n in names)
+            groups.append(f"{ACCESS_LEVELS[level]}: {listed}")
+    return ("comma-separated attack names, by threat model. " + "; ".join(groups) +
+            ". Attacks that learn are scored on their held-out part. Default: %(default)s")
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mia_core.attacks import not_applicable, scores_only_params
+    from mia_core.attacks import REGISTRY, access_label, not_applicable, scores_only_params
     from mia_core.lab.experiment import check_attacks, load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore, RunFailed
     from mia_core.target import load_target
@@ -235,6 +246,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
     metrics = {}
     for res in results:
         m = exp.metrics(res, n_bootstrap=args.bootstrap, seed=args.seed).to_json_dict()
+        cls = REGISTRY.get(res.attack)
+        if cls is not None:  # the threat model: black / gray / white box, and what else it needs
+            m.update(access=cls.access, needs=list(cls.needs), access_label=access_label(res.attack))
         m["seconds"] = round(res.seconds, 3)
         m["unet_calls_per_image"] = res.unet_calls_per_image
         m["evaluated_on"] = res.evaluated_on or f"all {len(exp.ids)} images"
@@ -312,7 +326,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the metrics, columns sized to their contents."""
     from mia_core.metrics import format_metric
 
-    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
+    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds",
+              "threat model"]
     rows = []
     for name, m in metrics.items():
         if "not_applicable" in m:
@@ -321,11 +336,12 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
             format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
-            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}",
+            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}", m.get("access_label", ""),
         ])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     # Attacks that learn are scored on a held-out part: say which, under the table.
     notes = [f"{name}: not applicable ({m['not_applicable']})" for name, m in metrics.items() if "not_applicable" in m]
     for name, m in metrics.items():

@@ -86,11 +86,19 @@ the_plan = plan.make_plan(current, stored_now, n_images, rate, measured)
 # -- the attacks and their costs -----------------------------------------------------------------
 
 st.subheader("Attacks")
-table = pd.DataFrame(plan.attack_table(s["cfg.params"], [a.name for a in current], stored_now))
+levels = st.pills(
+    "Threat model", plan.access_options(), selection_mode="multi", default=plan.access_options(),
+    format_func=plan.access_option_label, key="attack_lab.access",
+    help="What the attacker may use: black box = generated or varied images only; gray box = the model's noise "
+         "predictions; white box = its weights and gradients. The Learn page explains them.",
+)
+table = pd.DataFrame(plan.attack_table(s["cfg.params"], [a.name for a in current], stored_now, levels=levels),
+                     columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"])
 st.dataframe(
     table, hide_index=True, width="stretch", key="attack_lab.table",
     column_config={
         "attack": st.column_config.TextColumn("Attack"),
+        "access": st.column_config.TextColumn("Threat model", help="Black / gray / white box, and what else it needs"),
         "paper": st.column_config.TextColumn("Paper"),
         "UNet calls / image": st.column_config.NumberColumn(
             help="The attack's published cost: UNet evaluations per image for its score"),
@@ -152,7 +160,7 @@ for attack in [a for a in current if a.learns]:
 with st.form("attack_lab.form"):
     chosen = st.multiselect(
         "Attacks to run",
-        options=list(REGISTRY),
+        options=plan.filter_by_access(list(REGISTRY), levels, keep=[a.name for a in current]),
         default=[a.name for a in current],
         format_func=lambda name: choice_label(name, plan.cost_text(name, s["cfg.params"].get(name))),
         key="attack_lab.attacks",

@@ -16,7 +16,8 @@ from mia_core.views.attack_info import short_name
 from mia_core.views.html import figure_html
 from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
-from mia_core.attacks import REGISTRY, get_attack
+from mia_core.attacks import REGISTRY, access_label, get_attack
+from mia_core.lab.plan import order_by_access
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
@@ -82,6 +83,7 @@ if exp is None:
 all_ids = list(exp.ids)
 known_ids = set(all_ids)
 res = {name: r for name, r in results(exp).items() if set(r.ids) <= known_ids}
+res = {name: res[name] for name in order_by_access(res)}  # grouped by threat model: black, gray, white box
 if not res:
     st.warning(
         "No stored results yet for the selected attacks on this target and data. "
@@ -171,6 +173,7 @@ with tabs[2]:
         if cost is not None:
             calls[n] = cost
     table = F.metric_table(metrics, res, calls)
+    table.insert(1, "threat model", [access_label(n) if n in REGISTRY else "" for n in table.index])
     st.dataframe(
         table, hide_index=True, key="metric_table",
         column_config={
@@ -180,7 +183,8 @@ with tabs[2]:
         },
     )
     st.caption(
-        "AUC: probability that a random member outscores a random non-member. ASR: the best balanced accuracy "
+        "Rows are grouped by threat model (black box: images only; gray box: noise predictions; white box: "
+        "gradients). AUC: probability that a random member outscores a random non-member. ASR: the best balanced accuracy "
         "over all thresholds. TPR@1%FPR / TPR@0.1%FPR: members caught when at most 1 % / 0.1 % of non-members "
         "are wrongly flagged (the largest threshold within the budget, never rounded up). Intervals: 95 % "
         "bootstrap, members and non-members resampled separately (200 resamples). A TPR at a budget below "

@@ -16,6 +16,7 @@ from mia_core.lab import teaching as explain
 from mia_core.lab.experiment import Experiment
 from mia_core.views import images as VI
 from mia_core.views import learn as VL
+from mia_core.views.attack_info import threat_models
 from mia_core.views.results import CurveLine, error_curve_figure
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
 from pages._common import download_figure, try_experiment
@@ -239,4 +240,14 @@ summary = pd.DataFrame(VL.attack_summary()).drop(columns=["name"])
 st.table(summary.set_index("attack"))
 st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
                    key="learn.attacks_dl", on_click="ignore", icon=":material/download:")
+
+st.header("5 · Threat models: what the attacker can touch")
+st.markdown(
+    "An attack's strength depends on the access it assumes. A **black-box** attacker only sees images; a "
+    "**gray-box** one can query the model's noise predictions; a **white-box** one holds the weights and their "
+    "gradients. Weaker access is the more realistic threat for a deployed model; stronger access bounds what "
+    "a leak could reveal. The old GAN attacks (nearest generated sample) are black box too: the SecMI paper "
+    "found them near chance on diffusion models, which is why diffusion-specific attacks exist."
+)
+st.table(pd.DataFrame(threat_models()).drop(columns=["level", "short"]).set_index("threat model"))
 st.page_link("pages/attack_lab.py", label="Run them in the Attack lab", icon="⚔️")

@@ -136,6 +136,12 @@ class Attack:
     #: the kinds of target (``Target.kind``, see :data:`TARGET_KINDS`) the attack's math is
     #: defined for. Most attacks need the DDPM / DDIM parameterisation (x_t, eps_theta, abar_t).
     target_kinds: ClassVar[tuple[str, ...]] = ("ddpm",)
+    #: True for attacks that score images against samples the target generated (the GAN-era
+    #: baselines): their ``run`` also takes ``sample_dirs``, the sample cache beside the result store.
+    generates_samples: ClassVar[bool] = False
+    #: True for attacks whose ``fit_score`` also takes ``shadows`` (GSA): models trained like the target
+    #: on data disjoint from its members, made by ``mia_core.lab.shadow`` (the engine never trains them).
+    uses_shadow_models: ClassVar[bool] = False
 
     def __init__(self, params: Any = None, **overrides: Any) -> None:
         if params is None:
@@ -174,6 +180,10 @@ class Attack:
 
     def trace_timesteps(self) -> tuple[int, ...]:
         return ()
+
+    def setup_unet_calls(self) -> int:
+        """UNet calls spent once per target and seed whatever the images (generated samples); 0 for most."""
+        return 0
 
     def inputs_per_image(self) -> int:
         """UNet inputs per image in the largest single forward pass (sweeps stack their timesteps)."""
@@ -336,11 +346,13 @@ class LearnedAttack(Attack):
         seed: int = 0,
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
+        **resources: Any,
     ) -> AttackResult:
         """Fit on the training part, score the evaluation part.
 
         x0 : (N, C, H, W) in [-1, 1]; ids : N unique ids; is_member : (N,) bool.
-        Checks the images, partitions the ids (:meth:`partition`) and hands that to :meth:`fit_and_score`.
+        Checks the images, partitions the ids (:meth:`partition`) and hands that to :meth:`fit_and_score`,
+        with any extra ``resources`` the attack declares (GSA's ``shadows``).
         """
         from .learned import index_of
 
@@ -352,9 +364,9 @@ class LearnedAttack(Attack):
         train_ids, eval_ids = self.partition(ids, labels, seed)
         data = LearnedInputs(x, ids, labels, train_ids, eval_ids, index_of(ids, train_ids), index_of(ids, eval_ids),
                              seed, batch_size, progress, started)
-        return self.fit_and_score(target, data)
+        return self.fit_and_score(target, data, **resources)
 
-    def fit_and_score(self, target: Target, data: LearnedInputs) -> AttackResult:
+    def fit_and_score(self, target: Target, data: LearnedInputs, **resources: Any) -> AttackResult:
         """The attack itself, on the inputs :meth:`fit_score` prepared."""
         raise NotImplementedError
 

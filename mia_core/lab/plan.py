@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mia_core.attacks import REGISTRY, Attack, AttackResult, get_attack
+from mia_core.attacks import ACCESS_LEVELS, REGISTRY, Attack, AttackResult, access_label, attacks_by_access, get_attack
 from mia_core.metrics import BUDGET_01PCT, BUDGET_1PCT, evaluate, format_metric
 
 #: UNet input pixels x parameters evaluated per second, used when no timed run of the target exists
@@ -227,7 +227,9 @@ def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, c
     stored = set(stored)
     rows, to_compute, total = [], 0, 0
     for a in attacks:
-        calls = calls_per_image(a) * n_images
+        # + what the attack spends once whatever the images (the GAN-era baselines' generated samples, GSA's
+        # shadow training; counted in full: the plan cannot see whether the cache already holds them)
+        calls = calls_per_image(a) * n_images + a.setup_unet_calls()
         total += calls
         if a.name not in stored:
             to_compute += calls
@@ -236,17 +238,21 @@ def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, c
     return Plan(n_images, rows, to_compute, total, seconds, measured)
 
 
-def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str], stored: Iterable[str]) -> list[dict[str, Any]]:
-    """One row per registered attack: title, paper, cost per image without / with its trace, stored?"""
+def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str], stored: Iterable[str],
+                 levels: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """One row per registered attack: title, threat model, paper, cost per image without / with its trace,
+    stored? ``levels``: only the attacks of these access levels ("black", "gray", "white"; default all)."""
     stored = set(stored)
     rows = []
-    for name, cls in REGISTRY.items():
+    names = filter_by_access(list(REGISTRY), ACCESS_LEVELS if levels is None else levels)
+    for name, cls in ((n, REGISTRY[n]) for n in names):
         try:
             attack = get_attack(name, params.get(name))
         except (TypeError, ValueError):
             attack = get_attack(name)
         rows.append({
             "attack": cls.title,
+            "access": access_label(name),
             "paper": cls.paper,
             "UNet calls / image": attack.unet_calls(trace=False),
             "with trace": attack.unet_calls(trace=True),
@@ -256,6 +262,34 @@ def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str
     return rows
 
 
+def access_options() -> list[str]:
+    """The threat models for a filter, weakest access first ("black", "gray", "white")."""
+    return list(ACCESS_LEVELS)
+
+
+def access_option_label(level: str) -> str:
+    """ "black" -> "Black box (3)": the level and how many registered attacks it has."""
+    return f"{level.capitalize()} box ({len(attacks_by_access()[level])})"
+
+
+def filter_by_access(names: Sequence[str], levels: Iterable[str], keep: Iterable[str] = ()) -> list[str]:
+    """The names whose attack's access is one of ``levels`` (in the given order), plus those in ``keep``
+    (e.g. the attacks already chosen, so a filter never drops a selection)."""
+    levels, keep = set(levels), set(keep)
+    unknown = levels - set(ACCESS_LEVELS)
+    if unknown:
+        raise ValueError(f"unknown access level(s) {sorted(unknown)}; known: {', '.join(ACCESS_LEVELS)}")
+    return [n for n in names if REGISTRY[n].access in levels or n in keep]
+
+
+def order_by_access(names: Iterable[str]) -> list[str]:
+    """Names grouped by threat model, weakest access first (black, gray, white), keeping their order within a group;
+    names that are not registered attacks come last."""
+    names = list(names)
+    known = [n for n in names if n in REGISTRY]
+    return [n for group in attacks_by_access(known).values() for n in group] + [n for n in names if n not in REGISTRY]
+
+
 def cost_text(name: str, params: Mapping[str, Any] | None = None) -> str:
     """An attack's cost with these parameters, e.g. "11 UNet calls/image (20 with trace)" (defaults if invalid)."""
     try:
@@ -263,7 +297,11 @@ def cost_text(name: str, params: Mapping[str, Any] | None = None) -> str:
     except (TypeError, ValueError):
         attack = get_attack(name)
     score, trace = attack.unet_calls(trace=False), attack.unet_calls(trace=True)
-    return f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
+    calls = f"{score} UNet call{'s' if score != 1 else ''}/image ({trace} with trace)"
+    if attack.setup_unet_calls():
+        what = "shadow-model training" if attack.uses_shadow_models else "generated samples"
+        calls += f" + {attack.setup_unet_calls():,} once for {what}"
+    return calls
 
 
 # -- results ------------------------------------------------------------------------------------------
@@ -287,6 +325,7 @@ def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, i
         cls = REGISTRY.get(name)
         rows.append({
             "attack": cls.title if cls else name,
+            "access": access_label(name) if cls else "",
             "AUC": _with_ci(m.auc, m.auc_ci),
             "TPR @ 1% FPR": _with_ci(m.tpr_at_1pct_fpr, m.tpr_at_1pct_fpr_ci, BUDGET_1PCT),
             "TPR @ 0.1% FPR": _with_ci(m.tpr_at_01pct_fpr, m.tpr_at_01pct_fpr_ci, BUDGET_01PCT),

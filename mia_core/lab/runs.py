@@ -181,6 +181,16 @@ class ResultStore:
                     f"({exc.strerror or type(exc).__name__}); stored results are still read")
         return None
 
+    def sample_dirs(self) -> list[Path]:
+        """The generated-sample cache of the black-box baselines: ``<root>/samples`` (written) and each
+        read-only store's ``samples`` folder (see ``mia_core.attacks.gan_era.generated_samples``)."""
+        return [base / "samples" for base in (self.root, *self.readonly)]
+
+    def shadow_dir(self) -> Path:
+        """Where GSA's shadow models are cached: ``<root>/shadows`` (see ``mia_core.lab.shadow``)."""
+        return self.root / "shadows"
+
+
     # -- reading ----------------------------------------------------------------------------
 
     @staticmethod
@@ -371,10 +381,21 @@ class RunFailed(RuntimeError):
 
 
 def _run_one(attack: Attack, target: Any, x0: np.ndarray, ids: Sequence[str], is_member: np.ndarray | None,
-             seed: int, batch_size: int | None, step: Callable[[int, int], None]) -> AttackResult:
+             seed: int, batch_size: int | None, step: Callable[[int, int], None],
+             store: ResultStore | None = None) -> AttackResult:
     if attack.learns:
+        extra: dict[str, Any] = {}
+        if attack.uses_shadow_models:  # GSA: shadow models trained (once, cached beside the store) here in lab
+            from mia_core.lab.shadow import shadow_targets
+
+            extra["shadows"] = shadow_targets(attack, target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
+                                              cache_dir=store.shadow_dir() if store is not None else None,
+                                              progress=step)
         return attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
-                                batch_size=batch_size, progress=step)
+                                batch_size=batch_size, progress=step, **extra)
+    if attack.generates_samples:  # samples made once per target and seed, cached beside the store
+        return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step,
+                          sample_dirs=store.sample_dirs() if store is not None else ())
     return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
 
 
@@ -421,7 +442,7 @@ def run_attacks(
                 progress(name, done, total)
 
         try:
-            result = _run_one(attack, target, x0, ids, is_member, seed, batch_size, step)
+            result = _run_one(attack, target, x0, ids, is_member, seed, batch_size, step, store)
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:

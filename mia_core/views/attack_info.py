@@ -25,7 +25,7 @@ from mia_core.attacks import ACCESS_LEVELS, REGISTRY
 from mia_core.views.style import attack_color
 
 __all__ = ["ACCESS_ORDER", "AttackInfo", "SHORT_NAMES", "EXPLANATIONS", "attack_info", "short_name",
-           "all_attack_info", "access_text", "choice_label"]
+           "all_attack_info", "access_text", "choice_label", "THREAT_MODEL_TEXT", "threat_models"]
 
 #: Threat models, weakest access first (the order of :data:`mia_core.attacks.ACCESS_LEVELS`).
 ACCESS_ORDER: tuple[str, ...] = tuple(ACCESS_LEVELS)
@@ -34,6 +34,7 @@ ACCESS_ORDER: tuple[str, ...] = tuple(ACCESS_LEVELS)
 SHORT_NAMES: dict[str, str] = {
     "loss": "Loss", "secmi": "SecMI", "pia": "PIA", "pian": "PIAN", "sima": "SimA",
     "secmi_nn": "SecMI-NN", "qr": "QR", "likelihood": "Likelihood", "elbo": "ELBO",
+    "rediffuse": "ReDiffuse", "gan_leaks": "GAN-Leaks", "mc_set": "MC set", "gsa1": "GSA1", "gsa2": "GSA2",
 }
 
 #: One line per attack: what it measures, in words a newcomer follows.
@@ -55,6 +56,23 @@ EXPLANATIONS: dict[str, str] = {
                   "likely",
     "elbo": "the DDPM's variational bound on the image's bits/dim, summed over every timestep: members get "
             "a tighter bound",
+    "rediffuse": "ask for n variations of the image (noise it to t, let the model denoise it back), average them "
+                 "and measure how far the average lands from the image: members come back closer",
+    "gan_leaks": "the distance from the image to the nearest of many images the model generated",
+    "mc_set": "the share of the model's generated images that fall within a small distance of the image",
+    "gsa1": "the size of the loss gradient in every weight tensor, fed to a classifier trained on shadow models: "
+            "a memorised image barely moves the weights",
+    "gsa2": "as GSA1, with one gradient per timestep, their sizes averaged",
+}
+
+#: What the attacker has under each threat model, in plain words (keys: ACCESS_LEVELS).
+THREAT_MODEL_TEXT: dict[str, str] = {
+    "black": "Only what a public API returns: images the model generated, or variations of an image it was sent. "
+             "Nothing about the model's insides.",
+    "gray": "The model's noise prediction eps_theta(x_t, t) for any image and timestep it chooses (a hosted "
+            "model that exposes its denoiser), but no weights.",
+    "white": "The weights themselves: it can backpropagate through the model and read every gradient. Some "
+             "attacks also train shadow models like the target to learn what members look like.",
 }
 
 
@@ -116,6 +134,16 @@ def attack_info(name: str) -> AttackInfo:
         explanation=EXPLANATIONS.get(name) or cls.score_label or title,
         paper=cls.paper,
     )
+
+
+def threat_models() -> list[dict[str, str]]:
+    """One row per threat model, weakest access first: its name, what the attacker has, its attacks' short names."""
+    from mia_core.attacks import attacks_by_access
+
+    return [{"threat model": f"{level} box", "the attacker has": THREAT_MODEL_TEXT[level],
+             "attacks": ", ".join(short_name(n) for n in names) or "none yet", "level": level,
+             "short": ACCESS_LEVELS[level]}
+            for level, names in attacks_by_access().items()]
 
 
 def short_name(name: str) -> str:
