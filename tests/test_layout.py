@@ -31,7 +31,8 @@ MODEL_MODULES = (
     "torch", "diffusers", "opacus", "mia_core.lazy", "mia_core.target", "mia_core.sampling",
     "mia_core.lab.train", "mia_core.lab.experiment", "mia_core.lab.jobs",
 )
-_ATTACK_METADATA = {"REGISTRY", "DEFAULT_ATTACKS", "ACCESS_LEVELS", "DEFAULT_SWEEP", "AttackResult", "Attack"}
+_ATTACK_METADATA = {"REGISTRY", "DEFAULT_ATTACKS", "ACCESS_LEVELS", "DEFAULT_SWEEP", "AttackResult", "Attack",
+                    "access_label", "attacks_by_access"}
 #: From these modules a view may import only the listed names (data, metadata, readers of stored files).
 VIEW_ALLOWED_NAMES = {
     "mia_core.attacks": _ATTACK_METADATA,

@@ -9,6 +9,7 @@ import pytest
 
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label, attacks_by_access
 from mia_core.cli import build_parser, main
+from mia_core.views.attack_info import choice_label
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -91,18 +92,19 @@ def test_plan_filters_orders_and_costs_by_access():
     # the generated samples are a one-off cost in the plan, shown in the label
     mc = get_attack("mc_set", {"n_samples": 100, "sample_steps": 10})
     assert plan.make_plan([mc], set(), 50, 100.0).calls_to_compute == 1000
-    assert "1,000 once for generated samples" in plan.attack_label("mc_set", {"n_samples": 100, "sample_steps": 10})
-    assert "gray box" in plan.attack_label("pia")
+    assert "1,000 once for generated samples" in plan.cost_text("mc_set", {"n_samples": 100, "sample_steps": 10})
+    assert "gray box" in choice_label("pia", plan.cost_text("pia"))
 
 
 def test_learn_threat_models_table():
-    from mia_core.lab import teaching
+    from mia_core.views.attack_info import threat_models
+    from mia_core.views.learn import attack_summary
 
-    rows = teaching.threat_models()
+    rows = threat_models()
     assert [r["threat model"] for r in rows] == ["black box", "gray box", "white box"]
     assert "ReDiffuse" in rows[0]["attacks"] and "GAN-Leaks" in rows[0]["attacks"]
     assert "GSA1" in rows[2]["attacks"] and "PIA" in rows[1]["attacks"]
-    summary = {r["name"]: r for r in teaching.attack_summary()}
+    summary = {r["name"]: r for r in attack_summary()}
     assert summary["gsa2"]["threat model"] == "white box + shadow models"
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mia_core.attacks import ACCESS_LEVELS, REGISTRY
+from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label
 from mia_core.views.style import attack_color
 
 __all__ = ["ACCESS_ORDER", "AttackInfo", "SHORT_NAMES", "EXPLANATIONS", "attack_info", "short_name",
@@ -157,10 +157,13 @@ def all_attack_info() -> list[AttackInfo]:
 
 
 def choice_label(name: str, cost: str = "") -> str:
-    """A pick-list label: short name — paper · cost, e.g. "PIA — Kong et al., ICLR 2024 · 2 UNet calls/image".
+    """A pick-list label: short name — paper · threat model · cost, e.g.
+    "PIA — Kong et al., ICLR 2024 · gray box · 2 UNet calls/image".
 
     ``cost`` is the text of :func:`mia_core.lab.plan.cost_text` (left out when empty).
     """
     info = attack_info(name)
     parts = f"{info.short} — {info.paper}" if info.paper else info.short
+    if name in REGISTRY:
+        parts += f" · {access_label(name)}"
     return f"{parts} · {cost}" if cost else parts

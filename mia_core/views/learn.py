@@ -56,7 +56,7 @@ def attack_summary() -> list[dict[str, Any]]:
     Names, explanations and access levels are those of :mod:`mia_core.views.attack_info`; the cost is
     the attack's own ``unet_calls`` with its default parameters (nothing is run).
     """
-    from mia_core.attacks import REGISTRY
+    from mia_core.attacks import REGISTRY, access_label
 
     rows = []
     for info in all_attack_info():
@@ -65,6 +65,7 @@ def attack_summary() -> list[dict[str, Any]]:
             "attack": info.short,
             "what it measures": info.explanation,
             "access": info.access_text + (f"; needs {', '.join(info.needs)}" if info.needs else ""),
+            "threat model": access_label(info.name),
             "UNet calls / image": int(cls().unet_calls(trace=False)),
             "score (higher = member)": cls.score_label,
             "paper": info.paper,

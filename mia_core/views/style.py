@@ -20,6 +20,12 @@ ATTACK_COLORS = {
     "qr": "#7F3C8D",
     "likelihood": "#11A579",
     "elbo": "#666666",
+    # black-box and white-box attacks
+    "rediffuse": "#3969AC",
+    "gan_leaks": "#B8860B",
+    "mc_set": "#80BA5A",
+    "gsa1": "#E73F74",
+    "gsa2": "#008695",
 }
 FALLBACK_COLORS = ("#999999", "#F0E442", "#7F3C8D", "#11A579")
 
