@@ -63,7 +63,7 @@ def test_unregistered_name_falls_back_to_itself():
 def test_choice_label():
     assert AI.choice_label("pia", "2 UNet calls/image (12 with trace)") == \
         "PIA — Kong et al., ICLR 2024 · gray box · 2 UNet calls/image (12 with trace)"
-    assert AI.choice_label("pia") == "PIA — Kong et al., ICLR 2024"
+    assert AI.choice_label("pia") == "PIA — Kong et al., ICLR 2024 · gray box"
 
 
 def test_no_other_source_of_short_names():
