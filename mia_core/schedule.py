@@ -250,6 +250,15 @@ class NoiseSchedule:
         t = t.to(device=like.device, dtype=torch.long)
         return table[t].to(like.dtype).view(-1, *([1] * (like.ndim - 1)))
 
+    def abar_between(self, t: torch.Tensor) -> torch.Tensor:
+        """abar at real-valued timesteps: (N,) float t in [0, T-1] -> (N,) float32 on t's device,
+        interpolated linearly between the integer steps (exact at them; a zero last step stays 0)."""
+        table = self._table(t.device)
+        u = t.to(torch.float64).clamp(0.0, float(self.num_timesteps - 1))
+        lo = u.floor().long().clamp(max=self.num_timesteps - 2)
+        w = u - lo
+        return ((1.0 - w) * table[lo] + w * table[lo + 1]).to(torch.float32)
+
 
 SCHEDULE_KINDS = ("linear", "cosine", "")
 #: diffusers' beta_schedule names (DDPMScheduler, diffusers 0.42).

@@ -8,6 +8,19 @@ A :class:`Target` comes from
 * a Hugging Face Hub id such as ``google/ddpm-cifar10-32``, taken from the local cache or
   downloaded when the machine is online.
 
+What the network outputs is read from the scheduler config (``prediction_type``) and converted to
+eps in ONE place, :meth:`Target.eps` (every attack, the sampler's checks and the Learn views call it):
+
+    prediction_type   network output                              eps
+    epsilon           eps_theta(x_t, t)                           out
+    v_prediction      v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0  sqrt(abar_t) out + sqrt(1 - abar_t) x_t
+    sample            x0_hat                                      (x_t - sqrt(abar_t) out) / sqrt(1 - abar_t)
+
+(from x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; v is Salimans & Ho 2022, eq. in their App. D).
+With ``variance_type`` "learned" or "learned_range" the UNet returns 2C channels, the prediction
+then the variance; the first C are the prediction. The variance is read only by a bound that needs
+it (the ELBO, which supports the fixed variances and refuses the learned ones by name).
+
 Weights are read from safetensors only: a folder whose weights are pickles (``.bin``, ``.pt``,
 ``.ckpt``, ``.pth``) is refused and never unpickled. The model runs in float32 on the CPU; on a
 GPU the UNet runs under bf16 autocast and every error / distance is reduced in float32 by the
@@ -78,14 +91,18 @@ class Target:
     notes: tuple[str, ...] = ()
     precision: str = "auto"
     compile: bool = False
+    prediction_type: str = "epsilon"
+    variance_type: str | None = None
+    scheduler_config: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        check_parameterisation(self.unet.config, self.schedule, self.prediction_type, self.variance_type)
         if next(self.unet.parameters()).dtype != torch.float32:
             self.unet = self.unet.float()
         self.unet = self.unet.to(self.device).eval()
         self.unet.requires_grad_(False)
         if not self.fingerprint:  # always of the float32 weights, whatever runs later
-            self.fingerprint = fingerprint_module(self.unet, self.schedule)
+            self.fingerprint = fingerprint_module(self.unet, self.schedule, self._meaning())
         if self.precision == "auto":
             self.precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
         if self.precision not in PRECISIONS:
@@ -125,6 +142,31 @@ class Target:
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.unet.parameters())
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.variance_type in LEARNED_VARIANCES
+
+    def _meaning(self) -> dict[str, str]:
+        """What changes the outputs' meaning beyond weights and schedule (empty for an eps-DDPM: the
+        fingerprints of such targets are those of earlier versions)."""
+        out = {}
+        if self.prediction_type != "epsilon":
+            out["prediction_type"] = self.prediction_type
+        if self.learned_variance:
+            out["variance_type"] = str(self.variance_type)
+        return out
+
+    def to_epsilon(self, out: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """The network's output converted to eps (module notation). All (N, C, H, W) float32 but
+        ``abar``, broadcastable against them ((N, 1, 1, 1) or ()). The epsilon case returns ``out``."""
+        if self.learned_variance:
+            out = out[:, : x_t.shape[1]]
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "v_prediction":
+            return abar.sqrt() * out + (1.0 - abar).sqrt() * x_t
+        return (x_t - abar.sqrt() * out) / (1.0 - abar).sqrt()  # "sample"
 
     @property
     def uses_bf16(self) -> bool:
@@ -173,7 +215,10 @@ class Target:
         autocast = self.precision == "bf16-autocast" and not self._full_precision
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             out = self._forward(x, t).sample
-        return out[:n].float()
+            if self.prediction_type == "epsilon" and not self.learned_variance:
+                return out[:n].float()
+            x_n = x[:n].float()
+            return self.to_epsilon(out[:n].float(), x_n, self.schedule.abar(t[:n], x_n))
 
     def eps_float_t(self, x_t: torch.Tensor, t: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         """eps_theta(x_t, t) at real-valued timesteps, optionally differentiable in x_t.
@@ -211,7 +256,9 @@ class Target:
         x = x_t.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
         with torch.enable_grad() if grad else torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
             out = self.unet(x, t).sample
-        return out.float()
+            if self.prediction_type == "epsilon" and not self.learned_variance:
+                return out.float()
+            return self.to_epsilon(out.float(), x.float(), self.schedule.abar_between(t).view(-1, 1, 1, 1))
 
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
@@ -235,9 +282,12 @@ def _pad_batch(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 # -- fingerprints ------------------------------------------------------------------------------
 
 
-def fingerprint_module(unet: Any, schedule: NoiseSchedule) -> str:
-    """sha256 over the UNet config, every weight tensor and the schedule; 16 hex digits."""
+def fingerprint_module(unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None) -> str:
+    """sha256 over the UNet config, every weight tensor, the schedule and ``meaning`` (what the
+    output is, when not eps: see ``Target._meaning``); 16 hex digits."""
     h = hashlib.sha256()
+    if meaning:
+        h.update(json.dumps(meaning, sort_keys=True).encode())
     h.update(json.dumps(_plain_config(unet.config), sort_keys=True, default=str).encode())
     for name, tensor in sorted(unet.state_dict().items()):
         h.update(name.encode())
@@ -248,6 +298,57 @@ def fingerprint_module(unet: Any, schedule: NoiseSchedule) -> str:
 
 def _plain_config(config: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+
+# -- parameterisation --------------------------------------------------------------------------
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+#: diffusers' variance_type values (DDPMScheduler); the ELBO reads them (see mia_core.attacks.likelihood).
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+LEARNED_VARIANCES = ("learned", "learned_range")
+#: scheduler-config keys that matter only for generating images: honoured by the sampler
+#: (mia_core.sampling builds diffusers' scheduler from the config), irrelevant to scoring.
+SAMPLING_ONLY_KEYS = ("clip_sample", "clip_sample_range", "thresholding", "dynamic_thresholding_ratio",
+                      "sample_max_value", "timestep_spacing", "steps_offset", "set_alpha_to_one")
+
+
+def read_parameterisation(scheduler_config: dict[str, Any] | None) -> dict[str, Any]:
+    """``prediction_type`` and ``variance_type`` from a scheduler config, refusing unknown values by name.
+
+    A DDPMScheduler config without ``variance_type`` means diffusers' default "fixed_small"; other
+    schedulers (DDIM, PNDM, ...) have no such key: None (the ELBO then uses "fixed_large", Ho et al.'s
+    choice for the bound, and says so).
+    """
+    config = scheduler_config or {}
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise TargetLoadError(f"prediction_type {prediction!r} is not supported; the lab converts "
+                              f"{', '.join(PREDICTION_TYPES)} to eps")
+    variance = config.get("variance_type")
+    if variance is None and scheduler_config is not None and config.get("_class_name", "DDPMScheduler") == "DDPMScheduler":
+        variance = "fixed_small"
+    if variance is not None and variance not in VARIANCE_TYPES:
+        raise TargetLoadError(f"variance_type {variance!r} is not one diffusers defines ({', '.join(VARIANCE_TYPES)})")
+    return {"prediction_type": prediction, "variance_type": variance}
+
+
+def check_parameterisation(unet_config: Any, schedule: NoiseSchedule, prediction_type: str,
+                           variance_type: str | None) -> None:
+    """Refuse, by name, a parameterisation whose conversion to eps would be undefined or unread."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    if variance_type is not None and variance_type not in VARIANCE_TYPES:
+        raise ValueError(f"variance_type must be one of {VARIANCE_TYPES} or None, got {variance_type!r}")
+    if prediction_type == "sample" and float(schedule.alphas_cumprod[0]) >= 1.0:
+        raise ValueError("prediction_type 'sample' with abar_0 = 1 (beta_0 = 0): eps = (x_t - sqrt(abar) x0_hat) / "
+                         "sqrt(1 - abar) is undefined at t = 0")
+    if prediction_type == "epsilon" and schedule.zero_terminal_snr:
+        pass  # eps at t = T-1 is fine; only x0_hat there is undefined (NoiseSchedule.check_invertible)
+    c_in, c_out = int(unet_config.in_channels), int(unet_config.out_channels)
+    expected = 2 * c_in if variance_type in LEARNED_VARIANCES else c_in
+    if c_out != expected:
+        raise ValueError(f"the UNet has {c_in} input and {c_out} output channels, but variance_type "
+                         f"{variance_type!r} needs {expected} output channels")
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -292,15 +393,28 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         raise TargetLoadError(
             f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
         )
+    if config.get("num_class_embeds") or config.get("class_embed_type"):
+        raise TargetLoadError(f"{unet_dir}: a class-conditional UNet2DModel (num_class_embeds="
+                              f"{config.get('num_class_embeds')!r}, class_embed_type={config.get('class_embed_type')!r}) "
+                              "needs class labels; only unconditional targets are supported")
     _require_safetensors(unet_dir)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
-    if scheduler_config is not None:
-        schedule = NoiseSchedule.from_scheduler_config(json.loads(scheduler_config.read_text()))
+    sched_cfg = json.loads(scheduler_config.read_text()) if scheduler_config is not None else None
+    if sched_cfg is not None:
+        try:
+            schedule = NoiseSchedule.from_scheduler_config(sched_cfg)
+        except ValueError as exc:
+            raise TargetLoadError(f"{scheduler_config}: {exc}") from None
     else:
         schedule = NoiseSchedule.linear()
-        notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000")
-    return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes), **options)
+        notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000, eps-prediction")
+    param = read_parameterisation(sched_cfg)
+    try:
+        return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes),
+                      scheduler_config=sched_cfg, **param, **options)
+    except ValueError as exc:
+        raise TargetLoadError(str(exc)) from None
 
 
 def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:

@@ -138,6 +138,11 @@ class Attack:
     def trace_timesteps(self) -> tuple[int, ...]:
         return ()
 
+    def not_applicable(self, target: Target) -> str:
+        """Why this attack cannot run on ``target``, in plain words ("" when it can). The CLI, the
+        app and the metrics file list such attacks with this reason instead of running them."""
+        return ""
+
     def inputs_per_image(self) -> int:
         """UNet inputs per image in the largest single forward pass (sweeps stack their timesteps)."""
         return self.unet_calls(trace=True)
