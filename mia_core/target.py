@@ -21,6 +21,18 @@ With ``variance_type`` "learned" or "learned_range" the UNet returns 2C channels
 then the variance; the first C are the prediction. The variance is read only by a bound that needs
 it (the ELBO, which supports the fixed variances and refuses the learned ones by name).
 
+Latent diffusion (a pipeline folder with ``unet/``, ``scheduler/`` and ``vqvae/`` (VQModel) or ``vae/``
+(AutoencoderKL)): the diffusion runs on latents, images are encoded once per attack run and every
+attack works on the latents; whatever is shown as an image is decoded first.
+
+    encode   z_0 = kappa (E(x_0) - s)   E = the posterior MEAN of an AutoencoderKL (deterministic: the
+                                         same latent for every attack and run, no extra noise on top of
+                                         the diffusion's; the papers' code draws latent_dist.sample()),
+                                         or a VQModel's pre-quantisation encoder output (what
+                                         LDMPipeline's decode quantises); kappa = vae.config.scaling_factor,
+                                         s = vae.config.shift_factor (0 when absent)
+    decode   x = D(z / kappa + s)        (VQModel: quantised inside decode, as LDMPipeline does)
+
 Weights are read from safetensors only: a folder whose weights are pickles (``.bin``, ``.pt``,
 ``.ckpt``, ``.pth``) is refused and never unpickled. The model runs in float32 on the CPU; on a
 GPU the UNet runs under bf16 autocast and every error / distance is reduced in float32 by the
@@ -94,6 +106,7 @@ class Target:
     prediction_type: str = "epsilon"
     variance_type: str | None = None
     scheduler_config: dict[str, Any] | None = field(default=None, repr=False)
+    vae: Any = None
 
     def __post_init__(self) -> None:
         check_parameterisation(self.unet.config, self.schedule, self.prediction_type, self.variance_type)
@@ -102,13 +115,17 @@ class Target:
         self.unet = self.unet.to(self.device).eval()
         self.unet.requires_grad_(False)
         if not self.fingerprint:  # always of the float32 weights, whatever runs later
-            self.fingerprint = fingerprint_module(self.unet, self.schedule, self._meaning())
+            self.fingerprint = fingerprint_module(self.unet, self.schedule, self._meaning(), self.vae)
         if self.precision == "auto":
             self.precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision.startswith("bf16") and self.device.type != "cuda":
             raise ValueError(f"precision {self.precision!r} needs a CUDA device; use 'fp32' on {self.device}")
+        if self.vae is not None:
+            check_vae(self.vae, self.unet.config)
+            self.vae = self.vae.float().to(self.device).eval()
+            self.vae.requires_grad_(False)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 mode: TF32 tensor cores
             torch.backends.cudnn.allow_tf32 = True
@@ -131,17 +148,63 @@ class Target:
     # -- what the model is -----------------------------------------------------------------
 
     @property
-    def resolution(self) -> int:
+    def latent(self) -> bool:
+        """True for latent diffusion: the UNet runs on ``encode(images)``."""
+        return self.vae is not None
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the UNet denoises: the latents of a latent target, else the images."""
         size = self.unet.config.sample_size
-        return int(size if isinstance(size, int) else size[0])
+        side = int(size if isinstance(size, int) else size[0])
+        return int(self.unet.config.in_channels), side, side
+
+    @property
+    def resolution(self) -> int:
+        """Side of the images the attacks take (pixels; the VAE's input for a latent target)."""
+        side = self.model_shape[1]
+        return side * vae_downsampling(self.vae) if self.latent else side
 
     @property
     def channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        """Channels of the images the attacks take (the VAE's input channels for a latent target)."""
+        return int(self.vae.config.in_channels) if self.latent else self.model_shape[0]
+
+    @property
+    def scaling_factor(self) -> float | None:
+        return float(self.vae.config.scaling_factor) if self.latent else None
 
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.unet.parameters())
+
+    @property
+    def n_vae_parameters(self) -> int:
+        return sum(p.numel() for p in self.vae.parameters()) if self.latent else 0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] -> what the UNet denoises, (N, *model_shape) float32 on the
+        target's device (module notation; the images themselves for a pixel target)."""
+        if not self.latent:
+            return x
+        x = x.to(self.device, torch.float32)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            if vae_kind(self.vae) == "kl":
+                h = self.vae.encode(x).latent_dist.mean
+            else:
+                h = self.vae.encode(x).latents
+        shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        return ((h - shift) * float(self.vae.config.scaling_factor)).float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`encode` for display: (N, *model_shape) -> images (N, C, H, W), float32
+        on the target's device, not clipped (the identity for a pixel target)."""
+        if not self.latent:
+            return z
+        shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        z = z.to(self.device, torch.float32) / float(self.vae.config.scaling_factor) + shift
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            return self.vae.decode(z).sample.float()
 
     @property
     def learned_variance(self) -> bool:
@@ -282,12 +345,18 @@ def _pad_batch(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 # -- fingerprints ------------------------------------------------------------------------------
 
 
-def fingerprint_module(unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None) -> str:
-    """sha256 over the UNet config, every weight tensor, the schedule and ``meaning`` (what the
-    output is, when not eps: see ``Target._meaning``); 16 hex digits."""
+def fingerprint_module(unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None,
+                       vae: Any = None) -> str:
+    """sha256 over the UNet config, every weight tensor, the schedule, ``meaning`` (what the
+    output is, when not eps: see ``Target._meaning``) and a latent target's VAE; 16 hex digits."""
     h = hashlib.sha256()
     if meaning:
         h.update(json.dumps(meaning, sort_keys=True).encode())
+    if vae is not None:
+        h.update(json.dumps(_plain_config(vae.config), sort_keys=True, default=str).encode())
+        for name, tensor in sorted(vae.state_dict().items()):
+            h.update(b"vae." + name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     h.update(json.dumps(_plain_config(unet.config), sort_keys=True, default=str).encode())
     for name, tensor in sorted(unet.state_dict().items()):
         h.update(name.encode())
@@ -351,6 +420,39 @@ def check_parameterisation(unet_config: Any, schedule: NoiseSchedule, prediction
                          f"{variance_type!r} needs {expected} output channels")
 
 
+# -- latent diffusion ------------------------------------------------------------------------
+
+#: VAE class -> kind, and the pipeline subfolder diffusers names it.
+VAE_CLASSES = {"AutoencoderKL": "kl", "VQModel": "vq"}
+VAE_FOLDERS = ("vqvae", "vae")
+
+
+def vae_kind(vae: Any) -> str:
+    name = type(vae).__name__
+    if name not in VAE_CLASSES:
+        raise ValueError(f"a {name} is not a supported VAE; supported: {', '.join(VAE_CLASSES)}")
+    return VAE_CLASSES[name]
+
+
+def vae_downsampling(vae: Any) -> int:
+    """Image side / latent side: 2 per encoder level after the first."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def check_vae(vae: Any, unet_config: Any) -> None:
+    """Refuse, by name, a VAE that does not fit the UNet or whose latent normalisation is not honoured."""
+    vae_kind(vae)
+    cfg = vae.config
+    if getattr(cfg, "latents_mean", None) is not None or getattr(cfg, "latents_std", None) is not None:
+        raise ValueError("the VAE config sets latents_mean / latents_std (a per-channel latent normalisation); "
+                         "only scaling_factor and shift_factor are supported")
+    if getattr(cfg, "scaling_factor", None) in (None, 0):
+        raise ValueError(f"the VAE's scaling_factor is {getattr(cfg, 'scaling_factor', None)!r}; it must be a number")
+    if int(cfg.latent_channels) != int(unet_config.in_channels):
+        raise ValueError(f"the VAE makes {cfg.latent_channels}-channel latents but the UNet takes "
+                         f"{unet_config.in_channels} channels")
+
+
 # -- loading -----------------------------------------------------------------------------------
 
 
@@ -387,6 +489,7 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     folder = Path(folder)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     unet_dir, scheduler_config, notes = _locate(folder)
+    vae = _load_vae(folder) if unet_dir != folder else None
     config = json.loads((unet_dir / "config.json").read_text())
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
@@ -412,9 +515,26 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     param = read_parameterisation(sched_cfg)
     try:
         return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes),
-                      scheduler_config=sched_cfg, **param, **options)
+                      scheduler_config=sched_cfg, vae=vae, **param, **options)
     except ValueError as exc:
         raise TargetLoadError(str(exc)) from None
+
+
+def _load_vae(folder: Path) -> Any:
+    """The VAE of a latent pipeline folder (``vqvae/`` or ``vae/``), or None for a pixel pipeline."""
+    from .lazy import MODEL_BUILD_LOCK, diffusers_class
+
+    found = [folder / name for name in VAE_FOLDERS if (folder / name / "config.json").exists()]
+    if not found:
+        return None
+    vae_dir = found[0]
+    cls_name = json.loads((vae_dir / "config.json").read_text()).get("_class_name", "")
+    if cls_name not in VAE_CLASSES:
+        raise TargetLoadError(f"{vae_dir} holds a {cls_name or 'model without _class_name'}; latent targets need a "
+                              f"{' or '.join(VAE_CLASSES)}")
+    _require_safetensors(vae_dir)
+    with MODEL_BUILD_LOCK:
+        return diffusers_class(cls_name).from_pretrained(vae_dir, use_safetensors=True, low_cpu_mem_usage=False)
 
 
 def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:

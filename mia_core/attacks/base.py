@@ -194,10 +194,10 @@ class Attack:
             x0 = x0.pin_memory()  # lets the host-to-device copy overlap with compute
         while start < n:
             stop = min(n, start + bs)
-            xb = x0[start:stop].to(target.device, non_blocking=True)
+            xb = target.encode(x0[start:stop].to(target.device, non_blocking=True))  # latents: encoded once here
             noise = None
             if self.noise_draws:
-                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]), target.device)
+                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, target.model_shape, target.device)
             try:
                 with target.full_precision() if self.needs_full_precision else contextlib.nullcontext():
                     out = self.compute(target, xb, noise)
@@ -234,6 +234,7 @@ class Attack:
             seconds=time.perf_counter() - start_time,
             params=self.params_dict(),
             extras={k: torch.cat([c[f"keep:{k}"] for c in chunks]).numpy() for k in keep},
+            info=latent_cost_info(target),
         )
 
 
@@ -279,7 +280,8 @@ class LearnedAttack(Attack):
 
 
 def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Validate a batch of model-space images and return it as a float32 CPU/GPU tensor."""
+    """Validate a batch of images (pixels in [-1, 1], also for a latent target, which encodes them
+    itself) and return it as a float32 CPU/GPU tensor."""
     x = torch.as_tensor(x0, dtype=torch.float32)
     expected = (target.channels, target.resolution, target.resolution)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
@@ -295,6 +297,16 @@ def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x
 
 
+def latent_cost_info(target: Target, decodes: int = 0) -> dict[str, Any]:
+    """What a run on a latent target spends besides the UNet: {} for a pixel target, else the VAE
+    passes per image (one encode; ``decodes`` decodes for display) and the VAE's parameter count."""
+    if not target.latent:
+        return {}
+    return {"vae_encodes_per_image": 1, "vae_decodes_per_image": int(decodes),
+            "vae_parameters": target.n_vae_parameters,
+            "space": f"latent {'x'.join(map(str, target.model_shape))} (images encoded by the VAE)"}
+
+
 def floor_power_of_two(n: int) -> int:
     """The largest power of two <= n (1 for n < 2)."""
     return 1 << max(0, int(n).bit_length() - 1)
@@ -303,7 +315,7 @@ def floor_power_of_two(n: int) -> int:
 def max_unet_batch(target: Target) -> int:
     """UNet inputs per forward pass: 2^16 input pixels on a CPU (larger batches run slower there),
     2^24 on a GPU (4,096 CIFAR-sized images); a power of two, so compiled shapes need no padding."""
-    pixels = target.channels * target.resolution**2
+    pixels = math.prod(target.model_shape)
     budget = 2**24 if target.device.type == "cuda" else 2**16
     return floor_power_of_two(max(1, budget // pixels))
 

@@ -879,9 +879,10 @@ def secmi_images(target, x0, params: Mapping[str, Any] | None = None) -> dict[st
     if x.ndim == 3:
         x = x[None]
     with torch.inference_mode():
-        out = attack.compute(target, x.to(target.device))
-    x_tilde = out["x_tilde"][0].float().cpu()
-    x_recon = out["x_recon"][0].float().cpu()
+        out = attack.compute(target, target.encode(x.to(target.device)))
+    # A latent target's states are latents: decoded for display (t_error stays the latent one).
+    x_tilde = target.decode(out["x_tilde"][:1])[0].float().cpu()
+    x_recon = target.decode(out["x_recon"][:1])[0].float().cpu()
     diff = (x_tilde - x_recon).abs()
     diff_max = float(diff.max())
     scaled = (diff / diff_max) if diff_max > 0 else diff
