@@ -254,8 +254,8 @@ class Target:
 
     # -- the one thing attacks need ----------------------------------------------------------
 
-    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """eps_theta(x_t, t) for a batch.
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor, *, raw: bool = False) -> torch.Tensor:
+        """eps_theta(x_t, t) for a batch (``raw``: the network's output unconverted, see :meth:`model_output`).
 
         Parameters
         ----------
@@ -278,10 +278,18 @@ class Target:
         autocast = self.precision == "bf16-autocast" and not self._full_precision
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             out = self._forward(x, t).sample
+            if raw:
+                return out[:n, : x.shape[1]].float()
             if self.prediction_type == "epsilon" and not self.learned_variance:
                 return out[:n].float()
             x_n = x[:n].float()
             return self.to_epsilon(out[:n].float(), x_n, self.schedule.abar(t[:n], x_n))
+
+    def model_output(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """The network's own output (eps, v or x0_hat as ``prediction_type`` says; a learned variance's
+        channels dropped), for diffusers' scheduler in the sampler, which converts it itself.
+        Shapes and devices as :meth:`eps`."""
+        return self.eps(x_t, t, raw=True)
 
     def eps_float_t(self, x_t: torch.Tensor, t: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         """eps_theta(x_t, t) at real-valued timesteps, optionally differentiable in x_t.
