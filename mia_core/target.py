@@ -464,16 +464,21 @@ def check_vae(vae: Any, unet_config: Any) -> None:
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_target(spec: str = "default", *, device: str | None = None, **options: Any) -> Target:
+def load_target(spec: str = "default", *, device: str | None = None, revision: str | None = None,
+                variant: str | None = None, **options: Any) -> Target:
     """Load a target from ``"default"``, a local diffusers folder, or a Hub id (see module doc).
 
-    ``options`` go to :class:`Target` (``precision``, ``compile``).
+    ``revision`` (a branch, tag or commit of a Hub repo) and ``variant`` (weights saved as
+    ``diffusion_pytorch_model.<variant>.safetensors``, e.g. "fp16"; the model still runs in float32)
+    are diffusers' options of the same names. ``options`` go to :class:`Target` (``precision``, ``compile``).
     """
+    if revision is not None and not HUB_ID_PATTERN.match(spec or ""):
+        raise TargetLoadError(f"revision={revision!r} applies to a Hub id, not to {spec!r}")
     dev = pick_device(device)
     if spec in ("", "default"):
         if not (DEFAULT_TARGET_DIR / "unet" / WEIGHTS_NAME).exists():
             raise TargetLoadError(f"the embedded default target is missing from {DEFAULT_TARGET_DIR}")
-        return load_folder(DEFAULT_TARGET_DIR, device=dev, source="default", **options)
+        return load_folder(DEFAULT_TARGET_DIR, device=dev, source="default", variant=variant, **options)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -481,15 +486,18 @@ def load_target(spec: str = "default", *, device: str | None = None, **options: 
                 f"{spec!r} is a file; a target is a diffusers folder (config.json + {WEIGHTS_NAME}, "
                 "or unet/ + scheduler/), a Hub id, or 'default'"
             )
-        return load_folder(path, device=dev, source=str(path), **options)
+        return load_folder(path, device=dev, source=str(path), variant=variant, **options)
     if HUB_ID_PATTERN.match(spec):
-        return load_folder(_hub_snapshot(spec), device=dev, source=spec, **options)
+        source = spec if revision is None else f"{spec}@{revision}"
+        return load_folder(hub_snapshot(spec, revision=revision, variant=variant), device=dev, source=source,
+                           variant=variant, **options)
     raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id like 'google/ddpm-cifar10-32'")
 
 
 def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None,
-                **options: Any) -> Target:
-    """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/``."""
+                variant: str | None = None, **options: Any) -> Target:
+    """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/`` (and ``vae/`` or
+    ``vqvae/`` for latent diffusion); single-file or sharded safetensors, optionally a ``variant``."""
     from .lazy import MODEL_BUILD_LOCK, diffusers_class
 
     UNet2DModel = diffusers_class("UNet2DModel")
@@ -497,7 +505,7 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     folder = Path(folder)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     unet_dir, scheduler_config, notes = _locate(folder)
-    vae = _load_vae(folder) if unet_dir != folder else None
+    vae = _load_vae(folder, variant) if unet_dir != folder else None
     config = json.loads((unet_dir / "config.json").read_text())
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
@@ -508,9 +516,9 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         raise TargetLoadError(f"{unet_dir}: a class-conditional UNet2DModel (num_class_embeds="
                               f"{config.get('num_class_embeds')!r}, class_embed_type={config.get('class_embed_type')!r}) "
                               "needs class labels; only unconditional targets are supported")
-    _require_safetensors(unet_dir)
+    _require_safetensors(unet_dir, variant)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False, variant=variant)
     sched_cfg = json.loads(scheduler_config.read_text()) if scheduler_config is not None else None
     if sched_cfg is not None:
         try:
@@ -528,7 +536,7 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         raise TargetLoadError(str(exc)) from None
 
 
-def _load_vae(folder: Path) -> Any:
+def _load_vae(folder: Path, variant: str | None = None) -> Any:
     """The VAE of a latent pipeline folder (``vqvae/`` or ``vae/``), or None for a pixel pipeline."""
     from .lazy import MODEL_BUILD_LOCK, diffusers_class
 
@@ -540,9 +548,10 @@ def _load_vae(folder: Path) -> Any:
     if cls_name not in VAE_CLASSES:
         raise TargetLoadError(f"{vae_dir} holds a {cls_name or 'model without _class_name'}; latent targets need a "
                               f"{' or '.join(VAE_CLASSES)}")
-    _require_safetensors(vae_dir)
+    _require_safetensors(vae_dir, variant)
     with MODEL_BUILD_LOCK:
-        return diffusers_class(cls_name).from_pretrained(vae_dir, use_safetensors=True, low_cpu_mem_usage=False)
+        return diffusers_class(cls_name).from_pretrained(vae_dir, use_safetensors=True, low_cpu_mem_usage=False,
+                                                         variant=variant)
 
 
 def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
@@ -566,8 +575,17 @@ def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
     )
 
 
-def _require_safetensors(unet_dir: Path) -> None:
-    if (unet_dir / WEIGHTS_NAME).exists():
+def weight_names(variant: str | None = None) -> tuple[str, str, str]:
+    """(single file, shard index, shard glob) of a diffusers model's safetensors, as diffusers names them."""
+    if variant:
+        return (f"diffusion_pytorch_model.{variant}.safetensors", f"diffusion_pytorch_model.safetensors.index.{variant}.json",
+                f"diffusion_pytorch_model.{variant}-*-of-*.safetensors")
+    return WEIGHTS_NAME, "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model-*-of-*.safetensors"
+
+
+def _require_safetensors(unet_dir: Path, variant: str | None = None) -> None:
+    single, index, _ = weight_names(variant)
+    if (unet_dir / single).exists() or (unet_dir / index).exists():
         return
     pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -575,22 +593,119 @@ def _require_safetensors(unet_dir: Path) -> None:
             f"refusing to load {unet_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
             f"unpickled. Save the model with safetensors (model.save_pretrained(folder, safe_serialization=True))"
         )
-    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({WEIGHTS_NAME})")
+    what = f"{single} or {index}" + (f" (variant {variant!r})" if variant else "")
+    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({what})")
 
 
-def _hub_snapshot(repo_id: str) -> Path:
-    """A local snapshot of a Hub repo (config + safetensors only); the cache first, then the network."""
-    from huggingface_hub import snapshot_download
+# -- the Hugging Face Hub ----------------------------------------------------------------------
 
-    patterns = ["*.json", "*.safetensors"]
+#: unconditional pipelines the lab attacks, and the components it needs from each.
+HUB_PIPELINES = {
+    "DDPMPipeline": ("unet", "scheduler"),
+    "DDIMPipeline": ("unet", "scheduler"),
+    "PNDMPipeline": ("unet", "scheduler"),
+    "LDMPipeline": ("unet", "vqvae", "scheduler"),
+    "ScoreSdeVePipeline": ("unet", "scheduler"),
+}
+#: component -> the classes the lab can load there.
+HUB_COMPONENT_CLASSES = {"unet": ("UNet2DModel",), "vqvae": tuple(VAE_CLASSES), "vae": tuple(VAE_CLASSES)}
+
+
+def hub_plan(model_index: dict[str, Any] | None, unet_config: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The components to download for a Hub repo, from its ``model_index.json`` (None: a bare model
+    repo, judged by its ``config.json``). Raises TargetLoadError, before any weight is downloaded,
+    for what the lab cannot attack: a conditional UNet, an unknown pipeline, an unknown component class."""
+    if model_index is None:
+        cls_name = (unet_config or {}).get("_class_name", "UNet2DModel")
+        if cls_name != "UNet2DModel":
+            raise TargetLoadError(f"the repo holds a {cls_name}; only unconditional UNet2DModel targets are supported")
+        return ()
+    pipeline = str(model_index.get("_class_name", ""))
+    components = {k: v for k, v in model_index.items() if not k.startswith("_")}
+    unet_cls = (components.get("unet") or [None, None])[-1]
+    if unet_cls is not None and unet_cls != "UNet2DModel":
+        raise TargetLoadError(f"{pipeline or 'the pipeline'} has a {unet_cls}: a conditional (e.g. text-to-image) "
+                              "target, which this lab does not attack yet; only unconditional UNet2DModel pipelines")
+    if pipeline not in HUB_PIPELINES:
+        needed = [c for c in ("unet", "scheduler", "vqvae", "vae") if c in components]
+        if "unet" not in components or "scheduler" not in components:
+            raise TargetLoadError(f"unknown pipeline class {pipeline!r} with components {sorted(components)}; "
+                                  f"supported: {', '.join(HUB_PIPELINES)}")
+        raise TargetLoadError(f"unknown pipeline class {pipeline!r} (components {', '.join(needed)}): its sampling "
+                              f"loop may not be a DDPM's; supported: {', '.join(HUB_PIPELINES)}")
+    wanted = HUB_PIPELINES[pipeline]
+    for comp in wanted:
+        entry = components.get(comp)
+        if entry is None:
+            raise TargetLoadError(f"{pipeline} has no {comp!r} component in model_index.json")
+        allowed = HUB_COMPONENT_CLASSES.get(comp)
+        if allowed and entry[-1] not in allowed:
+            raise TargetLoadError(f"{pipeline}'s {comp} is a {entry[-1]}; supported: {', '.join(allowed)}")
+    return wanted
+
+
+def hub_patterns(components: tuple[str, ...], variant: str | None = None) -> list[str]:
+    """allow_patterns for ``snapshot_download``: configs and the safetensors weights of the components only."""
+    single, index, shards = weight_names(variant)
+    if not components:  # a bare model repo
+        return ["config.json", "scheduler_config.json", single, index, shards]
+    out = ["model_index.json"]
+    for comp in components:
+        if comp == "scheduler":
+            out.append("scheduler/scheduler_config.json")
+        else:
+            out += [f"{comp}/config.json", f"{comp}/{single}", f"{comp}/{index}", f"{comp}/{shards}"]
+    return out
+
+
+def _hub_json(repo_id: str, filename: str, revision: str | None) -> dict[str, Any] | None:
+    """A small JSON file of a Hub repo (the cache first, then the network); None when the repo has none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
+
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # not cached: try the network below
+        return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)).read_text())
+    except Exception:  # not cached: ask the Hub below
         pass
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision)).read_text())
+    except (EntryNotFoundError, RemoteEntryNotFoundError):
+        return None
     except Exception as exc:
         raise TargetLoadError(
             f"could not get {repo_id!r} from the Hugging Face Hub: not in the local cache and the download failed "
             f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
         ) from exc
+
+
+def hub_snapshot(repo_id: str, *, revision: str | None = None, variant: str | None = None) -> Path:
+    """A local snapshot of what the lab needs from a Hub repo, as diffusers would fetch it.
+
+    ``model_index.json`` is read first to find the components (a repo without one is a bare model:
+    its ``config.json`` is read); what cannot be attacked is refused before any weight is downloaded;
+    then only the configs and safetensors weights (single-file or sharded, of ``variant`` when given)
+    of the needed components are fetched, from the cache when they are there.
+    """
+    from huggingface_hub import snapshot_download
+
+    model_index = _hub_json(repo_id, "model_index.json", revision)
+    unet_config = _hub_json(repo_id, "config.json", revision) if model_index is None else None
+    if model_index is None and unet_config is None:
+        raise TargetLoadError(f"{repo_id!r} has neither model_index.json nor config.json: not a diffusers model")
+    patterns = hub_patterns(hub_plan(model_index, unet_config), variant)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not (fully) cached: download below
+        pass
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    except Exception as exc:
+        raise TargetLoadError(
+            f"could not download {repo_id!r} ({', '.join(patterns)}) from the Hugging Face Hub "
+            f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
+        ) from exc
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """Kept for callers of the earlier name: :func:`hub_snapshot` without revision or variant."""
+    return hub_snapshot(repo_id)

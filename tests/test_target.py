@@ -190,17 +190,18 @@ def test_unknown_hub_id_fails_offline(monkeypatch):
 
     calls = []
 
-    def offline(repo_id, **kwargs):
+    def offline(repo_id, *args, **kwargs):
         calls.append((repo_id, kwargs))
         raise OSError("offline (test)")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(TargetLoadError, match=r"'not/a-real-model-xyz'.*Hugging Face Hub"):
         load_target("not/a-real-model-xyz", device="cpu")
     assert calls and all(repo == "not/a-real-model-xyz" for repo, _ in calls)
     assert calls[0][1].get("local_files_only") is True  # the cache is tried first
-    # Only configs and safetensors are ever asked for.
-    assert all(set(kw["allow_patterns"]) == {"*.json", "*.safetensors"} for _, kw in calls)
+    # Nothing but model_index.json is asked for before the repo is known to be attackable.
+    assert all("allow_patterns" not in kw for _, kw in calls)
 
 
 def test_bad_specs(tmp_path):
