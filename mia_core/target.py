@@ -250,6 +250,43 @@ class Target:
             "device": str(self.device),
             "precision": PRECISION_TEXT[self.precision] + (", torch.compile" if self.compile else ""),
             "notes": list(self.notes),
+            **self.card_reading(),
+        }
+
+    def card_reading(self) -> dict[str, Any]:
+        """What was read from the model's configs and how it is used (the model card's second part):
+        parameterisation, schedule with abar at a few t, pixel or latent space, what is converted,
+        what the sampler does, and which attacks do not apply (with the reason)."""
+        sched = self.schedule
+        last = sched.num_timesteps - 1
+        ts = sorted({0, min(100, last), min(200, last), sched.num_timesteps // 2, last})
+        conversions = [PREDICTION_TEXT[self.prediction_type]]
+        if self.learned_variance:
+            conversions.append(f"variance_type {self.variance_type}: the UNet's last {self.model_shape[0]} output "
+                               "channels (the variance) are dropped")
+        if self.latent:
+            kind = vae_kind(self.vae)
+            how = "posterior mean of the AutoencoderKL" if kind == "kl" else "VQModel encoder output before quantisation"
+            shift = getattr(self.vae.config, "shift_factor", None)
+            conversions.append(f"images -> latents: {how}, times the scaling factor {self.scaling_factor:g}"
+                               + (f" after subtracting shift_factor {shift:g}" if shift else "")
+                               + "; images shown are decoded")
+        cfg = self.scheduler_config or {}
+        space = (f"latent {'x'.join(map(str, self.model_shape))} ({type(self.vae).__name__}, "
+                 f"{self.n_vae_parameters:,} parameters; images {self.channels}x{self.resolution}x{self.resolution})"
+                 if self.latent else "pixel")
+        return {
+            "parameterisation": self.prediction_type,
+            "variance_type": self.variance_type or "not stated (the ELBO uses fixed_large)",
+            "abar_at_t": {str(t): float(f"{float(sched.alphas_cumprod[t]):.6g}") for t in ts},
+            "zero_terminal_snr": sched.zero_terminal_snr,
+            "space": space,
+            "vae_scaling_factor": self.scaling_factor,
+            "converted": conversions,
+            "scheduler_config": (f"{cfg.get('_class_name', 'DDPMScheduler')}"
+                                 + "".join(f", {k}={cfg[k]}" for k in SAMPLING_ONLY_KEYS if k in cfg)
+                                 if cfg else "none (schedule given in code)"),
+            "not_applicable": not_applicable_attacks(self),
         }
 
     # -- the one thing attacks need ----------------------------------------------------------
@@ -380,6 +417,23 @@ def _plain_config(config: Any) -> dict[str, Any]:
 # -- parameterisation --------------------------------------------------------------------------
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+PREDICTION_TEXT = {
+    "epsilon": "epsilon-prediction: the network's output is eps, used as is",
+    "v_prediction": "v-prediction: eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t",
+    "sample": "sample-prediction: eps = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)",
+}
+
+
+def not_applicable_attacks(target: "Target") -> dict[str, str]:
+    """attack name -> why it does not apply to ``target``, for every registered attack that does not."""
+    from .attacks import REGISTRY  # the attacks import this module
+
+    out = {}
+    for name, cls in REGISTRY.items():
+        reason = cls().not_applicable(target)
+        if reason:
+            out[name] = reason
+    return out
 #: diffusers' variance_type values (DDPMScheduler); the ELBO reads them (see mia_core.attacks.likelihood).
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
 LEARNED_VARIANCES = ("learned", "learned_range")
@@ -593,8 +647,8 @@ def _require_safetensors(unet_dir: Path, variant: str | None = None) -> None:
             f"refusing to load {unet_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
             f"unpickled. Save the model with safetensors (model.save_pretrained(folder, safe_serialization=True))"
         )
-    what = f"{single} or {index}" + (f" (variant {variant!r})" if variant else "")
-    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({what})")
+    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({single}) nor a shard index ({index})"
+                          + (f" for variant {variant!r}" if variant else ""))
 
 
 # -- the Hugging Face Hub ----------------------------------------------------------------------
