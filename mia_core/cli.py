@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None,
                    help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    _add_hub_args(p)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("train", help="train a target DDPM on the members of a split")
@@ -95,11 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
     p.add_argument("--device", default="auto")
+    _add_hub_args(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)")
     p.set_defaults(func=cmd_app)
     return parser
+
+
+def _add_hub_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision", default=None, help="Hub id targets: a branch, tag or commit (default: main)")
+    p.add_argument("--variant", default=None,
+                   help="load diffusion_pytorch_model.<VARIANT>.safetensors (e.g. fp16; runs in float32)")
 
 
 # -- attack --------------------------------------------------------------------------------------
@@ -118,7 +126,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.no_trace:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
-    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
+    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile,
+                         revision=args.revision, variant=args.variant)
+    not_applicable = {a.name: a.not_applicable(target) for a in attacks if a.not_applicable(target)}
+    for name, reason in not_applicable.items():
+        print(f"not applicable  {name}: {reason}", file=sys.stderr)
+    attacks = [a for a in attacks if a.name not in not_applicable]
+    if not attacks:
+        raise ValueError(f"none of the attacks asked for applies to {args.target}: "
+                         + "; ".join(f"{k}: {v}" for k, v in not_applicable.items()))
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
     print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
@@ -153,6 +169,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if res.info:
             m["info"] = res.info
         metrics[res.attack] = m
+    for name, reason in not_applicable.items():  # listed, with the reason, never silently dropped
+        metrics[name] = {"not_applicable": reason}
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -172,6 +190,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
                  "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
+        "not_applicable": not_applicable,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
@@ -215,6 +234,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
     rows = []
     for name, m in metrics.items():
+        if "not_applicable" in m:
+            continue
         ci = m.get("auc_ci")
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
@@ -227,6 +248,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     # Attacks that learn are scored on a held-out part: say which, under the table.
     notes = []
     for name, m in metrics.items():
+        if "not_applicable" in m:
+            notes.append(f"{name}: not applicable: {m['not_applicable']}")
         if m.get("n_train_images"):
             notes.append(f"{name}: evaluated on {m['evaluated_on']}")
         vote = m.get("info", {}).get("vote_operating_point")
@@ -372,7 +395,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from mia_core.lab.train import read_train_log
 
-    target = load_target(args.target, device=args.device)
+    target = load_target(args.target, device=args.device, revision=args.revision, variant=args.variant)
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
     log = read_train_log(args.target) if Path(args.target).is_dir() else None

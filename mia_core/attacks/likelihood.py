@@ -399,6 +399,9 @@ class Likelihood(Attack):
         if target.schedule.zero_terminal_snr:
             return ("zero terminal SNR (abar_{T-1} = 0): the ODE's time change log abar(u) and its prior "
                     "N(0, I) term are undefined at the last step")
+        if target.latent:
+            return ("latent target: bits/dim here are those of 8-bit pixels in [-1, 1]; the latents are "
+                    "continuous and the VAE's own likelihood is not modelled")
         return super().not_applicable(target)
 
     def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -627,6 +630,8 @@ class ELBO(Attack):
             return f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
         if target.schedule.zero_terminal_snr:
             return "zero terminal SNR (alpha_{T-1} = 0): the reverse mean divides by sqrt(alpha_{T-1})"
+        if target.latent:
+            return "latent target: the bound's discretised decoder scores 8-bit pixels, not continuous latents"
         if target.variance_type in ("learned", "learned_range"):
             return (f"variance_type {target.variance_type!r}: the bound would need the model's learned variance, "
                     "which is not implemented")
