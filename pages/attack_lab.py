@@ -128,6 +128,11 @@ for attack in [a for a in current if a.learns]:
 
 # -- the form ------------------------------------------------------------------------------------
 
+not_applicable = exp.target.card()["not_applicable"] if hasattr(exp.target, "card") else {}
+if not_applicable:
+    st.info("Not applicable to this target:\n\n" + "\n\n".join(
+        f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()), icon=":material/block:")
+
 with st.form("attack_lab.form"):
     chosen = st.multiselect(
         "Attacks to run",
@@ -194,6 +199,9 @@ if submitted:
     if not chosen:
         errors.append("Choose at least one attack.")
     for name in chosen:
+        if name in not_applicable:
+            errors.append(f"**{REGISTRY[name].title}** does not apply to this target: {not_applicable[name]}")
+            continue
         try:
             values = plan.values_from_form(name, raw[name])
             plan.build_attack(name, values, num_timesteps=num_timesteps)
