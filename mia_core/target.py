@@ -715,7 +715,7 @@ def hub_patterns(components: tuple[str, ...], variant: str | None = None) -> lis
 def _hub_json(repo_id: str, filename: str, revision: str | None) -> dict[str, Any] | None:
     """A small JSON file of a Hub repo (the cache first, then the network); None when the repo has none."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)).read_text())
@@ -723,7 +723,7 @@ def _hub_json(repo_id: str, filename: str, revision: str | None) -> dict[str, An
         pass
     try:
         return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision)).read_text())
-    except (EntryNotFoundError, RemoteEntryNotFoundError):
+    except RemoteEntryNotFoundError:  # the Hub answered: no such file (offline is LocalEntryNotFoundError)
         return None
     except Exception as exc:
         raise TargetLoadError(
@@ -745,7 +745,8 @@ def hub_snapshot(repo_id: str, *, revision: str | None = None, variant: str | No
     model_index = _hub_json(repo_id, "model_index.json", revision)
     unet_config = _hub_json(repo_id, "config.json", revision) if model_index is None else None
     if model_index is None and unet_config is None:
-        raise TargetLoadError(f"{repo_id!r} has neither model_index.json nor config.json: not a diffusers model")
+        raise TargetLoadError(f"{repo_id!r} on the Hugging Face Hub has neither model_index.json nor config.json: "
+                              "not a diffusers model")
     patterns = hub_patterns(hub_plan(model_index, unet_config), variant)
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
