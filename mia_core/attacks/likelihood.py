@@ -396,10 +396,10 @@ class Likelihood(Attack):
         return dataclasses.replace(result, unet_calls_per_image=calls, info=info)
 
     def not_applicable(self, target: Target) -> str:
-        if target.schedule.zero_terminal_snr:
+        if getattr(target.schedule, "zero_terminal_snr", False):
             return ("zero terminal SNR (abar_{T-1} = 0): the ODE's time change log abar(u) and its prior "
                     "N(0, I) term are undefined at the last step")
-        if target.latent:
+        if getattr(target, "latent", False):
             return ("latent target: bits/dim here are those of 8-bit pixels in [-1, 1]; the latents are "
                     "continuous and the VAE's own likelihood is not modelled")
         return super().not_applicable(target)
@@ -628,18 +628,18 @@ class ELBO(Attack):
     def not_applicable(self, target: Target) -> str:
         if target.schedule.num_timesteps != self.num_timesteps:
             return f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
-        if target.schedule.zero_terminal_snr:
+        if getattr(target.schedule, "zero_terminal_snr", False):
             return "zero terminal SNR (alpha_{T-1} = 0): the reverse mean divides by sqrt(alpha_{T-1})"
-        if target.latent:
+        if getattr(target, "latent", False):
             return "latent target: the bound's discretised decoder scores 8-bit pixels, not continuous latents"
-        if target.variance_type in ("learned", "learned_range"):
+        if getattr(target, "variance_type", None) in ("learned", "learned_range"):
             return (f"variance_type {target.variance_type!r}: the bound would need the model's learned variance, "
                     "which is not implemented")
         return super().not_applicable(target)
 
     def reverse_variance(self, target: Target) -> str:
         """"fixed_small" or "fixed_large" (also for the "_log" spellings and when the config does not say)."""
-        return "fixed_small" if target.variance_type in ("fixed_small", "fixed_small_log") else "fixed_large"
+        return "fixed_small" if getattr(target, "variance_type", None) in ("fixed_small", "fixed_small_log") else "fixed_large"
 
     def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """x0 (B, C, H, W); noise (B, K + 2, C, H, W) -> score (B,) = -bpd, trace (B, 1 + K) bits/dim."""
