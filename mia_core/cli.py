@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None,
                    help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    _add_hub_args(p)
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
@@ -111,12 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
     p.add_argument("--device", default="auto")
+    _add_hub_args(p)
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)",
                        epilog="Other options are passed on to `streamlit run`, e.g. mia app --server.port 8600")
     p.set_defaults(func=cmd_app)
     return parser
+
+
+def _add_hub_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--revision", default=None, help="Hub id targets: a branch, tag or commit (default: main)")
+    p.add_argument("--variant", default=None,
+                   help="load diffusion_pytorch_model.<VARIANT>.safetensors (e.g. fp16; runs in float32)")
 
 
 # -- attack --------------------------------------------------------------------------------------
@@ -199,10 +207,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.no_trace:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
-    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile)
+    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile,
+                         revision=args.revision, variant=args.variant)
     skipped = not_applicable(attacks, target)  # attack -> why its math does not fit this kind of target
     for name, reason in skipped.items():
-        print(f"not applicable  {name}: {reason}")
+        print(f"not applicable  {name}: {reason}", file=sys.stderr)
     attacks = [a for a in attacks if a.name not in skipped]
     if not attacks:
         raise ValueError(f"none of the chosen attacks ({', '.join(names)}) applies to {target.source}")
@@ -277,6 +286,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
                  "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
+        "not_applicable": not_applicable,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if failure is not None:
@@ -345,6 +355,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     # Attacks that learn are scored on a held-out part: say which, under the table.
     notes = [f"{name}: not applicable ({m['not_applicable']})" for name, m in metrics.items() if "not_applicable" in m]
     for name, m in metrics.items():
+        if "not_applicable" in m:
+            notes.append(f"{name}: not applicable: {m['not_applicable']}")
         if m.get("n_train_images"):
             notes.append(f"{name}: evaluated on {m['evaluated_on']}")
         vote = m.get("info", {}).get("vote_operating_point")
@@ -586,7 +598,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     from mia_core.lab.train import read_train_log
 
-    target = load_target(args.target, device=args.device)
+    target = load_target(args.target, device=args.device, revision=args.revision, variant=args.variant)
     for key, value in target.card().items():
         print(f"{key:<18} {value}")
     from mia_core.convert import read_conversion

@@ -1,16 +1,22 @@
 """Samples from the target and their nearest training images: direct evidence of memorisation.
 
 ``ddim_sample`` draws images with deterministic DDIM (eta = 0, Song et al. 2021) from seeded
-Gaussian noise, using the target's own schedule (:mod:`mia_core.schedule`):
+Gaussian noise, with diffusers' ``DDIMScheduler`` built from the model's own scheduler config
+(:func:`sampling_scheduler`), so generation follows the model as its authors' pipeline would:
 
-    timesteps  tau_0 = T-1 > tau_1 > ... > tau_{S-1} = 0   (S evenly spaced 0-based steps)
+    timesteps  diffusers' grid for S steps and the config's ``timestep_spacing`` / ``steps_offset``
+               (e.g. "leading", S = 50: 980, 960, ..., 0; "trailing": 999, 979, ..., 19)
     x          x_{tau_0} ~ N(0, I), one seeded generator per sample
-    step i     eps = eps_theta(x, tau_i); x0_hat = clip((x - sqrt(1 - abar) eps) / sqrt(abar), -1, 1)
-               x <- sqrt(abar_{tau_{i+1}}) x0_hat + sqrt(1 - abar_{tau_{i+1}}) eps      (DDIM eq. 12)
-    output     x0_hat of the last step (tau = 0), as uint8 (N, H, W, C)
+    step       out = the network's output (eps, v or x0_hat: ``prediction_type``, converted by the
+               scheduler with the same formulas as ``Target.to_epsilon``); x0_hat clipped to
+               +-``clip_sample_range`` only if the config says ``clip_sample`` (or dynamically
+               thresholded with ``thresholding``); x <- sqrt(abar_prev) x0_hat + sqrt(1 - abar_prev) eps
+    output     the last prev_sample (abar_prev = 1 at the end with ``set_alpha_to_one``), decoded by
+               the VAE for a latent target, as uint8 (N, H, W, C)
 
-As diffusers' DDIM scheduler with ``clip_sample=True`` does, the direction term keeps the
-model's eps (it is not re-derived from the clipped x0_hat).
+A config without ``clip_sample`` clips only when it is a DDPM or DDIM config (their default): a
+PNDM / Euler / ... config never clipped, and DDIMScheduler.from_config would otherwise turn
+clipping on (a trap for Stable-Diffusion-style latents).
 
 ``nearest_neighbours`` finds, for each sample, the closest reference images by L2 distance in
 pixel space (uint8 values as floats), with one matrix product, no loop over pixels.
@@ -20,13 +26,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from .data.images import to_uint8
-from .schedule import predict_x0
 from .target import Target
 
 #: UNet inputs per forward pass: 2^16 input pixels on a CPU, 2^22 on a GPU.
@@ -63,6 +68,64 @@ def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tenso
     return out
 
 
+def sampling_scheduler(target: Target, steps: int) -> Any:
+    """diffusers' DDIMScheduler from the model's scheduler config, with ``steps`` timesteps set.
+
+    The target's own ``prediction_type`` is used; a target without a config (built in memory) uses
+    its schedule's :meth:`~mia_core.schedule.NoiseSchedule.to_scheduler_config`.
+    """
+    from .lazy import diffusers_class
+
+    if not isinstance(steps, (int, np.integer)) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if steps > target.schedule.num_timesteps:
+        raise ValueError(f"steps must be <= the schedule's {target.schedule.num_timesteps} timesteps, got {steps}")
+    source = dict(target.scheduler_config) if target.scheduler_config else target.schedule.to_scheduler_config()
+    cls_name = source.get("_class_name", "DDPMScheduler")
+    config = {k: v for k, v in source.items() if not k.startswith("_")}
+    config.setdefault("clip_sample", cls_name in ("DDPMScheduler", "DDIMScheduler"))
+    config["prediction_type"] = target.prediction_type
+    scheduler = diffusers_class("DDIMScheduler").from_config(config)
+    scheduler.set_timesteps(int(steps))
+    return scheduler
+
+
+def generate(
+    target: Target,
+    n: int,
+    steps: int = 50,
+    seed: int = 0,
+    *,
+    batch_size: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """``n`` images from deterministic DDIM (module doc): (n, C, H, W) float32 on the CPU, roughly
+    in [-1, 1] (not clipped beyond what the model's config asks), decoded for a latent target."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    scheduler = sampling_scheduler(target, steps)
+    ts = [int(t) for t in scheduler.timesteps]
+    shape = tuple(target.model_shape)
+    pixels = int(np.prod(shape))
+    budget = _GPU_BATCH_PIXELS if target.device.type == "cuda" else _CPU_BATCH_PIXELS
+    bs = int(batch_size) if batch_size else max(1, budget // pixels)
+    x_all = initial_noise(int(n), shape, seed)
+    out = []
+    n_batches = -(-int(n) // bs)
+    total, done = n_batches * len(ts), 0
+    with torch.inference_mode():
+        for start in range(0, int(n), bs):
+            x = x_all[start:start + bs].to(target.device) * float(scheduler.init_noise_sigma)
+            for t in ts:
+                model_out = target.model_output(x, t)
+                x = scheduler.step(model_out, t, x, eta=0.0).prev_sample
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            out.append(target.decode(x).to("cpu", torch.float32))
+    return torch.cat(out)
+
+
 def ddim_sample(
     target: Target,
     n: int,
@@ -78,42 +141,16 @@ def ddim_sample(
     ----------
     target : Target
     n : number of images, >= 1.
-    steps : DDIM steps (evenly spaced timesteps from T-1 to 0).
+    steps : DDIM steps (diffusers' grid for the model's ``timestep_spacing``).
     seed : the same (target, n, steps, seed) always gives the same images.
-    batch_size : samples per forward pass (default: ~2^16 input pixels on a CPU, 2^22 on a GPU).
+    batch_size : samples per forward pass (default: ~2^16 input values on a CPU, 2^22 on a GPU).
     progress : called as ``progress(done, total)`` in UNet batch-steps after each step of each batch.
 
     Returns
     -------
-    uint8 array (n, H, W, C) at the target's resolution and channels.
+    uint8 array (n, H, W, C) at the target's (image) resolution and channels.
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be an integer >= 1, got {n!r}")
-    schedule = target.schedule
-    ts = ddim_timesteps(schedule.num_timesteps, steps)
-    shape = (target.channels, target.resolution, target.resolution)
-    pixels = int(np.prod(shape))
-    budget = _GPU_BATCH_PIXELS if target.device.type == "cuda" else _CPU_BATCH_PIXELS
-    bs = int(batch_size) if batch_size else max(1, budget // pixels)
-    x_all = initial_noise(int(n), shape, seed)
-    out = []
-    n_batches = -(-int(n) // bs)
-    total, done = n_batches * len(ts), 0
-    with torch.inference_mode():
-        for start in range(0, int(n), bs):
-            x = x_all[start:start + bs].to(target.device)
-            x0_hat = x
-            for i, t in enumerate(ts):
-                eps = target.eps(x, int(t))
-                x0_hat = predict_x0(schedule, x, int(t), eps).clamp(-1.0, 1.0)
-                if i + 1 < len(ts):
-                    abar_next = schedule.abar(int(ts[i + 1]), x)
-                    x = abar_next.sqrt() * x0_hat + (1.0 - abar_next).sqrt() * eps
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-            out.append(to_uint8(x0_hat))
-    return np.concatenate(out)
+    return to_uint8(generate(target, n, steps, seed, batch_size=batch_size, progress=progress))
 
 
 def nearest_neighbours(samples: np.ndarray, reference_images: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:

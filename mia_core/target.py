@@ -8,6 +8,31 @@ A :class:`Target` comes from
 * a Hugging Face Hub id such as ``google/ddpm-cifar10-32``, taken from the local cache or
   downloaded when the machine is online.
 
+What the network outputs is read from the scheduler config (``prediction_type``) and converted to
+eps in ONE place, :meth:`Target.eps` (every attack, the sampler's checks and the Learn views call it):
+
+    prediction_type   network output                              eps
+    epsilon           eps_theta(x_t, t)                           out
+    v_prediction      v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0  sqrt(abar_t) out + sqrt(1 - abar_t) x_t
+    sample            x0_hat                                      (x_t - sqrt(abar_t) out) / sqrt(1 - abar_t)
+
+(from x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps; v is Salimans & Ho 2022, eq. in their App. D).
+With ``variance_type`` "learned" or "learned_range" the UNet returns 2C channels, the prediction
+then the variance; the first C are the prediction. The variance is read only by a bound that needs
+it (the ELBO, which supports the fixed variances and refuses the learned ones by name).
+
+Latent diffusion (a pipeline folder with ``unet/``, ``scheduler/`` and ``vqvae/`` (VQModel) or ``vae/``
+(AutoencoderKL)): the diffusion runs on latents, images are encoded once per attack run and every
+attack works on the latents; whatever is shown as an image is decoded first.
+
+    encode   z_0 = kappa (E(x_0) - s)   E = the posterior MEAN of an AutoencoderKL (deterministic: the
+                                         same latent for every attack and run, no extra noise on top of
+                                         the diffusion's; the papers' code draws latent_dist.sample()),
+                                         or a VQModel's pre-quantisation encoder output (what
+                                         LDMPipeline's decode quantises); kappa = vae.config.scaling_factor,
+                                         s = vae.config.shift_factor (0 when absent)
+    decode   x = D(z / kappa + s)        (VQModel: quantised inside decode, as LDMPipeline does)
+
 Weights are read from safetensors only: a folder whose weights are pickles (``.bin``, ``.pt``,
 ``.ckpt``, ``.pth``) is refused and never unpickled. The model runs in float32 on the CPU; on a
 GPU the UNet runs under bf16 autocast and every error / distance is reduced in float32 by the
@@ -81,20 +106,29 @@ class Target:
     #: what kind of model this is, for ``Attack.applies_to``: "ddpm" (eps_theta(x_t, t) on a discrete
     #: abar schedule); mia_core.score_sde.ScoreTarget is "ve-sde".
     kind: ClassVar[str] = "ddpm"
+    prediction_type: str = "epsilon"
+    variance_type: str | None = None
+    scheduler_config: dict[str, Any] | None = field(default=None, repr=False)
+    vae: Any = None
 
     def __post_init__(self) -> None:
+        check_parameterisation(self.unet.config, self.schedule, self.prediction_type, self.variance_type)
         if next(self.unet.parameters()).dtype != torch.float32:
             self.unet = self.unet.float()
         self.unet = self.unet.to(self.device).eval()
         self.unet.requires_grad_(False)
         if not self.fingerprint:  # always of the float32 weights, whatever runs later
-            self.fingerprint = fingerprint_module(self.unet, self.schedule)
+            self.fingerprint = fingerprint_module(self.unet, self.schedule, self._meaning(), self.vae)
         if self.precision == "auto":
             self.precision = "bf16-autocast" if self.device.type == "cuda" else "fp32"
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision.startswith("bf16") and self.device.type != "cuda":
             raise ValueError(f"precision {self.precision!r} needs a CUDA device; use 'fp32' on {self.device}")
+        if self.vae is not None:
+            check_vae(self.vae, self.unet.config)
+            self.vae = self.vae.float().to(self.device).eval()
+            self.vae.requires_grad_(False)
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 mode: TF32 tensor cores
             torch.backends.cudnn.allow_tf32 = True
@@ -117,17 +151,88 @@ class Target:
     # -- what the model is -----------------------------------------------------------------
 
     @property
-    def resolution(self) -> int:
+    def latent(self) -> bool:
+        """True for latent diffusion: the UNet runs on ``encode(images)``."""
+        return self.vae is not None
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of what the UNet denoises: the latents of a latent target, else the images."""
         size = self.unet.config.sample_size
-        return int(size if isinstance(size, int) else size[0])
+        side = int(size if isinstance(size, int) else size[0])
+        return int(self.unet.config.in_channels), side, side
+
+    @property
+    def resolution(self) -> int:
+        """Side of the images the attacks take (pixels; the VAE's input for a latent target)."""
+        side = self.model_shape[1]
+        return side * vae_downsampling(self.vae) if self.latent else side
 
     @property
     def channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        """Channels of the images the attacks take (the VAE's input channels for a latent target)."""
+        return int(self.vae.config.in_channels) if self.latent else self.model_shape[0]
+
+    @property
+    def scaling_factor(self) -> float | None:
+        return float(self.vae.config.scaling_factor) if self.latent else None
 
     @property
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.unet.parameters())
+
+    @property
+    def n_vae_parameters(self) -> int:
+        return sum(p.numel() for p in self.vae.parameters()) if self.latent else 0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (N, C, H, W) in [-1, 1] -> what the UNet denoises, (N, *model_shape) float32 on the
+        target's device (module notation; the images themselves for a pixel target)."""
+        if not self.latent:
+            return x
+        x = x.to(self.device, torch.float32)
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            if vae_kind(self.vae) == "kl":
+                h = self.vae.encode(x).latent_dist.mean
+            else:
+                h = self.vae.encode(x).latents
+        shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        return ((h - shift) * float(self.vae.config.scaling_factor)).float()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`encode` for display: (N, *model_shape) -> images (N, C, H, W), float32
+        on the target's device, not clipped (the identity for a pixel target)."""
+        if not self.latent:
+            return z
+        shift = float(getattr(self.vae.config, "shift_factor", None) or 0.0)
+        z = z.to(self.device, torch.float32) / float(self.vae.config.scaling_factor) + shift
+        with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+            return self.vae.decode(z).sample.float()
+
+    @property
+    def learned_variance(self) -> bool:
+        return self.variance_type in LEARNED_VARIANCES
+
+    def _meaning(self) -> dict[str, str]:
+        """What changes the outputs' meaning beyond weights and schedule (empty for an eps-DDPM: the
+        fingerprints of such targets are those of earlier versions)."""
+        out = {}
+        if self.prediction_type != "epsilon":
+            out["prediction_type"] = self.prediction_type
+        if self.learned_variance:
+            out["variance_type"] = str(self.variance_type)
+        return out
+
+    def to_epsilon(self, out: torch.Tensor, x_t: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """The network's output converted to eps (module notation). All (N, C, H, W) float32 but
+        ``abar``, broadcastable against them ((N, 1, 1, 1) or ()). The epsilon case returns ``out``."""
+        if self.learned_variance:
+            out = out[:, : x_t.shape[1]]
+        if self.prediction_type == "epsilon":
+            return out
+        if self.prediction_type == "v_prediction":
+            return abar.sqrt() * out + (1.0 - abar).sqrt() * x_t
+        return (x_t - abar.sqrt() * out) / (1.0 - abar).sqrt()  # "sample"
 
     @property
     def uses_bf16(self) -> bool:
@@ -148,12 +253,49 @@ class Target:
             "device": str(self.device),
             "precision": PRECISION_TEXT[self.precision] + (", torch.compile" if self.compile else ""),
             "notes": list(self.notes),
+            **self.card_reading(),
+        }
+
+    def card_reading(self) -> dict[str, Any]:
+        """What was read from the model's configs and how it is used (the model card's second part):
+        parameterisation, schedule with abar at a few t, pixel or latent space, what is converted,
+        what the sampler does, and which attacks do not apply (with the reason)."""
+        sched = self.schedule
+        last = sched.num_timesteps - 1
+        ts = sorted({0, min(100, last), min(200, last), sched.num_timesteps // 2, last})
+        conversions = [PREDICTION_TEXT[self.prediction_type]]
+        if self.learned_variance:
+            conversions.append(f"variance_type {self.variance_type}: the UNet's last {self.model_shape[0]} output "
+                               "channels (the variance) are dropped")
+        if self.latent:
+            kind = vae_kind(self.vae)
+            how = "posterior mean of the AutoencoderKL" if kind == "kl" else "VQModel encoder output before quantisation"
+            shift = getattr(self.vae.config, "shift_factor", None)
+            conversions.append(f"images -> latents: {how}, times the scaling factor {self.scaling_factor:g}"
+                               + (f" after subtracting shift_factor {shift:g}" if shift else "")
+                               + "; images shown are decoded")
+        cfg = self.scheduler_config or {}
+        space = (f"latent {'x'.join(map(str, self.model_shape))} ({type(self.vae).__name__}, "
+                 f"{self.n_vae_parameters:,} parameters; images {self.channels}x{self.resolution}x{self.resolution})"
+                 if self.latent else "pixel")
+        return {
+            "parameterisation": self.prediction_type,
+            "variance_type": self.variance_type or "not stated (the ELBO uses fixed_large)",
+            "abar_at_t": {str(t): float(f"{float(sched.alphas_cumprod[t]):.6g}") for t in ts},
+            "zero_terminal_snr": sched.zero_terminal_snr,
+            "space": space,
+            "vae_scaling_factor": self.scaling_factor,
+            "converted": conversions,
+            "scheduler_config": (f"{cfg.get('_class_name', 'DDPMScheduler')}"
+                                 + "".join(f", {k}={cfg[k]}" for k in SAMPLING_ONLY_KEYS if k in cfg)
+                                 if cfg else "none (schedule given in code)"),
+            "not_applicable": not_applicable_attacks(self),
         }
 
     # -- the one thing attacks need ----------------------------------------------------------
 
-    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
-        """eps_theta(x_t, t) for a batch.
+    def eps(self, x_t: torch.Tensor, t: int | torch.Tensor, *, raw: bool = False) -> torch.Tensor:
+        """eps_theta(x_t, t) for a batch (``raw``: the network's output unconverted, see :meth:`model_output`).
 
         Parameters
         ----------
@@ -176,7 +318,18 @@ class Target:
         autocast = self.precision == "bf16-autocast" and not self._full_precision
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
             out = self._forward(x, t).sample
-        return out[:n].float()
+            if raw:
+                return out[:n, : x.shape[1]].float()
+            if self.prediction_type == "epsilon" and not self.learned_variance:
+                return out[:n].float()
+            x_n = x[:n].float()
+            return self.to_epsilon(out[:n].float(), x_n, self.schedule.abar(t[:n], x_n))
+
+    def model_output(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
+        """The network's own output (eps, v or x0_hat as ``prediction_type`` says; a learned variance's
+        channels dropped), for diffusers' scheduler in the sampler, which converts it itself.
+        Shapes and devices as :meth:`eps`."""
+        return self.eps(x_t, t, raw=True)
 
     def eps_float_t(self, x_t: torch.Tensor, t: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         """eps_theta(x_t, t) at real-valued timesteps, optionally differentiable in x_t.
@@ -214,7 +367,9 @@ class Target:
         x = x_t.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
         with torch.enable_grad() if grad else torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
             out = self.unet(x, t).sample
-        return out.float()
+            if self.prediction_type == "epsilon" and not self.learned_variance:
+                return out.float()
+            return self.to_epsilon(out.float(), x.float(), self.schedule.abar_between(t).view(-1, 1, 1, 1))
 
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
@@ -238,9 +393,18 @@ def _pad_batch(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 # -- fingerprints ------------------------------------------------------------------------------
 
 
-def fingerprint_module(unet: Any, schedule: NoiseSchedule) -> str:
-    """sha256 over the UNet config, every weight tensor and the schedule; 16 hex digits."""
+def fingerprint_module(unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None,
+                       vae: Any = None) -> str:
+    """sha256 over the UNet config, every weight tensor, the schedule, ``meaning`` (what the
+    output is, when not eps: see ``Target._meaning``) and a latent target's VAE; 16 hex digits."""
     h = hashlib.sha256()
+    if meaning:
+        h.update(json.dumps(meaning, sort_keys=True).encode())
+    if vae is not None:
+        h.update(json.dumps(_plain_config(vae.config), sort_keys=True, default=str).encode())
+        for name, tensor in sorted(vae.state_dict().items()):
+            h.update(b"vae." + name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     h.update(json.dumps(_plain_config(unet.config), sort_keys=True, default=str).encode())
     for name, tensor in sorted(unet.state_dict().items()):
         h.update(name.encode())
@@ -253,19 +417,122 @@ def _plain_config(config: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
+# -- parameterisation --------------------------------------------------------------------------
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+PREDICTION_TEXT = {
+    "epsilon": "epsilon-prediction: the network's output is eps, used as is",
+    "v_prediction": "v-prediction: eps = sqrt(abar_t) v + sqrt(1 - abar_t) x_t",
+    "sample": "sample-prediction: eps = (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t)",
+}
+
+
+def not_applicable_attacks(target: "Target") -> dict[str, str]:
+    """attack name -> why it does not apply to ``target``, for every registered attack that does not."""
+    from .attacks import REGISTRY, not_applicable  # the attacks import this module
+
+    return not_applicable([cls() for cls in REGISTRY.values()], target)
+
+
+#: diffusers' variance_type values (DDPMScheduler); the ELBO reads them (see mia_core.attacks.likelihood).
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range")
+LEARNED_VARIANCES = ("learned", "learned_range")
+#: scheduler-config keys that matter only for generating images: honoured by the sampler
+#: (mia_core.sampling builds diffusers' scheduler from the config), irrelevant to scoring.
+SAMPLING_ONLY_KEYS = ("clip_sample", "clip_sample_range", "thresholding", "dynamic_thresholding_ratio",
+                      "sample_max_value", "timestep_spacing", "steps_offset", "set_alpha_to_one")
+
+
+def read_parameterisation(scheduler_config: dict[str, Any] | None) -> dict[str, Any]:
+    """``prediction_type`` and ``variance_type`` from a scheduler config, refusing unknown values by name.
+
+    A DDPMScheduler config without ``variance_type`` means diffusers' default "fixed_small"; other
+    schedulers (DDIM, PNDM, ...) have no such key: None (the ELBO then uses "fixed_large", Ho et al.'s
+    choice for the bound, and says so).
+    """
+    config = scheduler_config or {}
+    prediction = config.get("prediction_type", "epsilon")
+    if prediction not in PREDICTION_TYPES:
+        raise TargetLoadError(f"prediction_type {prediction!r} is not supported; the lab converts "
+                              f"{', '.join(PREDICTION_TYPES)} to eps")
+    variance = config.get("variance_type")
+    if variance is None and scheduler_config is not None and config.get("_class_name", "DDPMScheduler") == "DDPMScheduler":
+        variance = "fixed_small"
+    if variance is not None and variance not in VARIANCE_TYPES:
+        raise TargetLoadError(f"variance_type {variance!r} is not one diffusers defines ({', '.join(VARIANCE_TYPES)})")
+    return {"prediction_type": prediction, "variance_type": variance}
+
+
+def check_parameterisation(unet_config: Any, schedule: NoiseSchedule, prediction_type: str,
+                           variance_type: str | None) -> None:
+    """Refuse, by name, a parameterisation whose conversion to eps would be undefined or unread."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
+    if variance_type is not None and variance_type not in VARIANCE_TYPES:
+        raise ValueError(f"variance_type must be one of {VARIANCE_TYPES} or None, got {variance_type!r}")
+    if prediction_type == "sample" and float(schedule.alphas_cumprod[0]) >= 1.0:
+        raise ValueError("prediction_type 'sample' with abar_0 = 1 (beta_0 = 0): eps = (x_t - sqrt(abar) x0_hat) / "
+                         "sqrt(1 - abar) is undefined at t = 0")
+    if prediction_type == "epsilon" and schedule.zero_terminal_snr:
+        pass  # eps at t = T-1 is fine; only x0_hat there is undefined (NoiseSchedule.check_invertible)
+    c_in, c_out = int(unet_config.in_channels), int(unet_config.out_channels)
+    expected = 2 * c_in if variance_type in LEARNED_VARIANCES else c_in
+    if c_out != expected:
+        raise ValueError(f"the UNet has {c_in} input and {c_out} output channels, but variance_type "
+                         f"{variance_type!r} needs {expected} output channels")
+
+
+# -- latent diffusion ------------------------------------------------------------------------
+
+#: VAE class -> kind, and the pipeline subfolder diffusers names it.
+VAE_CLASSES = {"AutoencoderKL": "kl", "VQModel": "vq"}
+VAE_FOLDERS = ("vqvae", "vae")
+
+
+def vae_kind(vae: Any) -> str:
+    name = type(vae).__name__
+    if name not in VAE_CLASSES:
+        raise ValueError(f"a {name} is not a supported VAE; supported: {', '.join(VAE_CLASSES)}")
+    return VAE_CLASSES[name]
+
+
+def vae_downsampling(vae: Any) -> int:
+    """Image side / latent side: 2 per encoder level after the first."""
+    return 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def check_vae(vae: Any, unet_config: Any) -> None:
+    """Refuse, by name, a VAE that does not fit the UNet or whose latent normalisation is not honoured."""
+    vae_kind(vae)
+    cfg = vae.config
+    if getattr(cfg, "latents_mean", None) is not None or getattr(cfg, "latents_std", None) is not None:
+        raise ValueError("the VAE config sets latents_mean / latents_std (a per-channel latent normalisation); "
+                         "only scaling_factor and shift_factor are supported")
+    if getattr(cfg, "scaling_factor", None) in (None, 0):
+        raise ValueError(f"the VAE's scaling_factor is {getattr(cfg, 'scaling_factor', None)!r}; it must be a number")
+    if int(cfg.latent_channels) != int(unet_config.in_channels):
+        raise ValueError(f"the VAE makes {cfg.latent_channels}-channel latents but the UNet takes "
+                         f"{unet_config.in_channels} channels")
+
+
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_target(spec: str = "default", *, device: str | None = None, **options: Any) -> Target:
+def load_target(spec: str = "default", *, device: str | None = None, revision: str | None = None,
+                variant: str | None = None, **options: Any) -> Target:
     """Load a target from ``"default"``, a local diffusers folder, or a Hub id (see module doc).
 
-    ``options`` go to :class:`Target` (``precision``, ``compile``).
+    ``revision`` (a branch, tag or commit of a Hub repo) and ``variant`` (weights saved as
+    ``diffusion_pytorch_model.<variant>.safetensors``, e.g. "fp16"; the model still runs in float32)
+    are diffusers' options of the same names. ``options`` go to :class:`Target` (``precision``, ``compile``).
     """
+    if revision is not None and not HUB_ID_PATTERN.match(spec or ""):
+        raise TargetLoadError(f"revision={revision!r} applies to a Hub id, not to {spec!r}")
     dev = pick_device(device)
     if spec in ("", "default"):
         if not (DEFAULT_TARGET_DIR / "unet" / WEIGHTS_NAME).exists():
             raise TargetLoadError(f"the embedded default target is missing from {DEFAULT_TARGET_DIR}")
-        return load_folder(DEFAULT_TARGET_DIR, device=dev, source="default", **options)
+        return load_folder(DEFAULT_TARGET_DIR, device=dev, source="default", variant=variant, **options)
     path = Path(spec).expanduser()
     if path.exists():
         if not path.is_dir():
@@ -273,16 +540,19 @@ def load_target(spec: str = "default", *, device: str | None = None, **options: 
                 f"{spec!r} is a file; a target is a diffusers folder (config.json + {WEIGHTS_NAME}, "
                 "or unet/ + scheduler/), a Hub id, or 'default'"
             )
-        return load_folder(path, device=dev, source=str(path), **options)
+        return load_folder(path, device=dev, source=str(path), variant=variant, **options)
     _refuse_missing_local_path(spec, path)
     if HUB_ID_PATTERN.match(spec):
-        return load_folder(_hub_snapshot(spec), device=dev, source=spec, **options)
+        source = spec if revision is None else f"{spec}@{revision}"
+        return load_folder(hub_snapshot(spec, revision=revision, variant=variant), device=dev, source=source,
+                           variant=variant, **options)
     raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id like 'google/ddpm-cifar10-32'")
 
 
 def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None,
-                **options: Any) -> Target:
-    """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/``."""
+                variant: str | None = None, **options: Any) -> Target:
+    """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/`` (and ``vae/`` or
+    ``vqvae/`` for latent diffusion); single-file or sharded safetensors, optionally a ``variant``."""
     from .lazy import MODEL_BUILD_LOCK, diffusers_class
 
     UNet2DModel = diffusers_class("UNet2DModel")
@@ -290,6 +560,7 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     folder = Path(folder)
     dev = device if isinstance(device, torch.device) else pick_device(device)
     unet_dir, scheduler_config, notes = _locate(folder)
+    vae = _load_vae(folder, variant) if unet_dir != folder else None
     config = _read_json(unet_dir / "config.json")
     _check_config(unet_dir / "config.json", config, dev)
     cls_name = config.get("_class_name", "UNet2DModel")
@@ -297,22 +568,53 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         raise TargetLoadError(
             f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
         )
-    _require_safetensors(unet_dir)
-    _check_weights(unet_dir / WEIGHTS_NAME)
+    if config.get("num_class_embeds") or config.get("class_embed_type"):
+        raise TargetLoadError(f"{unet_dir}: a class-conditional UNet2DModel (num_class_embeds="
+                              f"{config.get('num_class_embeds')!r}, class_embed_type={config.get('class_embed_type')!r}) "
+                              "needs class labels; only unconditional targets are supported")
+    _require_safetensors(unet_dir, variant)
+    single = unet_dir / weight_names(variant)[0]
+    if single.exists():  # sharded weights are checked by safetensors itself as they load
+        _check_weights(single)
     with MODEL_BUILD_LOCK:  # construction draws random initial weights (then overwritten): see lazy.py
-        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False)
-    ve_config = _read_json(scheduler_config) if scheduler_config is not None else {}
-    if isinstance(ve_config, dict) and ve_config.get("_class_name") == "ScoreSdeVeScheduler":  # a score-based (VE-SDE) model, not a DDPM
+        unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False, variant=variant)
+    sched_cfg = _read_json(scheduler_config) if scheduler_config is not None else None
+    if sched_cfg is not None and not isinstance(sched_cfg, dict):
+        raise TargetLoadError(f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings")
+    if sched_cfg is not None and sched_cfg.get("_class_name") == "ScoreSdeVeScheduler":  # score-based (VE-SDE)
         from .score_sde import ScoreTarget
 
-        return ScoreTarget.from_scheduler_config(unet, ve_config, source=source or str(folder), device=dev,
+        return ScoreTarget.from_scheduler_config(unet, sched_cfg, source=source or str(folder), device=dev,
                                                  notes=tuple(notes), **options)
-    if scheduler_config is not None:
+    if sched_cfg is not None:
         schedule = _schedule_from(scheduler_config)
     else:
         schedule = NoiseSchedule.linear()
-        notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000")
-    return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes), **options)
+        notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000, eps-prediction")
+    param = read_parameterisation(sched_cfg)
+    try:
+        return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes),
+                      scheduler_config=sched_cfg, vae=vae, **param, **options)
+    except ValueError as exc:
+        raise TargetLoadError(str(exc)) from None
+
+
+def _load_vae(folder: Path, variant: str | None = None) -> Any:
+    """The VAE of a latent pipeline folder (``vqvae/`` or ``vae/``), or None for a pixel pipeline."""
+    from .lazy import MODEL_BUILD_LOCK, diffusers_class
+
+    found = [folder / name for name in VAE_FOLDERS if (folder / name / "config.json").exists()]
+    if not found:
+        return None
+    vae_dir = found[0]
+    cls_name = json.loads((vae_dir / "config.json").read_text()).get("_class_name", "")
+    if cls_name not in VAE_CLASSES:
+        raise TargetLoadError(f"{vae_dir} holds a {cls_name or 'model without _class_name'}; latent targets need a "
+                              f"{' or '.join(VAE_CLASSES)}")
+    _require_safetensors(vae_dir, variant)
+    with MODEL_BUILD_LOCK:
+        return diffusers_class(cls_name).from_pretrained(vae_dir, use_safetensors=True, low_cpu_mem_usage=False,
+                                                         variant=variant)
 
 
 def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
@@ -336,8 +638,17 @@ def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
     )
 
 
-def _require_safetensors(unet_dir: Path) -> None:
-    if (unet_dir / WEIGHTS_NAME).exists():
+def weight_names(variant: str | None = None) -> tuple[str, str, str]:
+    """(single file, shard index, shard glob) of a diffusers model's safetensors, as diffusers names them."""
+    if variant:
+        return (f"diffusion_pytorch_model.{variant}.safetensors", f"diffusion_pytorch_model.safetensors.index.{variant}.json",
+                f"diffusion_pytorch_model.{variant}-*-of-*.safetensors")
+    return WEIGHTS_NAME, "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model-*-of-*.safetensors"
+
+
+def _require_safetensors(unet_dir: Path, variant: str | None = None) -> None:
+    single, index, _ = weight_names(variant)
+    if (unet_dir / single).exists() or (unet_dir / index).exists():
         return
     pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
     if pickles:
@@ -345,25 +656,123 @@ def _require_safetensors(unet_dir: Path) -> None:
             f"refusing to load {unet_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
             f"unpickled. Save the model with safetensors (model.save_pretrained(folder, safe_serialization=True))"
         )
-    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({WEIGHTS_NAME})")
+    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({single}) nor a shard index ({index})"
+                          + (f" for variant {variant!r}" if variant else ""))
 
 
-def _hub_snapshot(repo_id: str) -> Path:
-    """A local snapshot of a Hub repo (config + safetensors only); the cache first, then the network."""
-    from huggingface_hub import snapshot_download
+# -- the Hugging Face Hub ----------------------------------------------------------------------
 
-    patterns = ["*.json", "*.safetensors"]
+#: unconditional pipelines the lab attacks, and the components it needs from each.
+HUB_PIPELINES = {
+    "DDPMPipeline": ("unet", "scheduler"),
+    "DDIMPipeline": ("unet", "scheduler"),
+    "PNDMPipeline": ("unet", "scheduler"),
+    "LDMPipeline": ("unet", "vqvae", "scheduler"),
+    "ScoreSdeVePipeline": ("unet", "scheduler"),
+}
+#: component -> the classes the lab can load there.
+HUB_COMPONENT_CLASSES = {"unet": ("UNet2DModel",), "vqvae": tuple(VAE_CLASSES), "vae": tuple(VAE_CLASSES)}
+
+
+def hub_plan(model_index: dict[str, Any] | None, unet_config: dict[str, Any] | None = None) -> tuple[str, ...]:
+    """The components to download for a Hub repo, from its ``model_index.json`` (None: a bare model
+    repo, judged by its ``config.json``). Raises TargetLoadError, before any weight is downloaded,
+    for what the lab cannot attack: a conditional UNet, an unknown pipeline, an unknown component class."""
+    if model_index is None:
+        cls_name = (unet_config or {}).get("_class_name", "UNet2DModel")
+        if cls_name != "UNet2DModel":
+            raise TargetLoadError(f"the repo holds a {cls_name}; only unconditional UNet2DModel targets are supported")
+        return ()
+    pipeline = str(model_index.get("_class_name", ""))
+    components = {k: v for k, v in model_index.items() if not k.startswith("_")}
+    unet_cls = (components.get("unet") or [None, None])[-1]
+    if unet_cls is not None and unet_cls != "UNet2DModel":
+        raise TargetLoadError(f"{pipeline or 'the pipeline'} has a {unet_cls}: a conditional (e.g. text-to-image) "
+                              "target, which this lab does not attack yet; only unconditional UNet2DModel pipelines")
+    if pipeline not in HUB_PIPELINES:
+        needed = [c for c in ("unet", "scheduler", "vqvae", "vae") if c in components]
+        if "unet" not in components or "scheduler" not in components:
+            raise TargetLoadError(f"unknown pipeline class {pipeline!r} with components {sorted(components)}; "
+                                  f"supported: {', '.join(HUB_PIPELINES)}")
+        raise TargetLoadError(f"unknown pipeline class {pipeline!r} (components {', '.join(needed)}): its sampling "
+                              f"loop may not be a DDPM's; supported: {', '.join(HUB_PIPELINES)}")
+    wanted = HUB_PIPELINES[pipeline]
+    for comp in wanted:
+        entry = components.get(comp)
+        if entry is None:
+            raise TargetLoadError(f"{pipeline} has no {comp!r} component in model_index.json")
+        allowed = HUB_COMPONENT_CLASSES.get(comp)
+        if allowed and entry[-1] not in allowed:
+            raise TargetLoadError(f"{pipeline}'s {comp} is a {entry[-1]}; supported: {', '.join(allowed)}")
+    return wanted
+
+
+def hub_patterns(components: tuple[str, ...], variant: str | None = None) -> list[str]:
+    """allow_patterns for ``snapshot_download``: configs and the safetensors weights of the components only."""
+    single, index, shards = weight_names(variant)
+    if not components:  # a bare model repo
+        return ["config.json", "scheduler_config.json", single, index, shards]
+    out = ["model_index.json"]
+    for comp in components:
+        if comp == "scheduler":
+            out.append("scheduler/scheduler_config.json")
+        else:
+            out += [f"{comp}/config.json", f"{comp}/{single}", f"{comp}/{index}", f"{comp}/{shards}"]
+    return out
+
+
+def _hub_json(repo_id: str, filename: str, revision: str | None) -> dict[str, Any] | None:
+    """A small JSON file of a Hub repo (the cache first, then the network); None when the repo has none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # not cached: try the network below
+        return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)).read_text())
+    except Exception:  # not cached: ask the Hub below
         pass
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision)).read_text())
+    except RemoteEntryNotFoundError:  # the Hub answered: no such file (offline is LocalEntryNotFoundError)
+        return None
     except Exception as exc:
         raise TargetLoadError(
             f"could not get {repo_id!r} from the Hugging Face Hub: not in the local cache and the download failed "
             f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
         ) from exc
+
+
+def hub_snapshot(repo_id: str, *, revision: str | None = None, variant: str | None = None) -> Path:
+    """A local snapshot of what the lab needs from a Hub repo, as diffusers would fetch it.
+
+    ``model_index.json`` is read first to find the components (a repo without one is a bare model:
+    its ``config.json`` is read); what cannot be attacked is refused before any weight is downloaded;
+    then only the configs and safetensors weights (single-file or sharded, of ``variant`` when given)
+    of the needed components are fetched, from the cache when they are there.
+    """
+    from huggingface_hub import snapshot_download
+
+    model_index = _hub_json(repo_id, "model_index.json", revision)
+    unet_config = _hub_json(repo_id, "config.json", revision) if model_index is None else None
+    if model_index is None and unet_config is None:
+        raise TargetLoadError(f"{repo_id!r} on the Hugging Face Hub has neither model_index.json nor config.json: "
+                              "not a diffusers model")
+    patterns = hub_patterns(hub_plan(model_index, unet_config), variant)
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not (fully) cached: download below
+        pass
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns))
+    except Exception as exc:
+        raise TargetLoadError(
+            f"could not download {repo_id!r} ({', '.join(patterns)}) from the Hugging Face Hub "
+            f"({type(exc).__name__}). Save it with save_pretrained on an online machine and pass the folder instead"
+        ) from exc
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """Kept for callers of the earlier name: :func:`hub_snapshot` without revision or variant."""
+    return hub_snapshot(repo_id)
 
 
 # -- checks before building: one-line messages naming the file and the bad value ----------------
@@ -466,7 +875,9 @@ def _schedule_from(path: Path) -> NoiseSchedule:
         raise TargetLoadError(f"{path} is a {type(config).__name__}, not an object of scheduler settings")
     try:
         return NoiseSchedule.from_scheduler_config(config)
-    except (NotImplementedError, ValueError, TypeError, KeyError) as exc:
+    except (NotImplementedError, ValueError) as exc:  # refusals that already name the key and value
+        raise TargetLoadError(f"{path}: {exc}") from None
+    except (TypeError, KeyError) as exc:
         values = {k: config[k] for k in ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
                   if k in config}
         raise TargetLoadError(f"{path}: the noise schedule cannot be built from {values} "

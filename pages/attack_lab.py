@@ -157,6 +157,11 @@ for attack in [a for a in current if a.learns]:
 
 # -- the form ------------------------------------------------------------------------------------
 
+not_applicable = exp.target.card()["not_applicable"] if hasattr(exp.target, "card") else {}
+if not_applicable:
+    st.info("Not applicable to this target:\n\n" + "\n\n".join(
+        f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()), icon=":material/block:")
+
 with st.form("attack_lab.form"):
     chosen = st.multiselect(
         "Attacks to run",

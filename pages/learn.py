@@ -111,7 +111,7 @@ def noising_view() -> None:
 
     index = exp.ids.index(_state["learn.image"])
     x0 = explain.images_x0(exp, [index])[0]
-    noise = explain.fixed_noise(x0.shape, seed)
+    noise = explain.fixed_noise(explain.noise_shape(exp.target, x0.shape), seed)
     try:
         x_t, eps_pred, x0_hat = explain.one_step_denoise(exp.target, x0, t, noise)
     except Exception as exc:  # a strange target must not take the page down
@@ -164,7 +164,7 @@ def comparison_view() -> None:
     t = c_t.slider("Timestep t for both", 0, T - 1, 200, key="learn.cmp_t")
     m_idx, nm_idx = explain.member_vs_nonmember(exp, _state["learn.member"], _state["learn.nonmember"])
     x0 = explain.images_x0(exp, [m_idx, nm_idx])
-    noise = explain.fixed_noise(x0.shape[1:], seed)
+    noise = explain.fixed_noise(explain.noise_shape(exp.target, x0.shape[1:]), seed)
     try:
         x_t, eps_pred, x0_hat = explain.one_step_denoise(exp.target, x0, t, noise)
         curve = _pair_curve(exp.target.fingerprint, exp.images.fingerprint, (exp.ids[m_idx], exp.ids[nm_idx]), seed,

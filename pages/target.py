@@ -176,6 +176,14 @@ rows = [
     ("device", card["device"]),
     ("precision", card["precision"]),
     ("notes", "; ".join(card["notes"]) or "none"),
+    ("parameterisation", card["parameterisation"]),
+    ("abar at t", ", ".join(f"t={t}: {v:.4g}" for t, v in card["abar_at_t"].items())
+     + (" (zero terminal SNR)" if card["zero_terminal_snr"] else "")),
+    ("space", card["space"]),
+    ("converted", "; ".join(card["converted"])),
+    ("variance_type", card["variance_type"]),
+    ("scheduler config", card["scheduler_config"]),
+    ("not applicable", "; ".join(f"{k}: {v}" for k, v in card["not_applicable"].items()) or "every attack applies"),
 ]
 card_df = pd.DataFrame(rows, columns=["property", "value"])
 st.dataframe(card_df, hide_index=True, width="stretch")

@@ -255,3 +255,56 @@ def test_attack_new_attacks_on_a_diffusers_folder_and_an_image_folder(tiny_folde
     assert scores["likelihood"].notna().all() and scores["elbo"].notna().all()
     printed = capsys.readouterr().out
     assert "secmi_nn: evaluated on held-out 80 %" in printed
+
+
+# -- kinds of targets (issue 14, item 7) ----------------------------------------------------------
+
+
+def _pipeline(folder: Path, unet, scheduler_config: dict, vae=None) -> Path:
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    if vae is not None:
+        vae.save_pretrained(folder / "vae", safe_serialization=True)
+    (folder / "scheduler").mkdir(parents=True, exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config))
+    return folder
+
+
+ALL_CHEAP = "loss,secmi,pia,pian,sima,elbo,likelihood"
+
+
+@pytest.mark.parametrize("kind", ["v_prediction", "zero_snr", "latent"])
+def test_attack_runs_every_applicable_attack_on_each_kind(kind, tmp_path, tiny_unet_factory, capsys):
+    from tests.test_latent import tiny_vae
+
+    if kind == "v_prediction":
+        folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 1), {"prediction_type": "v_prediction"})
+        skipped = set()
+    elif kind == "zero_snr":
+        folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 1), {
+            "_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+            "beta_end": 0.012, "rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
+            "timestep_spacing": "trailing"})
+        skipped = {"elbo", "likelihood"}
+    else:
+        folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 2), {"_class_name": "DDIMScheduler",
+                           "clip_sample": False}, vae=tiny_vae("kl"))
+        skipped = {"elbo", "likelihood"}
+    params = json.dumps({"elbo": {"n_timesteps": 4}, "likelihood": {"rtol": 1e-2, "atol": 1e-2}})
+    out = tmp_path / "out"
+    code = main(["attack", "--target", str(folder), "--data", "default", "--limit", "6", "--attacks", ALL_CHEAP,
+                 "--params", params, "--out", str(out), "--device", "cpu", "--bootstrap", "10"])
+    assert code == 0
+    err = capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == set(ALL_CHEAP.split(","))
+    for name, m in metrics.items():
+        if name in skipped:
+            assert set(m) == {"not_applicable"} and m["not_applicable"]
+            assert f"not applicable  {name}:" in err
+        else:
+            assert REQUIRED_METRICS <= set(m), name
+    run = json.loads((out / "run.json").read_text())
+    assert set(run["not_applicable"]) == skipped
+    assert run["target"]["space"].startswith("latent" if kind == "latent" else "pixel")
+    if kind == "latent":
+        assert metrics["loss"]["info"]["vae_encodes_per_image"] == 1

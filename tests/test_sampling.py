@@ -43,16 +43,62 @@ def test_ddim_sample_is_deterministic(target):
 
 
 def test_ddim_sample_follows_the_formula(target, monkeypatch):
-    """With a UNet that always predicts zero noise, x0_hat = x_t / sqrt(abar): check one step by hand."""
-    monkeypatch.setattr(target, "eps", lambda x, t: torch.zeros_like(x))
-    out = sampling.ddim_sample(target, 2, steps=1, seed=0)
+    """With a UNet that always predicts zero noise, x0_hat = x_t / sqrt(abar): check two steps by hand
+    on diffusers' "leading" grid (T = 1000, 2 steps: t = 500, 0), clipping as the config says (True)."""
+    monkeypatch.setattr(target, "model_output", lambda x, t: torch.zeros_like(x))
+    assert sampling.sampling_scheduler(target, 2).timesteps.tolist() == [500, 0]
+    out = sampling.generate(target, 2, steps=2, seed=0)
     x_T = sampling.initial_noise(2, (1, 8, 8), 0)
-    abar = float(target.schedule.alphas_cumprod[999])
-    expected = sampling.to_uint8((x_T / abar**0.5).clamp(-1, 1))
-    assert np.array_equal(out, expected)
+    abar = target.schedule.alphas_cumprod.float()
+    x = abar[0].sqrt() * (x_T / abar[500].sqrt()).clamp(-1, 1)  # step 500 -> 0, eps = 0
+    x = (x / abar[0].sqrt()).clamp(-1, 1)  # step 0 -> the end (abar_prev = 1)
+    assert torch.allclose(out, x, atol=1e-5)
     progress = []
     sampling.ddim_sample(target, 2, steps=4, seed=0, progress=lambda d, t: progress.append((d, t)))
     assert progress[-1] == (4, 4)
+
+
+def _with_config(target, **config):
+    base = {"_class_name": "DDIMScheduler", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
+    return Target(target.unet, target.schedule, device=torch.device("cpu"), scheduler_config={**base, **config},
+                  prediction_type=config.get("prediction_type", "epsilon"))
+
+
+def test_sampler_follows_clipping_and_spacing_of_the_config(target, monkeypatch):
+    seen = []
+    clipped, free = _with_config(target, clip_sample=True), _with_config(target, clip_sample=False)
+    for tg in (clipped, free):
+        monkeypatch.setattr(tg, "model_output", lambda x, t: (seen.append(int(t)), torch.zeros_like(x))[1])
+    a, b = sampling.generate(clipped, 1, steps=2), sampling.generate(free, 1, steps=2)
+    assert float(a.abs().max()) <= 1.0 + 1e-6 < float(b.abs().max())  # the old loop always clipped
+    trailing = _with_config(target, timestep_spacing="trailing")
+    assert sampling.sampling_scheduler(trailing, 4).timesteps.tolist() == [999, 749, 499, 249]
+    # A PNDM config has no clip_sample key and never clipped: DDIM must not start clipping.
+    pndm = Target(target.unet, target.schedule, device=torch.device("cpu"),
+                  scheduler_config={"_class_name": "PNDMScheduler", "beta_schedule": "linear"})
+    assert sampling.sampling_scheduler(pndm, 2).config.clip_sample is False
+
+
+def test_sampler_follows_the_prediction_type(target):
+    from tests.test_parameterisation import Reparameterised
+
+    v_net = Reparameterised(target.unet, target.schedule, "v_prediction")
+    v_target = Target(v_net, target.schedule, device=torch.device("cpu"), prediction_type="v_prediction")
+    a = sampling.generate(target, 2, steps=5, seed=0)
+    b = sampling.generate(v_target, 2, steps=5, seed=0)
+    assert torch.allclose(a, b, atol=1e-3)
+    # Read as eps, the v network's samples are different images.
+    wrong = Target(v_net, target.schedule, device=torch.device("cpu"))
+    assert not torch.allclose(sampling.generate(wrong, 2, steps=5, seed=0), a, atol=1e-2)
+
+
+def test_latent_samples_are_decoded(tmp_path, tiny_unet_factory):
+    from tests.test_latent import save_latent_pipeline, tiny_vae
+    from mia_core.target import load_target
+
+    folder = save_latent_pipeline(tmp_path / "ldm", tiny_unet_factory(8, 2), tiny_vae("kl"))
+    images = sampling.ddim_sample(load_target(str(folder), device="cpu"), 2, steps=3)
+    assert images.shape == (2, 16, 16, 1) and images.dtype == np.uint8
 
 
 def test_ddim_sample_rejects_bad_n(target):

@@ -152,3 +152,85 @@ def test_shipped_default_schedule_is_exactly_linear():
 
     config = json.loads((DEFAULT_TARGET_DIR / "scheduler" / "scheduler_config.json").read_text())
     assert torch.equal(NoiseSchedule.from_scheduler_config(config).alphas_cumprod, NoiseSchedule.linear().alphas_cumprod)
+
+
+# -- every schedule variant diffusers honours (issue 14, item 1) -------------------------------
+
+
+SCHEDULE_VARIANTS = [
+    {"beta_schedule": "linear"},
+    {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012},
+    {"beta_schedule": "squaredcos_cap_v2"},
+    {"beta_schedule": "sigmoid", "beta_start": 1e-4, "beta_end": 0.02},
+    {"beta_schedule": "laplace"},
+    {"beta_schedule": "linear", "rescale_betas_zero_snr": True},
+    {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": True},
+    {"beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True},
+    {"trained_betas": [1e-4 + 0.0199 * (i / 99) ** 2 for i in range(100)], "num_train_timesteps": 100},
+    {"trained_betas": [1e-4 + 0.0199 * (i / 99) ** 2 for i in range(100)], "num_train_timesteps": 100,
+     "rescale_betas_zero_snr": True},
+]
+
+
+@pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
+@pytest.mark.parametrize("variant", SCHEDULE_VARIANTS, ids=lambda v: "+".join(f"{k}" if k != "beta_schedule" else v[k]
+                                                                             for k in v if k != "num_train_timesteps"))
+def test_abar_equals_diffusers_for_every_variant(scheduler, variant):
+    import diffusers
+
+    cls = getattr(diffusers, scheduler)
+    if scheduler == "DDIMScheduler" and variant.get("beta_schedule") in ("sigmoid", "laplace"):
+        pytest.skip(f"diffusers' DDIMScheduler does not define {variant['beta_schedule']!r}")
+    theirs = cls.from_config(dict(variant))
+    config = {"_class_name": scheduler, **dict(theirs.config)}
+    sched = NoiseSchedule.from_scheduler_config(config)
+    assert sched.alphas_cumprod.dtype == torch.float64
+    assert sched.num_timesteps == theirs.config.num_train_timesteps
+    # diffusers computes in float32; ours is float64 (or diffusers' float32 betas, for laplace).
+    assert torch.allclose(sched.alphas_cumprod, theirs.alphas_cumprod.double(), rtol=2e-5, atol=1e-7)
+    if variant.get("rescale_betas_zero_snr"):
+        assert float(sched.alphas_cumprod[-1]) == 0.0 == float(theirs.alphas_cumprod[-1])
+        assert sched.zero_terminal_snr
+        assert "zero terminal SNR" in sched.description
+    else:
+        assert float(sched.alphas_cumprod[-1]) > 0 and not sched.zero_terminal_snr
+    # The schedule reloads identically from the config it reports.
+    again = NoiseSchedule.from_scheduler_config(sched.to_scheduler_config())
+    assert torch.allclose(again.alphas_cumprod, sched.alphas_cumprod, rtol=1e-12, atol=1e-15)
+
+
+def test_trained_betas_are_used_not_recomputed():
+    """The bug of issue 14: a linear beta_schedule with trained_betas gave linspace's abar."""
+    betas = [1e-4 + 0.0199 * (i / 999) ** 3 for i in range(1000)]
+    cfg = {"beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02, "trained_betas": betas}
+    sched = NoiseSchedule.from_scheduler_config(cfg)
+    expected = torch.cumprod(1 - torch.tensor(betas, dtype=torch.float64), 0)
+    assert torch.allclose(sched.alphas_cumprod, expected, rtol=1e-12, atol=0)
+    assert "trained betas" in sched.description
+
+
+def test_zero_snr_linear_last_step_is_zero_not_linspace():
+    sched = NoiseSchedule.from_scheduler_config({"beta_schedule": "linear", "rescale_betas_zero_snr": True})
+    assert float(sched.alphas_cumprod[-1]) == 0.0
+    assert float(sched.alphas_cumprod[-2]) > 0.0
+
+
+def test_predict_x0_refuses_where_abar_is_zero():
+    sched = NoiseSchedule.from_scheduler_config({"beta_schedule": "linear", "rescale_betas_zero_snr": True})
+    x = torch.zeros(2, 1, 2, 2)
+    assert torch.isfinite(predict_x0(sched, x, 998, x)).all()
+    with pytest.raises(ValueError, match="zero terminal SNR.*t=999"):
+        predict_x0(sched, x, 999, x)
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        ddim_step(sched, x, 999, 990, x)
+    with pytest.raises(ValueError, match="zero terminal SNR"):
+        predict_x0(sched, x, torch.tensor([5, 999]), x)
+
+
+@pytest.mark.parametrize("bad", [{"beta_schedule": "exotic"}, {"_class_name": "EDMEulerScheduler"},
+                                 {"_class_name": "EulerDiscreteScheduler", "timestep_type": "continuous"},
+                                 {"trained_betas": [0.1, 0.2], "num_train_timesteps": 1000}])
+def test_unknown_schedule_keys_are_refused_by_name(bad):
+    key = [k for k in bad if k != "num_train_timesteps"][-1]
+    with pytest.raises(ValueError, match=key if key != "_class_name" else bad[key]):
+        NoiseSchedule.from_scheduler_config(bad)

@@ -190,17 +190,18 @@ def test_unknown_hub_id_fails_offline(monkeypatch):
 
     calls = []
 
-    def offline(repo_id, **kwargs):
+    def offline(repo_id, *args, **kwargs):
         calls.append((repo_id, kwargs))
         raise OSError("offline (test)")
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(TargetLoadError, match=r"'not/a-real-model-xyz'.*Hugging Face Hub"):
         load_target("not/a-real-model-xyz", device="cpu")
     assert calls and all(repo == "not/a-real-model-xyz" for repo, _ in calls)
     assert calls[0][1].get("local_files_only") is True  # the cache is tried first
-    # Only configs and safetensors are ever asked for.
-    assert all(set(kw["allow_patterns"]) == {"*.json", "*.safetensors"} for _, kw in calls)
+    # Nothing but model_index.json is asked for before the repo is known to be attackable.
+    assert all("allow_patterns" not in kw for _, kw in calls)
 
 
 def test_bad_specs(tmp_path):
@@ -232,3 +233,29 @@ def test_default_target_card():
     assert re.fullmatch(r"[0-9a-f]{16}", card["fingerprint"])
     assert json.loads(json.dumps(card)) == card  # plain values only
     assert load_target("default", device="cpu").fingerprint == target.fingerprint
+
+
+def test_card_says_what_was_read(tmp_path, saved_unet):
+    """Issue 14, item 7: parameterisation, schedule with abar, space, conversions, what does not apply."""
+    import json as _json
+    import shutil
+
+    folder = tmp_path / "vzero"
+    shutil.copytree(saved_unet[1], folder / "unet")
+    (folder / "scheduler").mkdir()
+    (folder / "scheduler" / "scheduler_config.json").write_text(_json.dumps(
+        {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+         "rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing",
+         "clip_sample": False}))
+    card = load_target(str(folder), device="cpu").card()
+    assert card["parameterisation"] == "v_prediction"
+    assert "sqrt(abar_t) v" in card["converted"][0]
+    assert card["zero_terminal_snr"] is True and card["abar_at_t"]["999"] == 0.0
+    assert card["abar_at_t"]["0"] == pytest.approx(1 - 0.00085, rel=1e-6)
+    assert card["space"] == "pixel" and card["vae_scaling_factor"] is None
+    assert "timestep_spacing=trailing" in card["scheduler_config"]
+    assert set(card["not_applicable"]) == {"likelihood", "elbo"}
+    assert "zero terminal SNR" in card["not_applicable"]["elbo"]
+    _json.dumps(card)  # plain values
+    default = load_target("default", device="cpu").card()
+    assert default["not_applicable"] == {} and default["parameterisation"] == "epsilon"

@@ -237,10 +237,10 @@ class Attack:
             x0 = x0.pin_memory()  # lets the host-to-device copy overlap with compute
         while start < n:
             stop = min(n, start + bs)
-            xb = x0[start:stop].to(target.device, non_blocking=True)
+            xb = to_model_space(target, x0[start:stop].to(target.device, non_blocking=True))  # latents: encoded once
             noise = None
             if self.noise_draws:
-                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, tuple(x0.shape[1:]), target.device)
+                noise = per_image_noise(ids[start:stop], seed, self.noise_draws, model_shape(target), target.device)
             try:
                 with target.full_precision() if self.needs_full_precision else contextlib.nullcontext():
                     out = self.compute(target, xb, noise)
@@ -277,6 +277,7 @@ class Attack:
             seconds=time.perf_counter() - start_time,
             params=self.params_dict(),
             extras={k: torch.cat([c[f"keep:{k}"] for c in chunks]).numpy() for k in keep},
+            info=latent_cost_info(target),
         )
 
 
@@ -394,7 +395,8 @@ class LearnedAttack(Attack):
 
 
 def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """Validate a batch of model-space images and return it as a float32 CPU/GPU tensor."""
+    """Validate a batch of images (pixels in [-1, 1], also for a latent target, which encodes them
+    itself) and return it as a float32 CPU/GPU tensor."""
     x = torch.as_tensor(x0, dtype=torch.float32)
     expected = (target.channels, target.resolution, target.resolution)
     if x.ndim != 4 or tuple(x.shape[1:]) != expected:
@@ -410,6 +412,28 @@ def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x
 
 
+def model_shape(target: Target) -> tuple[int, int, int]:
+    """(C, H, W) of what the UNet denoises (``Target.model_shape``; the images' shape for a
+    target-like object without one)."""
+    shape = getattr(target, "model_shape", None)
+    return tuple(shape) if shape is not None else (target.channels, target.resolution, target.resolution)
+
+
+def to_model_space(target: Target, x: torch.Tensor) -> torch.Tensor:
+    """Images -> what the UNet denoises: ``target.encode`` for a latent target, else the images."""
+    return target.encode(x) if getattr(target, "latent", False) else x
+
+
+def latent_cost_info(target: Target, decodes: int = 0) -> dict[str, Any]:
+    """What a run on a latent target spends besides the UNet: {} for a pixel target, else the VAE
+    passes per image (one encode; ``decodes`` decodes for display) and the VAE's parameter count."""
+    if not getattr(target, "latent", False):
+        return {}
+    return {"vae_encodes_per_image": 1, "vae_decodes_per_image": int(decodes),
+            "vae_parameters": target.n_vae_parameters,
+            "space": f"latent {'x'.join(map(str, target.model_shape))} (images encoded by the VAE)"}
+
+
 def floor_power_of_two(n: int) -> int:
     """The largest power of two <= n (1 for n < 2)."""
     return 1 << max(0, int(n).bit_length() - 1)
@@ -418,7 +442,7 @@ def floor_power_of_two(n: int) -> int:
 def max_unet_batch(target: Target) -> int:
     """UNet inputs per forward pass: 2^16 input pixels on a CPU (larger batches run slower there),
     2^24 on a GPU (4,096 CIFAR-sized images); a power of two, so compiled shapes need no padding."""
-    pixels = target.channels * target.resolution**2
+    pixels = math.prod(model_shape(target))
     budget = 2**24 if target.device.type == "cuda" else 2**16
     return floor_power_of_two(max(1, budget // pixels))
 

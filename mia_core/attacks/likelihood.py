@@ -34,6 +34,11 @@ Notation (code -> paper; 0-based timesteps t = 0 .. T-1 as everywhere in mia_cor
                       configs say; improved DDPM's fixed_large uses beta~_1 at t = 0 instead)
                    L_t = 1/2 sum_dims [log(beta_t / beta~_t) + beta~_t / beta_t - 1]
                          + beta_t / (2 alpha_t (1 - abar_t)) ||eps - eps_theta(x_t, t)||^2   (Ho eq. 12)
+                   The reverse variance is read from the scheduler's ``variance_type``: with
+                   "fixed_small" (diffusers' DDPM default) sigma_t^2 = beta~_t, so the log term is 0
+                   and the weight is beta_t^2 / (2 beta~_t alpha_t (1 - abar_t)); the decoder then
+                   uses beta~_1 (Ho et al.'s clipped log-variance). "learned"/"learned_range" and a
+                   zero-terminal-SNR schedule (alpha_{T-1} = 0) are refused by name.
     L_dec          -log p_theta(x0 | x_0): Gaussian N(mu_theta(x_0, 0), beta_0) integrated over the
                    256 bins of width 2/255 around x0, edge bins open (Ho et al. section 3.3;
                    improved DDPM's discretized_gaussian_log_likelihood, with exact normal CDFs)
@@ -428,6 +433,12 @@ class Likelihood(Attack):
 
     def applies_to(self, target: Target) -> str | None:
         reason = super().applies_to(target)
+        if reason is None and getattr(target.schedule, "zero_terminal_snr", False):
+            return ("zero terminal SNR (abar_{T-1} = 0): the ODE's time change log abar(u) and its prior "
+                    "N(0, I) term are undefined at the last step")
+        if reason is None and getattr(target, "latent", False):
+            return ("latent target: bits/dim here are those of 8-bit pixels in [-1, 1]; the latents are "
+                    "continuous and the VAE's own likelihood is not modelled")
         config = getattr(getattr(target, "unet", None), "config", None)  # duck-typed test targets have none
         if reason is None and target_kind(target) == "ddpm" and getattr(config, "time_embedding_type", "") == "learned":
             return ("the UNet's time embedding is a lookup table (integer timesteps only; e.g. a converted checkpoint "
@@ -465,6 +476,9 @@ class Likelihood(Attack):
 
     def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """x0 (B, C, H, W); noise (B, n_probes, C, H, W) -> score (B,) = -bpd, float32."""
+        reason = self.applies_to(target)
+        if reason:
+            raise ValueError(f"likelihood does not apply to this target: {reason}")
         if noise is None or noise.shape[1] < self.params.n_probes:
             raise ValueError(f"likelihood needs noise of shape (B, {self.params.n_probes}, C, H, W) for its probes")
         probes = rademacher(noise[:, : self.params.n_probes])
@@ -500,7 +514,7 @@ def prior_kl_nats(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
 
 
 def posterior_kl_nats(
-    schedule: NoiseSchedule, t: torch.Tensor, eps: torch.Tensor, eps_pred: torch.Tensor
+    schedule: NoiseSchedule, t: torch.Tensor, eps: torch.Tensor, eps_pred: torch.Tensor, variance: str = "fixed_large"
 ) -> torch.Tensor:
     """L_t for t >= 1 (Ho eq. 12 with variance beta_t and the exact variance terms), summed over dims.
 
@@ -511,8 +525,10 @@ def posterior_kl_nats(
     a_t, b_t, a_prev = abar[t], beta[t], abar[t - 1]
     var_q = b_t * (1.0 - a_prev) / (1.0 - a_t)  # beta~_t
     dims = math.prod(eps.shape[1:])
-    variance_part = 0.5 * dims * (torch.log(b_t / var_q) + var_q / b_t - 1.0)
     sq = (eps.float() - eps_pred.float()).square().flatten(1).sum(1).double()
+    if variance == "fixed_small":  # sigma_t^2 = beta~_t: the variance terms vanish
+        return b_t * b_t / (2.0 * var_q * (1.0 - b_t) * (1.0 - a_t)) * sq
+    variance_part = 0.5 * dims * (torch.log(b_t / var_q) + var_q / b_t - 1.0)
     return variance_part + b_t / (2.0 * (1.0 - b_t) * (1.0 - a_t)) * sq
 
 
@@ -525,7 +541,8 @@ def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
 
 
 def decoder_nll_nats(
-    schedule: NoiseSchedule, x0: torch.Tensor, x_first: torch.Tensor, eps_pred: torch.Tensor
+    schedule: NoiseSchedule, x0: torch.Tensor, x_first: torch.Tensor, eps_pred: torch.Tensor,
+    variance: str = "fixed_large",
 ) -> torch.Tensor:
     """L_dec = -log p_theta(x0 | x_0), the discretised Gaussian decoder, summed over dims: (B,) float64.
 
@@ -535,7 +552,10 @@ def decoder_nll_nats(
     abar, beta = _table(schedule, x0.device)
     b0 = beta[0]  # abar_0 = alpha_0 = 1 - beta_0
     mean = (x_first.double() - b0 / torch.sqrt(1.0 - abar[0]) * eps_pred.double()) / torch.sqrt(1.0 - b0)
-    inv_std = 1.0 / torch.sqrt(b0)
+    if variance == "fixed_small":  # beta~_1, Ho et al.'s clipped log-variance at t = 0
+        inv_std = 1.0 / torch.sqrt(beta[1] * (1.0 - abar[0]) / (1.0 - abar[1]))
+    else:
+        inv_std = 1.0 / torch.sqrt(b0)
     x = x0.double()
     lo = (x - HALF_BIN - mean) * inv_std
     hi = (x + HALF_BIN - mean) * inv_std
@@ -593,6 +613,7 @@ def elbo_bits(
     *,
     n_timesteps: int = 100,
     max_batch: int = 1024,
+    variance: str = "fixed_large",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The DDPM bound in bits/dim and its per-timestep terms.
 
@@ -604,6 +625,7 @@ def elbo_bits(
         x_0, draw 1 + k for stratum k's x_t, the last draw for the t within each stratum.
     n_timesteps : K, KL terms evaluated per image (one per stratum, see :func:`strata_bounds`).
     max_batch : UNet inputs per forward pass; timesteps are stacked up to this many.
+    variance : the reverse variance, "fixed_large" (beta_t) or "fixed_small" (beta~_t).
 
     Returns
     -------
@@ -632,9 +654,9 @@ def elbo_bits(
         for j, g in enumerate(groups):
             rows = slice(j * b, (j + 1) * b)
             if g == 0:
-                nats[0] = decoder_nll_nats(schedule, x0, x_t[rows], eps_pred[rows])
+                nats[0] = decoder_nll_nats(schedule, x0, x_t[rows], eps_pred[rows], variance)
             else:
-                nats[g] = posterior_kl_nats(schedule, t[rows], eps[rows], eps_pred[rows])
+                nats[g] = posterior_kl_nats(schedule, t[rows], eps[rows], eps_pred[rows], variance)
     total = prior_kl_nats(schedule, x0) + nats[0] + (weights * nats[1:]).sum(0)
     to_bits = 1.0 / (dims * math.log(2))
     return total * to_bits, nats.T * to_bits
@@ -679,14 +701,32 @@ class ELBO(Attack):
         """0 (decoder), then the first t of each stratum (each image's term lies in that stratum)."""
         return (0, *(int(t) for t in self._bounds()[:-1]))
 
+    def applies_to(self, target: Target) -> str | None:
+        reason = super().applies_to(target)  # the kind of target first (a VE-SDE schedule has no DDPM steps)
+        if reason:
+            return reason
+        if target.schedule.num_timesteps != self.num_timesteps:
+            return f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
+        if getattr(target.schedule, "zero_terminal_snr", False):
+            return "zero terminal SNR (alpha_{T-1} = 0): the reverse mean divides by sqrt(alpha_{T-1})"
+        if getattr(target, "latent", False):
+            return "latent target: the bound's discretised decoder scores 8-bit pixels, not continuous latents"
+        if getattr(target, "variance_type", None) in ("learned", "learned_range"):
+            return (f"variance_type {target.variance_type!r}: the bound would need the model's learned variance, "
+                    "which is not implemented")
+        return None
+
+    def reverse_variance(self, target: Target) -> str:
+        """"fixed_small" or "fixed_large" (also for the "_log" spellings and when the config does not say)."""
+        return "fixed_small" if getattr(target, "variance_type", None) in ("fixed_small", "fixed_small_log") else "fixed_large"
+
     def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """x0 (B, C, H, W); noise (B, K + 2, C, H, W) -> score (B,) = -bpd, trace (B, 1 + K) bits/dim."""
-        if target.schedule.num_timesteps != self.num_timesteps:
-            raise ValueError(
-                f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
-            )
+        reason = self.applies_to(target)
+        if reason:
+            raise ValueError(f"elbo does not apply to this target: {reason}")
         if noise is None:
             raise ValueError(f"elbo needs noise of shape (B, {self.noise_draws}, C, H, W)")
         bpd, terms = elbo_bits(target.eps, target.schedule, x0, noise, n_timesteps=self.params.n_timesteps,
-                               max_batch=max_unet_batch(target))
+                               max_batch=max_unet_batch(target), variance=self.reverse_variance(target))
         return {"score": (-bpd).float(), "trace": terms.float()}

@@ -144,8 +144,9 @@ class SecMINN(LearnedAttack):
 
         # 2. Fit f_A on the training part only, MSE(logit, label), with seeded init and shuffling.
         device = target.device
-        arch = resolve_arch(p.arch, target.resolution)
-        net = build_net(arch, target.channels, target.resolution, seed).to(device)
+        channels, side, _ = target.model_shape  # the t-error map lives where the UNet runs (latents)
+        arch = resolve_arch(p.arch, side)
+        net = build_net(arch, channels, side, seed).to(device)
         optimizer = torch.optim.SGD(net.parameters(), lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
         x_train = feature[torch.from_numpy(train_rows)].to(device)
         y_train = torch.from_numpy(labels[train_rows].astype(np.float32)).to(device)

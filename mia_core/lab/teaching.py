@@ -76,6 +76,13 @@ def noised(x0: torch.Tensor, t: int, noise: torch.Tensor, schedule: NoiseSchedul
     return q_sample(schedule, x0, int(t), noise.expand_as(x0))
 
 
+def noise_shape(target: Target, image_shape: Sequence[int]) -> tuple[int, ...]:
+    """The noise shape for images of ``image_shape`` ((C, H, W) or (N, C, H, W)): the latent's for a
+    latent target (the diffusion runs there), else the images' own."""
+    shape = tuple(int(v) for v in image_shape)
+    return shape[:-3] + tuple(target.model_shape) if target.latent else shape
+
+
 def one_step_denoise(
     target: Target, x0: torch.Tensor, t: int, noise: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -87,7 +94,9 @@ def one_step_denoise(
     x0 : (N, C, H, W) float tensor in [-1, 1] at the target's resolution and channels
         ((C, H, W) is accepted and gives (C, H, W) outputs).
     t : int, 0-based timestep.
-    noise : tensor broadcastable to ``x0``.
+    noise : tensor broadcastable to ``x0``, or to its latent for a latent target (:func:`noise_shape`).
+        A latent target works on ``target.encode(x0)`` and returns x_t and x0_hat decoded to images,
+        eps_pred as a latent.
 
     Returns
     -------
@@ -99,10 +108,18 @@ def one_step_denoise(
     single = x0.ndim == 3
     if single:
         x0 = x0.unsqueeze(0)
-    noise = torch.as_tensor(noise, dtype=torch.float32).cpu().expand_as(x0)
-    x_t = noised(x0, t, noise, target.schedule)
-    eps_pred = target.eps(x_t, int(t)).cpu()
-    x0_hat = predict_x0(target.schedule, x_t, int(t), eps_pred)
+    if target.latent:  # noise and denoise the latent; show the decoded images (eps_pred stays a latent)
+        z0 = target.encode(x0).cpu()
+        noise = torch.as_tensor(noise, dtype=torch.float32).cpu().expand_as(z0)
+        z_t = noised(z0, t, noise, target.schedule)
+        eps_pred = target.eps(z_t, int(t)).cpu()
+        z0_hat = predict_x0(target.schedule, z_t, int(t), eps_pred)
+        x_t, x0_hat = target.decode(z_t).cpu(), target.decode(z0_hat).cpu()
+    else:
+        noise = torch.as_tensor(noise, dtype=torch.float32).cpu().expand_as(x0)
+        x_t = noised(x0, t, noise, target.schedule)
+        eps_pred = target.eps(x_t, int(t)).cpu()
+        x0_hat = predict_x0(target.schedule, x_t, int(t), eps_pred)
     if single:
         return x_t[0], eps_pred[0], x0_hat[0]
     return x_t, eps_pred, x0_hat
@@ -149,6 +166,8 @@ def reconstruction_error_curve(
     x0 = torch.as_tensor(np.asarray(x0) if not isinstance(x0, torch.Tensor) else x0, dtype=torch.float32).cpu()
     if x0.ndim != 4:
         raise ValueError(f"x0 must be (N, C, H, W), got shape {tuple(x0.shape)}")
+    if target.latent:  # errors of the latent (what the UNet denoises), not of decoded images
+        x0 = target.encode(x0).cpu()
     ts = [int(t) for t in timesteps]
     if not ts:
         raise ValueError("need at least one timestep")
@@ -200,11 +219,13 @@ def secmi_round_trip(target: Target, x0, params: Mapping[str, Any] | None = None
     if x.ndim == 3:
         x = x[None]
     with torch.inference_mode():
-        out = attack.compute(target, x.to(target.device))
+        out = attack.compute(target, target.encode(x.to(target.device)))
+        # a latent target's states are latents: decoded for display (t_error stays the latent one)
+        x_tilde, x_recon = target.decode(out["x_tilde"][:1])[0], target.decode(out["x_recon"][:1])[0]
     return {
         "x0": x[0].cpu(),
-        "x_tilde": out["x_tilde"][0].float().cpu(),
-        "x_recon": out["x_recon"][0].float().cpu(),
+        "x_tilde": x_tilde.float().cpu(),
+        "x_recon": x_recon.float().cpu(),
         "t_error": float(-out["score"][0]),
         "t": int(attack.params.t_sec - attack.params.k),
     }

@@ -30,6 +30,8 @@ DISPLAY_SIZE = 160
 def noise_to_uint8(eps) -> np.ndarray:
     """A noise image (C, H, W), roughly N(0, 1), as uint8 (H, W, C) with -3..+3 sigma -> 0..255 (clipped)."""
     a = eps.detach().cpu().numpy() if hasattr(eps, "detach") else np.asarray(eps)
+    if a.ndim == 3 and a.shape[0] not in (1, 3):  # a latent's noise (e.g. 4 channels): its first channel
+        a = a[:1]
     return to_uint8(np.asarray(a, dtype=np.float64) / 3.0)
 
 
