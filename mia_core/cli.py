@@ -286,7 +286,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
                  "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
-        "not_applicable": not_applicable,
+        "not_applicable": skipped,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     if failure is not None:
@@ -353,7 +353,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
         return "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     # Attacks that learn are scored on a held-out part: say which, under the table.
-    notes = [f"{name}: not applicable ({m['not_applicable']})" for name, m in metrics.items() if "not_applicable" in m]
+    notes = []
     for name, m in metrics.items():
         if "not_applicable" in m:
             notes.append(f"{name}: not applicable: {m['not_applicable']}")

@@ -473,7 +473,7 @@ def check_parameterisation(unet_config: Any, schedule: NoiseSchedule, prediction
     if prediction_type == "sample" and float(schedule.alphas_cumprod[0]) >= 1.0:
         raise ValueError("prediction_type 'sample' with abar_0 = 1 (beta_0 = 0): eps = (x_t - sqrt(abar) x0_hat) / "
                          "sqrt(1 - abar) is undefined at t = 0")
-    if prediction_type == "epsilon" and schedule.zero_terminal_snr:
+    if prediction_type == "epsilon" and getattr(schedule, "zero_terminal_snr", False):
         pass  # eps at t = T-1 is fine; only x0_hat there is undefined (NoiseSchedule.check_invertible)
     c_in, c_out = int(unet_config.in_channels), int(unet_config.out_channels)
     expected = 2 * c_in if variance_type in LEARNED_VARIANCES else c_in

@@ -91,7 +91,7 @@ def test_attacks_run_on_the_latents(latent_folder, name):
 
 def test_displayed_images_are_decoded(latent_folder):
     from mia_core.lab import teaching
-    from mia_core.views.results import secmi_images
+    from mia_core.views.results import secmi_panels
 
     folder, _ = latent_folder
     target = load_target(str(folder), device="cpu")
@@ -102,7 +102,7 @@ def test_displayed_images_are_decoded(latent_folder):
     z_t = target.schedule.alphas_cumprod[300].sqrt().float() * target.encode(x) + \
         (1 - target.schedule.alphas_cumprod[300]).sqrt().float() * noise
     assert torch.allclose(x_t, target.decode(z_t), atol=1e-4)
-    states = secmi_images(target, x[0].numpy())
+    states = secmi_panels(teaching.secmi_round_trip(target, x[0].numpy()))
     assert states["x_tilde"].shape[:2] == (16, 16) and states["x_recon"].shape[:2] == (16, 16)
     curve = teaching.reconstruction_error_curve(target, x, (10, 200))
     assert curve.x0_error.shape == (2, 2)

@@ -50,11 +50,17 @@ def _targets(tiny_unet_factory, schedule):
     return eps_t, v_t, x_t
 
 
-CHEAP = ["loss", "secmi", "pia", "pian", "sima", "elbo"]
+CHEAP = ["loss", "secmi", "pia", "pian", "sima", "elbo", "rediffuse"]
 
 
 def test_cheap_list_covers_the_registry_threshold_attacks():
-    assert set(CHEAP) | {"secmi_nn", "qr", "likelihood"} == set(REGISTRY)
+    # learned, ODE and sample-based attacks are covered elsewhere; GSA refuses other parameterisations
+    assert set(CHEAP) | {"secmi_nn", "qr", "likelihood", "gan_leaks", "mc_set", "gsa1", "gsa2"} == set(REGISTRY)
+
+
+def test_gsa_refuses_v_prediction(tiny_unet_factory):
+    _, v_t, _ = _targets(tiny_unet_factory, NoiseSchedule.linear())
+    assert "epsilon-prediction loss" in (get_attack("gsa1").applies_to(v_t) or "")
 
 
 @pytest.mark.parametrize("name", CHEAP)
@@ -62,7 +68,7 @@ def test_v_and_sample_wrappers_give_the_eps_scores(tiny_unet_factory, name):
     eps_t, v_t, x_t = _targets(tiny_unet_factory, NoiseSchedule.linear())
     gen = torch.Generator().manual_seed(0)
     x0 = (torch.randint(0, 256, (6, 1, 8, 8), generator=gen).float() / 127.5 - 1.0).numpy()
-    params = {"n_timesteps": 20} if name == "elbo" else {}
+    params = {"elbo": {"n_timesteps": 20}, "rediffuse": {"n_repeats": 2, "sweep": ()}}.get(name, {})
     ref = get_attack(name, params).run(eps_t, x0)
     for other in (v_t, x_t):
         res = get_attack(name, params).run(other, x0)

@@ -174,6 +174,17 @@ class GSA1(LearnedAttack):
     def unet_calls(self, trace: bool = True) -> int:
         return len(self.params.timesteps)  # forward passes; plus 1 (GSA1) or K (GSA2) backward passes
 
+    def applies_to(self, target: Target) -> str | None:
+        reason = super().applies_to(target)
+        if reason:
+            return reason
+        if getattr(target, "prediction_type", "epsilon") != "epsilon":
+            return (f"the features are gradients of the epsilon-prediction loss; this model predicts "
+                    f"{target.prediction_type!r} (its own training loss is not implemented here)")
+        if getattr(target, "latent", False):
+            return "latent target: the gradients would need the loss on encoded images, not implemented"
+        return None
+
     def setup_unet_calls(self) -> int:
         """Training the shadows once (cached afterwards): one forward and backward per image of each step."""
         return self.params.n_shadows * self.params.shadow_steps * self.params.shadow_batch_size
