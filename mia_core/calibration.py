@@ -32,7 +32,10 @@ from mia_core.metrics import (
     threshold_at_fpr,
 )
 
-__all__ = ["Partition", "TransferredRate", "calibration_partition", "transferred_tpr_at_fpr", "transferred_metrics"]
+#: Budgets of the transferred TPR@FPR written by ``mia attack`` (10 %, 1 %, 0.1 %, as Compare offers).
+TRANSFER_BUDGETS = (0.1, 0.01, 0.001)
+
+__all__ = ["TRANSFER_BUDGETS", "Partition", "TransferredRate", "calibration_partition", "transferred_tpr_at_fpr", "transferred_metrics"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,6 +197,18 @@ def transferred_tpr_at_fpr(
         lo, hi = np.quantile(samples, _CI_QUANTILES, axis=0)
         tpr_ci, fpr_ci = Interval(float(lo[0]), float(hi[0])), Interval(float(lo[1]), float(hi[1]))
     return TransferredRate(budget, float(threshold), tpr, fpr, tpr_ci, fpr_ci)
+
+
+def format_transferred(block: dict | None, budget: float = 0.01) -> str:
+    """Text of one transferred rate from a :func:`transferred_metrics` block: ``"0.123 @ FPR 0.011"``.
+
+    ``"n/a"`` when the block is missing, the budget was not computed, or the calibration part had too
+    few non-members (needs ``ceil(1 / budget)``).
+    """
+    rate = ((block or {}).get("at_fpr") or {}).get(repr(float(budget)))
+    if not rate or rate.get("tpr") is None:
+        return "n/a"
+    return f"{rate['tpr']:.3f} @ FPR {rate['fpr']:.3f}"
 
 
 def transferred_metrics(

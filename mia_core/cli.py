@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None,
                    help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--calibration-fraction", type=float, default=0.5,
+                   help="share of each class whose scores pick the transferred threshold; the rest is the test part "
+                        "(seeded by --seed, stratified; default 0.5)")
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
@@ -124,6 +127,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mia_core.attacks import not_applicable, scores_only_params
+    from mia_core.calibration import TRANSFER_BUDGETS, calibration_partition, transferred_metrics
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
     from mia_core.target import load_target
@@ -173,6 +177,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
             m["n_train_images"] = len(res.train_ids)
         if res.info:
             m["info"] = res.info
+        # Transferred TPR@FPR: threshold from the calibration part, TPR and achieved FPR on the test part.
+        labels = exp.is_member if res.ids == exp.ids else exp.labels_for(res.ids)
+        partition = calibration_partition(labels, fraction=args.calibration_fraction, seed=args.seed)
+        m["transferred"] = transferred_metrics(res.scores, labels, partition, budgets=TRANSFER_BUDGETS,
+                                               n_bootstrap=args.bootstrap, seed=args.seed)
         metrics[res.attack] = m
     metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
@@ -232,9 +241,11 @@ def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, resu
 
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the metrics, columns sized to their contents."""
+    from mia_core.calibration import format_transferred
     from mia_core.metrics import format_metric
 
-    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds"]
+    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "transferred TPR@1%", "members",
+              "non-members", "seconds"]
     rows = []
     for name, m in metrics.items():
         if "not_applicable" in m:
@@ -243,7 +254,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
             format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
-            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}",
+            format_transferred(m.get("transferred"), 0.01), str(m["n_members"]), str(m["n_nonmembers"]),
+            f"{m['seconds']:.1f}",
         ])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     def line(cells: list[str]) -> str:

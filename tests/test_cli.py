@@ -59,6 +59,21 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
         assert m["n_members"] == 20 and m["n_nonmembers"] == 20
         assert m["tpr_at_1pct_fpr"] is None and m["tpr_at_0.1pct_fpr"] is None  # 20 non-members: n/a
         assert m["seconds"] >= 0
+    # Transferred thresholds: seeded stratified partition recorded; TPR and achieved FPR on the test part
+    # equal a recomputation from scores.csv (10 % budget: 10 calibration non-members suffice; 1 %: n/a).
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+
+    labels = scores["is_member"].to_numpy() == 1
+    part = calibration_partition(labels, fraction=0.5, seed=0)
+    for name, m in metrics.items():
+        t = m["transferred"]
+        assert t["partition"] == {"fraction": 0.5, "seed": 0, "stratified": True, "calibration_members": 10,
+                                  "calibration_nonmembers": 10, "test_members": 10, "test_nonmembers": 10}
+        expected = transferred_tpr_at_fpr(scores[name].to_numpy(), labels, part, 0.1, n_bootstrap=0)
+        assert t["at_fpr"]["0.1"]["tpr"] == pytest.approx(expected.tpr)
+        assert t["at_fpr"]["0.1"]["fpr"] == pytest.approx(expected.fpr)
+        assert t["at_fpr"]["0.1"]["tpr_ci"] is not None
+        assert t["at_fpr"]["0.01"]["tpr"] is None
     assert metrics["pia"]["unet_calls_per_image"] == 12  # 1 + the score's t and the 11-point sweep (200 included)
 
     # The CSV's scores are what the attack computes for those ids (PIA is deterministic).
