@@ -128,6 +128,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     from mia_core.attacks import not_applicable, scores_only_params
     from mia_core.calibration import TRANSFER_BUDGETS, calibration_partition, transferred_metrics
+    from mia_core.lab.blind import blind_baseline
+    from mia_core.metrics import format_metric
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
     from mia_core.target import load_target
@@ -184,6 +186,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
                                                n_bootstrap=args.bootstrap, seed=args.seed)
         metrics[res.attack] = m
     metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
+    # Blind baseline: the images alone (no model), fit on the same calibration part, scored on the test part.
+    blind = blind_baseline(exp.images.images, exp.is_member, fraction=args.calibration_fraction, seed=args.seed,
+                           n_bootstrap=args.bootstrap)
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -204,9 +209,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "blind_baseline": blind.to_json_dict(),
     }
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     print(format_table(metrics))
+    bm = blind.metrics
+    print(f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f} "
+          f"[{bm.auc_ci.low:.3f}, {bm.auc_ci.high:.3f}], TPR@1%FPR {format_metric(bm.tpr_at_1pct_fpr, 0.01)}"
+          if bm.auc_ci else f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f}")
+    if blind.biased:
+        print(f"WARNING: {blind.warning()}", file=sys.stderr)
     print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
     return 0
 

@@ -91,6 +91,7 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
     assert traces["pia_trace"].shape == (40, 11) and traces["loss_trace"].shape == (40, 11)
     run = json.loads((out / "run.json").read_text())
     assert run["command"].startswith("mia attack --target")
+    assert run["blind_baseline"]["n_members"] == 10 and run["blind_baseline"]["partition"]["seed"] == 0
     assert run["target"]["resolution"] == 8
 
 
@@ -270,3 +271,29 @@ def test_attack_new_attacks_on_a_diffusers_folder_and_an_image_folder(tiny_folde
     assert scores["likelihood"].notna().all() and scores["elbo"].notna().all()
     printed = capsys.readouterr().out
     assert "secmi_nn: evaluated on held-out 80 %" in printed
+
+
+def test_attack_warns_on_a_biased_split(tiny_folder, tmp_path, capsys):
+    """Non-members brightened: the blind baseline separates them without the model, and the CLI says so."""
+    from mia_core.data import resolve_data
+
+    images, split = resolve_data("default")
+    ids, is_member = split.limit(100).labelled()
+    pixels = images.subset(ids).images.astype(int)
+    is_member = np.asarray(is_member, dtype=bool)
+    for shift, name in ((0, "plain.npz"), (8, "shifted.npz")):
+        shifted = pixels.copy()
+        shifted[~is_member] += shift
+        np.savez(tmp_path / name, images=np.clip(shifted, 0, 255).astype(np.uint8), ids=np.asarray(ids),
+                 is_member=is_member)
+        out = tmp_path / name.replace(".npz", "")
+        code = main(["attack", "--target", str(tiny_folder), "--data", str(tmp_path / name), "--attacks", "loss",
+                     "--out", str(out), "--device", "cpu", "--bootstrap", "100", "--no-trace"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        blind = json.loads((out / "run.json").read_text())["blind_baseline"]
+        assert "blind baseline" in captured.out
+        if shift:
+            assert blind["biased"] and "WARNING: The split looks biased" in captured.err
+        else:
+            assert not blind["biased"] and "WARNING" not in captured.err
