@@ -1,4 +1,4 @@
-"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia info``, ``mia app``.
+"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``, ``mia app``.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder
     mia train --data default --out dp_target --steps 3000 --dp-epsilon 10 --no-attention
     mia study --factor steps --values 500,1000,2000 --data default --attacks loss,pia,sima --out runs/study_steps
+    mia infer-set --demo members --size 20 --attacks pia        # was my collection used? (p-value)
+    mia infer-set --suspect my_photos/ --heldout unpublished/ --attacks pia,loss
 """
 
 from __future__ import annotations
@@ -104,6 +106,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="(t, noise) draws per image for the held-out denoising loss (default 4)")
     _add_train_config_args(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("infer-set", help="was my collection used? a set-level test with a p-value",
+                       description="Compare the attack scores of a suspect collection with those of held-out images "
+                                   "from the same source (one-sided test; CDI combination for several attacks). "
+                                   "Give --suspect and --heldout, or --demo to draw both from the split.")
+    p.add_argument("--target", default="default", help="as for attack")
+    p.add_argument("--data", default="default", help="--demo: the split to draw the sets from (as for attack)")
+    p.add_argument("--attacks", default="pia", help="comma-separated attacks whose scores are the features")
+    p.add_argument("--suspect", default=None, help="the collection: an .npz (images) or an image folder")
+    p.add_argument("--heldout", default=None, help="held-out images from the same source, never published")
+    p.add_argument("--demo", choices=["members", "nonmembers"], default=None,
+                   help="draw a suspect set of the split's members (used) or non-members (not used)")
+    p.add_argument("--size", type=int, default=20, help="--demo: suspect-set size (held-out set: the same)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict")
+    p.add_argument("--method", choices=["welch", "mannwhitney"], default="welch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", default=None, help="result store folder (the default store and the demo store are read)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    p.set_defaults(func=cmd_infer_set)
 
     p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
     _add_convert_args(p)
@@ -284,6 +306,48 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
                 f"({vote['true_positives']}/{vote['n_members']}), FPR {vote['fpr']:.3f} "
                 f"({vote['false_positives']}/{vote['n_nonmembers']})")
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows), *notes])
+
+
+# -- infer-set -----------------------------------------------------------------------------------
+
+
+def cmd_infer_set(args: argparse.Namespace) -> int:
+    from mia_core.data import load_source
+    from mia_core.lab import set_inference as SI
+    from mia_core.lab.experiment import load_experiment, make_attacks
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
+    from mia_core.target import load_target
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    attacks = make_attacks(names)
+    store = ResultStore(args.store, extra_readonly=[DEMO_STORE_DIR])
+    target = load_target(args.target, device=args.device)
+    if args.demo:
+        if args.suspect or args.heldout:
+            raise ValueError("--demo draws both sets from --data; do not combine it with --suspect/--heldout")
+        if args.size < 2:
+            raise ValueError(f"--size must be >= 2; got {args.size}")
+        exp = load_experiment(target, args.data, seed=args.seed)
+        scores = SI.score_matrix(exp.attack(attacks, seed=args.seed, store=store), exp.ids, names)
+        s_rows, h_rows = SI.draw_demo_sets(exp.is_member, args.size, args.size, suspect=args.demo,
+                                           rng=np.random.default_rng(args.seed))
+        suspect, heldout = scores[s_rows], scores[h_rows]
+        print(f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, {args.size} non-members held out")
+    else:
+        if not (args.suspect and args.heldout):
+            raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")
+        suspect = SI.score_images(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
+        heldout = SI.score_images(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
+    result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names),
+                         seed=args.seed)
+    print(result.verdict())
+    print(f"p-value {result.p_value:.4g}  (features: {', '.join(names)}; mean score suspect {result.mean_suspect:.4g}, "
+          f"held-out {result.mean_heldout:.4g})")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result.to_json_dict(), indent=1))
+        print(f"wrote {args.out}")
+    return 0
 
 
 # -- train ---------------------------------------------------------------------------------------

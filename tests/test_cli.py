@@ -297,3 +297,32 @@ def test_attack_warns_on_a_biased_split(tiny_folder, tmp_path, capsys):
             assert blind["biased"] and "WARNING: The split looks biased" in captured.err
         else:
             assert not blind["biased"] and "WARNING" not in captured.err
+
+
+def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
+    """`mia infer-set`: demo sets on the default target (demo store scores) and two image folders."""
+    out = tmp_path / "members.json"
+    assert main(["infer-set", "--demo", "members", "--size", "20", "--attacks", "pia", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["used"] and res["p_value"] < 0.05 and res["n_suspect"] == 20 and res["n_heldout"] == 20
+    assert "Likely used for training" in capsys.readouterr().out
+
+    from PIL import Image
+
+    from mia_core.data import load_digits
+
+    digits = load_digits()
+    for part, offset in (("suspect", 0), ("heldout", 30)):
+        (tmp_path / part).mkdir()
+        for k in range(6):
+            Image.fromarray(digits.images[offset + k][..., 0]).save(tmp_path / part / f"{part}-{k}.png")
+    out = tmp_path / "folders.json"
+    assert main(["infer-set", "--target", str(tiny_folder), "--suspect", str(tmp_path / "suspect"), "--heldout",
+                 str(tmp_path / "heldout"), "--attacks", "pia,loss", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["features"] == ["pia", "loss"] and res["n_control"] == 6 and res["n_suspect"] == 3
+    assert 0 <= res["p_value"] <= 1
+
+    assert main(["infer-set", "--device", "cpu"]) == 2
+    assert "--suspect and --heldout" in capsys.readouterr().err

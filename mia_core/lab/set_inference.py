@@ -282,3 +282,25 @@ def calibrate(
         out["power"].append(float(np.mean(np.asarray(p_member) < alpha)))
         out["null_p_values"][str(n)] = [float(p) for p in p_null]
     return out
+
+
+def score_images(target, images, attacks, *, seed: int = 0, store=None, batch_size: int | None = None,
+                 progress=None) -> np.ndarray:
+    """Attack scores of an uploaded or loaded image set: shape (N, len(attacks)).
+
+    ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's);
+    ``attacks`` are :class:`mia_core.attacks.Attack` objects that do not learn (a learned attack
+    needs labelled images, which a collection does not have). Results go through ``store``.
+    """
+    from mia_core.data import ImageSet, convert_images
+    from mia_core.lab.runs import run_attacks
+
+    learned = [a.name for a in attacks if a.learns]
+    if learned:
+        raise ValueError(f"{', '.join(learned)} learn(s) from membership labels and cannot score an unlabelled "
+                         f"collection; choose attacks such as loss, pia, secmi, sima")
+    pixels, _ = convert_images(images.images, resolution=target.resolution, channels=target.channels)
+    converted = ImageSet(pixels, images.ids, images.source)
+    res = run_attacks(target, converted.to_unit_range(), converted.ids, converted.fingerprint, attacks, seed=seed,
+                      store=store, batch_size=batch_size, progress=progress)
+    return score_matrix(res, converted.ids, [a.name for a in attacks])
