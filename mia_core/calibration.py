@@ -35,7 +35,8 @@ from mia_core.metrics import (
 #: Budgets of the transferred TPR@FPR written by ``mia attack`` (10 %, 1 %, 0.1 %, as Compare offers).
 TRANSFER_BUDGETS = (0.1, 0.01, 0.001)
 
-__all__ = ["TRANSFER_BUDGETS", "Partition", "TransferredRate", "calibration_partition", "transferred_tpr_at_fpr", "transferred_metrics"]
+__all__ = ["TRANSFER_BUDGETS", "Partition", "TransferredRate", "calibration_partition", "transferred_tpr_at_fpr",
+           "transferred_metrics", "format_transferred"]
 
 
 @dataclass(frozen=True, eq=False)

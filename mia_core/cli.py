@@ -333,7 +333,8 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
         s_rows, h_rows = SI.draw_demo_sets(exp.is_member, args.size, args.size, suspect=args.demo,
                                            rng=np.random.default_rng(args.seed))
         suspect, heldout = scores[s_rows], scores[h_rows]
-        print(f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, {args.size} non-members held out")
+        print(f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, "
+              f"{args.size} non-members held out")
     else:
         if not (args.suspect and args.heldout):
             raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")

@@ -216,7 +216,8 @@ with tabs[2]:
         "stratified half of the split (the calibration part) and applied unchanged to the other half, which "
         "reports both the TPR and the **achieved** FPR (it may exceed the 1 % budget). Intervals resample both "
         f"halves. Blind baseline (images only, no model) on the test half: AUC {blind.metrics.auc:.3f} "
-        f"[{blind.metrics.auc_ci.low:.3f}, {blind.metrics.auc_ci.high:.3f}], TPR@1%FPR {M.format_metric(blind.metrics.tpr_at_1pct_fpr, 0.01)}."
+        f"[{blind.metrics.auc_ci.low:.3f}, {blind.metrics.auc_ci.high:.3f}], "
+        f"TPR@1%FPR {M.format_metric(blind.metrics.tpr_at_1pct_fpr, 0.01)}."
     )
     cols = st.columns(2)
     with cols[0]:

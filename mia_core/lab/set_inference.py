@@ -138,7 +138,8 @@ def set_test(
         raise ValueError(f"alpha must be in the open interval (0, 1); got {alpha!r}")
     s, h = _as_features(suspect, "suspect scores"), _as_features(heldout, "held-out scores")
     if s.shape[1] != h.shape[1]:
-        raise ValueError(f"suspect and held-out scores need the same attacks; got {s.shape[1]} and {h.shape[1]} columns")
+        raise ValueError(f"suspect and held-out scores need the same attacks; "
+                         f"got {s.shape[1]} and {h.shape[1]} columns")
     k = s.shape[1]
     if features and len(features) != k:
         raise ValueError(f"{len(features)} feature names for {k} score columns")
