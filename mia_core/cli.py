@@ -91,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("study", help="train targets that differ in one factor, attack each, write one table")
-    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment"])
+    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment", "shift"],
+                   help="shift: no training; a share (--values 0,0.25,0.5) of the non-members of --target's split "
+                        "is replaced by --shift images (the mixing experiment)")
     p.add_argument("--values", required=True,
                    help="comma-separated values of the factor, e.g. 500,1000,2000; dp_epsilon: 1,10,inf (inf = no DP); "
                         "augment: none,hflip,strong")
@@ -102,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate on at most N members and N non-members")
     p.add_argument("--params", default="{}", help="JSON of per-attack parameters, as for attack")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the AUC intervals")
+    p.add_argument("--target", default="default", help="--factor shift: the fixed target (as for attack)")
+    p.add_argument("--shift", default="brightness:40",
+                   help="--factor shift: brightness:D (the non-members brightened by D/255) or an .npz / image folder")
     p.add_argument("--utility-draws", type=int, default=4,
                    help="(t, noise) draws per image for the held-out denoising loss (default 4)")
     _add_train_config_args(p)
@@ -470,8 +475,22 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from mia_core.lab.study import parse_values, run_study
 
-    values = parse_values(args.factor, args.values)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    if args.factor == "shift":  # the mixing experiment: no training (mia_core.lab.mixing)
+        from mia_core.lab.mixing import run_shift_study
+
+        try:
+            shares = [float(v) for v in args.values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--values for shift are shares in [0, 1], e.g. 0,0.25,0.5; got {args.values!r}") from None
+        study = run_shift_study(shares, target=args.target, data=args.data, shift=args.shift, attacks=attacks,
+                                out_dir=args.out, device=args.device, seed=args.seed, limit=args.limit,
+                                attack_params=_parse_params(args.params), n_bootstrap=args.bootstrap,
+                                command=args.command_line)
+        print(format_study(study))
+        print(f"wrote {Path(args.out) / 'study.json'} and study.csv ({study.seconds:.0f} s)")
+        return 0
+    values = parse_values(args.factor, args.values)
     base = _train_config(args)
     bar: dict[str, Any] = {}
 
@@ -505,7 +524,8 @@ def format_study(study: Any) -> str:
         rows.append([
             str(r.label), str(r.attack), f"{r.auc:.3f}", f"[{r.auc_ci_low:.3f}, {r.auc_ci_high:.3f}]",
             format_metric(None if r.tpr_at_1pct is None or r.tpr_at_1pct != r.tpr_at_1pct else r.tpr_at_1pct, 0.01),
-            f"{r.heldout_loss:.4f}", f"{r.member_loss:.4f}",
+            "-" if r.heldout_loss is None or r.heldout_loss != r.heldout_loss else f"{r.heldout_loss:.4f}",
+            "-" if r.member_loss is None or r.member_loss != r.member_loss else f"{r.member_loss:.4f}",
             "-" if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.3g}",
         ])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

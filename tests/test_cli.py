@@ -326,3 +326,22 @@ def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
 
     assert main(["infer-set", "--device", "cpu"]) == 2
     assert "--suspect and --heldout" in capsys.readouterr().err
+
+
+def test_study_shift_mixing_experiment(tiny_folder, tmp_path, capsys):
+    """`mia study --factor shift`: the blind baseline's AUC rises with the share of shifted non-members."""
+    out = tmp_path / "shift"
+    code = main(["study", "--factor", "shift", "--values", "0,1", "--target", str(tiny_folder), "--data", "default",
+                 "--limit", "60", "--attacks", "loss", "--shift", "brightness:40", "--out", str(out),
+                 "--device", "cpu", "--bootstrap", "50"])
+    assert code == 0, capsys.readouterr().err
+    study = json.loads((out / "study.json").read_text())
+    assert study["factor"] == "shift" and study["attacks"] == ["loss", "blind"]
+    blind = {r["value"]: r["auc"] for r in study["rows"] if r["attack"] == "blind"}
+    assert blind[1.0] > 0.9 and blind[0.0] < blind[1.0]
+    assert [m["replaced_nonmembers"] for m in study["models"]] == [0, 60]
+    assert [m["blind_biased"] for m in study["models"]] == [False, True]
+    scores = pd.read_csv(out / "study.csv")
+    assert set(scores["attack"]) == {"loss", "blind"}
+    assert "share of non-members replaced" in capsys.readouterr().out
+    assert main(["study", "--factor", "shift", "--values", "0,2", "--out", str(tmp_path / "bad")]) == 2
