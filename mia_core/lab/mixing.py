@@ -22,8 +22,9 @@ with one more row per share, attack ``blind`` (the blind baseline's AUC on its t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -7,8 +7,9 @@ crosses the threshold for some seeds and not others is unstable and should say s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
