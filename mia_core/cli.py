@@ -1,4 +1,4 @@
-"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia info``, ``mia app``.
+"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``, ``mia app``.
 
 Examples::
 
@@ -8,6 +8,8 @@ Examples::
     mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder
     mia train --data default --out dp_target --steps 3000 --dp-epsilon 10 --no-attention
     mia study --factor steps --values 500,1000,2000 --data default --attacks loss,pia,sima --out runs/study_steps
+    mia infer-set --demo members --size 20 --attacks pia        # was my collection used? (p-value)
+    mia infer-set --suspect my_photos/ --heldout unpublished/ --attacks pia,loss
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="result store folder: attacks already run there with the same key are read, not recomputed")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     _add_hub_args(p)
+    p.add_argument("--calibration-fraction", type=float, default=0.5,
+                   help="share of each class whose scores pick the transferred threshold; the rest is the test part "
+                        "(seeded by --seed, stratified; default 0.5)")
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
@@ -89,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("study", help="train targets that differ in one factor, attack each, write one table")
-    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment"])
+    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment", "shift"],
+                   help="shift: no training; a share (--values 0,0.25,0.5) of the non-members of --target's split "
+                        "is replaced by --shift images (the mixing experiment)")
     p.add_argument("--values", required=True,
                    help="comma-separated values of the factor, e.g. 500,1000,2000; dp_epsilon: 1,10,inf (inf = no DP); "
                         "augment: none,hflip,strong")
@@ -100,10 +107,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="evaluate on at most N members and N non-members")
     p.add_argument("--params", default="{}", help="JSON of per-attack parameters, as for attack")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the AUC intervals")
+    p.add_argument("--target", default="default", help="--factor shift: the fixed target (as for attack)")
+    p.add_argument("--shift", default="brightness:40",
+                   help="--factor shift: brightness:D (the non-members brightened by D/255) or an .npz / image folder")
     p.add_argument("--utility-draws", type=int, default=4,
                    help="(t, noise) draws per image for the held-out denoising loss (default 4)")
     _add_train_config_args(p)
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("infer-set", help="was my collection used? a set-level test with a p-value",
+                       description="Compare the attack scores of a suspect collection with those of held-out images "
+                                   "from the same source (one-sided test; CDI combination for several attacks). "
+                                   "Give --suspect and --heldout, or --demo to draw both from the split.")
+    p.add_argument("--target", default="default", help="as for attack")
+    p.add_argument("--data", default="default", help="--demo: the split to draw the sets from (as for attack)")
+    p.add_argument("--attacks", default="pia", help="comma-separated attacks whose scores are the features")
+    p.add_argument("--suspect", default=None, help="the collection: an .npz (images) or an image folder")
+    p.add_argument("--heldout", default=None, help="held-out images from the same source, never published")
+    p.add_argument("--demo", choices=["members", "nonmembers"], default=None,
+                   help="draw a suspect set of the split's members (used) or non-members (not used)")
+    p.add_argument("--size", type=int, default=20, help="--demo: suspect-set size (held-out set: the same)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict")
+    p.add_argument("--method", choices=["welch", "mannwhitney"], default="welch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--store", default=None, help="result store folder (the default store and the demo store are read)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    p.set_defaults(func=cmd_infer_set)
 
     p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
     _add_convert_args(p)
@@ -197,8 +227,11 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mia_core.attacks import REGISTRY, access_label, not_applicable, scores_only_params
+    from mia_core.calibration import TRANSFER_BUDGETS, calibration_partition, transferred_metrics
+    from mia_core.lab.blind import blind_baseline
     from mia_core.lab.experiment import check_attacks, load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore, RunFailed
+    from mia_core.metrics import format_metric
     from mia_core.target import load_target
 
     # Everything is checked before the first UNet call: arguments, parameters, output and store.
@@ -265,8 +298,16 @@ def cmd_attack(args: argparse.Namespace) -> int:
             m["n_train_images"] = len(res.train_ids)
         if res.info:
             m["info"] = res.info
+        # Transferred TPR@FPR: threshold from the calibration part, TPR and achieved FPR on the test part.
+        labels = exp.is_member if res.ids == exp.ids else exp.labels_for(res.ids)
+        partition = calibration_partition(labels, fraction=args.calibration_fraction, seed=args.seed)
+        m["transferred"] = transferred_metrics(res.scores, labels, partition, budgets=TRANSFER_BUDGETS,
+                                               n_bootstrap=args.bootstrap, seed=args.seed)
         metrics[res.attack] = m
     metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
+    # Blind baseline: the images alone (no model), fit on the same calibration part, scored on the test part.
+    blind = blind_baseline(exp.images.images, exp.is_member, fraction=args.calibration_fraction, seed=args.seed,
+                           n_bootstrap=args.bootstrap)
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -288,6 +329,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
         "attacks": {r.attack: r.params for r in results},
         "not_applicable": skipped,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "blind_baseline": blind.to_json_dict(),
     }
     if failure is not None:
         not_run = [a.name for a in attacks if a.name not in failure.results and a.name != failure.attack]
@@ -296,6 +338,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     if results:
         print(format_table(metrics))
+    bm = blind.metrics
+    print(f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f} "
+          f"[{bm.auc_ci.low:.3f}, {bm.auc_ci.high:.3f}], TPR@1%FPR {format_metric(bm.tpr_at_1pct_fpr, 0.01)}"
+          if bm.auc_ci else f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f}")
+    if blind.biased:
+        print(f"WARNING: {blind.warning()}", file=sys.stderr)
     print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
     if failure is not None:
         kept = ", ".join(r.attack for r in results) or "none"
@@ -334,10 +382,11 @@ def write_scores_csv(path: Path, ids: Sequence[str], is_member: np.ndarray, resu
 
 def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     """A plain-text table of the metrics, columns sized to their contents."""
+    from mia_core.calibration import format_transferred
     from mia_core.metrics import format_metric
 
-    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "members", "non-members", "seconds",
-              "threat model"]
+    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "transferred TPR@1%", "members",
+              "non-members", "seconds", "threat model"]
     rows = []
     for name, m in metrics.items():
         if "not_applicable" in m:
@@ -346,7 +395,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
         rows.append([
             name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
             format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
-            str(m["n_members"]), str(m["n_nonmembers"]), f"{m['seconds']:.1f}", m.get("access_label", ""),
+            format_transferred(m.get("transferred"), 0.01), str(m["n_members"]), str(m["n_nonmembers"]),
+            f"{m['seconds']:.1f}", m.get("access_label", ""),
         ])
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     def line(cells: list[str]) -> str:
@@ -366,6 +416,49 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
                 f"({vote['true_positives']}/{vote['n_members']}), FPR {vote['fpr']:.3f} "
                 f"({vote['false_positives']}/{vote['n_nonmembers']})")
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows), *notes])
+
+
+# -- infer-set -----------------------------------------------------------------------------------
+
+
+def cmd_infer_set(args: argparse.Namespace) -> int:
+    from mia_core.data import load_source
+    from mia_core.lab import set_inference as SI
+    from mia_core.lab.experiment import load_experiment, make_attacks
+    from mia_core.lab.runs import ResultStore
+    from mia_core.paths import DEMO_STORE_DIR
+    from mia_core.target import load_target
+
+    names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+    attacks = make_attacks(names)
+    store = ResultStore(args.store, extra_readonly=[DEMO_STORE_DIR])
+    target = load_target(args.target, device=args.device)
+    if args.demo:
+        if args.suspect or args.heldout:
+            raise ValueError("--demo draws both sets from --data; do not combine it with --suspect/--heldout")
+        if args.size < 2:
+            raise ValueError(f"--size must be >= 2; got {args.size}")
+        exp = load_experiment(target, args.data, seed=args.seed)
+        scores = SI.score_matrix(exp.attack(attacks, seed=args.seed, store=store), exp.ids, names)
+        s_rows, h_rows = SI.draw_demo_sets(exp.is_member, args.size, args.size, suspect=args.demo,
+                                           rng=np.random.default_rng(args.seed))
+        suspect, heldout = scores[s_rows], scores[h_rows]
+        print(f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, "
+              f"{args.size} non-members held out")
+    else:
+        if not (args.suspect and args.heldout):
+            raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")
+        suspect = SI.score_images(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
+        heldout = SI.score_images(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
+    result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names),
+                         seed=args.seed)
+    print(result.verdict())
+    print(f"p-value {result.p_value:.4g}  (features: {', '.join(names)}; mean score suspect {result.mean_suspect:.4g}, "
+          f"held-out {result.mean_heldout:.4g})")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result.to_json_dict(), indent=1))
+        print(f"wrote {args.out}")
+    return 0
 
 
 # -- train ---------------------------------------------------------------------------------------
@@ -491,7 +584,6 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     from mia_core.lab.experiment import check_attack_timesteps, make_attacks
 
-    values = parse_values(args.factor, args.values)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not attacks:
         raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
@@ -500,6 +592,21 @@ def cmd_study(args: argparse.Namespace) -> int:
         if value is not None and value < lowest:
             raise ValueError(f"{flag} must be >= {lowest}, got {value}")
     check_device_arg(args.device)
+    if args.factor == "shift":  # the mixing experiment: no training (mia_core.lab.mixing)
+        from mia_core.lab.mixing import run_shift_study
+
+        try:
+            shares = [float(v) for v in args.values.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--values for shift are shares in [0, 1], e.g. 0,0.25,0.5; got {args.values!r}") from None
+        study = run_shift_study(shares, target=args.target, data=args.data, shift=args.shift, attacks=attacks,
+                                out_dir=args.out, device=args.device, seed=args.seed, limit=args.limit,
+                                attack_params=_parse_params(args.params), n_bootstrap=args.bootstrap,
+                                command=args.command_line)
+        print(format_study(study))
+        print(f"wrote {Path(args.out) / 'study.json'} and study.csv ({study.seconds:.0f} s)")
+        return 0
+    values = parse_values(args.factor, args.values)
     base = _train_config(args)
     # Before any model is trained: the attacks' parameters against the schedule the models will have.
     check_attack_timesteps(make_attacks(attacks, _parse_params(args.params)), base.num_timesteps)
@@ -536,7 +643,8 @@ def format_study(study: Any) -> str:
         rows.append([
             str(r.label), str(r.attack), f"{r.auc:.3f}", f"[{r.auc_ci_low:.3f}, {r.auc_ci_high:.3f}]",
             format_metric(None if r.tpr_at_1pct is None or r.tpr_at_1pct != r.tpr_at_1pct else r.tpr_at_1pct, 0.01),
-            f"{r.heldout_loss:.4f}", f"{r.member_loss:.4f}",
+            "-" if r.heldout_loss is None or r.heldout_loss != r.heldout_loss else f"{r.heldout_loss:.4f}",
+            "-" if r.member_loss is None or r.member_loss != r.member_loss else f"{r.member_loss:.4f}",
             "-" if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.3g}",
         ])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

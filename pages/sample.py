@@ -190,6 +190,18 @@ if res:
     st.plotly_chart(hist, key="sample.hist", theme=None, config=PLOTLY_CONFIG)
     st.caption("The star is this image; the dashed line is the oracle threshold at the FPR budget.")
 
+    # -- noise stability of this verdict (mia_core.lab.stability) -- a separate section
+    if thr is not None and st.button("Rescore with 5 noise seeds", key="sample.stability",
+                                     help="Score this image again with other noise draws: is the verdict stable?"):
+        from mia_core.attacks import get_attack, scores_only_params
+        from mia_core.lab.stability import rescore_seeds, stability
+
+        seeds = [int(s.get("cfg.seed", 0)) + k for k in range(5)]
+        with st.spinner("Rescoring…"):
+            per_seed = rescore_seeds(exp.target, exp.x0[i], sample_id,
+                                     get_attack(attack, {**dict(r.params), **scores_only_params(attack)}), seeds)
+        st.markdown(stability(per_seed, thr, seeds).sentence())
+
 # -- SecMI's reconstructions ---------------------------------------------------------------------
 st.subheader("SecMI's round trip for this image")
 secmi_params = dict(res["secmi"].params) if "secmi" in res else dict(s.get("cfg.params", {}).get("secmi", {}))

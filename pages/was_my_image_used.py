@@ -16,6 +16,7 @@ from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_s
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.images import upscale_nearest
 from mia_core.views.verdict import placement_figure, verdict_sentence
+from pages._collection import collection_section
 from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
 
 MAX_FILES = 64  # refused above this
@@ -115,6 +116,10 @@ attacks = [a for a in available if a.name in picked]
 if not attacks:
     st.info("Pick at least one attack.")
     st.stop()
+
+# -- was my collection used? (set-level test; its own section, pages/_collection.py)
+with st.expander("📚 Was my collection used? A set-level test with a p-value", expanded=bool(s.get("miu.set.open"))):
+    collection_section(exp, attacks, stored)
 
 uploads = st.file_uploader("Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
                            key="miu.files") or []

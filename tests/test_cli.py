@@ -59,6 +59,21 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
         assert m["n_members"] == 20 and m["n_nonmembers"] == 20
         assert m["tpr_at_1pct_fpr"] is None and m["tpr_at_0.1pct_fpr"] is None  # 20 non-members: n/a
         assert m["seconds"] >= 0
+    # Transferred thresholds: seeded stratified partition recorded; TPR and achieved FPR on the test part
+    # equal a recomputation from scores.csv (10 % budget: 10 calibration non-members suffice; 1 %: n/a).
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+
+    labels = scores["is_member"].to_numpy() == 1
+    part = calibration_partition(labels, fraction=0.5, seed=0)
+    for name, m in metrics.items():
+        t = m["transferred"]
+        assert t["partition"] == {"fraction": 0.5, "seed": 0, "stratified": True, "calibration_members": 10,
+                                  "calibration_nonmembers": 10, "test_members": 10, "test_nonmembers": 10}
+        expected = transferred_tpr_at_fpr(scores[name].to_numpy(), labels, part, 0.1, n_bootstrap=0)
+        assert t["at_fpr"]["0.1"]["tpr"] == pytest.approx(expected.tpr)
+        assert t["at_fpr"]["0.1"]["fpr"] == pytest.approx(expected.fpr)
+        assert t["at_fpr"]["0.1"]["tpr_ci"] is not None
+        assert t["at_fpr"]["0.01"]["tpr"] is None
     assert metrics["pia"]["unet_calls_per_image"] == 12  # 1 + the score's t and the 11-point sweep (200 included)
 
     # The CSV's scores are what the attack computes for those ids (PIA is deterministic).
@@ -76,6 +91,7 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
     assert traces["pia_trace"].shape == (40, 11) and traces["loss_trace"].shape == (40, 11)
     run = json.loads((out / "run.json").read_text())
     assert run["command"].startswith("mia attack --target")
+    assert run["blind_baseline"]["n_members"] == 10 and run["blind_baseline"]["partition"]["seed"] == 0
     assert run["target"]["resolution"] == 8
 
 
@@ -308,3 +324,77 @@ def test_attack_runs_every_applicable_attack_on_each_kind(kind, tmp_path, tiny_u
     assert run["target"]["space"].startswith("latent" if kind == "latent" else "pixel")
     if kind == "latent":
         assert metrics["loss"]["info"]["vae_encodes_per_image"] == 1
+
+
+def test_attack_warns_on_a_biased_split(tiny_folder, tmp_path, capsys):
+    """Non-members brightened: the blind baseline separates them without the model, and the CLI says so."""
+    from mia_core.data import resolve_data
+
+    images, split = resolve_data("default")
+    ids, is_member = split.limit(100).labelled()
+    pixels = images.subset(ids).images.astype(int)
+    is_member = np.asarray(is_member, dtype=bool)
+    for shift, name in ((0, "plain.npz"), (8, "shifted.npz")):
+        shifted = pixels.copy()
+        shifted[~is_member] += shift
+        np.savez(tmp_path / name, images=np.clip(shifted, 0, 255).astype(np.uint8), ids=np.asarray(ids),
+                 is_member=is_member)
+        out = tmp_path / name.replace(".npz", "")
+        code = main(["attack", "--target", str(tiny_folder), "--data", str(tmp_path / name), "--attacks", "loss",
+                     "--out", str(out), "--device", "cpu", "--bootstrap", "100", "--no-trace"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        blind = json.loads((out / "run.json").read_text())["blind_baseline"]
+        assert "blind baseline" in captured.out
+        if shift:
+            assert blind["biased"] and "WARNING: The split looks biased" in captured.err
+        else:
+            assert not blind["biased"] and "WARNING" not in captured.err
+
+
+def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
+    """`mia infer-set`: demo sets on the default target (demo store scores) and two image folders."""
+    out = tmp_path / "members.json"
+    assert main(["infer-set", "--demo", "members", "--size", "20", "--attacks", "pia", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["used"] and res["p_value"] < 0.05 and res["n_suspect"] == 20 and res["n_heldout"] == 20
+    assert "Likely used for training" in capsys.readouterr().out
+
+    from PIL import Image
+
+    from mia_core.data import load_digits
+
+    digits = load_digits()
+    for part, offset in (("suspect", 0), ("heldout", 30)):
+        (tmp_path / part).mkdir()
+        for k in range(6):
+            Image.fromarray(digits.images[offset + k][..., 0]).save(tmp_path / part / f"{part}-{k}.png")
+    out = tmp_path / "folders.json"
+    assert main(["infer-set", "--target", str(tiny_folder), "--suspect", str(tmp_path / "suspect"), "--heldout",
+                 str(tmp_path / "heldout"), "--attacks", "pia,loss", "--device", "cpu", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["features"] == ["pia", "loss"] and res["n_control"] == 6 and res["n_suspect"] == 3
+    assert 0 <= res["p_value"] <= 1
+
+    assert main(["infer-set", "--device", "cpu"]) == 2
+    assert "--suspect and --heldout" in capsys.readouterr().err
+
+
+def test_study_shift_mixing_experiment(tiny_folder, tmp_path, capsys):
+    """`mia study --factor shift`: the blind baseline's AUC rises with the share of shifted non-members."""
+    out = tmp_path / "shift"
+    code = main(["study", "--factor", "shift", "--values", "0,1", "--target", str(tiny_folder), "--data", "default",
+                 "--limit", "60", "--attacks", "loss", "--shift", "brightness:40", "--out", str(out),
+                 "--device", "cpu", "--bootstrap", "50"])
+    assert code == 0, capsys.readouterr().err
+    study = json.loads((out / "study.json").read_text())
+    assert study["factor"] == "shift" and study["attacks"] == ["loss", "blind"]
+    blind = {r["value"]: r["auc"] for r in study["rows"] if r["attack"] == "blind"}
+    assert blind[1.0] > 0.9 and blind[0.0] < blind[1.0]
+    assert [m["replaced_nonmembers"] for m in study["models"]] == [0, 60]
+    assert [m["blind_biased"] for m in study["models"]] == [False, True]
+    scores = pd.read_csv(out / "study.csv")
+    assert set(scores["attack"]) == {"loss", "blind"}
+    assert "share of non-members replaced" in capsys.readouterr().out
+    assert main(["study", "--factor", "shift", "--values", "0,2", "--out", str(tmp_path / "bad")]) == 2

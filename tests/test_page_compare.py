@@ -137,3 +137,29 @@ def test_compare_lines_up_a_learned_attack_on_its_held_out_part(open_page, tmp_p
     assert table.loc["secmi", "members"] == int(exp.is_member.sum())
     assert table.loc["secmi_nn", "members"] == n_eval_m
     assert table.loc["secmi", "AUC"] != pytest.approx(table.loc["secmi_nn", "AUC"], abs=1e-9)
+
+
+def test_compare_shows_transferred_thresholds_and_blind_baseline(compare):
+    """Oracle and transferred TPR@1%FPR side by side; the blind baseline on the ROC; no bias warning on the default."""
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+    from mia_core.lab.blind import blind_baseline
+
+    at = compare
+    exp, stored = _stored_scores()
+    table = at.dataframe[0].value
+    cols = list(table.columns)
+    assert cols.index("transferred TPR@1%FPR") == cols.index("TPR@1%FPR 95% CI") + 1
+    part = calibration_partition(exp.is_member, fraction=0.5, seed=0)
+    for name, result in stored.items():
+        rate = transferred_tpr_at_fpr(result.scores, exp.is_member, part, 0.01, n_bootstrap=0)
+        assert table.loc[name, "transferred TPR@1%FPR"] == f"{rate.tpr:.3f}"
+        assert table.loc[name, "achieved FPR (budget 1%)"] == f"{rate.fpr:.3f}"
+        assert table.loc[name, "transferred TPR@1%FPR 95% CI"].startswith("[")
+
+    roc = json.loads(at.get("plotly_chart")[0].proto.spec)
+    ref = [t for t in roc["data"] if (t.get("meta") or {}).get("role") == "reference"]
+    blind = blind_baseline(exp.images.images, exp.is_member, seed=0)
+    assert len(ref) == 1 and ref[0]["meta"]["auc"] == pytest.approx(blind.metrics.auc)
+    assert not blind.biased
+    assert not [w for w in at.warning if "biased" in w.value]
+    assert any("Blind baseline (images only, no model)" in c.value for c in at.caption)

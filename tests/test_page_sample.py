@@ -90,3 +90,27 @@ def test_learned_attack_says_training_image_or_held_out_verdict(open_page, tmp_p
         assert not at.exception
         lines = [m.value for m in at.markdown if "SecMI-NN" in m.value]
         assert lines and expected in lines[-1], lines
+
+
+def test_noise_stability_rescoring(open_page, default_split):
+    """The button rescores the image with 5 noise seeds and says whether its verdict is stable."""
+    from mia_core.lab.stability import stability
+
+    exp, stored = default_split
+    at = open_page("pages/sample.py", id="digits-0000", attack="loss")
+    assert not [m for m in at.markdown if m.value.startswith(("Stable:", "Unstable:"))]
+    at.button(key="sample.stability").click().run()
+    assert not at.exception
+    lines = [m.value for m in at.markdown if m.value.startswith(("Stable:", "Unstable:"))]
+    assert len(lines) == 1 and "over 5 noise seeds" in lines[0]
+    # The same rescoring outside the app, against the oracle threshold at the 1 % budget, gives the same sentence.
+    from mia_core.attacks import get_attack, scores_only_params
+    from mia_core.lab.stability import rescore_seeds
+
+    i = exp.ids.index("digits-0000")
+    thr = M.threshold_at_fpr(stored["loss"].scores, exp.is_member, 0.01)
+    attack = get_attack("loss", {**dict(stored["loss"].params), **scores_only_params("loss")})
+    per_seed = rescore_seeds(exp.target, exp.x0[i], "digits-0000", attack, [0, 1, 2, 3, 4])
+    assert per_seed[0] == pytest.approx(stored["loss"].scores[i], rel=1e-4)  # seed 0 = the stored run
+    assert lines[0] == stability(per_seed, thr, [0, 1, 2, 3, 4]).sentence()
+    assert stability([thr - 1, thr + 1], thr, [0, 1]).sentence().startswith("Unstable")

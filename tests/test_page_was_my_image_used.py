@@ -138,3 +138,33 @@ def test_no_stored_results_points_to_the_attack_lab(at):
     assert any("No stored attack results" in w.value for w in at.warning)
     assert at.page_link[0].proto.page.endswith("attack_lab")
     assert not at.get("plotly_chart")
+
+
+def test_collection_section_demo_sets_get_a_p_value(at):
+    """Set-level test on demo sets drawn from the split: members are 'used', non-members get a large p."""
+    import numpy as np
+
+    from mia_core.lab import set_inference as SI
+
+    assert any(e.label.startswith("📚 Was my collection used?") for e in at.expander)
+    # Defaults: a member suspect set of 20 against 20 held-out non-members, every session attack with results.
+    metrics = {m.label: m.value for m in at.metric}
+    assert float(metrics["p-value"]) < 0.05 and metrics["verdict at α"] == "used"
+    assert metrics["images in the test"] == "10 + 10"  # five attacks: CDI fits its combiner on the other half
+    assert any("Likely used for training" in x.value for x in at.success)
+
+    at.radio(key="miu.set.kind").set_value("nonmembers").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["verdict at α"] == "no evidence"
+    assert any("No evidence of training use" in x.value for x in at.info)
+
+    # Same numbers as the engine on the same draw (seed 0, draw 0) with the stored scores.
+    from tests.test_page_compare import _stored_scores
+
+    exp, stored = _stored_scores()
+    names = [n for n in stored]
+    scores = SI.score_matrix(stored, exp.ids, names)
+    s_rows, h_rows = SI.draw_demo_sets(exp.is_member, 20, 20, suspect="nonmembers", rng=np.random.default_rng([0, 0]))
+    expected = SI.set_test(scores[s_rows], scores[h_rows], features=tuple(names), seed=0)
+    assert float(metrics["p-value"]) == pytest.approx(expected.p_value, rel=1e-2)

@@ -354,3 +354,30 @@ def test_secmi_panels_draw_the_round_trip():
     assert np.array_equal(pics["x_tilde"], F.to_uint8(x_tilde))
     same = F.secmi_panels({"x0": x0, "x_tilde": x0, "x_recon": x0, "t_error": 0.0, "t": 1})
     assert same["diff_max"] == 0.0 and (same["diff"] == 0).all()
+
+
+def test_metric_table_puts_transferred_beside_oracle():
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([True, False], 300)
+    scores = rng.normal(size=600) + labels
+    part = calibration_partition(labels, seed=0)
+    rate = transferred_tpr_at_fpr(scores, labels, part, 0.01, n_bootstrap=50)
+    table = F.metric_table({"loss": M.evaluate(scores, labels, n_bootstrap=20)}, transferred={"loss": rate})
+    cols = list(table.columns)
+    i = cols.index("TPR@1%FPR 95% CI")
+    assert cols[i + 1: i + 5] == ["transferred TPR@1%FPR", "transferred TPR@1%FPR 95% CI", "achieved FPR (budget 1%)",
+                                  "achieved FPR (budget 1%) 95% CI"]
+    assert table.loc["loss", "transferred TPR@1%FPR"] == f"{rate.tpr:.3f}"
+    assert table.loc["loss", "achieved FPR (budget 1%)"] == f"{rate.fpr:.3f}"
+    assert "transferred TPR@1%FPR" not in F.metric_table({"loss": M.evaluate(scores, labels, n_bootstrap=0)}).columns
+
+
+def test_roc_figure_draws_a_reference_curve():
+    labels = np.repeat([True, False], 50)
+    scores = np.linspace(0, 1, 100)
+    fig = F.roc_figure({"loss": (scores, labels)}, log=False, reference=("blind baseline", scores[::-1], labels))
+    ref = [t for t in fig.data if (t.meta or {}).get("role") == "reference"]
+    assert len(ref) == 1 and ref[0].name == "blind baseline — AUC 1.000"
+    assert ref[0].line.dash == "dashdot"

@@ -122,6 +122,7 @@ def roc_figure(
     budget: float = M.BUDGET_1PCT,
     n_points: int = ROC_POINTS,
     title: str | None = None,
+    reference: tuple[str, Any, Any] | None = None,
 ) -> go.Figure:
     """ROC curves of several attacks on one figure.
 
@@ -138,6 +139,9 @@ def roc_figure(
         FPR budget of the operating point marked on every curve and reported in the legend.
     n_points : int
         Each curve is downsampled to about this many vertices.
+    reference : (name, scores (M,), is_member (M,)), optional
+        A reference curve drawn in grey dash-dot (``meta {"role": "reference"}``), e.g. the blind
+        baseline on the test part of the split; its legend repeats its AUC.
 
     Returns
     -------
@@ -193,6 +197,22 @@ def roc_figure(
                                "<br>threshold %{customdata[0]:.4g}<extra></extra>"),
             ))
 
+    if reference is not None:
+        ref_name, ref_scores, ref_labels = reference
+        s, m = _as_arrays(ref_scores, ref_labels)
+        roc = M.roc_curve(s, m)
+        keep = _roc_indices(np.asarray(roc.fpr), n_points, grid_min)
+        fpr, tpr = np.asarray(roc.fpr)[keep], np.asarray(roc.tpr)[keep]
+        if log:
+            visible = fpr > 0
+            fpr, tpr = fpr[visible], np.maximum(tpr[visible], x_min)
+        ref_auc = M.auc(s, m)
+        fig.add_trace(go.Scatter(
+            x=fpr, y=tpr, mode="lines", name=f"{ref_name} — AUC {ref_auc:.3f}",
+            line=dict(color="#7f7f7f", dash="dashdot", width=2, shape="hv"),
+            meta={"role": "reference", "auc": ref_auc}, hovertemplate="FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>",
+        ))
+
     lo = x_min if log else 0.0
     fig.add_trace(go.Scatter(
         x=[lo, 1.0], y=[lo, 1.0], mode="lines", name="chance (TPR = FPR)",
@@ -247,6 +267,7 @@ def metric_table(
     metrics: Mapping[str, M.AttackMetrics],
     results: Mapping[str, Any] | None = None,
     published_calls: Mapping[str, int] | None = None,
+    transferred: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per attack with every headline number.
 
@@ -257,6 +278,11 @@ def metric_table(
         Adds "UNet calls / image (this run)" and "seconds".
     published_calls : {attack name: int}, optional
         The attack's published cost in UNet calls per image (without its trace).
+    transferred : {attack name: mia_core.calibration.TransferredRate}, optional
+        Adds, right after the oracle ``TPR@<b>FPR`` column of the same budget ``b`` (1 % or 0.1 %; other
+        budgets go after the oracle columns): ``transferred TPR@<b>FPR`` (threshold from the calibration
+        part, TPR on the test part), its ``95% CI``, ``achieved FPR`` and its ``95% CI`` (text; n/a when
+        the calibration part has too few non-members).
 
     Returns
     -------
@@ -281,6 +307,8 @@ def metric_table(
             "members": int(mt.n_members),
             "non-members": int(mt.n_nonmembers),
         }
+        if transferred is not None and name in transferred:
+            row = _with_transferred(row, transferred[name])
         if published_calls is not None and name in published_calls:
             row["UNet calls / image"] = int(published_calls[name])
         if results is not None and name in results:
@@ -289,6 +317,26 @@ def metric_table(
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index(list(metrics), name="name"))
     return frame
+
+
+def _with_transferred(row: dict[str, Any], rate: Any) -> dict[str, Any]:
+    """``row`` with the transferred columns of ``rate`` inserted after the oracle column of its budget."""
+    b = budget_label(rate.budget)
+    cells = {
+        f"transferred TPR@{b}FPR": M.format_metric(rate.tpr, rate.budget),
+        f"transferred TPR@{b}FPR 95% CI": _ci(rate.tpr_ci),
+        f"achieved FPR (budget {b})": M.format_metric(rate.fpr, rate.budget),
+        f"achieved FPR (budget {b}) 95% CI": _ci(rate.fpr_ci),
+    }
+    anchor = f"TPR@{b}FPR 95% CI"
+    if anchor not in row:
+        return {**row, **cells}
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == anchor:
+            out.update(cells)
+    return out
 
 
 # --------------------------------------------------------------------------- histogram
