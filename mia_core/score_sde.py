@@ -158,21 +158,8 @@ class ScoreTarget(Target):
         return self.eps(x_t, 0)
 
     def card(self) -> dict[str, Any]:
-        cfg = self.unet.config
-        return {
-            "source": self.source,
-            "fingerprint": self.fingerprint,
-            "kind": "score-based (VE-SDE / SMLD): s_theta(x, sigma), data in [0, 1]",
-            "parameters": self.n_parameters,
-            "resolution": self.resolution,
-            "channels": self.channels,
-            "block_out_channels": list(cfg.block_out_channels),
-            "schedule": self.schedule.description,
-            "timesteps": self.schedule.num_timesteps,
-            "device": str(self.device),
-            "precision": "float32 (score calls run without autocast)",
-            "notes": list(self.notes),
-        }
+        return {**self.card_basics(), "kind": "score-based (VE-SDE / SMLD): s_theta(x, sigma), data in [0, 1]",
+                "precision": "float32 (score calls run without autocast)"}
 
 
 def fingerprint_score_model(unet: Any, schedule: VESchedule) -> str:

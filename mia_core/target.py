@@ -240,20 +240,24 @@ class Target:
 
     def card(self) -> dict[str, Any]:
         """A model card: plain values for display and for JSON."""
-        cfg = self.unet.config
+        return {**self.card_basics(), **self.card_reading()}
+
+    def card_basics(self) -> dict[str, Any]:
+        """The model card's first part, the same for every kind of target: where it came from, its size,
+        schedule, device and precision, the loader's notes, and which attacks do not apply (with why)."""
         return {
             "source": self.source,
             "fingerprint": self.fingerprint,
             "parameters": self.n_parameters,
             "resolution": self.resolution,
             "channels": self.channels,
-            "block_out_channels": list(cfg.block_out_channels),
+            "block_out_channels": list(self.unet.config.block_out_channels),
             "schedule": self.schedule.description,
             "timesteps": self.schedule.num_timesteps,
             "device": str(self.device),
             "precision": PRECISION_TEXT[self.precision] + (", torch.compile" if self.compile else ""),
             "notes": list(self.notes),
-            **self.card_reading(),
+            "not_applicable": not_applicable_attacks(self),
         }
 
     def card_reading(self) -> dict[str, Any]:
