@@ -40,7 +40,7 @@ def _run_attacks_then_compare(page, app_server):
     seed = page.locator(".st-key-attack_lab-seed input")  # keys' dots become dashes in the class
     seed.fill("1")
     seed.press("Tab")
-    page.get_by_test_id("stBaseButton-primaryFormSubmit").click()  # Run
+    page.locator(".st-key-attack_lab-run button").click()  # Run (a plain button: the lab has no st.form)
     progress = page.get_by_test_id("stProgress")
     progress.first.wait_for(state="visible", timeout=60_000)
     no_exception(page)
