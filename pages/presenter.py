@@ -30,7 +30,7 @@ st.html(
     "<style>[data-testid='stMainBlockContainer'] { padding-top: 3rem; padding-bottom: 0.5rem; }"
     + ("[data-testid='stMainBlockContainer'] { padding: 0 !important; max-width: none; }"
        ".st-key-present_deck iframe { height: 100vh !important; display: block; }"
-       "[data-testid='stMain'] { overflow: hidden; }" if embedded else "")
+       "[data-testid='stMain'] { overflow: hidden; } [data-testid='stHeader'] { display: none; }" if embedded else "")
     + "</style>"
 )
 
