@@ -109,7 +109,7 @@ def log_tick_label(value: float) -> str:
 def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float], list[str]]:
     """Tick values and labels of a log axis over [lo, hi] (both > 0): every label states its value.
 
-    Whole decades when the range holds at least two of them (thinned to at most ``max_ticks``),
+    Whole decades when the range holds at least three of them (thinned to at most ``max_ticks``),
     else 1-2-5 steps, else every digit, so a range shorter than a decade still gets readable ticks
     (plotly's default then labels the minor ticks with their leading digit only: "5 4 3 2 0.1 9 8").
     """
@@ -124,7 +124,7 @@ def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float],
     for mantissas in _LOG_MANTISSAS:
         values = [m * 10.0**e for e in range(e0, e1 + 1) for m in mantissas
                   if lo * (1 - 1e-9) <= m * 10.0**e <= hi * (1 + 1e-9)]
-        if len(values) >= 2:
+        if len(values) >= 3:  # fewer than three decades: 1-2-5 steps, then every digit
             break
     if len(values) > max_ticks:  # many decades: every k-th decade
         step = math.ceil(len(values) / max_ticks)
