@@ -50,6 +50,8 @@ def test_short_ranges_get_labelled_ticks_not_leading_digits():
     vals, text = log_ticks(0.021, 0.029)  # inside one 1-2-5 step: every digit
     assert len(vals) >= 1 and all(_label_value(t) == pytest.approx(v) for v, t in zip(vals, text))
     assert log_ticks(1e-4, 1.0)[0] == [1e-4, 1e-3, 1e-2, 0.1, 1.0]
+    assert log_ticks(1.1, 60.0)[1] == ["2", "5", "10", "20", "50"]  # two decades: 1-2-5, not just "10"
+    assert log_ticks(0.0123, 0.0123)[1] == ["0.007", "0.008", "0.009", "0.01", "0.02"]
     vals, _ = log_ticks(1e-12, 1e12)
     assert len(vals) <= 8 and vals[0] == pytest.approx(1e-12)
     assert log_tick_label(3e-5) == "3×10⁻⁵" and log_tick_label(1e6) == "10⁶" and log_tick_label(0.25) == "0.25"

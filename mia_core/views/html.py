@@ -57,8 +57,8 @@ html,body{{margin:0;height:100%;overflow:hidden;background:#fff;color:#222;
   font-family:'Source Sans Pro',Helvetica,Arial,sans-serif}}
 #stage{{position:absolute;left:0;top:0;width:{SLIDE_WIDTH}px;height:{SLIDE_HEIGHT}px;transform-origin:0 0}}
 section.slide{{position:absolute;inset:0;box-sizing:border-box;padding:22px 40px 14px;display:flex;
-  flex-direction:column;visibility:hidden;overflow:hidden}}
-section.slide.current{{visibility:visible}}
+  flex-direction:column;overflow:hidden;background:#fff;z-index:0;will-change:transform;pointer-events:none}}
+section.slide.current{{z-index:1;pointer-events:auto}}
 section.slide h1{{font-size:36px;line-height:1.15;margin:0 90px 6px 0}}
 section.slide .num{{position:absolute;right:40px;top:28px;font-size:22px;color:#666}}
 section.slide p.takeaway{{font-size:22px;line-height:1.3;margin:0 0 6px}}
@@ -68,6 +68,8 @@ section.slide .body li,section.slide .body p{{font-size:22px;line-height:1.38;ma
 section.slide .caption p,section.slide .caption li{{font-size:15px;line-height:1.3;margin:2px 0;color:#555}}
 """
 
+# Every slide is drawn once, on a compositor layer of its own (will-change), stacked under the current
+# one: a step only changes which layer is on top, so no chart is laid out or painted on a key press.
 # Stepping on the client: no server round trip per key. Keys: right / PageDown / space / down = next,
 # left / PageUp / up = back, Home / End. The keys of the page around an iframe are heard too (same origin).
 # ``document.body.dataset.stepMs`` is the last key-to-paint time (key event to the second animation frame).

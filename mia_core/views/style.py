@@ -109,8 +109,8 @@ def log_tick_label(value: float) -> str:
 def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float], list[str]]:
     """Tick values and labels of a log axis over [lo, hi] (both > 0): every label states its value.
 
-    Whole decades when the range holds at least three of them (thinned to at most ``max_ticks``),
-    else 1-2-5 steps, else every digit, so a range shorter than a decade still gets readable ticks
+    The densest of: every digit, 1-2-5 steps, whole decades, that gives at most ``max_ticks`` ticks
+    (many decades are thinned to every k-th), so a range shorter than a decade still gets readable ticks
     (plotly's default then labels the minor ticks with their leading digit only: "5 4 3 2 0.1 9 8").
     """
     lo, hi = float(lo), float(hi)
@@ -120,15 +120,22 @@ def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float],
     if hi / lo < 1.5:  # (nearly) one value: a factor of two around it
         lo, hi = lo / 2, hi * 2
     e0, e1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    values: list[float] = []
-    for mantissas in _LOG_MANTISSAS:
-        values = [m * 10.0**e for e in range(e0, e1 + 1) for m in mantissas
-                  if lo * (1 - 1e-9) <= m * 10.0**e <= hi * (1 + 1e-9)]
-        if len(values) >= 3:  # fewer than three decades: 1-2-5 steps, then every digit
+
+    def within(mantissas: tuple[int, ...]) -> list[float]:
+        ticks = (float(f"{m}e{e}") for e in range(e0, e1 + 1) for m in mantissas)  # exact: 9e-3, not 9 * 10**-3
+        return [v for v in ticks if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+
+    # the densest of every digit / 1-2-5 / decades that fits in max_ticks (and shows at least two)
+    for mantissas in reversed(_LOG_MANTISSAS):
+        values = within(mantissas)
+        if 2 <= len(values) <= max_ticks:
             break
-    if len(values) > max_ticks:  # many decades: every k-th decade
-        step = math.ceil(len(values) / max_ticks)
-        values = values[::step]
+    else:
+        values = within((1,))
+        if len(values) > max_ticks:  # many decades: every k-th decade
+            values = values[::math.ceil(len(values) / max_ticks)]
+        elif len(values) < 2:  # not even two digits inside: the two around the range
+            values = within(_LOG_MANTISSAS[-1]) or [10.0**e0, 10.0**e1]
     return values, [log_tick_label(v) for v in values]
 
 
