@@ -57,11 +57,26 @@ st.markdown(
 )
 
 try:
-    current = selected_attacks()
+    ran = selected_attacks()  # the last Run's selection: what the results below are for
 except ValueError as exc:  # a bad cfg.params from elsewhere must not take the page down
     st.warning(f"The stored attack parameters are invalid ({exc}); using the published defaults.")
     s["cfg.params"] = {}
-    current = selected_attacks()
+    ran = selected_attacks()
+
+
+def _form_raw(name: str) -> dict:
+    """The form's current value of each of an attack's fields (the last Run's before the form is drawn)."""
+    return {f.name: s.get(f"attack_lab.p.{name}.{f.name}", plan.form_value(f, s["cfg.params"].get(name)))
+            for f in plan.param_fields(name)}
+
+
+# What a Run would start now: the chips and parameters as they stand in the form, not the last Run's,
+# so the table, the "Selected" line and the time advice update as the form changes.
+names_now = [n for n in s.get("attack_lab.attacks", s["cfg.attacks"]) if n in REGISTRY]
+pending = plan.pending_selection(names_now, {n: _form_raw(n) for n in names_now}, s["cfg.params"],
+                                 num_timesteps=num_timesteps)
+current = pending.attacks
+seed_now = int(s.get("attack_lab.seed", seed))
 
 # Attacks whose math does not fit this kind of target (Attack.applies_to) are listed, never run.
 skipped = not_applicable([cls() for cls in REGISTRY.values()], exp.target)
@@ -69,10 +84,11 @@ if skipped:
     st.info("**Not applicable to this target** (not run):\n\n" + "\n".join(
         f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()), icon=":material/block:")
     current = [a for a in current if a.name not in skipped]
+    ran = [a for a in ran if a.name not in skipped]
 
 
 def _is_stored(attack) -> bool:
-    return store.has(exp.run_key(attack, seed))
+    return store.has(exp.run_key(attack, seed_now))
 
 
 stored_now = {a.name for a in current if _is_stored(a)}
@@ -92,7 +108,7 @@ levels = st.pills(
     help="What the attacker may use: black box = generated or varied images only; gray box = the model's noise "
          "predictions; white box = its weights and gradients. The Learn page explains them.",
 )
-table = pd.DataFrame(plan.attack_table(s["cfg.params"], [a.name for a in current], stored_now, levels=levels),
+table = pd.DataFrame(plan.attack_table(pending.params, [a.name for a in current], stored_now, levels=levels),
                      columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"])
 st.dataframe(
     table, hide_index=True, width="stretch", key="attack_lab.table",
@@ -122,7 +138,10 @@ if current:
         f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; "
         f"{todo}"
     )
-st.caption("The table shows the parameters of your last run; it updates when you press Run.")
+if pending.errors:
+    st.warning("Not valid yet (the estimate uses the last Run's values for these): " + "; ".join(
+        f"**{REGISTRY[n].title}**: {e}" for n, e in pending.errors.items()), icon=":material/edit_note:")
+st.caption("The table and the estimate follow the form below as you edit it; nothing starts until you press Run.")
 
 
 def _use_subset(n: int) -> None:
@@ -162,12 +181,16 @@ if not_applicable:
     st.info("Not applicable to this target:\n\n" + "\n\n".join(
         f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()), icon=":material/block:")
 
-with st.form("attack_lab.form"):
+# Not an st.form: every edit reruns the page so the plan above describes the form as it is. The chips'
+# labels never depend on the parameters: the browser holds a chip as its label text, and a label that
+# changed after a Run (say a new cost) matched no option any more, so the chip vanished and the next
+# Run left that attack out without a word. The current costs are in the table above.
+with st.container(border=True, key="attack_lab.form"):
     chosen = st.multiselect(
         "Attacks to run",
         options=plan.filter_by_access(list(REGISTRY), levels, keep=[a.name for a in current]),
-        default=[a.name for a in current],
-        format_func=lambda name: choice_label(name, plan.cost_text(name, s["cfg.params"].get(name))),
+        default=[a.name for a in ran],
+        format_func=lambda name: choice_label(name, "published cost " + plan.cost_text(name)),
         key="attack_lab.attacks",
         help="Cost = UNet evaluations per image for the score (and with the per-timestep trace the charts use).",
     )
@@ -203,7 +226,7 @@ with st.form("attack_lab.form"):
         "Seed", min_value=0, max_value=2**31 - 1, value=seed, step=1, key="attack_lab.seed",
         help="Seeds the noise each attack draws per image (the default split of the embedded data does not change).",
     )
-    submitted = st.form_submit_button("Run", type="primary", icon=":material/play_arrow:", key="attack_lab.run")
+    submitted = st.button("Run", type="primary", icon=":material/play_arrow:", key="attack_lab.run")
 
 
 def _start(exp_now) -> None:
@@ -262,8 +285,8 @@ if s.get(NOTICE_KEY):
 
 job_id = s.get(JOB_KEY)
 state = worker.get(job_id) if job_id else None
-if state is None and current:  # a job for this very request started elsewhere (another tab, before a reload)
-    other = worker.get(attack_job_id(exp, current, seed))
+if state is None and ran:  # a job for this very request started elsewhere (another tab, before a reload)
+    other = worker.get(attack_job_id(exp, ran, seed))
     if other is not None and other.active:
         job_id, state = other.job_id, other
         s[JOB_KEY] = job_id
@@ -310,7 +333,7 @@ if found:
         "the number that says whether an attacker can be *confident*. Brackets: 95 % bootstrap intervals. "
         "TPR @ 0.1% FPR needs at least 1,000 non-members to be measured."
     )
-    missing = [a.title for a in current if a.name not in found]
+    missing = [a.title for a in ran if a.name not in found]
     if missing:
         st.info(f"Not computed yet: {', '.join(missing)}.")
     c1, c2, c3 = st.columns([2, 1, 1])
@@ -320,5 +343,5 @@ if found:
     scores = scores_frame(found, exp.ids, exp.is_member)
     c3.download_button("Per-image scores (CSV)", scores.to_csv(index=False).encode(), file_name="attack_scores.csv",
                        mime="text/csv", on_click="ignore", key="attack_lab.dl_scores")
-elif current and not (state is not None and state.active):
+elif ran and not (state is not None and state.active):
     st.info("No stored results for the selected attacks on this experiment yet: press **Run**.")

@@ -18,9 +18,10 @@ from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, access_label, get_attack
 from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+from mia_core.lab import run_specs as RS
 from mia_core.lab.blind import BLIND_NAME, blind_baseline
 from mia_core.lab.plan import order_by_access
-from pages._common import budget_control, results, try_experiment
+from pages._common import budget_control, get_store, selected_attacks, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -96,8 +97,38 @@ if exp is None:
 
 all_ids = list(exp.ids)
 known_ids = set(all_ids)
-res = {name: r for name, r in results(exp).items() if set(r.ids) <= known_ids}
-res = {name: res[name] for name in order_by_access(res)}  # grouped by threat model: black, gray, white box
+
+# -- which runs: a run = an attack with its parameters, so two runs of one attack sit side by side.
+# The choice lives in the URL (?runs=loss|loss:timesteps=100, with ?fpr=): a link reproduces the view.
+seed = int(st.session_state["cfg.seed"])
+store = get_store()
+lab_runs = [RS.run_id(a) for a in selected_attacks()]  # the Attack lab's selection: the default view
+url_runs, url_errors = RS.parse_runs(st.query_params.get("runs"))
+offered = list(dict.fromkeys(
+    lab_runs + url_runs + RS.stored_run_ids(store.entries(), exp.target.fingerprint, exp.images.fingerprint, seed)))
+if "compare.runs" not in st.session_state:
+    st.session_state["compare.runs"] = url_runs if "runs" in st.query_params and url_runs else lab_runs
+chosen_runs = st.multiselect(
+    "Runs", offered, key="compare.runs", format_func=short_name,
+    help="Every stored run of this target, data and seed: an attack with its parameters. The labels name the "
+         "parameters that differ from the published defaults. The choice is kept in the page's URL.",
+)
+st.query_params["runs"] = RS.join_runs(chosen_runs)
+for error in url_errors:
+    st.warning(f"Ignored from the link: {error}")
+res, not_stored = {}, []
+for rid in chosen_runs:
+    stored = store.get(exp.run_key(RS.attack_of(rid), seed))
+    if stored is None:
+        not_stored.append(rid)
+    elif set(stored.ids) <= known_ids:
+        res[rid] = stored
+if not_stored:
+    st.info("Not stored on this experiment (run them in the Attack lab): "
+            + ", ".join(short_name(r) for r in not_stored) + ".")
+# grouped by threat model (black, gray, white box), runs of one attack together
+order = order_by_access(dict.fromkeys(RS.base_attack(r) for r in res))
+res = dict(sorted(res.items(), key=lambda kv: order.index(RS.base_attack(kv[0]))))
 if not res:
     st.warning(
         "No stored results yet for the selected attacks on this target and data. "
@@ -139,7 +170,7 @@ with top[0]:
     budget = budget_control()
 with top[1]:
     st.markdown(
-        f"**{len(names)} attack(s)** on **{n_m} members** and **{n_nm} non-members**"
+        f"**{len(names)} run(s)** on **{n_m} members** and **{n_nm} non-members**"
         f"{' (each attack on the images it scored)' if evalset == ES.OWN and partial else ''}. "
         f"With {n_nm} non-members the smallest non-zero FPR is 1/{n_nm} ≈ {1 / n_nm:.2%}: "
         "budgets below that cannot be measured and are shown as n/a."
@@ -192,11 +223,12 @@ with tabs[1]:
 with tabs[2]:
     calls = {}
     for n in names:
-        cost = _published_calls(n, res[n].params)
+        cost = _published_calls(RS.base_attack(n), res[n].params)
         if cost is not None:
             calls[n] = cost
     table = F.metric_table(metrics, res, calls, transferred=transferred)
-    table.insert(1, "threat model", [access_label(n) if n in REGISTRY else "" for n in table.index])
+    table.insert(1, "threat model", [access_label(RS.base_attack(n)) if RS.base_attack(n) in REGISTRY else ""
+                                     for n in table.index])
     st.dataframe(
         table, hide_index=True, key="metric_table",
         column_config={
@@ -248,13 +280,13 @@ with tabs[3]:
     hist = F.score_histogram(
         r.scores, labels[hist_attack], threshold=threshold, ids=list(r.ids), highlight_id=st.session_state.get("sel.sample"),
         log_y=log_y, threshold_label=f"{F.budget_label(budget)} FPR budget",
-        title=f"{short_name(hist_attack)}: {REGISTRY[hist_attack].score_label if hist_attack in REGISTRY else 'score'}",
+        title=f"{short_name(hist_attack)}: {REGISTRY[RS.base_attack(hist_attack)].score_label if RS.base_attack(hist_attack) in REGISTRY else 'score'}",
     )
     event = st.plotly_chart(hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun",
                             selection_mode="points")
     chosen = _selected_id(event, valid_ids)
     if chosen is not None:
-        open_sample(chosen, hist_attack)
+        open_sample(chosen, RS.base_attack(hist_attack))
     if threshold is None:
         st.info(f"No threshold at a {F.budget_label(budget)} FPR budget: {M.format_metric(None, budget)}.")
     st.caption(
@@ -288,7 +320,7 @@ with tabs[3]:
     )
     rows = getattr(getattr(table_event, "selection", None), "rows", None) or []
     if rows and 0 <= rows[0] < len(vuln):
-        open_sample(str(vuln.iloc[rows[0]]["id"]), hist_attack)
+        open_sample(str(vuln.iloc[rows[0]]["id"]), RS.base_attack(hist_attack))
 
 with tabs[4]:
     traced = {n: r for n, r in res.items() if r.trace.ndim == 2 and r.trace.shape[1] > 0 and list(r.ids) == ids}
@@ -336,7 +368,7 @@ with tabs[5]:
                                         on_select="rerun", selection_mode="points")
         chosen = _selected_id(scatter_event, valid_ids)
         if chosen is not None:
-            open_sample(chosen, x_attack)
+            open_sample(chosen, RS.base_attack(x_attack))
         st.caption(
             "One dot per image: its score under two attacks. Dots on a diagonal mean the attacks agree on which "
             "images look like members; the rank correlation in the title sums it up. Members far from the "

@@ -154,7 +154,7 @@ def test_nearest_pairs_are_member_then_closest_nonmember():
 def test_deck_html_embeds_plotly_once():
     slides = build_deck(_synthetic())
     html = deck_html(slides)
-    assert html.count("<section>") == len(slides)
+    assert html.count("<section class='slide'") == len(slides)
     assert html.count("plotly.js v") <= 2  # the library is embedded once (its banner appears in the bundle)
     assert "What is membership inference?" in html and "<li>" in html
 

@@ -343,3 +343,52 @@ def _with_ci(value: float | None, ci: Any, budget: float | None = None) -> str:
     if value is not None and ci is not None:
         text += f" [{ci.low:.3f}, {ci.high:.3f}]"
     return text
+
+
+# -- the form as it is now ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingSelection:
+    """The Attack lab's form as it stands before Run: what a Run would start.
+
+    ``attacks`` are built from the form's current values (an attack whose values are invalid is
+    built with the parameters of the last Run instead, and named in ``errors``); ``params`` holds
+    only the values that differ from the published defaults, as the app stores them in ``cfg.params``.
+    """
+
+    attacks: list[Attack]
+    params: dict[str, dict[str, Any]]
+    errors: dict[str, str]
+
+
+def pending_selection(names: Sequence[str], raw: Mapping[str, Mapping[str, Any]],
+                      fallback: Mapping[str, Mapping[str, Any]] | None = None, *,
+                      num_timesteps: int | None = None) -> PendingSelection:
+    """Attacks from the form's current values (``raw``: attack -> field -> form value) for ``names``.
+
+    ``fallback`` (attack -> non-default params, the last Run's) is used for an attack whose form
+    values do not parse or validate; its message goes into ``errors`` (attack -> text).
+    """
+    attacks, params, errors = [], {}, {}
+    fallback = fallback or {}
+    for name in names:
+        if name not in REGISTRY:
+            continue
+        try:
+            values = values_from_form(name, raw.get(name, {}))
+            attack = build_attack(name, values, num_timesteps=num_timesteps)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            try:
+                attack = get_attack(name, fallback.get(name))
+            except (TypeError, ValueError):
+                attack = get_attack(name)
+            values = attack.params_dict()
+        diff = non_default(name, values)
+        if diff:
+            params[name] = diff
+        # built from the non-default values, as a Run stores them (cfg.params), so that the run key (and
+        # with it "stored?") is the Run's: a form's 4.0 for a default of 4 must not look like a new run
+        attacks.append(get_attack(name, diff or None) if not errors.get(name) else attack)
+    return PendingSelection(attacks, params, errors)

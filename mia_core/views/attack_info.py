@@ -19,6 +19,8 @@ itself, a fallback colour, and access ``"unknown"``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label
@@ -118,7 +120,18 @@ def access_text(access: str) -> str:
 
 
 def attack_info(name: str) -> AttackInfo:
-    """The :class:`AttackInfo` of an attack name (registered or not; see the module docstring)."""
+    """The :class:`AttackInfo` of an attack name (registered or not; see the module docstring).
+
+    A run id (:mod:`mia_core.lab.run_specs`, ``"loss:timesteps=100"``: an attack with non-default
+    parameters) is its attack's info with the parameters in the names (``"Loss timesteps=100"``)
+    and a colour of its own, so two runs of one attack are told apart in every legend.
+    """
+    base, sep, params = name.partition(":")
+    if sep and base in REGISTRY:
+        info = attack_info(base)
+        said = ", ".join(p + "none" if p.endswith("=") else p for p in params.split(",")) or "defaults"
+        return dataclasses.replace(info, name=name, short=f"{info.short} {said}", title=f"{info.title} ({said})",
+                                   color=attack_color(name))
     cls = REGISTRY.get(name)
     if cls is None:
         return AttackInfo(name=name, short=SHORT_NAMES.get(name, name), title=name, color=attack_color(name),

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 
 from mia_core.schedule import NoiseSchedule
 from mia_core.views.attack_info import all_attack_info
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL
+from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, log_axis
 
 __all__ = ["error_bars_figure", "abar_figure", "attack_summary", "train_log_summary", "loss_curve_figure"]
 
@@ -102,6 +102,8 @@ def loss_curve_figure(log: Mapping[str, Any]) -> go.Figure | None:
     fig = go.Figure(go.Scatter(x=arr[:, 0], y=arr[:, 1], mode="lines", line=dict(color="#333333"),
                                name="training loss", hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>"))
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis=dict(title="training step"),
-                      yaxis=dict(title="loss: mean (eps - eps_theta)^2", type="log"))
+                      xaxis_title="training step", yaxis_title="loss: mean (eps - eps_theta)^2")
+    positive = arr[:, 1][np.isfinite(arr[:, 1]) & (arr[:, 1] > 0)]
+    if positive.size:
+        fig.update_yaxes(**log_axis(positive))
     return fig

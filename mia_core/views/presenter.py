@@ -354,7 +354,8 @@ def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pair
 def error_curve_figure(data: DeckData, attack: str) -> go.Figure:
     """The Sample explorer's per-timestep error curve of an attack (no sample on top), restyled for a slide."""
     fig = attack_error_curve(data.results[attack], data.is_member)
-    return talk_style(fig, legend=dict(x=0.02, y=0.98, xanchor="left", yanchor="top"))
+    # the legend beside the plot, not on it: the bands fill the top left, where it used to cover the curves
+    return talk_style(fig, legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top"))
 
 
 def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:

@@ -33,7 +33,9 @@ from plotly.subplots import make_subplots
 from mia_core import metrics as M
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import png_data_uri, to_uint8, upscale_nearest
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, rgba
+from mia_core.views.style import (
+    MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, log_axis, rgba,
+)
 
 __all__ = [
     "budget_label",
@@ -235,12 +237,9 @@ def roc_figure(
                 font=dict(size=12, color="#555555"),
             )
         axis_range = [math.log10(x_min), 0.0]
-        decades = [10.0**e for e in range(math.floor(math.log10(x_min)), 1)]
-        ticks = dict(tickvals=decades, ticktext=[_percent_tick(d) for d in decades])
-        fig.update_xaxes(type="log", range=axis_range, title="false-positive rate (non-members flagged, log scale)",
-                         **ticks)
-        fig.update_yaxes(type="log", range=axis_range, title="true-positive rate (members flagged, log scale)",
-                         **ticks)
+        ticks = log_axis(lo=x_min, hi=1.0, fmt=_percent_tick)
+        fig.update_xaxes(range=axis_range, title="false-positive rate (non-members flagged, log scale)", **ticks)
+        fig.update_yaxes(range=axis_range, title="true-positive rate (members flagged, log scale)", **ticks)
     else:
         fig.update_xaxes(type="linear", range=[0, 1], title="false-positive rate (non-members flagged)")
         fig.update_yaxes(type="linear", range=[0, 1], title="true-positive rate (members flagged)",
@@ -485,7 +484,11 @@ def score_histogram(
                                text=f"{prefix}threshold above every score: TPR 0, FPR 0", font=dict(size=13))
 
     fig.update_layout(barmode="overlay", bargap=0)
-    fig.update_yaxes(title="density", type="log" if log_y else "linear", row=1, col=1)
+    densities = [np.asarray(t.y, dtype=float) for t in fig.data if t.type == "bar" and t.y is not None]
+    if log_y and any((d > 0).any() for d in densities):
+        fig.update_yaxes(title="density", row=1, col=1, **log_axis(np.concatenate(densities)))
+    else:
+        fig.update_yaxes(title="density", type="linear", row=1, col=1)
     fig.update_yaxes(row=2, col=1, tickvals=[0, 1], ticktext=[NONMEMBER_LABEL, MEMBER_LABEL], range=[-0.6, 1.6],
                      fixedrange=True, showgrid=False)
     fig.update_xaxes(title=_score_axis_title(score_label, transformed), row=2, col=1)
@@ -705,9 +708,10 @@ def error_curve_figure(
     values = np.concatenate([d.reshape(-1) for d in drawn]) if drawn else np.zeros(0)
     values = values[np.isfinite(values)]
     positive = bool(values.size) and bool(np.all(values > 0))
-    fig.update_yaxes(type="log" if positive else "linear", title=ylabel)
     if positive:
-        fig.update_yaxes(dtick=1, exponentformat="power")
+        fig.update_yaxes(title=ylabel, **log_axis(values))
+    else:
+        fig.update_yaxes(type="linear", title=ylabel)
     fig.update_xaxes(title="timestep t (0 = clean image)")
     _base_layout(fig, title, height=height)
     fig.update_layout(margin=dict(t=70 if title else 45))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
 # Okabe-Ito colour-blind-safe pair: members orange, non-members blue.
 MEMBER_COLOR = "#E69F00"
 NONMEMBER_COLOR = "#0072B2"
@@ -88,3 +92,74 @@ def talk_style(fig, *, height: int = TALK_HEIGHT, legend: dict | None = None):
     for note in fig.layout.annotations:
         note.font.size = max(float(note.font.size or 0), TALK_FONT_SIZE)
     return fig
+
+
+# ---------------------------------------------------------------------------------------------- log axes
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_LOG_MANTISSAS = ((1,), (1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9))
+
+
+def log_tick_label(value: float) -> str:
+    """A log-axis tick as its value: ``0.02`` -> ``"0.02"``, ``3e-05`` -> ``"3×10⁻⁵"``, ``1e6`` -> ``"10⁶"``."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"a log-axis tick must be a positive finite number, got {value!r}")
+    if 1e-3 <= value < 1e5:
+        return f"{value:.6g}"
+    exponent = math.floor(math.log10(value) + 1e-9)
+    mantissa = round(value / 10.0**exponent, 6)
+    power = f"10{str(exponent).translate(_SUPERSCRIPT)}"
+    return power if mantissa == 1 else f"{mantissa:g}×{power}"
+
+
+def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float], list[str]]:
+    """Tick values and labels of a log axis over [lo, hi] (both > 0): every label states its value.
+
+    The densest of: every digit, 1-2-5 steps, whole decades, that gives at most ``max_ticks`` ticks
+    (many decades are thinned to every k-th), so a range shorter than a decade still gets readable ticks
+    (plotly's default then labels the minor ticks with their leading digit only: "5 4 3 2 0.1 9 8").
+    """
+    lo, hi = float(lo), float(hi)
+    if not (lo > 0 and hi > 0 and math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"a log axis needs a positive finite range, got [{lo!r}, {hi!r}]")
+    lo, hi = min(lo, hi), max(lo, hi)
+    if hi / lo < 1.5:  # (nearly) one value: a factor of two around it
+        lo, hi = lo / 2, hi * 2
+    e0, e1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+
+    def within(mantissas: tuple[int, ...]) -> list[float]:
+        ticks = (float(f"{m}e{e}") for e in range(e0, e1 + 1) for m in mantissas)  # exact: 9e-3, not 9 * 10**-3
+        return [v for v in ticks if lo * (1 - 1e-9) <= v <= hi * (1 + 1e-9)]
+
+    # the densest of every digit / 1-2-5 / decades that fits in max_ticks (and shows at least two)
+    for mantissas in reversed(_LOG_MANTISSAS):
+        values = within(mantissas)
+        if 2 <= len(values) <= max_ticks:
+            break
+    else:
+        values = within((1,))
+        if len(values) > max_ticks:  # many decades: every k-th decade
+            values = values[::math.ceil(len(values) / max_ticks)]
+        elif len(values) < 2:  # not even two digits inside: the two around the range
+            values = within(_LOG_MANTISSAS[-1]) or [10.0**e0, 10.0**e1]
+    return values, [log_tick_label(v) for v in values]
+
+
+def log_axis(values=None, *, lo: float | None = None, hi: float | None = None, fmt=None, max_ticks: int = 8) -> dict:
+    """The one way a log axis is drawn: ``fig.update_yaxes(**log_axis(y))`` (or ``update_xaxes``).
+
+    ``values`` (any shape; non-positive and non-finite entries are ignored) give the range unless
+    ``lo`` / ``hi`` are given. ``fmt`` (value -> text, e.g. a percent) replaces the tick labels.
+    Returns plotly axis properties: ``type="log"`` with explicit ``tickvals`` / ``ticktext``.
+    """
+    if lo is None or hi is None:
+        arr = np.asarray(values if values is not None else [], dtype=float).reshape(-1)
+        arr = arr[np.isfinite(arr) & (arr > 0)]
+        if arr.size == 0:
+            raise ValueError("log_axis needs at least one positive finite value (or lo and hi)")
+        lo = float(arr.min()) if lo is None else lo
+        hi = float(arr.max()) if hi is None else hi
+    tickvals, ticktext = log_ticks(lo, hi, max_ticks=max_ticks)
+    if fmt is not None:
+        ticktext = [fmt(v) for v in tickvals]
+    return dict(type="log", tickvals=tickvals, ticktext=ticktext)

@@ -40,7 +40,7 @@ def _run_attacks_then_compare(page, app_server):
     seed = page.locator(".st-key-attack_lab-seed input")  # keys' dots become dashes in the class
     seed.fill("1")
     seed.press("Tab")
-    page.get_by_test_id("stBaseButton-primaryFormSubmit").click()  # Run
+    page.locator(".st-key-attack_lab-run button").click()  # Run (a plain button: the lab has no st.form)
     progress = page.get_by_test_id("stProgress")
     progress.first.wait_for(state="visible", timeout=60_000)
     no_exception(page)
@@ -58,4 +58,37 @@ def _run_attacks_then_compare(page, app_server):
     page.get_by_role("link", name="Compare the attacks").click()
     wait_for_app(page)
     page.get_by_test_id("stPlotlyChart").first.wait_for(state="visible", timeout=60_000)
+    no_exception(page)
+
+
+def test_run_with_changed_parameters_keeps_every_chip(page, app_server):
+    """Issue 19's sequence in Chromium: change an attack's parameters, Run; every chip is still there, and
+    the next Run keeps all five attacks (before: the changed attack's chip vanished and was left out)."""
+    page.set_default_timeout(60_000)
+    page.goto(app_server + "/")
+    wait_for_app(page)
+    _nav(page, "Attack lab")
+    chips = page.get_by_test_id("stMultiSelect").get_by_role("button", name=re.compile("^Remove "))
+    chips.first.wait_for(state="visible")
+    assert chips.count() == 5
+    selected = page.locator("[data-testid='stMarkdownContainer'] p").filter(has_text="Selected:")
+    assert "all stored" in selected.inner_text()
+    box = page.locator(".st-key-attack_lab-p-loss-timesteps input")
+    box.fill("100")
+    box.press("Enter")
+    wait_for_app(page)
+    sweep = page.locator(".st-key-attack_lab-p-loss-sweep input")  # no trace: 1 UNet call per image, quick
+    sweep.fill("")
+    sweep.press("Enter")
+    wait_for_app(page)
+    # the plan follows the form before Run: one attack to compute now
+    selected.filter(has_text=re.compile(r"5 attack\(s\).*4 stored")).wait_for(state="visible")
+    page.locator(".st-key-attack_lab-run button").click()
+    page.get_by_text(re.compile(r"^Done — \d+ attack\(s\) finished")).wait_for(state="visible", timeout=240_000)
+    wait_for_app(page)
+    no_exception(page)
+    assert chips.count() == 5, [chips.nth(i).get_attribute("aria-label") for i in range(chips.count())]
+    page.locator(".st-key-attack_lab-run button").click()
+    page.get_by_text("All 5 selected attack(s) already have stored results").wait_for(state="visible")
+    assert chips.count() == 5
     no_exception(page)
