@@ -55,8 +55,10 @@ def main() -> None:
         print(f"| {n_models} | {', '.join(f'{a:.3f}' for a in aucs)} | {np.mean(aucs):.3f} | {per_fit:.1f} |")
 
     sub = load_experiment("default", "default", limit=args.elbo_images)
-    print(f"\n| elbo n_timesteps | UNet calls / image | AUC ({args.elbo_images} + {args.elbo_images} images) |"
-          "\n|---|---|---|")
+    print(
+        f"\n| elbo n_timesteps | UNet calls / image | AUC ({args.elbo_images} + {args.elbo_images} images) |"
+        "\n|---|---|---|"
+    )
     for n in (999, 100):
         attack = get_attack("elbo", {"n_timesteps": n})
         res = attack.run(sub.target, sub.x0, ids=sub.ids, seed=0)

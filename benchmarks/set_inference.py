@@ -42,25 +42,35 @@ def svg_plot(curves: dict[str, tuple[list[int], list[float]]], alpha: float) -> 
     def py(y):
         return h - bottom - y * (h - bottom - top)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
-             f'font-size="12"><rect width="100%" height="100%" fill="white"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" '
+        f'font-size="12"><rect width="100%" height="100%" fill="white"/>'
+    ]
     for y in (0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(f'<line x1="{left}" x2="{w - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#ddd"/>'
-                     f'<text x="{left - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{w - right}" y1="{py(y):.1f}" y2="{py(y):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 8}" y="{py(y) + 4:.1f}" text-anchor="end">{y:g}</text>'
+        )
     for x in sorted(set(xs)):
         parts.append(f'<text x="{px(x):.1f}" y="{h - bottom + 18}" text-anchor="middle">{x}</text>')
-    parts.append(f'<line x1="{left}" x2="{w - right}" y1="{py(alpha):.1f}" y2="{py(alpha):.1f}" stroke="#888" '
-                 f'stroke-dasharray="4 3"/><text x="{w - right + 4}" y="{py(alpha) + 4:.1f}">α = {alpha:g}</text>')
+    parts.append(
+        f'<line x1="{left}" x2="{w - right}" y1="{py(alpha):.1f}" y2="{py(alpha):.1f}" stroke="#888" '
+        f'stroke-dasharray="4 3"/><text x="{w - right + 4}" y="{py(alpha) + 4:.1f}">α = {alpha:g}</text>'
+    )
     for k, (name, (xv, yv)) in enumerate(curves.items()):
         pts = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in zip(xv, yv))
         c = COLORS[k % len(COLORS)]
         parts.append(f'<polyline points="{pts}" fill="none" stroke="{c}" stroke-width="2"/>')
         parts += [f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" fill="{c}"/>' for x, y in zip(xv, yv)]
         parts.append(f'<text x="{w - right + 4}" y="{top + 16 * k + 10}" fill="{c}">{name}</text>')
-    parts.append(f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">suspect-set size '
-                 f'(= held-out size), log scale</text>')
-    parts.append(f'<text x="16" y="{(top + h - bottom) / 2}" transform="rotate(-90 16 {(top + h - bottom) / 2})" '
-                 f'text-anchor="middle">power (share of member sets with p &lt; {alpha:g})</text>')
+    parts.append(
+        f'<text x="{(left + w - right) / 2}" y="{h - 12}" text-anchor="middle">suspect-set size '
+        f"(= held-out size), log scale</text>"
+    )
+    parts.append(
+        f'<text x="16" y="{(top + h - bottom) / 2}" transform="rotate(-90 16 {(top + h - bottom) / 2})" '
+        f'text-anchor="middle">power (share of member sets with p &lt; {alpha:g})</text>'
+    )
     parts.append(f'<text x="{left}" y="18">Was my collection used? Power on the default target</text></svg>')
     return "".join(parts)
 
@@ -73,19 +83,33 @@ def main() -> None:
     exp = load_experiment("default", "default")
     store = ResultStore(extra_readonly=[DEMO_STORE_DIR])
     results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=store)
-    report = {"target": "default", "data": "default", "alpha": args.alpha, "draws_per_size": args.draws,
-              "sizes": list(SIZES), "settings": {}}
+    report = {
+        "target": "default",
+        "data": "default",
+        "alpha": args.alpha,
+        "draws_per_size": args.draws,
+        "sizes": list(SIZES),
+        "settings": {},
+    }
     curves = {}
     for label, feats in (("PIA", ["pia"]), ("CDI: all five attacks", list(DEFAULT_ATTACKS))):
-        c = calibrate(score_matrix(results, exp.ids, feats), exp.is_member, sizes=SIZES, n_draws=args.draws,
-                      alpha=args.alpha, features=tuple(feats))
+        c = calibrate(
+            score_matrix(results, exp.ids, feats),
+            exp.is_member,
+            sizes=SIZES,
+            n_draws=args.draws,
+            alpha=args.alpha,
+            features=tuple(feats),
+        )
         all_null = np.concatenate([c["null_p_values"][str(n)] for n in SIZES])
         c["null_share_below_alpha_all_sizes"] = float(np.mean(all_null < args.alpha))
         c["null_draws_all_sizes"] = int(all_null.size)
         report["settings"][label] = c
         curves[label] = (c["sizes"], c["power"])
-        print(f"{label}: null share p<{args.alpha:g} per size {c['null_share_below_alpha']} "
-              f"(all {all_null.size} draws: {c['null_share_below_alpha_all_sizes']:.3f}); power {c['power']}")
+        print(
+            f"{label}: null share p<{args.alpha:g} per size {c['null_share_below_alpha']} "
+            f"(all {all_null.size} draws: {c['null_share_below_alpha_all_sizes']:.3f}); power {c['power']}"
+        )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "set_inference.json").write_text(json.dumps(report, indent=1))
     (RESULTS / "set_inference_power.svg").write_text(svg_plot(curves, args.alpha))

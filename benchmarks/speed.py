@@ -25,15 +25,16 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from mia_core.attacks import get_attack
-from mia_core.noise import per_image_noise
 from mia_core.metrics import auc
+from mia_core.noise import per_image_noise
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target, load_target
 
@@ -49,18 +50,32 @@ def ddpm_cifar10_unet(seed: int = 0) -> Any:
 
     torch.manual_seed(seed)
     return UNet2DModel(
-        sample_size=32, in_channels=3, out_channels=3, block_out_channels=(128, 256, 256, 256),
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 256, 256),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=2, downsample_padding=0, flip_sin_to_cos=False, freq_shift=1, norm_eps=1e-6,
-        norm_num_groups=32, attention_head_dim=None,
+        layers_per_block=2,
+        downsample_padding=0,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+        norm_eps=1e-6,
+        norm_num_groups=32,
+        attention_head_dim=None,
     )
 
 
 def make_target(model: str, device: torch.device, precision: str, compile: bool) -> Target:
     if model == "ddpm-cifar10":
-        return Target(ddpm_cifar10_unet(), NoiseSchedule.linear(), source="ddpm-cifar10 (random)", device=device,
-                      precision=precision, compile=compile)
+        return Target(
+            ddpm_cifar10_unet(),
+            NoiseSchedule.linear(),
+            source="ddpm-cifar10 (random)",
+            device=device,
+            precision=precision,
+            compile=compile,
+        )
     return load_target(model, device=str(device), precision=precision, compile=compile)
 
 
@@ -116,8 +131,15 @@ def unet_throughput(target: Target, batch: int, min_seconds: float) -> float:
 # -- the baseline: the attacks as the papers' code runs them ---------------------------------------
 
 
-def paper_style_scores(name: str, unet: Any, schedule: NoiseSchedule, x0: torch.Tensor, noise: torch.Tensor,
-                       device: torch.device, batch: int = 64) -> np.ndarray:
+def paper_style_scores(
+    name: str,
+    unet: Any,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    noise: torch.Tensor,
+    device: torch.device,
+    batch: int = 64,
+) -> np.ndarray:
     """float32, no TF32, batch 64, one timestep per forward; returns scores (higher = member)."""
     abar = schedule.alphas_cumprod.to(device, torch.float32)
 
@@ -132,9 +154,9 @@ def paper_style_scores(name: str, unet: Any, schedule: NoiseSchedule, x0: torch.
     out = []
     with torch.inference_mode():
         for i in range(0, x0.shape[0], batch):
-            x = x0[i:i + batch].to(device)
+            x = x0[i : i + batch].to(device)
             if name == "loss":  # NaiveAttacker, t = 200, one draw
-                n = noise[i:i + batch, 0].to(device)
+                n = noise[i : i + batch, 0].to(device)
                 xt = abar[200].sqrt() * x + (1 - abar[200]).sqrt() * n
                 d = (n - eps(xt, 200)).pow(2).flatten(1).sum(1)
             elif name == "pia":  # PIA, t = 200, l4
@@ -166,10 +188,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     precisions = ["fp32", "bf16-autocast", "bf16"] if device.type == "cuda" else ["fp32"]
     batches = [int(b) for b in args.batches.split(",")]
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
-        f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
-        "model": args.model, "images": args.images, "torch": torch.__version__,
-        "bound": [], "attacks": [], "baseline": [], "summary": [],
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)",
+        "model": args.model,
+        "images": args.images,
+        "torch": torch.__version__,
+        "bound": [],
+        "attacks": [],
+        "baseline": [],
+        "summary": [],
     }
 
     # 1. The bound: raw UNet throughput per (mode, precision); compiled only at the largest batch.
@@ -180,13 +208,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     speed: dict[tuple[str, str], tuple[float, int]] = {}  # (mode, precision) -> (best images/s, batch)
     for mode, precision, compile_flag in configs:
         target = targets[(mode, precision)] = make_target(args.model, device, precision, compile_flag)
-        for batch in (batches if not compile_flag else [max(batches)]):
+        for batch in batches if not compile_flag else [max(batches)]:
             try:
                 ips = unet_throughput(target, batch, args.seconds)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 continue
-            report["bound"].append({"mode": mode, "precision": precision, "batch": batch, "unet_images_per_s": round(ips, 1)})
+            report["bound"].append(
+                {"mode": mode, "precision": precision, "batch": batch, "unet_images_per_s": round(ips, 1)}
+            )
             print(f"bound  {mode:8s} {precision:13s} batch {batch:5d}: {ips:10.1f} UNet images/s", flush=True)
             if ips > speed.get((mode, precision), (0.0, 0))[0]:
                 speed[(mode, precision)] = (ips, batch)
@@ -206,18 +236,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             attack = get_attack(name, {"sweep": []} if name != "secmi" else {"trace": False})
             warm = min(batch, args.images)
             attack.run(target, x0_np[:warm], ids=ids[:warm], batch_size=batch)  # warm-up (and compile)
-            result, seconds = timed(lambda: attack.run(target, x0_np, ids=ids, batch_size=batch), device)
+            result, seconds = timed(lambda: attack.run(target, x0_np, ids=ids, batch_size=batch), device)  # noqa: B023 (called at once, inside the loop)
             calls = attack.unet_calls(trace=False)
             ips = args.images / seconds
             ours[(mode, precision, name)] = result.scores
-            report["attacks"].append({
-                "attack": name, "mode": mode, "precision": precision, "batch": batch, "unet_calls": calls,
-                "images_per_s": round(ips, 1),
-                "efficiency": round(ips * calls / bound[mode], 3),  # against the best bound of the mode
-                "efficiency_same_precision": round(ips * calls / speed[(mode, precision)][0], 3),
-            })
-            print(f"attack {mode:8s} {precision:13s} {name:6s} {ips:10.1f} images/s  "
-                  f"efficiency {report['attacks'][-1]['efficiency']:.3f}", flush=True)
+            report["attacks"].append(
+                {
+                    "attack": name,
+                    "mode": mode,
+                    "precision": precision,
+                    "batch": batch,
+                    "unet_calls": calls,
+                    "images_per_s": round(ips, 1),
+                    "efficiency": round(ips * calls / bound[mode], 3),  # against the best bound of the mode
+                    "efficiency_same_precision": round(ips * calls / speed[(mode, precision)][0], 3),
+                }
+            )
+            print(
+                f"attack {mode:8s} {precision:13s} {name:6s} {ips:10.1f} images/s  "
+                f"efficiency {report['attacks'][-1]['efficiency']:.3f}",
+                flush=True,
+            )
     targets.clear()
 
     # 3. The baseline as the papers run it, and the agreement of every setting's scores with it.
@@ -227,7 +266,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     noise = per_image_noise(ids, 0, 1, shape)  # the same noise the loss attack draws for these ids
     x0 = torch.as_tensor(x0_np)
     for name in args.attacks.split(","):
-        scores, seconds = timed(lambda: paper_style_scores(name, base_target.unet, base_target.schedule, x0, noise, device), device)
+        scores, seconds = timed(
+            lambda: paper_style_scores(name, base_target.unet, base_target.schedule, x0, noise, device),  # noqa: B023 (called at once)
+            device,
+        )
         base_ips = args.images / seconds
         report["baseline"].append({"attack": name, "images_per_s": round(base_ips, 1)})
         print(f"paper-style {name:6s} {base_ips:10.1f} images/s", flush=True)
@@ -261,25 +303,42 @@ def check(report: dict[str, Any], strict: bool) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"Device: {report['device']}; model: {report['model']}; {report['images']} images; torch {report['torch']}", ""]
+    lines = [
+        f"Device: {report['device']}; model: {report['model']}; {report['images']} images; torch {report['torch']}",
+        "",
+    ]
     lines += ["| mode | precision | batch | UNet images/s |", "|---|---|---|---|"]
-    lines += [f"| {b['mode']} | {b['precision']} | {b['batch']} | {b['unet_images_per_s']:,.0f} |" for b in report["bound"]]
+    lines += [
+        f"| {b['mode']} | {b['precision']} | {b['batch']} | {b['unet_images_per_s']:,.0f} |" for b in report["bound"]
+    ]
     base = {r["attack"]: r["images_per_s"] for r in report["baseline"]}
-    lines += ["", "Fastest setting per attack and mode whose scores agree with the paper-style baseline "
-              "(efficiency = UNet evaluations/s over the best bound of the mode):", "",
-              "| attack | mode | precision | batch | UNet calls | images/s | efficiency | paper-style images/s | speed-up | AUC diff | rank corr. |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Fastest setting per attack and mode whose scores agree with the paper-style baseline "
+        "(efficiency = UNet evaluations/s over the best bound of the mode):",
+        "",
+        "| attack | mode | precision | batch | UNet calls | images/s | efficiency | paper-style images/s | speed-up | AUC diff | rank corr. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["summary"]:
-        lines.append(f"| {r['attack']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['unet_calls']} | "
-                     f"{r['images_per_s']:,.0f} | {r['efficiency']:.2f} | {base[r['attack']]:,.0f} | {r['speedup']:.1f}x | "
-                     f"{r['auc_diff']:.4f} | {r['spearman']:.5f} |")
-    lines += ["", "Every setting measured:", "",
-              "| attack | mode | precision | images/s | efficiency (mode) | efficiency (same precision) | speed-up | AUC diff | rank corr. | agrees |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['attack']} | {r['mode']} | {r['precision']} | {r['batch']} | {r['unet_calls']} | "
+            f"{r['images_per_s']:,.0f} | {r['efficiency']:.2f} | {base[r['attack']]:,.0f} | {r['speedup']:.1f}x | "
+            f"{r['auc_diff']:.4f} | {r['spearman']:.5f} |"
+        )
+    lines += [
+        "",
+        "Every setting measured:",
+        "",
+        "| attack | mode | precision | images/s | efficiency (mode) | efficiency (same precision) | speed-up | AUC diff | rank corr. | agrees |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["attacks"]:
-        lines.append(f"| {r['attack']} | {r['mode']} | {r['precision']} | {r['images_per_s']:,.0f} | {r['efficiency']:.2f} | "
-                     f"{r['efficiency_same_precision']:.2f} | {r['speedup']:.1f}x | {r['auc_diff']:.4f} | {r['spearman']:.5f} | "
-                     f"{'yes' if r['agrees'] else 'no'} |")
+        lines.append(
+            f"| {r['attack']} | {r['mode']} | {r['precision']} | {r['images_per_s']:,.0f} | {r['efficiency']:.2f} | "
+            f"{r['efficiency_same_precision']:.2f} | {r['speedup']:.1f}x | {r['auc_diff']:.4f} | {r['spearman']:.5f} | "
+            f"{'yes' if r['agrees'] else 'no'} |"
+        )
     if report["checks"]:
         lines += ["", "Score agreement failed: " + "; ".join(report["checks"])]
     return "\n".join(lines) + "\n"
@@ -287,13 +346,19 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="default", help="'ddpm-cifar10' (random weights, 35.7 M parameters), 'default', or a folder")
-    p.add_argument("--data", default=None, help="an .npz with an images array (e.g. ../shared/data/cifar10/cifar10_subset.npz)")
+    p.add_argument(
+        "--model", default="default", help="'ddpm-cifar10' (random weights, 35.7 M parameters), 'default', or a folder"
+    )
+    p.add_argument(
+        "--data", default=None, help="an .npz with an images array (e.g. ../shared/data/cifar10/cifar10_subset.npz)"
+    )
     p.add_argument("--images", type=int, default=512)
     p.add_argument("--batches", default="256,512,1024", help="batch sizes for the bound")
     p.add_argument("--seconds", type=float, default=2.0, help="minimum timing per bound measurement")
     p.add_argument("--compile", action="store_true", help="also measure under torch.compile")
-    p.add_argument("--compiled-precisions", default="bf16-autocast,bf16", help="precisions to compile (each takes a minute)")
+    p.add_argument(
+        "--compiled-precisions", default="bf16-autocast,bf16", help="precisions to compile (each takes a minute)"
+    )
     p.add_argument("--attacks", default=",".join(ATTACKS), help="which of loss, pia, secmi to measure")
     p.add_argument("--device", default="auto")
     p.add_argument("--check", action="store_true", help="fail unless the scores agree with the baseline")

@@ -35,8 +35,15 @@ from mia_core.metrics import (
 #: Budgets of the transferred TPR@FPR written by ``mia attack`` (10 %, 1 %, 0.1 %, as Compare offers).
 TRANSFER_BUDGETS = (0.1, 0.01, 0.001)
 
-__all__ = ["TRANSFER_BUDGETS", "Partition", "TransferredRate", "calibration_partition", "transferred_tpr_at_fpr",
-           "transferred_metrics", "format_transferred"]
+__all__ = [
+    "TRANSFER_BUDGETS",
+    "Partition",
+    "TransferredRate",
+    "calibration_partition",
+    "transferred_tpr_at_fpr",
+    "transferred_metrics",
+    "format_transferred",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -222,8 +229,9 @@ def transferred_metrics(
     return {
         "partition": partition.to_json_dict(),
         "at_fpr": {
-            repr(float(b)): transferred_tpr_at_fpr(scores, is_member, partition, b, n_bootstrap=n_bootstrap,
-                                                   seed=seed).to_json_dict()
+            repr(float(b)): transferred_tpr_at_fpr(
+                scores, is_member, partition, b, n_bootstrap=n_bootstrap, seed=seed
+            ).to_json_dict()
             for b in budgets
         },
     }

@@ -21,8 +21,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,55 +52,100 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attack", help="run attacks on a target and a member/non-member split")
     p.add_argument("--target", default="default", help="'default', a diffusers folder, or a Hub id")
-    p.add_argument("--data", default="default",
-                   help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
-                        "or SPLIT.npz@IMAGES (SecMI / PIA index split)")
+    p.add_argument(
+        "--data",
+        default="default",
+        help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
+        "or SPLIT.npz@IMAGES (SecMI / PIA index split)",
+    )
     p.add_argument("--attacks", default="loss,secmi,pia,pian,sima", help=_attacks_help())
     p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
     p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
     p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
-    p.add_argument("--params", default="{}",
-                   help='JSON of per-attack parameters, e.g. \'{"loss": {"n_draws": 4}, "pia": {"timestep": 100}}\'')
+    p.add_argument(
+        "--params",
+        default="{}",
+        help='JSON of per-attack parameters, e.g. \'{"loss": {"n_draws": 4}, "pia": {"timestep": 100}}\'',
+    )
     p.add_argument("--no-trace", action="store_true", help="scores only: skip the per-timestep traces (cheaper)")
     p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: automatic)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, or cuda")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-autocast", "bf16"],
-                   help="auto: float32 on a CPU, bf16 autocast on a GPU (SecMI always float32/TF32)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNet (GPU; the first batch compiles for ~1 min)")
-    p.add_argument("--store", default=None,
-                   help="result store folder: attacks already run there with the same key are read, not recomputed")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16-autocast", "bf16"],
+        help="auto: float32 on a CPU, bf16 autocast on a GPU (SecMI always float32/TF32)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the UNet (GPU; the first batch compiles for ~1 min)"
+    )
+    p.add_argument(
+        "--store",
+        default=None,
+        help="result store folder: attacks already run there with the same key are read, not recomputed",
+    )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
     _add_hub_args(p)
-    p.add_argument("--calibration-fraction", type=float, default=0.5,
-                   help="share of each class whose scores pick the transferred threshold; the rest is the test part "
-                        "(seeded by --seed, stratified; default 0.5)")
+    p.add_argument(
+        "--calibration-fraction",
+        type=float,
+        default=0.5,
+        help="share of each class whose scores pick the transferred threshold; the rest is the test part "
+        "(seeded by --seed, stratified; default 0.5)",
+    )
     p.set_defaults(func=cmd_attack)
 
     p = sub.add_parser("train", help="train a target DDPM (or a VE-SDE score model) on the members of a split")
     p.add_argument("--data", default="default", help="as for attack; training uses the split's members only")
     p.add_argument("--out", required=True, help="output diffusers folder")
     _add_train_config_args(p)
-    p.add_argument("--kind", choices=["ddpm", "ve"], default="ddpm",
-                   help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)")
+    p.add_argument(
+        "--kind",
+        choices=["ddpm", "ve"],
+        default="ddpm",
+        help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)",
+    )
     p.add_argument("--sigma-min", type=float, default=0.01, help="--kind ve: smallest noise level (data in [0, 1])")
-    p.add_argument("--sigma-max", type=float, default=50.0,
-                   help="--kind ve: largest noise level (about the largest distance between two images; 50 for CIFAR-10)")
-    p.add_argument("--resume", default=None,
-                   help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="convert the images to R x R as they are read (centre-crop to a square, then resize): "
-                        "needed for an image folder of mixed sizes; default: the images' own size")
-    p.add_argument("--checkpoint-every", type=int, default=0,
-                   help="write a resumable checkpoint to OUT/checkpoint every N steps and at the end (0: never)")
+    p.add_argument(
+        "--sigma-max",
+        type=float,
+        default=50.0,
+        help="--kind ve: largest noise level (about the largest distance between two images; 50 for CIFAR-10)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="continue from a checkpoint folder (or an output folder holding checkpoint/) of the same run",
+    )
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="convert the images to R x R as they are read (centre-crop to a square, then resize): "
+        "needed for an image folder of mixed sizes; default: the images' own size",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        help="write a resumable checkpoint to OUT/checkpoint every N steps and at the end (0: never)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("study", help="train targets that differ in one factor, attack each, write one table")
-    p.add_argument("--factor", required=True, choices=["steps", "n_members", "dp_epsilon", "augment", "shift"],
-                   help="shift: no training; a share (--values 0,0.25,0.5) of the non-members of --target's split "
-                        "is replaced by --shift images (the mixing experiment)")
-    p.add_argument("--values", required=True,
-                   help="comma-separated values of the factor, e.g. 500,1000,2000; dp_epsilon: 1,10,inf (inf = no DP); "
-                        "augment: none,hflip,strong")
+    p.add_argument(
+        "--factor",
+        required=True,
+        choices=["steps", "n_members", "dp_epsilon", "augment", "shift"],
+        help="shift: no training; a share (--values 0,0.25,0.5) of the non-members of --target's split "
+        "is replaced by --shift images (the mixing experiment)",
+    )
+    p.add_argument(
+        "--values",
+        required=True,
+        help="comma-separated values of the factor, e.g. 500,1000,2000; dp_epsilon: 1,10,inf (inf = no DP); "
+        "augment: none,hflip,strong",
+    )
     p.add_argument("--data", default="default", help="as for attack; the models train on (part of) its members")
     p.add_argument("--attacks", default="loss,pia,sima,secmi", help="comma-separated attack names")
     p.add_argument("--out", required=True, help="folder for study.json and study.csv")
@@ -108,24 +154,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="JSON of per-attack parameters, as for attack")
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the AUC intervals")
     p.add_argument("--target", default="default", help="--factor shift: the fixed target (as for attack)")
-    p.add_argument("--shift", default="brightness:40",
-                   help="--factor shift: brightness:D (the non-members brightened by D/255) or an .npz / image folder")
-    p.add_argument("--utility-draws", type=int, default=4,
-                   help="(t, noise) draws per image for the held-out denoising loss (default 4)")
+    p.add_argument(
+        "--shift",
+        default="brightness:40",
+        help="--factor shift: brightness:D (the non-members brightened by D/255) or an .npz / image folder",
+    )
+    p.add_argument(
+        "--utility-draws",
+        type=int,
+        default=4,
+        help="(t, noise) draws per image for the held-out denoising loss (default 4)",
+    )
     _add_train_config_args(p)
     p.set_defaults(func=cmd_study)
 
-    p = sub.add_parser("infer-set", help="was my collection used? a set-level test with a p-value",
-                       description="Compare the attack scores of a suspect collection with those of held-out images "
-                                   "from the same source (one-sided test; CDI combination for several attacks). "
-                                   "Give --suspect and --heldout, or --demo to draw both from the split.")
+    p = sub.add_parser(
+        "infer-set",
+        help="was my collection used? a set-level test with a p-value",
+        description="Compare the attack scores of a suspect collection with those of held-out images "
+        "from the same source (one-sided test; CDI combination for several attacks). "
+        "Give --suspect and --heldout, or --demo to draw both from the split.",
+    )
     p.add_argument("--target", default="default", help="as for attack")
     p.add_argument("--data", default="default", help="--demo: the split to draw the sets from (as for attack)")
     p.add_argument("--attacks", default="pia", help="comma-separated attacks whose scores are the features")
     p.add_argument("--suspect", default=None, help="the collection: an .npz (images) or an image folder")
     p.add_argument("--heldout", default=None, help="held-out images from the same source, never published")
-    p.add_argument("--demo", choices=["members", "nonmembers"], default=None,
-                   help="draw a suspect set of the split's members (used) or non-members (not used)")
+    p.add_argument(
+        "--demo",
+        choices=["members", "nonmembers"],
+        default=None,
+        help="draw a suspect set of the split's members (used) or non-members (not used)",
+    )
     p.add_argument("--size", type=int, default=20, help="--demo: suspect-set size (held-out set: the same)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict")
     p.add_argument("--method", choices=["welch", "mannwhitney"], default="welch")
@@ -145,16 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_args(p)
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("app", help="start the Streamlit app (streamlit run app.py)",
-                       epilog="Other options are passed on to `streamlit run`, e.g. mia app --server.port 8600")
+    p = sub.add_parser(
+        "app",
+        help="start the Streamlit app (streamlit run app.py)",
+        epilog="Other options are passed on to `streamlit run`, e.g. mia app --server.port 8600",
+    )
     p.set_defaults(func=cmd_app)
     return parser
 
 
 def _add_hub_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="Hub id targets: a branch, tag or commit (default: main)")
-    p.add_argument("--variant", default=None,
-                   help="load diffusion_pytorch_model.<VARIANT>.safetensors (e.g. fp16; runs in float32)")
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="load diffusion_pytorch_model.<VARIANT>.safetensors (e.g. fp16; runs in float32)",
+    )
 
 
 # -- attack --------------------------------------------------------------------------------------
@@ -168,8 +234,12 @@ def _check_attack_args(args: argparse.Namespace) -> list[str]:
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not names:
         raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
-    for flag, value, lowest in (("--seed", args.seed, 0), ("--bootstrap", args.bootstrap, 0),
-                                ("--batch-size", args.batch_size, 1), ("--limit", args.limit, 1)):
+    for flag, value, lowest in (
+        ("--seed", args.seed, 0),
+        ("--bootstrap", args.bootstrap, 0),
+        ("--batch-size", args.batch_size, 1),
+        ("--limit", args.limit, 1),
+    ):
         if value is not None and value < lowest:
             raise ValueError(f"{flag} must be >= {lowest}, got {value}")
     check_device_arg(args.device)
@@ -219,8 +289,11 @@ def _attacks_help() -> str:
         if names:
             listed = ", ".join(n + (f" (+ {', '.join(REGISTRY[n].needs)})" if REGISTRY[n].needs else "") for n in names)
             groups.append(f"{ACCESS_LEVELS[level]}: {listed}")
-    return ("comma-separated attack names, by threat model. " + "; ".join(groups) +
-            ". Attacks that learn are scored on their held-out part. Default: %(default)s")
+    return (
+        "comma-separated attack names, by threat model. "
+        + "; ".join(groups)
+        + ". Attacks that learn are scored on their held-out part. Default: %(default)s"
+    )
 
 
 def cmd_attack(args: argparse.Namespace) -> int:
@@ -240,8 +313,14 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.no_trace:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
-    target = load_target(args.target, device=args.device, precision=args.precision, compile=args.compile,
-                         revision=args.revision, variant=args.variant)
+    target = load_target(
+        args.target,
+        device=args.device,
+        precision=args.precision,
+        compile=args.compile,
+        revision=args.revision,
+        variant=args.variant,
+    )
     skipped = not_applicable(attacks, target)  # attack -> why its math does not fit this kind of target
     for name, reason in skipped.items():
         print(f"not applicable  {name}: {reason}", file=sys.stderr)
@@ -258,12 +337,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
         if problem is not None:
             missing = [a.name for a in attacks if not store.has(exp.run_key(a, args.seed))]
             if missing:
-                raise ValueError(f"--store {args.store!r}: {problem}, and {', '.join(missing)} would be computed; "
-                                 "pass a writable --store")
+                raise ValueError(
+                    f"--store {args.store!r}: {problem}, and {', '.join(missing)} would be computed; "
+                    "pass a writable --store"
+                )
             print(f"mia: note: --store {args.store!r}: {problem}", file=sys.stderr)
-    print(f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
-          f"{target.channels} channel(s), {target.device})")
-    print(f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {exp.conversion.report}")
+    print(
+        f"target  {target.source}  ({target.n_parameters:,} parameters, {target.resolution}x{target.resolution}, "
+        f"{target.channels} channel(s), {target.device})"
+    )
+    print(
+        f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {exp.conversion.report}"
+    )
 
     failure: RunFailed | None = None
     with tqdm(total=len(exp.ids) * len(attacks), unit="img", desc="attacks", file=sys.stderr) as bar:
@@ -278,8 +363,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
             finished[name] = units
 
         try:
-            results = list(exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size,
-                                      progress=step).values())
+            results = list(
+                exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size, progress=step).values()
+            )
         except RunFailed as exc:  # keep what finished: write it below, with a note of what failed
             failure, results = exc, list(exc.results.values())
 
@@ -301,13 +387,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
         # Transferred TPR@FPR: threshold from the calibration part, TPR and achieved FPR on the test part.
         labels = exp.is_member if res.ids == exp.ids else exp.labels_for(res.ids)
         partition = calibration_partition(labels, fraction=args.calibration_fraction, seed=args.seed)
-        m["transferred"] = transferred_metrics(res.scores, labels, partition, budgets=TRANSFER_BUDGETS,
-                                               n_bootstrap=args.bootstrap, seed=args.seed)
+        m["transferred"] = transferred_metrics(
+            res.scores, labels, partition, budgets=TRANSFER_BUDGETS, n_bootstrap=args.bootstrap, seed=args.seed
+        )
         metrics[res.attack] = m
     metrics.update({name: {"not_applicable": reason} for name, reason in skipped.items()})
     # Blind baseline: the images alone (no model), fit on the same calibration part, scored on the test part.
-    blind = blind_baseline(exp.images.images, exp.is_member, fraction=args.calibration_fraction, seed=args.seed,
-                           n_bootstrap=args.bootstrap)
+    blind = blind_baseline(
+        exp.images.images, exp.is_member, fraction=args.calibration_fraction, seed=args.seed, n_bootstrap=args.bootstrap
+    )
     write_scores_csv(out / "scores.csv", exp.ids, exp.is_member, results)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     np.savez_compressed(
@@ -323,8 +411,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
     run_info = {
         "command": args.command_line,
         "target": target.card(),
-        "data": {"source": split.source, "fingerprint": split.data_fingerprint, "conversion": exp.conversion.report,
-                 "n_members": split.n_members, "n_nonmembers": split.n_nonmembers},
+        "data": {
+            "source": split.source,
+            "fingerprint": split.data_fingerprint,
+            "conversion": exp.conversion.report,
+            "n_members": split.n_members,
+            "n_nonmembers": split.n_nonmembers,
+        },
         "seed": args.seed,
         "attacks": {r.attack: r.params for r in results},
         "not_applicable": skipped,
@@ -333,15 +426,21 @@ def cmd_attack(args: argparse.Namespace) -> int:
     }
     if failure is not None:
         not_run = [a.name for a in attacks if a.name not in failure.results and a.name != failure.attack]
-        run_info["failed"] = {"attack": failure.attack, "error": f"{type(failure.cause).__name__}: {failure.cause}",
-                              "not_run": not_run}
+        run_info["failed"] = {
+            "attack": failure.attack,
+            "error": f"{type(failure.cause).__name__}: {failure.cause}",
+            "not_run": not_run,
+        }
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     if results:
         print(format_table(metrics))
     bm = blind.metrics
-    print(f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f} "
-          f"[{bm.auc_ci.low:.3f}, {bm.auc_ci.high:.3f}], TPR@1%FPR {format_metric(bm.tpr_at_1pct_fpr, 0.01)}"
-          if bm.auc_ci else f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f}")
+    print(
+        f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f} "
+        f"[{bm.auc_ci.low:.3f}, {bm.auc_ci.high:.3f}], TPR@1%FPR {format_metric(bm.tpr_at_1pct_fpr, 0.01)}"
+        if bm.auc_ci
+        else f"blind baseline (images only, no model; test part): AUC {bm.auc:.3f}"
+    )
     if blind.biased:
         print(f"WARNING: {blind.warning()}", file=sys.stderr)
     print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
@@ -385,23 +484,46 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
     from mia_core.calibration import format_transferred
     from mia_core.metrics import format_metric
 
-    header = ["attack", "AUC", "95% CI", "ASR", "TPR@1%FPR", "TPR@0.1%FPR", "transferred TPR@1%", "members",
-              "non-members", "seconds", "threat model"]
+    header = [
+        "attack",
+        "AUC",
+        "95% CI",
+        "ASR",
+        "TPR@1%FPR",
+        "TPR@0.1%FPR",
+        "transferred TPR@1%",
+        "members",
+        "non-members",
+        "seconds",
+        "threat model",
+    ]
     rows = []
     for name, m in metrics.items():
         if "not_applicable" in m:
             continue
         ci = m.get("auc_ci")
-        rows.append([
-            name, f"{m['auc']:.3f}", f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", f"{m['asr']:.3f}",
-            format_metric(m["tpr_at_1pct_fpr"], 0.01), format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
-            format_transferred(m.get("transferred"), 0.01), str(m["n_members"]), str(m["n_nonmembers"]),
-            f"{m['seconds']:.1f}", m.get("access_label", ""),
-        ])
+        rows.append(
+            [
+                name,
+                f"{m['auc']:.3f}",
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+                f"{m['asr']:.3f}",
+                format_metric(m["tpr_at_1pct_fpr"], 0.01),
+                format_metric(m["tpr_at_0.1pct_fpr"], 0.001),
+                format_transferred(m.get("transferred"), 0.01),
+                str(m["n_members"]),
+                str(m["n_nonmembers"]),
+                f"{m['seconds']:.1f}",
+                m.get("access_label", ""),
+            ]
+        )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        ).rstrip()
+
     # Attacks that learn are scored on a held-out part: say which, under the table.
     notes = []
     for name, m in metrics.items():
@@ -414,7 +536,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> str:
             notes.append(
                 f"{name}: majority vote at target FPR {vote['target_fpr']:g}: TPR {vote['tpr']:.3f} "
                 f"({vote['true_positives']}/{vote['n_members']}), FPR {vote['fpr']:.3f} "
-                f"({vote['false_positives']}/{vote['n_nonmembers']})")
+                f"({vote['false_positives']}/{vote['n_nonmembers']})"
+            )
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows), *notes])
 
 
@@ -440,21 +563,24 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
             raise ValueError(f"--size must be >= 2; got {args.size}")
         exp = load_experiment(target, args.data, seed=args.seed)
         scores = SI.score_matrix(exp.attack(attacks, seed=args.seed, store=store), exp.ids, names)
-        s_rows, h_rows = SI.draw_demo_sets(exp.is_member, args.size, args.size, suspect=args.demo,
-                                           rng=np.random.default_rng(args.seed))
+        s_rows, h_rows = SI.draw_demo_sets(
+            exp.is_member, args.size, args.size, suspect=args.demo, rng=np.random.default_rng(args.seed)
+        )
         suspect, heldout = scores[s_rows], scores[h_rows]
-        print(f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, "
-              f"{args.size} non-members held out")
+        print(
+            f"demo: {args.size} {args.demo} of {exp.split.source} as the suspect set, {args.size} non-members held out"
+        )
     else:
         if not (args.suspect and args.heldout):
             raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")
         suspect = SI.score_images(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
         heldout = SI.score_images(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
-    result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names),
-                         seed=args.seed)
+    result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names), seed=args.seed)
     print(result.verdict())
-    print(f"p-value {result.p_value:.4g}  (features: {', '.join(names)}; mean score suspect {result.mean_suspect:.4g}, "
-          f"held-out {result.mean_heldout:.4g})")
+    print(
+        f"p-value {result.p_value:.4g}  (features: {', '.join(names)}; mean score suspect {result.mean_suspect:.4g}, "
+        f"held-out {result.mean_heldout:.4g})"
+    )
     if args.out:
         Path(args.out).write_text(json.dumps(result.to_json_dict(), indent=1))
         print(f"wrote {args.out}")
@@ -473,12 +599,20 @@ def _add_train_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--channels", default="32,64,64", help="UNet block_out_channels, comma-separated")
     p.add_argument("--layers-per-block", type=int, default=2)
-    p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=True,
-                   help="self-attention at the lowest resolution (default on)")
+    p.add_argument(
+        "--attention",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="self-attention at the lowest resolution (default on)",
+    )
     p.add_argument("--schedule", choices=["linear", "cosine"], default="linear", help="noise schedule")
-    p.add_argument("--augment", choices=["none", "hflip", "strong"], default="none",
-                   help="none; hflip: random horizontal flips; strong: random shifts up to 1/8 of the size "
-                        "(reflection padding) and flips")
+    p.add_argument(
+        "--augment",
+        choices=["none", "hflip", "strong"],
+        default="none",
+        help="none; hflip: random horizontal flips; strong: random shifts up to 1/8 of the size "
+        "(reflection padding) and flips",
+    )
     p.add_argument("--hflip", dest="augment", action="store_const", const="hflip", help="same as --augment hflip")
     p.add_argument("--dp-epsilon", type=float, default=None, help="train with DP-SGD (Opacus) to this target epsilon")
     p.add_argument("--dp-delta", type=float, default=None, help="DP delta (default 1 / N^1.1 for N members)")
@@ -497,11 +631,22 @@ def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
     except ValueError:
         raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
     values = dict(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-        ema_decay=args.ema_decay, block_out_channels=channels, layers_per_block=args.layers_per_block,
-        attention=args.attention, schedule=args.schedule, augment=args.augment, dp_epsilon=args.dp_epsilon,
-        dp_delta=args.dp_delta, dp_max_grad_norm=args.dp_max_grad_norm, dp_accountant=args.dp_accountant,
-        log_every=args.log_every, seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay,
+        block_out_channels=channels,
+        layers_per_block=args.layers_per_block,
+        attention=args.attention,
+        schedule=args.schedule,
+        augment=args.augment,
+        dp_epsilon=args.dp_epsilon,
+        dp_delta=args.dp_delta,
+        dp_max_grad_norm=args.dp_max_grad_norm,
+        dp_accountant=args.dp_accountant,
+        log_every=args.log_every,
+        seed=args.seed,
     )
     values.update(overrides)
     return TrainConfig(**values)
@@ -522,21 +667,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     members = images.subset(split.member_ids)
     cfg = _train_config(args, checkpoint_every=args.checkpoint_every)
     dp = f", DP-SGD to epsilon {cfg.dp_epsilon:g}" if cfg.uses_dp else ""
-    print(f"training on {split.n_members} members of {split.source} ({members.resolution}x{members.resolution}, "
-          f"{members.channels} channel(s)) for {cfg.steps} steps{dp}")
+    print(
+        f"training on {split.n_members} members of {split.source} ({members.resolution}x{members.resolution}, "
+        f"{members.channels} channel(s)) for {cfg.steps} steps{dp}"
+    )
     with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
+
         def step(s: int, n: int, loss: float) -> None:
             bar.update(s - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
 
-        result = train(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step,
-                       resume_from=args.resume)
+        result = train(
+            members,
+            split,
+            cfg,
+            args.out,
+            device=args.device,
+            command=args.command_line,
+            progress=step,
+            resume_from=args.resume,
+        )
     print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     if result.dp is not None:
         d = result.dp
-        print(f"DP-SGD: epsilon {d['achieved_epsilon']:.3g} (target {d['target_epsilon']:g}) at delta {d['delta']:.3g}; "
-              f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
-              f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant")
+        print(
+            f"DP-SGD: epsilon {d['achieved_epsilon']:.3g} (target {d['target_epsilon']:g}) at delta {d['delta']:.3g}; "
+            f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
+            f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant"
+        )
     return 0
 
 
@@ -547,24 +705,45 @@ def _train_ve(args: argparse.Namespace) -> int:
     from mia_core.data import resolve_data
     from mia_core.lab.train_ve import VETrainConfig, train_ve
 
-    ddpm_only = [flag for flag, used in (("--dp-epsilon", args.dp_epsilon is not None), ("--resume", args.resume),
-                                         ("--augment", args.augment != "none"), ("--schedule", args.schedule != "linear"),
-                                         ("--checkpoint-every", args.checkpoint_every)) if used]
+    ddpm_only = [
+        flag
+        for flag, used in (
+            ("--dp-epsilon", args.dp_epsilon is not None),
+            ("--resume", args.resume),
+            ("--augment", args.augment != "none"),
+            ("--schedule", args.schedule != "linear"),
+            ("--checkpoint-every", args.checkpoint_every),
+        )
+        if used
+    ]
     if ddpm_only:
         raise ValueError(f"{', '.join(ddpm_only)} is not available with --kind ve")
     try:
         channels = tuple(int(c) for c in args.channels.split(","))
     except ValueError:
         raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
-    cfg = VETrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup_steps,
-                        ema_decay=args.ema_decay, block_out_channels=channels, layers_per_block=args.layers_per_block,
-                        attention=args.attention, sigma_min=args.sigma_min, sigma_max=args.sigma_max, seed=args.seed,
-                        log_every=args.log_every)
+    cfg = VETrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=args.warmup_steps,
+        ema_decay=args.ema_decay,
+        block_out_channels=channels,
+        layers_per_block=args.layers_per_block,
+        attention=args.attention,
+        sigma_min=args.sigma_min,
+        sigma_max=args.sigma_max,
+        seed=args.seed,
+        log_every=args.log_every,
+    )
     images, split = resolve_data(args.data, seed=args.seed)
     members = images.subset(split.member_ids)
-    print(f"training a VE-SDE score model on {split.n_members} members of {split.source} for {cfg.steps} steps "
-          f"(sigma {cfg.sigma_min:g}..{cfg.sigma_max:g})")
+    print(
+        f"training a VE-SDE score model on {split.n_members} members of {split.source} for {cfg.steps} steps "
+        f"(sigma {cfg.sigma_min:g}..{cfg.sigma_max:g})"
+    )
     with tqdm(total=cfg.steps, unit="step", desc="train", file=sys.stderr) as bar:
+
         def step(s: int, n: int, loss: float) -> None:
             bar.update(s - bar.n)
             bar.set_postfix(loss=f"{loss:.4f}")
@@ -580,15 +759,18 @@ def _train_ve(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from mia_core.lab.study import parse_values, run_study
-
     from mia_core.lab.experiment import check_attack_timesteps, make_attacks
+    from mia_core.lab.study import parse_values, run_study
 
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not attacks:
         raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
-    for flag, value, lowest in (("--bootstrap", args.bootstrap, 0), ("--limit", args.limit, 1),
-                                ("--utility-draws", args.utility_draws, 1), ("--seed", args.seed, 0)):
+    for flag, value, lowest in (
+        ("--bootstrap", args.bootstrap, 0),
+        ("--limit", args.limit, 1),
+        ("--utility-draws", args.utility_draws, 1),
+        ("--seed", args.seed, 0),
+    ):
         if value is not None and value < lowest:
             raise ValueError(f"{flag} must be >= {lowest}, got {value}")
     check_device_arg(args.device)
@@ -599,10 +781,20 @@ def cmd_study(args: argparse.Namespace) -> int:
             shares = [float(v) for v in args.values.split(",") if v.strip()]
         except ValueError:
             raise ValueError(f"--values for shift are shares in [0, 1], e.g. 0,0.25,0.5; got {args.values!r}") from None
-        study = run_shift_study(shares, target=args.target, data=args.data, shift=args.shift, attacks=attacks,
-                                out_dir=args.out, device=args.device, seed=args.seed, limit=args.limit,
-                                attack_params=_parse_params(args.params), n_bootstrap=args.bootstrap,
-                                command=args.command_line)
+        study = run_shift_study(
+            shares,
+            target=args.target,
+            data=args.data,
+            shift=args.shift,
+            attacks=attacks,
+            out_dir=args.out,
+            device=args.device,
+            seed=args.seed,
+            limit=args.limit,
+            attack_params=_parse_params(args.params),
+            n_bootstrap=args.bootstrap,
+            command=args.command_line,
+        )
         print(format_study(study))
         print(f"wrote {Path(args.out) / 'study.json'} and study.csv ({study.seconds:.0f} s)")
         return 0
@@ -621,10 +813,23 @@ def cmd_study(args: argparse.Namespace) -> int:
             bar.update(phase=phase, bar=tqdm(total=total, desc=phase, unit=unit, file=sys.stderr, leave=False))
         bar["bar"].update(done - bar["bar"].n)
 
-    study = run_study(args.factor, values, data=args.data, base=base, attacks=attacks, out_dir=args.out,
-                      models_dir=args.models_dir, device=args.device, seed=args.seed, limit=args.limit,
-                      attack_params=_parse_params(args.params), n_bootstrap=args.bootstrap,
-                      utility_draws=args.utility_draws, command=args.command_line, progress=progress)
+    study = run_study(
+        args.factor,
+        values,
+        data=args.data,
+        base=base,
+        attacks=attacks,
+        out_dir=args.out,
+        models_dir=args.models_dir,
+        device=args.device,
+        seed=args.seed,
+        limit=args.limit,
+        attack_params=_parse_params(args.params),
+        n_bootstrap=args.bootstrap,
+        utility_draws=args.utility_draws,
+        command=args.command_line,
+        progress=progress,
+    )
     if "bar" in bar:
         bar["bar"].close()
     print(format_study(study))
@@ -640,16 +845,23 @@ def format_study(study: Any) -> str:
     header = [study.factor_label, "attack", "AUC", "95% CI", "TPR@1%FPR", "held-out loss", "member loss", "epsilon"]
     rows = []
     for r in table.itertuples(index=False):
-        rows.append([
-            str(r.label), str(r.attack), f"{r.auc:.3f}", f"[{r.auc_ci_low:.3f}, {r.auc_ci_high:.3f}]",
-            format_metric(None if r.tpr_at_1pct is None or r.tpr_at_1pct != r.tpr_at_1pct else r.tpr_at_1pct, 0.01),
-            "-" if r.heldout_loss is None or r.heldout_loss != r.heldout_loss else f"{r.heldout_loss:.4f}",
-            "-" if r.member_loss is None or r.member_loss != r.member_loss else f"{r.member_loss:.4f}",
-            "-" if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.3g}",
-        ])
+        rows.append(
+            [
+                str(r.label),
+                str(r.attack),
+                f"{r.auc:.3f}",
+                f"[{r.auc_ci_low:.3f}, {r.auc_ci_high:.3f}]",
+                format_metric(None if r.tpr_at_1pct is None or r.tpr_at_1pct != r.tpr_at_1pct else r.tpr_at_1pct, 0.01),
+                "-" if r.heldout_loss is None or r.heldout_loss != r.heldout_loss else f"{r.heldout_loss:.4f}",
+                "-" if r.member_loss is None or r.member_loss != r.member_loss else f"{r.member_loss:.4f}",
+                "-" if r.epsilon is None or r.epsilon != r.epsilon else f"{r.epsilon:.3g}",
+            ]
+        )
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
     return "\n".join([line(header), "-" * len(line(header)), *map(line, rows)])
 
 
@@ -659,22 +871,35 @@ def format_study(study: Any) -> str:
 def _add_convert_args(p: argparse.ArgumentParser) -> None:
     # No import of mia_core.convert here (it imports torch): `mia --help` stays fast; the
     # converter validates --time-table and fills the papers' defaults for what is left None.
-    p.add_argument("checkpoint", help="the .pt file (read with torch.load(weights_only=True); nothing else is unpickled)")
+    p.add_argument(
+        "checkpoint", help="the .pt file (read with torch.load(weights_only=True); nothing else is unpickled)"
+    )
     p.add_argument("--out", required=True, help="output diffusers folder (unet/ + scheduler/, safetensors)")
-    p.add_argument("--weights", choices=["ema", "net"], default="ema", help="ema_model (default, what the papers attack) "
-                   "or net_model")
-    p.add_argument("--ch", type=int, default=None, help="base channels (default: read from the weights; checked if given)")
+    p.add_argument(
+        "--weights",
+        choices=["ema", "net"],
+        default="ema",
+        help="ema_model (default, what the papers attack) or net_model",
+    )
+    p.add_argument(
+        "--ch", type=int, default=None, help="base channels (default: read from the weights; checked if given)"
+    )
     p.add_argument("--ch-mult", default=None, help="channel multipliers per level, e.g. 1,2,2,2 (default: read)")
     p.add_argument("--attn", default=None, help="0-based levels with self-attention, e.g. 1 (default: read)")
     p.add_argument("--num-res-blocks", type=int, default=None, help="ResBlocks per level (default: read)")
     p.add_argument("--dropout", type=float, default=None, help="recorded in the config (default: the papers' 0.1)")
     p.add_argument("--resolution", type=int, default=None, help="image size (default: from the checkpoint's x_T)")
-    p.add_argument("--beta-1", type=float, default=None, help="first beta of the linear schedule (default: the papers' 1e-4)")
+    p.add_argument(
+        "--beta-1", type=float, default=None, help="first beta of the linear schedule (default: the papers' 1e-4)"
+    )
     p.add_argument("--beta-T", type=float, default=None, help="last beta (default: the papers' 0.02)")
     p.add_argument("--T", type=int, default=None, help="timesteps (default: the rows of the checkpoint's time table)")
-    p.add_argument("--time-table", default="auto",
-                   help="auto (default): diffusers' sin/cos embedding when the stored table matches the formula, else "
-                        "keep the stored table (integer timesteps only); formula; checkpoint")
+    p.add_argument(
+        "--time-table",
+        default="auto",
+        help="auto (default): diffusers' sin/cos embedding when the stored table matches the formula, else "
+        "keep the stored table (integer timesteps only); formula; checkpoint",
+    )
 
 
 def _int_list(flag: str, text: str | None) -> tuple[int, ...] | None:
@@ -690,9 +915,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from mia_core.convert import convert_checkpoint
 
     result = convert_checkpoint(
-        args.checkpoint, args.out, weights=args.weights, ch=args.ch, ch_mult=_int_list("--ch-mult", args.ch_mult),
-        attn=_int_list("--attn", args.attn), num_res_blocks=args.num_res_blocks, dropout=args.dropout,
-        resolution=args.resolution, beta_1=args.beta_1, beta_T=args.beta_T, T=args.T, time_table=args.time_table)
+        args.checkpoint,
+        args.out,
+        weights=args.weights,
+        ch=args.ch,
+        ch_mult=_int_list("--ch-mult", args.ch_mult),
+        attn=_int_list("--attn", args.attn),
+        num_res_blocks=args.num_res_blocks,
+        dropout=args.dropout,
+        resolution=args.resolution,
+        beta_1=args.beta_1,
+        beta_T=args.beta_T,
+        T=args.T,
+        time_table=args.time_table,
+    )
     print(result.summary())
     print(f"wrote {args.out} (unet/ + scheduler/, safetensors); attack it with: mia attack --target {args.out} ...")
     return 0
@@ -702,9 +938,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from mia_core.target import load_target
-
     from mia_core.lab.train import read_train_log
+    from mia_core.target import load_target
 
     target = load_target(args.target, device=args.device, revision=args.revision, variant=args.variant)
     for key, value in target.card().items():
@@ -716,17 +951,21 @@ def cmd_info(args: argparse.Namespace) -> int:
     converted = read_conversion(folder) if folder.is_dir() else None
     if converted:  # made by `mia convert`: from which checkpoint, which weights, which time embedding
         arch = converted["architecture"]
-        print(f"{'converted from':<18} {converted['source']} ({converted['weights']} weights, step {converted['step']}, "
-              f"sha256 {converted['sha256'][:12]}); ch={arch['ch']}, ch_mult={arch['ch_mult']}, attn={arch['attn']}, "
-              f"time embedding {converted['time_embedding']}")
+        print(
+            f"{'converted from':<18} {converted['source']} ({converted['weights']} weights, step {converted['step']}, "
+            f"sha256 {converted['sha256'][:12]}); ch={arch['ch']}, ch_mult={arch['ch_mult']}, attn={arch['attn']}, "
+            f"time embedding {converted['time_embedding']}"
+        )
     log = read_train_log(folder) if folder.is_dir() else None
     if log:  # trained by `mia train`: how, and with what privacy guarantee
         print(f"{'trained by':<18} {log.get('command', '')}")
         dp = log.get("dp")
         if dp:
-            print(f"{'DP-SGD':<18} epsilon {dp['achieved_epsilon']:.3g} (target {dp['target_epsilon']:g}), "
-                  f"delta {dp['delta']:.3g}, noise multiplier {dp['noise_multiplier']:.3g}, "
-                  f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant")
+            print(
+                f"{'DP-SGD':<18} epsilon {dp['achieved_epsilon']:.3g} (target {dp['target_epsilon']:g}), "
+                f"delta {dp['delta']:.3g}, noise multiplier {dp['noise_multiplier']:.3g}, "
+                f"clip {dp['max_grad_norm']:g}, {dp['accountant']} accountant"
+            )
         else:
             print(f"{'DP-SGD':<18} no")
     return 0
@@ -735,8 +974,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_app(args: argparse.Namespace) -> int:
     from mia_core.paths import APP_DIR
 
-    command = [sys.executable, "-m", "streamlit", "run", str(APP_DIR / "app.py"),
-               *app_config_flags(APP_DIR / ".streamlit" / "config.toml"), *args.streamlit_args]
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_DIR / "app.py"),
+        *app_config_flags(APP_DIR / ".streamlit" / "config.toml"),
+        *args.streamlit_args,
+    ]
     print(f"mia app: streamlit run {APP_DIR / 'app.py'}", flush=True)
     return subprocess.call(command)
 

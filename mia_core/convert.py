@@ -60,9 +60,10 @@ import json
 import math
 import pickle
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -90,9 +91,11 @@ class DDPMArchitecture:
     num_timesteps: int
 
     def describe(self) -> str:
-        return (f"ch={self.ch}, ch_mult={list(self.ch_mult)}, attn={list(self.attn)}, "
-                f"num_res_blocks={self.num_res_blocks}, dropout={self.dropout:g}, T={self.num_timesteps}, "
-                f"{self.in_channels}x{self.resolution}x{self.resolution}")
+        return (
+            f"ch={self.ch}, ch_mult={list(self.ch_mult)}, attn={list(self.attn)}, "
+            f"num_res_blocks={self.num_res_blocks}, dropout={self.dropout:g}, T={self.num_timesteps}, "
+            f"{self.in_channels}x{self.resolution}x{self.resolution}"
+        )
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -112,7 +115,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc).strip().splitlines()
-        reason = next((line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        reason = next(
+            (line for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else ""
+        )
         raise ConvertError(
             f"refusing to load {path}: it holds objects other than tensors and plain containers "
             f"({reason.strip()[:200]}). Only weights are read (torch.load(weights_only=True)); arbitrary pickles "
@@ -122,7 +127,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as exc:  # not a torch file, truncated, ...
         raise ConvertError(f"could not read {path} as a PyTorch checkpoint: {type(exc).__name__}: {exc}") from None
     if not isinstance(ckpt, Mapping):
-        raise ConvertError(f"{path} holds a {type(ckpt).__name__}; expected a dict with 'ema_model' (pytorch-ddpm format)")
+        raise ConvertError(
+            f"{path} holds a {type(ckpt).__name__}; expected a dict with 'ema_model' (pytorch-ddpm format)"
+        )
     return dict(ckpt)
 
 
@@ -139,7 +146,8 @@ def pick_state_dict(ckpt: Mapping[str, Any], weights: str = "ema") -> dict[str, 
         if key not in ckpt:
             raise ConvertError(
                 f"the checkpoint has no {key!r} entry (it has {sorted(ckpt)[:8]}); expected the pytorch-ddpm "
-                "format {'net_model', 'ema_model', 'sched', 'optim', 'step', 'x_T'}")
+                "format {'net_model', 'ema_model', 'sched', 'optim', 'step', 'x_T'}"
+            )
         state = ckpt[key]
     if not isinstance(state, Mapping):
         raise ConvertError(f"the checkpoint's state dict is a {type(state).__name__}, not a dict of tensors")
@@ -147,11 +155,12 @@ def pick_state_dict(ckpt: Mapping[str, Any], weights: str = "ema") -> dict[str, 
     for name, value in state.items():
         if not isinstance(value, torch.Tensor):
             raise ConvertError(f"state-dict entry {name!r} is a {type(value).__name__}, not a tensor")
-        out[name[len("module."):] if name.startswith("module.") else name] = value.float()
+        out[name[len("module.") :] if name.startswith("module.") else name] = value.float()
     if "head.weight" not in out:
         raise ConvertError(
             f"not a pytorch-ddpm UNet: no 'head.weight' among {len(out)} keys (first: {sorted(out)[:3]}); "
-            "this converter reads the SecMI / PIA (pytorch-ddpm) layout only")
+            "this converter reads the SecMI / PIA (pytorch-ddpm) layout only"
+        )
     return out
 
 
@@ -165,11 +174,18 @@ def _levels(state: Mapping[str, torch.Tensor], prefix: str) -> dict[int, set[str
     return blocks
 
 
-def infer_architecture(state: Mapping[str, torch.Tensor], *, x_T: torch.Tensor | None = None,
-                       ch: int | None = None, ch_mult: tuple[int, ...] | None = None,
-                       attn: tuple[int, ...] | None = None, num_res_blocks: int | None = None,
-                       dropout: float | None = None, resolution: int | None = None,
-                       num_timesteps: int | None = None) -> DDPMArchitecture:
+def infer_architecture(
+    state: Mapping[str, torch.Tensor],
+    *,
+    x_T: torch.Tensor | None = None,
+    ch: int | None = None,
+    ch_mult: tuple[int, ...] | None = None,
+    attn: tuple[int, ...] | None = None,
+    num_res_blocks: int | None = None,
+    dropout: float | None = None,
+    resolution: int | None = None,
+    num_timesteps: int | None = None,
+) -> DDPMArchitecture:
     """Read the hyper-parameters from the tensors' shapes; check any the user gave against them."""
     head = state["head.weight"]
     found_ch, in_channels = int(head.shape[0]), int(head.shape[1])
@@ -196,30 +212,43 @@ def infer_architecture(state: Mapping[str, torch.Tensor], *, x_T: torch.Tensor |
         raise ConvertError("no time_embedding.timembedding.0.weight (the sinusoidal table): not a pytorch-ddpm UNet")
     found_T = int(table.shape[0])
     found_res = int(x_T.shape[-1]) if isinstance(x_T, torch.Tensor) and x_T.ndim == 4 else None
-    found = {"ch": found_ch, "ch_mult": tuple(mult), "attn": tuple(attn_levels), "num_res_blocks": found_nrb,
-             "num_timesteps": found_T}
-    given = {"ch": ch, "ch_mult": None if ch_mult is None else tuple(ch_mult),
-             "attn": None if attn is None else tuple(sorted(attn)), "num_res_blocks": num_res_blocks,
-             "num_timesteps": num_timesteps}
+    found = {
+        "ch": found_ch,
+        "ch_mult": tuple(mult),
+        "attn": tuple(attn_levels),
+        "num_res_blocks": found_nrb,
+        "num_timesteps": found_T,
+    }
+    given = {
+        "ch": ch,
+        "ch_mult": None if ch_mult is None else tuple(ch_mult),
+        "attn": None if attn is None else tuple(sorted(attn)),
+        "num_res_blocks": num_res_blocks,
+        "num_timesteps": num_timesteps,
+    }
     for name, value in given.items():
         if value is not None and value != found[name]:
             flag = {"num_timesteps": "T"}.get(name, name)
             raise ConvertError(
                 f"{flag}={_show(value)} was given, but the checkpoint's tensors say {flag}={_show(found[name])}; "
-                f"drop the flag or pass the checkpoint it belongs to")
+                f"drop the flag or pass the checkpoint it belongs to"
+            )
     if resolution is not None and found_res is not None and resolution != found_res:
         raise ConvertError(f"resolution={resolution} was given, but the checkpoint's x_T is {found_res}x{found_res}")
     res = resolution or found_res
     if res is None:
-        raise ConvertError("the checkpoint has no x_T to read the image size from: pass the resolution (--resolution 32)")
+        raise ConvertError(
+            "the checkpoint has no x_T to read the image size from: pass the resolution (--resolution 32)"
+        )
     if res % (2 ** (n_levels - 1)):
         raise ConvertError(f"resolution {res} is not divisible by 2^{n_levels - 1} (the UNet's down-sampling)")
     out_channels = int(state["tail.2.weight"].shape[0])
     drop = PAPER_DEFAULTS["dropout"] if dropout is None else float(dropout)
     if not 0.0 <= drop < 1.0:
         raise ConvertError(f"dropout must be in [0, 1), got {dropout!r}")
-    arch = DDPMArchitecture(found_ch, tuple(mult), tuple(attn_levels), found_nrb, drop, in_channels, out_channels,
-                            res, found_T)
+    arch = DDPMArchitecture(
+        found_ch, tuple(mult), tuple(attn_levels), found_nrb, drop, in_channels, out_channels, res, found_T
+    )
     return arch
 
 
@@ -301,15 +330,21 @@ def unet_config(arch: DDPMArchitecture, time_embedding: str = "positional") -> d
     )
 
 
-_RES = {"block1.0": "norm1", "block1.2": "conv1", "temb_proj.1": "time_emb_proj", "block2.0": "norm2",
-        "block2.3": "conv2", "shortcut": "conv_shortcut"}
+_RES = {
+    "block1.0": "norm1",
+    "block1.2": "conv1",
+    "temb_proj.1": "time_emb_proj",
+    "block2.0": "norm2",
+    "block2.3": "conv2",
+    "shortcut": "conv_shortcut",
+}
 _ATTN = {"group_norm": "group_norm", "proj_q": "to_q", "proj_k": "to_k", "proj_v": "to_v", "proj": "to_out.0"}
 
 
 def _map_block(src: str, res_dst: str, attn_dst: str, name: str) -> tuple[str, bool] | None:
     """(diffusers key, is a 1x1 attention conv) for ``src.name`` inside one ResBlock, or None."""
     if name.startswith("attn."):
-        sub, _, leaf = name[len("attn."):].rpartition(".")
+        sub, _, leaf = name[len("attn.") :].rpartition(".")
         if sub in _ATTN:
             return f"{attn_dst}.{_ATTN[sub]}.{leaf}", sub != "group_norm"
         return None
@@ -319,8 +354,9 @@ def _map_block(src: str, res_dst: str, attn_dst: str, name: str) -> tuple[str, b
     return None
 
 
-def convert_state_dict(state: Mapping[str, torch.Tensor], arch: DDPMArchitecture,
-                       time_embedding: str = "positional") -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    state: Mapping[str, torch.Tensor], arch: DDPMArchitecture, time_embedding: str = "positional"
+) -> dict[str, torch.Tensor]:
     """Map every pytorch-ddpm key onto its diffusers key (see the module docstring).
 
     With ``time_embedding="learned"`` the stored sin/cos table becomes ``time_proj.weight``, its
@@ -331,13 +367,18 @@ def convert_state_dict(state: Mapping[str, torch.Tensor], arch: DDPMArchitecture
     nrb, n = arch.num_res_blocks, len(arch.ch_mult)
     blocks: dict[str, tuple[str, str]] = {}  # pytorch-ddpm ResBlock prefix -> (resnet, attention) prefixes
     plain: dict[str, str] = {  # whole-module prefixes
-        "head": "conv_in", "tail.0": "conv_norm_out", "tail.2": "conv_out",
+        "head": "conv_in",
+        "tail.0": "conv_norm_out",
+        "tail.2": "conv_out",
         "time_embedding.timembedding.1": "time_embedding.linear_1",
         "time_embedding.timembedding.3": "time_embedding.linear_2",
     }
     for i in range(n):
         for j in range(nrb):
-            blocks[f"downblocks.{i * (nrb + 1) + j}"] = (f"down_blocks.{i}.resnets.{j}", f"down_blocks.{i}.attentions.{j}")
+            blocks[f"downblocks.{i * (nrb + 1) + j}"] = (
+                f"down_blocks.{i}.resnets.{j}",
+                f"down_blocks.{i}.attentions.{j}",
+            )
         if i < n - 1:
             plain[f"downblocks.{i * (nrb + 1) + nrb}.main"] = f"down_blocks.{i}.downsamplers.0.conv"
     blocks["middleblocks.0"] = ("mid_block.resnets.0", "mid_block.attentions.0")
@@ -387,12 +428,16 @@ def build_unet(state: Mapping[str, torch.Tensor], arch: DDPMArchitecture, time_e
     missing = sorted(set(expected) - set(converted))
     extra = sorted(set(converted) - set(expected))
     if missing or extra:
-        raise ConvertError(f"the key map does not fit the diffusers UNet: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise ConvertError(
+            f"the key map does not fit the diffusers UNet: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
     bad = [k for k in expected if tuple(expected[k].shape) != tuple(converted[k].shape)]
     if bad:
         k = bad[0]
-        raise ConvertError(f"shape mismatch at {k}: diffusers {tuple(expected[k].shape)}, checkpoint "
-                           f"{tuple(converted[k].shape)} ({len(bad)} such)")
+        raise ConvertError(
+            f"shape mismatch at {k}: diffusers {tuple(expected[k].shape)}, checkpoint "
+            f"{tuple(converted[k].shape)} ({len(bad)} such)"
+        )
     unet.load_state_dict(converted, strict=True)
     return unet.eval()
 
@@ -422,18 +467,24 @@ class Conversion:
         return d
 
     def summary(self) -> str:
-        return (f"converted {self.weights.upper()} weights of {Path(self.source).name}"
-                f"{f' (step {self.step})' if self.step is not None else ''}: {self.architecture.describe()}, "
-                f"{self.n_parameters:,} parameters from {self.n_tensors} tensors; linear betas "
-                f"{self.scheduler['beta_start']:g}..{self.scheduler['beta_end']:g}, epsilon prediction; "
-                f"{self.time_embedding_text()}")
+        return (
+            f"converted {self.weights.upper()} weights of {Path(self.source).name}"
+            f"{f' (step {self.step})' if self.step is not None else ''}: {self.architecture.describe()}, "
+            f"{self.n_parameters:,} parameters from {self.n_tensors} tensors; linear betas "
+            f"{self.scheduler['beta_start']:g}..{self.scheduler['beta_end']:g}, epsilon prediction; "
+            f"{self.time_embedding_text()}"
+        )
 
     def time_embedding_text(self) -> str:
         if self.time_embedding == "positional":
-            return (f"sin/cos time embedding computed by diffusers (the stored table matches it to "
-                    f"{self.time_table_deviation:.1e})")
-        return (f"the checkpoint's own time table kept as a lookup (it differs from the sin/cos formula by up to "
-                f"{self.time_table_deviation:.3g}): integer timesteps only")
+            return (
+                f"sin/cos time embedding computed by diffusers (the stored table matches it to "
+                f"{self.time_table_deviation:.1e})"
+            )
+        return (
+            f"the checkpoint's own time table kept as a lookup (it differs from the sin/cos formula by up to "
+            f"{self.time_table_deviation:.3g}): integer timesteps only"
+        )
 
 
 def scheduler_config(beta_1: float, beta_T: float, num_timesteps: int) -> dict[str, Any]:
@@ -445,17 +496,35 @@ def scheduler_config(beta_1: float, beta_T: float, num_timesteps: int) -> dict[s
     """
     if not (0 < beta_1 < 1 and 0 < beta_T < 1 and beta_1 <= beta_T):
         raise ConvertError(f"need 0 < beta_1 <= beta_T < 1, got beta_1={beta_1!r}, beta_T={beta_T!r}")
-    return {"_class_name": "DDPMScheduler", "num_train_timesteps": int(num_timesteps), "beta_start": float(beta_1),
-            "beta_end": float(beta_T), "beta_schedule": "linear", "prediction_type": "epsilon",
-            "variance_type": "fixed_large", "clip_sample": False}
+    return {
+        "_class_name": "DDPMScheduler",
+        "num_train_timesteps": int(num_timesteps),
+        "beta_start": float(beta_1),
+        "beta_end": float(beta_T),
+        "beta_schedule": "linear",
+        "prediction_type": "epsilon",
+        "variance_type": "fixed_large",
+        "clip_sample": False,
+    }
 
 
-def convert_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema", ch: int | None = None,
-                       ch_mult: tuple[int, ...] | None = None, attn: tuple[int, ...] | None = None,
-                       num_res_blocks: int | None = None, dropout: float | None = None,
-                       resolution: int | None = None, beta_1: float | None = None,
-                       beta_T: float | None = None, T: int | None = None,
-                       time_table: str = "auto", overwrite: bool = False) -> Conversion:
+def convert_checkpoint(
+    path: str | Path,
+    out: str | Path,
+    *,
+    weights: str = "ema",
+    ch: int | None = None,
+    ch_mult: tuple[int, ...] | None = None,
+    attn: tuple[int, ...] | None = None,
+    num_res_blocks: int | None = None,
+    dropout: float | None = None,
+    resolution: int | None = None,
+    beta_1: float | None = None,
+    beta_T: float | None = None,
+    T: int | None = None,
+    time_table: str = "auto",
+    overwrite: bool = False,
+) -> Conversion:
     """Convert ``path`` (pytorch-ddpm ``.pt``) into the diffusers folder ``out``.
 
     Writes ``out/unet`` (config.json + diffusion_pytorch_model.safetensors), ``out/scheduler``
@@ -473,10 +542,22 @@ def convert_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema
     path = Path(path).expanduser()
     ckpt = load_checkpoint(path)
     state = pick_state_dict(ckpt, weights)
-    arch = infer_architecture(state, x_T=ckpt.get("x_T"), ch=ch, ch_mult=ch_mult, attn=attn,
-                              num_res_blocks=num_res_blocks, dropout=dropout, resolution=resolution, num_timesteps=T)
-    sched = scheduler_config(PAPER_DEFAULTS["beta_1"] if beta_1 is None else beta_1,
-                             PAPER_DEFAULTS["beta_T"] if beta_T is None else beta_T, arch.num_timesteps)
+    arch = infer_architecture(
+        state,
+        x_T=ckpt.get("x_T"),
+        ch=ch,
+        ch_mult=ch_mult,
+        attn=attn,
+        num_res_blocks=num_res_blocks,
+        dropout=dropout,
+        resolution=resolution,
+        num_timesteps=T,
+    )
+    sched = scheduler_config(
+        PAPER_DEFAULTS["beta_1"] if beta_1 is None else beta_1,
+        PAPER_DEFAULTS["beta_T"] if beta_T is None else beta_T,
+        arch.num_timesteps,
+    )
     embedding = choose_time_embedding(state, arch, time_table)
     unet = build_unet(state, arch, embedding)
 
@@ -488,15 +569,31 @@ def convert_checkpoint(path: str | Path, out: str | Path, *, weights: str = "ema
     scheduler.save_pretrained(out / "scheduler")
     import diffusers
 
-    (out / "model_index.json").write_text(json.dumps({
-        "_class_name": "DDPMPipeline", "_diffusers_version": diffusers.__version__,
-        "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"]}, indent=2))
+    (out / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DDPMPipeline",
+                "_diffusers_version": diffusers.__version__,
+                "scheduler": ["diffusers", "DDPMScheduler"],
+                "unet": ["diffusers", "UNet2DModel"],
+            },
+            indent=2,
+        )
+    )
     step = ckpt.get("step")
     result = Conversion(
-        source=str(path), sha256=_sha256(path), weights=weights if "head.weight" not in ckpt else "bare state dict",
-        step=int(step) if isinstance(step, int) else None, architecture=arch,
-        n_parameters=sum(p.numel() for p in unet.parameters()), n_tensors=len(state), scheduler=sched, out=str(out),
-        time_embedding=embedding, time_table_deviation=time_table_deviation(state, arch))
+        source=str(path),
+        sha256=_sha256(path),
+        weights=weights if "head.weight" not in ckpt else "bare state dict",
+        step=int(step) if isinstance(step, int) else None,
+        architecture=arch,
+        n_parameters=sum(p.numel() for p in unet.parameters()),
+        n_tensors=len(state),
+        scheduler=sched,
+        out=str(out),
+        time_embedding=embedding,
+        time_table_deviation=time_table_deviation(state, arch),
+    )
     (out / CONVERSION_FILE).write_text(json.dumps(result.to_json_dict(), indent=1))
     return result
 

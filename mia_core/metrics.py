@@ -194,8 +194,7 @@ def _validate(scores, is_member) -> tuple[np.ndarray, np.ndarray]:
     n_nonmembers = labels.size - n_members
     if n_members == 0 or n_nonmembers == 0:
         raise ValueError(
-            f"need at least one member and one non-member; "
-            f"got {n_members} member(s) and {n_nonmembers} non-member(s)"
+            f"need at least one member and one non-member; got {n_members} member(s) and {n_nonmembers} non-member(s)"
         )
     return score_array, labels
 
@@ -544,9 +543,7 @@ def evaluate(scores, is_member, *, n_bootstrap: int = 200, seed: int = 0) -> Att
         rng = np.random.default_rng(seed)
         member_idx = rng.integers(0, n_members, size=(n_bootstrap, n_members))
         nonmember_idx = rng.integers(0, n_nonmembers, size=(n_bootstrap, n_nonmembers))
-        samples = _resampled_metrics(
-            score_array, labels, member_idx, nonmember_idx, (BUDGET_1PCT, BUDGET_01PCT)
-        )
+        samples = _resampled_metrics(score_array, labels, member_idx, nonmember_idx, (BUDGET_1PCT, BUDGET_01PCT))
         for key in ("auc", "asr"):
             intervals[key] = _percentile_interval(samples[key])
         # Every resample has the same non-member count, so n/a is n/a for all of them.

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -41,8 +41,9 @@ def _hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-def per_image_noise(ids: Sequence[str], seed: int, draws: int, shape: tuple[int, ...],
-                    device: torch.device | str = "cpu") -> torch.Tensor:
+def per_image_noise(
+    ids: Sequence[str], seed: int, draws: int, shape: tuple[int, ...], device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """N(0, I) noise of shape (B, draws, *shape), float32, on ``device``; row i depends only on (seed, ids[i])."""
     n_elements = draws * math.prod(shape)
     keys = torch.tensor([image_key(seed, str(i)) for i in ids], dtype=torch.int64, device=device)  # (B, 2)

@@ -25,8 +25,9 @@ pixel space (uint8 values as floats), with one matrix product, no loop over pixe
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,7 +116,7 @@ def generate(
     total, done = n_batches * len(ts), 0
     with torch.inference_mode():
         for start in range(0, int(n), bs):
-            x = x_all[start:start + bs].to(target.device) * float(scheduler.init_noise_sigma)
+            x = x_all[start : start + bs].to(target.device) * float(scheduler.init_noise_sigma)
             for t in ts:
                 model_out = target.model_output(x, t)
                 x = scheduler.step(model_out, t, x, eta=0.0).prev_sample
@@ -187,8 +188,8 @@ def nearest_neighbours(samples: np.ndarray, reference_images: np.ndarray, k: int
     chunk = max(1, (2**22) // flat_b.shape[1])
     sq_a = (fa * fa).sum(1)[:, None]
     for lo in range(0, m, chunk):
-        fb = flat_b[lo:lo + chunk].astype(np.float64)
-        d2[:, lo:lo + chunk] = sq_a + (fb * fb).sum(1)[None, :] - 2.0 * (fa @ fb.T)
+        fb = flat_b[lo : lo + chunk].astype(np.float64)
+        d2[:, lo : lo + chunk] = sq_a + (fb * fb).sum(1)[None, :] - 2.0 * (fa @ fb.T)
     np.maximum(d2, 0.0, out=d2)
     idx = np.argsort(d2, axis=1, kind="stable")[:, :k]
     dist = np.sqrt(np.take_along_axis(d2, idx, axis=1))
@@ -257,8 +258,11 @@ def memorisation(
     ni, nd = nearest_neighbours(samples, nonmember_images, k=1)
     _, held = nearest_neighbours(nonmember_images, member_images, k=1)
     return Memorisation(
-        member_index=mi[:, 0], nonmember_index=ni[:, 0],
+        member_index=mi[:, 0],
+        nonmember_index=ni[:, 0],
         member_id=tuple(str(member_ids[i]) for i in mi[:, 0]),
         nonmember_id=tuple(str(nonmember_ids[i]) for i in ni[:, 0]),
-        member_distance=md[:, 0], nonmember_distance=nd[:, 0], heldout_distance=held[:, 0],
+        member_distance=md[:, 0],
+        nonmember_distance=nd[:, 0],
+        heldout_distance=held[:, 0],
     )

@@ -35,8 +35,9 @@ this carries a relative error of about 3e-4 in float32; at the published timeste
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -80,18 +81,18 @@ class NoiseSchedule:
     # -- construction ------------------------------------------------------------------------
 
     @classmethod
-    def from_betas(cls, betas: torch.Tensor, description: str = "", kind: str = "") -> "NoiseSchedule":
+    def from_betas(cls, betas: torch.Tensor, description: str = "", kind: str = "") -> NoiseSchedule:
         betas = torch.as_tensor(betas, dtype=torch.float64)
         return cls(torch.cumprod(1.0 - betas, dim=0), description, kind)
 
     @classmethod
-    def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> "NoiseSchedule":
+    def linear(cls, num_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
         """The pytorch-ddpm schedule: betas = linspace(beta_start, beta_end, T)."""
         betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
         return cls.from_betas(betas, f"linear betas {beta_start:g}..{beta_end:g}, T={num_timesteps}", "linear")
 
     @classmethod
-    def cosine(cls, num_timesteps: int = 1000) -> "NoiseSchedule":
+    def cosine(cls, num_timesteps: int = 1000) -> NoiseSchedule:
         """The cosine schedule (Nichol & Dhariwal 2021, eq. 17; diffusers' ``"squaredcos_cap_v2"``).
 
         f(u) = cos^2((u + s) / (1 + s) * pi / 2) with s = 0.008, u = t / T in [0, 1];
@@ -106,7 +107,7 @@ class NoiseSchedule:
         return cls.from_betas(betas, f"cosine (squaredcos_cap_v2), T={num_timesteps}", "cosine")
 
     @classmethod
-    def from_scheduler_config(cls, config: Mapping[str, Any]) -> "NoiseSchedule":
+    def from_scheduler_config(cls, config: Mapping[str, Any]) -> NoiseSchedule:
         """Build from a diffusers scheduler config (``scheduler_config.json`` of a DDPM, DDIM, PNDM, ... model).
 
         Every key that defines the betas is honoured (see the module notation): ``trained_betas``,
@@ -124,15 +125,20 @@ class NoiseSchedule:
             )
         timestep_type = config.get("timestep_type", "discrete")
         if timestep_type != "discrete":
-            raise ValueError(f"timestep_type {timestep_type!r}: the UNet is conditioned on a continuous noise level, "
-                             "not on DDPM's integer timesteps; only 'discrete' is supported")
+            raise ValueError(
+                f"timestep_type {timestep_type!r}: the UNet is conditioned on a continuous noise level, "
+                "not on DDPM's integer timesteps; only 'discrete' is supported"
+            )
         n = int(config.get("num_train_timesteps", 1000))
         start, end = float(config.get("beta_start", 1e-4)), float(config.get("beta_end", 0.02))
         name = str(config.get("beta_schedule", "linear"))
         trained = config.get("trained_betas")
         rescale = bool(config.get("rescale_betas_zero_snr", False))
-        kept = {k: (list(map(float, config[k])) if k == "trained_betas" else config[k])
-                for k in SCHEDULE_KEYS if config.get(k) is not None}
+        kept = {
+            k: (list(map(float, config[k])) if k == "trained_betas" else config[k])
+            for k in SCHEDULE_KEYS
+            if config.get(k) is not None
+        }
         kind = ""
         if trained is not None:
             betas = torch.tensor([float(b) for b in trained], dtype=torch.float64)
@@ -195,8 +201,12 @@ class NoiseSchedule:
             }
         if self.config is not None:
             return {"_class_name": "DDPMScheduler", **self.config, **common}
-        return {"_class_name": "DDPMScheduler", "num_train_timesteps": self.num_timesteps,
-                "trained_betas": [float(b) for b in betas], **common}
+        return {
+            "_class_name": "DDPMScheduler",
+            "num_train_timesteps": self.num_timesteps,
+            "trained_betas": [float(b) for b in betas],
+            **common,
+        }
 
     def _table(self, device: torch.device) -> torch.Tensor:
         """abar on ``device``, copied there once (not on every call: a copy can stall the GPU)."""
@@ -264,14 +274,30 @@ SCHEDULE_KINDS = ("linear", "cosine", "")
 #: diffusers' beta_schedule names (DDPMScheduler, diffusers 0.42).
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2", "sigmoid", "laplace")
 #: the scheduler-config keys that define the betas (all honoured by from_scheduler_config).
-SCHEDULE_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
-                 "rescale_betas_zero_snr")
+SCHEDULE_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "rescale_betas_zero_snr",
+)
 #: diffusers schedulers whose training schedule is DDPM's discrete betas over 0-based timesteps.
 DISCRETE_SCHEDULERS = (
-    "DDPMScheduler", "DDIMScheduler", "DDIMInverseScheduler", "PNDMScheduler", "DPMSolverMultistepScheduler",
-    "DPMSolverSinglestepScheduler", "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
-    "LMSDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-    "UniPCMultistepScheduler", "DEISMultistepScheduler",
+    "DDPMScheduler",
+    "DDIMScheduler",
+    "DDIMInverseScheduler",
+    "PNDMScheduler",
+    "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler",
+    "EulerDiscreteScheduler",
+    "EulerAncestralDiscreteScheduler",
+    "LMSDiscreteScheduler",
+    "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler",
+    "KDPM2AncestralDiscreteScheduler",
+    "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
 )
 
 
@@ -300,7 +326,9 @@ def predict_x0(schedule: NoiseSchedule, x_t: torch.Tensor, t: Timesteps, eps: to
     return (x_t - (1.0 - abar).sqrt() * eps) / abar.sqrt()
 
 
-def ddim_step(schedule: NoiseSchedule, x_a: torch.Tensor, a: Timesteps, b: Timesteps, eps: torch.Tensor) -> torch.Tensor:
+def ddim_step(
+    schedule: NoiseSchedule, x_a: torch.Tensor, a: Timesteps, b: Timesteps, eps: torch.Tensor
+) -> torch.Tensor:
     """Deterministic DDIM move D(x_a; a -> b) given eps = eps_theta(x_a, a) (DDIM eq. 12, sigma = 0).
 
     Works in both directions: b > a inverts (SecMI's phi), b < a denoises (SecMI's psi).

@@ -28,8 +28,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 
@@ -64,7 +65,7 @@ class VESchedule:
             raise ValueError(f"sampling_eps must lie in (0, 1), got {self.sampling_eps!r}")
 
     @classmethod
-    def from_scheduler_config(cls, config: Mapping[str, Any]) -> "VESchedule":
+    def from_scheduler_config(cls, config: Mapping[str, Any]) -> VESchedule:
         """From a ``ScoreSdeVeScheduler`` config; missing keys take diffusers' defaults (sigma_max 1348,
         N = 2000: the FFHQ-1024 values, so a real model's config should say its own)."""
         from .lazy import diffusers_class
@@ -74,19 +75,30 @@ class VESchedule:
         return cls(float(c.sigma_min), float(c.sigma_max), int(c.num_train_timesteps), float(c.sampling_eps))
 
     def to_scheduler_config(self) -> dict[str, Any]:
-        return {"_class_name": SCHEDULER_CLASS, "num_train_timesteps": self.num_timesteps, "sigma_min": self.sigma_min,
-                "sigma_max": self.sigma_max, "sampling_eps": self.sampling_eps, "snr": 0.15, "correct_steps": 1}
+        return {
+            "_class_name": SCHEDULER_CLASS,
+            "num_train_timesteps": self.num_timesteps,
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "sampling_eps": self.sampling_eps,
+            "snr": 0.15,
+            "correct_steps": 1,
+        }
 
     @property
     def description(self) -> str:
-        return (f"VE-SDE: sigma(t) = {self.sigma_min:g} ({self.sigma_max:g}/{self.sigma_min:g})^t, t in "
-                f"[{self.sampling_eps:g}, 1]; steps 0..{self.num_timesteps - 1} on that grid")
+        return (
+            f"VE-SDE: sigma(t) = {self.sigma_min:g} ({self.sigma_max:g}/{self.sigma_min:g})^t, t in "
+            f"[{self.sampling_eps:g}, 1]; steps 0..{self.num_timesteps - 1} on that grid"
+        )
 
     def check_timesteps(self, t: int | torch.Tensor) -> None:
         values = torch.as_tensor(t)
         if values.numel() and (int(values.min()) < 0 or int(values.max()) >= self.num_timesteps):
-            raise ValueError(f"timestep out of range: min {int(values.min())}, max {int(values.max())}; "
-                             f"valid is 0..{self.num_timesteps - 1}")
+            raise ValueError(
+                f"timestep out of range: min {int(values.min())}, max {int(values.max())}; "
+                f"valid is 0..{self.num_timesteps - 1}"
+            )
 
     def time_of_step(self, step: int | torch.Tensor) -> torch.Tensor:
         """t_i = eps + (1 - eps) i / (N - 1), float64, the shape of ``step``."""
@@ -123,7 +135,7 @@ class ScoreTarget(Target):
         super().__post_init__()
 
     @classmethod
-    def from_scheduler_config(cls, unet: Any, config: Mapping[str, Any], **kwargs: Any) -> "ScoreTarget":
+    def from_scheduler_config(cls, unet: Any, config: Mapping[str, Any], **kwargs: Any) -> ScoreTarget:
         return cls(unet, VESchedule.from_scheduler_config(config), **kwargs)
 
     # -- the model -------------------------------------------------------------------------------
@@ -152,14 +164,18 @@ class ScoreTarget(Target):
     def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         raise NotADDPMError(
             f"{self.source} is a VE-SDE score model: it has no DDPM noise prediction eps_theta(x_t, t) on a "
-            "discrete abar schedule; only attacks with a score-based form (loss, likelihood) apply")
+            "discrete abar schedule; only attacks with a score-based form (loss, likelihood) apply"
+        )
 
     def eps_float_t(self, x_t: torch.Tensor, t: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         return self.eps(x_t, 0)
 
     def card(self) -> dict[str, Any]:
-        return {**self.card_basics(), "kind": "score-based (VE-SDE / SMLD): s_theta(x, sigma), data in [0, 1]",
-                "precision": "float32 (score calls run without autocast)"}
+        return {
+            **self.card_basics(),
+            "kind": "score-based (VE-SDE / SMLD): s_theta(x, sigma), data in [0, 1]",
+            "precision": "float32 (score calls run without autocast)",
+        }
 
 
 def fingerprint_score_model(unet: Any, schedule: VESchedule) -> str:

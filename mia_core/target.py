@@ -45,9 +45,10 @@ import contextlib
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar
 
 import torch
 
@@ -269,19 +270,28 @@ class Target:
         ts = sorted({0, min(100, last), min(200, last), sched.num_timesteps // 2, last})
         conversions = [PREDICTION_TEXT[self.prediction_type]]
         if self.learned_variance:
-            conversions.append(f"variance_type {self.variance_type}: the UNet's last {self.model_shape[0]} output "
-                               "channels (the variance) are dropped")
+            conversions.append(
+                f"variance_type {self.variance_type}: the UNet's last {self.model_shape[0]} output "
+                "channels (the variance) are dropped"
+            )
         if self.latent:
             kind = vae_kind(self.vae)
-            how = "posterior mean of the AutoencoderKL" if kind == "kl" else "VQModel encoder output before quantisation"
+            how = (
+                "posterior mean of the AutoencoderKL" if kind == "kl" else "VQModel encoder output before quantisation"
+            )
             shift = getattr(self.vae.config, "shift_factor", None)
-            conversions.append(f"images -> latents: {how}, times the scaling factor {self.scaling_factor:g}"
-                               + (f" after subtracting shift_factor {shift:g}" if shift else "")
-                               + "; images shown are decoded")
+            conversions.append(
+                f"images -> latents: {how}, times the scaling factor {self.scaling_factor:g}"
+                + (f" after subtracting shift_factor {shift:g}" if shift else "")
+                + "; images shown are decoded"
+            )
         cfg = self.scheduler_config or {}
-        space = (f"latent {'x'.join(map(str, self.model_shape))} ({type(self.vae).__name__}, "
-                 f"{self.n_vae_parameters:,} parameters; images {self.channels}x{self.resolution}x{self.resolution})"
-                 if self.latent else "pixel")
+        space = (
+            f"latent {'x'.join(map(str, self.model_shape))} ({type(self.vae).__name__}, "
+            f"{self.n_vae_parameters:,} parameters; images {self.channels}x{self.resolution}x{self.resolution})"
+            if self.latent
+            else "pixel"
+        )
         return {
             "parameterisation": self.prediction_type,
             "variance_type": self.variance_type or "not stated (the ELBO uses fixed_large)",
@@ -290,9 +300,12 @@ class Target:
             "space": space,
             "vae_scaling_factor": self.scaling_factor,
             "converted": conversions,
-            "scheduler_config": (f"{cfg.get('_class_name', 'DDPMScheduler')}"
-                                 + "".join(f", {k}={cfg[k]}" for k in SAMPLING_ONLY_KEYS if k in cfg)
-                                 if cfg else "none (schedule given in code)"),
+            "scheduler_config": (
+                f"{cfg.get('_class_name', 'DDPMScheduler')}"
+                + "".join(f", {k}={cfg[k]}" for k in SAMPLING_ONLY_KEYS if k in cfg)
+                if cfg
+                else "none (schedule given in code)"
+            ),
             "not_applicable": not_applicable_attacks(self),
         }
 
@@ -397,8 +410,9 @@ def _pad_batch(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Te
 # -- fingerprints ------------------------------------------------------------------------------
 
 
-def fingerprint_module(unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None,
-                       vae: Any = None) -> str:
+def fingerprint_module(
+    unet: Any, schedule: NoiseSchedule, meaning: dict[str, str] | None = None, vae: Any = None
+) -> str:
     """sha256 over the UNet config, every weight tensor, the schedule, ``meaning`` (what the
     output is, when not eps: see ``Target._meaning``) and a latent target's VAE; 16 hex digits."""
     h = hashlib.sha256()
@@ -431,7 +445,7 @@ PREDICTION_TEXT = {
 }
 
 
-def not_applicable_attacks(target: "Target") -> dict[str, str]:
+def not_applicable_attacks(target: Target) -> dict[str, str]:
     """attack name -> why it does not apply to ``target``, for every registered attack that does not."""
     from .attacks import REGISTRY, not_applicable  # the attacks import this module
 
@@ -443,8 +457,16 @@ VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_
 LEARNED_VARIANCES = ("learned", "learned_range")
 #: scheduler-config keys that matter only for generating images: honoured by the sampler
 #: (mia_core.sampling builds diffusers' scheduler from the config), irrelevant to scoring.
-SAMPLING_ONLY_KEYS = ("clip_sample", "clip_sample_range", "thresholding", "dynamic_thresholding_ratio",
-                      "sample_max_value", "timestep_spacing", "steps_offset", "set_alpha_to_one")
+SAMPLING_ONLY_KEYS = (
+    "clip_sample",
+    "clip_sample_range",
+    "thresholding",
+    "dynamic_thresholding_ratio",
+    "sample_max_value",
+    "timestep_spacing",
+    "steps_offset",
+    "set_alpha_to_one",
+)
 
 
 def read_parameterisation(scheduler_config: dict[str, Any] | None) -> dict[str, Any]:
@@ -457,33 +479,43 @@ def read_parameterisation(scheduler_config: dict[str, Any] | None) -> dict[str, 
     config = scheduler_config or {}
     prediction = config.get("prediction_type", "epsilon")
     if prediction not in PREDICTION_TYPES:
-        raise TargetLoadError(f"prediction_type {prediction!r} is not supported; the lab converts "
-                              f"{', '.join(PREDICTION_TYPES)} to eps")
+        raise TargetLoadError(
+            f"prediction_type {prediction!r} is not supported; the lab converts {', '.join(PREDICTION_TYPES)} to eps"
+        )
     variance = config.get("variance_type")
-    if variance is None and scheduler_config is not None and config.get("_class_name", "DDPMScheduler") == "DDPMScheduler":
+    if (
+        variance is None
+        and scheduler_config is not None
+        and config.get("_class_name", "DDPMScheduler") == "DDPMScheduler"
+    ):
         variance = "fixed_small"
     if variance is not None and variance not in VARIANCE_TYPES:
         raise TargetLoadError(f"variance_type {variance!r} is not one diffusers defines ({', '.join(VARIANCE_TYPES)})")
     return {"prediction_type": prediction, "variance_type": variance}
 
 
-def check_parameterisation(unet_config: Any, schedule: NoiseSchedule, prediction_type: str,
-                           variance_type: str | None) -> None:
+def check_parameterisation(
+    unet_config: Any, schedule: NoiseSchedule, prediction_type: str, variance_type: str | None
+) -> None:
     """Refuse, by name, a parameterisation whose conversion to eps would be undefined or unread."""
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
     if variance_type is not None and variance_type not in VARIANCE_TYPES:
         raise ValueError(f"variance_type must be one of {VARIANCE_TYPES} or None, got {variance_type!r}")
     if prediction_type == "sample" and float(schedule.alphas_cumprod[0]) >= 1.0:
-        raise ValueError("prediction_type 'sample' with abar_0 = 1 (beta_0 = 0): eps = (x_t - sqrt(abar) x0_hat) / "
-                         "sqrt(1 - abar) is undefined at t = 0")
+        raise ValueError(
+            "prediction_type 'sample' with abar_0 = 1 (beta_0 = 0): eps = (x_t - sqrt(abar) x0_hat) / "
+            "sqrt(1 - abar) is undefined at t = 0"
+        )
     if prediction_type == "epsilon" and getattr(schedule, "zero_terminal_snr", False):
         pass  # eps at t = T-1 is fine; only x0_hat there is undefined (NoiseSchedule.check_invertible)
     c_in, c_out = int(unet_config.in_channels), int(unet_config.out_channels)
     expected = 2 * c_in if variance_type in LEARNED_VARIANCES else c_in
     if c_out != expected:
-        raise ValueError(f"the UNet has {c_in} input and {c_out} output channels, but variance_type "
-                         f"{variance_type!r} needs {expected} output channels")
+        raise ValueError(
+            f"the UNet has {c_in} input and {c_out} output channels, but variance_type "
+            f"{variance_type!r} needs {expected} output channels"
+        )
 
 
 # -- latent diffusion ------------------------------------------------------------------------
@@ -510,20 +542,29 @@ def check_vae(vae: Any, unet_config: Any) -> None:
     vae_kind(vae)
     cfg = vae.config
     if getattr(cfg, "latents_mean", None) is not None or getattr(cfg, "latents_std", None) is not None:
-        raise ValueError("the VAE config sets latents_mean / latents_std (a per-channel latent normalisation); "
-                         "only scaling_factor and shift_factor are supported")
+        raise ValueError(
+            "the VAE config sets latents_mean / latents_std (a per-channel latent normalisation); "
+            "only scaling_factor and shift_factor are supported"
+        )
     if getattr(cfg, "scaling_factor", None) in (None, 0):
         raise ValueError(f"the VAE's scaling_factor is {getattr(cfg, 'scaling_factor', None)!r}; it must be a number")
     if int(cfg.latent_channels) != int(unet_config.in_channels):
-        raise ValueError(f"the VAE makes {cfg.latent_channels}-channel latents but the UNet takes "
-                         f"{unet_config.in_channels} channels")
+        raise ValueError(
+            f"the VAE makes {cfg.latent_channels}-channel latents but the UNet takes {unet_config.in_channels} channels"
+        )
 
 
 # -- loading -----------------------------------------------------------------------------------
 
 
-def load_target(spec: str = "default", *, device: str | None = None, revision: str | None = None,
-                variant: str | None = None, **options: Any) -> Target:
+def load_target(
+    spec: str = "default",
+    *,
+    device: str | None = None,
+    revision: str | None = None,
+    variant: str | None = None,
+    **options: Any,
+) -> Target:
     """Load a target from ``"default"``, a local diffusers folder, or a Hub id (see module doc).
 
     ``revision`` (a branch, tag or commit of a Hub repo) and ``variant`` (weights saved as
@@ -548,13 +589,24 @@ def load_target(spec: str = "default", *, device: str | None = None, revision: s
     _refuse_missing_local_path(spec, path)
     if HUB_ID_PATTERN.match(spec):
         source = spec if revision is None else f"{spec}@{revision}"
-        return load_folder(hub_snapshot(spec, revision=revision, variant=variant), device=dev, source=source,
-                           variant=variant, **options)
+        return load_folder(
+            hub_snapshot(spec, revision=revision, variant=variant),
+            device=dev,
+            source=source,
+            variant=variant,
+            **options,
+        )
     raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id like 'google/ddpm-cifar10-32'")
 
 
-def load_folder(folder: Path, *, device: torch.device | str | None = None, source: str | None = None,
-                variant: str | None = None, **options: Any) -> Target:
+def load_folder(
+    folder: Path,
+    *,
+    device: torch.device | str | None = None,
+    source: str | None = None,
+    variant: str | None = None,
+    **options: Any,
+) -> Target:
     """Load a bare UNet folder or a pipeline folder with ``unet/`` and ``scheduler/`` (and ``vae/`` or
     ``vqvae/`` for latent diffusion); single-file or sharded safetensors, optionally a ``variant``."""
     from .lazy import MODEL_BUILD_LOCK, diffusers_class
@@ -569,13 +621,13 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
     _check_config(unet_dir / "config.json", config, dev)
     cls_name = config.get("_class_name", "UNet2DModel")
     if cls_name != "UNet2DModel":
-        raise TargetLoadError(
-            f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported"
-        )
+        raise TargetLoadError(f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported")
     if config.get("num_class_embeds") or config.get("class_embed_type"):
-        raise TargetLoadError(f"{unet_dir}: a class-conditional UNet2DModel (num_class_embeds="
-                              f"{config.get('num_class_embeds')!r}, class_embed_type={config.get('class_embed_type')!r}) "
-                              "needs class labels; only unconditional targets are supported")
+        raise TargetLoadError(
+            f"{unet_dir}: a class-conditional UNet2DModel (num_class_embeds="
+            f"{config.get('num_class_embeds')!r}, class_embed_type={config.get('class_embed_type')!r}) "
+            "needs class labels; only unconditional targets are supported"
+        )
     _require_safetensors(unet_dir, variant)
     single = unet_dir / weight_names(variant)[0]
     if single.exists():  # sharded weights are checked by safetensors itself as they load
@@ -584,12 +636,15 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, low_cpu_mem_usage=False, variant=variant)
     sched_cfg = _read_json(scheduler_config) if scheduler_config is not None else None
     if sched_cfg is not None and not isinstance(sched_cfg, dict):
-        raise TargetLoadError(f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings")
+        raise TargetLoadError(
+            f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings"
+        )
     if sched_cfg is not None and sched_cfg.get("_class_name") == "ScoreSdeVeScheduler":  # score-based (VE-SDE)
         from .score_sde import ScoreTarget
 
-        return ScoreTarget.from_scheduler_config(unet, sched_cfg, source=source or str(folder), device=dev,
-                                                 notes=tuple(notes), **options)
+        return ScoreTarget.from_scheduler_config(
+            unet, sched_cfg, source=source or str(folder), device=dev, notes=tuple(notes), **options
+        )
     if sched_cfg is not None:
         schedule = _schedule_from(scheduler_config)
     else:
@@ -597,8 +652,17 @@ def load_folder(folder: Path, *, device: torch.device | str | None = None, sourc
         notes.append("no scheduler config found: assumed linear betas 1e-4..0.02, T=1000, eps-prediction")
     param = read_parameterisation(sched_cfg)
     try:
-        return Target(unet, schedule, source=source or str(folder), device=dev, notes=tuple(notes),
-                      scheduler_config=sched_cfg, vae=vae, **param, **options)
+        return Target(
+            unet,
+            schedule,
+            source=source or str(folder),
+            device=dev,
+            notes=tuple(notes),
+            scheduler_config=sched_cfg,
+            vae=vae,
+            **param,
+            **options,
+        )
     except ValueError as exc:
         raise TargetLoadError(str(exc)) from None
 
@@ -613,12 +677,15 @@ def _load_vae(folder: Path, variant: str | None = None) -> Any:
     vae_dir = found[0]
     cls_name = json.loads((vae_dir / "config.json").read_text()).get("_class_name", "")
     if cls_name not in VAE_CLASSES:
-        raise TargetLoadError(f"{vae_dir} holds a {cls_name or 'model without _class_name'}; latent targets need a "
-                              f"{' or '.join(VAE_CLASSES)}")
+        raise TargetLoadError(
+            f"{vae_dir} holds a {cls_name or 'model without _class_name'}; latent targets need a "
+            f"{' or '.join(VAE_CLASSES)}"
+        )
     _require_safetensors(vae_dir, variant)
     with MODEL_BUILD_LOCK:
-        return diffusers_class(cls_name).from_pretrained(vae_dir, use_safetensors=True, low_cpu_mem_usage=False,
-                                                         variant=variant)
+        return diffusers_class(cls_name).from_pretrained(
+            vae_dir, use_safetensors=True, low_cpu_mem_usage=False, variant=variant
+        )
 
 
 def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
@@ -645,8 +712,11 @@ def _locate(folder: Path) -> tuple[Path, Path | None, list[str]]:
 def weight_names(variant: str | None = None) -> tuple[str, str, str]:
     """(single file, shard index, shard glob) of a diffusers model's safetensors, as diffusers names them."""
     if variant:
-        return (f"diffusion_pytorch_model.{variant}.safetensors", f"diffusion_pytorch_model.safetensors.index.{variant}.json",
-                f"diffusion_pytorch_model.{variant}-*-of-*.safetensors")
+        return (
+            f"diffusion_pytorch_model.{variant}.safetensors",
+            f"diffusion_pytorch_model.safetensors.index.{variant}.json",
+            f"diffusion_pytorch_model.{variant}-*-of-*.safetensors",
+        )
     return WEIGHTS_NAME, "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model-*-of-*.safetensors"
 
 
@@ -660,8 +730,10 @@ def _require_safetensors(unet_dir: Path, variant: str | None = None) -> None:
             f"refusing to load {unet_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
             f"unpickled. Save the model with safetensors (model.save_pretrained(folder, safe_serialization=True))"
         )
-    raise TargetLoadError(f"{unet_dir} has config.json but no weights file ({single}) nor a shard index ({index})"
-                          + (f" for variant {variant!r}" if variant else ""))
+    raise TargetLoadError(
+        f"{unet_dir} has config.json but no weights file ({single}) nor a shard index ({index})"
+        + (f" for variant {variant!r}" if variant else "")
+    )
 
 
 # -- the Hugging Face Hub ----------------------------------------------------------------------
@@ -691,15 +763,21 @@ def hub_plan(model_index: dict[str, Any] | None, unet_config: dict[str, Any] | N
     components = {k: v for k, v in model_index.items() if not k.startswith("_")}
     unet_cls = (components.get("unet") or [None, None])[-1]
     if unet_cls is not None and unet_cls != "UNet2DModel":
-        raise TargetLoadError(f"{pipeline or 'the pipeline'} has a {unet_cls}: a conditional (e.g. text-to-image) "
-                              "target, which this lab does not attack yet; only unconditional UNet2DModel pipelines")
+        raise TargetLoadError(
+            f"{pipeline or 'the pipeline'} has a {unet_cls}: a conditional (e.g. text-to-image) "
+            "target, which this lab does not attack yet; only unconditional UNet2DModel pipelines"
+        )
     if pipeline not in HUB_PIPELINES:
         needed = [c for c in ("unet", "scheduler", "vqvae", "vae") if c in components]
         if "unet" not in components or "scheduler" not in components:
-            raise TargetLoadError(f"unknown pipeline class {pipeline!r} with components {sorted(components)}; "
-                                  f"supported: {', '.join(HUB_PIPELINES)}")
-        raise TargetLoadError(f"unknown pipeline class {pipeline!r} (components {', '.join(needed)}): its sampling "
-                              f"loop may not be a DDPM's; supported: {', '.join(HUB_PIPELINES)}")
+            raise TargetLoadError(
+                f"unknown pipeline class {pipeline!r} with components {sorted(components)}; "
+                f"supported: {', '.join(HUB_PIPELINES)}"
+            )
+        raise TargetLoadError(
+            f"unknown pipeline class {pipeline!r} (components {', '.join(needed)}): its sampling "
+            f"loop may not be a DDPM's; supported: {', '.join(HUB_PIPELINES)}"
+        )
     wanted = HUB_PIPELINES[pipeline]
     for comp in wanted:
         entry = components.get(comp)
@@ -731,7 +809,9 @@ def _hub_json(repo_id: str, filename: str, revision: str | None) -> dict[str, An
     from huggingface_hub.errors import RemoteEntryNotFoundError
 
     try:
-        return json.loads(Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)).read_text())
+        return json.loads(
+            Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=True)).read_text()
+        )
     except Exception:  # not cached: ask the Hub below
         pass
     try:
@@ -758,8 +838,9 @@ def hub_snapshot(repo_id: str, *, revision: str | None = None, variant: str | No
     model_index = _hub_json(repo_id, "model_index.json", revision)
     unet_config = _hub_json(repo_id, "config.json", revision) if model_index is None else None
     if model_index is None and unet_config is None:
-        raise TargetLoadError(f"{repo_id!r} on the Hugging Face Hub has neither model_index.json nor config.json: "
-                              "not a diffusers model")
+        raise TargetLoadError(
+            f"{repo_id!r} on the Hugging Face Hub has neither model_index.json nor config.json: not a diffusers model"
+        )
     patterns = hub_patterns(hub_plan(model_index, unet_config), variant)
     try:
         return Path(snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_files_only=True))
@@ -832,7 +913,8 @@ def _check_config(path: Path, config: Any, device: torch.device) -> None:
         raise TargetLoadError(
             f"{path}: sample_size={size!r} is too large for this machine: one image's activations need at least "
             f"{need / 2**30:,.1f} GiB ({sides[0]}x{sides[-1]} pixels x {channels} channels x 4 bytes, for one "
-            f"feature map) of the {available / 2**30:,.1f} GiB of {device.type} memory")
+            f"feature map) of the {available / 2**30:,.1f} GiB of {device.type} memory"
+        )
 
 
 def _memory_bytes(device: torch.device) -> int:
@@ -882,10 +964,13 @@ def _schedule_from(path: Path) -> NoiseSchedule:
     except (NotImplementedError, ValueError) as exc:  # refusals that already name the key and value
         raise TargetLoadError(f"{path}: {exc}") from None
     except (TypeError, KeyError) as exc:
-        values = {k: config[k] for k in ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end")
-                  if k in config}
-        raise TargetLoadError(f"{path}: the noise schedule cannot be built from {values} "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        values = {
+            k: config[k] for k in ("beta_schedule", "num_train_timesteps", "beta_start", "beta_end") if k in config
+        }
+        raise TargetLoadError(
+            f"{path}: the noise schedule cannot be built from {values} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def _pickle_names(folder: Path, limit: int = 1000) -> list[str]:
@@ -921,6 +1006,7 @@ def _refuse_missing_local_path(spec: str, path: Path) -> None:
     first = Path(spec).parts[0] if Path(spec).parts else ""
     looks_local = spec.startswith((".", "/", "~")) or "\\" in spec or (first and Path(first).is_dir())
     if looks_local:
-        raise TargetLoadError(f"target {spec!r} is neither an existing folder nor a Hub id: no folder "
-                              f"{path.resolve()} exists (a local path, so the Hugging Face Hub was not asked)")
-
+        raise TargetLoadError(
+            f"target {spec!r} is neither an existing folder nor a Hub id: no folder "
+            f"{path.resolve()} exists (a local path, so the Hugging Face Hub was not asked)"
+        )

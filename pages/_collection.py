@@ -31,15 +31,17 @@ def _uploaded_scores(label: str, key: str, exp, attacks, seed: int) -> np.ndarra
     if len(files) > MAX_SET:
         st.error(f"{len(files)} files: at most {MAX_SET} images per set. Remove some and try again.")
         return None
-    up = load_uploads([(f.name, f.getvalue()) for f in files], resolution=exp.target.resolution,
-                      channels=exp.target.channels)
+    up = load_uploads(
+        [(f.name, f.getvalue()) for f in files], resolution=exp.target.resolution, channels=exp.target.channels
+    )
     for err in up.errors:
         st.error(f"Skipped: {err}")
     if up.images is None:
         return None
     with st.spinner(f"Scoring {up.images.n} image(s)…"):
-        scores = score_upload(upload_score_key(exp.target, up.images, attacks, seed), exp.target, up.images, attacks,
-                              seed=seed)
+        scores = score_upload(
+            upload_score_key(exp.target, up.images, attacks, seed), exp.target, up.images, attacks, seed=seed
+        )
     return np.stack([np.asarray(scores[a.name], dtype=float) for a in attacks], axis=1)
 
 
@@ -61,11 +63,22 @@ def collection_section(exp, attacks, stored) -> None:
     seed = int(s.get("cfg.seed", 0))
     if source.startswith("drawn"):
         d1, d2, d3 = st.columns([2, 2, 1])
-        kind = d1.radio("Suspect set", ["members", "nonmembers"], key="miu.set.kind", horizontal=True,
-                        format_func={"members": "members (was used)", "nonmembers": "non-members (was not)"}.get)
-        size = d2.slider("Images per set", 4, 100, 20, key="miu.set.size",
-                         help="Suspect and held-out sets have this many images each. On the default target, 20 "
-                              "member images are detected in every trial with PIA (see the README).")
+        kind = d1.radio(
+            "Suspect set",
+            ["members", "nonmembers"],
+            key="miu.set.kind",
+            horizontal=True,
+            format_func={"members": "members (was used)", "nonmembers": "non-members (was not)"}.get,
+        )
+        size = d2.slider(
+            "Images per set",
+            4,
+            100,
+            20,
+            key="miu.set.size",
+            help="Suspect and held-out sets have this many images each. On the default target, 20 "
+            "member images are detected in every trial with PIA (see the README).",
+        )
         d3.button("Draw again", on_click=_draw_again, key="miu.set.again")
         missing = [n for n in names if n not in stored]
         if missing:
@@ -84,8 +97,9 @@ def collection_section(exp, attacks, stored) -> None:
         with u1:
             suspect = _uploaded_scores("Suspect set (your published images)", "miu.set.suspect", exp, attacks, seed)
         with u2:
-            heldout = _uploaded_scores("Held-out set (same source, never published)", "miu.set.heldout", exp,
-                                       attacks, seed)
+            heldout = _uploaded_scores(
+                "Held-out set (same source, never published)", "miu.set.heldout", exp, attacks, seed
+            )
         if suspect is None or heldout is None:
             st.info("Upload both sets (PNG or JPEG, at least 2 images each; 4 with several attacks).")
             return
@@ -96,9 +110,12 @@ def collection_section(exp, attacks, stored) -> None:
         return
     m1, m2, m3 = st.columns(3)
     m1.metric("p-value", f"{result.p_value:.3g}")
-    m2.metric("images in the test", f"{result.n_suspect} + {result.n_heldout}",
-              help="suspect + held-out images compared by the test" +
-                   (f"; {result.n_control} more fitted the combiner" if result.n_control else ""))
+    m2.metric(
+        "images in the test",
+        f"{result.n_suspect} + {result.n_heldout}",
+        help="suspect + held-out images compared by the test"
+        + (f"; {result.n_control} more fitted the combiner" if result.n_control else ""),
+    )
     m3.metric("verdict at α", "used" if result.used else "no evidence")
     (st.success if result.used else st.info)(result.verdict())
     st.caption(

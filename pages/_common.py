@@ -162,8 +162,9 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     return out
 
 
-def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str,
-                    leave_note: str, extra: Any = None) -> None:
+def running_job_box(
+    worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str, leave_note: str, extra: Any = None
+) -> None:
     """The status box of a queued or running worker job: progress with its ETA, ``extra(box)``
     (e.g. a live chart), a Cancel button and a note that the job survives leaving the page."""
     from mia_core.lab.plan import format_duration
@@ -178,13 +179,25 @@ def running_job_box(worker: Worker, job: Any, text: str, *, cancel_key: str, can
         box.progress(min(1.0, job.fraction), text=text + eta_text)
     if extra is not None:
         extra(box)
-    box.button("Cancel", key=cancel_key, on_click=worker.cancel, args=(job.job_id,), icon=":material/stop_circle:",
-               help=cancel_help)
+    box.button(
+        "Cancel",
+        key=cancel_key,
+        on_click=worker.cancel,
+        args=(job.job_id,),
+        icon=":material/stop_circle:",
+        help=cancel_help,
+    )
     box.caption(leave_note)
 
 
-def poll_job(worker: Worker, job_id: str | None, poll_key: str, *, running: Callable[[Any], None],
-             ended: Callable[[Any], None] | None = None) -> None:
+def poll_job(
+    worker: Worker,
+    job_id: str | None,
+    poll_key: str,
+    *,
+    running: Callable[[Any], None],
+    ended: Callable[[Any], None] | None = None,
+) -> None:
     """A worker job's panel, redrawn every second while the job is queued or running.
 
     ``running(job)`` draws it while it is active (e.g. :func:`running_job_box`). When it ends, the
@@ -228,9 +241,14 @@ def budget_control() -> float:
         current = fpr_budget()
         s["fpr"] = current if current in FPR_BUDGETS else BUDGET_1PCT
     value = st.segmented_control(
-        "FPR budget", FPR_BUDGETS, key="fpr", format_func=budget_label, required=True, bind="query-params",
+        "FPR budget",
+        FPR_BUDGETS,
+        key="fpr",
+        format_func=budget_label,
+        required=True,
+        bind="query-params",
         help="The false-positive rate the attacker accepts: the fraction of non-members wrongly flagged. "
-             "Thresholds and verdicts follow it.",
+        "Thresholds and verdicts follow it.",
     )
     if value is None:  # an invalid ?fpr= in the URL
         value = fpr_budget()
@@ -241,8 +259,22 @@ def budget_control() -> float:
 def download_figure(fig, data: pd.DataFrame | None, name: str, key: str) -> None:
     """HTML (self-contained) export of a figure and CSV export of its data, built only on click."""
     cols = st.columns([1, 1, 4])
-    cols[0].download_button("Chart (HTML)", data=lambda: fig.to_html(include_plotlyjs=True), file_name=f"{name}.html",
-                            mime="text/html", key=f"{key}.html", on_click="ignore", icon=":material/download:")
+    cols[0].download_button(
+        "Chart (HTML)",
+        data=lambda: fig.to_html(include_plotlyjs=True),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=f"{key}.html",
+        on_click="ignore",
+        icon=":material/download:",
+    )
     if data is not None:
-        cols[1].download_button("Data (CSV)", data=lambda: data.to_csv(index=False), file_name=f"{name}.csv",
-                                mime="text/csv", key=f"{key}.csv", on_click="ignore", icon=":material/download:")
+        cols[1].download_button(
+            "Data (CSV)",
+            data=lambda: data.to_csv(index=False),
+            file_name=f"{name}.csv",
+            mime="text/csv",
+            key=f"{key}.csv",
+            on_click="ignore",
+            icon=":material/download:",
+        )

@@ -66,23 +66,29 @@ except ValueError as exc:  # a bad cfg.params from elsewhere must not take the p
 
 def _form_raw(name: str) -> dict:
     """The form's current value of each of an attack's fields (the last Run's before the form is drawn)."""
-    return {f.name: s.get(f"attack_lab.p.{name}.{f.name}", plan.form_value(f, s["cfg.params"].get(name)))
-            for f in plan.param_fields(name)}
+    return {
+        f.name: s.get(f"attack_lab.p.{name}.{f.name}", plan.form_value(f, s["cfg.params"].get(name)))
+        for f in plan.param_fields(name)
+    }
 
 
 # What a Run would start now: the chips and parameters as they stand in the form, not the last Run's,
 # so the table, the "Selected" line and the time advice update as the form changes.
 names_now = [n for n in s.get("attack_lab.attacks", s["cfg.attacks"]) if n in REGISTRY]
-pending = plan.pending_selection(names_now, {n: _form_raw(n) for n in names_now}, s["cfg.params"],
-                                 num_timesteps=num_timesteps)
+pending = plan.pending_selection(
+    names_now, {n: _form_raw(n) for n in names_now}, s["cfg.params"], num_timesteps=num_timesteps
+)
 current = pending.attacks
 seed_now = int(s.get("attack_lab.seed", seed))
 
 # Attacks whose math does not fit this kind of target (Attack.applies_to) are listed, never run.
 skipped = not_applicable([cls() for cls in REGISTRY.values()], exp.target)
 if skipped:
-    st.info("**Not applicable to this target** (not run):\n\n" + "\n".join(
-        f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()), icon=":material/block:")
+    st.info(
+        "**Not applicable to this target** (not run):\n\n"
+        + "\n".join(f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()),
+        icon=":material/block:",
+    )
     current = [a for a in current if a.name not in skipped]
     ran = [a for a in ran if a.name not in skipped]
 
@@ -95,52 +101,71 @@ stored_now = {a.name for a in current if _is_stored(a)}
 rate = plan.throughput(store.entries(), exp.target.fingerprint)
 measured = rate is not None
 if rate is None:
-    rate = plan.guess_throughput(exp.target.n_parameters, exp.target.resolution, exp.target.channels,
-                                 exp.target.device.type)
+    rate = plan.guess_throughput(
+        exp.target.n_parameters, exp.target.resolution, exp.target.channels, exp.target.device.type
+    )
 the_plan = plan.make_plan(current, stored_now, n_images, rate, measured)
 
 # -- the attacks and their costs -----------------------------------------------------------------
 
 st.subheader("Attacks")
 levels = st.pills(
-    "Threat model", plan.access_options(), selection_mode="multi", default=plan.access_options(),
-    format_func=plan.access_option_label, key="attack_lab.access",
+    "Threat model",
+    plan.access_options(),
+    selection_mode="multi",
+    default=plan.access_options(),
+    format_func=plan.access_option_label,
+    key="attack_lab.access",
     help="What the attacker may use: black box = generated or varied images only; gray box = the model's noise "
-         "predictions; white box = its weights and gradients. The Learn page explains them.",
+    "predictions; white box = its weights and gradients. The Learn page explains them.",
 )
-table = pd.DataFrame(plan.attack_table(pending.params, [a.name for a in current], stored_now, levels=levels),
-                     columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"])
+table = pd.DataFrame(
+    plan.attack_table(pending.params, [a.name for a in current], stored_now, levels=levels),
+    columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"],
+)
 st.dataframe(
-    table, hide_index=True, width="stretch", key="attack_lab.table",
+    table,
+    hide_index=True,
+    width="stretch",
+    key="attack_lab.table",
     column_config={
         "attack": st.column_config.TextColumn("Attack"),
         "access": st.column_config.TextColumn("Threat model", help="Black / gray / white box, and what else it needs"),
         "paper": st.column_config.TextColumn("Paper"),
         "UNet calls / image": st.column_config.NumberColumn(
-            help="The attack's published cost: UNet evaluations per image for its score"),
+            help="The attack's published cost: UNet evaluations per image for its score"
+        ),
         "with trace": st.column_config.NumberColumn(
-            "with per-timestep trace",
-            help="UNet evaluations per image including the per-timestep trace the app draws"),
+            "with per-timestep trace", help="UNet evaluations per image including the per-timestep trace the app draws"
+        ),
         "selected": st.column_config.CheckboxColumn("Selected"),
         "results": st.column_config.TextColumn("Results"),
     },
 )
 if current:
-    rate_note = (f"measured {rate:,.0f} UNet calls/s on earlier runs of this target" if measured
-                 else f"a rough guess of {rate:,.0f} UNet calls/s: nothing has been timed on this target yet")
+    rate_note = (
+        f"measured {rate:,.0f} UNet calls/s on earlier runs of this target"
+        if measured
+        else f"a rough guess of {rate:,.0f} UNet calls/s: nothing has been timed on this target yet"
+    )
     if the_plan.all_stored:
         todo = "**all stored — opens instantly.**"
     else:
         n_stored = len(stored_now)
-        todo = (f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
-                f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note}).")
+        todo = (
+            f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
+            f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note})."
+        )
     st.markdown(
         f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; "
         f"{todo}"
     )
 if pending.errors:
-    st.warning("Not valid yet (the estimate uses the last Run's values for these): " + "; ".join(
-        f"**{REGISTRY[n].title}**: {e}" for n, e in pending.errors.items()), icon=":material/edit_note:")
+    st.warning(
+        "Not valid yet (the estimate uses the last Run's values for these): "
+        + "; ".join(f"**{REGISTRY[n].title}**: {e}" for n, e in pending.errors.items()),
+        icon=":material/edit_note:",
+    )
 st.caption("The table and the estimate follow the form below as you edit it; nothing starts until you press Run.")
 
 
@@ -159,8 +184,9 @@ if current and not the_plan.all_stored and the_plan.seconds > 120 and n_images >
         "sets other sizes). Results on all images stay in the store once computed.",
         icon=":material/hourglass_top:",
     )
-    st.button("Use 100 + 100 images", key="attack_lab.subset", on_click=_use_subset, args=(100,),
-              icon=":material/speed:")
+    st.button(
+        "Use 100 + 100 images", key="attack_lab.subset", on_click=_use_subset, args=(100,), icon=":material/speed:"
+    )
 
 # Learned attacks: which images they train on and which they are scored on, before anything runs.
 for attack in [a for a in current if a.learns]:
@@ -178,8 +204,11 @@ for attack in [a for a in current if a.learns]:
 
 not_applicable = exp.target.card()["not_applicable"] if hasattr(exp.target, "card") else {}
 if not_applicable:
-    st.info("Not applicable to this target:\n\n" + "\n\n".join(
-        f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()), icon=":material/block:")
+    st.info(
+        "Not applicable to this target:\n\n"
+        + "\n\n".join(f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()),
+        icon=":material/block:",
+    )
 
 # Not an st.form: every edit reruns the page so the plan above describes the form as it is. The chips'
 # labels never depend on the parameters: the browser holds a chip as its label text, and a label that
@@ -194,8 +223,10 @@ with st.container(border=True, key="attack_lab.form"):
         key="attack_lab.attacks",
         help="Cost = UNet evaluations per image for the score (and with the per-timestep trace the charts use).",
     )
-    st.markdown("**Parameters** — the published defaults; change a number or a comma-separated list of timesteps. "
-                "Only the selected attacks' parameters are used.")
+    st.markdown(
+        "**Parameters** — the published defaults; change a number or a comma-separated list of timesteps. "
+        "Only the selected attacks' parameters are used."
+    )
     raw: dict[str, dict] = {}
     for tab, (name, cls) in zip(st.tabs([cls.title for cls in REGISTRY.values()]), REGISTRY.items()):
         with tab:
@@ -210,9 +241,12 @@ with st.container(border=True, key="attack_lab.form"):
                 with col:
                     if f.kind == "ints":
                         raw[name][f.name] = st.text_input(
-                            f.name, value=value, key=key,
+                            f.name,
+                            value=value,
+                            key=key,
                             help=help_text + " Whole numbers separated by commas (timesteps 0 .. "
-                                 f"{num_timesteps - 1}); an empty sweep skips the per-timestep trace.")
+                            f"{num_timesteps - 1}); an empty sweep skips the per-timestep trace.",
+                        )
                     elif f.kind == "bool":
                         raw[name][f.name] = st.checkbox(f.name, value=value, key=key, help=help_text)
                     elif f.kind == "float":
@@ -223,7 +257,12 @@ with st.container(border=True, key="attack_lab.form"):
                         raw[name][f.name] = st.number_input(f.name, value=value, step=1, key=key, help=help_text)
     seed_col, _ = st.columns([1, 3])
     new_seed = seed_col.number_input(
-        "Seed", min_value=0, max_value=2**31 - 1, value=seed, step=1, key="attack_lab.seed",
+        "Seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=seed,
+        step=1,
+        key="attack_lab.seed",
         help="Seeds the noise each attack draws per image (the default split of the embedded data does not change).",
     )
     submitted = st.button("Run", type="primary", icon=":material/play_arrow:", key="attack_lab.run")
@@ -295,10 +334,14 @@ if state is None and ran:  # a job for this very request started elsewhere (anot
 def _running(job) -> None:
     phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
     running_job_box(
-        worker, job, f"{phase} — {job.message}" if job.message else "Starting…", cancel_key="attack_lab.cancel",
+        worker,
+        job,
+        f"{phase} — {job.message}" if job.message else "Starting…",
+        cancel_key="attack_lab.cancel",
         cancel_help="Stops after the current batch; attacks that already finished stay stored.",
         leave_note="You can leave this page: the job keeps running on the server, and this page shows its "
-                   "progress again when you come back.")
+        "progress again when you come back.",
+    )
 
 
 def _ended(job) -> None:
@@ -306,8 +349,10 @@ def _ended(job) -> None:
     if job.status == "done":
         st.success(f"Done — {job.message}{took}.", icon=":material/check_circle:")
     elif job.status == "cancelled":
-        st.warning("Cancelled. Attacks that had finished are stored and shown below; press Run to compute the rest.",
-                   icon=":material/stop_circle:")
+        st.warning(
+            "Cancelled. Attacks that had finished are stored and shown below; press Run to compute the rest.",
+            icon=":material/stop_circle:",
+        )
     elif job.status == "failed":
         st.error(f"The job failed: {job.error}", icon=":material/error:")
         with st.expander("Traceback (for a bug report)"):
@@ -338,10 +383,22 @@ if found:
         st.info(f"Not computed yet: {', '.join(missing)}.")
     c1, c2, c3 = st.columns([2, 1, 1])
     c1.page_link("pages/compare.py", label="Compare the attacks: ROC curves, histograms, per-timestep AUC", icon="📈")
-    c2.download_button("Metrics (CSV)", summary.to_csv(index=False).encode(), file_name="attack_metrics.csv",
-                       mime="text/csv", on_click="ignore", key="attack_lab.dl_metrics")
+    c2.download_button(
+        "Metrics (CSV)",
+        summary.to_csv(index=False).encode(),
+        file_name="attack_metrics.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="attack_lab.dl_metrics",
+    )
     scores = scores_frame(found, exp.ids, exp.is_member)
-    c3.download_button("Per-image scores (CSV)", scores.to_csv(index=False).encode(), file_name="attack_scores.csv",
-                       mime="text/csv", on_click="ignore", key="attack_lab.dl_scores")
+    c3.download_button(
+        "Per-image scores (CSV)",
+        scores.to_csv(index=False).encode(),
+        file_name="attack_scores.csv",
+        mime="text/csv",
+        on_click="ignore",
+        key="attack_lab.dl_scores",
+    )
 elif ran and not (state is not None and state.active):
     st.info("No stored results for the selected attacks on this experiment yet: press **Run**.")

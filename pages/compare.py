@@ -11,19 +11,21 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mia_core.views import results as F
-from mia_core.views.attack_info import short_name
-from mia_core.views.html import figure_html
-from mia_core.lab import evalsets as ES
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, access_label, get_attack
 from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+from mia_core.lab import evalsets as ES
 from mia_core.lab import run_specs as RS
 from mia_core.lab.blind import BLIND_NAME, blind_baseline
 from mia_core.lab.plan import order_by_access
+from mia_core.views import results as F
+from mia_core.views.attack_info import short_name
+from mia_core.views.html import figure_html
 from pages._common import budget_control, get_store, selected_attacks, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _evaluate(scores: np.ndarray, is_member: np.ndarray) -> M.AttackMetrics:
     return M.evaluate(scores, is_member)
@@ -76,9 +78,16 @@ def open_sample(sample_id: str, attack: str) -> None:
 
 
 def html_download(fig, name: str, key: str) -> None:
-    st.download_button("Download figure (HTML)", lambda: figure_html(fig), file_name=f"{name}.html",
-                       mime="text/html", key=key, on_click="ignore", icon=":material/download:",
-                       help="An interactive, standalone HTML file (plotly.js included, works offline).")
+    st.download_button(
+        "Download figure (HTML)",
+        lambda: figure_html(fig),
+        file_name=f"{name}.html",
+        mime="text/html",
+        key=key,
+        on_click="ignore",
+        icon=":material/download:",
+        help="An interactive, standalone HTML file (plotly.js included, works offline).",
+    )
 
 
 # --------------------------------------------------------------------------- page
@@ -104,14 +113,20 @@ seed = int(st.session_state["cfg.seed"])
 store = get_store()
 lab_runs = [RS.run_id(a) for a in selected_attacks()]  # the Attack lab's selection: the default view
 url_runs, url_errors = RS.parse_runs(st.query_params.get("runs"))
-offered = list(dict.fromkeys(
-    lab_runs + url_runs + RS.stored_run_ids(store.entries(), exp.target.fingerprint, exp.images.fingerprint, seed)))
+offered = list(
+    dict.fromkeys(
+        lab_runs + url_runs + RS.stored_run_ids(store.entries(), exp.target.fingerprint, exp.images.fingerprint, seed)
+    )
+)
 if "compare.runs" not in st.session_state:
     st.session_state["compare.runs"] = url_runs if "runs" in st.query_params and url_runs else lab_runs
 chosen_runs = st.multiselect(
-    "Runs", offered, key="compare.runs", format_func=short_name,
+    "Runs",
+    offered,
+    key="compare.runs",
+    format_func=short_name,
     help="Every stored run of this target, data and seed: an attack with its parameters. The labels name the "
-         "parameters that differ from the published defaults. The choice is kept in the page's URL.",
+    "parameters that differ from the published defaults. The choice is kept in the page's URL.",
 )
 st.query_params["runs"] = RS.join_runs(chosen_runs)
 for error in url_errors:
@@ -124,8 +139,11 @@ for rid in chosen_runs:
     elif set(stored.ids) <= known_ids:
         res[rid] = stored
 if not_stored:
-    st.info("Not stored on this experiment (run them in the Attack lab): "
-            + ", ".join(short_name(r) for r in not_stored) + ".")
+    st.info(
+        "Not stored on this experiment (run them in the Attack lab): "
+        + ", ".join(short_name(r) for r in not_stored)
+        + "."
+    )
 # grouped by threat model (black, gray, white box), runs of one attack together
 order = order_by_access(dict.fromkeys(RS.base_attack(r) for r in res))
 res = dict(sorted(res.items(), key=lambda kv: order.index(RS.base_attack(kv[0]))))
@@ -142,12 +160,19 @@ if not res:
 partial = [name for name, r in res.items() if ES.is_partial(r, all_ids)]
 evalset = ES.COMMON
 if partial:
-    evalset = st.segmented_control(
-        "Compare on", [ES.COMMON, ES.OWN], key="compare.evalset", required=True, default=ES.COMMON,
-        format_func=lambda v: {"common": "images every attack scored", "own": "each attack's own images"}[v],
-        help="Learned attacks train on part of the labelled images and score only the rest. Comparing every "
-             "attack on the same held-out images is the fair comparison.",
-    ) or ES.COMMON
+    evalset = (
+        st.segmented_control(
+            "Compare on",
+            [ES.COMMON, ES.OWN],
+            key="compare.evalset",
+            required=True,
+            default=ES.COMMON,
+            format_func=lambda v: {"common": "images every attack scored", "own": "each attack's own images"}[v],
+            help="Learned attacks train on part of the labelled images and score only the rest. Comparing every "
+            "attack on the same held-out images is the fair comparison.",
+        )
+        or ES.COMMON
+    )
     parts = "; ".join(f"**{short_name(n)}**: {ES.describe(res[n], all_ids, exp.is_member)}" for n in partial)
     st.caption(f"Learned attacks never score the images they trained on. {parts}.")
 if evalset == ES.COMMON:
@@ -227,10 +252,15 @@ with tabs[2]:
         if cost is not None:
             calls[n] = cost
     table = F.metric_table(metrics, res, calls, transferred=transferred)
-    table.insert(1, "threat model", [access_label(RS.base_attack(n)) if RS.base_attack(n) in REGISTRY else ""
-                                     for n in table.index])
+    table.insert(
+        1,
+        "threat model",
+        [access_label(RS.base_attack(n)) if RS.base_attack(n) in REGISTRY else "" for n in table.index],
+    )
     st.dataframe(
-        table, hide_index=True, key="metric_table",
+        table,
+        hide_index=True,
+        key="metric_table",
         column_config={
             "AUC": st.column_config.NumberColumn(format="%.3f"),
             "ASR": st.column_config.NumberColumn(format="%.3f", help="best balanced accuracy over all thresholds"),
@@ -257,33 +287,56 @@ with tabs[2]:
     )
     cols = st.columns(2)
     with cols[0]:
-        st.download_button("Download metric table (CSV)", lambda: table.to_csv(), file_name="metrics.csv",
-                           mime="text/csv", key="dl_metrics", on_click="ignore", icon=":material/download:")
+        st.download_button(
+            "Download metric table (CSV)",
+            lambda: table.to_csv(),
+            file_name="metrics.csv",
+            mime="text/csv",
+            key="dl_metrics",
+            on_click="ignore",
+            icon=":material/download:",
+        )
     with cols[1]:
-        st.download_button("Download per-sample scores (CSV)",
-                           lambda: F.scores_frame(res, ids, is_member).to_csv(index=False),
-                           file_name="scores.csv", mime="text/csv", key="dl_scores", on_click="ignore",
-                           icon=":material/download:",
-                           help="One row per image: id, is_member (1 = member), one score column per attack.")
+        st.download_button(
+            "Download per-sample scores (CSV)",
+            lambda: F.scores_frame(res, ids, is_member).to_csv(index=False),
+            file_name="scores.csv",
+            mime="text/csv",
+            key="dl_scores",
+            on_click="ignore",
+            icon=":material/download:",
+            help="One row per image: id, is_member (1 = member), one score column per attack.",
+        )
 
 with tabs[3]:
     c1, c2 = st.columns([2, 1])
     with c1:
         _drop_stale("compare.hist_attack", names)
-        hist_attack = st.selectbox("Attack", names, key="compare.hist_attack", format_func=short_name,
-                                   persist_state="session")
+        hist_attack = st.selectbox(
+            "Attack", names, key="compare.hist_attack", format_func=short_name, persist_state="session"
+        )
     with c2:
-        log_y = st.toggle("log-scale density", key="compare.hist_logy", persist_state="session",
-                          help="Shows the tails, where the low-FPR decisions are made.")
+        log_y = st.toggle(
+            "log-scale density",
+            key="compare.hist_logy",
+            persist_state="session",
+            help="Shows the tails, where the low-FPR decisions are made.",
+        )
     r = res[hist_attack]
     threshold = M.threshold_at_fpr(r.scores, labels[hist_attack], budget)
     hist = F.score_histogram(
-        r.scores, labels[hist_attack], threshold=threshold, ids=list(r.ids), highlight_id=st.session_state.get("sel.sample"),
-        log_y=log_y, threshold_label=f"{F.budget_label(budget)} FPR budget",
+        r.scores,
+        labels[hist_attack],
+        threshold=threshold,
+        ids=list(r.ids),
+        highlight_id=st.session_state.get("sel.sample"),
+        log_y=log_y,
+        threshold_label=f"{F.budget_label(budget)} FPR budget",
         title=f"{short_name(hist_attack)}: {REGISTRY[RS.base_attack(hist_attack)].score_label if RS.base_attack(hist_attack) in REGISTRY else 'score'}",
     )
-    event = st.plotly_chart(hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun",
-                            selection_mode="points")
+    event = st.plotly_chart(
+        hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
+    )
     chosen = _selected_id(event, valid_ids)
     if chosen is not None:
         open_sample(chosen, RS.base_attack(hist_attack))
@@ -306,10 +359,16 @@ with tabs[3]:
         "it stands out from every non-member). **Select a row to open the image.**"
     )
     rows_of = {i: k for k, i in enumerate(all_ids)}
-    vuln = F.vulnerable_samples(r, labels[hist_attack], exp.images.images[[rows_of[i] for i in r.ids]], k=20,
-                                budget=budget)
+    vuln = F.vulnerable_samples(
+        r, labels[hist_attack], exp.images.images[[rows_of[i] for i in r.ids]], k=20, budget=budget
+    )
     table_event = st.dataframe(
-        vuln, hide_index=True, key="vuln_table", on_select="rerun", selection_mode="single-row", row_height=52,
+        vuln,
+        hide_index=True,
+        key="vuln_table",
+        on_select="rerun",
+        selection_mode="single-row",
+        row_height=52,
         column_order=["rank", "thumbnail", "id", "score", "non-members above", "flagged"],
         column_config={
             "thumbnail": st.column_config.ImageColumn("image", width="small"),
@@ -340,12 +399,20 @@ with tabs[4]:
         with cols[0]:
             html_download(fig_t, "auc_per_timestep", "dl_timestep")
         with cols[1]:
+
             def _timestep_csv() -> str:
                 frames = [F.timestep_metrics(r, is_member, budget).assign(attack=n) for n, r in traced.items()]
                 return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
-            st.download_button("Download per-timestep metrics (CSV)", _timestep_csv, file_name="timestep_metrics.csv",
-                               mime="text/csv", key="dl_timestep_csv", on_click="ignore", icon=":material/download:")
+            st.download_button(
+                "Download per-timestep metrics (CSV)",
+                _timestep_csv,
+                file_name="timestep_metrics.csv",
+                mime="text/csv",
+                key="dl_timestep_csv",
+                on_click="ignore",
+                icon=":material/download:",
+            )
 
 with tabs[5]:
     if len(names) < 2:
@@ -354,18 +421,32 @@ with tabs[5]:
         c1, c2 = st.columns(2)
         with c1:
             _drop_stale("compare.x_attack", names)
-            x_attack = st.selectbox("x axis", names, index=0, key="compare.x_attack", format_func=short_name,
-                                    persist_state="session")
+            x_attack = st.selectbox(
+                "x axis", names, index=0, key="compare.x_attack", format_func=short_name, persist_state="session"
+            )
         with c2:
             _drop_stale("compare.y_attack", names)
-            y_attack = st.selectbox("y axis", names, index=min(1, len(names) - 1), key="compare.y_attack",
-                                    format_func=short_name, persist_state="session")
+            y_attack = st.selectbox(
+                "y axis",
+                names,
+                index=min(1, len(names) - 1),
+                key="compare.y_attack",
+                format_func=short_name,
+                persist_state="session",
+            )
         pair_ids = list(ES.common_ids({x_attack: res[x_attack], y_attack: res[y_attack]}, ids))
         pair = {n: ES.restrict(res[n], pair_ids) for n in {x_attack, y_attack}}
-        scatter = F.sample_scatter(pair, ES.labels_for(pair_ids, all_ids, exp.is_member), pair_ids, x_attack, y_attack,
-                                   highlight_id=st.session_state.get("sel.sample"))
-        scatter_event = st.plotly_chart(scatter, key="scatter_chart", theme=None, config=PLOTLY_CONFIG,
-                                        on_select="rerun", selection_mode="points")
+        scatter = F.sample_scatter(
+            pair,
+            ES.labels_for(pair_ids, all_ids, exp.is_member),
+            pair_ids,
+            x_attack,
+            y_attack,
+            highlight_id=st.session_state.get("sel.sample"),
+        )
+        scatter_event = st.plotly_chart(
+            scatter, key="scatter_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
+        )
         chosen = _selected_id(scatter_event, valid_ids)
         if chosen is not None:
             open_sample(chosen, RS.base_attack(x_attack))

@@ -13,8 +13,8 @@ import streamlit as st
 from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES, check_upload_pixels, upload_limits_text
 from mia_core.lab.access import AccessDenied, check_allowed, check_data_spec
 from mia_core.lab.experiment import Experiment, load_experiment
-from mia_core.views.images import upscale_nearest
 from mia_core.lab.uploads import save_upload_folder
+from mia_core.views.images import upscale_nearest
 from pages._common import experiment, get_store, try_experiment
 
 PAGE_SIZE = 24
@@ -49,8 +49,11 @@ def _apply(spec: str, what: str) -> None:
         return
     s["cfg.data"] = spec
     s["sel.sample"] = None
-    _say("success", f"Now using {what} `{spec}`: {exp.split.n_members:,} members and "
-                    f"{exp.split.n_nonmembers:,} non-members. {exp.conversion.report.capitalize()}.")
+    _say(
+        "success",
+        f"Now using {what} `{spec}`: {exp.split.n_members:,} members and "
+        f"{exp.split.n_nonmembers:,} non-members. {exp.conversion.report.capitalize()}.",
+    )
 
 
 def _apply_builtin() -> None:
@@ -71,8 +74,9 @@ def _apply_path(key: str, what: str, suffix: str | None) -> None:
         _say("error", f"Could not use this {what}: {exc}. The previous data is kept.")
         return
     if suffix is None and not Path(raw).expanduser().is_dir():
-        _say("error", f"Could not use this {what}: `{raw}` does not exist or is not a folder. "
-                      "The previous data is kept.")
+        _say(
+            "error", f"Could not use this {what}: `{raw}` does not exist or is not a folder. The previous data is kept."
+        )
         return
     _apply(str(Path(raw).expanduser()), what)
 
@@ -128,8 +132,11 @@ def _current_split(exp: Experiment) -> None:
     c1.metric("Members", str(split.n_members), help="Images the target was trained on.")
     c2.metric("Non-members", str(split.n_nonmembers), help="Images it never saw.")
     channels = "1 channel" if exp.images.channels == 1 else f"{exp.images.channels} channels"
-    c3.metric("Model input", f"{exp.images.height}x{exp.images.width}, {channels}",
-              help="The size and channels the target expects; every image is converted to it.")
+    c3.metric(
+        "Model input",
+        f"{exp.images.height}x{exp.images.width}, {channels}",
+        help="The size and channels the target expects; every image is converted to it.",
+    )
     lines = [
         f"**Source:** `{split.source}`" + (f" — {split.description}" if split.description else ""),
         f"**Data fingerprint:** `{split.data_fingerprint}` (the source images and ids the split was drawn from)"
@@ -140,11 +147,18 @@ def _current_split(exp: Experiment) -> None:
     st.markdown("  \n".join(lines))
     st.info(f"**Conversion to the target's input:** {exp.conversion.report}", icon="🔧")
     if s["cfg.limit"]:
-        st.caption(f"Subset for speed: the first {s['cfg.limit']} members and the first {s['cfg.limit']} "
-                   "non-members of the split (the manifest order is random, so this is a random subset).")
-    st.download_button("Download this split (JSON manifest)", json.dumps(split.to_dict(), indent=1),
-                       file_name=f"split-{split.data_fingerprint}.json", mime="application/json",
-                       key="data.download_split", on_click="ignore")
+        st.caption(
+            f"Subset for speed: the first {s['cfg.limit']} members and the first {s['cfg.limit']} "
+            "non-members of the split (the manifest order is random, so this is a random subset)."
+        )
+    st.download_button(
+        "Download this split (JSON manifest)",
+        json.dumps(split.to_dict(), indent=1),
+        file_name=f"split-{split.data_fingerprint}.json",
+        mime="application/json",
+        key="data.download_split",
+        on_click="ignore",
+    )
 
 
 def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:
@@ -152,10 +166,12 @@ def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:
     pages = max(1, math.ceil(n / PAGE_SIZE))
     page = st.pagination(pages, key=f"data.page_{role}_{exp.images.fingerprint}") if pages > 1 else 1
     start = (page - 1) * PAGE_SIZE
-    shown = ids[start:start + PAGE_SIZE]
+    shown = ids[start : start + PAGE_SIZE]
     index = exp.images.index_of()
-    st.caption(f"Showing {start + 1}–{start + len(shown)} of {n:,} {role}, as the model sees them "
-               f"({exp.images.height}x{exp.images.width}, enlarged without smoothing).")
+    st.caption(
+        f"Showing {start + 1}–{start + len(shown)} of {n:,} {role}, as the model sees them "
+        f"({exp.images.height}x{exp.images.width}, enlarged without smoothing)."
+    )
     with st.grid(min_column_width=THUMB + 12, gap="xsmall", key=f"data.grid_{role}"):
         for i in shown:
             st.image(upscale_nearest(exp.images.images[index[i]], THUMB), caption=i, width=THUMB)
@@ -178,8 +194,13 @@ def _galleries(exp: Experiment) -> None:
             "different images by accident, and stored attack results are found again for the same data."
         )
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    sid = c1.selectbox("Open an image in the Sample explorer", exp.split.member_ids + exp.split.nonmember_ids,
-                       index=None, placeholder="choose an id…", key="data.open_id")
+    sid = c1.selectbox(
+        "Open an image in the Sample explorer",
+        exp.split.member_ids + exp.split.nonmember_ids,
+        index=None,
+        placeholder="choose an id…",
+        key="data.open_id",
+    )
     if c2.button("Open", disabled=sid is None, key="data.open"):
         s["sel.sample"] = sid
         st.switch_page("pages/sample.py")
@@ -187,68 +208,111 @@ def _galleries(exp: Experiment) -> None:
 
 def _sources() -> None:
     st.subheader("Use other data")
-    st.caption("A new source is loaded with the session's target first; if it fails, the message says why and "
-               "the current data stays. Changing the data clears the selected sample. Attack results are stored "
-               "per data fingerprint: precomputed ones exist only for the built-in default split.")
+    st.caption(
+        "A new source is loaded with the session's target first; if it fails, the message says why and "
+        "the current data stays. Changing the data clears the selected sample. Attack results are stored "
+        "per data fingerprint: precomputed ones exist only for the built-in default split."
+    )
     t_builtin, t_npz, t_folder, t_upload, t_manifest = st.tabs(
-        ["Built-in digits", ".npz file", "Image folder", "Upload images", "Split manifest"])
+        ["Built-in digits", ".npz file", "Image folder", "Upload images", "Split manifest"]
+    )
     with t_builtin:
-        options = {"default": "The default target's own training split (898 members / 899 non-members)",
-                   DIGITS_SOURCE: f"Digits, a random half split with the session seed ({s['cfg.seed']})"}
-        st.radio("Built-in data", list(options), format_func=options.get, key="data.builtin",
-                 index=list(options).index(s["cfg.data"]) if s["cfg.data"] in options else 0)
-        st.caption("With seed 0 the random split is the default target's own split. With another seed about half "
-                   "of its 'members' were never trained on: a sanity check where every attack should drop to "
-                   "about AUC 0.5.")
+        options = {
+            "default": "The default target's own training split (898 members / 899 non-members)",
+            DIGITS_SOURCE: f"Digits, a random half split with the session seed ({s['cfg.seed']})",
+        }
+        st.radio(
+            "Built-in data",
+            list(options),
+            format_func=options.get,
+            key="data.builtin",
+            index=list(options).index(s["cfg.data"]) if s["cfg.data"] in options else 0,
+        )
+        st.caption(
+            "With seed 0 the random split is the default target's own split. With another seed about half "
+            "of its 'members' were never trained on: a sanity check where every attack should drop to "
+            "about AUC 0.5."
+        )
         st.button("Use built-in data", key="data.apply_builtin", on_click=_apply_builtin)
     with t_npz:
         st.text_input("Path of an .npz file", key="data.npz_path", placeholder="/path/to/images.npz")
-        st.caption("Arrays: `images` uint8 (N, H, W, C) or (N, H, W); optional `ids` (N,) and `is_member` (N,) "
-                   "bool. Without `is_member` the images are split at random (half members). Opened without "
-                   "pickle support, so an .npz cannot run code.")
-        st.button("Use this .npz", key="data.apply_npz", on_click=_apply_path,
-                  args=("data.npz_path", ".npz file", ".npz"))
+        st.caption(
+            "Arrays: `images` uint8 (N, H, W, C) or (N, H, W); optional `ids` (N,) and `is_member` (N,) "
+            "bool. Without `is_member` the images are split at random (half members). Opened without "
+            "pickle support, so an .npz cannot run code."
+        )
+        st.button(
+            "Use this .npz", key="data.apply_npz", on_click=_apply_path, args=("data.npz_path", ".npz file", ".npz")
+        )
     with t_folder:
         st.text_input("Path of an image folder", key="data.folder_path", placeholder="/path/to/folder")
-        st.caption("A folder with `members/` and `nonmembers/` subfolders gives the split; a flat folder of "
-                   f"images is split at random. Files: {', '.join(IMAGE_SUFFIXES)}. Images are converted to the "
-                   "target's size and channels (the conversion is reported).")
-        st.button("Use this folder", key="data.apply_folder", on_click=_apply_path,
-                  args=("data.folder_path", "image folder", None))
+        st.caption(
+            "A folder with `members/` and `nonmembers/` subfolders gives the split; a flat folder of "
+            f"images is split at random. Files: {', '.join(IMAGE_SUFFIXES)}. Images are converted to the "
+            "target's size and channels (the conversion is reported)."
+        )
+        st.button(
+            "Use this folder",
+            key="data.apply_folder",
+            on_click=_apply_path,
+            args=("data.folder_path", "image folder", None),
+        )
     with t_upload:
         c1, c2 = st.columns(2)
-        c1.file_uploader("Member images (the model was trained on these)", type=UPLOAD_TYPES,
-                         accept_multiple_files=True, key="data.up_members")
-        c2.file_uploader("Non-member images (held out)", type=UPLOAD_TYPES, accept_multiple_files=True,
-                         key="data.up_nonmembers")
-        st.caption("The files are written to a folder under the result store (named by a hash of their bytes) "
-                   "and then used like an image folder; rejected uploads are removed. " + upload_limits_text())
+        c1.file_uploader(
+            "Member images (the model was trained on these)",
+            type=UPLOAD_TYPES,
+            accept_multiple_files=True,
+            key="data.up_members",
+        )
+        c2.file_uploader(
+            "Non-member images (held out)", type=UPLOAD_TYPES, accept_multiple_files=True, key="data.up_nonmembers"
+        )
+        st.caption(
+            "The files are written to a folder under the result store (named by a hash of their bytes) "
+            "and then used like an image folder; rejected uploads are removed. " + upload_limits_text()
+        )
         st.button("Use the uploaded images", key="data.apply_upload", on_click=_apply_uploaded_images)
     with t_manifest:
         st.text_input("Path of a split manifest (.json)", key="data.manifest_path", placeholder="/path/to/split.json")
-        st.button("Use this manifest", key="data.apply_manifest", on_click=_apply_path,
-                  args=("data.manifest_path", "split manifest", ".json"))
+        st.button(
+            "Use this manifest",
+            key="data.apply_manifest",
+            on_click=_apply_path,
+            args=("data.manifest_path", "split manifest", ".json"),
+        )
         st.file_uploader("…or upload one", type=["json"], key="data.up_manifest")
         st.button("Use the uploaded manifest", key="data.apply_up_manifest", on_click=_apply_uploaded_manifest)
-        st.caption("A manifest lists member and non-member ids, the data source and its fingerprint; the source "
-                   "is loaded and checked against the fingerprint. A relative source in an uploaded manifest is "
-                   "looked up from the app's working folder. Download the current split above.")
+        st.caption(
+            "A manifest lists member and non-member ids, the data source and its fingerprint; the source "
+            "is loaded and checked against the fingerprint. A relative source in an uploaded manifest is "
+            "looked up from the app's working folder. Download the current split above."
+        )
 
     st.subheader("Subset for speed")
     if "data.limit" not in s:
         s["data.limit"] = s["cfg.limit"] or 0
-    st.number_input("Members and non-members to keep (each side; 0 = all)", min_value=0, step=50, key="data.limit",
-                    on_change=_set_limit)
-    st.caption("Attacks on fewer images finish sooner, but TPR at low FPR needs many non-members: with N "
-               "non-members, 1 % FPR needs N >= 100 and 0.1 % FPR needs N >= 1000. The precomputed demo "
-               "results are for all images.")
+    st.number_input(
+        "Members and non-members to keep (each side; 0 = all)",
+        min_value=0,
+        step=50,
+        key="data.limit",
+        on_change=_set_limit,
+    )
+    st.caption(
+        "Attacks on fewer images finish sooner, but TPR at low FPR needs many non-members: with N "
+        "non-members, 1 % FPR needs N >= 100 and 0.1 % FPR needs N >= 1000. The precomputed demo "
+        "results are for all images."
+    )
 
 
 # ----------------------------------------------------------------------------- page
 
 st.title("Data")
-st.caption("Which images the target was trained on (members), which it never saw (non-members), and what was "
-           "done to them before the model sees them.")
+st.caption(
+    "Which images the target was trained on (members), which it never saw (non-members), and what was "
+    "done to them before the model sees them."
+)
 
 msg = s.pop("data.msg", None)
 if msg is not None:

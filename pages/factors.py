@@ -12,10 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from mia_core.views import factors as fv
 from mia_core.lab.plan import format_duration
-from mia_core.paths import STUDIES_DIR, runs_dir
 from mia_core.lab.study import Study, list_studies, load_study
+from mia_core.paths import STUDIES_DIR, runs_dir
+from mia_core.views import factors as fv
 from pages._common import download_figure
 
 s = st.session_state
@@ -99,20 +99,34 @@ if options:
     s["factors._url_study"] = url_study
     if s.get("factors.choice") not in options:
         s["factors.choice"] = typed if typed in options else options[0]
-    c1.selectbox("Study", options, key="factors.choice",
-                 format_func=lambda o: f"{o} (opened)" if o == typed else o,
-                 help="Shipped studies (assets/studies) and yours (runs/studies, written by `mia study`).")
+    c1.selectbox(
+        "Study",
+        options,
+        key="factors.choice",
+        format_func=lambda o: f"{o} (opened)" if o == typed else o,
+        help="Shipped studies (assets/studies) and yours (runs/studies, written by `mia study`).",
+    )
 else:
     c1.info("No study found in assets/studies or runs/studies: make one with `mia study`, or open a folder.")
-metric = c2.segmented_control(
-    "Attack strength as", list(fv.METRICS), key="factors.metric", required=True, default="auc",
-    format_func=lambda m: {"auc": "AUC", "tpr_at_1pct": "TPR @ 1% FPR"}[m],
-    help="AUC: how well the attack ranks members above non-members overall (0.5 = guessing). TPR @ 1% FPR: the "
-         "share of members it finds while wrongly flagging only 1 % of non-members.",
-) or "auc"
+metric = (
+    c2.segmented_control(
+        "Attack strength as",
+        list(fv.METRICS),
+        key="factors.metric",
+        required=True,
+        default="auc",
+        format_func=lambda m: {"auc": "AUC", "tpr_at_1pct": "TPR @ 1% FPR"}[m],
+        help="AUC: how well the attack ranks members above non-members overall (0.5 = guessing). TPR @ 1% FPR: the "
+        "share of members it finds while wrongly flagging only 1 % of non-members.",
+    )
+    or "auc"
+)
 with c3.popover("Open a study folder", icon=":material/folder_open:"):
-    st.text_input("Study folder or study.json", key="factors.path",
-                  placeholder="runs/studies/my_study  (wherever `mia study --out` wrote)")
+    st.text_input(
+        "Study folder or study.json",
+        key="factors.path",
+        placeholder="runs/studies/my_study  (wherever `mia study --out` wrote)",
+    )
     st.button("Open", key="factors.open", on_click=_open_typed)
 if s.get("factors.msg"):
     st.error(s["factors.msg"], icon=":material/error:")
@@ -145,20 +159,30 @@ if info is not None:
     with st.container(border=True):
         st.markdown(f"**{info.heading}.** {info.why}")
 shipped = SHIPPED_DIR.resolve() in file.resolve().parents
-st.caption(f"**Caveat.** {fv.CAVEAT}" if shipped else
-           "**Caveat.** One training run per value: a difference smaller than the intervals may be noise, and a "
-           "small model on small data shows the direction of an effect more reliably than its size.")
+st.caption(
+    f"**Caveat.** {fv.CAVEAT}"
+    if shipped
+    else "**Caveat.** One training run per value: a difference smaller than the intervals may be noise, and a "
+    "small model on small data shows the direction of an effect more reliably than its size."
+)
 
 st.subheader("The numbers")
 number = st.column_config.NumberColumn
 st.dataframe(
-    table, hide_index=True, width="stretch", key="factors.table",
+    table,
+    hide_index=True,
+    width="stretch",
+    key="factors.table",
     column_config={
-        "AUC": number(format="%.3f"), "AUC 95% low": number(format="%.3f"), "AUC 95% high": number(format="%.3f"),
+        "AUC": number(format="%.3f"),
+        "AUC 95% low": number(format="%.3f"),
+        "AUC 95% high": number(format="%.3f"),
         "TPR@1%FPR": number(format="%.3f", help="Empty: fewer than 100 non-members, not resolvable"),
         "TPR@0.1%FPR": number(format="%.3f", help="Empty: fewer than 1,000 non-members, not resolvable"),
-        "held-out loss": number(format="%.4f"), "member loss": number(format="%.4f"),
-        "achieved ε": number(format="%.2f"), "training s": number(format="%.0f"),
+        "held-out loss": number(format="%.4f"),
+        "member loss": number(format="%.4f"),
+        "achieved ε": number(format="%.2f"),
+        "training s": number(format="%.0f"),
     },
 )
 
@@ -166,18 +190,23 @@ st.subheader("How it was made")
 meta = view.meta
 if meta.get("command"):
     st.code(meta["command"], language="bash")
-details = [f"data `{meta['data']}`" if meta.get("data") else None,
-           f"device {meta['device']}" if meta.get("device") else None,
-           f"{format_duration(meta['seconds'])} in all" if isinstance(meta.get("seconds"), (int, float)) else None,
-           f"{len(view.models)} models, attacks: {', '.join(view.attacks)}"]
+details = [
+    f"data `{meta['data']}`" if meta.get("data") else None,
+    f"device {meta['device']}" if meta.get("device") else None,
+    f"{format_duration(meta['seconds'])} in all" if isinstance(meta.get("seconds"), (int, float)) else None,
+    f"{len(view.models)} models, attacks: {', '.join(view.attacks)}",
+]
 st.caption(" · ".join(d for d in details if d) + f". Study file: `{file}`.")
 if meta.get("base_config"):
     with st.expander("Training recipe shared by every model"):
         st.json(meta["base_config"], expanded=True)
 
 study_dir = Path(study.path).parent if study.path else file.parent
-folders = {str(r.label): (study_dir / str(r.target_dir)).resolve() for r in view.models.itertuples()
-           if r.target_dir and (study_dir / str(r.target_dir) / "split.json").is_file()}
+folders = {
+    str(r.label): (study_dir / str(r.target_dir)).resolve()
+    for r in view.models.itertuples()
+    if r.target_dir and (study_dir / str(r.target_dir) / "split.json").is_file()
+}
 
 
 def _use_model(folder: str) -> None:
@@ -188,24 +217,39 @@ def _use_model(folder: str) -> None:
 
 
 with st.expander("The models", expanded=bool(s.get("factors.flash"))):
-    models = view.models.rename(columns={"label": view.factor_label, "heldout_loss": "held-out loss",
-                                         "member_loss": "member loss", "epsilon": "achieved ε",
-                                         "train_seconds": "training s", "n_members": "training images",
-                                         "target_dir": "folder"}).drop(columns=["value", "order"])
+    models = view.models.rename(
+        columns={
+            "label": view.factor_label,
+            "heldout_loss": "held-out loss",
+            "member_loss": "member loss",
+            "epsilon": "achieved ε",
+            "train_seconds": "training s",
+            "n_members": "training images",
+            "target_dir": "folder",
+        }
+    ).drop(columns=["value", "order"])
     st.dataframe(models, hide_index=True, width="stretch", key="factors.models")
     if folders:
         c1, c2 = st.columns([1, 2])
         pick = c1.selectbox("Model", list(folders), key="factors.model")
-        c2.button("Attack this model", key="factors.use", on_click=_use_model, args=(str(folders[pick]),),
-                  icon=":material/target:", help="Makes it the session's target, on its own split, for every page.")
+        c2.button(
+            "Attack this model",
+            key="factors.use",
+            on_click=_use_model,
+            args=(str(folders[pick]),),
+            icon=":material/target:",
+            help="Makes it the session's target, on its own split, for every page.",
+        )
     else:
-        st.caption("The model folders are not on this machine (the shipped studies keep their results only): "
-                   "rerun the command above to get them.")
+        st.caption(
+            "The model folders are not on this machine (the shipped studies keep their results only): "
+            "rerun the command above to get them."
+        )
     flash = s.pop("factors.flash", None)
     if flash:
         st.success(f"The session now attacks `{flash}`.", icon=":material/check_circle:")
         st.page_link("pages/attack_lab.py", label="Attack it in the Attack lab", icon="⚔️")
 
 with st.expander("All four factors, explained"):
-    for key, factor in fv.FACTORS.items():
+    for factor in fv.FACTORS.values():
         st.markdown(f"**{factor.title}.** {factor.why}")

@@ -16,18 +16,52 @@ st.markdown(
 )
 
 PAGES = (
-    ("pages/learn.py", "Learn", "🎓", "noise an image step by step, see the model denoise it; a member and a non-member side by side"),
-    ("pages/attack_lab.py", "Attack lab", "⚔️", "choose attacks (loss, SecMI, PIA, PIAN, SimA, the learned SecMI-NN and "
-     "quantile regression, likelihood, ELBO) and their parameters, run them with progress"),
-    ("pages/compare.py", "Compare", "📈", "log-log ROC, metric table with intervals, score histograms, AUC per timestep"),
-    ("pages/sample.py", "Sample explorer", "🔬", "one image: its error curve, SecMI's reconstructions, its verdict under each attack"),
-    ("pages/was_my_image_used.py", "Was my image used?", "❓", "upload images and get a verdict at a false-positive budget"),
+    (
+        "pages/learn.py",
+        "Learn",
+        "🎓",
+        "noise an image step by step, see the model denoise it; a member and a non-member side by side",
+    ),
+    (
+        "pages/attack_lab.py",
+        "Attack lab",
+        "⚔️",
+        "choose attacks (loss, SecMI, PIA, PIAN, SimA, the learned SecMI-NN and "
+        "quantile regression, likelihood, ELBO) and their parameters, run them with progress",
+    ),
+    (
+        "pages/compare.py",
+        "Compare",
+        "📈",
+        "log-log ROC, metric table with intervals, score histograms, AUC per timestep",
+    ),
+    (
+        "pages/sample.py",
+        "Sample explorer",
+        "🔬",
+        "one image: its error curve, SecMI's reconstructions, its verdict under each attack",
+    ),
+    (
+        "pages/was_my_image_used.py",
+        "Was my image used?",
+        "❓",
+        "upload images and get a verdict at a false-positive budget",
+    ),
     ("pages/presenter.py", "Presenter mode", "🎤", "big single charts and keyboard stepping for a talk"),
     ("pages/target.py", "Target", "🧠", "the model card, samples from the model next to their nearest training images"),
     ("pages/data.py", "Data", "🗂️", "the member / non-member split, galleries, other image sources"),
-    ("pages/train.py", "Train", "🏋️", "train your own target: augmentation, differential privacy (DP-SGD), live loss curve"),
-    ("pages/factors.py", "Factors & defences", "🛡️", "what makes a model leak: training steps, data size, DP, "
-     "augmentation, with the privacy-utility trade-off"),
+    (
+        "pages/train.py",
+        "Train",
+        "🏋️",
+        "train your own target: augmentation, differential privacy (DP-SGD), live loss curve",
+    ),
+    (
+        "pages/factors.py",
+        "Factors & defences",
+        "🛡️",
+        "what makes a model leak: training steps, data size, DP, augmentation, with the privacy-utility trade-off",
+    ),
 )
 for path, title, icon, what in PAGES:
     left, right = st.columns([1, 3], vertical_alignment="center")
@@ -45,13 +79,16 @@ def draw_status(future) -> None:
         st.success(
             f"Model ready: **{exp.target.source}**, {exp.target.n_parameters:,} parameters, "
             f"{int(exp.is_member.sum()):,} members and {int((~exp.is_member).sum()):,} non-members. "
-            "Start with **Learn**, or open **Compare** for the precomputed results.", icon="✅")
+            "Start with **Learn**, or open **Compare** for the precomputed results.",
+            icon="✅",
+        )
 
 
 loading = experiment_loading()
 if loading.done():
     draw_status(loading)
 else:
+
     @st.fragment(run_every=1.0)
     def poll_loading() -> None:
         """Only while loading: redraws the status every second, one full rerun once ready."""

@@ -31,11 +31,13 @@ def _label(exp: Experiment, index: int) -> str:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def _pair_curve(fingerprint: str, images_fp: str, ids: tuple[str, str], seed: int, _exp: Experiment,
-                _indices: tuple[int, int]):
+def _pair_curve(
+    fingerprint: str, images_fp: str, ids: tuple[str, str], seed: int, _exp: Experiment, _indices: tuple[int, int]
+):
     """Per-t errors of a member / non-member pair (cached per target, pair and seed)."""
-    return explain.reconstruction_error_curve(_exp.target, explain.images_x0(_exp, _indices), explain.LEARN_SWEEP,
-                                              seed, draws=CURVE_DRAWS)
+    return explain.reconstruction_error_curve(
+        _exp.target, explain.images_x0(_exp, _indices), explain.LEARN_SWEEP, seed, draws=CURVE_DRAWS
+    )
 
 
 @st.cache_data(max_entries=8, show_spinner="Sweeping 100 members and 100 non-members…")
@@ -91,23 +93,38 @@ def _pick_random(member: bool) -> None:
 def noising_view() -> None:
     st.header("1 · Adding noise: the forward process")
     pick, buttons = st.columns([3, 2], vertical_alignment="bottom")
-    pick.selectbox("Image", exp.ids, key="learn.image", format_func=lambda i: _label(exp, exp.ids.index(i)),
-                   help="Members were in the target's training set; non-members were held out.")
+    pick.selectbox(
+        "Image",
+        exp.ids,
+        key="learn.image",
+        format_func=lambda i: _label(exp, exp.ids.index(i)),
+        help="Members were in the target's training set; non-members were held out.",
+    )
     b1, b2 = buttons.columns(2)
     b1.button("Random member", key="learn.rand_m", on_click=_pick_random, args=(True,), width="stretch")
     b2.button("Random non-member", key="learn.rand_nm", on_click=_pick_random, args=(False,), width="stretch")
-    t = st.slider("Timestep t", 0, T - 1, 200, key="learn.t",
-                  help="0 = almost clean, T-1 = almost pure noise. Attacks look at small-to-middle t.")
+    t = st.slider(
+        "Timestep t",
+        0,
+        T - 1,
+        200,
+        key="learn.t",
+        help="0 = almost clean, T-1 = almost pure noise. Attacks look at small-to-middle t.",
+    )
     abar, w_signal, w_noise = explain.signal_noise_weights(schedule, t)
 
-    st.latex(r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
-             r"\varepsilon \sim \mathcal{N}(0, I)")
+    st.latex(
+        r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
+        r"\varepsilon \sim \mathcal{N}(0, I)"
+    )
     m1, m2, m3 = st.columns(3)
     m1.metric(r"$\bar\alpha_t$ (abar_t)", f"{abar:.4f}", help="Cumulative product of (1 - beta_s) for s = 0..t.")
     m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", f"{w_signal:.4f}")
     m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", f"{w_noise:.4f}")
-    st.caption(f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
-               f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}.")
+    st.caption(
+        f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
+        f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}."
+    )
 
     index = exp.ids.index(_state["learn.image"])
     x0 = explain.images_x0(exp, [index])[0]
@@ -119,33 +136,60 @@ def noising_view() -> None:
         return
     c1, c2, c3 = st.columns(3)
     c1.image(VI.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
-    c2.image(VI.upscale_nearest(VI.noise_to_uint8(noise), SIZE), caption="ε: the noise (fixed seed)",
-             width=SIZE, output_format="PNG")
+    c2.image(
+        VI.upscale_nearest(VI.noise_to_uint8(noise), SIZE),
+        caption="ε: the noise (fixed seed)",
+        width=SIZE,
+        output_format="PNG",
+    )
     c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
     with st.expander("How ᾱ_t falls with t"):
         fig = VL.abar_figure(schedule, t)
         st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
         abar_all = schedule.alphas_cumprod.numpy()
-        download_figure(fig, pd.DataFrame({"t": np.arange(T), "abar": abar_all, "signal_weight": np.sqrt(abar_all),
-                                      "noise_weight": np.sqrt(1 - abar_all)}), "abar_schedule", "learn.abar_dl")
-        st.caption(f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
-                   "mixing weights change as you move the slider.")
+        download_figure(
+            fig,
+            pd.DataFrame(
+                {
+                    "t": np.arange(T),
+                    "abar": abar_all,
+                    "signal_weight": np.sqrt(abar_all),
+                    "noise_weight": np.sqrt(1 - abar_all),
+                }
+            ),
+            "abar_schedule",
+            "learn.abar_dl",
+        )
+        st.caption(
+            f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
+            "mixing weights change as you move the slider."
+        )
 
     st.header("2 · One denoising step by the model")
     st.latex(r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}")
     d1, d2, d3, d4 = st.columns(4)
     d1.image(VI.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
-    d2.image(VI.upscale_nearest(VI.noise_to_uint8(eps_pred), SIZE),
-             caption="ε_θ(x_t, t): predicted noise", width=SIZE, output_format="PNG")
+    d2.image(
+        VI.upscale_nearest(VI.noise_to_uint8(eps_pred), SIZE),
+        caption="ε_θ(x_t, t): predicted noise",
+        width=SIZE,
+        output_format="PNG",
+    )
     d3.image(VI.display_image(x0_hat, SIZE), caption="x̂₀: one-step reconstruction", width=SIZE, output_format="PNG")
     d4.image(VI.display_image(x0, SIZE), caption="x₀: the original", width=SIZE, output_format="PNG")
     eps_err = float((eps_pred - noise).pow(2).mean())
     x0_err = float((x0_hat - x0).pow(2).mean())
     e1, e2 = st.columns(2)
-    e1.metric("noise error mean (ε_θ − ε)²", f"{eps_err:.4f}",
-              help="The training loss of a DDPM on this image at this t (mean over pixels).")
-    e2.metric("reconstruction error mean (x̂₀ − x₀)²", f"{x0_err:.4f}",
-              help="= (1 − ᾱ_t)/ᾱ_t × the noise error: the same information, on the image scale.")
+    e1.metric(
+        "noise error mean (ε_θ − ε)²",
+        f"{eps_err:.4f}",
+        help="The training loss of a DDPM on this image at this t (mean over pixels).",
+    )
+    e2.metric(
+        "reconstruction error mean (x̂₀ − x₀)²",
+        f"{x0_err:.4f}",
+        help="= (1 − ᾱ_t)/ᾱ_t × the noise error: the same information, on the image scale.",
+    )
     st.caption(
         "The UNet sees only x_t and t, guesses the noise ε_θ, and subtracting it gives a one-step guess of the "
         "clean image x̂₀. Small t: easy, x̂₀ ≈ x₀. Large t: the model must invent the image, so x̂₀ drifts to a "
@@ -167,8 +211,14 @@ def comparison_view() -> None:
     noise = explain.fixed_noise(explain.noise_shape(exp.target, x0.shape[1:]), seed)
     try:
         x_t, eps_pred, x0_hat = explain.one_step_denoise(exp.target, x0, t, noise)
-        curve = _pair_curve(exp.target.fingerprint, exp.images.fingerprint, (exp.ids[m_idx], exp.ids[nm_idx]), seed,
-                            exp, (m_idx, nm_idx))
+        curve = _pair_curve(
+            exp.target.fingerprint,
+            exp.images.fingerprint,
+            (exp.ids[m_idx], exp.ids[nm_idx]),
+            seed,
+            exp,
+            (m_idx, nm_idx),
+        )
     except Exception as exc:
         st.error(f"The model could not denoise these images: {exc}")
         return
@@ -181,9 +231,12 @@ def comparison_view() -> None:
             imgs, nums = st.columns([3, 2])
             with imgs:
                 st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
-                st.image([VI.display_image(x0[k], 88), VI.display_image(x_t[k], 88),
-                          VI.display_image(x0_hat[k], 88)], caption=["x₀", f"x_t (t={t})", "x̂₀"], width=88,
-                         output_format="PNG")
+                st.image(
+                    [VI.display_image(x0[k], 88), VI.display_image(x_t[k], 88), VI.display_image(x0_hat[k], 88)],
+                    caption=["x₀", f"x_t (t={t})", "x̂₀"],
+                    width=88,
+                    output_format="PNG",
+                )
             nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
             nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")
     with chart:
@@ -191,27 +244,52 @@ def comparison_view() -> None:
         st.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
     lower = "member" if x0_err[0] < x0_err[1] else "non-member"
     ratio = max(x0_err) / max(min(x0_err), 1e-12)
-    st.markdown(f"At t = {t} with the same noise, the **{lower}** is reconstructed better "
-                f"({ratio:.2f}× lower error).")
-    download_figure(bars, pd.DataFrame({"image": [exp.ids[m_idx], exp.ids[nm_idx]], "member": [True, False], "t": t,
-                                   "x0_error": x0_err, "eps_error": eps_err}), f"errors_t{t}", "learn.bars_dl")
+    st.markdown(f"At t = {t} with the same noise, the **{lower}** is reconstructed better ({ratio:.2f}× lower error).")
+    download_figure(
+        bars,
+        pd.DataFrame(
+            {
+                "image": [exp.ids[m_idx], exp.ids[nm_idx]],
+                "member": [True, False],
+                "t": t,
+                "x0_error": x0_err,
+                "eps_error": eps_err,
+            }
+        ),
+        f"errors_t{t}",
+        "learn.bars_dl",
+    )
 
     st.subheader("Across timesteps")
-    show_pop = st.toggle(f"Also show {POPULATION} members and {POPULATION} non-members (median and IQR band)",
-                         key="learn.population",
-                         help=f"{len(explain.LEARN_SWEEP) * 2 * POPULATION:,} UNet calls, a few seconds on a CPU.")
+    show_pop = st.toggle(
+        f"Also show {POPULATION} members and {POPULATION} non-members (median and IQR band)",
+        key="learn.population",
+        help=f"{len(explain.LEARN_SWEEP) * 2 * POPULATION:,} UNet calls, a few seconds on a CPU.",
+    )
     population = {}
     if show_pop:
         pop, n_m = _population_curve(exp.target.fingerprint, exp.images.fingerprint, seed, exp)
         population = dict(trace=pop.x0_error, is_member=np.arange(pop.x0_error.shape[0]) < n_m)
     fig = error_curve_figure(
-        curve.timesteps, **population, t_lines=[(t, f"t = {t}")], ylabel="reconstruction error mean (x̂₀ − x₀)²",
-        lines=[CurveLine(f"member {exp.ids[m_idx]}", curve.x0_error[0], MEMBER_COLOR, exp.ids[m_idx]),
-               CurveLine(f"non-member {exp.ids[nm_idx]}", curve.x0_error[1], NONMEMBER_COLOR, exp.ids[nm_idx])])
+        curve.timesteps,
+        **population,
+        t_lines=[(t, f"t = {t}")],
+        ylabel="reconstruction error mean (x̂₀ − x₀)²",
+        lines=[
+            CurveLine(f"member {exp.ids[m_idx]}", curve.x0_error[0], MEMBER_COLOR, exp.ids[m_idx]),
+            CurveLine(f"non-member {exp.ids[nm_idx]}", curve.x0_error[1], NONMEMBER_COLOR, exp.ids[nm_idx]),
+        ],
+    )
     st.plotly_chart(fig, key="learn.curve", config={"displaylogo": False})
-    data = pd.DataFrame({"t": curve.timesteps, "member_x0_error": curve.x0_error[0],
-                         "nonmember_x0_error": curve.x0_error[1], "member_eps_error": curve.eps_error[0],
-                         "nonmember_eps_error": curve.eps_error[1]})
+    data = pd.DataFrame(
+        {
+            "t": curve.timesteps,
+            "member_x0_error": curve.x0_error[0],
+            "nonmember_x0_error": curve.x0_error[1],
+            "member_eps_error": curve.eps_error[0],
+            "nonmember_eps_error": curve.eps_error[1],
+        }
+    )
     download_figure(fig, data, "error_curve", "learn.curve_dl")
     with st.expander("What am I looking at?"):
         st.markdown(
@@ -238,8 +316,15 @@ st.markdown(
 )
 summary = pd.DataFrame(VL.attack_summary()).drop(columns=["name"])
 st.table(summary.set_index("attack"))
-st.download_button("Table (CSV)", data=lambda: summary.to_csv(index=False), file_name="attacks.csv", mime="text/csv",
-                   key="learn.attacks_dl", on_click="ignore", icon=":material/download:")
+st.download_button(
+    "Table (CSV)",
+    data=lambda: summary.to_csv(index=False),
+    file_name="attacks.csv",
+    mime="text/csv",
+    key="learn.attacks_dl",
+    on_click="ignore",
+    icon=":material/download:",
+)
 
 st.header("5 · Threat models: what the attacker can touch")
 st.markdown(

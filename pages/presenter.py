@@ -28,9 +28,13 @@ embedded = bool(st.context.is_embedded)
 
 st.html(
     "<style>[data-testid='stMainBlockContainer'] { padding-top: 3rem; padding-bottom: 0.5rem; }"
-    + ("[data-testid='stMainBlockContainer'] { padding: 0 !important; max-width: none; }"
-       ".st-key-present_deck iframe { height: 100vh !important; display: block; }"
-       "[data-testid='stMain'] { overflow: hidden; } [data-testid='stHeader'] { display: none; }" if embedded else "")
+    + (
+        "[data-testid='stMainBlockContainer'] { padding: 0 !important; max-width: none; }"
+        ".st-key-present_deck iframe { height: 100vh !important; display: block; }"
+        "[data-testid='stMain'] { overflow: hidden; } [data-testid='stHeader'] { display: none; }"
+        if embedded
+        else ""
+    )
     + "</style>"
 )
 
@@ -73,7 +77,11 @@ if not embedded:
         "`/presenter?embed=true&slide=1`: only the slide is shown. Results: the precomputed default experiment."
     )
     st.download_button(
-        "The whole deck (one HTML file, works offline, steps with the arrow keys)", deck.encode(),
-        file_name="mia_slides.html", mime="text/html", on_click="ignore", key="present_dl_deck",
+        "The whole deck (one HTML file, works offline, steps with the arrow keys)",
+        deck.encode(),
+        file_name="mia_slides.html",
+        mime="text/html",
+        on_click="ignore",
+        key="present_dl_deck",
         icon=":material/download:",
     )

@@ -12,13 +12,13 @@ import json
 import numpy as np
 import streamlit as st
 
-from mia_core.views import results as F
-from mia_core.views.attack_info import short_name
 from mia_core import metrics as M
-from mia_core.views.images import upscale_nearest
-from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
 from mia_core.lab import teaching
 from mia_core.lab.evalsets import learned_sample_lines
+from mia_core.views import results as F
+from mia_core.views.attack_info import short_name
+from mia_core.views.images import upscale_nearest
+from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
@@ -83,16 +83,28 @@ if res:
 controls = st.columns([2.6, 1.5, 1.9, 2.8], vertical_alignment="bottom")
 with controls[0]:
     sample_id = st.selectbox(
-        "Image", sorted(ids), key="sample.id",
+        "Image",
+        sorted(ids),
+        key="sample.id",
         format_func=lambda i: f"{i} ({MEMBER_LABEL if is_member[index_of[i]] else NONMEMBER_LABEL})",
         help="Type to search. The address bar follows, so the view can be shared.",
     )
 with controls[1]:
-    st.button("Random member", on_click=_pick_random, args=("member", ids, is_member),
-              width="stretch", help="Pick a random member (an image the target was trained on)")
+    st.button(
+        "Random member",
+        on_click=_pick_random,
+        args=("member", ids, is_member),
+        width="stretch",
+        help="Pick a random member (an image the target was trained on)",
+    )
 with controls[2]:
-    st.button("Random non-member", on_click=_pick_random, args=("non-member", ids, is_member),
-              width="stretch", help="Pick a random non-member (an image the target never saw)")
+    st.button(
+        "Random non-member",
+        on_click=_pick_random,
+        args=("non-member", ids, is_member),
+        width="stretch",
+        help="Pick a random non-member (an image the target never saw)",
+    )
 with controls[3]:
     budget = budget_control()
 
@@ -105,8 +117,12 @@ s["sample._url_id"] = sample_id
 # -- the image and its verdicts ------------------------------------------------------------------
 left, right = st.columns([1, 3])
 with left:
-    st.image(upscale_nearest(exp.images.images[i], IMAGE_PX), caption=f"{sample_id} (enlarged, pixels kept sharp)",
-             width=IMAGE_PX, clamp=True)
+    st.image(
+        upscale_nearest(exp.images.images[i], IMAGE_PX),
+        caption=f"{sample_id} (enlarged, pixels kept sharp)",
+        width=IMAGE_PX,
+        clamp=True,
+    )
     if truth:
         st.success("Truly a **member**: the target was trained on this image.")
     else:
@@ -118,25 +134,37 @@ with right:
         st.warning("No stored attack results for this target and data yet, so there are no scores to show.")
         st.page_link("pages/attack_lab.py", label="Run attacks in the Attack lab", icon="⚔️")
     else:
-        attack = st.selectbox("Attack for the curves below", list(res), key="sample.attack",
-                              format_func=short_name)
+        attack = st.selectbox("Attack for the curves below", list(res), key="sample.attack", format_func=short_name)
         st.query_params["attack"] = attack
         s["sample._url_attack"] = attack
         verdicts = F.sample_verdicts(res, is_member, i, budget)
         st.dataframe(
-            verdicts, hide_index=True, key="sample.verdicts",
-            column_order=["attack", "score", "threshold", "verdict", "correct", "non-members above",
-                          "rank among non-members"],
+            verdicts,
+            hide_index=True,
+            key="sample.verdicts",
+            column_order=[
+                "attack",
+                "score",
+                "threshold",
+                "verdict",
+                "correct",
+                "non-members above",
+                "rank among non-members",
+            ],
             column_config={
                 "score": st.column_config.NumberColumn(format="%.4g"),
                 "threshold": st.column_config.NumberColumn(
-                    "threshold*", format="%.4g", help="oracle threshold chosen on this split (see below)"),
+                    "threshold*", format="%.4g", help="oracle threshold chosen on this split (see below)"
+                ),
                 "correct": st.column_config.CheckboxColumn("correct?"),
                 "non-members above": st.column_config.NumberColumn(
-                    "non-members ≥ score", format="percent",
-                    help="fraction of non-members scoring at least as high as this image"),
+                    "non-members ≥ score",
+                    format="percent",
+                    help="fraction of non-members scoring at least as high as this image",
+                ),
                 "rank among non-members": st.column_config.NumberColumn(
-                    "rank vs non-members", help="1 = no non-member scores higher"),
+                    "rank vs non-members", help="1 = no non-member scores higher"
+                ),
             },
         )
         row = verdicts.loc[attack]
@@ -184,22 +212,36 @@ if res:
         st.info(f"{short_name(attack)} stored no per-timestep trace for this run.")
 
     thr = M.threshold_at_fpr(r.scores, is_member, budget)
-    hist = F.score_histogram(r.scores, is_member, threshold=thr, ids=ids, highlight_id=sample_id,
-                             threshold_label=f"{F.budget_label(budget)} FPR budget",
-                             title=f"Where {sample_id} falls among all {short_name(attack)} scores")
+    hist = F.score_histogram(
+        r.scores,
+        is_member,
+        threshold=thr,
+        ids=ids,
+        highlight_id=sample_id,
+        threshold_label=f"{F.budget_label(budget)} FPR budget",
+        title=f"Where {sample_id} falls among all {short_name(attack)} scores",
+    )
     st.plotly_chart(hist, key="sample.hist", theme=None, config=PLOTLY_CONFIG)
     st.caption("The star is this image; the dashed line is the oracle threshold at the FPR budget.")
 
     # -- noise stability of this verdict (mia_core.lab.stability) -- a separate section
-    if thr is not None and st.button("Rescore with 5 noise seeds", key="sample.stability",
-                                     help="Score this image again with other noise draws: is the verdict stable?"):
+    if thr is not None and st.button(
+        "Rescore with 5 noise seeds",
+        key="sample.stability",
+        help="Score this image again with other noise draws: is the verdict stable?",
+    ):
         from mia_core.attacks import get_attack, scores_only_params
         from mia_core.lab.stability import rescore_seeds, stability
 
         seeds = [int(s.get("cfg.seed", 0)) + k for k in range(5)]
         with st.spinner("Rescoring…"):
-            per_seed = rescore_seeds(exp.target, exp.x0[i], sample_id,
-                                     get_attack(attack, {**dict(r.params), **scores_only_params(attack)}), seeds)
+            per_seed = rescore_seeds(
+                exp.target,
+                exp.x0[i],
+                sample_id,
+                get_attack(attack, {**dict(r.params), **scores_only_params(attack)}),
+                seeds,
+            )
         st.markdown(stability(per_seed, thr, seeds).sentence())
 
 # -- SecMI's reconstructions ---------------------------------------------------------------------
@@ -207,8 +249,9 @@ st.subheader("SecMI's round trip for this image")
 secmi_params = dict(res["secmi"].params) if "secmi" in res else dict(s.get("cfg.params", {}).get("secmi", {}))
 secmi_params = {k: v for k, v in secmi_params.items() if k in ("t_sec", "k")}
 try:
-    pics = _secmi_images(exp.target, exp.target.fingerprint, sample_id, exp.x0[i],
-                         json.dumps(secmi_params, sort_keys=True))
+    pics = _secmi_images(
+        exp.target, exp.target.fingerprint, sample_id, exp.x0[i], json.dumps(secmi_params, sort_keys=True)
+    )
 except Exception as exc:  # a model that cannot run here must not take the page down
     st.error(f"Could not recompute SecMI for this image: {exc}")
 else:

@@ -10,12 +10,12 @@ import pandas as pd
 import streamlit as st
 
 from mia_core import sampling
+from mia_core.lab.access import AccessDenied, check_allowed
 from mia_core.lab.experiment import Experiment
+from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError, load_target
 from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
 from mia_core.views.target import memorisation_figure
-from mia_core.lab.access import AccessDenied, check_allowed
-from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError, load_target
 from pages._common import download_figure, try_experiment
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
@@ -97,8 +97,9 @@ def _samples(fingerprint: str, n: int, steps: int, seed: int, _exp: Experiment) 
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _memorisation(fingerprint: str, images_fp: str, n: int, steps: int, seed: int, _exp: Experiment,
-                  _pixels: np.ndarray) -> sampling.Memorisation:
+def _memorisation(
+    fingerprint: str, images_fp: str, n: int, steps: int, seed: int, _exp: Experiment, _pixels: np.ndarray
+) -> sampling.Memorisation:
     """Nearest member / non-member of each sample, cached with the samples' key and the images' fingerprint."""
     imgs, mem = _exp.images.images, _exp.is_member
     ids = np.asarray(_exp.ids)
@@ -124,26 +125,37 @@ with st.container(border=True):
     st.markdown(f"Current target: **`{state['cfg.target']}`**")
     st.radio("Source", SOURCES, key="target.source", horizontal=True)
     if state["target.source"] == SOURCES[1]:
-        st.text_input("Folder", key="target.folder", placeholder="/path/to/model (config.json + "
-                      "diffusion_pytorch_model.safetensors, or unet/ + scheduler/)")
-        st.caption("A diffusers folder on the machine running the app: a bare UNet2DModel folder or a DDPM/DDIM "
-                   "pipeline folder. Only **safetensors** weights are read; pickle checkpoints (.bin, .pt, .ckpt) "
-                   "are refused because unpickling can run arbitrary code.")
+        st.text_input(
+            "Folder",
+            key="target.folder",
+            placeholder="/path/to/model (config.json + diffusion_pytorch_model.safetensors, or unet/ + scheduler/)",
+        )
+        st.caption(
+            "A diffusers folder on the machine running the app: a bare UNet2DModel folder or a DDPM/DDIM "
+            "pipeline folder. Only **safetensors** weights are read; pickle checkpoints (.bin, .pt, .ckpt) "
+            "are refused because unpickling can run arbitrary code."
+        )
     elif state["target.source"] == SOURCES[2]:
         st.text_input("Hub id", key="target.hub", placeholder="google/ddpm-cifar10-32")
-        st.caption("A Hugging Face Hub model id. It is read from the local Hugging Face cache; if it is not there, "
-                   "the app tries to download it, which **needs the network**. Offline, save the model with "
-                   "`save_pretrained` on an online machine and choose it as a local folder instead.")
+        st.caption(
+            "A Hugging Face Hub model id. It is read from the local Hugging Face cache; if it is not there, "
+            "the app tries to download it, which **needs the network**. Offline, save the model with "
+            "`save_pretrained` on an online machine and choose it as a local folder instead."
+        )
     else:
-        st.caption("The embedded default: a small DDPM UNet trained by this project on half of scikit-learn's "
-                   "8×8 digits. It works offline on a CPU and leaks membership visibly.")
+        st.caption(
+            "The embedded default: a small DDPM UNet trained by this project on half of scikit-learn's "
+            "8×8 digits. It works offline on a CPU and leaks membership visibly."
+        )
     st.button("Use this target", key="target.apply", type="primary", on_click=_apply)
     with st.expander("Convert a SecMI / PIA checkpoint (.pt)", expanded=bool(state.get("target.convert_error"))):
         st.text_input("Checkpoint", key="target.ckpt", placeholder="/path/to/ckpt-step800000.pt")
         st.text_input("Output folder", key="target.ckpt_out", placeholder="default: next to the .pt, <name>_diffusers")
-        st.caption("The papers' own DDPMs (pytorch-ddpm format). Read with `torch.load(weights_only=True)` only: a file "
-                   "holding anything but tensors is refused. The EMA weights are mapped onto a diffusers UNet with "
-                   "the papers' linear schedule, as `mia convert CKPT --out DIR` does.")
+        st.caption(
+            "The papers' own DDPMs (pytorch-ddpm format). Read with `torch.load(weights_only=True)` only: a file "
+            "holding anything but tensors is refused. The EMA weights are mapped onto a diffusers UNet with "
+            "the papers' linear schedule, as `mia convert CKPT --out DIR` does."
+        )
         st.button("Convert and use", key="target.convert", on_click=_convert)
         if state.get("target.convert_error"):
             st.error(f"Not converted: {state['target.convert_error']}", icon=":material/error:")
@@ -177,8 +189,11 @@ rows = [
     ("precision", card["precision"]),
     ("notes", "; ".join(card["notes"]) or "none"),
     ("parameterisation", card["parameterisation"]),
-    ("abar at t", ", ".join(f"t={t}: {v:.4g}" for t, v in card["abar_at_t"].items())
-     + (" (zero terminal SNR)" if card["zero_terminal_snr"] else "")),
+    (
+        "abar at t",
+        ", ".join(f"t={t}: {v:.4g}" for t, v in card["abar_at_t"].items())
+        + (" (zero terminal SNR)" if card["zero_terminal_snr"] else ""),
+    ),
     ("space", card["space"]),
     ("converted", "; ".join(card["converted"])),
     ("variance_type", card["variance_type"]),
@@ -187,10 +202,19 @@ rows = [
 ]
 card_df = pd.DataFrame(rows, columns=["property", "value"])
 st.dataframe(card_df, hide_index=True, width="stretch")
-st.download_button("Card (JSON)", data=json.dumps(card, indent=1), file_name=f"target_{card['fingerprint']}.json",
-                   mime="application/json", key="target.card_dl", on_click="ignore", icon=":material/download:")
-st.caption("The fingerprint hashes the UNet config, every weight and the noise schedule: results in the store are "
-           "keyed by it, so a retrained or different model never reuses another model's scores.")
+st.download_button(
+    "Card (JSON)",
+    data=json.dumps(card, indent=1),
+    file_name=f"target_{card['fingerprint']}.json",
+    mime="application/json",
+    key="target.card_dl",
+    on_click="ignore",
+    icon=":material/download:",
+)
+st.caption(
+    "The fingerprint hashes the UNet config, every weight and the noise schedule: results in the store are "
+    "keyed by it, so a retrained or different model never reuses another model's scores."
+)
 
 # Training facts: the default's log, or a train_log.json next to a local folder made by `mia train`.
 log_dir = DEFAULT_TARGET_DIR if card["source"] == "default" else Path(card["source"])
@@ -210,10 +234,12 @@ if log is not None:
     f2.metric("Members (training images)", f"{facts['members']:,}" if facts["members"] else "n/a")
     f3.metric("Training time", f"{facts['seconds']:,.0f} s" if facts["seconds"] else "n/a")
     f4.metric("Device", str(facts["device"] or "n/a"))
-    st.caption(f"Batch size {facts['batch size']}, learning rate {facts['learning rate']}, "
-               f"weights: {facts['weights'] or 'n/a'} (EMA decay {facts['EMA decay']}). "
-               f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
-               "shown to it, which is what makes them a fair comparison.")
+    st.caption(
+        f"Batch size {facts['batch size']}, learning rate {facts['learning rate']}, "
+        f"weights: {facts['weights'] or 'n/a'} (EMA decay {facts['EMA decay']}). "
+        f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
+        "shown to it, which is what makes them a fair comparison."
+    )
     recipe = log.get("config") or {}
     augment = recipe.get("augment") or ("hflip" if recipe.get("hflip") else "none")
     st.caption(f"Noise schedule: {recipe.get('schedule', 'linear')} · augmentation: {augment}.")
@@ -221,30 +247,41 @@ if log is not None:
     if isinstance(dp, dict):
         eps = dp.get("achieved_epsilon", dp.get("target_epsilon"))
         d1, d2, d3, d4 = st.columns(4)
-        d1.metric("DP ε (achieved)", f"{eps:.2f}" if isinstance(eps, (int, float)) else "n/a",
-                  help="The (ε, δ)-differential-privacy guarantee of the whole training run, from the accountant: "
-                       "no membership test can have TPR above e^ε · FPR + δ.")
+        d1.metric(
+            "DP ε (achieved)",
+            f"{eps:.2f}" if isinstance(eps, (int, float)) else "n/a",
+            help="The (ε, δ)-differential-privacy guarantee of the whole training run, from the accountant: "
+            "no membership test can have TPR above e^ε · FPR + δ.",
+        )
         d2.metric("DP δ", f"{dp['delta']:.1e}" if isinstance(dp.get("delta"), (int, float)) else "n/a")
-        d3.metric("Noise multiplier σ", f"{dp['noise_multiplier']:.3f}"
-                  if isinstance(dp.get("noise_multiplier"), (int, float)) else "n/a")
-        d4.metric("Clip norm C", f"{dp['max_grad_norm']:g}"
-                  if isinstance(dp.get("max_grad_norm"), (int, float)) else "n/a")
+        d3.metric(
+            "Noise multiplier σ",
+            f"{dp['noise_multiplier']:.3f}" if isinstance(dp.get("noise_multiplier"), (int, float)) else "n/a",
+        )
+        d4.metric(
+            "Clip norm C", f"{dp['max_grad_norm']:g}" if isinstance(dp.get("max_grad_norm"), (int, float)) else "n/a"
+        )
         target_eps = dp.get("target_epsilon")
-        st.caption(f"Trained with DP-SGD: each example's gradient clipped to norm C, Gaussian noise of σ·C added to "
-                   f"each batch's sum (sampling rate {dp.get('sample_rate', 'n/a')}); the "
-                   f"{dp.get('accountant', 'privacy')} accountant gives the ε above"
-                   + (f" for a target of {target_eps:g}." if isinstance(target_eps, (int, float)) else "."))
+        st.caption(
+            f"Trained with DP-SGD: each example's gradient clipped to norm C, Gaussian noise of σ·C added to "
+            f"each batch's sum (sampling rate {dp.get('sample_rate', 'n/a')}); the "
+            f"{dp.get('accountant', 'privacy')} accountant gives the ε above"
+            + (f" for a target of {target_eps:g}." if isinstance(target_eps, (int, float)) else ".")
+        )
     else:
         st.caption("Trained without differential privacy: no formal bound on what an attacker can learn (ε = ∞).")
     loss_fig = VL.loss_curve_figure(log)
     if loss_fig is not None:
         st.plotly_chart(loss_fig, key="target.loss_chart", config={"displaylogo": False})
         curve = np.asarray(log["loss_curve"], dtype=float)
-        download_figure(loss_fig, pd.DataFrame({"step": curve[:, 0], "loss": curve[:, 1]}), "training_loss",
-                   "target.loss_dl")
-        st.caption("Training loss (mean squared noise error, log scale). It keeps falling long after the samples "
-                   "look good: the model is fitting its training images ever more closely, which is the leak the "
-                   "attacks exploit.")
+        download_figure(
+            loss_fig, pd.DataFrame({"step": curve[:, 0], "loss": curve[:, 1]}), "training_loss", "target.loss_dl"
+        )
+        st.caption(
+            "Training loss (mean squared noise error, log scale). It keeps falling long after the samples "
+            "look good: the model is fitting its training images ever more closely, which is the leak the "
+            "attacks exploit."
+        )
 
 st.header("Memorisation: samples and their nearest training images")
 st.markdown(
@@ -259,8 +296,10 @@ with st.form("target.sample_form", border=True):
     n = s1.number_input("Samples", 1, 64, 8, key="target.n")
     steps = s2.number_input("DDIM steps", 2, 200, 50, key="target.steps")
     sample_seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="target.seed")
-    st.caption(f"Costs samples × steps UNet calls ({int(n) * int(steps):,} now); the default target does 8 × 50 "
-               "in about a second on a CPU.")
+    st.caption(
+        f"Costs samples × steps UNet calls ({int(n) * int(steps):,} now); the default target does 8 × 50 "
+        "in about a second on a CPU."
+    )
     generate = st.form_submit_button("Generate samples", type="primary")
 request = (target.fingerprint, int(n), int(steps), int(sample_seed))
 if generate:
@@ -280,11 +319,16 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
     m1, m2, m3 = st.columns(3)
     m1.metric("Closer to a member than to any non-member", f"{closer} of {n_req}")
     m2.metric("Median distance to nearest member", f"{np.median(mem.member_distance):.1f}")
-    m3.metric("Held-out images → nearest member (median)", f"{mem.heldout_median:.1f}",
-              help="How close a real image the model never saw gets to the training set: the yardstick for "
-                   "'close'. Samples much closer than this to a member are (near) copies.")
-    st.caption(f"{n_req} samples, {steps_req} DDIM steps, seed {seed_req}. Distances are L2 over uint8 pixels "
-               f"({target.resolution}×{target.resolution}×{target.channels} values); identical images are at 0.")
+    m3.metric(
+        "Held-out images → nearest member (median)",
+        f"{mem.heldout_median:.1f}",
+        help="How close a real image the model never saw gets to the training set: the yardstick for "
+        "'close'. Samples much closer than this to a member are (near) copies.",
+    )
+    st.caption(
+        f"{n_req} samples, {steps_req} DDIM steps, seed {seed_req}. Distances are L2 over uint8 pixels "
+        f"({target.resolution}×{target.resolution}×{target.channels} values); identical images are at 0."
+    )
 
     per_row = 3
     for start in range(0, n_req, per_row):
@@ -296,12 +340,13 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
             with col.container(border=True):
                 triple = [samples[i], members_px[mem.member_index[i]], nonmembers_px[mem.nonmember_index[i]]]
                 shown = [upscale_nearest(im, THUMB) for im in triple]
-                st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB,
-                         output_format="PNG")
+                st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB, output_format="PNG")
                 verdict = "member" if mem.member_distance[i] < mem.nonmember_distance[i] else "non-member"
-                st.markdown(f"member `{mem.member_id[i]}`: **{mem.member_distance[i]:.0f}**  \n"
-                            f"non-member `{mem.nonmember_id[i]}`: **{mem.nonmember_distance[i]:.0f}**  \n"
-                            f"closer to a **{verdict}**")
+                st.markdown(
+                    f"member `{mem.member_id[i]}`: **{mem.member_distance[i]:.0f}**  \n"
+                    f"non-member `{mem.nonmember_id[i]}`: **{mem.nonmember_distance[i]:.0f}**  \n"
+                    f"closer to a **{verdict}**"
+                )
 
     fig = memorisation_figure(mem)
     st.plotly_chart(fig, key="target.mem_chart", config={"displaylogo": False})

@@ -25,7 +25,6 @@ from mia_core.lab.jobs import (
     trained_targets,
     training_job,
 )
-from mia_core.views.learn import loss_curve_figure
 from mia_core.lab.train import (
     AUGMENT_LABELS,
     PRESETS,
@@ -36,6 +35,7 @@ from mia_core.lab.train import (
     train_command,
 )
 from mia_core.target import pick_device
+from mia_core.views.learn import loss_curve_figure
 from pages._common import get_worker, poll_job, running_job_box
 
 s = st.session_state
@@ -54,11 +54,18 @@ def _data(spec: str, seed: int):
 def _config(v: dict) -> TrainConfig:
     """The TrainConfig of the form's values (raises ValueError with TrainConfig's message)."""
     return preset_config(
-        v["preset"], steps=int(v["steps"]), batch_size=int(v["batch_size"]), lr=float(v["lr"]),
-        ema_decay=float(v["ema_decay"]), schedule=v["schedule"], augment=v["augment"],
+        v["preset"],
+        steps=int(v["steps"]),
+        batch_size=int(v["batch_size"]),
+        lr=float(v["lr"]),
+        ema_decay=float(v["ema_decay"]),
+        schedule=v["schedule"],
+        augment=v["augment"],
         dp_epsilon=float(v["dp_epsilon"]) if v["dp"] else None,
         dp_delta=float(v["dp_delta"]) if v["dp_delta"] else None,  # empty: 1 / N^1.1
-        dp_max_grad_norm=float(v["dp_max_grad_norm"]), seed=int(v["seed"]), log_every=live_log_every(int(v["steps"])),
+        dp_max_grad_norm=float(v["dp_max_grad_norm"]),
+        seed=int(v["seed"]),
+        log_every=live_log_every(int(v["steps"])),
     )
 
 
@@ -83,55 +90,154 @@ if device == "cpu":
     st.warning(
         "No GPU here: training runs on the CPU and is slow (the embedded default took 12,000 steps; the shipped "
         "studies' small models took 1,000-8,000). Press **Estimate time** to measure this recipe on this machine "
-        "before you start.", icon=":material/hourglass_top:")
+        "before you start.",
+        icon=":material/hourglass_top:",
+    )
 
 with st.form("train.form"):
     c1, c2 = st.columns([2, 1])
     c1.text_input(
-        "Data", value=str(s.get("cfg.data", "default")), key="train.data",
+        "Data",
+        value=str(s.get("cfg.data", "default")),
+        key="train.data",
         help=f"The session's data source (as on the Data page) or: 'default', {DIGITS_SOURCE!r}, a split manifest "
-             "(.json), an .npz with an 'images' array (and optionally 'is_member'), or a folder of images. "
-             "Only the split's members are trained on; the non-members stay unseen for the attacks.")
-    c2.text_input("Name", value="my-target", key="train.name",
-                  help=f"The target is saved to {shown_path(targets_dir())}/<name> (letters, digits, . _ -).")
-    st.radio("Model size", list(PRESETS), key="train.preset", horizontal=True, index=1,
-             format_func=lambda p: f"{p} — {PRESETS[p][2]}")
+        "(.json), an .npz with an 'images' array (and optionally 'is_member'), or a folder of images. "
+        "Only the split's members are trained on; the non-members stay unseen for the attacks.",
+    )
+    c2.text_input(
+        "Name",
+        value="my-target",
+        key="train.name",
+        help=f"The target is saved to {shown_path(targets_dir())}/<name> (letters, digits, . _ -).",
+    )
+    st.radio(
+        "Model size",
+        list(PRESETS),
+        key="train.preset",
+        horizontal=True,
+        index=1,
+        format_func=lambda p: f"{p} — {PRESETS[p][2]}",
+    )
     c1, c2, c3, c4 = st.columns(4)
-    c1.number_input("Training steps", 1, 1_000_000, DEFAULTS.steps, step=500, key="train.steps",
-                    help="More steps fit the members more closely: better samples, more leakage.")
-    c2.number_input("Batch size", 1, 4096, DEFAULTS.batch_size, step=16, key="train.batch_size",
-                    help="Under DP-SGD the expected batch size: each member joins a step with probability "
-                         "batch size / N (Poisson sampling), as the privacy accountant assumes.")
+    c1.number_input(
+        "Training steps",
+        1,
+        1_000_000,
+        DEFAULTS.steps,
+        step=500,
+        key="train.steps",
+        help="More steps fit the members more closely: better samples, more leakage.",
+    )
+    c2.number_input(
+        "Batch size",
+        1,
+        4096,
+        DEFAULTS.batch_size,
+        step=16,
+        key="train.batch_size",
+        help="Under DP-SGD the expected batch size: each member joins a step with probability "
+        "batch size / N (Poisson sampling), as the privacy accountant assumes.",
+    )
     c3.number_input("Learning rate", 1e-6, 1.0, DEFAULTS.lr, step=1e-4, format="%.5f", key="train.lr")
-    c4.number_input("EMA decay", 0.0, 0.99999, DEFAULTS.ema_decay, step=0.001, format="%.4f", key="train.ema_decay",
-                    help="The saved (and attacked) weights are this exponential moving average of the trained ones.")
+    c4.number_input(
+        "EMA decay",
+        0.0,
+        0.99999,
+        DEFAULTS.ema_decay,
+        step=0.001,
+        format="%.4f",
+        key="train.ema_decay",
+        help="The saved (and attacked) weights are this exponential moving average of the trained ones.",
+    )
     c1, c2, c3, _ = st.columns(4)
-    c1.selectbox("Noise schedule", SCHEDULES, key="train.schedule", index=SCHEDULES.index(DEFAULTS.schedule),
-                 help="How fast noise is added over the T = 1000 timesteps: linear betas (DDPM, Ho et al. 2020) "
-                      "or cosine (Nichol & Dhariwal 2021), which destroys the image more slowly.")
-    c2.selectbox("Augmentation", list(AUGMENT_LABELS), format_func=AUGMENT_LABELS.get, key="train.augment",
-                 index=list(AUGMENT_LABELS).index(DEFAULTS.augment),
-                 help="Random changes to each training image at every step: a defence against memorisation.")
-    c3.number_input("Seed", 0, 2**31 - 1, DEFAULTS.seed, key="train.seed",
-                    help="Seeds the weights, the batches and the noise (and a random split of the data, if any).")
-    st.checkbox("Train with differential privacy (DP-SGD, Opacus), with the ε, δ and C below", key="train.dp",
-                help="Clips every example's gradient and adds Gaussian noise calibrated to the budget below.")
+    c1.selectbox(
+        "Noise schedule",
+        SCHEDULES,
+        key="train.schedule",
+        index=SCHEDULES.index(DEFAULTS.schedule),
+        help="How fast noise is added over the T = 1000 timesteps: linear betas (DDPM, Ho et al. 2020) "
+        "or cosine (Nichol & Dhariwal 2021), which destroys the image more slowly.",
+    )
+    c2.selectbox(
+        "Augmentation",
+        list(AUGMENT_LABELS),
+        format_func=AUGMENT_LABELS.get,
+        key="train.augment",
+        index=list(AUGMENT_LABELS).index(DEFAULTS.augment),
+        help="Random changes to each training image at every step: a defence against memorisation.",
+    )
+    c3.number_input(
+        "Seed",
+        0,
+        2**31 - 1,
+        DEFAULTS.seed,
+        key="train.seed",
+        help="Seeds the weights, the batches and the noise (and a random split of the data, if any).",
+    )
+    st.checkbox(
+        "Train with differential privacy (DP-SGD, Opacus), with the ε, δ and C below",
+        key="train.dp",
+        help="Clips every example's gradient and adds Gaussian noise calibrated to the budget below.",
+    )
     c1, c2, c3, _ = st.columns(4)
-    c1.number_input("ε (privacy budget)", 0.01, 1000.0, 8.0, step=1.0, key="train.dp_epsilon",
-                    help="Smaller = stronger privacy and more noise. Used only with DP on.")
-    c2.number_input("δ", 1e-12, 0.1, DEFAULTS.dp_delta, step=1e-5, format="%.1e", key="train.dp_delta",
-                    placeholder="auto: 1 / N^1.1",
-                    help="The chance the guarantee fails; it must be well below 1 / N for N members. "
-                         "Empty: 1 / N^1.1 (5.6e-4 for the 898 digits).")
-    c3.number_input("Clip norm C", 0.001, 100.0, DEFAULTS.dp_max_grad_norm, step=0.1, key="train.dp_max_grad_norm",
-                    help="Each example's gradient is clipped to this L2 norm before noise is added.")
+    c1.number_input(
+        "ε (privacy budget)",
+        0.01,
+        1000.0,
+        8.0,
+        step=1.0,
+        key="train.dp_epsilon",
+        help="Smaller = stronger privacy and more noise. Used only with DP on.",
+    )
+    c2.number_input(
+        "δ",
+        1e-12,
+        0.1,
+        DEFAULTS.dp_delta,
+        step=1e-5,
+        format="%.1e",
+        key="train.dp_delta",
+        placeholder="auto: 1 / N^1.1",
+        help="The chance the guarantee fails; it must be well below 1 / N for N members. "
+        "Empty: 1 / N^1.1 (5.6e-4 for the 898 digits).",
+    )
+    c3.number_input(
+        "Clip norm C",
+        0.001,
+        100.0,
+        DEFAULTS.dp_max_grad_norm,
+        step=0.1,
+        key="train.dp_max_grad_norm",
+        help="Each example's gradient is clipped to this L2 norm before noise is added.",
+    )
     buttons = st.container(horizontal=True)
-    estimate = buttons.form_submit_button("Estimate time", icon=":material/timer:", key="train.estimate",
-                                          help="Runs a few training steps of this recipe here and extrapolates.")
+    estimate = buttons.form_submit_button(
+        "Estimate time",
+        icon=":material/timer:",
+        key="train.estimate",
+        help="Runs a few training steps of this recipe here and extrapolates.",
+    )
     submitted = buttons.form_submit_button("Train", type="primary", icon=":material/play_arrow:", key="train.run")
 
-values = {k: s[f"train.{k}"] for k in ("data", "name", "preset", "steps", "batch_size", "lr", "ema_decay", "schedule",
-                                       "augment", "seed", "dp", "dp_epsilon", "dp_delta", "dp_max_grad_norm")}
+values = {
+    k: s[f"train.{k}"]
+    for k in (
+        "data",
+        "name",
+        "preset",
+        "steps",
+        "batch_size",
+        "lr",
+        "ema_decay",
+        "schedule",
+        "augment",
+        "seed",
+        "dp",
+        "dp_epsilon",
+        "dp_delta",
+        "dp_max_grad_norm",
+    )
+}
 data_spec = values["data"].strip()
 out_dir = targets_dir() / values["name"].strip()
 errors: list[str] = []
@@ -155,16 +261,26 @@ if estimate and not errors:
         errors.append(f"Could not time this recipe: {type(exc).__name__}: {exc}")
 if cfg is not None and s.get("train.rate") and s["train.rate"][0] == recipe_key(data_spec, cfg):
     rate = s["train.rate"][1]
-    st.info(f"Measured **{rate:,.1f} training steps/s** on this machine ({device}) for this recipe: "
-            f"{cfg.steps:,} steps take **about {plan.format_duration(cfg.steps / rate)}**.",
-            icon=":material/timer:")
+    st.info(
+        f"Measured **{rate:,.1f} training steps/s** on this machine ({device}) for this recipe: "
+        f"{cfg.steps:,} steps take **about {plan.format_duration(cfg.steps / rate)}**.",
+        icon=":material/timer:",
+    )
 
 
 def _start() -> None:
     """Load the data and submit the training to the worker (mia_core.lab.jobs.submit_training)."""
     images, split = _data(data_spec, cfg.seed)
-    job = submit_training(worker, images.subset(split.member_ids), split, cfg, out_dir, data=data_spec, device=device,
-                          name=values["name"].strip())
+    job = submit_training(
+        worker,
+        images.subset(split.member_ids),
+        split,
+        cfg,
+        out_dir,
+        data=data_spec,
+        device=device,
+        name=values["name"].strip(),
+    )
     s[JOB_KEY] = job.job_id
 
 
@@ -200,14 +316,22 @@ def _running(job) -> None:
 
     def live_curve(box) -> None:
         if live is not None and len(live.curve) > 1:  # one point draws no line
-            box.plotly_chart(loss_curve_figure({"loss_curve": list(live.curve)}), key="train.live_loss",
-                             config={"displaylogo": False})
+            box.plotly_chart(
+                loss_curve_figure({"loss_curve": list(live.curve)}),
+                key="train.live_loss",
+                config={"displaylogo": False},
+            )
 
     running_job_box(
-        worker, job, (job.message or "Starting…") + rate, cancel_key="train.cancel", extra=live_curve,
+        worker,
+        job,
+        (job.message or "Starting…") + rate,
+        cancel_key="train.cancel",
+        extra=live_curve,
         cancel_help="Stops at the next logged step; nothing is saved.",
         leave_note="You can leave this page: training continues on the server and this page shows it again "
-                   "when you come back.")
+        "when you come back.",
+    )
 
 
 poll_job(worker, job_id, POLL_KEY, running=_running)
@@ -217,17 +341,24 @@ poll_job(worker, job_id, POLL_KEY, running=_running)
 job, live = (worker.get(job_id), training_job(job_id)) if job_id else (None, None)
 if job is not None and live is not None and not job.active:
     if job.status == "done":
-        st.success(f"Done — {job.message}. Saved to `{shown_path(live.out_dir)}`.",
-                   icon=":material/check_circle:")
+        st.success(f"Done — {job.message}. Saved to `{shown_path(live.out_dir)}`.", icon=":material/check_circle:")
         fig = loss_curve_figure({"loss_curve": list(live.curve)})
         if fig is not None:
             st.plotly_chart(fig, key="train.final_loss", config={"displaylogo": False})
         c1, c2 = st.columns([1, 3], vertical_alignment="center")
-        c1.button("Use this target", type="primary", key="train.use", on_click=_use,
-                  args=(str(live.out_dir.resolve()),), icon=":material/target:",
-                  help="Makes it the session's target, with its own split as the data, for every other page.")
-        c2.caption("Then open the **Attack lab** to attack it. Its non-members were never trained on, so they are "
-                   "a fair comparison.")
+        c1.button(
+            "Use this target",
+            type="primary",
+            key="train.use",
+            on_click=_use,
+            args=(str(live.out_dir.resolve()),),
+            icon=":material/target:",
+            help="Makes it the session's target, with its own split as the data, for every other page.",
+        )
+        c2.caption(
+            "Then open the **Attack lab** to attack it. Its non-members were never trained on, so they are "
+            "a fair comparison."
+        )
     elif job.status == "cancelled":
         st.warning(f"Cancelled: {job.message or 'nothing was saved'}.", icon=":material/stop_circle:")
     elif job.status == "failed":

@@ -64,17 +64,25 @@ def _scores_on_worker(key, target, images, attacks, seed):
         worker.forget(previous.job_id)  # the next run of the page tries again
         return None
     job = submit_upload_scoring(worker, key, target, images, attacks, seed=seed)
-    poll_job(worker, job.job_id, "miu.polling", running=lambda js: st.progress(
-        js.fraction, text=f"Scoring {images.n} images in the background… {js.message or js.status}"))
+    poll_job(
+        worker,
+        job.job_id,
+        "miu.polling",
+        running=lambda js: st.progress(
+            js.fraction, text=f"Scoring {images.n} images in the background… {js.message or js.status}"
+        ),
+    )
     return None
 
 
 # ----------------------------------------------------------------------------- page
 
 st.title("Was my image used?")
-st.caption("Upload an image and ask each attack whether the target model was trained on it. The verdict comes "
-           "from comparing its score with the scores of images whose answer we know (the split's members and "
-           "non-members), at a false-positive budget you choose.")
+st.caption(
+    "Upload an image and ask each attack whether the target model was trained on it. The verdict comes "
+    "from comparing its score with the scores of images whose answer we know (the split's members and "
+    "non-members), at a false-positive budget you choose."
+)
 
 exp = try_experiment()
 if exp is None:
@@ -89,29 +97,46 @@ stored = results(exp)
 available = [a for a in chosen_all if a.name in stored]
 missing = [a.name for a in chosen_all if a.name not in stored]
 if learned:
-    st.caption(f"Not offered here: {', '.join(_title(a.name) for a in learned)}. A learned attack trains its network "
-               "inside a run and scores only that run's held-out images; it keeps no network to score an upload.")
+    st.caption(
+        f"Not offered here: {', '.join(_title(a.name) for a in learned)}. A learned attack trains its network "
+        "inside a run and scores only that run's held-out images; it keeps no network to score an upload."
+    )
 if not available:
-    st.warning("No stored attack results for this target and split yet. A verdict needs the scores of known "
-               "members and non-members to calibrate against, so run the selected attacks first.")
+    st.warning(
+        "No stored attack results for this target and split yet. A verdict needs the scores of known "
+        "members and non-members to calibrate against, so run the selected attacks first."
+    )
     st.page_link("pages/attack_lab.py", label="Open the Attack lab", icon="⚔️")
     st.stop()
 
 c_att, c_fpr = st.columns([3, 1])
 names = [a.name for a in available]
-picked = c_att.multiselect("Attacks", names, default=names, format_func=_title, key=f"miu.attacks.{'-'.join(names)}",
-                           help="The session's selected attacks that have stored results on this split, "
-                                "with the same parameters and seed.")
+picked = c_att.multiselect(
+    "Attacks",
+    names,
+    default=names,
+    format_func=_title,
+    key=f"miu.attacks.{'-'.join(names)}",
+    help="The session's selected attacks that have stored results on this split, with the same parameters and seed.",
+)
 budgets = sorted(set(FPR_BUDGETS) | {float(s["cfg.fpr"])}, reverse=True)
 if "miu.fpr" not in s or s["miu.fpr"] not in budgets:
     s["miu.fpr"] = float(s["cfg.fpr"])
-c_fpr.selectbox("FPR budget", budgets, format_func=budget_text, key="miu.fpr", on_change=_set_fpr,
-                help="The share of known non-members that may be flagged: the threshold is set so that at most "
-                     "this fraction of them score above it.")
+c_fpr.selectbox(
+    "FPR budget",
+    budgets,
+    format_func=budget_text,
+    key="miu.fpr",
+    on_change=_set_fpr,
+    help="The share of known non-members that may be flagged: the threshold is set so that at most "
+    "this fraction of them score above it.",
+)
 budget = float(s["miu.fpr"])
 if missing:
-    st.caption(f"Not available here (no stored results on this split with the session's parameters): "
-               f"{', '.join(_title(m) for m in missing)}. Run them in the Attack lab to use them.")
+    st.caption(
+        f"Not available here (no stored results on this split with the session's parameters): "
+        f"{', '.join(_title(m) for m in missing)}. Run them in the Attack lab to use them."
+    )
 attacks = [a for a in available if a.name in picked]
 if not attacks:
     st.info("Pick at least one attack.")
@@ -121,16 +146,35 @@ if not attacks:
 with st.expander("📚 Was my collection used? A set-level test with a p-value", expanded=bool(s.get("miu.set.open"))):
     collection_section(exp, attacks, stored)
 
-uploads = st.file_uploader("Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True,
-                           key="miu.files") or []
+uploads = (
+    st.file_uploader(
+        "Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="miu.files"
+    )
+    or []
+)
 st.caption(upload_limits_text(MAX_FILES) + " Files seen before are not decoded again.")
 b1, b2, b3 = st.columns(3)
-b1.button("Try it with a member from the split", on_click=_pick_example, args=("member",), key="miu.try_member",
-          width="stretch")
-b2.button("Try it with a non-member from the split", on_click=_pick_example, args=("non-member",),
-          key="miu.try_nonmember", width="stretch")
-b3.button("Remove the example", on_click=_clear_example, key="miu.clear_example", width="stretch",
-          disabled="miu.demo" not in s)
+b1.button(
+    "Try it with a member from the split",
+    on_click=_pick_example,
+    args=("member",),
+    key="miu.try_member",
+    width="stretch",
+)
+b2.button(
+    "Try it with a non-member from the split",
+    on_click=_pick_example,
+    args=("non-member",),
+    key="miu.try_nonmember",
+    width="stretch",
+)
+b3.button(
+    "Remove the example",
+    on_click=_clear_example,
+    key="miu.clear_example",
+    width="stretch",
+    disabled="miu.demo" not in s,
+)
 
 files = [(f.name, f.getvalue()) for f in uploads]
 known: dict[str, str] = {}  # file name -> "member" / "non-member" for the split's own images
@@ -143,9 +187,11 @@ if "miu.demo" in s:
     known[name] = role
 
 if not files:
-    st.info("Upload one or more images, or try an example from the split. Images are converted to the target's "
-            f"input ({target.resolution}x{target.resolution}, {target.channels} channel(s)) and the conversion is "
-            "shown. Nothing is stored.")
+    st.info(
+        "Upload one or more images, or try an example from the split. Images are converted to the target's "
+        f"input ({target.resolution}x{target.resolution}, {target.channels} channel(s)) and the conversion is "
+        "shown. Nothing is stored."
+    )
     st.stop()
 if len(files) > MAX_FILES:
     st.error(f"{len(files)} files: at most {MAX_FILES} images can be scored at once. Remove some and try again.")
@@ -179,14 +225,16 @@ n_mem, n_non = int(exp.is_member.sum()), int((~exp.is_member).sum())
 tprs = {short_name(a): calibrations[a].rule_tpr(budget) for a in report.attacks}
 
 st.subheader(f"Verdicts at {budget_text(budget)} FPR")
-st.caption(f"Calibrated on this session's split: {n_mem:,} members and {n_non:,} non-members "
-           f"(source `{exp.split.source}`). Threshold from the non-members only.")
+st.caption(
+    f"Calibrated on this session's split: {n_mem:,} members and {n_non:,} non-members "
+    f"(source `{exp.split.source}`). Threshold from the non-members only."
+)
 
 ids = list(images.ids)
 pages = max(1, math.ceil(len(ids) / CARDS_PER_PAGE))
 page = st.pagination(pages, key=f"miu.page.{images.fingerprint}") if pages > 1 else 1
 index = images.index_of()
-for image_id in ids[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]:
+for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
     summary = report.summary(image_id)
     with st.container(border=True):
         c_img, c_txt = st.columns([1, 5])
@@ -196,36 +244,61 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE: page * CARDS_PER_PAGE]:
             lines = []
             for v in report.for_image(image_id):
                 if math.isfinite(v.score):
-                    where = (f"score {v.score:.4g} · above {v.percentile_nonmember:.1f} % of non-members and "
-                             f"{v.percentile_member:.1f} % of members")
+                    where = (
+                        f"score {v.score:.4g} · above {v.percentile_nonmember:.1f} % of non-members and "
+                        f"{v.percentile_member:.1f} % of members"
+                    )
                 else:
                     where = "no score"
                 lines.append(f"- **{titles[v.attack]}**: {where} · **{v.label}**")
             st.markdown("\n".join(lines))
             if image_id in known:
-                st.caption(f"This is a known {known[image_id]} of the split, fed through the same path as an "
-                           "upload. It is also one of the calibration images, so this shows how the pipeline "
-                           "works, not an independent test.")
+                st.caption(
+                    f"This is a known {known[image_id]} of the split, fed through the same path as an "
+                    "upload. It is also one of the calibration images, so this shows how the pipeline "
+                    "works, not an independent test."
+                )
             st.caption(verdict_sentence(budget, tprs, flagged=summary.majority, n_nonmembers=n_non))
 
 table = pd.DataFrame(report.records())
-st.download_button("Download the verdicts (CSV)", table.to_csv(index=False), file_name="verdicts.csv",
-                   mime="text/csv", key="miu.csv", on_click="ignore")
+st.download_button(
+    "Download the verdicts (CSV)",
+    table.to_csv(index=False),
+    file_name="verdicts.csv",
+    mime="text/csv",
+    key="miu.csv",
+    on_click="ignore",
+)
 
 st.subheader("Where your images fall")
-st.caption("For each attack: the scores of the split's members (orange) and non-members (blue), the threshold "
-           "at the FPR budget (dashed), and one diamond per image (filled = flagged, open = not flagged). "
-           "Right of the line = flagged as member.")
+st.caption(
+    "For each attack: the scores of the split's members (orange) and non-members (blue), the threshold "
+    "at the FPR budget (dashed), and one diamond per image (filled = flagged, open = not flagged). "
+    "Right of the line = flagged as member."
+)
 tabs = st.tabs([titles[a] for a in report.attacks])
 for tab, name in zip(tabs, report.attacks):
     with tab:
         cal = calibrations[name]
         fig = placement_figure(report, name, score_label=REGISTRY[name].score_label if name in REGISTRY else "")
         st.plotly_chart(fig, key=f"miu.fig.{name}", config={"displaylogo": False})
-        st.caption(verdict_sentence(budget, cal.rule_tpr(budget), n_members=cal.n_members,
-                                    n_nonmembers=cal.n_nonmembers, attack_title=titles[name]))
-        st.download_button("Download this chart (HTML)", fig.to_html(include_plotlyjs=True), mime="text/html",
-                           file_name=f"placement-{name}.html", key=f"miu.html.{name}", on_click="ignore")
+        st.caption(
+            verdict_sentence(
+                budget,
+                cal.rule_tpr(budget),
+                n_members=cal.n_members,
+                n_nonmembers=cal.n_nonmembers,
+                attack_title=titles[name],
+            )
+        )
+        st.download_button(
+            "Download this chart (HTML)",
+            fig.to_html(include_plotlyjs=True),
+            mime="text/html",
+            file_name=f"placement-{name}.html",
+            key=f"miu.html.{name}",
+            on_click="ignore",
+        )
 
 with st.expander("What does this verdict mean, and what can't it say?"):
     st.markdown(

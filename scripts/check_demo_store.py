@@ -31,7 +31,9 @@ def main() -> int:
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     exp = load_experiment("default", "default", device="cpu")
     attacks = make_attacks(names)
-    shipped = stored_results(exp, attacks, seed=0, store=ResultStore(tempfile.mkdtemp(), extra_readonly=[DEMO_STORE_DIR]))
+    shipped = stored_results(
+        exp, attacks, seed=0, store=ResultStore(tempfile.mkdtemp(), extra_readonly=[DEMO_STORE_DIR])
+    )
     missing = [a.name for a in attacks if a.name not in shipped]
     if missing:
         print(f"not in the demo store under today's keys: {', '.join(missing)}")
@@ -44,7 +46,9 @@ def main() -> int:
         diff = float(np.max(np.abs(a.scores - b.scores) / np.maximum(np.abs(a.scores), 1e-30))) if same_ids else np.inf
         good = same_ids and diff <= args.rtol
         ok &= good
-        print(f"{name:6s} {len(a.ids)} images, largest relative score difference {diff:.3g}: {'ok' if good else 'DIFFERENT'}")
+        print(
+            f"{name:6s} {len(a.ids)} images, largest relative score difference {diff:.3g}: {'ok' if good else 'DIFFERENT'}"
+        )
     return 0 if ok else 1
 
 

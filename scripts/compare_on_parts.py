@@ -36,8 +36,10 @@ def main() -> None:
             if np.isnan(scores).any():  # a learned attack outside its own part
                 continue
             m = evaluate(scores, frame.loc[rows, "is_member"].to_numpy(dtype=bool), n_bootstrap=200, seed=0)
-            print(f"| {label} | {attack} | {m.auc:.3f} [{m.auc_ci.low:.3f}, {m.auc_ci.high:.3f}] | "
-                  f"{format_metric(m.tpr_at_1pct_fpr, 0.01)} | {m.n_members} | {m.n_nonmembers} |")
+            print(
+                f"| {label} | {attack} | {m.auc:.3f} [{m.auc_ci.low:.3f}, {m.auc_ci.high:.3f}] | "
+                f"{format_metric(m.tpr_at_1pct_fpr, 0.01)} | {m.n_members} | {m.n_nonmembers} |"
+            )
 
 
 if __name__ == "__main__":

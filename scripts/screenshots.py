@@ -30,12 +30,34 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("MIA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1400, "height": 900}
-SHOTS = ("home", "learn", "target", "data", "train", "attack", "compare", "compare_histogram", "sample", "my-image",
-         "factors", "factors_n_members", "factors_augment", "factors_dp_epsilon",
-         "factors_dp225", "present", "present_defence")
+SHOTS = (
+    "home",
+    "learn",
+    "target",
+    "data",
+    "train",
+    "attack",
+    "compare",
+    "compare_histogram",
+    "sample",
+    "my-image",
+    "factors",
+    "factors_n_members",
+    "factors_augment",
+    "factors_dp_epsilon",
+    "factors_dp225",
+    "present",
+    "present_defence",
+)
 
 
 def _free_port() -> int:
@@ -47,9 +69,23 @@ def _free_port() -> int:
 def start_app(port: int, store: Path, log_path: Path) -> subprocess.Popen:
     """``streamlit run app.py`` headless on ``port``; returns once /_stcore/health answers ok."""
     env = {**os.environ, "MIA_STORE": str(store), "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-           "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--global.developmentMode", "false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO / "app.py"),
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+        "--global.developmentMode",
+        "false",
+    ]
     with open(log_path, "w") as log:  # a file, not a pipe: a full pipe can block the server
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 90
@@ -81,8 +117,9 @@ def wait_for_app(page, timeout: float = 120_000) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
     try:
-        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0",
-                               timeout=timeout)
+        page.wait_for_function(
+            "() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0", timeout=timeout
+        )
     except Exception:  # a skeleton that stays is visible in the screenshot anyway
         pass
     page.wait_for_timeout(1500)  # plotly draws after the script has finished
@@ -156,8 +193,9 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
             target = pg.locator('[data-testid="stFileUploaderDropzoneInput"]')
             if target.count() == 0:
                 return "no file uploader on the page"
-            target.first.set_input_files(files=[{"name": f"{member_id}.png", "mimeType": "image/png",
-                                                 "buffer": member_png}])
+            target.first.set_input_files(
+                files=[{"name": f"{member_id}.png", "mimeType": "image/png", "buffer": member_png}]
+            )
             wait_for_app(pg)
             return None
 
@@ -193,7 +231,9 @@ def take(base: str, out: Path, only: set[str] | None) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="output folder (default docs/screenshots)")
+    parser.add_argument(
+        "--out", default=str(REPO / "docs" / "screenshots"), help="output folder (default docs/screenshots)"
+    )
     parser.add_argument("--url", default=None, help="use an app already running at this URL instead of starting one")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SHOTS)}")
     args = parser.parse_args(argv)

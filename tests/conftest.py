@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from mia_core.lab.train import TrainConfig, build_unet
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.lab.train import TrainConfig, build_unet
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"

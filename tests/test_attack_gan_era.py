@@ -58,7 +58,7 @@ def fake_samples(monkeypatch):
 
     def stub(target, n, steps=50, seed=0, **kwargs):
         calls.append((n, steps, seed))
-        return digits[100 + seed: 100 + seed + n]
+        return digits[100 + seed : 100 + seed + n]
 
     monkeypatch.setattr("mia_core.sampling.ddim_sample", stub)
     return calls, digits
@@ -107,8 +107,9 @@ def test_run_attacks_caches_samples_in_the_store(tiny_target, fake_samples, tmp_
     x0 = digits[:4].transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
     store = ResultStore(tmp_path / "store")
     run_attacks(tiny_target, x0, ["a", "b", "c", "d"], "imgs", [GANLeaks(n_samples=9, sample_steps=2)], store=store)
-    run_attacks(tiny_target, x0, ["a", "b", "c", "d"], "imgs", [MonteCarloSet(n_samples=9, sample_steps=2)],
-                store=store)
+    run_attacks(
+        tiny_target, x0, ["a", "b", "c", "d"], "imgs", [MonteCarloSet(n_samples=9, sample_steps=2)], store=store
+    )
     assert calls == [(9, 2, 0)]
     assert list((tmp_path / "store" / "samples").glob("*.npz"))
     assert all("samples" not in e["folder"] for e in store.entries())
@@ -131,10 +132,14 @@ def test_gan_era_registered_black_box_and_costs():
         assert attack.unet_calls() == 0 and attack.setup_unet_calls() == 20_000 * 50
 
 
-@pytest.mark.parametrize(("cls", "params", "pattern"), [
-    (GANLeaks, {"n_samples": 0}, "n_samples"), (MonteCarloSet, {"sample_steps": 0}, "sample_steps"),
-    (MonteCarloSet, {"eps": -1.0}, "eps"),
-])
+@pytest.mark.parametrize(
+    ("cls", "params", "pattern"),
+    [
+        (GANLeaks, {"n_samples": 0}, "n_samples"),
+        (MonteCarloSet, {"sample_steps": 0}, "sample_steps"),
+        (MonteCarloSet, {"eps": -1.0}, "eps"),
+    ],
+)
 def test_bad_params(cls, params, pattern):
     with pytest.raises(ValueError, match=pattern):
         cls(**params)

@@ -36,11 +36,11 @@ def hand_features(target, x0, ids, timesteps, seed, per_t):
         losses = []
         for k, t in enumerate(timesteps):
             a = float(target.schedule.alphas_cumprod[t])
-            x_t = math.sqrt(a) * x0[i:i + 1] + math.sqrt(1 - a) * eps_all[i, k:k + 1]
+            x_t = math.sqrt(a) * x0[i : i + 1] + math.sqrt(1 - a) * eps_all[i, k : k + 1]
             with torch.enable_grad():
                 unet.requires_grad_(True)
                 pred = unet(x_t, torch.tensor([t])).sample
-                losses.append(((pred - eps_all[i, k:k + 1]) ** 2).mean())
+                losses.append(((pred - eps_all[i, k : k + 1]) ** 2).mean())
         with torch.enable_grad():
             if per_t:
                 feats = []
@@ -59,8 +59,7 @@ def hand_features(target, x0, ids, timesteps, seed, per_t):
 def test_gradient_features_by_hand(tiny_target, digits_x0, per_t):
     ids = ["a", "b", "c"]
     timesteps = (99, 499, 999)
-    got = gradient_features(tiny_target, digits_x0, ids, timesteps=timesteps, per_timestep=per_t, seed=4,
-                            batch_size=2)
+    got = gradient_features(tiny_target, digits_x0, ids, timesteps=timesteps, per_timestep=per_t, seed=4, batch_size=2)
     expected = hand_features(tiny_target, digits_x0, ids, timesteps, 4, per_t)
     n_tensors = len(list(tiny_target.unet.parameters()))
     assert got.shape == (3, n_tensors)
@@ -106,9 +105,14 @@ def test_gsa_refuses_shadow_outside_pool(tiny_target, digits_x0):
         GSA1(n_shadows=1).fit_score(tiny_target, x0, ids, np.array([True, True, False, False]), shadows=[bad])
 
 
-@pytest.mark.parametrize(("params", "pattern"), [
-    ({"timesteps": ()}, "at least one"), ({"n_shadows": 0}, "n_shadows"), ({"shadow_fraction": 1.0}, "shadow_fraction"),
-])
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({"timesteps": ()}, "at least one"),
+        ({"n_shadows": 0}, "n_shadows"),
+        ({"shadow_fraction": 1.0}, "shadow_fraction"),
+    ],
+)
 def test_bad_params(params, pattern):
     with pytest.raises(ValueError, match=pattern):
         GSA1(**params)
@@ -130,8 +134,17 @@ def test_gsa_separates_members_of_a_memorising_model_and_caches_its_shadows(tmp_
     digits = load_digits()
     ids = digits.ids[:96]
     members, nonmembers = ids[:16], ids[16:]
-    cfg = TrainConfig(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, steps=300, batch_size=16,
-                      warmup_steps=20, log_every=50, ema_decay=0.9, lr=1e-3)
+    cfg = TrainConfig(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        steps=300,
+        batch_size=16,
+        warmup_steps=20,
+        log_every=50,
+        ema_decay=0.9,
+        lr=1e-3,
+    )
     split = Split(members, nonmembers, seed=None, data_fingerprint=digits.fingerprint, source="sklearn-digits")
     train(digits.subset(members), split, cfg, tmp_path / "target", device="cpu")
     target = load_folder(tmp_path / "target", device="cpu", source=str(tmp_path / "target"))
@@ -140,8 +153,9 @@ def test_gsa_separates_members_of_a_memorising_model_and_caches_its_shadows(tmp_
     attack = GSA1(shadow_steps=300, shadow_batch_size=16)
     shadows = shadow_mod.shadow_targets(attack, target, x0, ids, is_member, cache_dir=tmp_path / "shadows")
     assert [tuple(s.target.unet.config.block_out_channels) for s in shadows] == [(16, 32)] * 2  # the target's recipe
-    assert dataclasses.replace(shadow_mod.shadow_config(target, attack, 0, 0), seed=0, steps=300) == \
-        dataclasses.replace(cfg, batch_size=16, ema_decay=min(0.9, 1 - 10 / 300), seed=0)
+    assert dataclasses.replace(
+        shadow_mod.shadow_config(target, attack, 0, 0), seed=0, steps=300
+    ) == dataclasses.replace(cfg, batch_size=16, ema_decay=min(0.9, 1 - 10 / 300), seed=0)
     res = attack.fit_score(target, x0, ids, is_member, shadows=shadows)
     assert not set(res.ids) & set(res.train_ids) and not set(res.train_ids) & set(members)
     labels = np.isin(res.ids, members)

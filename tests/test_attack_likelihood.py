@@ -18,8 +18,8 @@ import pytest
 import torch
 
 from mia_core.attacks.likelihood import (
-    ELBO,
     BPD_OFFSET,
+    ELBO,
     ContinuousTime,
     Likelihood,
     decoder_nll_nats,
@@ -99,13 +99,14 @@ def test_row_solver_is_scipy_rk45_on_each_row():
     y0 = rng.standard_normal((5, 3))
     end, nfev = solve_rk45_rows(rows_rhs, 0.1, 10.0, y0, rtol=1e-6, atol=1e-8)
     for i in range(5):
-        ref = solve_ivp(lambda t, y: row_rhs(i, t, y), (0.1, 10.0), y0[i], method="RK45", rtol=1e-6, atol=1e-8)
+        ref = solve_ivp(lambda t, y: row_rhs(i, t, y), (0.1, 10.0), y0[i], method="RK45", rtol=1e-6, atol=1e-8)  # noqa: B023 (called at once, inside the loop)
         assert nfev[i] == ref.nfev  # the same steps, accepted and rejected
         np.testing.assert_allclose(end[i], ref.y[:, -1], rtol=1e-12, atol=1e-12)
     # A row's solve does not depend on the other rows: rows 1 and 3 solved as a batch of two take
     # the same steps (float64 rounding of the batched stage sums aside).
-    pair, nfev_pair = solve_rk45_rows(lambda r, t, y: rows_rhs(np.array([1, 3])[r], t, y), 0.1, 10.0,
-                                      y0[[1, 3]], rtol=1e-6, atol=1e-8)
+    pair, nfev_pair = solve_rk45_rows(
+        lambda r, t, y: rows_rhs(np.array([1, 3])[r], t, y), 0.1, 10.0, y0[[1, 3]], rtol=1e-6, atol=1e-8
+    )
     np.testing.assert_allclose(pair, end[[1, 3]], rtol=1e-13)
     np.testing.assert_array_equal(nfev_pair, nfev[[1, 3]])
 
@@ -263,7 +264,7 @@ def test_eps_float_t_matches_eps_and_differentiates(tiny_target):
     direction = torch.randn(3, 1, 8, 8, generator=gen)
     h = 1e-2
     ts = torch.tensor([5.0, 200.0, 700.0])
-    fd = ((tiny_target.eps_float_t(x + h * direction, ts) - tiny_target.eps_float_t(x - h * direction, ts)) / (2 * h))
+    fd = (tiny_target.eps_float_t(x + h * direction, ts) - tiny_target.eps_float_t(x - h * direction, ts)) / (2 * h)
     assert (vjp * direction).sum().item() == pytest.approx((v * fd).sum().item(), rel=1e-2)
     with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
         tiny_target.eps_float_t(x, ts, grad=True)

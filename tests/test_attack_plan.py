@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mia_core.lab import plan
 from mia_core.attacks import REGISTRY, AttackResult, get_attack
+from mia_core.lab import plan
 
 
 def test_param_fields_follow_the_dataclasses():
@@ -32,7 +32,9 @@ def test_parse_ints():
 
 
 def test_non_default_keeps_only_changes():
-    values = plan.values_from_form("pia", {"timestep": 100, "p": 4.0, "sweep": "0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500"})
+    values = plan.values_from_form(
+        "pia", {"timestep": 100, "p": 4.0, "sweep": "0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500"}
+    )
     assert plan.non_default("pia", values) == {"timestep": 100}
     values = plan.values_from_form("loss", {"timesteps": "100, 200", "n_draws": 1, "sweep": ""})
     assert plan.non_default("loss", values) == {"timesteps": [100, 200], "sweep": []}
@@ -53,10 +55,24 @@ def test_attack_table_lists_every_attack_with_costs():
     assert [r["attack"] for r in rows] == [cls.title for cls in REGISTRY.values()]
     by_name = dict(zip(REGISTRY, rows))
     # loss, secmi, pia, pian, sima; secmi_nn and qr reuse SecMI's 11-call statistic (no trace)
-    assert [by_name[n]["UNet calls / image"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] \
-        == [1, 11, 2, 2, 1, 11, 11]
-    assert [by_name[n]["with trace"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] \
-        == [11, 20, 12, 12, 11, 11, 11]
+    assert [by_name[n]["UNet calls / image"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] == [
+        1,
+        11,
+        2,
+        2,
+        1,
+        11,
+        11,
+    ]
+    assert [by_name[n]["with trace"] for n in ("loss", "secmi", "pia", "pian", "sima", "secmi_nn", "qr")] == [
+        11,
+        20,
+        12,
+        12,
+        11,
+        11,
+        11,
+    ]
     # the likelihood's cost is adaptive (an estimate); the ELBO's is one call per stratum (100) + the decoder term
     assert by_name["elbo"]["UNet calls / image"] == REGISTRY["elbo"]().unet_calls(trace=False)
     assert by_name["likelihood"]["UNet calls / image"] == REGISTRY["likelihood"]().unet_calls(trace=False) > 10
@@ -84,15 +100,22 @@ def test_throughput_and_plan():
     assert p.seconds == pytest.approx(4.0) and not p.all_stored
     assert plan.make_plan(attacks, {"loss", "secmi"}, 100, 500.0).all_stored
     assert plan.guess_throughput(1_000_000, 8, 1, "cpu") > plan.guess_throughput(1_000_000, 32, 3, "cpu")
-    assert [plan.format_duration(x) for x in (0.2, 12, 300, 9000, None)] == ["< 1 s", "12 s", "5 min", "2.5 h", "unknown"]
+    assert [plan.format_duration(x) for x in (0.2, 12, 300, 9000, None)] == [
+        "< 1 s",
+        "12 s",
+        "5 min",
+        "2.5 h",
+        "unknown",
+    ]
 
 
 def test_metric_rows():
     rng = np.random.default_rng(0)
     is_member = np.arange(400) < 200
     scores = rng.normal(size=400) + 2.0 * is_member
-    res = AttackResult("pia", tuple(map(str, range(400))), scores, np.zeros(0, dtype=np.int64), np.zeros((400, 0)),
-                       "", 2, 1.5, {})
+    res = AttackResult(
+        "pia", tuple(map(str, range(400))), scores, np.zeros(0, dtype=np.int64), np.zeros((400, 0)), "", 2, 1.5, {}
+    )
     (row,) = plan.metric_rows({"pia": res}, is_member, n_bootstrap=20)
     assert row["attack"] == REGISTRY["pia"].title
     assert row["AUC"].startswith(f"{row['_auc']:.3f} [")

@@ -103,10 +103,16 @@ def test_rediffuse_is_black_box_and_registered():
     assert ReDiffuse.access == "black" and ReDiffuse.needs == ()
 
 
-@pytest.mark.parametrize(("params", "pattern"), [
-    ({"timestep": 150}, "multiple of k"), ({"sweep": (50,)}, "multiple of k"), ({"k": 0}, "k must"),
-    ({"n_repeats": 0}, "n_repeats"), ({"p": -1}, "p must"),
-])
+@pytest.mark.parametrize(
+    ("params", "pattern"),
+    [
+        ({"timestep": 150}, "multiple of k"),
+        ({"sweep": (50,)}, "multiple of k"),
+        ({"k": 0}, "k must"),
+        ({"n_repeats": 0}, "n_repeats"),
+        ({"p": -1}, "p must"),
+    ],
+)
 def test_rediffuse_bad_params(params, pattern):
     with pytest.raises(ValueError, match=pattern):
         ReDiffuse(**params)

@@ -21,8 +21,13 @@ from mia_core.attacks.secmi import SecMIStat
 from mia_core.attacks.sima import SimA
 from mia_core.data import load_digits
 
-NO_TRACE = {"loss": {"sweep": []}, "secmi": {"trace": False}, "pia": {"sweep": []}, "pian": {"sweep": []},
-            "sima": {"sweep": []}}
+NO_TRACE = {
+    "loss": {"sweep": []},
+    "secmi": {"trace": False},
+    "pia": {"sweep": []},
+    "pian": {"sweep": []},
+    "sima": {"sweep": []},
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -275,8 +280,10 @@ def test_secmi_trace_by_hand(tiny_target, digits_x0):
 
 
 def test_unet_calls_defaults():
-    calls = {name: (REGISTRY[name]().unet_calls(trace=False), REGISTRY[name]().unet_calls(trace=True))
-             for name in DEFAULT_ATTACKS}
+    calls = {
+        name: (REGISTRY[name]().unet_calls(trace=False), REGISTRY[name]().unet_calls(trace=True))
+        for name in DEFAULT_ATTACKS
+    }
     assert calls["loss"][0] == 1
     assert calls["secmi"] == (11, 20)
     assert calls["pia"][0] == 2 and calls["pian"][0] == 2
@@ -341,8 +348,9 @@ def test_loss_score_independent_of_batch_and_subset(tiny_target, digits_x0):
 
 def test_progress_reports_every_batch(tiny_target, digits_x0):
     calls = []
-    get_attack("sima", {"sweep": []}).run(tiny_target, digits_x0.numpy(), batch_size=5,
-                                          progress=lambda d, n: calls.append((d, n)))
+    get_attack("sima", {"sweep": []}).run(
+        tiny_target, digits_x0.numpy(), batch_size=5, progress=lambda d, n: calls.append((d, n))
+    )
     assert calls == [(5, 12), (10, 12), (12, 12)]
 
 

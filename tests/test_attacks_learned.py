@@ -59,11 +59,13 @@ def test_pinball_loss_is_minimised_at_the_quantile():
 
 def test_bag_decision_hand_made():
     # 3 regressors x 4 images; y: statistic (lower = member)
-    q_bag = np.array([
-        [1.0, 0.0, 5.0, 2.0],
-        [3.0, 0.0, 5.0, 2.0],
-        [2.0, 9.0, 5.0, 2.0],
-    ])
+    q_bag = np.array(
+        [
+            [1.0, 0.0, 5.0, 2.0],
+            [3.0, 0.0, 5.0, 2.0],
+            [2.0, 9.0, 5.0, 2.0],
+        ]
+    )
     y = np.array([2.5, 1.0, 4.0, 2.0])
     score, votes, flagged = bag_decision(q_bag, y)
     # margins q - y: image 0: [-1.5, 0.5, -0.5] -> mean -0.5; votes 1/3 (only 3 > 2.5)
@@ -195,7 +197,7 @@ def test_fit_receives_only_training_rows(tiny_target, monkeypatch):
 
     monkeypatch.setattr(secmi_nn_module, "fit", spy)
     res = SecMINN(min_steps=2, epochs=1).fit_score(tiny_target, x0, ids, is_member, seed=0)
-    (inputs, targets), = seen
+    ((inputs, targets),) = seen
     train_rows = [ids.index(i) for i in res.train_ids]
     _, x_tilde, x_recon = secmi_nn_module.secmi_intermediates(tiny_target, x0, ids, t_sec=100, k=10, seed=0)
     np.testing.assert_allclose(inputs.numpy(), np.abs(x_tilde - x_recon)[train_rows], rtol=1e-6)
@@ -247,10 +249,19 @@ def test_learned_result_store_round_trip(tmp_path):
 
     ids, is_member = _labelled(4, 4)
     res = AttackResult(
-        attack="qr", ids=ids[:6], scores=np.linspace(-1, 1, 6), trace_timesteps=np.zeros(0, dtype=np.int64),
-        trace=np.zeros((6, 0)), trace_label="", unet_calls_per_image=11, seconds=1.5, params={"alpha": 0.01},
-        train_ids=ids[6:], evaluated_on="all 4 members and 2 held-out non-members",
-        extras={"threshold": np.arange(6.0), "member_votes": np.full(6, 0.5)}, info={"vote_operating_point": {"tpr": 0.5}},
+        attack="qr",
+        ids=ids[:6],
+        scores=np.linspace(-1, 1, 6),
+        trace_timesteps=np.zeros(0, dtype=np.int64),
+        trace=np.zeros((6, 0)),
+        trace_label="",
+        unet_calls_per_image=11,
+        seconds=1.5,
+        params={"alpha": 0.01},
+        train_ids=ids[6:],
+        evaluated_on="all 4 members and 2 held-out non-members",
+        extras={"threshold": np.arange(6.0), "member_votes": np.full(6, 0.5)},
+        info={"vote_operating_point": {"tpr": 0.5}},
     )
     store = ResultStore(tmp_path)
     key = RunKey.of("t", "imgs", QuantileRegression(), 0, ids=ids, is_member=is_member)
@@ -268,8 +279,23 @@ def test_cli_attack_with_learned_attacks(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(REGISTRY, "secmi_nn", SecMINN)
     monkeypatch.setitem(REGISTRY, "qr", QuantileRegression)
     out = tmp_path / "run"
-    code = main(["attack", "--attacks", "secmi_nn,qr", "--limit", "30", "--out", str(out), "--device", "cpu",
-                 "--bootstrap", "0", "--params", json.dumps({"qr": {"n_models": 3}})])
+    code = main(
+        [
+            "attack",
+            "--attacks",
+            "secmi_nn,qr",
+            "--limit",
+            "30",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "0",
+            "--params",
+            json.dumps({"qr": {"n_models": 3}}),
+        ]
+    )
     assert code == 0
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     assert list(scores.columns) == ["id", "is_member", "secmi_nn", "secmi_nn_part", "qr", "qr_part"]
@@ -341,12 +367,17 @@ def test_fit_score_prepares_checked_inputs_once_for_every_learned_attack(tiny_ta
             return 0
 
         def partition(self, ids, is_member, seed):
-            return tuple(ids[: len(ids) // 2]), tuple(ids[len(ids) // 2:])
+            return tuple(ids[: len(ids) // 2]), tuple(ids[len(ids) // 2 :])
 
         def fit_and_score(self, target, data):
             seen.append(data)
-            return self.learned_result(data, -data.labels[data.eval_rows].astype(float), evaluated_on="second half",
-                                       extras={}, info={"n": len(data.ids)})
+            return self.learned_result(
+                data,
+                -data.labels[data.eval_rows].astype(float),
+                evaluated_on="second half",
+                extras={},
+                info={"n": len(data.ids)},
+            )
 
     x0 = _random_images(6)  # (6, 1, 8, 8): the tiny target's input
     res = FirstHalf().fit_score(tiny_target, x0, [1, 2, 3, 4, 5, 6], np.array([1, 0, 1, 0, 1, 0]), seed=3)

@@ -18,8 +18,23 @@ def _load():
 
 def test_cpu_benchmark_on_the_default_target(tmp_path):
     speed = _load()
-    code = speed.main(["--model", "default", "--images", "48", "--batches", "64", "--seconds", "0.05",
-                       "--device", "cpu", "--check", "--out", str(tmp_path)])
+    code = speed.main(
+        [
+            "--model",
+            "default",
+            "--images",
+            "48",
+            "--batches",
+            "64",
+            "--seconds",
+            "0.05",
+            "--device",
+            "cpu",
+            "--check",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "speed.json").read_text())
     assert report["device"].startswith("CPU")
@@ -47,6 +62,7 @@ def test_paper_style_baseline_matches_the_formulas(tiny_target):
     noise = per_image_noise(ids, 0, 1, (1, 8, 8))
     for name, params in (("loss", {"sweep": []}), ("pia", {"sweep": []}), ("secmi", {"trace": False})):
         ours = get_attack(name, params).run(tiny_target, x0.numpy(), ids=ids).scores
-        theirs = speed.paper_style_scores(name, tiny_target.unet, tiny_target.schedule, x0, noise,
-                                          torch.device("cpu"), batch=4)
+        theirs = speed.paper_style_scores(
+            name, tiny_target.unet, tiny_target.schedule, x0, noise, torch.device("cpu"), batch=4
+        )
         np.testing.assert_allclose(ours, theirs, rtol=1e-4)

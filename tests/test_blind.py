@@ -22,7 +22,7 @@ def test_features_by_hand():
     img[0, :2, :2, 0] = 255  # top-left quarter white
     f = blind_features(img, size=2)
     np.testing.assert_allclose(f[0, :4], [1.0, 0.0, 0.0, 0.0])
-    assert f[0, 4] == pytest.approx(0.25)                 # mean
+    assert f[0, 4] == pytest.approx(0.25)  # mean
     assert f[0, 5] == pytest.approx(np.sqrt(0.25 * 0.75))  # std
     with pytest.raises(ValueError, match="size"):
         blind_features(img, size=5)

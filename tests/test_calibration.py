@@ -69,8 +69,12 @@ def test_bootstrap_intervals_bracket_and_are_seeded():
 def test_partition_is_stratified_seeded_and_recorded():
     labels = np.array([1] * 30 + [0] * 71, dtype=bool)
     p = calibration_partition(labels, fraction=0.3, seed=5)
-    assert p.sizes() == {"calibration_members": 9, "calibration_nonmembers": 21,
-                         "test_members": 21, "test_nonmembers": 50}
+    assert p.sizes() == {
+        "calibration_members": 9,
+        "calibration_nonmembers": 21,
+        "test_members": 21,
+        "test_nonmembers": 50,
+    }
     assert np.array_equal(p.calibration, calibration_partition(labels, fraction=0.3, seed=5).calibration)
     assert not np.array_equal(p.calibration, calibration_partition(labels, fraction=0.3, seed=6).calibration)
     assert not (p.calibration & p.test).any()

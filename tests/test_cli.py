@@ -35,8 +35,23 @@ def tiny_folder(tmp_path_factory, tiny_unet_factory) -> Path:
 @pytest.fixture(scope="module")
 def attack_run(tiny_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "20",
-                 "--attacks", "loss,pia", "--out", str(out), "--device", "cpu"])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            "default",
+            "--limit",
+            "20",
+            "--attacks",
+            "loss,pia",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
     return code, out
 
 
@@ -67,8 +82,15 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
     part = calibration_partition(labels, fraction=0.5, seed=0)
     for name, m in metrics.items():
         t = m["transferred"]
-        assert t["partition"] == {"fraction": 0.5, "seed": 0, "stratified": True, "calibration_members": 10,
-                                  "calibration_nonmembers": 10, "test_members": 10, "test_nonmembers": 10}
+        assert t["partition"] == {
+            "fraction": 0.5,
+            "seed": 0,
+            "stratified": True,
+            "calibration_members": 10,
+            "calibration_nonmembers": 10,
+            "test_members": 10,
+            "test_nonmembers": 10,
+        }
         expected = transferred_tpr_at_fpr(scores[name].to_numpy(), labels, part, 0.1, n_bootstrap=0)
         assert t["at_fpr"]["0.1"]["tpr"] == pytest.approx(expected.tpr)
         assert t["at_fpr"]["0.1"]["fpr"] == pytest.approx(expected.fpr)
@@ -97,8 +119,26 @@ def test_attack_writes_scores_and_metrics(attack_run, tiny_folder):
 
 def test_attack_no_trace(tiny_folder, tmp_path, capsys):
     out = tmp_path / "nt"
-    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "5",
-                 "--attacks", "secmi,sima", "--out", str(out), "--no-trace", "--bootstrap", "0", "--device", "cpu"])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            "default",
+            "--limit",
+            "5",
+            "--attacks",
+            "secmi,sima",
+            "--out",
+            str(out),
+            "--no-trace",
+            "--bootstrap",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     traces = np.load(out / "traces.npz")
     assert traces["secmi_trace"].shape == (10, 0) and traces["sima_trace"].shape == (10, 0)
@@ -148,8 +188,25 @@ def test_info_prints_card(capsys):
 
 def test_train_writes_loadable_folder(tmp_path, capsys):
     out = tmp_path / "trained"
-    code = main(["train", "--data", "default", "--out", str(out), "--steps", "5", "--batch-size", "16",
-                 "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu"])
+    code = main(
+        [
+            "train",
+            "--data",
+            "default",
+            "--out",
+            str(out),
+            "--steps",
+            "5",
+            "--batch-size",
+            "16",
+            "--channels",
+            "16,32",
+            "--layers-per-block",
+            "1",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     target = load_target(str(out), device="cpu")
     assert list(target.unet.config.block_out_channels) == [16, 32]
@@ -161,25 +218,94 @@ def test_train_writes_loadable_folder(tmp_path, capsys):
 
 
 def test_train_options_resume_and_dp(tmp_path, capsys):
-    tiny = ["--batch-size", "16", "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu", "--log-every", "2"]
+    tiny = [
+        "--batch-size",
+        "16",
+        "--channels",
+        "16,32",
+        "--layers-per-block",
+        "1",
+        "--device",
+        "cpu",
+        "--log-every",
+        "2",
+    ]
     first = tmp_path / "first"
-    assert main(["train", "--data", "default", "--out", str(first), "--steps", "2", "--schedule", "cosine",
-                 "--augment", "strong", "--warmup-steps", "1", "--checkpoint-every", "2", *tiny]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "default",
+                "--out",
+                str(first),
+                "--steps",
+                "2",
+                "--schedule",
+                "cosine",
+                "--augment",
+                "strong",
+                "--warmup-steps",
+                "1",
+                "--checkpoint-every",
+                "2",
+                *tiny,
+            ]
+        )
+        == 0
+    )
     assert (first / "checkpoint" / "training_state.safetensors").is_file()
     log = json.loads((first / "train_log.json").read_text())
     assert log["config"]["schedule"] == "cosine" and log["config"]["augment"] == "strong"
     assert log["config"]["warmup_steps"] == 1 and log["config"]["checkpoint_every"] == 2
     assert load_target(str(first), device="cpu").schedule.kind == "cosine"
     resumed = tmp_path / "resumed"
-    assert main(["train", "--data", "default", "--out", str(resumed), "--steps", "4", "--schedule", "cosine",
-                 "--augment", "strong", "--warmup-steps", "1", "--resume", str(first), *tiny]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "default",
+                "--out",
+                str(resumed),
+                "--steps",
+                "4",
+                "--schedule",
+                "cosine",
+                "--augment",
+                "strong",
+                "--warmup-steps",
+                "1",
+                "--resume",
+                str(first),
+                *tiny,
+            ]
+        )
+        == 0
+    )
     assert json.loads((resumed / "train_log.json").read_text())["resumed_at"] == [2]
     # --hflip is kept as the old spelling of --augment hflip
     assert main(["train", "--data", "default", "--out", str(tmp_path / "h"), "--steps", "1", "--hflip", *tiny]) == 0
     assert json.loads((tmp_path / "h" / "train_log.json").read_text())["config"]["augment"] == "hflip"
     capsys.readouterr()
-    assert main(["train", "--data", "default", "--out", str(tmp_path / "dp"), "--steps", "2", "--dp-epsilon", "5",
-                 "--no-attention", *tiny]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "default",
+                "--out",
+                str(tmp_path / "dp"),
+                "--steps",
+                "2",
+                "--dp-epsilon",
+                "5",
+                "--no-attention",
+                *tiny,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert re.search(r"DP-SGD: epsilon [0-9.]+ \(target 5\) at delta", out), out
     log = json.loads((tmp_path / "dp" / "train_log.json").read_text())
@@ -191,17 +317,58 @@ def test_train_options_resume_and_dp(tmp_path, capsys):
     assert main(["info", "--target", str(first), "--device", "cpu"]) == 0
     assert re.search(r"DP-SGD\s+no", capsys.readouterr().out)
     # a resume that changes the run is refused with one line
-    code = main(["train", "--data", "default", "--out", str(tmp_path / "x"), "--steps", "4", "--lr", "1e-3",
-                 "--resume", str(first), *tiny])
+    code = main(
+        [
+            "train",
+            "--data",
+            "default",
+            "--out",
+            str(tmp_path / "x"),
+            "--steps",
+            "4",
+            "--lr",
+            "1e-3",
+            "--resume",
+            str(first),
+            *tiny,
+        ]
+    )
     assert code == 2 and "config differs" in capsys.readouterr().err
 
 
 def test_study_command(tmp_path, capsys):
     out = tmp_path / "study"
-    argv = ["study", "--factor", "augment", "--values", "none,hflip", "--data", "default", "--attacks", "loss",
-            "--out", str(out), "--models-dir", str(tmp_path / "models"), "--limit", "20", "--steps", "3",
-            "--batch-size", "16", "--channels", "16,32", "--layers-per-block", "1", "--device", "cpu",
-            "--bootstrap", "10", "--utility-draws", "1"]
+    argv = [
+        "study",
+        "--factor",
+        "augment",
+        "--values",
+        "none,hflip",
+        "--data",
+        "default",
+        "--attacks",
+        "loss",
+        "--out",
+        str(out),
+        "--models-dir",
+        str(tmp_path / "models"),
+        "--limit",
+        "20",
+        "--steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--channels",
+        "16,32",
+        "--layers-per-block",
+        "1",
+        "--device",
+        "cpu",
+        "--bootstrap",
+        "10",
+        "--utility-draws",
+        "1",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "augmentation" in printed and "hflip" in printed and "wrote" in printed
@@ -227,9 +394,25 @@ def _mia_executable() -> str:
 def test_console_script(tmp_path):
     out = tmp_path / "script"
     proc = subprocess.run(
-        [_mia_executable(), "attack", "--target", "default", "--data", "default", "--limit", "30",
-         "--attacks", "sima", "--out", str(out), "--device", "cpu"],
-        capture_output=True, text=True, timeout=300,
+        [
+            _mia_executable(),
+            "attack",
+            "--target",
+            "default",
+            "--data",
+            "default",
+            "--limit",
+            "30",
+            "--attacks",
+            "sima",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},  # see conftest.single_thread
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -253,11 +436,31 @@ def test_attack_new_attacks_on_a_diffusers_folder_and_an_image_folder(tiny_folde
         for k in range(40):
             Image.fromarray(digits.images[offset + k][..., 0]).save(data / part / f"{part}-{k:02d}.png")
     out = tmp_path / "run"
-    params = {"secmi_nn": {"min_steps": 4, "epochs": 1}, "qr": {"n_models": 3, "epochs": 2, "batch_size": 8},
-              "likelihood": {"rtol": 1e-2, "atol": 1e-2}, "elbo": {"n_timesteps": 10}}
-    code = main(["attack", "--target", str(tiny_folder), "--data", str(data), "--attacks",
-                 "secmi_nn,qr,likelihood,elbo", "--params", json.dumps(params), "--out", str(out),
-                 "--device", "cpu", "--bootstrap", "10"])
+    params = {
+        "secmi_nn": {"min_steps": 4, "epochs": 1},
+        "qr": {"n_models": 3, "epochs": 2, "batch_size": 8},
+        "likelihood": {"rtol": 1e-2, "atol": 1e-2},
+        "elbo": {"n_timesteps": 10},
+    }
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            str(data),
+            "--attacks",
+            "secmi_nn,qr,likelihood,elbo",
+            "--params",
+            json.dumps(params),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "10",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"secmi_nn", "qr", "likelihood", "elbo"}
@@ -296,19 +499,51 @@ def test_attack_runs_every_applicable_attack_on_each_kind(kind, tmp_path, tiny_u
         folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 1), {"prediction_type": "v_prediction"})
         skipped = set()
     elif kind == "zero_snr":
-        folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 1), {
-            "_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
-            "beta_end": 0.012, "rescale_betas_zero_snr": True, "prediction_type": "v_prediction",
-            "timestep_spacing": "trailing"})
+        folder = _pipeline(
+            tmp_path / kind,
+            tiny_unet_factory(8, 1),
+            {
+                "_class_name": "DDIMScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085,
+                "beta_end": 0.012,
+                "rescale_betas_zero_snr": True,
+                "prediction_type": "v_prediction",
+                "timestep_spacing": "trailing",
+            },
+        )
         skipped = {"elbo", "likelihood"}
     else:
-        folder = _pipeline(tmp_path / kind, tiny_unet_factory(8, 2), {"_class_name": "DDIMScheduler",
-                           "clip_sample": False}, vae=tiny_vae("kl"))
+        folder = _pipeline(
+            tmp_path / kind,
+            tiny_unet_factory(8, 2),
+            {"_class_name": "DDIMScheduler", "clip_sample": False},
+            vae=tiny_vae("kl"),
+        )
         skipped = {"elbo", "likelihood"}
     params = json.dumps({"elbo": {"n_timesteps": 4}, "likelihood": {"rtol": 1e-2, "atol": 1e-2}})
     out = tmp_path / "out"
-    code = main(["attack", "--target", str(folder), "--data", "default", "--limit", "6", "--attacks", ALL_CHEAP,
-                 "--params", params, "--out", str(out), "--device", "cpu", "--bootstrap", "10"])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(folder),
+            "--data",
+            "default",
+            "--limit",
+            "6",
+            "--attacks",
+            ALL_CHEAP,
+            "--params",
+            params,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "10",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
@@ -337,11 +572,28 @@ def test_attack_warns_on_a_biased_split(tiny_folder, tmp_path, capsys):
     for shift, name in ((0, "plain.npz"), (8, "shifted.npz")):
         shifted = pixels.copy()
         shifted[~is_member] += shift
-        np.savez(tmp_path / name, images=np.clip(shifted, 0, 255).astype(np.uint8), ids=np.asarray(ids),
-                 is_member=is_member)
+        np.savez(
+            tmp_path / name, images=np.clip(shifted, 0, 255).astype(np.uint8), ids=np.asarray(ids), is_member=is_member
+        )
         out = tmp_path / name.replace(".npz", "")
-        code = main(["attack", "--target", str(tiny_folder), "--data", str(tmp_path / name), "--attacks", "loss",
-                     "--out", str(out), "--device", "cpu", "--bootstrap", "100", "--no-trace"])
+        code = main(
+            [
+                "attack",
+                "--target",
+                str(tiny_folder),
+                "--data",
+                str(tmp_path / name),
+                "--attacks",
+                "loss",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--bootstrap",
+                "100",
+                "--no-trace",
+            ]
+        )
         captured = capsys.readouterr()
         assert code == 0, captured.err
         blind = json.loads((out / "run.json").read_text())["blind_baseline"]
@@ -355,8 +607,12 @@ def test_attack_warns_on_a_biased_split(tiny_folder, tmp_path, capsys):
 def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
     """`mia infer-set`: demo sets on the default target (demo store scores) and two image folders."""
     out = tmp_path / "members.json"
-    assert main(["infer-set", "--demo", "members", "--size", "20", "--attacks", "pia", "--device", "cpu",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            ["infer-set", "--demo", "members", "--size", "20", "--attacks", "pia", "--device", "cpu", "--out", str(out)]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["used"] and res["p_value"] < 0.05 and res["n_suspect"] == 20 and res["n_heldout"] == 20
     assert "Likely used for training" in capsys.readouterr().out
@@ -371,8 +627,26 @@ def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
         for k in range(6):
             Image.fromarray(digits.images[offset + k][..., 0]).save(tmp_path / part / f"{part}-{k}.png")
     out = tmp_path / "folders.json"
-    assert main(["infer-set", "--target", str(tiny_folder), "--suspect", str(tmp_path / "suspect"), "--heldout",
-                 str(tmp_path / "heldout"), "--attacks", "pia,loss", "--device", "cpu", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "infer-set",
+                "--target",
+                str(tiny_folder),
+                "--suspect",
+                str(tmp_path / "suspect"),
+                "--heldout",
+                str(tmp_path / "heldout"),
+                "--attacks",
+                "pia,loss",
+                "--device",
+                "cpu",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert res["features"] == ["pia", "loss"] and res["n_control"] == 6 and res["n_suspect"] == 3
     assert 0 <= res["p_value"] <= 1
@@ -384,9 +658,31 @@ def test_infer_set_demo_and_folders(tiny_folder, tmp_path, capsys):
 def test_study_shift_mixing_experiment(tiny_folder, tmp_path, capsys):
     """`mia study --factor shift`: the blind baseline's AUC rises with the share of shifted non-members."""
     out = tmp_path / "shift"
-    code = main(["study", "--factor", "shift", "--values", "0,1", "--target", str(tiny_folder), "--data", "default",
-                 "--limit", "60", "--attacks", "loss", "--shift", "brightness:40", "--out", str(out),
-                 "--device", "cpu", "--bootstrap", "50"])
+    code = main(
+        [
+            "study",
+            "--factor",
+            "shift",
+            "--values",
+            "0,1",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            "default",
+            "--limit",
+            "60",
+            "--attacks",
+            "loss",
+            "--shift",
+            "brightness:40",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--bootstrap",
+            "50",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     study = json.loads((out / "study.json").read_text())
     assert study["factor"] == "shift" and study["attacks"] == ["loss", "blind"]

@@ -15,8 +15,16 @@ import pytest
 import torch
 
 from mia_core.cli import main
-from mia_core.convert import (ConvertError, build_unet, convert_checkpoint, infer_architecture, load_checkpoint,
-                              pick_state_dict, read_conversion, sinusoidal_table)
+from mia_core.convert import (
+    ConvertError,
+    build_unet,
+    convert_checkpoint,
+    infer_architecture,
+    load_checkpoint,
+    pick_state_dict,
+    read_conversion,
+    sinusoidal_table,
+)
 from mia_core.target import load_target
 
 PAPERS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "papers_checkpoint"
@@ -26,7 +34,9 @@ CKPT = PAPERS_DIR / "ckpt-step5000.pt"
 @pytest.fixture(scope="module")
 def papers_dir() -> Path:
     if not (CKPT.is_file() and (PAPERS_DIR / "reference_outputs.npz").is_file()):
-        pytest.skip("../shared/fixtures/papers_checkpoint not found: the papers' checkpoint fixture is not available here")
+        pytest.skip(
+            "../shared/fixtures/papers_checkpoint not found: the papers' checkpoint fixture is not available here"
+        )
     return PAPERS_DIR
 
 
@@ -96,8 +106,10 @@ def test_formula_table_converts_to_diffusers_sin_cos_embedding(papers_dir, tmp_p
     state = pick_state_dict(ckpt)
     state["time_embedding.timembedding.0.weight"] = sinusoidal_table(1000, 32)
     path = tmp_path / "parallel.pt"
-    torch.save({"ema_model": {f"module.{k}": v for k, v in state.items()}, "net_model": {}, "step": 7,
-                "x_T": ckpt["x_T"]}, path)
+    torch.save(
+        {"ema_model": {f"module.{k}": v for k, v in state.items()}, "net_model": {}, "step": 7, "x_T": ckpt["x_T"]},
+        path,
+    )
     result = convert_checkpoint(path, tmp_path / "out")
     assert result.time_embedding == "positional" and result.time_table_deviation < 1e-6
     target = load_target(str(tmp_path / "out"), device="cpu")
@@ -160,8 +172,22 @@ def test_two_commands_reproduce_the_papers_setting(converted, tmp_path, capsys):
     images = rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "cifar_part.npz", images=images, orig_index=np.concatenate([members, nonmembers]))
     out = tmp_path / "run"
-    code = main(["attack", "--target", str(converted), "--data", f"{split_file}@{tmp_path / 'cifar_part.npz'}",
-                 "--attacks", "pia,loss", "--no-trace", "--bootstrap", "10", "--out", str(out)])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(converted),
+            "--data",
+            f"{split_file}@{tmp_path / 'cifar_part.npz'}",
+            "--attacks",
+            "pia,loss",
+            "--no-trace",
+            "--bootstrap",
+            "10",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "4 members, 4 non-members" in printed

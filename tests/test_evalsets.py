@@ -14,9 +14,17 @@ MEMBER = np.array([True, True, True, False, False, False])
 
 def _result(name, ids, scores, **kw):
     n = len(ids)
-    return AttackResult(attack=name, ids=tuple(ids), scores=np.asarray(scores, dtype=float),
-                        trace_timesteps=np.array([0, 10]), trace=np.arange(2 * n, dtype=float).reshape(n, 2),
-                        trace_label="", unet_calls_per_image=1, seconds=0.0, **kw)
+    return AttackResult(
+        attack=name,
+        ids=tuple(ids),
+        scores=np.asarray(scores, dtype=float),
+        trace_timesteps=np.array([0, 10]),
+        trace=np.arange(2 * n, dtype=float).reshape(n, 2),
+        trace_label="",
+        unet_calls_per_image=1,
+        seconds=0.0,
+        **kw,
+    )
 
 
 def test_labels_for_looks_up_by_id_and_names_an_unknown_one():
@@ -46,17 +54,26 @@ def test_restrict_selects_scores_trace_and_extras_by_id():
 
 def test_describe_says_what_was_scored_and_trained_on():
     part = _result("secmi_nn", ("b", "c", "e"), [0.5, 0.2, 0.3], train_ids=("a", "d", "f"))
-    assert describe(part, ALL, MEMBER) == ("held-out part: 2 members, 1 non-members; trained on 3 other images "
-                                           "(1 members, 2 non-members)")
+    assert describe(part, ALL, MEMBER) == (
+        "held-out part: 2 members, 1 non-members; trained on 3 other images (1 members, 2 non-members)"
+    )
     assert describe(_result("pia", ALL, np.zeros(6)), ALL, MEMBER) == "all images (3 members, 3 non-members)"
 
 
 def test_learned_sample_lines_for_a_training_image_and_a_scored_one():
     # qr-like: 2 members (b, c) and 2 held-out non-members (e, f) scored; d was public (trained on)
-    res = _result("qr", ("b", "c", "e", "f"), [3.0, 1.0, 0.5, -1.0], train_ids=("d",),
-                  params={"n_models": 9, "alpha": 0.01},
-                  extras={"threshold": np.array([0.2, 0.3, 0.4, 0.5]), "t_error": np.array([0.1, 0.35, 0.6, 0.9]),
-                          "member_votes": np.array([7 / 9, 4 / 9, 2 / 9, 0.0])})
+    res = _result(
+        "qr",
+        ("b", "c", "e", "f"),
+        [3.0, 1.0, 0.5, -1.0],
+        train_ids=("d",),
+        params={"n_models": 9, "alpha": 0.01},
+        extras={
+            "threshold": np.array([0.2, 0.3, 0.4, 0.5]),
+            "t_error": np.array([0.1, 0.35, 0.6, 0.9]),
+            "member_votes": np.array([7 / 9, 4 / 9, 2 / 9, 0.0]),
+        },
+    )
     labels = labels_for(res.ids, ALL, MEMBER)
     assert "trained on this image" in learned_sample_lines("qr", res, "d", labels, 0.5)[0]
     assert learned_sample_lines("qr", res, "a", labels, 0.5) == ["did not use this image."]

@@ -69,12 +69,15 @@ def test_labels_for_and_metrics_on_a_subset(small_exp):
         small_exp.labels_for([ids[0], "nope"])
     # A result over members 0..2 and non-members 6..8 that ranks them perfectly.
     part = ids[:3] + ids[6:9]
-    res = AttackResult("x", part, np.array([3.0, 2.0, 1.0, 0.0, -1.0, -2.0]), np.zeros(0, np.int64),
-                       np.zeros((6, 0)), "", 0, 0.0)
+    res = AttackResult(
+        "x", part, np.array([3.0, 2.0, 1.0, 0.0, -1.0, -2.0]), np.zeros(0, np.int64), np.zeros((6, 0)), "", 0, 0.0
+    )
     m = small_exp.metrics(res, n_bootstrap=0)
     assert (m.auc, m.n_members, m.n_nonmembers) == (1.0, 3, 3)
     with pytest.raises(ValueError, match="not one of"):
-        small_exp.metrics(AttackResult("x", ("nope",), np.zeros(1), np.zeros(0, np.int64), np.zeros((1, 0)), "", 0, 0.0))
+        small_exp.metrics(
+            AttackResult("x", ("nope",), np.zeros(1), np.zeros(0, np.int64), np.zeros((1, 0)), "", 0, 0.0)
+        )
 
 
 def test_demo_store_is_found_for_the_default_experiment():

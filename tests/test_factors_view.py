@@ -11,24 +11,63 @@ from mia_core.views import factors as fv
 from mia_core.views.attack_info import short_name
 
 
-def make_study(factor="dp_epsilon", values=(None, 10.0, 4.0, 1.0), labels=("no DP", "10", "4", "1"),
-               aucs=None, heldout=(0.031, 0.040, 0.049, 0.058), member=(0.020, 0.035, 0.046, 0.057),
-               attacks=("loss", "pia"), ci=0.03, epsilons=(None, 9.9, 3.9, 0.99)) -> dict:
+def make_study(
+    factor="dp_epsilon",
+    values=(None, 10.0, 4.0, 1.0),
+    labels=("no DP", "10", "4", "1"),
+    aucs=None,
+    heldout=(0.031, 0.040, 0.049, 0.058),
+    member=(0.020, 0.035, 0.046, 0.057),
+    attacks=("loss", "pia"),
+    ci=0.03,
+    epsilons=(None, 9.9, 3.9, 0.99),
+) -> dict:
     """A study.json dict (format mia-study/1) with hand-chosen numbers; rows given in reverse order on purpose."""
     aucs = aucs or {"loss": (0.75, 0.60, 0.55, 0.50), "pia": (0.97, 0.70, 0.60, 0.52)}
     rows, models = [], []
     for i, (v, lab) in enumerate(zip(values, labels)):
         for a in attacks:
             x = aucs[a][i]
-            rows.append({"value": v, "label": lab, "attack": a, "auc": x, "auc_ci": [x - ci, x + ci],
-                         "tpr_at_1pct": round(x - 0.5, 3), "tpr_at_0_1pct": None,
-                         "n_members": 200, "n_nonmembers": 300})
-        models.append({"value": v, "label": lab, "heldout_loss": heldout[i], "member_loss": member[i],
-                       "epsilon": epsilons[i] if factor == "dp_epsilon" else None, "train_seconds": 10.0 + i,
-                       "steps": 1000, "n_members": 200, "target_dir": f"models/{factor}-{lab}"})
-    return {"format": "mia-study/1", "factor": factor, "factor_label": "DP target epsilon", "values": list(values),
-            "data": "default", "attacks": list(attacks), "base_config": {"steps": 1000}, "command": "mia study ...",
-            "device": "cpu", "seconds": 12.5, "rows": rows[::-1], "models": models[::-1]}
+            rows.append(
+                {
+                    "value": v,
+                    "label": lab,
+                    "attack": a,
+                    "auc": x,
+                    "auc_ci": [x - ci, x + ci],
+                    "tpr_at_1pct": round(x - 0.5, 3),
+                    "tpr_at_0_1pct": None,
+                    "n_members": 200,
+                    "n_nonmembers": 300,
+                }
+            )
+        models.append(
+            {
+                "value": v,
+                "label": lab,
+                "heldout_loss": heldout[i],
+                "member_loss": member[i],
+                "epsilon": epsilons[i] if factor == "dp_epsilon" else None,
+                "train_seconds": 10.0 + i,
+                "steps": 1000,
+                "n_members": 200,
+                "target_dir": f"models/{factor}-{lab}",
+            }
+        )
+    return {
+        "format": "mia-study/1",
+        "factor": factor,
+        "factor_label": "DP target epsilon",
+        "values": list(values),
+        "data": "default",
+        "attacks": list(attacks),
+        "base_config": {"steps": 1000},
+        "command": "mia study ...",
+        "device": "cpu",
+        "seconds": 12.5,
+        "rows": rows[::-1],
+        "models": models[::-1],
+    }
 
 
 # -- ordering -----------------------------------------------------------------------------------
@@ -70,8 +109,14 @@ def test_view_orders_rows_and_models():
 
 
 def test_equal_labels_are_told_apart():
-    study = make_study(factor="steps", values=(100, 200), labels=("x", "x"), heldout=(0.1, 0.2), member=(0.1, 0.2),
-                       aucs={"loss": (0.6, 0.7), "pia": (0.6, 0.7)})
+    study = make_study(
+        factor="steps",
+        values=(100, 200),
+        labels=("x", "x"),
+        heldout=(0.1, 0.2),
+        member=(0.1, 0.2),
+        aucs={"loss": (0.6, 0.7), "pia": (0.6, 0.7)},
+    )
     assert fv.study_view(study).labels == ["x (100)", "x (200)"]
 
 
@@ -141,26 +186,45 @@ def test_figure_without_utility_has_one_panel():
 
 def test_findings_name_the_trade_off():
     lines = fv.findings(fv.study_view(make_study()))
-    assert lines[0] == ("AUC of **PIA** (the strongest attack here) falls from 0.97 to 0.52 as the privacy budget "
-                        "goes from **no DP** to **ε = 1**, while the held-out loss rises from 0.031 to 0.058.")
+    assert lines[0] == (
+        "AUC of **PIA** (the strongest attack here) falls from 0.97 to 0.52 as the privacy budget "
+        "goes from **no DP** to **ε = 1**, while the held-out loss rises from 0.031 to 0.058."
+    )
     assert "larger than the 95 % bootstrap intervals" in lines[1]
     assert lines[2] == "The other attacks over the same range: Loss 0.75 → 0.50."
-    assert lines[3] == ("The generalisation gap (held-out minus training loss, the signal loss-based attacks read) "
-                        "shrinks (+0.011 → +0.001).")
+    assert lines[3] == (
+        "The generalisation gap (held-out minus training loss, the signal loss-based attacks read) "
+        "shrinks (+0.011 → +0.001)."
+    )
     assert lines[4] == "At a 1 % false-positive rate PIA finds 47% of the members with no DP and 2% with ε = 1."
 
 
 def test_findings_flat_peaked_and_noisy():
-    study = make_study(factor="steps", values=(500, 2000, 12000), labels=("500", "2000", "12000"),
-                       aucs={"loss": (0.60, 0.65, 0.61), "pia": (0.70, 0.90, 0.71)},
-                       heldout=(0.05, 0.05, 0.05), member=(0.05, 0.04, 0.03), ci=0.05)
+    study = make_study(
+        factor="steps",
+        values=(500, 2000, 12000),
+        labels=("500", "2000", "12000"),
+        aucs={"loss": (0.60, 0.65, 0.61), "pia": (0.70, 0.90, 0.71)},
+        heldout=(0.05, 0.05, 0.05),
+        member=(0.05, 0.04, 0.03),
+        ci=0.05,
+    )
     lines = fv.findings(fv.study_view(study))
-    assert lines[0].startswith("AUC of **PIA** (the strongest attack here) stays about the same at about 0.70 "
-                               "(from 0.70 to 0.71) as training goes from **500** to **12,000** steps")
+    assert lines[0].startswith(
+        "AUC of **PIA** (the strongest attack here) stays about the same at about 0.70 "
+        "(from 0.70 to 0.71) as training goes from **500** to **12,000** steps"
+    )
     assert lines[0].endswith("while the held-out loss stays at about 0.05.")
     assert "peaks at 0.90 with 2,000 steps" in lines[1]
-    rising = make_study(factor="steps", values=(500, 2000), labels=("500", "2000"), ci=0.05,
-                        aucs={"loss": (0.6, 0.6), "pia": (0.70, 0.75)}, heldout=(0.1, 0.1), member=(0.1, 0.1))
+    rising = make_study(
+        factor="steps",
+        values=(500, 2000),
+        labels=("500", "2000"),
+        ci=0.05,
+        aucs={"loss": (0.6, 0.6), "pia": (0.70, 0.75)},
+        heldout=(0.1, 0.1),
+        member=(0.1, 0.1),
+    )
     assert any("intervals at the two ends overlap" in line for line in fv.findings(fv.study_view(rising)))
 
 
@@ -183,7 +247,9 @@ def test_a_study_still_running_keeps_its_pending_values_on_the_axis():
     view = fv.study_view(study)
     assert view.labels == ["no DP", "10", "4", "1"]  # from "values", labelled as mia_core.lab.study labels them
     assert list(fv.factor_figure(view).layout.xaxis.categoryarray) == ["no DP", "10", "4", "1"]
-    assert fv.findings(view)[0].startswith("AUC of **PIA** (the strongest attack here) falls from 0.97 to 0.70 as "
-                                           "the privacy budget goes from **no DP** to **ε = 10**")
+    assert fv.findings(view)[0].startswith(
+        "AUC of **PIA** (the strongest attack here) falls from 0.97 to 0.70 as "
+        "the privacy budget goes from **no DP** to **ε = 10**"
+    )
     study["rows"] = [r for r in study["rows"] if r["label"] == "no DP"]
     assert fv.findings(fv.study_view(study)) == ["Only one value of DP target epsilon has results: nothing to compare."]

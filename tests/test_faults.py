@@ -56,8 +56,9 @@ def _stored(tiny_target, tmp_path):
 # -- the store heals ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncate_npz", "garbage_npz", "garbage_meta", "meta_list", "meta_missing_key",
-                                    "flip_byte"])
+@pytest.mark.parametrize(
+    "damage", ["truncate_npz", "garbage_npz", "garbage_meta", "meta_list", "meta_missing_key", "flip_byte"]
+)
 def test_damaged_entry_is_quarantined_reported_once_and_recomputed(tiny_target, tmp_path, monkeypatch, damage):
     store, x0, ids, first = _stored(tiny_target, tmp_path)
     key = RunKey.of(tiny_target.fingerprint, "imgs", ATTACKS()[0], 1)
@@ -196,8 +197,9 @@ def damaged_store(tmp_path, monkeypatch):
     return store, sima
 
 
-@pytest.mark.parametrize("page", ["pages/attack_lab.py", "pages/compare.py", "pages/sample.py",
-                                  "pages/was_my_image_used.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/attack_lab.py", "pages/compare.py", "pages/sample.py", "pages/was_my_image_used.py"]
+)
 def test_pages_show_a_notice_not_a_traceback_for_a_damaged_store(damaged_store, monkeypatch, page):
     from streamlit.testing.v1 import AppTest
 
@@ -263,27 +265,49 @@ def _readonly_store(tmp_path):
     return ["--store", str(tmp_path / "taken" / "store")]
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (_bad_out_file, r"--out '.*taken' is a file"),
-    (_bad_out_under_file, r"--out '.*taken/run' cannot be written"),
-    (_readonly_store, r"--store '.*taken/store': new results cannot be saved"),
-    (["--seed", "-1"], r"--seed must be >= 0, got -1"),
-    (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
-    (["--batch-size", "-3"], r"--batch-size must be >= 1, got -3"),
-    (["--device", "banana"], r"--device 'banana' is not a device"),
-    (["--attacks", ""], r"--attacks names no attack \(got ''\)"),
-    (["--attacks", " , "], r"--attacks names no attack"),
-    (["--attacks", "loss,sima,pia", "--params", '{"pia": {"timestep": 5000}}'],
-     r"pia parameter timestep=5000 is out of range for this target: its timesteps are 0\.\.999"),
-    (["--attacks", "loss,secmi", "--params", '{"loss": {"sweep": [0, 1000]}}'], r"loss parameter sweep=\[0, 1000\]"),
-    (["--attacks", "secmi", "--params", '{"secmi": {"t_sec": 2000, "k": 10}}'], r"secmi parameter t_sec=2000"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (_bad_out_file, r"--out '.*taken' is a file"),
+        (_bad_out_under_file, r"--out '.*taken/run' cannot be written"),
+        (_readonly_store, r"--store '.*taken/store': new results cannot be saved"),
+        (["--seed", "-1"], r"--seed must be >= 0, got -1"),
+        (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
+        (["--batch-size", "-3"], r"--batch-size must be >= 1, got -3"),
+        (["--device", "banana"], r"--device 'banana' is not a device"),
+        (["--attacks", ""], r"--attacks names no attack \(got ''\)"),
+        (["--attacks", " , "], r"--attacks names no attack"),
+        (
+            ["--attacks", "loss,sima,pia", "--params", '{"pia": {"timestep": 5000}}'],
+            r"pia parameter timestep=5000 is out of range for this target: its timesteps are 0\.\.999",
+        ),
+        (
+            ["--attacks", "loss,secmi", "--params", '{"loss": {"sweep": [0, 1000]}}'],
+            r"loss parameter sweep=\[0, 1000\]",
+        ),
+        (["--attacks", "secmi", "--params", '{"secmi": {"t_sec": 2000, "k": 10}}'], r"secmi parameter t_sec=2000"),
+    ],
+)
 def test_bad_arguments_stop_before_the_first_unet_call(tiny_folder, tmp_path, capsys, unet_calls, extra, message):
     from mia_core.cli import main
 
     extra = extra(tmp_path) if callable(extra) else extra
-    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
-            "--attacks", "loss,sima", "--out", str(tmp_path / "out"), *extra]
+    argv = [
+        "attack",
+        "--target",
+        str(tiny_folder),
+        "--data",
+        "default",
+        "--limit",
+        "4",
+        "--device",
+        "cpu",
+        "--attacks",
+        "loss,sima",
+        "--out",
+        str(tmp_path / "out"),
+        *extra,
+    ]
     code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == 2, err
@@ -302,8 +326,24 @@ def test_a_late_failure_still_writes_the_attacks_that_finished(tiny_folder, tmp_
 
     monkeypatch.setattr(SimA, "compute", broken)
     out = tmp_path / "out"
-    code = main(["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
-                 "--attacks", "loss,pia,sima,pian", "--out", str(out), "--no-trace"])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            "default",
+            "--limit",
+            "4",
+            "--device",
+            "cpu",
+            "--attacks",
+            "loss,pia,sima,pian",
+            "--out",
+            str(out),
+            "--no-trace",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "sima failed: RuntimeError: simulated failure" in err and "finished attacks kept: loss, pia" in err
@@ -330,14 +370,35 @@ def test_kill_9_mid_run_then_rerun_gives_identical_scores(tiny_folder, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
     def command(store: Path, out: Path) -> list[str]:
-        return [sys.executable, "-m", "mia_core.cli", "attack", "--target", str(tiny_folder), "--data", "default",
-                "--limit", "80", "--device", "cpu", "--batch-size", "4", "--attacks", "sima,loss,pia",
-                "--params", '{"sima": {"sweep": []}, "pia": {"sweep": [0, 100, 200, 300, 400]}}',
-                "--store", str(store), "--out", str(out)]
+        return [
+            sys.executable,
+            "-m",
+            "mia_core.cli",
+            "attack",
+            "--target",
+            str(tiny_folder),
+            "--data",
+            "default",
+            "--limit",
+            "80",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--attacks",
+            "sima,loss,pia",
+            "--params",
+            '{"sima": {"sweep": []}, "pia": {"sweep": [0, 100, 200, 300, 400]}}',
+            "--store",
+            str(store),
+            "--out",
+            str(out),
+        ]
 
     store = tmp_path / "store"
-    proc = subprocess.Popen(command(store, tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        command(store, tmp_path / "killed"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not list(store.glob("*/result.npz")):
         time.sleep(0.05)
@@ -392,20 +453,28 @@ def _scheduler(folder: Path, **config) -> None:
 
 
 MALFORMED = {
-    "config_is_a_list": (lambda f: (f / "config.json").write_text("[1, 2]"),
-                         r"config\.json .*is a list, not an object"),
-    "config_invalid_json": (lambda f: (f / "config.json").write_text("{'single': quotes}"),
-                            r"config\.json is not valid JSON"),
+    "config_is_a_list": (
+        lambda f: (f / "config.json").write_text("[1, 2]"),
+        r"config\.json .*is a list, not an object",
+    ),
+    "config_invalid_json": (
+        lambda f: (f / "config.json").write_text("{'single': quotes}"),
+        r"config\.json is not valid JSON",
+    ),
     "sample_size_text": (lambda f: _set_config(f, sample_size="big"), r"sample_size='big'"),
     "channels_text": (lambda f: _set_config(f, block_out_channels="16,32"), r"block_out_channels='16,32'"),
     "in_channels_negative": (lambda f: _set_config(f, in_channels=-1), r"in_channels=-1"),
     "huge_sample_size": (lambda f: _set_config(f, sample_size=100000), r"sample_size=100000.* GiB"),
     "truncated_weights": (_truncate_weights, r"diffusion_pytorch_model\.safetensors.*(truncated|corrupt)"),
     "garbage_weights": (_garbage_header, r"diffusion_pytorch_model\.safetensors.*(truncated|corrupt)"),
-    "unknown_beta_schedule": (lambda f: _scheduler(f, beta_schedule="wiggly"),
-                              r"scheduler_config\.json.*beta_schedule.*'wiggly'"),
-    "scheduler_invalid_json": (lambda f: (f / "scheduler_config.json").write_text("{"),
-                               r"scheduler_config\.json is not valid JSON"),
+    "unknown_beta_schedule": (
+        lambda f: _scheduler(f, beta_schedule="wiggly"),
+        r"scheduler_config\.json.*beta_schedule.*'wiggly'",
+    ),
+    "scheduler_invalid_json": (
+        lambda f: (f / "scheduler_config.json").write_text("{"),
+        r"scheduler_config\.json is not valid JSON",
+    ),
 }
 
 
@@ -506,11 +575,14 @@ def test_default_roots_are_project_store_and_current_folder(tmp_path, monkeypatc
     assert allowed_roots() == [REPO_DIR.resolve(), (tmp_path / "store").resolve(), tmp_path.resolve()]
 
 
-@pytest.mark.parametrize(("page", "box", "button"), [
-    ("pages/data.py", "data.folder_path", "data.apply_folder"),
-    ("pages/data.py", "data.npz_path", "data.apply_npz"),
-    ("pages/target.py", "target.folder", "target.apply"),
-])
+@pytest.mark.parametrize(
+    ("page", "box", "button"),
+    [
+        ("pages/data.py", "data.folder_path", "data.apply_folder"),
+        ("pages/data.py", "data.npz_path", "data.apply_npz"),
+        ("pages/target.py", "target.folder", "target.apply"),
+    ],
+)
 def test_pages_refuse_paths_outside_the_allow_list(open_page, tmp_path, monkeypatch, page, box, button):
     secret = tmp_path.parent / f"{tmp_path.name}-secret"
     (secret / ".ssh").mkdir(parents=True, exist_ok=True)
@@ -625,13 +697,53 @@ def test_mixed_size_folder_uses_the_stated_rule_in_cli_train_and_experiment(tmp_
     images, _ = resolve_data(folder, resolution=10)
     assert images.images.shape == (4, 10, 10, 1)
     exp = load_experiment(str(tiny_folder), folder, device="cpu")
-    assert exp.images.images.shape == (4, 8, 8, 1) and "centre-cropped to a square and resized to 8x8" in \
-        exp.conversion.report
-    assert main(["train", "--data", folder, "--out", str(tmp_path / "t"), "--steps", "1", "--channels", "8,16",
-                 "--layers-per-block", "1", "--resolution", "8", "--device", "cpu", "--batch-size", "2"]) == 0
+    assert (
+        exp.images.images.shape == (4, 8, 8, 1)
+        and "centre-cropped to a square and resized to 8x8" in exp.conversion.report
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                folder,
+                "--out",
+                str(tmp_path / "t"),
+                "--steps",
+                "1",
+                "--channels",
+                "8,16",
+                "--layers-per-block",
+                "1",
+                "--resolution",
+                "8",
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "t" / "unet" / "config.json").read_text())["sample_size"] == 8
-    assert main(["train", "--data", folder, "--out", str(tmp_path / "u"), "--steps", "1", "--device", "cpu",
-                 "--resolution", "0"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                folder,
+                "--out",
+                str(tmp_path / "u"),
+                "--steps",
+                "1",
+                "--device",
+                "cpu",
+                "--resolution",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "--resolution must be >= 1, got 0" in capsys.readouterr().err
 
 
@@ -643,7 +755,7 @@ def test_info_default_shows_training_command_and_dp_line(capsys):
     assert main(["info", "--target", "assets/default_target", "--device", "cpu"]) == 0
     by_path = capsys.readouterr().out
     for label in ("trained by", "DP-SGD"):
-        line = next(l for l in by_path.splitlines() if l.startswith(label))
+        line = next(row for row in by_path.splitlines() if row.startswith(label))
         assert line in default.splitlines()
 
 
@@ -668,18 +780,37 @@ def test_data_page_removes_rejected_uploads_and_refuses_a_pixel_burst(open_page,
     assert not uploads.exists() or list(uploads.iterdir()) == []
 
 
-@pytest.mark.parametrize(("extra", "message"), [
-    (["--params", '{"pia": {"timestep": 5000}}'], r"pia parameter timestep=5000 is out of range"),
-    (["--attacks", ""], r"--attacks names no attack"),
-    (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
-])
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--params", '{"pia": {"timestep": 5000}}'], r"pia parameter timestep=5000 is out of range"),
+        (["--attacks", ""], r"--attacks names no attack"),
+        (["--bootstrap", "-1"], r"--bootstrap must be >= 0, got -1"),
+    ],
+)
 def test_study_validates_attacks_before_training(tmp_path, capsys, monkeypatch, extra, message):
     from mia_core.cli import main
     from mia_core.lab import study
 
     monkeypatch.setattr(study, "train", lambda *a, **k: pytest.fail("a model was trained before validation"))
-    code = main(["study", "--factor", "steps", "--values", "1,2", "--data", "default", "--attacks", "loss,sima,pia",
-                 "--out", str(tmp_path / "s"), "--device", "cpu", *extra])
+    code = main(
+        [
+            "study",
+            "--factor",
+            "steps",
+            "--values",
+            "1,2",
+            "--data",
+            "default",
+            "--attacks",
+            "loss,sima,pia",
+            "--out",
+            str(tmp_path / "s"),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and re.search(message, err) and "\n" not in err, err
 
@@ -690,8 +821,22 @@ def test_cli_rerun_over_a_truncated_result_names_it_and_recomputes(tiny_folder, 
     from mia_core.cli import main
 
     store = tmp_path / "store"
-    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
-            "--attacks", "loss,sima", "--no-trace", "--store", str(store)]
+    argv = [
+        "attack",
+        "--target",
+        str(tiny_folder),
+        "--data",
+        "default",
+        "--limit",
+        "4",
+        "--device",
+        "cpu",
+        "--attacks",
+        "loss,sima",
+        "--no-trace",
+        "--store",
+        str(store),
+    ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     npz = next(store.glob("*/result.npz"))
     npz.write_bytes(npz.read_bytes()[:64])
@@ -699,7 +844,9 @@ def test_cli_rerun_over_a_truncated_result_names_it_and_recomputes(tiny_folder, 
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     err = capsys.readouterr().err
     assert f"mia: warning: damaged stored result {npz.parent}" in err and "Traceback" not in err
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / "scores.csv"), pd.read_csv(tmp_path / "b" / "scores.csv")
+    )
     assert len(list((store / "quarantine").iterdir())) == 1 and npz.exists()  # recomputed in place
 
 
@@ -707,15 +854,31 @@ def test_cli_reads_a_readonly_store_when_everything_is_stored(tiny_folder, tmp_p
     from mia_core.cli import main
 
     store = tmp_path / "store"
-    argv = ["attack", "--target", str(tiny_folder), "--data", "default", "--limit", "4", "--device", "cpu",
-            "--attacks", "sima", "--no-trace", "--store", str(store)]
+    argv = [
+        "attack",
+        "--target",
+        str(tiny_folder),
+        "--data",
+        "default",
+        "--limit",
+        "4",
+        "--device",
+        "cpu",
+        "--attacks",
+        "sima",
+        "--no-trace",
+        "--store",
+        str(store),
+    ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     unet_calls.clear()
     capsys.readouterr()
     monkeypatch.setattr(ResultStore, "write_problem", lambda self: f"new results cannot be saved: {self.root} (test)")
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     assert "mia: note: --store" in capsys.readouterr().err and unet_calls == []
-    assert main([*argv[:-5], "--attacks", "sima,loss", "--no-trace", "--store", str(store),
-                 "--out", str(tmp_path / "c")]) == 2
+    assert (
+        main([*argv[:-5], "--attacks", "sima,loss", "--no-trace", "--store", str(store), "--out", str(tmp_path / "c")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "new results cannot be saved" in err and "loss would be computed" in err and unet_calls == []

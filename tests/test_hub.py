@@ -82,10 +82,18 @@ def _ddpm_repo(folder: Path, unet, *, variant=None, max_shard_size=None, extra=T
     shard = {"max_shard_size": max_shard_size} if max_shard_size else {}
     unet.save_pretrained(folder / "unet", safe_serialization=True, variant=variant, **shard)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(
-        {"_class_name": "DDPMScheduler", "beta_schedule": "linear", "prediction_type": "v_prediction"}))
-    (folder / "model_index.json").write_text(json.dumps(
-        {"_class_name": "DDPMPipeline", "unet": ["diffusers", "UNet2DModel"], "scheduler": ["diffusers", "DDPMScheduler"]}))
+    (folder / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps({"_class_name": "DDPMScheduler", "beta_schedule": "linear", "prediction_type": "v_prediction"})
+    )
+    (folder / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DDPMPipeline",
+                "unet": ["diffusers", "UNet2DModel"],
+                "scheduler": ["diffusers", "DDPMScheduler"],
+            }
+        )
+    )
     if extra:  # what must never be downloaded: pickles, other variants, unneeded components
         (folder / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
         (folder / "text_encoder").mkdir()
@@ -99,8 +107,12 @@ def test_pipeline_repo_downloads_only_its_components(hub, tiny_unet_factory):
     target = load_target("org/ddpm", device="cpu")
     assert target.prediction_type == "v_prediction" and target.source == "org/ddpm"
     assert hub.calls[0][:3] == ("file", "org/ddpm", "model_index.json")  # read first
-    assert set(hub.downloaded) == {"model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                                   "scheduler/scheduler_config.json"}
+    assert set(hub.downloaded) == {
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+    }
     x = torch.randn(2, 1, 8, 8)
     assert torch.allclose(target.model_output(x, 5), unet(x, torch.tensor([5, 5])).sample, atol=1e-6)
 
@@ -129,14 +141,37 @@ def test_local_sharded_folder_loads(tmp_path, tiny_unet_factory):
     assert torch.allclose(target.model_output(x, 3), unet(x, torch.tensor([3])).sample, atol=1e-6)
 
 
-@pytest.mark.parametrize("index, reason", [
-    ({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-      "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "PNDMScheduler"]}, "UNet2DConditionModel"),
-    ({"_class_name": "FancyNewPipeline", "unet": ["diffusers", "UNet2DModel"],
-      "scheduler": ["diffusers", "DDPMScheduler"]}, "unknown pipeline class 'FancyNewPipeline'"),
-    ({"_class_name": "LDMPipeline", "unet": ["diffusers", "UNet2DModel"], "vqvae": ["diffusers", "AutoencoderTiny"],
-      "scheduler": ["diffusers", "DDIMScheduler"]}, "AutoencoderTiny"),
-])
+@pytest.mark.parametrize(
+    "index, reason",
+    [
+        (
+            {
+                "_class_name": "StableDiffusionPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "vae": ["diffusers", "AutoencoderKL"],
+                "scheduler": ["diffusers", "PNDMScheduler"],
+            },
+            "UNet2DConditionModel",
+        ),
+        (
+            {
+                "_class_name": "FancyNewPipeline",
+                "unet": ["diffusers", "UNet2DModel"],
+                "scheduler": ["diffusers", "DDPMScheduler"],
+            },
+            "unknown pipeline class 'FancyNewPipeline'",
+        ),
+        (
+            {
+                "_class_name": "LDMPipeline",
+                "unet": ["diffusers", "UNet2DModel"],
+                "vqvae": ["diffusers", "AutoencoderTiny"],
+                "scheduler": ["diffusers", "DDIMScheduler"],
+            },
+            "AutoencoderTiny",
+        ),
+    ],
+)
 def test_unattackable_repos_refused_before_download(hub, index, reason):
     repo = hub.repo("org/other", None)
     repo.mkdir(parents=True)

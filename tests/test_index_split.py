@@ -11,7 +11,13 @@ from PIL import Image
 from mia_core.data import Split, resolve_data
 from mia_core.data.splits import read_index_split
 
-SPLIT_FILE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "papers_checkpoint" / "CIFAR10_train_ratio0.5.npz"
+SPLIT_FILE = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "fixtures"
+    / "papers_checkpoint"
+    / "CIFAR10_train_ratio0.5.npz"
+)
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +29,12 @@ def papers_split() -> Path:
 
 def _small_split(tmp_path: Path, members, nonmembers) -> Path:
     path = tmp_path / "split.npz"
-    np.savez(path, mia_train_idxs=np.asarray(members, dtype=np.int64),
-             mia_eval_idxs=np.asarray(nonmembers, dtype=np.int64), ratio=np.float64(0.5))
+    np.savez(
+        path,
+        mia_train_idxs=np.asarray(members, dtype=np.int64),
+        mia_eval_idxs=np.asarray(nonmembers, dtype=np.int64),
+        ratio=np.float64(0.5),
+    )
     return path
 
 

@@ -15,8 +15,16 @@ from mia_core.lab.runs import Worker
 from mia_core.lab.train import TrainConfig, read_train_log
 from mia_core.lab.verdict import score_images
 
-CFG = TrainConfig(steps=6, batch_size=8, block_out_channels=(16, 32), layers_per_block=1, attention=False,
-                  log_every=2, warmup_steps=2, seed=0)
+CFG = TrainConfig(
+    steps=6,
+    batch_size=8,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    attention=False,
+    log_every=2,
+    warmup_steps=2,
+    seed=0,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,7 +63,8 @@ def test_submit_training_trains_logs_and_lists_the_target(members_split, tmp_pat
     assert log["config"]["steps"] == 6 and log["command"].startswith("mia train --data default")
     rows = jobs.trained_targets()
     assert [(r["name"], r["steps"], r["members"], r["augment"], r["DP ε"]) for r in rows] == [
-        ("tiny", 6, 16, "none", None)]
+        ("tiny", 6, 16, "none", None)
+    ]
     with pytest.raises(ValueError, match="already exists and is not empty"):
         jobs.submit_training(worker, members, split, CFG, out, data="default", device="cpu")
 
@@ -96,8 +105,9 @@ def test_shown_path_is_relative_to_the_current_folder(tmp_path, monkeypatch):
 
 def test_upload_scoring_on_the_worker_and_inline_give_the_direct_scores(tiny_target):
     rng = np.random.default_rng(0)
-    images = ImageSet(rng.integers(0, 256, (5, 8, 8, 1), dtype=np.uint8), tuple(f"u{i}.png" for i in range(5)),
-                      "upload")
+    images = ImageSet(
+        rng.integers(0, 256, (5, 8, 8, 1), dtype=np.uint8), tuple(f"u{i}.png" for i in range(5)), "upload"
+    )
     attacks = [get_attack("loss")]
     expected = score_images(tiny_target, images, attacks, seed=0)
     key = jobs.upload_score_key(tiny_target, images, attacks, seed=0)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 
 from mia_core.attacks import get_attack
 from mia_core.lab import teaching as explain
+from mia_core.lab.train import TrainConfig, build_unet, read_train_log
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import DEFAULT_TARGET_DIR, Target
-from mia_core.lab.train import TrainConfig, build_unet, read_train_log
 
 
 @pytest.fixture(scope="module")
@@ -131,5 +130,7 @@ def test_secmi_round_trip_matches_the_attack(tiny_target):
     x0 = np.random.default_rng(0).uniform(-1, 1, size=(1, 8, 8)).astype(np.float32)
     out = explain.secmi_round_trip(tiny_target, x0, {"t_sec": 40, "k": 10, "trace": True})
     with torch.inference_mode():
-        ref = get_attack("secmi", {"t_sec": 40, "k": 10, "trace": False}).compute(tiny_target, torch.as_tensor(x0)[None])
+        ref = get_attack("secmi", {"t_sec": 40, "k": 10, "trace": False}).compute(
+            tiny_target, torch.as_tensor(x0)[None]
+        )
     assert out["t_error"] == pytest.approx(float(-ref["score"][0]), rel=1e-5)

@@ -23,9 +23,17 @@ def tiny_vae(kind: str, latent_channels: int = 2, seed: int = 0):
     from diffusers import AutoencoderKL, VQModel
 
     torch.manual_seed(seed)
-    common = dict(block_out_channels=[8, 16], in_channels=1, out_channels=1, latent_channels=latent_channels,
-                  down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2,
-                  norm_num_groups=4, sample_size=16, layers_per_block=1)
+    common = dict(
+        block_out_channels=[8, 16],
+        in_channels=1,
+        out_channels=1,
+        latent_channels=latent_channels,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        norm_num_groups=4,
+        sample_size=16,
+        layers_per_block=1,
+    )
     if kind == "kl":
         return AutoencoderKL(**common, scaling_factor=0.5)
     return VQModel(**common, num_vq_embeddings=16, vq_embed_dim=latent_channels, scaling_factor=0.7)
@@ -35,8 +43,13 @@ def save_latent_pipeline(folder, unet, vae, scheduler_config=None):
     unet.save_pretrained(folder / "unet", safe_serialization=True)
     vae.save_pretrained(folder / ("vae" if type(vae).__name__ == "AutoencoderKL" else "vqvae"), safe_serialization=True)
     (folder / "scheduler").mkdir(parents=True, exist_ok=True)
-    config = scheduler_config or {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear",
-                                  "beta_start": 0.0015, "beta_end": 0.0195, "clip_sample": False}
+    config = scheduler_config or {
+        "_class_name": "DDIMScheduler",
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.0015,
+        "beta_end": 0.0195,
+        "clip_sample": False,
+    }
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(config))
     return folder
 
@@ -99,8 +112,10 @@ def test_displayed_images_are_decoded(latent_folder):
     noise = teaching.fixed_noise(teaching.noise_shape(target, x.shape[1:]), 0)
     x_t, eps_pred, x0_hat = teaching.one_step_denoise(target, x, 300, noise)
     assert x_t.shape == x0_hat.shape == (2, 1, 16, 16) and eps_pred.shape == (2, 2, 8, 8)
-    z_t = target.schedule.alphas_cumprod[300].sqrt().float() * target.encode(x) + \
-        (1 - target.schedule.alphas_cumprod[300]).sqrt().float() * noise
+    z_t = (
+        target.schedule.alphas_cumprod[300].sqrt().float() * target.encode(x)
+        + (1 - target.schedule.alphas_cumprod[300]).sqrt().float() * noise
+    )
     assert torch.allclose(x_t, target.decode(z_t), atol=1e-4)
     states = secmi_panels(teaching.secmi_round_trip(target, x[0].numpy()))
     assert states["x_tilde"].shape[:2] == (16, 16) and states["x_recon"].shape[:2] == (16, 16)

@@ -28,11 +28,26 @@ PACKAGE = ROOT / "mia_core"
 
 #: Modules that build, load or run a model (or train one): a view imports none of them.
 MODEL_MODULES = (
-    "torch", "diffusers", "opacus", "mia_core.lazy", "mia_core.target", "mia_core.sampling",
-    "mia_core.lab.train", "mia_core.lab.experiment", "mia_core.lab.jobs",
+    "torch",
+    "diffusers",
+    "opacus",
+    "mia_core.lazy",
+    "mia_core.target",
+    "mia_core.sampling",
+    "mia_core.lab.train",
+    "mia_core.lab.experiment",
+    "mia_core.lab.jobs",
 )
-_ATTACK_METADATA = {"REGISTRY", "DEFAULT_ATTACKS", "ACCESS_LEVELS", "DEFAULT_SWEEP", "AttackResult", "Attack",
-                    "access_label", "attacks_by_access"}
+_ATTACK_METADATA = {
+    "REGISTRY",
+    "DEFAULT_ATTACKS",
+    "ACCESS_LEVELS",
+    "DEFAULT_SWEEP",
+    "AttackResult",
+    "Attack",
+    "access_label",
+    "attacks_by_access",
+}
 #: From these modules a view may import only the listed names (data, metadata, readers of stored files).
 VIEW_ALLOWED_NAMES = {
     "mia_core.attacks": _ATTACK_METADATA,
@@ -129,8 +144,10 @@ CASES = [(_room(p), str(p.relative_to(ROOT))) for p in _python_files()]
 
 @pytest.mark.parametrize(
     "room,path",
-    [pytest.param(r, p, marks=pytest.mark.xfail(strict=True, reason=KNOWN[(r, p)])) if (r, p) in KNOWN else (r, p)
-     for r, p in CASES],
+    [
+        pytest.param(r, p, marks=pytest.mark.xfail(strict=True, reason=KNOWN[(r, p)])) if (r, p) in KNOWN else (r, p)
+        for r, p in CASES
+    ],
 )
 def test_imports_follow_the_layout(room, path):
     assert _violations(ROOT / path) == []
@@ -144,15 +161,19 @@ def test_the_checker_sees_function_level_and_relative_imports(tmp_path, monkeypa
     (fake / "attacks" / "x.py").write_text(
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from mia_core.lab.runs import Worker\n"  # exempt
-        "def f():\n    from ..views import style\n    import streamlit\n")
+        "def f():\n    from ..views import style\n    import streamlit\n"
+    )
     (fake / "views" / "v.py").write_text(
         "from mia_core.attacks import REGISTRY, get_attack\n"
-        "def g():\n    import torch.nn\n    from mia_core.lab.experiment import load_experiment\n")
+        "def g():\n    import torch.nn\n    from mia_core.lab.experiment import load_experiment\n"
+    )
     monkeypatch.setitem(globals(), "ROOT", tmp_path)
     monkeypatch.setitem(globals(), "PACKAGE", fake)
     engine = _violations(fake / "attacks" / "x.py")
-    assert [v.split(": ", 1)[1] for v in engine] == ["the engine imports neither lab nor views",
-                                                     "nothing in mia_core imports streamlit or the pages"]
+    assert [v.split(": ", 1)[1] for v in engine] == [
+        "the engine imports neither lab nor views",
+        "nothing in mia_core imports streamlit or the pages",
+    ]
     assert "mia_core/attacks/x.py:5 imports mia_core.views" in engine[0]
     views = [v.split(": ", 1)[1] for v in _violations(fake / "views" / "v.py")]
     assert views.count("a view never runs a model") == 2

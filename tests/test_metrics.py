@@ -10,16 +10,13 @@ from sklearn import metrics as skm
 
 from mia_core import metrics as m
 
-
 # --------------------------------------------------------------------------- helpers
 
 
 def _random_case(seed: int, n_members: int, n_nonmembers: int, *, ties: bool):
     """Gaussian scores, members shifted up; rounded to few values when ``ties``."""
     rng = np.random.default_rng(seed)
-    scores = np.concatenate(
-        [rng.normal(0.7, 1.0, n_members), rng.normal(0.0, 1.0, n_nonmembers)]
-    )
+    scores = np.concatenate([rng.normal(0.7, 1.0, n_members), rng.normal(0.0, 1.0, n_nonmembers)])
     if ties:
         scores = np.round(scores * 2) / 2  # ~15 distinct values: many ties, mixed labels
     labels = np.concatenate([np.ones(n_members, int), np.zeros(n_nonmembers, int)])
@@ -284,8 +281,16 @@ def test_to_json_dict_round_trips_with_null_for_na():
     result = m.evaluate(scores, labels, n_bootstrap=30)
     d = result.to_json_dict()
     assert set(d) == {
-        "auc", "asr", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "n_members", "n_nonmembers",
-        "auc_ci", "asr_ci", "tpr_at_1pct_fpr_ci", "tpr_at_0.1pct_fpr_ci",
+        "auc",
+        "asr",
+        "tpr_at_1pct_fpr",
+        "tpr_at_0.1pct_fpr",
+        "n_members",
+        "n_nonmembers",
+        "auc_ci",
+        "asr_ci",
+        "tpr_at_1pct_fpr_ci",
+        "tpr_at_0.1pct_fpr_ci",
     }
     text = json.dumps(d)
     assert '"tpr_at_0.1pct_fpr": null' in text

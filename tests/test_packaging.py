@@ -30,8 +30,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     wheels = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(wheels), str(ROOT)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        check=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("mia_lab-*.whl")
     site = tmp_path_factory.mktemp("site")
     with zipfile.ZipFile(wheel) as zf:
@@ -46,26 +49,43 @@ def _env(site: Path) -> dict[str, str]:
 
 
 def _python(site: Path, cwd: Path, code: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=_env(site), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=cwd, env=_env(site), capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_the_wheel_carries_the_assets_and_the_app(installed):
     pkg = installed / "mia_core"
-    for rel in ("assets/default_target/unet/diffusion_pytorch_model.safetensors", "assets/default_target/split.json",
-                "assets/demo_store", "assets/studies", "app/app.py", "app/pages/_common.py", "app/pages/train.py",
-                "app/.streamlit/config.toml", "lab/train/loop.py", "lab/jobs.py", "views/style.py", "data/splits.py"):
+    for rel in (
+        "assets/default_target/unet/diffusion_pytorch_model.safetensors",
+        "assets/default_target/split.json",
+        "assets/demo_store",
+        "assets/studies",
+        "app/app.py",
+        "app/pages/_common.py",
+        "app/pages/train.py",
+        "app/.streamlit/config.toml",
+        "lab/train/loop.py",
+        "lab/jobs.py",
+        "views/style.py",
+        "data/splits.py",
+    ):
         assert (pkg / rel).exists(), rel
     assert not any(p.is_symlink() for p in pkg.rglob("*"))
 
 
 def test_cli_attack_runs_from_another_folder_and_writes_there(installed, tmp_path):
-    out = _python(installed, tmp_path, (
-        "import mia_core, mia_core.paths as p; print(mia_core.__file__); print(p.REPO_DIR, p.runs_dir());"
-        "from mia_core.lab.runs import default_store_dir; print(default_store_dir());"
-        "from mia_core.cli import main;"
-        "raise SystemExit(main(['attack', '--target', 'default', '--data', 'default', '--attacks', 'loss',"
-        " '--limit', '16', '--out', 'res']))"))
+    out = _python(
+        installed,
+        tmp_path,
+        (
+            "import mia_core, mia_core.paths as p; print(mia_core.__file__); print(p.REPO_DIR, p.runs_dir());"
+            "from mia_core.lab.runs import default_store_dir; print(default_store_dir());"
+            "from mia_core.cli import main;"
+            "raise SystemExit(main(['attack', '--target', 'default', '--data', 'default', '--attacks', 'loss',"
+            " '--limit', '16', '--out', 'res']))"
+        ),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0].startswith(str(installed / "mia_core"))
@@ -73,8 +93,11 @@ def test_cli_attack_runs_from_another_folder_and_writes_there(installed, tmp_pat
     assert "loss" in out.stdout and "AUC" in out.stdout
     assert (tmp_path / "res").is_dir() and any((tmp_path / "res").iterdir())
     assert lines[2] == str(tmp_path / "runs" / "store")  # the default result store is in the current folder
-    written = [p for p in installed.rglob("*")
-               if p.name in ("runs", "res", "store") or (p.suffix in (".csv", ".npz") and "assets" not in p.parts)]
+    written = [
+        p
+        for p in installed.rglob("*")
+        if p.name in ("runs", "res", "store") or (p.suffix in (".csv", ".npz") and "assets" not in p.parts)
+    ]
     assert written == []  # nothing written inside the installed package
 
 
@@ -87,10 +110,21 @@ def _free_port() -> int:
 def test_mia_app_starts_from_another_folder(installed, tmp_path):
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from mia_core.cli import main; raise SystemExit(main())", "app",
-         f"--server.port={port}", "--server.address=127.0.0.1"],
-        cwd=tmp_path, env=_env(installed), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # its own process group: `mia app` and the streamlit server it starts
+        [
+            sys.executable,
+            "-c",
+            "from mia_core.cli import main; raise SystemExit(main())",
+            "app",
+            f"--server.port={port}",
+            "--server.address=127.0.0.1",
+        ],
+        cwd=tmp_path,
+        env=_env(installed),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # its own process group: `mia app` and the streamlit server it starts
     try:
         deadline, health = time.monotonic() + 90, ""
         while time.monotonic() < deadline and proc.poll() is None:
@@ -114,10 +148,15 @@ def test_mia_app_starts_from_another_folder(installed, tmp_path):
 
 
 def test_the_installed_app_runs_its_first_page(installed, tmp_path):
-    out = _python(installed, tmp_path, (
-        "from streamlit.testing.v1 import AppTest; from mia_core.paths import APP_DIR; print(APP_DIR);"
-        "at = AppTest.from_file(str(APP_DIR / 'app.py'), default_timeout=120).run();"
-        "print('EXCEPTIONS', [e.message for e in at.exception]); print('TITLE', [t.value for t in at.title])"))
+    out = _python(
+        installed,
+        tmp_path,
+        (
+            "from streamlit.testing.v1 import AppTest; from mia_core.paths import APP_DIR; print(APP_DIR);"
+            "at = AppTest.from_file(str(APP_DIR / 'app.py'), default_timeout=120).run();"
+            "print('EXCEPTIONS', [e.message for e in at.exception]); print('TITLE', [t.value for t in at.title])"
+        ),
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert lines[0] == str(installed / "mia_core" / "app")

@@ -40,7 +40,10 @@ def test_lists_the_five_attacks_with_their_costs(at):
     assert "all stored — opens instantly" in _texts(at)
     attacks = at.multiselect(key="attack_lab.attacks")
     assert attacks.value == list(DEFAULT_ATTACKS)
-    assert attacks.options[1] == "SecMI — Duan et al., ICML 2023 · gray box · published cost 11 UNet calls/image (20 with trace)"
+    assert (
+        attacks.options[1]
+        == "SecMI — Duan et al., ICML 2023 · gray box · published cost 11 UNet calls/image (20 with trace)"
+    )
     assert "11 UNet calls/image (20 with trace)" in attacks.options[1]
     # the published defaults are in the form
     assert at.number_input(key="attack_lab.p.secmi.t_sec").value == 100

@@ -13,7 +13,9 @@ def test_ve_target_lists_what_does_not_apply_and_refuses_it(open_page, tmp_path)
     torch.manual_seed(0)
     cfg = VETrainConfig(block_out_channels=(16, 32), layers_per_block=1, attention=False, sigma_max=8.0)
     build_score_unet(8, 1, cfg).save_pretrained(tmp_path / "ve" / "unet", safe_serialization=True)
-    ScoreSdeVeScheduler(num_train_timesteps=1000, sigma_min=0.01, sigma_max=8.0).save_pretrained(tmp_path / "ve" / "scheduler")
+    ScoreSdeVeScheduler(num_train_timesteps=1000, sigma_min=0.01, sigma_max=8.0).save_pretrained(
+        tmp_path / "ve" / "scheduler"
+    )
     # session state, not $MIA_TARGET: pages/_common reads the environment once per process
     at = open_page("pages/attack_lab.py", run=False)
     at.session_state["cfg.target"] = str(tmp_path / "ve")

@@ -11,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 from mia_core import metrics as M
 
 
-
 @pytest.fixture()
 def compare(open_page) -> AppTest:
     return open_page("pages/compare.py")
@@ -19,8 +18,8 @@ def compare(open_page) -> AppTest:
 
 def _stored_scores():
     """The default experiment's labels and the stored scores, read without the app."""
-    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
     from mia_core.attacks import DEFAULT_ATTACKS
+    from mia_core.lab.experiment import load_experiment, make_attacks, stored_results
     from mia_core.lab.runs import ResultStore
     from mia_core.paths import DEMO_STORE_DIR
 
@@ -104,9 +103,15 @@ def _store_learned_result(tmp_store) -> tuple:
     attack = get_attack("secmi_nn")
     train_ids, eval_ids = attack.partition(exp.ids, exp.is_member, 0)
     held_out = restrict(stored["secmi"], eval_ids)
-    fake = dataclasses.replace(held_out, attack="secmi_nn", trace=np.zeros((len(eval_ids), 0)),
-                               trace_timesteps=np.zeros(0, dtype=np.int64), params=attack.params_dict(),
-                               train_ids=tuple(train_ids), evaluated_on="held-out 80 %")
+    fake = dataclasses.replace(
+        held_out,
+        attack="secmi_nn",
+        trace=np.zeros((len(eval_ids), 0)),
+        trace_timesteps=np.zeros(0, dtype=np.int64),
+        params=attack.params_dict(),
+        train_ids=tuple(train_ids),
+        evaluated_on="held-out 80 %",
+    )
     ResultStore(tmp_store).put(exp.run_key(attack, 0), fake)
     return exp, train_ids, eval_ids
 

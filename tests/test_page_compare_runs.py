@@ -34,7 +34,9 @@ def test_run_ids_round_trip_and_say_their_parameters():
     assert rid == "loss:sweep=,timesteps=100/300"
     assert RS.attack_of(rid).params == attack.params
     assert RS.run_id(get_attack("loss")) == "loss" and RS.run_id(RS.attack_of("loss")) == "loss"
-    assert short_name(rid) == "Loss sweep=none, timesteps=100/300" and short_name("loss:timesteps=100") != short_name("loss")
+    assert short_name(rid) == "Loss sweep=none, timesteps=100/300" and short_name("loss:timesteps=100") != short_name(
+        "loss"
+    )
     ids, errors = RS.parse_runs("loss|nope|loss:timesteps=100|loss:timesteps=100|pia:frobnicate=1")
     assert ids == ["loss", "loss:timesteps=100"]
     assert len(errors) == 2 and "unknown attack 'nope'" in errors[0] and "'frobnicate=1'" in errors[1]
@@ -49,8 +51,9 @@ def test_two_loss_runs_side_by_side_from_a_link(open_page, loss_t100):
     assert list(table["attack"]) == ["Loss", "Loss sweep=none, timesteps=100"]
     roc = json.loads(at.get("plotly_chart")[0].proto.spec)
     names = [t.get("name", "") for t in roc["data"]]
-    assert any(n.startswith("Loss — AUC") for n in names) and any(n.startswith("Loss sweep=none, timesteps=100 — AUC")
-                                                                  for n in names)
+    assert any(n.startswith("Loss — AUC") for n in names) and any(
+        n.startswith("Loss sweep=none, timesteps=100 — AUC") for n in names
+    )
     assert any("TPR@5%" in n for n in names)  # the budget from the link
     assert at.query_params["runs"] == [link] or at.query_params["runs"] == link
 

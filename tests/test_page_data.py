@@ -12,7 +12,6 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 
-
 def _png(value: int, size: int = 8) -> bytes:
     rng = np.random.default_rng(value)
     arr = rng.integers(0, 256, size=(size, size), dtype=np.uint8)

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from test_factors_view import make_study
 
 PAGE = "pages/factors.py"
@@ -105,8 +104,8 @@ def test_every_shipped_study_loads_and_renders(open_page, path):
     assert not at.exception, at.exception
     spec = _chart(at)
     assert [t for t in spec["data"] if t.get("meta", {}).get("role") == "attack"]
-    from mia_core.views import factors as fv
     from mia_core.lab.study import load_study
+    from mia_core.views import factors as fv
 
     assert f"- {fv.findings(fv.study_view(load_study(path)))[0]}" in _texts(at)
     assert len(at.dataframe[0].value) > 0

@@ -12,7 +12,6 @@ from streamlit.testing.v1 import AppTest
 from mia_core.schedule import NoiseSchedule
 
 
-
 @pytest.fixture()
 def at(open_page) -> AppTest:
     return open_page("pages/learn.py")

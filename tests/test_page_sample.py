@@ -9,7 +9,6 @@ import pytest
 from mia_core import metrics as M
 
 
-
 @pytest.fixture(scope="module")
 def default_split():
     from mia_core.attacks import DEFAULT_ATTACKS

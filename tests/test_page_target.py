@@ -106,7 +106,9 @@ def test_generate_samples_shows_neighbours(at):
     assert any([d.get("name") for d in s["data"]] == ["nearest member", "nearest non-member"] for s in specs)
 
 
-PAPERS_CKPT = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "papers_checkpoint" / "ckpt-step5000.pt"
+PAPERS_CKPT = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "papers_checkpoint" / "ckpt-step5000.pt"
+)
 
 
 def test_convert_a_papers_checkpoint_and_use_it(at, tmp_path):

@@ -62,9 +62,11 @@ def test_form_shows_the_equivalent_command(open_page, targets):
     at = open_page(PAGE)
     assert at.title[0].value.endswith("Train a target")
     command = at.code[0].value
-    assert command == (f"mia train --data default --out {targets / 'my-target'} --steps 6000 --batch-size 128 "
-                       "--lr 0.0002 --warmup-steps 200 --ema-decay 0.999 --channels 32,64,64 --layers-per-block 1 --schedule linear "
-                       "--augment none --log-every 60 --seed 0")
+    assert command == (
+        f"mia train --data default --out {targets / 'my-target'} --steps 6000 --batch-size 128 "
+        "--lr 0.0002 --warmup-steps 200 --ema-decay 0.999 --channels 32,64,64 --layers-per-block 1 --schedule linear "
+        "--augment none --log-every 60 --seed 0"
+    )
     at.checkbox(key="train.dp").check()
     at.number_input(key="train.dp_epsilon").set_value(2.0)
     at.selectbox(key="train.augment").set_value("strong")
@@ -174,8 +176,15 @@ def test_target_page_shows_the_dp_recipe(open_page, tmp_path):
     shutil.copytree(REPO / "assets" / "default_target", folder)
     log = json.loads((folder / "train_log.json").read_text())
     log["config"]["augment"] = "strong"
-    log["dp"] = {"target_epsilon": 8.0, "delta": 5.6e-4, "noise_multiplier": 0.61, "max_grad_norm": 1.0,
-                 "achieved_epsilon": 7.93, "accountant": "rdp", "sample_rate": 0.1425}
+    log["dp"] = {
+        "target_epsilon": 8.0,
+        "delta": 5.6e-4,
+        "noise_multiplier": 0.61,
+        "max_grad_norm": 1.0,
+        "achieved_epsilon": 7.93,
+        "accountant": "rdp",
+        "sample_rate": 0.1425,
+    }
     (folder / "train_log.json").write_text(json.dumps(log))
     at = open_page("pages/target.py")
     assert "Trained without differential privacy" in "\n".join(c.value for c in at.caption)  # the default

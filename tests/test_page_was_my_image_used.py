@@ -31,8 +31,7 @@ def at(open_page) -> AppTest:
 
 def _verdict_lines(app: AppTest) -> list[str]:
     """The per-attack verdict lines of the image cards ("- **<attack title>**: score ... · **<verdict>**")."""
-    return [line for m in app.markdown for line in m.value.splitlines()
-            if line.startswith("- **") and " · **" in line]
+    return [line for m in app.markdown for line in m.value.splitlines() if line.startswith("- **") and " · **" in line]
 
 
 def test_upload_member_png_gets_a_verdict_per_attack(at):

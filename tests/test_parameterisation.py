@@ -43,10 +43,15 @@ class Reparameterised(torch.nn.Module):
 def _targets(tiny_unet_factory, schedule):
     inner = tiny_unet_factory(8, 1, seed=3)
     eps_t = Target(inner, schedule, device=torch.device("cpu"))
-    v_t = Target(Reparameterised(inner, schedule, "v_prediction"), schedule, device=torch.device("cpu"),
-                 prediction_type="v_prediction")
-    x_t = Target(Reparameterised(inner, schedule, "sample"), schedule, device=torch.device("cpu"),
-                 prediction_type="sample")
+    v_t = Target(
+        Reparameterised(inner, schedule, "v_prediction"),
+        schedule,
+        device=torch.device("cpu"),
+        prediction_type="v_prediction",
+    )
+    x_t = Target(
+        Reparameterised(inner, schedule, "sample"), schedule, device=torch.device("cpu"), prediction_type="sample"
+    )
     return eps_t, v_t, x_t
 
 
@@ -72,7 +77,9 @@ def test_v_and_sample_wrappers_give_the_eps_scores(tiny_unet_factory, name):
     ref = get_attack(name, params).run(eps_t, x0)
     for other in (v_t, x_t):
         res = get_attack(name, params).run(other, x0)
-        np.testing.assert_allclose(res.scores, ref.scores, rtol=2e-3, atol=1e-4, err_msg=f"{name} {other.prediction_type}")
+        np.testing.assert_allclose(
+            res.scores, ref.scores, rtol=2e-3, atol=1e-4, err_msg=f"{name} {other.prediction_type}"
+        )
         np.testing.assert_allclose(res.trace, ref.trace, rtol=2e-3, atol=1e-4)
     # Without the conversion the scores differ: the wrapper's raw output is not eps.
     raw = Target(v_t.unet, v_t.schedule, device=torch.device("cpu"))
@@ -153,18 +160,21 @@ def test_learned_variance_uses_the_first_half(tiny_unet_factory):
     with torch.no_grad():
         full = wide(x, torch.tensor([5, 5])).sample
     assert torch.allclose(target.eps(x, 5), full[:, :1], atol=1e-6)
-    assert "learned" in (get_attack("elbo").applies_to(target) or '')
+    assert "learned" in (get_attack("elbo").applies_to(target) or "")
 
 
 def test_variance_type_read_by_the_elbo(tiny_unet_factory):
     unet = tiny_unet_factory(8, 1, seed=5)
     x0 = (torch.randint(0, 256, (4, 1, 8, 8), generator=torch.Generator().manual_seed(0)).float() / 127.5 - 1).numpy()
     large = get_attack("elbo", {"n_timesteps": 999}).run(
-        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"), variance_type="fixed_large"), x0)
+        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"), variance_type="fixed_large"), x0
+    )
     small = get_attack("elbo", {"n_timesteps": 999}).run(
-        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"), variance_type="fixed_small"), x0)
+        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"), variance_type="fixed_small"), x0
+    )
     unstated = get_attack("elbo", {"n_timesteps": 999}).run(
-        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu")), x0)
+        Target(unet, NoiseSchedule.linear(), device=torch.device("cpu")), x0
+    )
     np.testing.assert_array_equal(unstated.scores, large.scores)
     assert not np.allclose(small.scores, large.scores)
     # fixed_small: the KL terms at t >= 1 have no variance part, so they are >= 0 and smaller
@@ -185,8 +195,8 @@ def test_zero_snr_refuses_the_likelihood_attacks(tiny_unet_factory):
     sched = NoiseSchedule.from_scheduler_config({"beta_schedule": "linear", "rescale_betas_zero_snr": True})
     target = Target(tiny_unet_factory(8, 1), sched, device=torch.device("cpu"), prediction_type="v_prediction")
     for name in ("likelihood", "elbo"):
-        assert "zero terminal SNR" in (get_attack(name).applies_to(target) or '')
+        assert "zero terminal SNR" in (get_attack(name).applies_to(target) or "")
         with pytest.raises(ValueError, match="zero terminal SNR"):
             get_attack(name).run(target, np.zeros((1, 1, 8, 8), dtype=np.float32))
     for name in ("loss", "secmi", "pia", "pian", "sima"):
-        assert (get_attack(name).applies_to(target) or '') == ""
+        assert (get_attack(name).applies_to(target) or "") == ""

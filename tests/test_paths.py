@@ -32,8 +32,11 @@ def test_runs_dir(monkeypatch, tmp_path):
 def test_app_config_flags(tmp_path):
     config = tmp_path / "config.toml"
     config.write_text('[server]\nheadless = true\nmaxUploadSize = 20\n\n[theme]\nprimaryColor = "#D55E00"\n')
-    assert cli.app_config_flags(config) == ["--server.headless=true", "--server.maxUploadSize=20",
-                                            "--theme.primaryColor=#D55E00"]
+    assert cli.app_config_flags(config) == [
+        "--server.headless=true",
+        "--server.maxUploadSize=20",
+        "--theme.primaryColor=#D55E00",
+    ]
     assert cli.app_config_flags(tmp_path / "missing.toml") == []
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from mia_core.attacks import DEFAULT_ATTACKS, AttackResult
-from mia_core.metrics import auc, tpr_at_fpr
 from mia_core.lab.presenter_data import (
     DEFENCE_STUDY,
     DEMO_COMMAND,
@@ -17,12 +16,13 @@ from mia_core.lab.presenter_data import (
     load_defence_study,
     missing_attacks,
 )
+from mia_core.lab.runs import ResultStore
+from mia_core.metrics import auc, tpr_at_fpr
+from mia_core.paths import DEMO_STORE_DIR
 from mia_core.views import results as F
+from mia_core.views.attack_info import short_name
 from mia_core.views.html import deck_html
 from mia_core.views.presenter import build_deck, defence_slide, nearest_pairs, roc_figure, summarise
-from mia_core.lab.runs import ResultStore
-from mia_core.paths import DEMO_STORE_DIR
-from mia_core.views.attack_info import short_name
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 EXPECTED_KEYS = ["what", "pairs", "error_curve", "histogram", "roc", "tpr_bars", "timestep_auc", "defence", "meaning"]
@@ -77,7 +77,11 @@ def test_demo_deck_every_figure_builds_with_big_fonts(demo_deck):
         for trace in spec["data"]:
             assert trace["type"] in ("scatter", "bar", "histogram", "heatmap", "image"), s.key  # no WebGL
             width = trace.get("line", {}).get("width")
-            if trace["type"] == "scatter" and trace.get("mode", "").startswith("lines") and trace.get("showlegend", True):
+            if (
+                trace["type"] == "scatter"
+                and trace.get("mode", "").startswith("lines")
+                and trace.get("showlegend", True)
+            ):
                 if width == 0:  # an invisible band edge: its legend entry is the filled band
                     assert trace.get("fill"), (s.key, trace.get("name"))
                     continue
@@ -114,7 +118,9 @@ def test_summary_and_timestep_numbers_are_the_metrics():
     assert [s.name for s in summary] == ["pia", "loss"]  # pia separates better by construction
     for s in summary:
         assert s.auc == pytest.approx(auc(data.results[s.name].scores, data.is_member))
-        assert s.tpr is None and tpr_at_fpr(data.results[s.name].scores, data.is_member, 0.5) is not None  # 30 non-members: 1 % is n/a
+        assert (
+            s.tpr is None and tpr_at_fpr(data.results[s.name].scores, data.is_member, 0.5) is not None
+        )  # 30 non-members: 1 % is n/a
     slides = build_deck(data)
     curve = next(s for s in slides if s.key == "timestep_auc").figure()
     pia = next(t for t in curve.data if t.name == "PIA")
@@ -134,8 +140,17 @@ def test_deck_without_results_keeps_the_text_and_images():
 
 def test_deck_data_rejects_results_of_other_images():
     data = _synthetic()
-    other = AttackResult("loss", tuple(reversed(data.ids)), np.zeros(len(data.ids)), np.zeros(0, dtype=np.int64),
-                         np.zeros((len(data.ids), 0)), "", 1, 1.0, {})
+    other = AttackResult(
+        "loss",
+        tuple(reversed(data.ids)),
+        np.zeros(len(data.ids)),
+        np.zeros(0, dtype=np.int64),
+        np.zeros((len(data.ids), 0)),
+        "",
+        1,
+        1.0,
+        {},
+    )
     with pytest.raises(ValueError, match="other images"):
         DeckData(data.ids, data.images, data.is_member, {"loss": other})
 
@@ -174,8 +189,9 @@ def test_defence_slide_shows_the_shipped_dp_study():
 def test_presenter_roc_is_the_compare_roc_restyled():
     data = _synthetic(n=200)
     slide_fig = roc_figure(data)
-    page_fig = F.roc_figure({s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)},
-                            log=True, budget=0.01)
+    page_fig = F.roc_figure(
+        {s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)}, log=True, budget=0.01
+    )
     assert len(slide_fig.data) == len(page_fig.data)
     for a, b in zip(slide_fig.data, page_fig.data):
         assert a.name == b.name and a.meta == b.meta
@@ -202,8 +218,12 @@ def test_presenter_histogram_uses_the_shared_log_rule():
     data = _synthetic(n=60)
     spread = -np.logspace(0, 4, 60)  # negated distances over four decades: the shared rule logs them
     res = data.results["loss"]
-    data = DeckData(data.ids, data.images, data.is_member,
-                    {"loss": AttackResult("loss", data.ids, spread, res.trace_timesteps, res.trace, "err", 2, 1.0, {})})
+    data = DeckData(
+        data.ids,
+        data.images,
+        data.is_member,
+        {"loss": AttackResult("loss", data.ids, spread, res.trace_timesteps, res.trace, "err", 2, 1.0, {})},
+    )
     values, logged = F.display_scores(spread)
     assert logged
     hist = next(s for s in build_deck(data) if s.key == "histogram").figure()

@@ -11,9 +11,9 @@ import torch
 
 from mia_core.attacks import get_attack
 from mia_core.lab.runs import Cancelled, ResultStore, RunKey, Worker, run_attacks
+from mia_core.lab.train import TrainConfig, build_unet
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.lab.train import TrainConfig, build_unet
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,10 @@ def test_learned_key_follows_the_labels_and_other_keys_do_not_change(small_targe
     ids = ("a", "b", "c", "d")
     labels = np.array([True, True, False, False])
     key = RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels)
-    assert key.digest() == RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels.copy()).digest()
+    assert (
+        key.digest()
+        == RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels.copy()).digest()
+    )
     flipped = RunKey.of(small_target.fingerprint, "imgs", SecMINN(), 0, ids=ids, is_member=labels[::-1].copy())
     assert flipped.digest() != key.digest()
     with pytest.raises(ValueError, match="needs ids and is_member"):
@@ -195,8 +198,16 @@ def test_learned_attack_runs_once_then_comes_from_the_store(small_target, tmp_pa
     store = ResultStore(tmp_path / "store")
     attack = SecMINN(min_steps=2, epochs=1, train_fraction=0.4)
     ticks = []
-    first = run_attacks(small_target, x0, ids, "imgs", [attack], store=store, is_member=labels,
-                        progress=lambda name, done, total: ticks.append((done, total)))["secmi_nn"]
+    first = run_attacks(
+        small_target,
+        x0,
+        ids,
+        "imgs",
+        [attack],
+        store=store,
+        is_member=labels,
+        progress=lambda name, done, total: ticks.append((done, total)),
+    )["secmi_nn"]
     assert ticks[-1][0] == ticks[-1][1] == 10 + 2  # 10 images of statistic, then 2 training steps
     assert [d for d, _ in ticks] == sorted(d for d, _ in ticks)
     again = run_attacks(small_target, x0, ids, "imgs", [attack], store=store, is_member=labels)["secmi_nn"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mia_core import sampling
+from mia_core.lab.train import TrainConfig, build_unet
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import Target
-from mia_core.lab.train import TrainConfig, build_unet
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +60,13 @@ def test_ddim_sample_follows_the_formula(target, monkeypatch):
 
 def _with_config(target, **config):
     base = {"_class_name": "DDIMScheduler", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02}
-    return Target(target.unet, target.schedule, device=torch.device("cpu"), scheduler_config={**base, **config},
-                  prediction_type=config.get("prediction_type", "epsilon"))
+    return Target(
+        target.unet,
+        target.schedule,
+        device=torch.device("cpu"),
+        scheduler_config={**base, **config},
+        prediction_type=config.get("prediction_type", "epsilon"),
+    )
 
 
 def test_sampler_follows_clipping_and_spacing_of_the_config(target, monkeypatch):
@@ -74,8 +79,12 @@ def test_sampler_follows_clipping_and_spacing_of_the_config(target, monkeypatch)
     trailing = _with_config(target, timestep_spacing="trailing")
     assert sampling.sampling_scheduler(trailing, 4).timesteps.tolist() == [999, 749, 499, 249]
     # A PNDM config has no clip_sample key and never clipped: DDIM must not start clipping.
-    pndm = Target(target.unet, target.schedule, device=torch.device("cpu"),
-                  scheduler_config={"_class_name": "PNDMScheduler", "beta_schedule": "linear"})
+    pndm = Target(
+        target.unet,
+        target.schedule,
+        device=torch.device("cpu"),
+        scheduler_config={"_class_name": "PNDMScheduler", "beta_schedule": "linear"},
+    )
     assert sampling.sampling_scheduler(pndm, 2).config.clip_sample is False
 
 
@@ -93,8 +102,8 @@ def test_sampler_follows_the_prediction_type(target):
 
 
 def test_latent_samples_are_decoded(tmp_path, tiny_unet_factory):
-    from tests.test_latent import save_latent_pipeline, tiny_vae
     from mia_core.target import load_target
+    from tests.test_latent import save_latent_pipeline, tiny_vae
 
     folder = save_latent_pipeline(tmp_path / "ldm", tiny_unet_factory(8, 2), tiny_vae("kl"))
     images = sampling.ddim_sample(load_target(str(folder), device="cpu"), 2, steps=3)
@@ -134,8 +143,7 @@ def test_memorisation_report():
     members = rng.integers(0, 256, size=(6, 4, 4, 1), dtype=np.uint8)
     nonmembers = rng.integers(0, 256, size=(5, 4, 4, 1), dtype=np.uint8)
     samples = np.stack([members[2], nonmembers[4]])
-    mem = sampling.memorisation(samples, members, nonmembers, [f"m{i}" for i in range(6)],
-                                [f"n{i}" for i in range(5)])
+    mem = sampling.memorisation(samples, members, nonmembers, [f"m{i}" for i in range(6)], [f"n{i}" for i in range(5)])
     assert mem.member_id[0] == "m2" and mem.member_distance[0] == 0.0
     assert mem.nonmember_id[1] == "n4" and mem.nonmember_distance[1] == 0.0
     assert mem.n_closer_to_member == 1

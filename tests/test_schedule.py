@@ -47,7 +47,9 @@ def test_abar_indexing_is_zero_based_and_broadcasts():
 def test_from_scheduler_config_linear_equals_linear():
     from diffusers import DDPMScheduler
 
-    config = dict(DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear").config)
+    config = dict(
+        DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02, beta_schedule="linear").config
+    )
     sched = NoiseSchedule.from_scheduler_config(config)
     assert torch.equal(sched.alphas_cumprod, NoiseSchedule.linear().alphas_cumprod)
     # And diffusers' own float32 abar agrees to float32 rounding.
@@ -148,10 +150,13 @@ def test_invalid_schedules_rejected():
 
 def test_shipped_default_schedule_is_exactly_linear():
     import json
+
     from mia_core.target import DEFAULT_TARGET_DIR
 
     config = json.loads((DEFAULT_TARGET_DIR / "scheduler" / "scheduler_config.json").read_text())
-    assert torch.equal(NoiseSchedule.from_scheduler_config(config).alphas_cumprod, NoiseSchedule.linear().alphas_cumprod)
+    assert torch.equal(
+        NoiseSchedule.from_scheduler_config(config).alphas_cumprod, NoiseSchedule.linear().alphas_cumprod
+    )
 
 
 # -- every schedule variant diffusers honours (issue 14, item 1) -------------------------------
@@ -167,14 +172,20 @@ SCHEDULE_VARIANTS = [
     {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": True},
     {"beta_schedule": "squaredcos_cap_v2", "rescale_betas_zero_snr": True},
     {"trained_betas": [1e-4 + 0.0199 * (i / 99) ** 2 for i in range(100)], "num_train_timesteps": 100},
-    {"trained_betas": [1e-4 + 0.0199 * (i / 99) ** 2 for i in range(100)], "num_train_timesteps": 100,
-     "rescale_betas_zero_snr": True},
+    {
+        "trained_betas": [1e-4 + 0.0199 * (i / 99) ** 2 for i in range(100)],
+        "num_train_timesteps": 100,
+        "rescale_betas_zero_snr": True,
+    },
 ]
 
 
 @pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
-@pytest.mark.parametrize("variant", SCHEDULE_VARIANTS, ids=lambda v: "+".join(f"{k}" if k != "beta_schedule" else v[k]
-                                                                             for k in v if k != "num_train_timesteps"))
+@pytest.mark.parametrize(
+    "variant",
+    SCHEDULE_VARIANTS,
+    ids=lambda v: "+".join(f"{k}" if k != "beta_schedule" else v[k] for k in v if k != "num_train_timesteps"),
+)
 def test_abar_equals_diffusers_for_every_variant(scheduler, variant):
     import diffusers
 
@@ -227,9 +238,15 @@ def test_predict_x0_refuses_where_abar_is_zero():
         predict_x0(sched, x, torch.tensor([5, 999]), x)
 
 
-@pytest.mark.parametrize("bad", [{"beta_schedule": "exotic"}, {"_class_name": "EDMEulerScheduler"},
-                                 {"_class_name": "EulerDiscreteScheduler", "timestep_type": "continuous"},
-                                 {"trained_betas": [0.1, 0.2], "num_train_timesteps": 1000}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"beta_schedule": "exotic"},
+        {"_class_name": "EDMEulerScheduler"},
+        {"_class_name": "EulerDiscreteScheduler", "timestep_type": "continuous"},
+        {"trained_betas": [0.1, 0.2], "num_train_timesteps": 1000},
+    ],
+)
 def test_unknown_schedule_keys_are_refused_by_name(bad):
     key = [k for k in bad if k != "num_train_timesteps"][-1]
     with pytest.raises(ValueError, match=key if key != "_class_name" else bad[key]):

@@ -99,8 +99,9 @@ def test_ddpm_only_attacks_say_why_they_do_not_apply(tmp_path, tiny_target):
     with pytest.raises(NotApplicable, match="secmi does not apply"):
         get_attack("secmi").run(target, np.zeros((2, 1, 8, 8), dtype=np.float32))
     with pytest.raises(NotApplicable):
-        get_attack("secmi_nn").fit_score(target, np.zeros((4, 1, 8, 8), dtype=np.float32), list("abcd"),
-                                         np.array([1, 1, 0, 0], dtype=bool))
+        get_attack("secmi_nn").fit_score(
+            target, np.zeros((4, 1, 8, 8), dtype=np.float32), list("abcd"), np.array([1, 1, 0, 0], dtype=bool)
+        )
     assert not_applicable(attacks, tiny_target) == {}  # a DDPM: everything applies
 
 
@@ -109,9 +110,18 @@ def test_likelihood_does_not_apply_to_a_lookup_table_time_embedding(tiny_unet_fa
 
     from mia_core.schedule import NoiseSchedule
 
-    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
-                       norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D"),
-                       up_block_types=("UpBlock2D", "UpBlock2D"), time_embedding_type="learned", num_train_timesteps=1000)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        time_embedding_type="learned",
+        num_train_timesteps=1000,
+    )
     target = Target(unet, NoiseSchedule.linear(), device=torch.device("cpu"))
     reason = get_attack("likelihood").applies_to(target)
     assert reason and "lookup table" in reason and "real-valued t" in reason
@@ -126,20 +136,69 @@ def test_mia_train_ve_memorises_and_the_loss_and_likelihood_separate_members(tmp
     is_member = np.array([True] * 8 + [False] * 8)
     np.savez(tmp_path / "digits16.npz", images=images, is_member=is_member)
     out = tmp_path / "ve_target"
-    assert main(["train", "--kind", "ve", "--data", str(tmp_path / "digits16.npz"), "--out", str(out),
-                 "--steps", "250", "--batch-size", "16", "--lr", "2e-3", "--warmup-steps", "20",
-                 "--ema-decay", "0.95", "--channels", "16,32", "--layers-per-block", "1", "--no-attention",
-                 "--sigma-max", "8", "--log-every", "50", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--kind",
+                "ve",
+                "--data",
+                str(tmp_path / "digits16.npz"),
+                "--out",
+                str(out),
+                "--steps",
+                "250",
+                "--batch-size",
+                "16",
+                "--lr",
+                "2e-3",
+                "--warmup-steps",
+                "20",
+                "--ema-decay",
+                "0.95",
+                "--channels",
+                "16,32",
+                "--layers-per-block",
+                "1",
+                "--no-attention",
+                "--sigma-max",
+                "8",
+                "--log-every",
+                "50",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     log = json.loads((out / "train_log.json").read_text())
     assert log["kind"] == "ve" and log["loss_curve"][-1][1] < log["loss_curve"][0][1]
     assert isinstance(load_target(str(out), device="cpu"), ScoreTarget)
     capsys.readouterr()
     run = tmp_path / "run"
-    params = json.dumps({"loss": {"timesteps": [100], "n_draws": 4, "sweep": [0, 100, 300]},
-                         "likelihood": {"rtol": 1e-3, "atol": 1e-3}})
-    assert main(["attack", "--target", str(out), "--data", str(tmp_path / "digits16.npz"),
-                 "--attacks", "loss,secmi,pia,likelihood", "--params", params, "--bootstrap", "10",
-                 "--out", str(run)]) == 0
+    params = json.dumps(
+        {"loss": {"timesteps": [100], "n_draws": 4, "sweep": [0, 100, 300]}, "likelihood": {"rtol": 1e-3, "atol": 1e-3}}
+    )
+    assert (
+        main(
+            [
+                "attack",
+                "--target",
+                str(out),
+                "--data",
+                str(tmp_path / "digits16.npz"),
+                "--attacks",
+                "loss,secmi,pia,likelihood",
+                "--params",
+                params,
+                "--bootstrap",
+                "10",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "not applicable  secmi:" in printed and "pia: not applicable" in printed
     metrics = json.loads((run / "metrics.json").read_text())

@@ -31,8 +31,9 @@ def test_mann_whitney_by_hand():
     assert r.p_value == pytest.approx(1 / 20)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"method": "ks"}, "method"), ({"alpha": 1.5}, "alpha"),
-                                             ({"alpha": 0}, "alpha")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"method": "ks"}, "method"), ({"alpha": 1.5}, "alpha"), ({"alpha": 0}, "alpha")]
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         set_test([1, 2, 3], [0, 1, 2], **kwargs)
@@ -73,8 +74,9 @@ def demo_scores():
     from mia_core.paths import DEMO_STORE_DIR
 
     exp = load_experiment()
-    results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0,
-                             store=ResultStore(extra_readonly=[DEMO_STORE_DIR]))
+    results = stored_results(
+        exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=ResultStore(extra_readonly=[DEMO_STORE_DIR])
+    )
     return exp, results
 
 

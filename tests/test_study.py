@@ -21,13 +21,35 @@ from mia_core.lab.study import (
 )
 from mia_core.lab.train import TrainConfig, read_train_log
 
-BASE = TrainConfig(steps=10, batch_size=16, block_out_channels=(16, 32), layers_per_block=1, log_every=5,
-                   warmup_steps=2, lr=1e-3)
-TOP_KEYS = {"format", "factor", "factor_label", "values", "data", "attacks", "base_config", "command", "device",
-            "seconds", "rows", "models"}
+BASE = TrainConfig(
+    steps=10, batch_size=16, block_out_channels=(16, 32), layers_per_block=1, log_every=5, warmup_steps=2, lr=1e-3
+)
+TOP_KEYS = {
+    "format",
+    "factor",
+    "factor_label",
+    "values",
+    "data",
+    "attacks",
+    "base_config",
+    "command",
+    "device",
+    "seconds",
+    "rows",
+    "models",
+}
 ROW_KEYS = {"value", "label", "attack", "auc", "auc_ci", "tpr_at_1pct", "tpr_at_0_1pct", "n_members", "n_nonmembers"}
-MODEL_KEYS = {"value", "label", "heldout_loss", "member_loss", "epsilon", "train_seconds", "steps", "n_members",
-              "target_dir"}
+MODEL_KEYS = {
+    "value",
+    "label",
+    "heldout_loss",
+    "member_loss",
+    "epsilon",
+    "train_seconds",
+    "steps",
+    "n_members",
+    "target_dir",
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,9 +61,20 @@ def _one_torch_thread(single_thread):
 def steps_study(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "steps"
     phases = []
-    study = run_study("steps", [10, 20], data="default", base=BASE, attacks=("loss", "sima"), out_dir=out,
-                      device="cpu", limit=30, n_bootstrap=20, utility_draws=2, command="mia study (test)",
-                      progress=lambda phase, done, total: phases.append(phase))
+    study = run_study(
+        "steps",
+        [10, 20],
+        data="default",
+        base=BASE,
+        attacks=("loss", "sima"),
+        out_dir=out,
+        device="cpu",
+        limit=30,
+        n_bootstrap=20,
+        utility_draws=2,
+        command="mia study (test)",
+        progress=lambda phase, done, total: phases.append(phase),
+    )
     return study, out, phases
 
 
@@ -103,25 +136,68 @@ def test_rerun_skips_done_values(steps_study, monkeypatch):
         raise AssertionError("a finished study must not train again")
 
     monkeypatch.setattr(study_module, "train", no_training)
-    again = run_study("steps", [10, 20], data="default", base=BASE, attacks=("loss", "sima"), out_dir=out,
-                      device="cpu", limit=30, n_bootstrap=20, utility_draws=2, command="mia study (test)")
+    again = run_study(
+        "steps",
+        [10, 20],
+        data="default",
+        base=BASE,
+        attacks=("loss", "sima"),
+        out_dir=out,
+        device="cpu",
+        limit=30,
+        n_bootstrap=20,
+        utility_draws=2,
+        command="mia study (test)",
+    )
     assert again.rows == before["rows"] and again.models == before["models"]
     # Cut off after the first value: the second is attacked again from its trained model, not retrained.
     d = dict(before, rows=before["rows"][:2], models=before["models"][:1])
     (out / "study.json").write_text(json.dumps(d))
-    resumed = run_study("steps", [10, 20], data="default", base=BASE, attacks=("loss", "sima"), out_dir=out,
-                        device="cpu", limit=30, n_bootstrap=20, utility_draws=2, command="mia study (test)")
+    resumed = run_study(
+        "steps",
+        [10, 20],
+        data="default",
+        base=BASE,
+        attacks=("loss", "sima"),
+        out_dir=out,
+        device="cpu",
+        limit=30,
+        n_bootstrap=20,
+        utility_draws=2,
+        command="mia study (test)",
+    )
     assert resumed.rows == before["rows"]  # same seeds, same scores
     assert resumed.models[1]["heldout_loss"] == before["models"][1]["heldout_loss"]
     with pytest.raises(ValueError, match="settings differ in: limit"):
-        run_study("steps", [10, 20], data="default", base=BASE, attacks=("loss", "sima"), out_dir=out,
-                  device="cpu", limit=20, n_bootstrap=20, utility_draws=2)
+        run_study(
+            "steps",
+            [10, 20],
+            data="default",
+            base=BASE,
+            attacks=("loss", "sima"),
+            out_dir=out,
+            device="cpu",
+            limit=20,
+            n_bootstrap=20,
+            utility_draws=2,
+        )
 
 
 def test_n_members_study(tmp_path):
     out = tmp_path / "n"
-    study = run_study("n_members", [16, 32], data="default", base=BASE, attacks=("loss",), out_dir=out,
-                      models_dir=tmp_path / "models", device="cpu", limit=40, n_bootstrap=10, utility_draws=1)
+    study = run_study(
+        "n_members",
+        [16, 32],
+        data="default",
+        base=BASE,
+        attacks=("loss",),
+        out_dir=out,
+        models_dir=tmp_path / "models",
+        device="cpu",
+        limit=40,
+        n_bootstrap=10,
+        utility_draws=1,
+    )
     _, split = resolve_data("default")
     for model, n in zip(study.models, (16, 32)):
         assert model["n_members"] == n and model["steps"] == 10
@@ -137,10 +213,21 @@ def test_n_members_study(tmp_path):
 
 
 def test_dp_epsilon_study(tmp_path):
-    base = TrainConfig(steps=4, batch_size=16, block_out_channels=(16, 32), layers_per_block=1, log_every=2,
-                       attention=False)
-    study = run_study("dp_epsilon", [None, 50], data="default", base=base, attacks=("loss",), out_dir=tmp_path / "dp",
-                      device="cpu", limit=20, n_bootstrap=10, utility_draws=1)
+    base = TrainConfig(
+        steps=4, batch_size=16, block_out_channels=(16, 32), layers_per_block=1, log_every=2, attention=False
+    )
+    study = run_study(
+        "dp_epsilon",
+        [None, 50],
+        data="default",
+        base=base,
+        attacks=("loss",),
+        out_dir=tmp_path / "dp",
+        device="cpu",
+        limit=20,
+        n_bootstrap=10,
+        utility_draws=1,
+    )
     assert study.values == [None, 50.0]
     assert [m["label"] for m in study.models] == ["no DP", "50"]
     assert study.models[0]["epsilon"] is None

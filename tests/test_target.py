@@ -93,10 +93,19 @@ def test_pipeline_folder_uses_its_scheduler(saved_unet, tmp_path):
     pipe = tmp_path / "pipe"
     unet.save_pretrained(pipe / "unet", safe_serialization=True)
     (pipe / "scheduler").mkdir()
-    (pipe / "scheduler" / "scheduler_config.json").write_text(json.dumps({
-        "_class_name": "DDPMScheduler", "num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.03,
-        "beta_schedule": "linear", "prediction_type": "epsilon", "clip_sample": True,
-    }))
+    (pipe / "scheduler" / "scheduler_config.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DDPMScheduler",
+                "num_train_timesteps": 1000,
+                "beta_start": 1e-4,
+                "beta_end": 0.03,
+                "beta_schedule": "linear",
+                "prediction_type": "epsilon",
+                "clip_sample": True,
+            }
+        )
+    )
     target = load_target(str(pipe), device="cpu")
     assert torch.equal(target.schedule.alphas_cumprod, NoiseSchedule.linear(1000, 1e-4, 0.03).alphas_cumprod)
     assert not torch.allclose(target.schedule.alphas_cumprod, NoiseSchedule.linear().alphas_cumprod)
@@ -119,7 +128,9 @@ def test_folder_without_weights(saved_unet, tmp_path):
     folder = tmp_path / "noweights"
     folder.mkdir()
     (folder / "config.json").write_text((saved_unet[1] / "config.json").read_text())
-    with pytest.raises(TargetLoadError, match=r"config\.json but no weights file \(diffusion_pytorch_model\.safetensors\)"):
+    with pytest.raises(
+        TargetLoadError, match=r"config\.json but no weights file \(diffusion_pytorch_model\.safetensors\)"
+    ):
         load_target(str(folder), device="cpu")
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -243,10 +254,20 @@ def test_card_says_what_was_read(tmp_path, saved_unet):
     folder = tmp_path / "vzero"
     shutil.copytree(saved_unet[1], folder / "unet")
     (folder / "scheduler").mkdir()
-    (folder / "scheduler" / "scheduler_config.json").write_text(_json.dumps(
-        {"_class_name": "DDIMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
-         "rescale_betas_zero_snr": True, "prediction_type": "v_prediction", "timestep_spacing": "trailing",
-         "clip_sample": False}))
+    (folder / "scheduler" / "scheduler_config.json").write_text(
+        _json.dumps(
+            {
+                "_class_name": "DDIMScheduler",
+                "beta_schedule": "scaled_linear",
+                "beta_start": 0.00085,
+                "beta_end": 0.012,
+                "rescale_betas_zero_snr": True,
+                "prediction_type": "v_prediction",
+                "timestep_spacing": "trailing",
+                "clip_sample": False,
+            }
+        )
+    )
     card = load_target(str(folder), device="cpu").card()
     assert card["parameterisation"] == "v_prediction"
     assert "sqrt(abar_t) v" in card["converted"][0]

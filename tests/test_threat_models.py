@@ -53,9 +53,27 @@ def test_metrics_json_and_table_show_access(tmp_path, tiny_unet_factory, capsys)
     tiny_unet_factory(8, 1).save_pretrained(folder, safe_serialization=True)
     out = tmp_path / "run"
     params = {"rediffuse": {"n_repeats": 2, "sweep": []}, "mc_set": {"n_samples": 8, "sample_steps": 2}}
-    code = main(["attack", "--target", str(folder), "--data", "default", "--limit", "6", "--attacks",
-                 "rediffuse,loss,mc_set", "--params", json.dumps(params), "--out", str(out), "--device", "cpu",
-                 "--store", str(tmp_path / "store")])
+    code = main(
+        [
+            "attack",
+            "--target",
+            str(folder),
+            "--data",
+            "default",
+            "--limit",
+            "6",
+            "--attacks",
+            "rediffuse,loss,mc_set",
+            "--params",
+            json.dumps(params),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--store",
+            str(tmp_path / "store"),
+        ]
+    )
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["rediffuse"]["access"] == "black" and metrics["rediffuse"]["needs"] == []
@@ -82,12 +100,22 @@ def test_plan_filters_orders_and_costs_by_access():
     assert plan.filter_by_access(names, ["black"], keep=["loss"]) == ["loss", "rediffuse", "gan_leaks", "mc_set"]
     with pytest.raises(ValueError, match="purple"):
         plan.filter_by_access(names, ["purple"])
-    assert plan.order_by_access(["gsa1", "loss", "mc_set", "pia", "custom"]) == ["mc_set", "loss", "pia", "gsa1", "custom"]
+    assert plan.order_by_access(["gsa1", "loss", "mc_set", "pia", "custom"]) == [
+        "mc_set",
+        "loss",
+        "pia",
+        "gsa1",
+        "custom",
+    ]
     rows = plan.attack_table({}, [], [], levels=["black", "white"])
     assert [r["access"] for r in rows] == ["black box"] * 3 + ["white box + shadow models"] * 2
     assert {r["access"] for r in plan.attack_table({}, [], [])} == {
-        "black box", "gray box", "gray box + labelled member / non-member data",
-        "gray box + public data known to be non-members", "white box + shadow models"}
+        "black box",
+        "gray box",
+        "gray box + labelled member / non-member data",
+        "gray box + public data known to be non-members",
+        "white box + shadow models",
+    }
     assert plan.access_option_label("black") == "Black box (3)"
     # the generated samples are a one-off cost in the plan, shown in the label
     mc = get_attack("mc_set", {"n_samples": 100, "sample_steps": 10})

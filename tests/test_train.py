@@ -26,8 +26,16 @@ from mia_core.lab.train import (
 from mia_core.schedule import NoiseSchedule
 from mia_core.target import load_target
 
-CFG = TrainConfig(steps=60, batch_size=32, block_out_channels=(16, 32), layers_per_block=1, log_every=20,
-                  warmup_steps=10, lr=1e-3, seed=0)
+CFG = TrainConfig(
+    steps=60,
+    batch_size=32,
+    block_out_channels=(16, 32),
+    layers_per_block=1,
+    log_every=20,
+    warmup_steps=10,
+    lr=1e-3,
+    seed=0,
+)
 COMMAND = "mia train --data default --out tiny --steps 60 (test)"
 
 
@@ -52,8 +60,16 @@ def trained(tmp_path_factory, split_and_members):
     split, members = split_and_members
     out = tmp_path_factory.mktemp("train") / "model"
     progress = []
-    result = train(members, split, CFG, out, device="cpu", command=COMMAND,
-                   progress=lambda s, n, loss: progress.append((s, n, loss)), snapshot_steps=(20,))
+    result = train(
+        members,
+        split,
+        CFG,
+        out,
+        device="cpu",
+        command=COMMAND,
+        progress=lambda s, n, loss: progress.append((s, n, loss)),
+        snapshot_steps=(20,),
+    )
     return result, out, progress
 
 
@@ -67,8 +83,14 @@ def test_loss_curve_falls(trained):
 
 def test_saved_folder_reloads(trained):
     _, out, _ = trained
-    for name in ("unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                 "scheduler/scheduler_config.json", "model_index.json", "split.json", "train_log.json"):
+    for name in (
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        "model_index.json",
+        "split.json",
+        "train_log.json",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.bin"))  # no pickles
     a = load_target(str(out), device="cpu")
@@ -263,7 +285,7 @@ def test_config_reads_old_logs_and_validates():
         TrainConfig(dp_epsilon=0.0)
     with pytest.raises(ValueError, match="dp_delta"):
         TrainConfig(dp_delta=1.0)
-    assert TrainConfig().delta_for(898) == pytest.approx(898 ** -1.1)
+    assert TrainConfig().delta_for(898) == pytest.approx(898**-1.1)
     assert TrainConfig(dp_delta=1e-5).delta_for(898) == 1e-5
 
 
@@ -322,7 +344,9 @@ def test_augmented_training_runs_and_differs(split_and_members, tmp_path):
     plain = train(members, split, cfg, tmp_path / "plain", device="cpu")
     strong = train(members, split, dataclasses.replace(cfg, augment="strong"), tmp_path / "strong", device="cpu")
     assert plain.losses[0] == strong.losses[0] or plain.losses != strong.losses
-    assert not torch.equal(_weights(tmp_path / "plain")["conv_in.weight"], _weights(tmp_path / "strong")["conv_in.weight"])
+    assert not torch.equal(
+        _weights(tmp_path / "plain")["conv_in.weight"], _weights(tmp_path / "strong")["conv_in.weight"]
+    )
     assert json.loads((tmp_path / "strong" / "train_log.json").read_text())["config"]["augment"] == "strong"
 
 
@@ -338,8 +362,11 @@ def test_denoising_loss_by_hand(tiny_target):
     noise = torch.randn((5, 3, 1, 8, 8), generator=gen)
     sched = tiny_target.schedule
     for d in range(3):  # image 2, by hand
-        x_t = sched.abar(int(t[2, d]), x0).sqrt() * x0[2:3] + (1 - sched.abar(int(t[2, d]), x0)).sqrt() * noise[2, d:d + 1]
-        err = float((tiny_target.eps(x_t, int(t[2, d])) - noise[2, d:d + 1]).square().mean())
+        x_t = (
+            sched.abar(int(t[2, d]), x0).sqrt() * x0[2:3]
+            + (1 - sched.abar(int(t[2, d]), x0)).sqrt() * noise[2, d : d + 1]
+        )
+        err = float((tiny_target.eps(x_t, int(t[2, d])) - noise[2, d : d + 1]).square().mean())
         assert err > 0
         if d == 0:
             total = err
@@ -372,14 +399,19 @@ def test_opacus_per_sample_gradients_of_the_unet():
     params = [p for p in unet.parameters() if p.requires_grad]
     assert len(params) == len(list(reference.parameters()))
     for i in range(3):
-        loss_i = torch.nn.functional.mse_loss(reference(x[i:i + 1], t[i:i + 1]).sample, noise[i:i + 1])
+        loss_i = torch.nn.functional.mse_loss(reference(x[i : i + 1], t[i : i + 1]).sample, noise[i : i + 1])
         ref = torch.autograd.grad(loss_i, list(reference.parameters()))
         for p, g in zip(params, ref):
             torch.testing.assert_close(p.grad_sample[i], g, rtol=1e-4, atol=1e-6)
     norms = torch.stack([torch.cat([p.grad_sample[i].flatten() for p in params]).norm() for i in range(3)])
     clip = float(norms.min()) / 2  # every sample is clipped
-    opt = DPOptimizer(torch.optim.SGD(params, lr=0.0), noise_multiplier=0.0, max_grad_norm=clip,
-                      expected_batch_size=3, loss_reduction="mean")
+    opt = DPOptimizer(
+        torch.optim.SGD(params, lr=0.0),
+        noise_multiplier=0.0,
+        max_grad_norm=clip,
+        expected_batch_size=3,
+        loss_reduction="mean",
+    )
     opt.clip_and_accumulate()
     factors = clip / (norms + 1e-6)
     for p in params:
@@ -402,7 +434,7 @@ def test_dp_reports_a_finite_epsilon(dp_trained):
     dp = result.dp
     assert dp["noise_multiplier"] > 0 and math.isfinite(dp["noise_multiplier"])
     assert math.isfinite(dp["achieved_epsilon"]) and 0.5 * 8.0 < dp["achieved_epsilon"] <= 8.0 * 1.05
-    assert dp["delta"] == pytest.approx(64 ** -1.1) and dp["sample_rate"] == pytest.approx(8 / 64)
+    assert dp["delta"] == pytest.approx(64**-1.1) and dp["sample_rate"] == pytest.approx(8 / 64)
     assert dp["max_grad_norm"] == 1.0 and dp["accountant"] == "rdp" and dp["steps"] == 20
     log = read_train_log(out)
     assert log["dp"] == pytest.approx(dp)
@@ -410,8 +442,9 @@ def test_dp_reports_a_finite_epsilon(dp_trained):
     # More noise for a smaller target epsilon, from the same accountant.
     from opacus.accountants.utils import get_noise_multiplier
 
-    sigma_1 = get_noise_multiplier(target_epsilon=1.0, target_delta=dp["delta"], sample_rate=dp["sample_rate"],
-                                   steps=20, accountant="rdp")
+    sigma_1 = get_noise_multiplier(
+        target_epsilon=1.0, target_delta=dp["delta"], sample_rate=dp["sample_rate"], steps=20, accountant="rdp"
+    )
     assert sigma_1 > dp["noise_multiplier"]
     assert np.isfinite([v for _, v in result.losses]).all()
     load_target(str(out), device="cpu")  # a DP model is an ordinary target
@@ -426,8 +459,9 @@ def test_dp_needs_a_batch_smaller_than_the_data(split_and_members, tmp_path):
 def test_dp_resume_is_bitwise(split_and_members, tmp_path):
     """A DP run cut at step 3 and resumed (Poisson sampling, noise generator, accountant) == the whole run."""
     split, members = split_and_members
-    cfg = dataclasses.replace(CFG, steps=6, batch_size=8, dp_epsilon=8.0, attention=False, log_every=1,
-                              checkpoint_every=3)
+    cfg = dataclasses.replace(
+        CFG, steps=6, batch_size=8, dp_epsilon=8.0, attention=False, log_every=1, checkpoint_every=3
+    )
     whole = tmp_path / "whole"
     saved = tmp_path / "at3"
 
@@ -452,9 +486,24 @@ def test_train_command_parses_back_to_the_same_config():
     from mia_core.cli import _train_config, build_parser
     from mia_core.lab.train import train_command
 
-    cfg = TrainConfig(steps=123, batch_size=16, lr=3e-4, warmup_steps=7, ema_decay=0.99, block_out_channels=(16, 32),
-                      layers_per_block=1, attention=False, schedule="cosine", augment="strong", dp_epsilon=4.0,
-                      dp_delta=1e-5, dp_max_grad_norm=0.5, dp_accountant="prv", log_every=3, seed=9)
+    cfg = TrainConfig(
+        steps=123,
+        batch_size=16,
+        lr=3e-4,
+        warmup_steps=7,
+        ema_decay=0.99,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        attention=False,
+        schedule="cosine",
+        augment="strong",
+        dp_epsilon=4.0,
+        dp_delta=1e-5,
+        dp_max_grad_norm=0.5,
+        dp_accountant="prv",
+        log_every=3,
+        seed=9,
+    )
     command = train_command("default", "out dir/with space", cfg)
     assert command.startswith("mia train --data default --out 'out dir/with space' --steps 123")
     args = build_parser().parse_args(shlex.split(command)[1:])

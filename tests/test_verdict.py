@@ -10,7 +10,6 @@ import pytest
 from mia_core.attacks import get_attack
 from mia_core.attacks.base import AttackResult
 from mia_core.data import ImageSet
-from mia_core.metrics import verdict_at_fpr
 from mia_core.lab.verdict import (
     Calibration,
     calibrations_from_results,
@@ -20,6 +19,7 @@ from mia_core.lab.verdict import (
     score_images,
     verdict_label,
 )
+from mia_core.metrics import verdict_at_fpr
 
 # 200 non-members 0..199 and 100 members 100..199 + 0.5: hand-checkable numbers.
 NONMEMBERS = np.arange(200, dtype=float)
@@ -86,15 +86,20 @@ def test_na_when_too_few_nonmembers():
 def test_majority_and_any_summary(cal):
     other = Calibration("sima", MEMBERS * 10, NONMEMBERS * 10)
     third = Calibration("loss", MEMBERS, NONMEMBERS)
-    rep = judge_scores({"pia": cal, "sima": other, "loss": third},
-                       {"pia": [199.0, 0.0], "sima": [0.0, 0.0], "loss": [199.0, 0.0]}, ["m", "n"], 0.01)
+    rep = judge_scores(
+        {"pia": cal, "sima": other, "loss": third},
+        {"pia": [199.0, 0.0], "sima": [0.0, 0.0], "loss": [199.0, 0.0]},
+        ["m", "n"],
+        0.01,
+    )
     m, n = rep.summary("m"), rep.summary("n")
     assert (m.n_flagged, m.n_attacks, m.majority, m.any) == (2, 3, True, True)
     assert (n.n_flagged, n.majority, n.any) == (0, False, False)
     assert "flagged by 2 of 3 attacks at 1 % FPR" in m.text
     assert "up to 3 %" in m.text  # the 'any' rule's inflated FPR is spelled out
-    rep1 = judge_scores({"pia": cal, "sima": other, "loss": third},
-                        {"pia": [199.0], "sima": [0.0], "loss": [0.0]}, ["one"], 0.01)
+    rep1 = judge_scores(
+        {"pia": cal, "sima": other, "loss": third}, {"pia": [199.0], "sima": [0.0], "loss": [0.0]}, ["one"], 0.01
+    )
     s = rep1.summary("one")
     assert s.majority is False and s.any is True
 

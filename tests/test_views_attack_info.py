@@ -61,8 +61,10 @@ def test_unregistered_name_falls_back_to_itself():
 
 
 def test_choice_label():
-    assert AI.choice_label("pia", "2 UNet calls/image (12 with trace)") == \
-        "PIA — Kong et al., ICLR 2024 · gray box · 2 UNet calls/image (12 with trace)"
+    assert (
+        AI.choice_label("pia", "2 UNet calls/image (12 with trace)")
+        == "PIA — Kong et al., ICLR 2024 · gray box · 2 UNet calls/image (12 with trace)"
+    )
     assert AI.choice_label("pia") == "PIA — Kong et al., ICLR 2024 · gray box"
 
 
@@ -70,7 +72,13 @@ def test_no_other_source_of_short_names():
     from mia_core.lab import plan, teaching
     from mia_core.views import presenter, results
 
-    for module, name in ((results, "ATTACK_LABELS"), (results, "attack_label"), (presenter, "short_title"),
-                         (presenter, "attack_title"), (plan, "attack_label"), (teaching, "_MEASURES"),
-                         (teaching, "attack_summary")):
+    for module, name in (
+        (results, "ATTACK_LABELS"),
+        (results, "attack_label"),
+        (presenter, "short_title"),
+        (presenter, "attack_title"),
+        (plan, "attack_label"),
+        (teaching, "_MEASURES"),
+        (teaching, "attack_summary"),
+    ):
         assert not hasattr(module, name), f"{module.__name__}.{name}"

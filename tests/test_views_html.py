@@ -18,7 +18,8 @@ def test_figure_html_is_standalone():
 
 def test_markdown_subset():
     html = markdown_to_html("Intro with **bold** and *it* <x>\n- one\n- two & three\n\nAfter")
-    assert html == ("<p>Intro with <b>bold</b> and <i>it</i> &lt;x&gt;</p><ul><li>one</li><li>two &amp; three</li></ul>"
-                    "<p>After</p>")
+    assert html == (
+        "<p>Intro with <b>bold</b> and <i>it</i> &lt;x&gt;</p><ul><li>one</li><li>two &amp; three</li></ul><p>After</p>"
+    )
     assert markdown_to_html("- last") == "<ul><li>last</li></ul>"
     assert escape("a<b>&") == "a&lt;b&gt;&amp;"

@@ -52,6 +52,14 @@ def test_error_bars_and_abar():
 
 
 def test_teaching_keeps_no_figure():
-    for name in ("error_bars_figure", "error_curve_figure", "abar_figure", "loss_curve_figure", "train_log_summary",
-                 "attack_summary", "_rgba", "_MEASURES"):
+    for name in (
+        "error_bars_figure",
+        "error_curve_figure",
+        "abar_figure",
+        "loss_curve_figure",
+        "train_log_summary",
+        "attack_summary",
+        "_rgba",
+        "_MEASURES",
+    ):
         assert not hasattr(teaching, name), name

@@ -28,8 +28,11 @@ def _label_value(text: str) -> float:
 
 
 def log_axes(fig: go.Figure) -> dict[str, object]:
-    return {name: axis for name, axis in fig.layout.to_plotly_json().items()
-            if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log"}
+    return {
+        name: axis
+        for name, axis in fig.layout.to_plotly_json().items()
+        if name.startswith(("xaxis", "yaxis")) and axis.get("type") == "log"
+    }
 
 
 def assert_sane_log_ticks(fig: go.Figure) -> int:
@@ -69,8 +72,13 @@ def test_every_log_axis_in_the_figures_has_sane_ticks():
         "roc": F.roc_figure({"loss": (scores, is_member)}, log=True),
         "histogram log density": F.score_histogram(scores, is_member, log_y=True),
         "error curve": F.error_curve_figure(ts, trace, is_member),
-        "error curve lines": F.error_curve_figure(ts, lines=[F.CurveLine("a", [0.31, 0.42, 0.5, 0.61, 0.7], MEMBER_COLOR),
-                                                           F.CurveLine("b", [0.4, 0.5, 0.6, 0.7, 0.8], NONMEMBER_COLOR)]),
+        "error curve lines": F.error_curve_figure(
+            ts,
+            lines=[
+                F.CurveLine("a", [0.31, 0.42, 0.5, 0.61, 0.7], MEMBER_COLOR),
+                F.CurveLine("b", [0.4, 0.5, 0.6, 0.7, 0.8], NONMEMBER_COLOR),
+            ],
+        ),
         "loss curve": loss_curve_figure({"loss_curve": [[i, 0.3 * math.exp(-i / 400)] for i in range(0, 1000, 10)]}),
     }
     for name, fig in figures.items():

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mia_core.views import results as F
 from mia_core import metrics as M
 from mia_core.attacks import AttackResult
+from mia_core.views import results as F
 from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, attack_color
 
 
@@ -26,8 +26,14 @@ def _split(n_members: int = 300, n_nonmembers: int = 400, shift: float = 1.0, se
 
 def _result(name: str, scores, trace, timesteps, ids, params=None) -> AttackResult:
     return AttackResult(
-        attack=name, ids=tuple(ids), scores=np.asarray(scores, float), trace_timesteps=np.asarray(timesteps),
-        trace=np.asarray(trace, float), trace_label="error", unet_calls_per_image=3, seconds=1.5,
+        attack=name,
+        ids=tuple(ids),
+        scores=np.asarray(scores, float),
+        trace_timesteps=np.asarray(timesteps),
+        trace=np.asarray(trace, float),
+        trace_label="error",
+        unet_calls_per_image=3,
+        seconds=1.5,
         params=params or {},
     )
 
@@ -116,7 +122,10 @@ def test_roc_linear_version():
 
 def test_metric_table_values_and_na():
     scores, is_member, ids = _split(n_members=200, n_nonmembers=150)
-    metrics = {"secmi": M.evaluate(scores, is_member, n_bootstrap=50), "pia": M.evaluate(-scores, is_member, n_bootstrap=50)}
+    metrics = {
+        "secmi": M.evaluate(scores, is_member, n_bootstrap=50),
+        "pia": M.evaluate(-scores, is_member, n_bootstrap=50),
+    }
     results = {"secmi": _result("secmi", scores, np.zeros((350, 0)), [], ids)}
     table = F.metric_table(metrics, results, {"secmi": 11, "pia": 2})
     assert list(table.index) == ["secmi", "pia"]
@@ -209,7 +218,9 @@ def test_timestep_metric_figure_matches_metrics_per_column():
         "none": _result("none", -trace[:, 0], np.zeros((250, 0)), [], ids),
     }
     fig = F.timestep_metric_figure(res, is_member, budget=0.01)
-    lines = {(t.meta["attack"], t.meta["metric"]): t for t in fig.data if (t.meta or {}).get("metric") in ("auc", "tpr")}
+    lines = {
+        (t.meta["attack"], t.meta["metric"]): t for t in fig.data if (t.meta or {}).get("metric") in ("auc", "tpr")
+    }
     assert {a for a, _ in lines} == {"pia", "sima"}  # an attack without a trace is skipped
     for k in range(4):
         assert lines[("pia", "auc")].y[k] == pytest.approx(M.auc(-trace[:, k], is_member))
@@ -230,10 +241,18 @@ def test_timestep_metric_figure_matches_metrics_per_column():
 
 
 def test_error_bands_hand_made():
-    trace = np.array([
-        [1.0, 10.0], [2.0, 20.0], [3.0, 30.0], [4.0, 40.0], [5.0, 50.0],  # members
-        [10.0, 1.0], [30.0, 3.0], [20.0, 2.0],  # non-members
-    ])
+    trace = np.array(
+        [
+            [1.0, 10.0],
+            [2.0, 20.0],
+            [3.0, 30.0],
+            [4.0, 40.0],
+            [5.0, 50.0],  # members
+            [10.0, 1.0],
+            [30.0, 3.0],
+            [20.0, 2.0],  # non-members
+        ]
+    )
     is_member = np.array([1, 1, 1, 1, 1, 0, 0, 0], bool)
     bands = F.error_bands(trace, is_member)
     np.testing.assert_allclose(bands["member_median"], [3.0, 30.0])
@@ -272,9 +291,15 @@ def test_error_curve_figure_bands_sample_and_score_line():
 
 def test_error_curve_figure_lines_without_a_trace_and_linear_when_negative():
     ts = np.array([10, 20, 30])
-    fig = F.error_curve_figure(ts, lines=[F.CurveLine("member a", [0.1, 0.2, 0.4], MEMBER_COLOR, "a"),
-                                          F.CurveLine("non-member b", [0.3, 0.5, 0.9], NONMEMBER_COLOR, "b")],
-                               t_lines=[(20, "t = 20")], ylabel="x0 error")
+    fig = F.error_curve_figure(
+        ts,
+        lines=[
+            F.CurveLine("member a", [0.1, 0.2, 0.4], MEMBER_COLOR, "a"),
+            F.CurveLine("non-member b", [0.3, 0.5, 0.9], NONMEMBER_COLOR, "b"),
+        ],
+        t_lines=[(20, "t = 20")],
+        ylabel="x0 error",
+    )
     assert [t.meta["id"] for t in fig.data] == ["a", "b"]
     assert [t.line.color for t in fig.data] == [MEMBER_COLOR, NONMEMBER_COLOR]
     assert fig.layout.yaxis.type == "log" and fig.layout.yaxis.title.text == "x0 error"
@@ -292,7 +317,10 @@ def test_error_curve_figure_lines_without_a_trace_and_linear_when_negative():
 
 def test_sample_scatter_customdata_ids():
     scores, is_member, ids = _split()
-    res = {"a": _result("a", scores, np.zeros((700, 0)), [], ids), "b": _result("b", -scores, np.zeros((700, 0)), [], ids)}
+    res = {
+        "a": _result("a", scores, np.zeros((700, 0)), [], ids),
+        "b": _result("b", -scores, np.zeros((700, 0)), [], ids),
+    }
     fig = F.sample_scatter(res, is_member, ids, "a", "b", highlight_id="img-0003")
     groups = {t.meta["group"]: t for t in fig.data if (t.meta or {}).get("role") == "samples"}
     assert list(groups["member"].customdata) == [i for i, m in zip(ids, is_member) if m]
@@ -367,8 +395,12 @@ def test_metric_table_puts_transferred_beside_oracle():
     table = F.metric_table({"loss": M.evaluate(scores, labels, n_bootstrap=20)}, transferred={"loss": rate})
     cols = list(table.columns)
     i = cols.index("TPR@1%FPR 95% CI")
-    assert cols[i + 1: i + 5] == ["transferred TPR@1%FPR", "transferred TPR@1%FPR 95% CI", "achieved FPR (budget 1%)",
-                                  "achieved FPR (budget 1%) 95% CI"]
+    assert cols[i + 1 : i + 5] == [
+        "transferred TPR@1%FPR",
+        "transferred TPR@1%FPR 95% CI",
+        "achieved FPR (budget 1%)",
+        "achieved FPR (budget 1%) 95% CI",
+    ]
     assert table.loc["loss", "transferred TPR@1%FPR"] == f"{rate.tpr:.3f}"
     assert table.loc["loss", "achieved FPR (budget 1%)"] == f"{rate.fpr:.3f}"
     assert "transferred TPR@1%FPR" not in F.metric_table({"loss": M.evaluate(scores, labels, n_bootstrap=0)}).columns

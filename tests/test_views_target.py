@@ -10,10 +10,15 @@ from mia_core.views.target import memorisation_figure
 
 
 def test_memorisation_figure_shows_both_distances_and_the_heldout_median():
-    mem = Memorisation(member_index=np.array([2, 0]), nonmember_index=np.array([1, 4]),
-                       member_id=("m2", "m0"), nonmember_id=("n1", "n4"),
-                       member_distance=np.array([0.0, 30.0]), nonmember_distance=np.array([55.0, 0.0]),
-                       heldout_distance=np.array([40.0, 50.0, 70.0]))
+    mem = Memorisation(
+        member_index=np.array([2, 0]),
+        nonmember_index=np.array([1, 4]),
+        member_id=("m2", "m0"),
+        nonmember_id=("n1", "n4"),
+        member_distance=np.array([0.0, 30.0]),
+        nonmember_distance=np.array([55.0, 0.0]),
+        heldout_distance=np.array([40.0, 50.0, 70.0]),
+    )
     fig = memorisation_figure(mem)
     assert [d.name for d in fig.data] == ["nearest member", "nearest non-member"]
     assert [d.marker.color for d in fig.data] == [MEMBER_COLOR, NONMEMBER_COLOR]

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from .base import (ACCESS_LEVELS, DEFAULT_SWEEP, TARGET_KINDS, Attack, AttackResult, LearnedAttack, NotApplicable,
-                   params_from_mapping)
+from .base import (
+    ACCESS_LEVELS,
+    DEFAULT_SWEEP,
+    TARGET_KINDS,
+    Attack,
+    AttackResult,
+    LearnedAttack,
+    NotApplicable,
+    params_from_mapping,
+)
 from .gan_era import GANLeaks, MonteCarloSet
 from .gsa import GSA1, GSA2
 from .likelihood import ELBO, Likelihood
@@ -19,8 +28,22 @@ from .sima import SimA
 
 #: name -> attack class, in the order the CLI and the app list them.
 REGISTRY: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (
-        LossAttack, SecMIStat, PIA, PIAN, SimA, SecMINN, QuantileRegression, Likelihood, ELBO, ReDiffuse, GANLeaks, MonteCarloSet, GSA1, GSA2,
+    cls.name: cls
+    for cls in (
+        LossAttack,
+        SecMIStat,
+        PIA,
+        PIAN,
+        SimA,
+        SecMINN,
+        QuantileRegression,
+        Likelihood,
+        ELBO,
+        ReDiffuse,
+        GANLeaks,
+        MonteCarloSet,
+        GSA1,
+        GSA2,
     )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood
@@ -76,4 +99,19 @@ def scores_only_params(name: str) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["ACCESS_LEVELS", "TARGET_KINDS", "NotApplicable", "not_applicable", "REGISTRY", "access_label", "attacks_by_access", "DEFAULT_ATTACKS", "DEFAULT_SWEEP", "Attack", "AttackResult", "LearnedAttack", "get_attack", "scores_only_params"]
+__all__ = [
+    "ACCESS_LEVELS",
+    "TARGET_KINDS",
+    "NotApplicable",
+    "not_applicable",
+    "REGISTRY",
+    "access_label",
+    "attacks_by_access",
+    "DEFAULT_ATTACKS",
+    "DEFAULT_SWEEP",
+    "Attack",
+    "AttackResult",
+    "LearnedAttack",
+    "get_attack",
+    "scores_only_params",
+]

@@ -90,7 +90,7 @@ class AttackResult:
 TARGET_KINDS: dict[str, str] = {
     "ddpm": "a DDPM (noise prediction eps_theta(x_t, t) on a discrete abar schedule)",
     "ve-sde": "a score-based VE-SDE / SMLD model (score s_theta(x, sigma) at continuous noise levels, "
-              "no discrete abar schedule)",
+    "no discrete abar schedule)",
 }
 
 
@@ -333,7 +333,9 @@ class LearnedAttack(Attack):
             f"call fit_score(target, x0, ids, is_member, seed=...) or run_attacks(..., is_member=...)"
         )
 
-    def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def partition(
+        self, ids: Sequence[str], is_member: np.ndarray, seed: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(train_ids, eval_ids), disjoint, each in input order."""
         raise NotImplementedError
 
@@ -363,16 +365,34 @@ class LearnedAttack(Attack):
         ids = tuple(str(i) for i in ids)
         labels = np.asarray(is_member, dtype=bool)
         train_ids, eval_ids = self.partition(ids, labels, seed)
-        data = LearnedInputs(x, ids, labels, train_ids, eval_ids, index_of(ids, train_ids), index_of(ids, eval_ids),
-                             seed, batch_size, progress, started)
+        data = LearnedInputs(
+            x,
+            ids,
+            labels,
+            train_ids,
+            eval_ids,
+            index_of(ids, train_ids),
+            index_of(ids, eval_ids),
+            seed,
+            batch_size,
+            progress,
+            started,
+        )
         return self.fit_and_score(target, data, **resources)
 
     def fit_and_score(self, target: Target, data: LearnedInputs, **resources: Any) -> AttackResult:
         """The attack itself, on the inputs :meth:`fit_score` prepared."""
         raise NotImplementedError
 
-    def learned_result(self, data: LearnedInputs, scores: np.ndarray, *, evaluated_on: str,
-                       extras: Mapping[str, np.ndarray], info: Mapping[str, Any]) -> AttackResult:
+    def learned_result(
+        self,
+        data: LearnedInputs,
+        scores: np.ndarray,
+        *,
+        evaluated_on: str,
+        extras: Mapping[str, np.ndarray],
+        info: Mapping[str, Any],
+    ) -> AttackResult:
         """The AttackResult of a learned attack: scores (len(eval_ids),) of the evaluation part, no trace."""
         return AttackResult(
             attack=self.name,
@@ -429,9 +449,12 @@ def latent_cost_info(target: Target, decodes: int = 0) -> dict[str, Any]:
     passes per image (one encode; ``decodes`` decodes for display) and the VAE's parameter count."""
     if not getattr(target, "latent", False):
         return {}
-    return {"vae_encodes_per_image": 1, "vae_decodes_per_image": int(decodes),
-            "vae_parameters": target.n_vae_parameters,
-            "space": f"latent {'x'.join(map(str, target.model_shape))} (images encoded by the VAE)"}
+    return {
+        "vae_encodes_per_image": 1,
+        "vae_decodes_per_image": int(decodes),
+        "vae_parameters": target.n_vae_parameters,
+        "space": f"latent {'x'.join(map(str, target.model_shape))} (images encoded by the VAE)",
+    }
 
 
 def floor_power_of_two(n: int) -> int:

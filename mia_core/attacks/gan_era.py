@@ -32,9 +32,10 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -103,7 +104,7 @@ def generated_samples(
 
 def _to_unit(pixels: np.ndarray) -> np.ndarray:
     """uint8 (n, H, W, C) -> float32 (n, C, H, W) in [-1, 1]."""
-    return (np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(np.float32) / 127.5 - 1.0)
+    return np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)).astype(np.float32) / 127.5 - 1.0
 
 
 # -- distances ---------------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def sample_distances(queries: torch.Tensor, samples: torch.Tensor) -> torch.Tens
 
 def _reduce_rows(queries: torch.Tensor, samples: torch.Tensor, reduce: Any, chunk: int = 256) -> torch.Tensor:
     """reduce(distances of a chunk of queries (b, n)) -> (b,), over all queries: (N,) (bounded memory)."""
-    return torch.cat([reduce(sample_distances(queries[i:i + chunk], samples)) for i in range(0, len(queries), chunk)])
+    return torch.cat([reduce(sample_distances(queries[i : i + chunk], samples)) for i in range(0, len(queries), chunk)])
 
 
 def nearest_sample_distance(queries: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
@@ -226,16 +227,28 @@ class GeneratedSamplesAttack(Attack):
             if progress is not None:
                 progress(round(n * done / max(1, total)), 2 * n)
 
-        samples, cached = generated_samples(target, self.params.n_samples, self.params.sample_steps, seed,
-                                            cache_dirs=sample_dirs, progress=sampling_progress)
+        samples, cached = generated_samples(
+            target,
+            self.params.n_samples,
+            self.params.sample_steps,
+            seed,
+            cache_dirs=sample_dirs,
+            progress=sampling_progress,
+        )
         scores, info = self.scores(x0, torch.from_numpy(samples))
         if progress is not None:
             progress(2 * n, 2 * n)
         info.update(samples_from_cache=cached, sample_unet_calls=0 if cached else self.setup_unet_calls())
         return AttackResult(
-            attack=self.name, ids=ids, scores=scores.numpy().astype(np.float64),
-            trace_timesteps=np.zeros(0, dtype=np.int64), trace=np.zeros((n, 0)), trace_label="",
-            unet_calls_per_image=0, seconds=time.perf_counter() - start_time, params=self.params_dict(),
+            attack=self.name,
+            ids=ids,
+            scores=scores.numpy().astype(np.float64),
+            trace_timesteps=np.zeros(0, dtype=np.int64),
+            trace=np.zeros((n, 0)),
+            trace_label="",
+            unet_calls_per_image=0,
+            seconds=time.perf_counter() - start_time,
+            params=self.params_dict(),
             info=info,
         )
 
@@ -260,5 +273,7 @@ class MonteCarloSet(GeneratedSamplesAttack):
 
     def scores(self, queries: torch.Tensor, samples: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         eps = float(self.params.eps) or median_heuristic(queries, samples)
-        return mc_set_scores(queries, samples, eps), {"eps": eps, "eps_rule": "given" if self.params.eps else
-                                                      "median over the scored images of the nearest-sample distance"}
+        return mc_set_scores(queries, samples, eps), {
+            "eps": eps,
+            "eps_rule": "given" if self.params.eps else "median over the scored images of the nearest-sample distance",
+        }

@@ -41,8 +41,8 @@ Deliberate differences from the official code:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -104,6 +104,7 @@ def gradient_features(
         return torch.stack([g[n].float().norm() for n in names])
 
     if per_timestep:  # GSA2: one gradient per (image, t): vmap over both, then average the norms over t
+
         def features(p, x, t, eps):  # x, eps (K, C, H, W); t (K,)
             return vmap(norms, in_dims=(None, 0, 0, 0))(p, x[:, None], t[:, None], eps[:, None]).mean(0)
     else:  # GSA1: the gradient of the mean loss over the K noised copies
@@ -119,8 +120,9 @@ def gradient_features(
         stop = min(n, start + bs)
         xb = x0[start:stop].to(device)
         eps = per_image_noise(ids[start:stop], seed, k, tuple(x0.shape[1:]), device)  # (b, K, C, H, W)
-        x_t = q_sample(target.schedule, xb.repeat_interleave(k, 0), t_all.repeat(stop - start),
-                       eps.reshape(-1, *x0.shape[1:])).view_as(eps)
+        x_t = q_sample(
+            target.schedule, xb.repeat_interleave(k, 0), t_all.repeat(stop - start), eps.reshape(-1, *x0.shape[1:])
+        ).view_as(eps)
         with warnings.catch_warnings(), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             # torch has no batching rule for CPU flash-attention's backward: it loops (correct, slower)
             warnings.filterwarnings("ignore", message="There is a performance drop")
@@ -166,8 +168,10 @@ class GSA1(LearnedAttack):
     access = "white"
     needs = ("shadow models",)
     uses_shadow_models = True
-    training_data = ("shadow models trained on part of the non-members (the shadow pool); scores the members "
-                     "and the other non-members")
+    training_data = (
+        "shadow models trained on part of the non-members (the shadow pool); scores the members "
+        "and the other non-members"
+    )
     Params = GSAParams
     per_timestep = False
 
@@ -179,8 +183,10 @@ class GSA1(LearnedAttack):
         if reason:
             return reason
         if getattr(target, "prediction_type", "epsilon") != "epsilon":
-            return (f"the features are gradients of the epsilon-prediction loss; this model predicts "
-                    f"{target.prediction_type!r} (its own training loss is not implemented here)")
+            return (
+                f"the features are gradients of the epsilon-prediction loss; this model predicts "
+                f"{target.prediction_type!r} (its own training loss is not implemented here)"
+            )
         if getattr(target, "latent", False):
             return "latent target: the gradients would need the loss on encoded images, not implemented"
         return None
@@ -189,7 +195,9 @@ class GSA1(LearnedAttack):
         """Training the shadows once (cached afterwards): one forward and backward per image of each step."""
         return self.params.n_shadows * self.params.shadow_steps * self.params.shadow_batch_size
 
-    def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def partition(
+        self, ids: Sequence[str], is_member: np.ndarray, seed: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(shadow pool, evaluation ids): round(shadow_fraction * n) of the non-members, ranked by a seeded
         hash; no member is ever in the pool."""
         ids = tuple(str(i) for i in ids)
@@ -210,10 +218,26 @@ class GSA1(LearnedAttack):
             out.append((tuple(i for i in pool_ids if i in members), tuple(i for i in pool_ids if i not in members)))
         return out
 
-    def features(self, target: Target, x0: torch.Tensor, ids: Sequence[str], *, seed: int,
-                 batch_size: int | None = None, progress: ProgressFn | None = None) -> np.ndarray:
-        return gradient_features(target, x0, ids, timesteps=self.params.timesteps, per_timestep=self.per_timestep,
-                                 seed=seed, batch_size=batch_size, progress=progress)
+    def features(
+        self,
+        target: Target,
+        x0: torch.Tensor,
+        ids: Sequence[str],
+        *,
+        seed: int,
+        batch_size: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> np.ndarray:
+        return gradient_features(
+            target,
+            x0,
+            ids,
+            timesteps=self.params.timesteps,
+            per_timestep=self.per_timestep,
+            seed=seed,
+            batch_size=batch_size,
+            progress=progress,
+        )
 
     def fit_and_score(self, target: Target, data: LearnedInputs, shadows: Sequence[Shadow] = ()) -> AttackResult:
         """Fit the classifier on the shadows' features of their pool images, score the target's evaluation part.
@@ -233,7 +257,9 @@ class GSA1(LearnedAttack):
         for sh in shadows:
             outside = [i for i in sh.member_ids + sh.nonmember_ids if i not in pool]
             if outside:
-                raise ValueError(f"shadow images must come from the shadow pool; {len(outside)} do not, e.g. {outside[0]!r}")
+                raise ValueError(
+                    f"shadow images must come from the shadow pool; {len(outside)} do not, e.g. {outside[0]!r}"
+                )
             if sh.target.fingerprint == target.fingerprint:
                 raise ValueError("a shadow model is the target itself")
         n_rows = sum(len(sh.member_ids) + len(sh.nonmember_ids) for sh in shadows) + len(eval_ids)
@@ -247,8 +273,16 @@ class GSA1(LearnedAttack):
         rows, row_labels = [], []
         for sh in shadows:
             sh_ids = sh.member_ids + sh.nonmember_ids
-            rows.append(self.features(sh.target, x0[torch.from_numpy(index_of(ids, sh_ids))], sh_ids, seed=seed,
-                                      batch_size=batch_size, progress=step))
+            rows.append(
+                self.features(
+                    sh.target,
+                    x0[torch.from_numpy(index_of(ids, sh_ids))],
+                    sh_ids,
+                    seed=seed,
+                    batch_size=batch_size,
+                    progress=step,
+                )
+            )
             row_labels.append(np.r_[np.ones(len(sh.member_ids)), np.zeros(len(sh.nonmember_ids))])
             done += len(sh_ids)
         features_train, y_train = np.concatenate(rows), np.concatenate(row_labels).astype(int)
@@ -257,27 +291,35 @@ class GSA1(LearnedAttack):
 
         # 2. The target's features on the evaluation part; score = P(member).
         eval_rows = data.eval_rows
-        features_eval = self.features(target, x0[torch.from_numpy(eval_rows)], eval_ids, seed=seed,
-                                      batch_size=batch_size, progress=step)
+        features_eval = self.features(
+            target, x0[torch.from_numpy(eval_rows)], eval_ids, seed=seed, batch_size=batch_size, progress=step
+        )
         scores = clf.predict_proba(features_eval)[:, 1].astype(np.float64)
         n_eval = (int(labels[eval_rows].sum()), int((~labels[eval_rows]).sum()))
         n_pool = len(pool_ids)
         return self.learned_result(
-            data, scores,
-            evaluated_on=(f"every member and the non-members outside the shadow pool: {n_eval[0]} members, "
-                          f"{n_eval[1]} non-members; {len(shadows)} shadow model(s) trained on a pool of {n_pool} "
-                          "non-members"),
+            data,
+            scores,
+            evaluated_on=(
+                f"every member and the non-members outside the shadow pool: {n_eval[0]} members, "
+                f"{n_eval[1]} non-members; {len(shadows)} shadow model(s) trained on a pool of {n_pool} "
+                "non-members"
+            ),
             extras={},
             info={
                 "classifier": f"HistGradientBoostingClassifier(max_iter={self.params.max_iter})",
                 "n_features": int(features_train.shape[1]),
                 "n_shadow_rows": int(len(y_train)),
                 "train_accuracy": float((clf.predict(features_train) == y_train).mean()),
-                "shadows": [sh.description or f"{len(sh.member_ids)} members + {len(sh.nonmember_ids)} non-members"
-                            for sh in shadows],
-                "n_eval_members": n_eval[0], "n_eval_nonmembers": n_eval[1],
+                "shadows": [
+                    sh.description or f"{len(sh.member_ids)} members + {len(sh.nonmember_ids)} non-members"
+                    for sh in shadows
+                ],
+                "n_eval_members": n_eval[0],
+                "n_eval_nonmembers": n_eval[1],
             },
         )
+
 
 class GSA2(GSA1):
     name = "gsa2"

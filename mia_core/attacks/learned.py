@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -73,8 +73,10 @@ def partition_ids(
 
 def describe_parts(n_eval: tuple[int, int], n_train: tuple[int, int], eval_words: str, train_words: str) -> str:
     """e.g. 'held-out 80 %: 718 members, 719 non-members; trained on 20 % (180 members + 180 non-members)'."""
-    return (f"{eval_words}: {n_eval[0]} members, {n_eval[1]} non-members; "
-            f"trained on {train_words} ({n_train[0]} members + {n_train[1]} non-members)")
+    return (
+        f"{eval_words}: {n_eval[0]} members, {n_eval[1]} non-members; "
+        f"trained on {train_words} ({n_train[0]} members + {n_train[1]} non-members)"
+    )
 
 
 def index_of(ids: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
@@ -105,15 +107,23 @@ def secmi_intermediates(
     """
     x0 = torch.as_tensor(x0, dtype=torch.float32)
     ids = tuple(str(i) for i in ids)
-    key = (target.fingerprint, str(target.device), target.precision, t_sec, k, ids,
-           hashlib.sha256(x0.detach().cpu().contiguous().numpy().tobytes()).hexdigest())
+    key = (
+        target.fingerprint,
+        str(target.device),
+        target.precision,
+        t_sec,
+        k,
+        ids,
+        hashlib.sha256(x0.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+    )
     if _LAST_INTERMEDIATES and _LAST_INTERMEDIATES[0] == key:
         if progress is not None:
             progress(len(ids), len(ids))
         return _LAST_INTERMEDIATES[1]
     stat = SecMIStat(t_sec=t_sec, k=k, trace=False)
-    res = stat.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=progress,
-                   keep=("x_tilde", "x_recon"))
+    res = stat.run(
+        target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=progress, keep=("x_tilde", "x_recon")
+    )
     out = (-res.scores, res.extras["x_tilde"], res.extras["x_recon"])
     _LAST_INTERMEDIATES[:] = [key, out]
     return out
@@ -178,10 +188,13 @@ class SmallCNN(nn.Module):
     def __init__(self, in_channels: int, width: int = 32) -> None:
         super().__init__()
         chans = [(in_channels, width, 1), (width, width, 1), (width, 2 * width, 2), (2 * width, 2 * width, 1)]
-        self.features = nn.Sequential(*[
-            layer for c_in, c_out, stride in chans
-            for layer in (nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
-        ])
+        self.features = nn.Sequential(
+            *[
+                layer
+                for c_in, c_out, stride in chans
+                for layer in (nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+            ]
+        )
         self.head = nn.Linear(2 * width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -245,7 +258,7 @@ def fit(
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 1024) -> np.ndarray:
     """The model's output on (n, ...) inputs in eval mode: (n,) float64 numpy."""
     model.eval()
-    outs = [model(inputs[i:i + batch_size]).float().cpu() for i in range(0, inputs.shape[0], batch_size)]
+    outs = [model(inputs[i : i + batch_size]).float().cpu() for i in range(0, inputs.shape[0], batch_size)]
     return torch.cat(outs).double().numpy()
 
 

@@ -66,8 +66,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -153,8 +154,9 @@ def _rms(x: np.ndarray) -> np.ndarray:
     return np.sqrt(np.mean(np.square(x), axis=1))
 
 
-def solve_rk45_rows(fun: RowsFn, t0: float, t1: float, y0: np.ndarray, *, rtol: float, atol: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def solve_rk45_rows(
+    fun: RowsFn, t0: float, t1: float, y0: np.ndarray, *, rtol: float, atol: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Integrate B independent ODEs dy/dt = fun(t, y) from t0 to t1, each with its own adaptive steps.
 
     This is ``scipy.integrate.solve_ivp(method="RK45")`` applied to each row alone (the same
@@ -263,8 +265,9 @@ def probability_flow_bpd(
     if not -1.0 < u0 < t_end:
         raise ValueError(f"u0 must lie in (-1, {t_end:g}), got {u0}")
     if probes.ndim != x0.ndim + 1 or probes.shape[0] != x0.shape[0] or probes.shape[2:] != x0.shape[1:]:
-        raise ValueError(f"probes must have shape (B, P, *x0.shape[1:]), got {tuple(probes.shape)} "
-                         f"for x0 of shape {tuple(x0.shape)}")
+        raise ValueError(
+            f"probes must have shape (B, P, *x0.shape[1:]), got {tuple(probes.shape)} for x0 of shape {tuple(x0.shape)}"
+        )
     image_shape, b = tuple(x0.shape[1:]), x0.shape[0]
     dims = math.prod(image_shape)
     device, n_probes = x0.device, probes.shape[1]
@@ -356,7 +359,7 @@ def ve_probability_flow_bpd(
     end, nfe = solve_rk45_rows(rhs, float(schedule.sampling_eps), 1.0, start, rtol=rtol, atol=atol)
     end = torch.from_numpy(end)
     z, delta_logp = end[:, :dims], end[:, dims]
-    var = schedule.sigma_max ** 2
+    var = schedule.sigma_max**2
     prior_logp = -0.5 * dims * math.log(2 * math.pi * var) - 0.5 * z.square().sum(1) / var
     bpd = -(prior_logp + delta_logp) / (dims * math.log(2)) + VE_BPD_OFFSET
     return bpd, nfe
@@ -434,15 +437,21 @@ class Likelihood(Attack):
     def applies_to(self, target: Target) -> str | None:
         reason = super().applies_to(target)
         if reason is None and getattr(target.schedule, "zero_terminal_snr", False):
-            return ("zero terminal SNR (abar_{T-1} = 0): the ODE's time change log abar(u) and its prior "
-                    "N(0, I) term are undefined at the last step")
+            return (
+                "zero terminal SNR (abar_{T-1} = 0): the ODE's time change log abar(u) and its prior "
+                "N(0, I) term are undefined at the last step"
+            )
         if reason is None and getattr(target, "latent", False):
-            return ("latent target: bits/dim here are those of 8-bit pixels in [-1, 1]; the latents are "
-                    "continuous and the VAE's own likelihood is not modelled")
+            return (
+                "latent target: bits/dim here are those of 8-bit pixels in [-1, 1]; the latents are "
+                "continuous and the VAE's own likelihood is not modelled"
+            )
         config = getattr(getattr(target, "unet", None), "config", None)  # duck-typed test targets have none
         if reason is None and target_kind(target) == "ddpm" and getattr(config, "time_embedding_type", "") == "learned":
-            return ("the UNet's time embedding is a lookup table (integer timesteps only; e.g. a converted checkpoint "
-                    "whose stored table was kept), and the probability-flow ODE needs eps_theta at real-valued t")
+            return (
+                "the UNet's time embedding is a lookup table (integer timesteps only; e.g. a converted checkpoint "
+                "whose stored table was kept), and the probability-flow ODE needs eps_theta at real-valued t"
+            )
         return reason
 
     def expected_nfe(self) -> int:
@@ -484,13 +493,23 @@ class Likelihood(Attack):
         probes = rademacher(noise[:, : self.params.n_probes])
         if target_kind(target) == "ve-sde":  # data in [0, 1], t from the schedule's eps to 1 (u0 is a DDPM setting)
             bpd, nfe = ve_probability_flow_bpd(
-                lambda x, sigma: target.score(x, sigma, grad=True), target.schedule, target.to_data(x0), probes,
-                rtol=self.params.rtol, atol=self.params.atol)
+                lambda x, sigma: target.score(x, sigma, grad=True),
+                target.schedule,
+                target.to_data(x0),
+                probes,
+                rtol=self.params.rtol,
+                atol=self.params.atol,
+            )
             self.nfe_per_image.extend(int(n) for n in nfe)
             return {"score": (-bpd).to(x0.device, torch.float32)}
         bpd, nfe = probability_flow_bpd(
-            target_eps_fn(target), target.schedule, x0, probes,
-            u0=self.params.u0, rtol=self.params.rtol, atol=self.params.atol,
+            target_eps_fn(target),
+            target.schedule,
+            x0,
+            probes,
+            u0=self.params.u0,
+            rtol=self.params.rtol,
+            atol=self.params.atol,
         )
         self.nfe_per_image.extend(int(n) for n in nfe)
         return {"score": (-bpd).to(x0.device, torch.float32)}
@@ -535,13 +554,17 @@ def posterior_kl_nats(
 def _log_normal_mass(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """log(Phi(hi) - Phi(lo)) for lo < hi, from the tail nearer zero (no cancellation in one tail)."""
     upper = lo > 0  # both in the upper tail: use the symmetry Phi(hi) - Phi(lo) = Phi(-lo) - Phi(-hi)
-    mass = torch.where(upper, torch.special.ndtr(-lo) - torch.special.ndtr(-hi),
-                       torch.special.ndtr(hi) - torch.special.ndtr(lo))
+    mass = torch.where(
+        upper, torch.special.ndtr(-lo) - torch.special.ndtr(-hi), torch.special.ndtr(hi) - torch.special.ndtr(lo)
+    )
     return torch.log(mass.clamp_min(1e-12))  # improved DDPM's floor: a hopeless decoder costs 27.6 nats
 
 
 def decoder_nll_nats(
-    schedule: NoiseSchedule, x0: torch.Tensor, x_first: torch.Tensor, eps_pred: torch.Tensor,
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    x_first: torch.Tensor,
+    eps_pred: torch.Tensor,
     variance: str = "fixed_large",
 ) -> torch.Tensor:
     """L_dec = -log p_theta(x0 | x_0), the discretised Gaussian decoder, summed over dims: (B,) float64.
@@ -560,7 +583,8 @@ def decoder_nll_nats(
     lo = (x - HALF_BIN - mean) * inv_std
     hi = (x + HALF_BIN - mean) * inv_std
     log_mass = torch.where(
-        x < -0.999, torch.special.log_ndtr(hi),  # the first bin holds everything below it
+        x < -0.999,
+        torch.special.log_ndtr(hi),  # the first bin holds everything below it
         torch.where(x > 0.999, torch.special.log_ndtr(-lo), _log_normal_mass(lo, hi)),  # the last, above
     )
     return -log_mass.flatten(1).sum(1)
@@ -636,8 +660,10 @@ def elbo_bits(
     bounds = strata_bounds(n_timesteps, schedule.num_timesteps)
     n_strata = len(bounds) - 1
     if noise.shape[1] < n_strata + 2:
-        raise ValueError(f"elbo with {n_strata} timesteps needs noise of shape (B, {n_strata + 2}, C, H, W), "
-                         f"got {tuple(noise.shape)}")
+        raise ValueError(
+            f"elbo with {n_strata} timesteps needs noise of shape (B, {n_strata + 2}, C, H, W), "
+            f"got {tuple(noise.shape)}"
+        )
     t_strata, weights = stratified_timesteps(stratum_uniforms(noise[:, n_strata + 1], n_strata), bounds)
     abar, _ = _table(schedule, x0.device)
     # Row group 0: the decoder at t = 0; group 1 + k: stratum k. Groups run stacked, max_batch inputs at a time.
@@ -646,8 +672,8 @@ def elbo_bits(
     per_pass = max(1, max_batch // b)
     for first in range(0, 1 + n_strata, per_pass):
         groups = range(first, min(1 + n_strata, first + per_pass))
-        t = t_groups[first:groups.stop].reshape(-1)  # row j * B + i: image i in group first + j
-        eps = noise[:, first:groups.stop].transpose(0, 1).reshape(-1, *x0.shape[1:])
+        t = t_groups[first : groups.stop].reshape(-1)  # row j * B + i: image i in group first + j
+        eps = noise[:, first : groups.stop].transpose(0, 1).reshape(-1, *x0.shape[1:])
         a = abar[t].float().view(-1, 1, 1, 1)
         x_t = a.sqrt() * x0.repeat(len(groups), 1, 1, 1) + (1.0 - a).sqrt() * eps  # DDPM eq. 4
         eps_pred = eps_fn(x_t, t)
@@ -706,19 +732,27 @@ class ELBO(Attack):
         if reason:
             return reason
         if target.schedule.num_timesteps != self.num_timesteps:
-            return f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
+            return (
+                f"elbo is set up for T={self.num_timesteps} timesteps, the target has {target.schedule.num_timesteps}"
+            )
         if getattr(target.schedule, "zero_terminal_snr", False):
             return "zero terminal SNR (alpha_{T-1} = 0): the reverse mean divides by sqrt(alpha_{T-1})"
         if getattr(target, "latent", False):
             return "latent target: the bound's discretised decoder scores 8-bit pixels, not continuous latents"
         if getattr(target, "variance_type", None) in ("learned", "learned_range"):
-            return (f"variance_type {target.variance_type!r}: the bound would need the model's learned variance, "
-                    "which is not implemented")
+            return (
+                f"variance_type {target.variance_type!r}: the bound would need the model's learned variance, "
+                "which is not implemented"
+            )
         return None
 
     def reverse_variance(self, target: Target) -> str:
-        """"fixed_small" or "fixed_large" (also for the "_log" spellings and when the config does not say)."""
-        return "fixed_small" if getattr(target, "variance_type", None) in ("fixed_small", "fixed_small_log") else "fixed_large"
+        """ "fixed_small" or "fixed_large" (also for the "_log" spellings and when the config does not say)."""
+        return (
+            "fixed_small"
+            if getattr(target, "variance_type", None) in ("fixed_small", "fixed_small_log")
+            else "fixed_large"
+        )
 
     def compute(self, target: Target, x0: torch.Tensor, noise: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """x0 (B, C, H, W); noise (B, K + 2, C, H, W) -> score (B,) = -bpd, trace (B, 1 + K) bits/dim."""
@@ -727,6 +761,13 @@ class ELBO(Attack):
             raise ValueError(f"elbo does not apply to this target: {reason}")
         if noise is None:
             raise ValueError(f"elbo needs noise of shape (B, {self.noise_draws}, C, H, W)")
-        bpd, terms = elbo_bits(target.eps, target.schedule, x0, noise, n_timesteps=self.params.n_timesteps,
-                               max_batch=max_unet_batch(target), variance=self.reverse_variance(target))
+        bpd, terms = elbo_bits(
+            target.eps,
+            target.schedule,
+            x0,
+            noise,
+            n_timesteps=self.params.n_timesteps,
+            max_batch=max_unet_batch(target),
+            variance=self.reverse_variance(target),
+        )
         return {"score": (-bpd).float(), "trace": terms.float()}

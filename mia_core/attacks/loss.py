@@ -115,6 +115,3 @@ class LossAttack(Attack):
         if trace:
             out["trace"] = loss[[row[(t, 0)] for t in self.params.sweep]].T
         return out
-
-
-

@@ -127,8 +127,9 @@ class QRParams:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-                and self.weight_decay >= 0):
+        if not (
+            isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay) and self.weight_decay >= 0
+        ):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
@@ -141,15 +142,19 @@ class QuantileRegression(LearnedAttack):
     score_label = "mean margin log q(x) - log t-error"
     trace_label = ""
     needs = ("public data known to be non-members",)
-    training_data = ("public: 50 % of the non-members, known to be non-members (no member labels); "
-                     "scores all members and the other non-members")
+    training_data = (
+        "public: 50 % of the non-members, known to be non-members (no member labels); "
+        "scores all members and the other non-members"
+    )
     Params = QRParams
     needs_full_precision = True  # the statistic is SecMI's (float32 UNet calls)
 
     def unet_calls(self, trace: bool = True) -> int:
         return self.params.t_sec // self.params.k + 1
 
-    def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def partition(
+        self, ids: Sequence[str], is_member: np.ndarray, seed: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(public non-members, evaluation ids = all members + the other non-members)."""
         return partition_ids(ids, is_member, seed, member_fraction=0.0, nonmember_fraction=self.params.public_fraction)
 
@@ -178,7 +183,8 @@ class QuantileRegression(LearnedAttack):
 
         # 1. The statistic for every image: y = log t-error.
         t_error, _, _ = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images)
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images
+        )
         log_t = np.log(np.maximum(t_error, np.finfo(np.float64).tiny))
 
         # 2. Standardise the targets with the public set's moments (public data only).
@@ -194,16 +200,26 @@ class QuantileRegression(LearnedAttack):
         q_bag, curves = [], []
         for b in range(p.n_models):
             resample = torch.from_numpy(
-                np.random.default_rng(_seed_of(seed, b, 0)).integers(0, len(public_ids), len(public_ids)))
+                np.random.default_rng(_seed_of(seed, b, 0)).integers(0, len(public_ids), len(public_ids))
+            )
             net = build_net(arch, target.channels, target.resolution, _seed_of(seed, b, 1)).to(device)
             with torch.no_grad():  # start from the resample's global alpha-quantile
                 net.head.bias.fill_(float(torch.quantile(y_std[resample.to(device)].float().cpu(), p.alpha)))
             optimizer = torch.optim.AdamW(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
             with torch.enable_grad():
-                curves.append(fit(
-                    net, x_public[resample.to(device)], y_std[resample.to(device)],
-                    lambda q, y: pinball_loss(q, y, p.alpha), optimizer, epochs=p.epochs, batch_size=p.batch_size,
-                    generator=torch.Generator().manual_seed(_seed_of(seed, b, 2)), on_step=phases.step))
+                curves.append(
+                    fit(
+                        net,
+                        x_public[resample.to(device)],
+                        y_std[resample.to(device)],
+                        lambda q, y: pinball_loss(q, y, p.alpha),
+                        optimizer,
+                        epochs=p.epochs,
+                        batch_size=p.batch_size,
+                        generator=torch.Generator().manual_seed(_seed_of(seed, b, 2)),
+                        on_step=phases.step,
+                    )
+                )
             q_bag.append(predict(net, x_eval) * std + mean)  # back to log t-error units
 
         # 4. Combine: mean margin (continuous score), votes, the majority decision at alpha.
@@ -211,10 +227,13 @@ class QuantileRegression(LearnedAttack):
         score, votes, flagged = bag_decision(q_bag_arr, log_t[eval_rows])
         tp, fp = int(flagged[eval_members].sum()), int(flagged[~eval_members].sum())
         return self.learned_result(
-            data, score,
-            evaluated_on=(f"all {n_eval[0]} members and the {n_eval[1]} held-out non-members; trained on "
-                          f"{len(public_ids)} public non-members ({round(100 * p.public_fraction)} %, "
-                          "no member labels)"),
+            data,
+            score,
+            evaluated_on=(
+                f"all {n_eval[0]} members and the {n_eval[1]} held-out non-members; trained on "
+                f"{len(public_ids)} public non-members ({round(100 * p.public_fraction)} %, "
+                "no member labels)"
+            ),
             extras={
                 "threshold": np.exp(np.median(q_bag_arr, axis=0)),
                 "member_votes": votes,
@@ -223,15 +242,20 @@ class QuantileRegression(LearnedAttack):
             info={
                 "arch": arch,
                 "n_public": len(public_ids),
-                "n_eval_members": n_eval[0], "n_eval_nonmembers": n_eval[1],
+                "n_eval_members": n_eval[0],
+                "n_eval_nonmembers": n_eval[1],
                 "target": "log t-error, standardised with the public set's mean and std",
-                "public_log_t_mean": mean, "public_log_t_std": std,
+                "public_log_t_mean": mean,
+                "public_log_t_std": std,
                 "vote_operating_point": {
                     "rule": f"member iff more than half of the {p.n_models} regressors flag it",
                     "target_fpr": p.alpha,
-                    "tpr": tp / n_eval[0], "fpr": fp / n_eval[1],
-                    "true_positives": tp, "n_members": n_eval[0],
-                    "false_positives": fp, "n_nonmembers": n_eval[1],
+                    "tpr": tp / n_eval[0],
+                    "fpr": fp / n_eval[1],
+                    "true_positives": tp,
+                    "n_members": n_eval[0],
+                    "false_positives": fp,
+                    "n_nonmembers": n_eval[1],
                 },
                 "train_loss_per_epoch": [[round(v, 6) for v in c] for c in curves],
             },

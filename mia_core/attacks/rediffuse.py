@@ -95,8 +95,9 @@ class ReDiffuse(Attack):
     def trace_timesteps(self) -> tuple[int, ...]:
         return tuple(self.params.sweep)
 
-    def variations(self, target: Target, x0: torch.Tensor, noise: torch.Tensor,
-                   timesteps: tuple[int, ...]) -> torch.Tensor:
+    def variations(
+        self, target: Target, x0: torch.Tensor, noise: torch.Tensor, timesteps: tuple[int, ...]
+    ) -> torch.Tensor:
         """V_r for every (timestep, repetition): (len(timesteps), n, B, C, H, W).
 
         x0 (B, C, H, W); noise (B, n, C, H, W). Chains that start higher take more steps; at each

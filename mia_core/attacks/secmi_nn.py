@@ -108,7 +108,9 @@ class SecMINN(LearnedAttack):
     def unet_calls(self, trace: bool = True) -> int:
         return self.params.t_sec // self.params.k + 1  # inversion to t_sec - k, then up and down
 
-    def partition(self, ids: Sequence[str], is_member: np.ndarray, seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def partition(
+        self, ids: Sequence[str], is_member: np.ndarray, seed: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         f = self.params.train_fraction
         return partition_ids(ids, is_member, seed, member_fraction=f, nonmember_fraction=f)
 
@@ -139,7 +141,8 @@ class SecMINN(LearnedAttack):
 
         # 1. x~ and x'' for every image (the statistic is not trained: scoring the evaluation part needs it).
         t_error, x_tilde, x_recon = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images)
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images
+        )
         feature = torch.from_numpy(np.abs(x_tilde - x_recon))  # (N, C, H, W), power 1 as in the code
 
         # 2. Fit f_A on the training part only, MSE(logit, label), with seeded init and shuffling.
@@ -151,16 +154,25 @@ class SecMINN(LearnedAttack):
         x_train = feature[torch.from_numpy(train_rows)].to(device)
         y_train = torch.from_numpy(labels[train_rows].astype(np.float32)).to(device)
         with torch.enable_grad():
-            curve = fit(net, x_train, y_train, lambda logit, y: (logit - y).square().mean(), optimizer,
-                        epochs=epochs, batch_size=p.batch_size, generator=torch.Generator().manual_seed(seed),
-                        on_step=phases.step)
+            curve = fit(
+                net,
+                x_train,
+                y_train,
+                lambda logit, y: (logit - y).square().mean(),
+                optimizer,
+                epochs=epochs,
+                batch_size=p.batch_size,
+                generator=torch.Generator().manual_seed(seed),
+                on_step=phases.step,
+            )
         train_accuracy = float(((predict(net, x_train) >= 0.5) == labels[train_rows]).mean())
 
         # 3. Score the evaluation part: the raw logit (trained towards 1 for members).
         scores = predict(net, feature[torch.from_numpy(eval_rows)].to(device))
         pct = round(100 * p.train_fraction)
         return self.learned_result(
-            data, scores,
+            data,
+            scores,
             evaluated_on=describe_parts(n_eval, n_train, f"held-out {100 - pct} %", f"{pct} %"),
             extras={"t_error": t_error[eval_rows]},
             info={
@@ -169,7 +181,9 @@ class SecMINN(LearnedAttack):
                 "optimizer_steps": steps,
                 "train_loss_per_epoch": [round(v, 6) for v in curve],
                 "train_accuracy": train_accuracy,
-                "n_train_members": n_train[0], "n_train_nonmembers": n_train[1],
-                "n_eval_members": n_eval[0], "n_eval_nonmembers": n_eval[1],
+                "n_train_members": n_train[0],
+                "n_train_nonmembers": n_train[1],
+                "n_eval_members": n_eval[0],
+                "n_eval_nonmembers": n_eval[1],
             },
         )

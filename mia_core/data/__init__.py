@@ -23,14 +23,25 @@ Design rules
   so a CLI or UI can show ``str(error)`` as is.
 """
 
-
 from ..paths import ASSETS_DIR, DEFAULT_SPLIT_PATH
-from .images import (DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_MAX_PIXELS, IMAGE_SUFFIXES, UPLOAD_MAX_TOTAL_PIXELS,
-                     UPLOAD_SOURCE, Conversion, ImageSet, UploadResult, check_upload_pixels, convert_images,
-                     decode_image, load_uploads, upload_limits_text)
-from .splits import SPLIT_FORMAT, Split, random_split
+from .images import (
+    DIGITS_SOURCE,
+    IMAGE_MAX_BYTES,
+    IMAGE_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    UPLOAD_MAX_TOTAL_PIXELS,
+    UPLOAD_SOURCE,
+    Conversion,
+    ImageSet,
+    UploadResult,
+    check_upload_pixels,
+    convert_images,
+    decode_image,
+    load_uploads,
+    upload_limits_text,
+)
 from .sources import load_digits, load_image_folder, load_npz, load_source, resolve_data
-
+from .splits import SPLIT_FORMAT, Split, random_split
 
 __all__ = [
     "ASSETS_DIR",

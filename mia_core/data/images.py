@@ -11,12 +11,11 @@ import io
 import threading
 import warnings
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
 
 DIGITS_SOURCE = "sklearn-digits"
 UPLOAD_SOURCE = "upload"
@@ -103,9 +102,7 @@ class ImageSet:
         if images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (0..255), got dtype {images.dtype}")
         if images.ndim != 4 or images.shape[-1] not in (1, 3):
-            raise ValueError(
-                f"images must have shape (N, H, W, C) with C = 1 or 3, got {images.shape}"
-            )
+            raise ValueError(f"images must have shape (N, H, W, C) with C = 1 or 3, got {images.shape}")
         if images.shape[0] == 0 or images.shape[1] == 0 or images.shape[2] == 0:
             raise ValueError(f"an image set needs at least one non-empty image, got shape {images.shape}")
         ids = tuple(self.ids)
@@ -175,7 +172,7 @@ class ImageSet:
         """Mapping id -> row index."""
         return {i: k for k, i in enumerate(self.ids)}
 
-    def subset(self, ids: Sequence[str]) -> "ImageSet":
+    def subset(self, ids: Sequence[str]) -> ImageSet:
         """The images with the given ids, in the order given.
 
         Raises
@@ -262,7 +259,9 @@ def _resize_square(images: np.ndarray, resolution: int) -> tuple[np.ndarray, str
     change = f"{_size_text(s, s)} -> {_size_text(resolution, resolution)}"
     if resolution < s:
         # Lanczos in PIL widens its kernel by the scale factor, i.e. it antialiases.
-        return _pil_resize_each(images, resolution, Image.Resampling.LANCZOS), f"resized {change} (Lanczos, antialiased)"
+        return _pil_resize_each(
+            images, resolution, Image.Resampling.LANCZOS
+        ), f"resized {change} (Lanczos, antialiased)"
     if resolution % s == 0:
         # An integer upscale is done as exact pixel repetition: no new pixel values appear.
         k = resolution // s
@@ -310,7 +309,12 @@ def convert_images(
         uint8 (N, R, R, channels), contiguous; the input itself when nothing changed.
     conversion : Conversion
     """
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+    if (
+        not isinstance(images, np.ndarray)
+        or images.dtype != np.uint8
+        or images.ndim != 4
+        or images.shape[3] not in (1, 3)
+    ):
         shape = getattr(images, "shape", None)
         dtype = getattr(images, "dtype", type(images).__name__)
         raise ValueError(f"convert_images needs uint8 (N, H, W, C) with C = 1 or 3, got {dtype} {shape}")
@@ -516,15 +520,17 @@ UPLOAD_MAX_TOTAL_PIXELS = 2 * IMAGE_MAX_PIXELS
 #: converted uploads kept by content hash (each is only R x R x C bytes), so a rerun (another FPR
 #: budget, another attack) decodes nothing again.
 UPLOAD_CACHE_ENTRIES = 512
-_upload_cache: "OrderedDict[tuple[str, int, int], tuple[np.ndarray, str]]" = OrderedDict()
+_upload_cache: OrderedDict[tuple[str, int, int], tuple[np.ndarray, str]] = OrderedDict()
 _upload_cache_lock = threading.Lock()
 
 
 def upload_limits_text(max_files: int | None = None) -> str:
     """The upload limits in one sentence, for the page that takes uploads."""
     files = f"at most {max_files} files, " if max_files else ""
-    return (f"Limits per request: {files}{IMAGE_MAX_BYTES / 2**20:.0f} MiB and {IMAGE_MAX_PIXELS / 2**20:.0f} "
-            f"megapixels per image, {UPLOAD_MAX_TOTAL_PIXELS / 2**20:.0f} megapixels in all (decoded pixels).")
+    return (
+        f"Limits per request: {files}{IMAGE_MAX_BYTES / 2**20:.0f} MiB and {IMAGE_MAX_PIXELS / 2**20:.0f} "
+        f"megapixels per image, {UPLOAD_MAX_TOTAL_PIXELS / 2**20:.0f} megapixels in all (decoded pixels)."
+    )
 
 
 def check_upload_pixels(files: Sequence[tuple[str, bytes]], max_total_pixels: int | None = None) -> int:
@@ -542,13 +548,16 @@ def check_upload_pixels(files: Sequence[tuple[str, bytes]], max_total_pixels: in
         except Exception:
             continue
     if total > limit:
-        raise ValueError(f"{len(files)} files hold {total:,} pixels; one request may decode at most {limit:,} "
-                         f"({limit / 2**20:.0f} megapixels): upload fewer or smaller images")
+        raise ValueError(
+            f"{len(files)} files hold {total:,} pixels; one request may decode at most {limit:,} "
+            f"({limit / 2**20:.0f} megapixels): upload fewer or smaller images"
+        )
     return total
 
 
-def _decode_converted(data: bytes, name: str, resolution: int, channels: int, max_pixels: int,
-                      limit_text: str) -> tuple[np.ndarray, str, int]:
+def _decode_converted(
+    data: bytes, name: str, resolution: int, channels: int, max_pixels: int, limit_text: str
+) -> tuple[np.ndarray, str, int]:
     """One upload decoded and converted at once: ((R, R, C) uint8, its conversion report, pixels decoded).
 
     Cached by content hash: a file seen before costs no decoding (0 pixels)."""
@@ -571,8 +580,13 @@ def _decode_converted(data: bytes, name: str, resolution: int, channels: int, ma
     return small, conversion.report, pixels
 
 
-def load_uploads(files: Sequence[tuple[str, bytes]], *, resolution: int, channels: int,
-                 max_total_pixels: int = UPLOAD_MAX_TOTAL_PIXELS) -> UploadResult:
+def load_uploads(
+    files: Sequence[tuple[str, bytes]],
+    *,
+    resolution: int,
+    channels: int,
+    max_total_pixels: int = UPLOAD_MAX_TOTAL_PIXELS,
+) -> UploadResult:
     """Decode uploaded files, keep the good ones and report the bad ones.
 
     Each file is decoded and converted on its own (peak memory: one full-size image, whatever

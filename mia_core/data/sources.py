@@ -6,13 +6,26 @@ Part of :mod:`mia_core.data` (its notation and design rules apply); import from 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..paths import DEFAULT_SPLIT_PATH
-from .images import Conversion, DIGITS_SOURCE, IMAGE_MAX_BYTES, IMAGE_SUFFIXES, ImageSet, UPLOAD_SOURCE, _channels_text, _check_channels, _check_positive_int, _convert_many, _size_text, decode_image
+from .images import (
+    DIGITS_SOURCE,
+    IMAGE_MAX_BYTES,
+    IMAGE_SUFFIXES,
+    UPLOAD_SOURCE,
+    Conversion,
+    ImageSet,
+    _channels_text,
+    _check_channels,
+    _check_positive_int,
+    _convert_many,
+    _size_text,
+    decode_image,
+)
 from .splits import INDEX_SPLIT_KEYS, Split, is_index_split_file, random_split, read_index_split, split_from_indices
 
 # ----------------------------------------------------------------------------- sources
@@ -57,7 +70,7 @@ def load_digits() -> ImageSet:
     return ImageSet(arr, ids, DIGITS_SOURCE)
 
 
-def _npz_array(npz: "np.lib.npyio.NpzFile", key: str, path: Path) -> np.ndarray:
+def _npz_array(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return npz[key]
     except ValueError as err:
@@ -91,7 +104,9 @@ def _images_from_array(arr: np.ndarray, path: Path) -> np.ndarray:
         arr = arr[..., None]
     if arr.ndim != 4 or arr.shape[3] not in (1, 3):
         hint = " (channels-first? store channels last)" if arr.ndim == 4 and arr.shape[1] in (1, 3) else ""
-        raise ValueError(f"{path}: images must have shape (N, H, W, C) with C = 1 or 3, or (N, H, W); got {arr.shape}{hint}")
+        raise ValueError(
+            f"{path}: images must have shape (N, H, W, C) with C = 1 or 3, or (N, H, W); got {arr.shape}{hint}"
+        )
     if arr.shape[0] == 0:
         raise ValueError(f"{path}: the images array is empty")
     return arr
@@ -112,8 +127,10 @@ def _read_npz(path: str | Path) -> tuple[ImageSet, np.ndarray | None]:
         if "images" not in npz.files:
             hint = ""
             if all(k in npz.files for k in INDEX_SPLIT_KEYS):
-                hint = (f"; it is a SecMI / PIA split (indices into a data set): give it with the images it indexes, "
-                        f"--data {path}@IMAGES (an .npz or an image folder of CIFAR-10's training set)")
+                hint = (
+                    f"; it is a SecMI / PIA split (indices into a data set): give it with the images it indexes, "
+                    f"--data {path}@IMAGES (an .npz or an image folder of CIFAR-10's training set)"
+                )
             raise ValueError(f"{path} has no 'images' array (it has: {', '.join(npz.files) or 'nothing'}){hint}")
         images = _images_from_array(_npz_array(npz, "images", path), path)
         n = images.shape[0]
@@ -145,7 +162,11 @@ def load_npz(path: str | Path) -> ImageSet:
 def _folder_files(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name; hidden files are skipped."""
     return sorted(
-        (p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES),
+        (
+            p
+            for p in folder.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+        ),
         key=lambda p: p.name,
     )
 
@@ -155,7 +176,9 @@ def _read_file(path: Path) -> np.ndarray:
     try:
         size = path.stat().st_size
         if size > IMAGE_MAX_BYTES:
-            raise ValueError(f"{path}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image")
+            raise ValueError(
+                f"{path}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image"
+            )
         data = path.read_bytes()
     except OSError as err:
         raise ValueError(f"{path}: cannot read the file ({err})") from err
@@ -292,7 +315,9 @@ def load_source(source: str, base_dir: Path | None = None) -> ImageSet:
     if source == DIGITS_SOURCE:
         return load_digits()
     if source == UPLOAD_SOURCE:
-        raise ValueError("uploaded images are not stored anywhere; a split of uploads cannot be reloaded from its manifest")
+        raise ValueError(
+            "uploaded images are not stored anywhere; a split of uploads cannot be reloaded from its manifest"
+        )
     path = _resolve_path(source, base_dir)
     if path.suffix.lower() == ".npz":
         return load_npz(path)
@@ -378,14 +403,23 @@ def _index_split_over(split_path: Path, images_spec: str) -> tuple[ImageSet, Spl
         raise ValueError(f"images {images_spec!r} of --data {split_path}@{images_spec} {reason}")
     index, how = dataset_index(images, images_path)
     split = split_from_indices(images, index, members, nonmembers, description="")
-    description = (f"SecMI / PIA split {split_path.name} over {images_path} ({how}): {split.n_members} of "
-                   f"{len(members)} members and {split.n_nonmembers} of {len(nonmembers)} non-members present")
-    return images, Split(split.member_ids, split.nonmember_ids, seed=None, data_fingerprint=split.data_fingerprint,
-                         source=split.source, description=description)
+    description = (
+        f"SecMI / PIA split {split_path.name} over {images_path} ({how}): {split.n_members} of "
+        f"{len(members)} members and {split.n_nonmembers} of {len(nonmembers)} non-members present"
+    )
+    return images, Split(
+        split.member_ids,
+        split.nonmember_ids,
+        seed=None,
+        data_fingerprint=split.data_fingerprint,
+        source=split.source,
+        description=description,
+    )
 
 
-def resolve_data(spec: str, *, seed: int = 0, resolution: int | None = None,
-                 channels: int | None = None) -> tuple[ImageSet, Split]:
+def resolve_data(
+    spec: str, *, seed: int = 0, resolution: int | None = None, channels: int | None = None
+) -> tuple[ImageSet, Split]:
     """Images and split from the CLI's ``--data`` value.
 
     * ``"default"``: digits with ``DEFAULT_SPLIT_PATH`` when that file exists (checked
@@ -418,8 +452,9 @@ def resolve_data(spec: str, *, seed: int = 0, resolution: int | None = None,
     return images.subset(split.member_ids + split.nonmember_ids), split
 
 
-def _resolve_full(spec: str, seed: int, resolution: int | None = None,
-                  channels: int | None = None) -> tuple[ImageSet, Split]:
+def _resolve_full(
+    spec: str, seed: int, resolution: int | None = None, channels: int | None = None
+) -> tuple[ImageSet, Split]:
     if spec == "default":
         digits = load_digits()
         if DEFAULT_SPLIT_PATH.exists():
@@ -457,4 +492,3 @@ def _resolve_full(spec: str, seed: int, resolution: int | None = None,
         return images, split
     reason = "does not exist" if not path.exists() else "is not a supported kind of file"
     raise ValueError(f"--data {spec!r} {reason}; accepted: {_ACCEPTED_SPECS}")
-

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -106,7 +106,7 @@ class Split:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Split":
+    def from_dict(cls, d: dict) -> Split:
         """Inverse of :meth:`to_dict`; ``ValueError`` on a wrong ``format`` or missing keys.
 
         Integer ids (hand-written manifests for an ``.npz`` without ids) are read as strings.
@@ -142,11 +142,13 @@ class Split:
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Split":
+    def load(cls, path: str | Path) -> Split:
         """Read a manifest written by :meth:`save`; ``ValueError`` naming the file on any problem."""
         path = Path(path)
         if not path.is_file():
-            raise ValueError(f"split manifest {path} does not exist" if not path.exists() else f"split manifest {path} is not a file")
+            raise ValueError(
+                f"split manifest {path} does not exist" if not path.exists() else f"split manifest {path} is not a file"
+            )
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -166,9 +168,11 @@ class Split:
         known = set(images.ids)
         missing = [i for i in self.member_ids + self.nonmember_ids if i not in known]
         if missing:
-            raise ValueError(f"{len(missing)} id(s) of the split are not in the images from {images.source}: {_list_some(missing)}")
+            raise ValueError(
+                f"{len(missing)} id(s) of the split are not in the images from {images.source}: {_list_some(missing)}"
+            )
 
-    def limit(self, n: int) -> "Split":
+    def limit(self, n: int) -> Split:
         """The first n members and first n non-members (manifest order is already random).
 
         Fewer are kept where a side has fewer than n. Seed, fingerprint, source and
@@ -222,8 +226,6 @@ def random_split(images: ImageSet, *, member_fraction: float = 0.5, seed: int = 
     )
 
 
-
-
 # ----------------------------------------------------------------------------- index splits (SecMI / PIA)
 
 #: The arrays of SecMI's (and PIA's) split file ``CIFAR10_train_ratio0.5.npz``: indices into the
@@ -257,8 +259,10 @@ def read_index_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in INDEX_SPLIT_KEYS if k not in npz.files]
             if missing:
-                raise ValueError(f"{path} has no {', '.join(missing)} (it has: {', '.join(npz.files) or 'nothing'}); "
-                                 f"expected SecMI's split layout {INDEX_SPLIT_KEYS}")
+                raise ValueError(
+                    f"{path} has no {', '.join(missing)} (it has: {', '.join(npz.files) or 'nothing'}); "
+                    f"expected SecMI's split layout {INDEX_SPLIT_KEYS}"
+                )
             arrays = [np.asarray(npz[k]) for k in INDEX_SPLIT_KEYS]
     except ValueError:
         raise
@@ -279,8 +283,14 @@ def read_index_split(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return out[0], out[1]
 
 
-def split_from_indices(images: ImageSet, image_index: np.ndarray, member_idx: np.ndarray, nonmember_idx: np.ndarray,
-                       *, description: str = "") -> Split:
+def split_from_indices(
+    images: ImageSet,
+    image_index: np.ndarray,
+    member_idx: np.ndarray,
+    nonmember_idx: np.ndarray,
+    *,
+    description: str = "",
+) -> Split:
     """A :class:`Split` of ``images`` from dataset indices.
 
     Parameters
@@ -309,7 +319,14 @@ def split_from_indices(images: ImageSet, image_index: np.ndarray, member_idx: np
             top = int(valid.max()) if valid.size else -1
             raise ValueError(
                 f"none of the split's {len(wanted)} {name} is among the {images.n} images of {images.source} "
-                f"(their data-set indices run up to {top}); pass the data set the split indexes (CIFAR-10's training set)")
+                f"(their data-set indices run up to {top}); pass the data set the split indexes (CIFAR-10's training set)"
+            )
         sides.append(tuple(images.ids[r] for r in rows))
-    return Split(sides[0], sides[1], seed=None, data_fingerprint=images.fingerprint, source=images.source,
-                 description=description)
+    return Split(
+        sides[0],
+        sides[1],
+        seed=None,
+        data_fingerprint=images.fingerprint,
+        source=images.source,
+        description=description,
+    )

@@ -58,8 +58,10 @@ def check_allowed(raw: str | Path, what: str = "path") -> Path:
         if resolved == root or root in resolved.parents:
             return resolved
     roots = ", ".join(str(r) for r in allowed_roots())
-    raise AccessDenied(f"the {what} {text!r} is outside the folders this app may read ({roots}); "
-                       f"the server's {ENV_VAR} setting lists them")
+    raise AccessDenied(
+        f"the {what} {text!r} is outside the folders this app may read ({roots}); "
+        f"the server's {ENV_VAR} setting lists them"
+    )
 
 
 def check_data_spec(spec: str) -> str:
@@ -79,6 +81,8 @@ def check_data_spec(spec: str) -> str:
             source = ""  # resolve_data reports the bad manifest itself
         if isinstance(source, str) and source and source not in (DIGITS_SOURCE, UPLOAD_SOURCE):
             base = Path(source).expanduser()
-            check_allowed(base if base.is_absolute() or not (path.parent / base).exists() else path.parent / base,
-                          "data source named in the manifest")
+            check_allowed(
+                base if base.is_absolute() or not (path.parent / base).exists() else path.parent / base,
+                "data source named in the manifest",
+            )
     return str(path)

@@ -75,8 +75,12 @@ class BlindBaseline:
 
     def to_json_dict(self) -> dict:
         """Plain values for JSON: the metrics, the partition, ``biased``."""
-        return {"classifier": "logistic regression on downsampled pixels + brightness/contrast",
-                **self.metrics.to_json_dict(), "partition": self.partition.to_json_dict(), "biased": self.biased}
+        return {
+            "classifier": "logistic regression on downsampled pixels + brightness/contrast",
+            **self.metrics.to_json_dict(),
+            "partition": self.partition.to_json_dict(),
+            "biased": self.biased,
+        }
 
 
 def blind_features(images: np.ndarray, size: int = 8) -> np.ndarray:
@@ -104,8 +108,9 @@ def blind_features(images: np.ndarray, size: int = 8) -> np.ndarray:
     bh, bw = h // size, w // size
     blocks = arr[:, : bh * size, : bw * size, :].reshape(n, size, bh, size, bw, c).mean(axis=(2, 4))
     flat = arr.reshape(n, -1)
-    return np.concatenate([blocks.reshape(n, -1), flat.mean(axis=1, keepdims=True), flat.std(axis=1, keepdims=True)],
-                          axis=1)
+    return np.concatenate(
+        [blocks.reshape(n, -1), flat.mean(axis=1, keepdims=True), flat.std(axis=1, keepdims=True)], axis=1
+    )
 
 
 def blind_baseline(
@@ -149,5 +154,6 @@ def blind_baseline(
     test_rows = np.flatnonzero(part.test)
     scores = model.predict_proba(features[test_rows])[:, 1]
     metrics = evaluate(scores, labels[test_rows], n_bootstrap=n_bootstrap, seed=seed)
-    return BlindBaseline(scores=scores, is_member=labels[test_rows], test_rows=test_rows, metrics=metrics,
-                         partition=part)
+    return BlindBaseline(
+        scores=scores, is_member=labels[test_rows], test_rows=test_rows, metrics=metrics, partition=part
+    )

@@ -69,12 +69,15 @@ def describe(result: AttackResult, all_ids: Sequence[str], is_member: np.ndarray
     if not result.train_ids:
         return f"all images ({covered})" if len(result.ids) == len(all_ids) else covered
     train = labels_for(result.train_ids, all_ids, is_member)
-    return (f"held-out part: {covered}; trained on {len(result.train_ids)} other images "
-            f"({int(train.sum())} members, {int((~train).sum())} non-members)")
+    return (
+        f"held-out part: {covered}; trained on {len(result.train_ids)} other images "
+        f"({int(train.sum())} members, {int((~train).sum())} non-members)"
+    )
 
 
-def learned_sample_lines(name: str, result: AttackResult, sample_id: str, labels: np.ndarray,
-                         budget: float) -> list[str]:
+def learned_sample_lines(
+    name: str, result: AttackResult, sample_id: str, labels: np.ndarray, budget: float
+) -> list[str]:
     """What a learned attack says about one image, in plain-words sentences (Markdown).
 
     ``labels`` are the membership labels of ``result.ids``. An image the attack trained on has no
@@ -90,8 +93,10 @@ def learned_sample_lines(name: str, result: AttackResult, sample_id: str, labels
             from mia_core.attacks import REGISTRY
 
             what = getattr(REGISTRY.get(result.attack), "training_data", "") or "its training part"
-            return [f"trained on this image ({what}), so it gives it no score: an attack is never scored on "
-                    "the images it learned from."]
+            return [
+                f"trained on this image ({what}), so it gives it no score: an attack is never scored on "
+                "the images it learned from."
+            ]
         return ["did not use this image."]
     k = position[sample_id]
     value = float(result.scores[k])
@@ -99,8 +104,10 @@ def learned_sample_lines(name: str, result: AttackResult, sample_id: str, labels
     if thr is None:
         verdict = f"no verdict at this budget ({format_metric(None, budget)})"
     else:
-        verdict = (f"{'flagged as a member' if value >= thr else 'not flagged'} (score {value:.4g} "
-                   f"{'≥' if value >= thr else '<'} oracle threshold {thr:.4g})")
+        verdict = (
+            f"{'flagged as a member' if value >= thr else 'not flagged'} (score {value:.4g} "
+            f"{'≥' if value >= thr else '<'} oracle threshold {thr:.4g})"
+        )
     lines = [f"held-out image, {verdict}."]
     extras = result.extras
     if "threshold" in extras and "t_error" in extras:
@@ -110,8 +117,12 @@ def learned_sample_lines(name: str, result: AttackResult, sample_id: str, labels
         lines.append(
             f"Its own threshold (predicted from the image by the regressors) is a t-error of {own:.4g}; its "
             f"t-error is {t_err:.4g}, {'below' if t_err < own else 'above'} it"
-            + (f"; {votes:.0%} of the {n_models} regressors vote member "
-               f"({'member' if votes > 0.5 else 'non-member'} by majority vote at "
-               f"FPR {result.params.get('alpha')})." if votes == votes else ".")
+            + (
+                f"; {votes:.0%} of the {n_models} regressors vote member "
+                f"({'member' if votes > 0.5 else 'non-member'} by majority vote at "
+                f"FPR {result.params.get('alpha')})."
+                if votes == votes
+                else "."
+            )
         )
     return lines

@@ -20,8 +20,8 @@ from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
 from mia_core.data.sources import MixedImagesError
 from mia_core.lab.evalsets import labels_for
-from mia_core.metrics import AttackMetrics, evaluate
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
+from mia_core.metrics import AttackMetrics, evaluate
 from mia_core.target import Target, load_target
 
 
@@ -65,15 +65,24 @@ class Experiment:
     ) -> dict[str, AttackResult]:
         """Run (or read from the store) each attack; learned attacks get this split's labels."""
         return run_attacks(
-            self.target, self.x0, self.ids, self.images.fingerprint, attacks,
-            seed=seed, store=store, batch_size=batch_size, progress=progress, cancel=cancel,
+            self.target,
+            self.x0,
+            self.ids,
+            self.images.fingerprint,
+            attacks,
+            seed=seed,
+            store=store,
+            batch_size=batch_size,
+            progress=progress,
+            cancel=cancel,
             is_member=self.is_member,
         )
 
     def run_key(self, attack: Attack, seed: int) -> RunKey:
         """The store key of ``attack`` on this experiment (with its labels, for a learned attack)."""
-        return RunKey.of(self.target.fingerprint, self.images.fingerprint, attack, seed,
-                         ids=self.ids, is_member=self.is_member)
+        return RunKey.of(
+            self.target.fingerprint, self.images.fingerprint, attack, seed, ids=self.ids, is_member=self.is_member
+        )
 
     def labels_for(self, ids: Sequence[str]) -> np.ndarray:
         """Membership labels of ``ids`` (any subset, any order): (len(ids),) bool.
@@ -109,8 +118,10 @@ def load_experiment(
         images, split = resolve_data(data, seed=seed)
     except MixedImagesError as exc:
         images, split = resolve_data(data, seed=seed, resolution=tgt.resolution, channels=tgt.channels)
-        mixed = (f"images of mixed sizes or channels ({exc}): each was centre-cropped to a square and resized to "
-                 f"{tgt.resolution}x{tgt.resolution}, {tgt.channels} channel(s), as it was read")
+        mixed = (
+            f"images of mixed sizes or channels ({exc}): each was centre-cropped to a square and resized to "
+            f"{tgt.resolution}x{tgt.resolution}, {tgt.channels} channel(s), as it was read"
+        )
     if limit is not None:
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
@@ -168,8 +179,10 @@ def check_attack_timesteps(attacks: Sequence[Attack], num_timesteps: int) -> Non
             bad = [v for v in values if not 0 <= v <= last]
             if bad:
                 shown = bad[0] if len(values) == 1 else values
-                raise ValueError(f"{attack.name} parameter {name}={json.dumps(shown)} is out of range for this target: "
-                                 f"its timesteps are 0..{last}")
+                raise ValueError(
+                    f"{attack.name} parameter {name}={json.dumps(shown)} is out of range for this target: "
+                    f"its timesteps are 0..{last}"
+                )
 
 
 def attack_job_id(exp: Experiment, attacks: Sequence[Attack], seed: int) -> str:
@@ -203,15 +216,16 @@ def submit_attacks(
             what = "images" if total == n else "images + training steps"
             state.message = f"{name}: {done}/{total} {what}"
 
-        exp.attack(attacks, seed=seed, store=store, batch_size=batch_size, progress=progress,
-                   cancel=state.cancel_event)
+        exp.attack(attacks, seed=seed, store=store, batch_size=batch_size, progress=progress, cancel=state.cancel_event)
         state.message = f"{len(attacks)} attack(s) finished on {n} images"
 
     names = ", ".join(a.name for a in attacks)
     return worker.submit(attack_job_id(exp, attacks, seed), f"{names} on {n} images", job)
 
 
-def stored_results(exp: Experiment, attacks: Sequence[Attack], *, seed: int, store: ResultStore) -> dict[str, AttackResult]:
+def stored_results(
+    exp: Experiment, attacks: Sequence[Attack], *, seed: int, store: ResultStore
+) -> dict[str, AttackResult]:
     """The results the store already holds for these attacks (nothing is computed)."""
     out = {}
     for attack in attacks:

@@ -118,8 +118,17 @@ def training_job(job_id: str) -> TrainingJob | None:
     return _TRAININGS.get(job_id)
 
 
-def submit_training(worker: Worker, members: ImageSet, split: Split, cfg: TrainConfig, out_dir: str | Path, *,
-                    data: str, device: str | None = None, name: str | None = None) -> TrainingJob:
+def submit_training(
+    worker: Worker,
+    members: ImageSet,
+    split: Split,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    *,
+    data: str,
+    device: str | None = None,
+    name: str | None = None,
+) -> TrainingJob:
     """Queue the training of ``cfg`` on ``members`` (exactly ``split``'s members) into ``out_dir``.
 
     ``data`` is the data spec the split came from (for the job id and the recorded ``mia train``
@@ -154,8 +163,9 @@ def submit_training(worker: Worker, members: ImageSet, split: Split, cfg: TrainC
         result = train(members, split, cfg, out_dir, device=device, command=command, progress=progress)
         from mia_core.lab.plan import format_duration
 
-        state.message = (f"trained {cfg.steps:,} steps on {split.n_members:,} members in "
-                         f"{format_duration(result.seconds)}")
+        state.message = (
+            f"trained {cfg.steps:,} steps on {split.n_members:,} members in {format_duration(result.seconds)}"
+        )
 
     what = name or out_dir.name
     worker.submit(job_id, f"training {what} ({cfg.steps:,} steps on {split.n_members:,} members)", run)
@@ -175,9 +185,18 @@ def trained_targets(folder: str | Path | None = None) -> list[dict[str, Any]]:
             continue
         cfg = log.get("config") or {}
         dp = log.get("dp") or {}
-        rows.append({"name": model.name, "steps": cfg.get("steps"), "members": log.get("n_members"),
-                     "augment": cfg.get("augment"), "DP ε": dp.get("achieved_epsilon"),
-                     "seconds": log.get("seconds"), "device": log.get("device"), "folder": shown_path(model)})
+        rows.append(
+            {
+                "name": model.name,
+                "steps": cfg.get("steps"),
+                "members": log.get("n_members"),
+                "augment": cfg.get("augment"),
+                "DP ε": dp.get("achieved_epsilon"),
+                "seconds": log.get("seconds"),
+                "device": log.get("device"),
+                "folder": shown_path(model),
+            }
+        )
     return rows
 
 
@@ -202,8 +221,9 @@ def upload_scores(key: str) -> Mapping[str, np.ndarray] | None:
     return _UPLOAD_SCORES.get(key)
 
 
-def score_upload(key: str, target: Any, images: ImageSet, attacks: Sequence[Attack], *,
-                 seed: int) -> Mapping[str, np.ndarray]:
+def score_upload(
+    key: str, target: Any, images: ImageSet, attacks: Sequence[Attack], *, seed: int
+) -> Mapping[str, np.ndarray]:
     """Score uploaded ``images`` now, in the calling thread (small uploads), and keep the scores
     under ``key`` like :func:`submit_upload_scoring` does; a second call returns them."""
     from mia_core.lab.verdict import score_images
@@ -215,8 +235,9 @@ def score_upload(key: str, target: Any, images: ImageSet, attacks: Sequence[Atta
     return scores
 
 
-def submit_upload_scoring(worker: Worker, key: str, target: Any, images: ImageSet, attacks: Sequence[Attack], *,
-                          seed: int) -> JobState:
+def submit_upload_scoring(
+    worker: Worker, key: str, target: Any, images: ImageSet, attacks: Sequence[Attack], *, seed: int
+) -> JobState:
     """Queue the scoring of uploaded ``images`` with ``attacks`` (see
     :func:`mia_core.lab.verdict.score_images`); the scores are then :func:`upload_scores` ``(key)``.
 

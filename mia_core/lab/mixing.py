@@ -98,18 +98,28 @@ def run_shift_study(
         if progress is not None:
             progress(f"attack {name}", k, n)
 
-    base = run_attacks(tgt, exp.x0, exp.ids, exp.images.fingerprint, attack_objs, seed=seed, store=store,
-                       progress=report)
+    base = run_attacks(
+        tgt, exp.x0, exp.ids, exp.images.fingerprint, attack_objs, seed=seed, store=store, progress=report
+    )
     nm_rows = np.flatnonzero(~exp.is_member)
-    pool, described = shifted_images(exp.images.images[nm_rows], shift, resolution=tgt.resolution,
-                                     channels=tgt.channels)
+    pool, described = shifted_images(
+        exp.images.images[nm_rows], shift, resolution=tgt.resolution, channels=tgt.channels
+    )
     if len(pool) < nm_rows.size:
         raise ValueError(f"shift source has {len(pool)} images; the split has {nm_rows.size} non-members to replace")
     pool = pool[: nm_rows.size]
     pool_ids = tuple(f"shift-{k:05d}" for k in range(nm_rows.size))
     pool_set = ImageSet(pool, pool_ids, f"shift:{shift}")
-    shifted = run_attacks(tgt, pool_set.to_unit_range(), pool_ids, pool_set.fingerprint, attack_objs, seed=seed,
-                          store=store, progress=report)
+    shifted = run_attacks(
+        tgt,
+        pool_set.to_unit_range(),
+        pool_ids,
+        pool_set.fingerprint,
+        attack_objs,
+        seed=seed,
+        store=store,
+        progress=report,
+    )
     order = np.random.default_rng(seed).permutation(nm_rows.size)  # nested replacement sets
 
     rows: list[dict[str, Any]] = []
@@ -128,23 +138,48 @@ def run_shift_study(
             rows.append(_row(v, label, name, m))
         blind = blind_baseline(images, exp.is_member, seed=seed, n_bootstrap=n_bootstrap)
         rows.append(_row(v, label, "blind", blind.metrics))
-        models.append({"value": v, "label": label, "replaced_nonmembers": int(k), "heldout_loss": None,
-                       "member_loss": None, "epsilon": None, "train_seconds": 0.0, "steps": 0,
-                       "n_members": int(exp.split.n_members), "target_dir": str(target), "shift": described,
-                       "blind_biased": bool(blind.biased)})
-    study = Study(factor=SHIFT_FACTOR, factor_label=f"share of non-members replaced ({described})",
-                  values=shares, data=data, attacks=[*attacks, "blind"], base_config={"target": str(target)},
-                  command=command, device=str(tgt.device), seconds=time.perf_counter() - started, rows=rows,
-                  models=models)
+        models.append(
+            {
+                "value": v,
+                "label": label,
+                "replaced_nonmembers": int(k),
+                "heldout_loss": None,
+                "member_loss": None,
+                "epsilon": None,
+                "train_seconds": 0.0,
+                "steps": 0,
+                "n_members": int(exp.split.n_members),
+                "target_dir": str(target),
+                "shift": described,
+                "blind_biased": bool(blind.biased),
+            }
+        )
+    study = Study(
+        factor=SHIFT_FACTOR,
+        factor_label=f"share of non-members replaced ({described})",
+        values=shares,
+        data=data,
+        attacks=[*attacks, "blind"],
+        base_config={"target": str(target)},
+        command=command,
+        device=str(tgt.device),
+        seconds=time.perf_counter() - started,
+        rows=rows,
+        models=models,
+    )
     study.save(out_dir)
     return study
 
 
 def _row(value: float, label: str, name: str, m: Any) -> dict[str, Any]:
     return {
-        "value": value, "label": label, "attack": name, "auc": round(float(m.auc), 6),
+        "value": value,
+        "label": label,
+        "attack": name,
+        "auc": round(float(m.auc), 6),
         "auc_ci": [round(x, 6) for x in m.auc_ci.to_list()] if m.auc_ci is not None else None,
         "tpr_at_1pct": None if m.tpr_at_1pct_fpr is None else float(m.tpr_at_1pct_fpr),
         "tpr_at_0_1pct": None if m.tpr_at_01pct_fpr is None else float(m.tpr_at_01pct_fpr),
-        "n_members": int(m.n_members), "n_nonmembers": int(m.n_nonmembers),
+        "n_members": int(m.n_members),
+        "n_nonmembers": int(m.n_nonmembers),
     }

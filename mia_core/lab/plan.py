@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,8 +67,10 @@ def param_fields(attack: str) -> list[ParamField]:
     """The form fields of an attack, in dataclass order, with the published defaults."""
     cls = REGISTRY[attack]
     helps = _field_helps(cls.Params)
-    return [ParamField(attack, f.name, _field_kind(f), f.default, helps.get(f.name, ""))
-            for f in dataclasses.fields(cls.Params)]
+    return [
+        ParamField(attack, f.name, _field_kind(f), f.default, helps.get(f.name, ""))
+        for f in dataclasses.fields(cls.Params)
+    ]
 
 
 def format_ints(values: Iterable[int]) -> str:
@@ -150,8 +153,9 @@ def build_attack(attack: str, values: Mapping[str, Any], *, num_timesteps: int |
     if num_timesteps is not None:
         too_big = sorted({t for t in _timesteps_used(built) if t >= num_timesteps})
         if too_big:
-            raise ValueError(f"timestep(s) {format_ints(too_big)} are beyond this target's schedule "
-                             f"(t = 0 .. {num_timesteps - 1})")
+            raise ValueError(
+                f"timestep(s) {format_ints(too_big)} are beyond this target's schedule (t = 0 .. {num_timesteps - 1})"
+            )
     return built
 
 
@@ -181,7 +185,11 @@ def throughput(entries: Sequence[Mapping[str, Any]], target_fingerprint: str) ->
         key = e.get("key") or {}
         if key.get("target_fingerprint") != target_fingerprint:
             continue
-        seconds, n, calls = float(e.get("seconds") or 0), int(e.get("n_images") or 0), int(e.get("unet_calls_per_image") or 0)
+        seconds, n, calls = (
+            float(e.get("seconds") or 0),
+            int(e.get("n_images") or 0),
+            int(e.get("unet_calls_per_image") or 0),
+        )
         if seconds > 0 and n > 0 and calls > 0:
             rates.append(n * calls / seconds)
     return float(np.median(rates)) if rates else None
@@ -222,8 +230,13 @@ class Plan:
         return all(r["stored"] for r in self.rows)
 
 
-def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, calls_per_second: float | None,
-              measured: bool = True) -> Plan:
+def make_plan(
+    attacks: Sequence[Attack],
+    stored: Iterable[str],
+    n_images: int,
+    calls_per_second: float | None,
+    measured: bool = True,
+) -> Plan:
     stored = set(stored)
     rows, to_compute, total = [], 0, 0
     for a in attacks:
@@ -238,8 +251,12 @@ def make_plan(attacks: Sequence[Attack], stored: Iterable[str], n_images: int, c
     return Plan(n_images, rows, to_compute, total, seconds, measured)
 
 
-def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str], stored: Iterable[str],
-                 levels: Iterable[str] | None = None) -> list[dict[str, Any]]:
+def attack_table(
+    params: Mapping[str, Mapping[str, Any]],
+    selected: Sequence[str],
+    stored: Iterable[str],
+    levels: Iterable[str] | None = None,
+) -> list[dict[str, Any]]:
     """One row per registered attack: title, threat model, paper, cost per image without / with its trace,
     stored? ``levels``: only the attacks of these access levels ("black", "gray", "white"; default all)."""
     stored = set(stored)
@@ -250,15 +267,19 @@ def attack_table(params: Mapping[str, Mapping[str, Any]], selected: Sequence[str
             attack = get_attack(name, params.get(name))
         except (TypeError, ValueError):
             attack = get_attack(name)
-        rows.append({
-            "attack": cls.title,
-            "access": access_label(name),
-            "paper": cls.paper,
-            "UNet calls / image": attack.unet_calls(trace=False),
-            "with trace": attack.unet_calls(trace=True),
-            "selected": name in selected,
-            "results": ("stored — opens instantly" if name in stored else "not computed yet") if name in selected else "",
-        })
+        rows.append(
+            {
+                "attack": cls.title,
+                "access": access_label(name),
+                "paper": cls.paper,
+                "UNet calls / image": attack.unet_calls(trace=False),
+                "with trace": attack.unet_calls(trace=True),
+                "selected": name in selected,
+                "results": ("stored — opens instantly" if name in stored else "not computed yet")
+                if name in selected
+                else "",
+            }
+        )
     return rows
 
 
@@ -307,8 +328,13 @@ def cost_text(name: str, params: Mapping[str, Any] | None = None) -> str:
 # -- results ------------------------------------------------------------------------------------------
 
 
-def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, ids: Sequence[str] | None = None,
-                n_bootstrap: int = 200) -> list[dict[str, Any]]:
+def metric_rows(
+    results: Mapping[str, AttackResult],
+    is_member: np.ndarray,
+    *,
+    ids: Sequence[str] | None = None,
+    n_bootstrap: int = 200,
+) -> list[dict[str, Any]]:
     """A compact summary per attack: AUC and TPR at 1 % / 0.1 % FPR with 95 % bootstrap intervals.
 
     ``is_member`` are the labels of ``ids`` (the experiment's images). A result that scored only
@@ -323,18 +349,20 @@ def metric_rows(results: Mapping[str, AttackResult], is_member: np.ndarray, *, i
         labels = labels_for(res.ids, ids, is_member) if partial else is_member
         m = evaluate(res.scores, labels, n_bootstrap=n_bootstrap)
         cls = REGISTRY.get(name)
-        rows.append({
-            "attack": cls.title if cls else name,
-            "access": access_label(name) if cls else "",
-            "AUC": _with_ci(m.auc, m.auc_ci),
-            "TPR @ 1% FPR": _with_ci(m.tpr_at_1pct_fpr, m.tpr_at_1pct_fpr_ci, BUDGET_1PCT),
-            "TPR @ 0.1% FPR": _with_ci(m.tpr_at_01pct_fpr, m.tpr_at_01pct_fpr_ci, BUDGET_01PCT),
-            "members / non-members": f"{m.n_members:,} / {m.n_nonmembers:,}",
-            "scored on": (res.evaluated_on or "held-out part") if partial else "all images",
-            "run time": format_duration(res.seconds),
-            "_auc": m.auc,
-            "_tpr1": m.tpr_at_1pct_fpr,
-        })
+        rows.append(
+            {
+                "attack": cls.title if cls else name,
+                "access": access_label(name) if cls else "",
+                "AUC": _with_ci(m.auc, m.auc_ci),
+                "TPR @ 1% FPR": _with_ci(m.tpr_at_1pct_fpr, m.tpr_at_1pct_fpr_ci, BUDGET_1PCT),
+                "TPR @ 0.1% FPR": _with_ci(m.tpr_at_01pct_fpr, m.tpr_at_01pct_fpr_ci, BUDGET_01PCT),
+                "members / non-members": f"{m.n_members:,} / {m.n_nonmembers:,}",
+                "scored on": (res.evaluated_on or "held-out part") if partial else "all images",
+                "run time": format_duration(res.seconds),
+                "_auc": m.auc,
+                "_tpr1": m.tpr_at_1pct_fpr,
+            }
+        )
     return rows
 
 
@@ -362,9 +390,13 @@ class PendingSelection:
     errors: dict[str, str]
 
 
-def pending_selection(names: Sequence[str], raw: Mapping[str, Mapping[str, Any]],
-                      fallback: Mapping[str, Mapping[str, Any]] | None = None, *,
-                      num_timesteps: int | None = None) -> PendingSelection:
+def pending_selection(
+    names: Sequence[str],
+    raw: Mapping[str, Mapping[str, Any]],
+    fallback: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    num_timesteps: int | None = None,
+) -> PendingSelection:
     """Attacks from the form's current values (``raw``: attack -> field -> form value) for ``names``.
 
     ``fallback`` (attack -> non-default params, the last Run's) is used for an attack whose form

@@ -8,9 +8,10 @@ never waits on a computation: the default experiment's results ship precomputed 
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,8 +22,15 @@ if TYPE_CHECKING:  # only for annotations: importing experiment pulls in torch a
     from mia_core.lab.experiment import Experiment
     from mia_core.lab.runs import ResultStore
 
-__all__ = ["DEMO_COMMAND", "DEFENCE_STUDY", "DeckData", "deck_data", "missing_attacks", "load_defence_study",
-           "load_default_deck_data"]
+__all__ = [
+    "DEMO_COMMAND",
+    "DEFENCE_STUDY",
+    "DeckData",
+    "deck_data",
+    "missing_attacks",
+    "load_defence_study",
+    "load_default_deck_data",
+]
 
 #: The command that (re)makes the precomputed results the deck reads on the default target.
 DEMO_COMMAND = (
@@ -74,15 +82,22 @@ def missing_attacks(results: Mapping[str, AttackResult], wanted: Sequence[str] =
     return [name for name in wanted if name not in results]
 
 
-def deck_data(exp: "Experiment", results: Mapping[str, AttackResult]) -> DeckData:
+def deck_data(exp: Experiment, results: Mapping[str, AttackResult]) -> DeckData:
     """An experiment's images, membership and stored results (those on exactly its ids) as a :class:`DeckData`."""
     card = exp.target.card() if hasattr(exp.target, "card") else {}
     params = card.get("parameters") or card.get("n_parameters") or getattr(exp.target, "n_parameters", None)
     size = f"{exp.target.resolution}x{exp.target.resolution}"
-    what = f"a {params / 1e6:.1f} M-parameter diffusion model" if isinstance(params, (int, float)) else "a diffusion model"
+    what = (
+        f"a {params / 1e6:.1f} M-parameter diffusion model" if isinstance(params, (int, float)) else "a diffusion model"
+    )
     description = f"{what} trained on {size} images of {exp.split.source or 'the data'}"
-    return DeckData(tuple(exp.ids), exp.images.images, np.asarray(exp.is_member, dtype=bool),
-                    {n: r for n, r in results.items() if tuple(r.ids) == tuple(exp.ids)}, description)
+    return DeckData(
+        tuple(exp.ids),
+        exp.images.images,
+        np.asarray(exp.is_member, dtype=bool),
+        {n: r for n, r in results.items() if tuple(r.ids) == tuple(exp.ids)},
+        description,
+    )
 
 
 def load_defence_study(path: str | Path = DEFENCE_STUDY) -> Any:
@@ -94,7 +109,7 @@ def load_defence_study(path: str | Path = DEFENCE_STUDY) -> Any:
     return load_study(path)
 
 
-def load_default_deck_data(store: "ResultStore | None" = None) -> tuple[DeckData, list[str]]:
+def load_default_deck_data(store: ResultStore | None = None) -> tuple[DeckData, list[str]]:
     """The default experiment's deck data from the store (the demo store is always read).
 
     Returns the data and the names of default attacks whose results are missing.

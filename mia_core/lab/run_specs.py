@@ -12,7 +12,8 @@ and the attack into its key, exactly as a Run does. No streamlit here.
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mia_core.attacks import REGISTRY, Attack, get_attack
 
@@ -111,14 +112,18 @@ def join_runs(run_ids: Sequence[str]) -> str:
     return RUN_SEPARATOR.join(run_ids)
 
 
-def stored_run_ids(entries: Sequence[Mapping[str, Any]], target_fingerprint: str, images_fingerprint: str,
-                   seed: int) -> list[str]:
+def stored_run_ids(
+    entries: Sequence[Mapping[str, Any]], target_fingerprint: str, images_fingerprint: str, seed: int
+) -> list[str]:
     """The run ids of every stored run of this experiment and seed (store metadata, ``ResultStore.entries()``)."""
     out = []
     for e in entries:
         key = e.get("key") or {}
         if (key.get("target_fingerprint"), key.get("images_fingerprint"), key.get("seed")) != (
-                target_fingerprint, images_fingerprint, int(seed)):
+            target_fingerprint,
+            images_fingerprint,
+            int(seed),
+        ):
             continue
         name = key.get("attack")
         if name not in REGISTRY:

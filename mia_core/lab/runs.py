@@ -32,9 +32,10 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,7 +71,7 @@ class RunKey:
         *,
         ids: Sequence[str] | None = None,
         is_member: np.ndarray | None = None,
-    ) -> "RunKey":
+    ) -> RunKey:
         """The key of one run; a learned attack's key also needs the ``ids`` and their labels."""
         params = json.dumps(attack.params_dict(), sort_keys=True)
         labels = ""
@@ -127,8 +128,12 @@ class ResultStore:
     alone) and treated as missing, so the next run recomputes it.
     """
 
-    def __init__(self, root: str | Path | None = None, extra_readonly: Sequence[str | Path] = (),
-                 on_problem: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path | None = None,
+        extra_readonly: Sequence[str | Path] = (),
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
         self.root = Path(root) if root is not None else default_store_dir()
         self.readonly = [Path(p) for p in extra_readonly]
         self.on_problem = on_problem
@@ -177,8 +182,10 @@ class ResultStore:
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            return (f"new results cannot be saved: the result store {self.root} is not writable "
-                    f"({exc.strerror or type(exc).__name__}); stored results are still read")
+            return (
+                f"new results cannot be saved: the result store {self.root} is not writable "
+                f"({exc.strerror or type(exc).__name__}); stored results are still read"
+            )
         return None
 
     def sample_dirs(self) -> list[Path]:
@@ -189,7 +196,6 @@ class ResultStore:
     def shadow_dir(self) -> Path:
         """Where GSA's shadow models are cached: ``<root>/shadows`` (see ``mia_core.lab.shadow``)."""
         return self.root / "shadows"
-
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -230,7 +236,7 @@ class ResultStore:
                 params=meta["params"],
                 train_ids=tuple(str(i) for i in z["train_ids"]) if "train_ids" in z.files else (),
                 evaluated_on=meta.get("evaluated_on", ""),
-                extras={name[len(_EXTRA):]: z[name] for name in z.files if name.startswith(_EXTRA)},
+                extras={name[len(_EXTRA) :]: z[name] for name in z.files if name.startswith(_EXTRA)},
                 info=meta.get("info", {}),
             )
 
@@ -334,8 +340,10 @@ class ResultStore:
         try:
             return self.put(key, result)
         except OSError as exc:
-            message = (f"result of {result.attack} not saved to the store {self.root} "
-                       f"({exc.strerror or exc}); it is used for this run only")
+            message = (
+                f"result of {result.attack} not saved to the store {self.root} "
+                f"({exc.strerror or exc}); it is used for this run only"
+            )
             with self._lock:
                 self._pending.append(message)
             if self.on_problem is not None:
@@ -380,22 +388,45 @@ class RunFailed(RuntimeError):
         self.attack, self.cause, self.results = attack, cause, dict(results)
 
 
-def _run_one(attack: Attack, target: Any, x0: np.ndarray, ids: Sequence[str], is_member: np.ndarray | None,
-             seed: int, batch_size: int | None, step: Callable[[int, int], None],
-             store: ResultStore | None = None) -> AttackResult:
+def _run_one(
+    attack: Attack,
+    target: Any,
+    x0: np.ndarray,
+    ids: Sequence[str],
+    is_member: np.ndarray | None,
+    seed: int,
+    batch_size: int | None,
+    step: Callable[[int, int], None],
+    store: ResultStore | None = None,
+) -> AttackResult:
     if attack.learns:
         extra: dict[str, Any] = {}
         if attack.uses_shadow_models:  # GSA: shadow models trained (once, cached beside the store) here in lab
             from mia_core.lab.shadow import shadow_targets
 
-            extra["shadows"] = shadow_targets(attack, target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
-                                              cache_dir=store.shadow_dir() if store is not None else None,
-                                              progress=step)
-        return attack.fit_score(target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed,
-                                batch_size=batch_size, progress=step, **extra)
+            extra["shadows"] = shadow_targets(
+                attack,
+                target,
+                x0,
+                ids,
+                np.asarray(is_member, dtype=bool),
+                seed=seed,
+                cache_dir=store.shadow_dir() if store is not None else None,
+                progress=step,
+            )
+        return attack.fit_score(
+            target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed, batch_size=batch_size, progress=step, **extra
+        )
     if attack.generates_samples:  # samples made once per target and seed, cached beside the store
-        return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step,
-                          sample_dirs=store.sample_dirs() if store is not None else ())
+        return attack.run(
+            target,
+            x0,
+            ids=ids,
+            seed=seed,
+            batch_size=batch_size,
+            progress=step,
+            sample_dirs=store.sample_dirs() if store is not None else (),
+        )
     return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
 
 

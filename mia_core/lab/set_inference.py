@@ -75,19 +75,32 @@ class SetTestResult:
         """One sentence for people."""
         n = self.n_suspect + self.n_heldout + self.n_control
         if self.used:
-            return (f"Likely used for training: p = {self.p_value:.3g} < {self.alpha:g} "
-                    f"({METHODS[self.method]} on {self.n_suspect} suspect vs {self.n_heldout} held-out images; "
-                    f"{n} images in all).")
-        return (f"No evidence of training use at the {self.alpha:g} level: p = {self.p_value:.3g} "
+            return (
+                f"Likely used for training: p = {self.p_value:.3g} < {self.alpha:g} "
                 f"({METHODS[self.method]} on {self.n_suspect} suspect vs {self.n_heldout} held-out images; "
-                f"{n} images in all). This does not prove the collection was not used.")
+                f"{n} images in all)."
+            )
+        return (
+            f"No evidence of training use at the {self.alpha:g} level: p = {self.p_value:.3g} "
+            f"({METHODS[self.method]} on {self.n_suspect} suspect vs {self.n_heldout} held-out images; "
+            f"{n} images in all). This does not prove the collection was not used."
+        )
 
     def to_json_dict(self) -> dict:
-        return {"p_value": float(self.p_value), "statistic": float(self.statistic), "alpha": float(self.alpha),
-                "used": bool(self.used), "n_suspect": int(self.n_suspect), "n_heldout": int(self.n_heldout),
-                "n_control": int(self.n_control), "method": self.method, "features": list(self.features),
-                "mean_suspect": float(self.mean_suspect), "mean_heldout": float(self.mean_heldout),
-                "verdict": self.verdict()}
+        return {
+            "p_value": float(self.p_value),
+            "statistic": float(self.statistic),
+            "alpha": float(self.alpha),
+            "used": bool(self.used),
+            "n_suspect": int(self.n_suspect),
+            "n_heldout": int(self.n_heldout),
+            "n_control": int(self.n_control),
+            "method": self.method,
+            "features": list(self.features),
+            "mean_suspect": float(self.mean_suspect),
+            "mean_heldout": float(self.mean_heldout),
+            "verdict": self.verdict(),
+        }
 
 
 def _as_features(values, name: str) -> np.ndarray:
@@ -138,8 +151,9 @@ def set_test(
         raise ValueError(f"alpha must be in the open interval (0, 1); got {alpha!r}")
     s, h = _as_features(suspect, "suspect scores"), _as_features(heldout, "held-out scores")
     if s.shape[1] != h.shape[1]:
-        raise ValueError(f"suspect and held-out scores need the same attacks; "
-                         f"got {s.shape[1]} and {h.shape[1]} columns")
+        raise ValueError(
+            f"suspect and held-out scores need the same attacks; got {s.shape[1]} and {h.shape[1]} columns"
+        )
     k = s.shape[1]
     if features and len(features) != k:
         raise ValueError(f"{len(features)} feature names for {k} score columns")
@@ -150,8 +164,9 @@ def set_test(
         s_test, h_test, n_control = _cdi_scores(s, h, control_fraction, seed)
     for name, arr in (("suspect", s_test), ("held-out", h_test)):
         if arr.size < 2:
-            raise ValueError(f"the {name} set needs at least 2 images in the test (after the control part); "
-                             f"got {arr.size}")
+            raise ValueError(
+                f"the {name} set needs at least 2 images in the test (after the control part); got {arr.size}"
+            )
     if method == "welch":
         res = stats.ttest_ind(s_test, h_test, equal_var=False, alternative="greater")
     else:
@@ -160,9 +175,17 @@ def set_test(
     if not np.isfinite(p):  # constant scores in both sets: no evidence either way
         p = 1.0
     return SetTestResult(
-        p_value=p, statistic=float(res.statistic), alpha=float(alpha), used=p < float(alpha),
-        n_suspect=int(s_test.size), n_heldout=int(h_test.size), n_control=n_control, method=method,
-        features=tuple(features), mean_suspect=float(s_test.mean()), mean_heldout=float(h_test.mean()),
+        p_value=p,
+        statistic=float(res.statistic),
+        alpha=float(alpha),
+        used=p < float(alpha),
+        n_suspect=int(s_test.size),
+        n_heldout=int(h_test.size),
+        n_control=n_control,
+        method=method,
+        features=tuple(features),
+        mean_suspect=float(s_test.mean()),
+        mean_heldout=float(h_test.mean()),
     )
 
 
@@ -213,12 +236,14 @@ def draw_demo_sets(
     members, nonmembers = np.flatnonzero(labels), rng.permutation(np.flatnonzero(~labels))
     if suspect == "members":
         if n_suspect > members.size or n_heldout > nonmembers.size:
-            raise ValueError(f"asked for {n_suspect} members and {n_heldout} held-out non-members; the split has "
-                             f"{members.size} and {nonmembers.size}")
+            raise ValueError(
+                f"asked for {n_suspect} members and {n_heldout} held-out non-members; the split has "
+                f"{members.size} and {nonmembers.size}"
+            )
         return rng.choice(members, n_suspect, replace=False), nonmembers[:n_heldout]
     if n_suspect + n_heldout > nonmembers.size:
         raise ValueError(f"asked for {n_suspect} + {n_heldout} non-members; the split has {nonmembers.size}")
-    return nonmembers[:n_suspect], nonmembers[n_suspect:n_suspect + n_heldout]
+    return nonmembers[:n_suspect], nonmembers[n_suspect : n_suspect + n_heldout]
 
 
 def score_matrix(results, ids, attacks) -> np.ndarray:
@@ -269,8 +294,17 @@ def calibrate(
     rng = np.random.default_rng(seed)
     labels = np.asarray(is_member, dtype=bool)
     scores = _as_features(scores, "scores")
-    out: dict = {"alpha": alpha, "method": method, "features": list(features), "n_draws": n_draws, "seed": seed,
-                 "sizes": [], "null_share_below_alpha": [], "power": [], "null_p_values": {}}
+    out: dict = {
+        "alpha": alpha,
+        "method": method,
+        "features": list(features),
+        "n_draws": n_draws,
+        "seed": seed,
+        "sizes": [],
+        "null_share_below_alpha": [],
+        "power": [],
+        "null_p_values": {},
+    }
     for n in sizes:
         p_null, p_member = [], []
         for kind, bucket in (("nonmembers", p_null), ("members", p_member)):
@@ -285,8 +319,9 @@ def calibrate(
     return out
 
 
-def score_images(target, images, attacks, *, seed: int = 0, store=None, batch_size: int | None = None,
-                 progress=None) -> np.ndarray:
+def score_images(
+    target, images, attacks, *, seed: int = 0, store=None, batch_size: int | None = None, progress=None
+) -> np.ndarray:
     """Attack scores of an uploaded or loaded image set: shape (N, len(attacks)).
 
     ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's);
@@ -298,10 +333,21 @@ def score_images(target, images, attacks, *, seed: int = 0, store=None, batch_si
 
     learned = [a.name for a in attacks if a.learns]
     if learned:
-        raise ValueError(f"{', '.join(learned)} learn(s) from membership labels and cannot score an unlabelled "
-                         f"collection; choose attacks such as loss, pia, secmi, sima")
+        raise ValueError(
+            f"{', '.join(learned)} learn(s) from membership labels and cannot score an unlabelled "
+            f"collection; choose attacks such as loss, pia, secmi, sima"
+        )
     pixels, _ = convert_images(images.images, resolution=target.resolution, channels=target.channels)
     converted = ImageSet(pixels, images.ids, images.source)
-    res = run_attacks(target, converted.to_unit_range(), converted.ids, converted.fingerprint, attacks, seed=seed,
-                      store=store, batch_size=batch_size, progress=progress)
+    res = run_attacks(
+        target,
+        converted.to_unit_range(),
+        converted.ids,
+        converted.fingerprint,
+        attacks,
+        seed=seed,
+        store=store,
+        batch_size=batch_size,
+        progress=progress,
+    )
     return score_matrix(res, converted.ids, [a.name for a in attacks])

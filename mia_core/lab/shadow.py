@@ -26,16 +26,16 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
 from mia_core.attacks.gsa import GSA1, Shadow
 from mia_core.data import ImageSet, Split
+from mia_core.lab.train import TrainConfig, read_train_log, train
 from mia_core.paths import DEFAULT_TARGET_DIR
 from mia_core.target import Target, load_folder
-from mia_core.lab.train import TrainConfig, read_train_log, train
 
 
 def target_recipe(target: Target) -> TrainConfig:
@@ -47,8 +47,10 @@ def target_recipe(target: Target) -> TrainConfig:
         return TrainConfig.from_dict(log["config"])
     cfg = target.unet.config
     return TrainConfig(
-        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=int(cfg.layers_per_block),
-        attention=any("Attn" in b for b in cfg.down_block_types), norm_num_groups=int(cfg.norm_num_groups),
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=int(cfg.layers_per_block),
+        attention=any("Attn" in b for b in cfg.down_block_types),
+        norm_num_groups=int(cfg.norm_num_groups),
         num_timesteps=target.schedule.num_timesteps,
         schedule="cosine" if target.schedule.kind == "cosine" else "linear",
     )
@@ -62,15 +64,24 @@ def shadow_config(target: Target, attack: GSA1, index: int, seed: int) -> TrainC
     # weights in the EMA (0.999^400). The EMA horizon 1 / (1 - decay) is capped at a tenth of the run.
     ema_decay = min(base.ema_decay, 1.0 - 10.0 / steps) if steps > 10 else 0.0
     return dataclasses.replace(
-        base, steps=steps, batch_size=attack.params.shadow_batch_size, warmup_steps=min(base.warmup_steps, steps),
+        base,
+        steps=steps,
+        batch_size=attack.params.shadow_batch_size,
+        warmup_steps=min(base.warmup_steps, steps),
         ema_decay=ema_decay,
-        log_every=max(1, min(base.log_every, steps)), checkpoint_every=0, seed=int(seed) * 1000 + index + 1,
+        log_every=max(1, min(base.log_every, steps)),
+        checkpoint_every=0,
+        seed=int(seed) * 1000 + index + 1,
     )
 
 
 def _to_uint8(x0: np.ndarray) -> np.ndarray:
     """(N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), the inverse of ImageSet.to_unit_range for uint8 images."""
-    return np.clip(np.rint((np.asarray(x0, dtype=np.float64) + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return (
+        np.clip(np.rint((np.asarray(x0, dtype=np.float64) + 1.0) * 127.5), 0, 255)
+        .astype(np.uint8)
+        .transpose(0, 2, 3, 1)
+    )
 
 
 def shadow_key(cfg: TrainConfig, images: ImageSet, member_ids: Sequence[str], nonmember_ids: Sequence[str]) -> str:
@@ -103,8 +114,10 @@ def shadow_targets(
     images = ImageSet(_to_uint8(np.asarray(x0)), ids, source="attack images")
     pool_ids, _ = attack.partition(ids, is_member, seed)
     if len(pool_ids) < 4:
-        raise ValueError(f"{attack.name}: the shadow pool has {len(pool_ids)} non-members; it needs at least 4 "
-                         f"(shadow_fraction={attack.params.shadow_fraction} of {int((~np.asarray(is_member)).sum())})")
+        raise ValueError(
+            f"{attack.name}: the shadow pool has {len(pool_ids)} non-members; it needs at least 4 "
+            f"(shadow_fraction={attack.params.shadow_fraction} of {int((~np.asarray(is_member)).sum())})"
+        )
     splits = attack.shadow_splits(pool_ids, seed)
     cache = Path(cache_dir) if cache_dir is not None else Path(tempfile.mkdtemp(prefix="mia-shadows-"))
     plans = []
@@ -116,8 +129,14 @@ def shadow_targets(
     shadows = []
     for index, (cfg, members, nonmembers, folder) in enumerate(plans):
         if (cfg, members, nonmembers, folder) in todo:
-            split = Split(members, nonmembers, seed=None, data_fingerprint=images.fingerprint, source="attack images",
-                          description=f"{attack.name} shadow {index}: half of a pool of target non-members")
+            split = Split(
+                members,
+                nonmembers,
+                seed=None,
+                data_fingerprint=images.fingerprint,
+                source="attack images",
+                description=f"{attack.name} shadow {index}: half of a pool of target non-members",
+            )
             cache.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=".tmp-shadow-", dir=cache))
 
@@ -125,17 +144,30 @@ def shadow_targets(
                 if progress is not None:
                     progress(offset + s, total)
 
-            train(images.subset(members), split, cfg, tmp, device=str(target.device), progress=step,
-                  command=f"shadow model {index} of {attack.name} (mia_core.lab.shadow)")
+            train(
+                images.subset(members),
+                split,
+                cfg,
+                tmp,
+                device=str(target.device),
+                progress=step,
+                command=f"shadow model {index} of {attack.name} (mia_core.lab.shadow)",
+            )
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(tmp, folder)
             done += cfg.steps
         shadow = load_folder(folder, device=target.device, source=str(folder))
         _check_same_architecture(shadow, target)
-        shadows.append(Shadow(shadow, members, nonmembers,
-                              f"shadow {index}: {len(members)} members + {len(nonmembers)} non-members, "
-                              f"{cfg.steps} steps of {cfg.batch_size} images"))
+        shadows.append(
+            Shadow(
+                shadow,
+                members,
+                nonmembers,
+                f"shadow {index}: {len(members)} members + {len(nonmembers)} non-members, "
+                f"{cfg.steps} steps of {cfg.batch_size} images",
+            )
+        )
     return shadows
 
 
@@ -143,5 +175,7 @@ def _check_same_architecture(shadow: Target, target: Target) -> None:
     a = [(n, tuple(p.shape)) for n, p in shadow.unet.named_parameters()]
     b = [(n, tuple(p.shape)) for n, p in target.unet.named_parameters()]
     if a != b:
-        raise ValueError("the shadow models' UNet differs from the target's (GSA's features are per parameter "
-                         "tensor): the target was not made by `mia train`, so its recipe is unknown")
+        raise ValueError(
+            "the shadow models' UNet differs from the target's (GSA's features are per parameter "
+            "tensor): the target was not made by `mia train`, so its recipe is unknown"
+        )

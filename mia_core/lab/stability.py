@@ -36,8 +36,10 @@ class Stability:
         if self.stable:
             side = "above" if self.flagged_share == 1.0 else "below"
             return f"Stable: {spread}, all {side} the threshold {self.threshold:.4g}."
-        return (f"Unstable: {spread}; {self.flagged_share:.0%} of the seeds flag it (threshold {self.threshold:.4g}). "
-                f"The verdict depends on the noise draw.")
+        return (
+            f"Unstable: {spread}; {self.flagged_share:.0%} of the seeds flag it (threshold {self.threshold:.4g}). "
+            f"The verdict depends on the noise draw."
+        )
 
 
 def rescore_seeds(target: Any, x0: np.ndarray, image_id: str, attack: Any, seeds: Sequence[int]) -> np.ndarray:

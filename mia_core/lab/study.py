@@ -45,15 +45,16 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from mia_core.data import Split, resolve_data
-from mia_core.paths import STUDIES_DIR
 from mia_core.lab.train import AUGMENTS, TrainConfig, denoising_loss, read_train_log, train
+from mia_core.paths import STUDIES_DIR
 
 STUDY_FORMAT = "mia-study/1"
 FACTORS = ("steps", "n_members", "dp_epsilon", "augment")
@@ -126,20 +127,48 @@ class Study:
             model = models.get(row["label"], {})
             ci = row.get("auc_ci") or [None, None]
             heldout, member = model.get("heldout_loss"), model.get("member_loss")
-            records.append({
-                "value": row["value"], "label": row["label"], "attack": row["attack"], "auc": row["auc"],
-                "auc_ci_low": ci[0], "auc_ci_high": ci[1],
-                "tpr_at_1pct": row["tpr_at_1pct"], "tpr_at_0_1pct": row["tpr_at_0_1pct"],
-                "n_members": row["n_members"], "n_nonmembers": row["n_nonmembers"],
-                "heldout_loss": heldout, "member_loss": member,
-                "loss_gap": None if heldout is None or member is None else heldout - member,
-                "epsilon": model.get("epsilon"), "steps": model.get("steps"),
-                "train_members": model.get("n_members"), "train_seconds": model.get("train_seconds"),
-                "target_dir": model.get("target_dir"),
-            })
-        columns = ["value", "label", "attack", "auc", "auc_ci_low", "auc_ci_high", "tpr_at_1pct", "tpr_at_0_1pct",
-                   "n_members", "n_nonmembers", "heldout_loss", "member_loss", "loss_gap", "epsilon", "steps",
-                   "train_members", "train_seconds", "target_dir"]
+            records.append(
+                {
+                    "value": row["value"],
+                    "label": row["label"],
+                    "attack": row["attack"],
+                    "auc": row["auc"],
+                    "auc_ci_low": ci[0],
+                    "auc_ci_high": ci[1],
+                    "tpr_at_1pct": row["tpr_at_1pct"],
+                    "tpr_at_0_1pct": row["tpr_at_0_1pct"],
+                    "n_members": row["n_members"],
+                    "n_nonmembers": row["n_nonmembers"],
+                    "heldout_loss": heldout,
+                    "member_loss": member,
+                    "loss_gap": None if heldout is None or member is None else heldout - member,
+                    "epsilon": model.get("epsilon"),
+                    "steps": model.get("steps"),
+                    "train_members": model.get("n_members"),
+                    "train_seconds": model.get("train_seconds"),
+                    "target_dir": model.get("target_dir"),
+                }
+            )
+        columns = [
+            "value",
+            "label",
+            "attack",
+            "auc",
+            "auc_ci_low",
+            "auc_ci_high",
+            "tpr_at_1pct",
+            "tpr_at_0_1pct",
+            "n_members",
+            "n_nonmembers",
+            "heldout_loss",
+            "member_loss",
+            "loss_gap",
+            "epsilon",
+            "steps",
+            "train_members",
+            "train_seconds",
+            "target_dir",
+        ]
         return pd.DataFrame.from_records(records, columns=columns)
 
     def save(self, out_dir: str | Path) -> None:
@@ -169,8 +198,10 @@ def load_study(path: str | Path) -> Study:
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"study file {path} is not valid JSON: {err}") from err
     if not isinstance(d, dict) or d.get("format") != STUDY_FORMAT:
-        raise ValueError(f"{path}: not a study (format {d.get('format') if isinstance(d, dict) else None!r}, "
-                         f"expected {STUDY_FORMAT!r})")
+        raise ValueError(
+            f"{path}: not a study (format {d.get('format') if isinstance(d, dict) else None!r}, "
+            f"expected {STUDY_FORMAT!r})"
+        )
     names = [f.name for f in dataclasses.fields(Study) if f.name != "path"]
     missing = [n for n in names if n not in d]
     if missing:
@@ -331,9 +362,18 @@ def run_study(
     if factor == "n_members" and max(values) > split.n_members:  # type: ignore[type-var]
         raise ValueError(f"n_members value {max(values)} exceeds the {split.n_members} members of {data!r}")
 
-    settings = {"factor": factor, "data": data, "attacks": attacks, "attack_params": params,
-                "base_config": base.to_dict(), "seed": seed, "limit": limit, "n_bootstrap": n_bootstrap,
-                "utility_draws": utility_draws, "data_fingerprint": split.data_fingerprint}
+    settings = {
+        "factor": factor,
+        "data": data,
+        "attacks": attacks,
+        "attack_params": params,
+        "base_config": base.to_dict(),
+        "seed": seed,
+        "limit": limit,
+        "n_bootstrap": n_bootstrap,
+        "utility_draws": utility_draws,
+        "data_fingerprint": split.data_fingerprint,
+    }
     _check_settings(models_root, settings)
     study = _load_or_new(out, factor, data, attacks, base, command, dev)
     done = {m["label"] for m in study.models}
@@ -354,7 +394,7 @@ def run_study(
         folder = folders[label]
         if factor != "steps":
             cfg, subset = _config_for(factor, v, base, split, seed)
-            _train_one(cfg, images, subset, folder, command, dev, lambda k, n, _loss: report(f"train {label}", k, n))
+            _train_one(cfg, images, subset, folder, command, dev, lambda k, n, _loss: report(f"train {label}", k, n))  # noqa: B023 (called at once, inside the loop)
         rows, model = _evaluate(folder, label, v, attacks, params, dev, seed, limit, n_bootstrap, utility_draws, report)
         model["target_dir"] = os.path.relpath(folder, out)
         study.rows = [r for r in study.rows if r["label"] != label] + rows
@@ -373,23 +413,37 @@ def _check_settings(models_root: Path, settings: dict[str, Any]) -> None:
         saved = json.loads(path.read_text())
         if saved != json.loads(text):
             differ = sorted(k for k in set(saved) | set(settings) if saved.get(k) != json.loads(text).get(k))
-            raise ValueError(f"{models_root} holds models of another study (settings differ in: {', '.join(differ)}); "
-                             "use another --out / --models-dir, or delete it")
+            raise ValueError(
+                f"{models_root} holds models of another study (settings differ in: {', '.join(differ)}); "
+                "use another --out / --models-dir, or delete it"
+            )
     models_root.mkdir(parents=True, exist_ok=True)
     path.write_text(text + "\n")
 
 
-def _load_or_new(out: Path, factor: str, data: str, attacks: list[str], base: TrainConfig, command: str,
-                 device: str) -> Study:
+def _load_or_new(
+    out: Path, factor: str, data: str, attacks: list[str], base: TrainConfig, command: str, device: str
+) -> Study:
     if (out / "study.json").is_file():
         old = load_study(out)
         same = (old.factor, old.data, list(old.attacks), old.base_config) == (factor, data, attacks, base.to_dict())
         if not same:
-            raise ValueError(f"{out / 'study.json'} is another study (factor, data, attacks or base config differ); "
-                             "use another --out")
+            raise ValueError(
+                f"{out / 'study.json'} is another study (factor, data, attacks or base config differ); "
+                "use another --out"
+            )
         return old
-    return Study(factor=factor, factor_label=FACTOR_LABELS[factor], values=[], data=data, attacks=attacks,
-                 base_config=base.to_dict(), command=command, device=device, seconds=0.0)
+    return Study(
+        factor=factor,
+        factor_label=FACTOR_LABELS[factor],
+        values=[],
+        data=data,
+        attacks=attacks,
+        base_config=base.to_dict(),
+        command=command,
+        device=device,
+        seconds=0.0,
+    )
 
 
 def _finish(study: Study, values: list[Value], factor: str, command: str, device: str, seconds: float) -> None:
@@ -442,53 +496,103 @@ def _trained(folder: Path, cfg: TrainConfig) -> bool:
     return True
 
 
-def _train_one(cfg: TrainConfig, images: Any, split: Split, folder: Path, command: str, device: str,
-               progress: Callable[[int, int, float], None]) -> None:
+def _train_one(
+    cfg: TrainConfig,
+    images: Any,
+    split: Split,
+    folder: Path,
+    command: str,
+    device: str,
+    progress: Callable[[int, int, float], None],
+) -> None:
     cfg = _with_checkpoints(cfg)
     if _trained(folder, cfg):
         return
     resume = folder if (folder / "checkpoint").is_dir() else None
-    train(images.subset(split.member_ids), split, cfg, folder, device=device, progress=progress,
-          resume_from=resume, command=command)
+    train(
+        images.subset(split.member_ids),
+        split,
+        cfg,
+        folder,
+        device=device,
+        progress=progress,
+        resume_from=resume,
+        command=command,
+    )
 
 
-def _train_steps_run(values: list[Value], base: TrainConfig, images: Any, split: Split, folders: dict[str, Path],
-                     command: str, device: str, report: Progress) -> None:
+def _train_steps_run(
+    values: list[Value],
+    base: TrainConfig,
+    images: Any,
+    split: Split,
+    folders: dict[str, Path],
+    command: str,
+    device: str,
+    report: Progress,
+) -> None:
     steps = sorted(int(v) for v in values)  # type: ignore[arg-type]
     cfg = _with_checkpoints(dataclasses.replace(base, steps=steps[-1]))
     final = folders[str(steps[-1])]
     if _trained(final, cfg) and all(_trained(folders[str(s)], dataclasses.replace(cfg, steps=s)) for s in steps):
         return
     resume = final if (final / "checkpoint").is_dir() else None
-    train(images.subset(split.member_ids), split, cfg, final, device=device, command=command,
-          progress=lambda k, n, _loss: report(f"train {steps[-1]}", k, n), resume_from=resume,
-          snapshot_steps=steps[:-1], snapshot_dir=lambda s: folders[str(s)])
+    train(
+        images.subset(split.member_ids),
+        split,
+        cfg,
+        final,
+        device=device,
+        command=command,
+        progress=lambda k, n, _loss: report(f"train {steps[-1]}", k, n),
+        resume_from=resume,
+        snapshot_steps=steps[:-1],
+        snapshot_dir=lambda s: folders[str(s)],
+    )
 
 
-def _evaluate(folder: Path, label: str, value: Value, attacks: list[str], params: dict[str, dict[str, Any]],
-              device: str, seed: int, limit: int | None, n_bootstrap: int, utility_draws: int,
-              report: Progress) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _evaluate(
+    folder: Path,
+    label: str,
+    value: Value,
+    attacks: list[str],
+    params: dict[str, dict[str, Any]],
+    device: str,
+    seed: int,
+    limit: int | None,
+    n_bootstrap: int,
+    utility_draws: int,
+    report: Progress,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     from mia_core.lab.experiment import load_experiment, make_attacks
 
     exp = load_experiment(str(folder), str(folder / "split.json"), device=device, limit=limit, seed=seed)
-    results = exp.attack(make_attacks(attacks, params), seed=seed,
-                         progress=lambda name, k, n: report(f"attack {label}: {name}", k, n))
+    results = exp.attack(
+        make_attacks(attacks, params), seed=seed, progress=lambda name, k, n: report(f"attack {label}: {name}", k, n)
+    )
     rows = []
     for name in attacks:
         m = exp.metrics(results[name], n_bootstrap=n_bootstrap, seed=seed)
-        rows.append({
-            "value": value, "label": label, "attack": name, "auc": round(float(m.auc), 6),
-            "auc_ci": [round(x, 6) for x in m.auc_ci.to_list()] if m.auc_ci is not None else None,
-            "tpr_at_1pct": None if m.tpr_at_1pct_fpr is None else float(m.tpr_at_1pct_fpr),
-            "tpr_at_0_1pct": None if m.tpr_at_01pct_fpr is None else float(m.tpr_at_01pct_fpr),
-            "n_members": int(m.n_members), "n_nonmembers": int(m.n_nonmembers),
-        })
+        rows.append(
+            {
+                "value": value,
+                "label": label,
+                "attack": name,
+                "auc": round(float(m.auc), 6),
+                "auc_ci": [round(x, 6) for x in m.auc_ci.to_list()] if m.auc_ci is not None else None,
+                "tpr_at_1pct": None if m.tpr_at_1pct_fpr is None else float(m.tpr_at_1pct_fpr),
+                "tpr_at_0_1pct": None if m.tpr_at_01pct_fpr is None else float(m.tpr_at_01pct_fpr),
+                "n_members": int(m.n_members),
+                "n_nonmembers": int(m.n_nonmembers),
+            }
+        )
     report(f"utility {label}", 0, 1)
     losses = denoising_loss(exp.target, exp.x0, n_draws=utility_draws, seed=seed)
     log = read_train_log(folder) or {}
     dp = log.get("dp") or None
     model = {
-        "value": value, "label": label,
+        "value": value,
+        "label": label,
         "heldout_loss": float(losses[~exp.is_member].mean()),
         "member_loss": float(losses[exp.is_member].mean()),
         "epsilon": None if dp is None else float(dp["achieved_epsilon"]),

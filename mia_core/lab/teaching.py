@@ -21,8 +21,9 @@ At one t the two rank images identically; the x0 error is the "reconstruction" a
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -182,8 +183,9 @@ def reconstruction_error_curve(
     eps_all = noises.repeat_interleave(k * n, dim=0)
     x_t = q_sample(target.schedule, x0_all, t_all, eps_all)
     per_call = max(1, _MAX_BATCH_PIXELS // int(np.prod(x0.shape[1:])))
-    eps_pred = torch.cat([target.eps(x_t[i:i + per_call], t_all[i:i + per_call]).cpu()
-                          for i in range(0, x_t.shape[0], per_call)])
+    eps_pred = torch.cat(
+        [target.eps(x_t[i : i + per_call], t_all[i : i + per_call]).cpu() for i in range(0, x_t.shape[0], per_call)]
+    )
     x0_hat = predict_x0(target.schedule, x_t, t_all, eps_pred)
     eps_err = (eps_pred - eps_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     x0_err = (x0_hat - x0_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
@@ -234,14 +236,14 @@ def secmi_round_trip(target: Target, x0, params: Mapping[str, Any] | None = None
 # -- the experiment's images --------------------------------------------------------------
 
 
-def images_x0(exp: "Experiment", indices: Sequence[int]) -> torch.Tensor:
+def images_x0(exp: Experiment, indices: Sequence[int]) -> torch.Tensor:
     """The experiment's images at ``indices`` as (len, C, H, W) float32 in [-1, 1] (only those converted)."""
     idx = np.asarray(list(indices), dtype=np.int64)
     pixels = exp.images.images[idx].astype(np.float32) / np.float32(127.5) - np.float32(1.0)
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
 
-def index_of(exp: "Experiment", image_id: str) -> int:
+def index_of(exp: Experiment, image_id: str) -> int:
     """Position of ``image_id`` in ``exp.ids``; ValueError naming the id when absent."""
     try:
         return exp.ids.index(image_id)
@@ -250,7 +252,7 @@ def index_of(exp: "Experiment", image_id: str) -> int:
 
 
 def member_vs_nonmember(
-    exp: "Experiment", member_id: str | None = None, nonmember_id: str | None = None
+    exp: Experiment, member_id: str | None = None, nonmember_id: str | None = None
 ) -> tuple[int, int]:
     """Indices (into ``exp.ids``) of a member and a non-member to compare.
 
@@ -270,13 +272,13 @@ def member_vs_nonmember(
     return m, nm
 
 
-def random_index(exp: "Experiment", member: bool, rng: np.random.Generator) -> int:
+def random_index(exp: Experiment, member: bool, rng: np.random.Generator) -> int:
     """A uniformly drawn member (``member=True``) or non-member index."""
     pool = np.flatnonzero(exp.is_member == bool(member))
     return int(rng.choice(pool))
 
 
-def population_indices(exp: "Experiment", n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def population_indices(exp: Experiment, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` member and ``n`` non-member indices drawn without replacement (seeded)."""
     rng = np.random.default_rng(seed)
     members = np.flatnonzero(exp.is_member)
@@ -287,5 +289,3 @@ def population_indices(exp: "Experiment", n: int, seed: int = 0) -> tuple[np.nda
 
 
 # -- the default target's training log -------------------------------------------------------
-
-

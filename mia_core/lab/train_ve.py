@@ -23,9 +23,10 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +74,9 @@ class VETrainConfig:
         self.schedule()  # validates the sigmas
 
     def schedule(self) -> VESchedule:
-        return VESchedule(float(self.sigma_min), float(self.sigma_max), int(self.num_timesteps), float(self.sampling_eps))
+        return VESchedule(
+            float(self.sigma_min), float(self.sigma_max), int(self.num_timesteps), float(self.sampling_eps)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,10 +92,18 @@ def build_score_unet(resolution: int, channels: int, cfg: VETrainConfig) -> Any:
         raise ValueError(f"resolution {resolution} is not divisible by 2^{n - 1} for {n} UNet levels")
     down = ["DownBlock2D"] * (n - 1) + ["AttnDownBlock2D" if cfg.attention else "DownBlock2D"]
     up = ["AttnUpBlock2D" if cfg.attention else "UpBlock2D"] + ["UpBlock2D"] * (n - 1)
-    return UNet2DModel(sample_size=resolution, in_channels=channels, out_channels=channels,
-                       block_out_channels=tuple(cfg.block_out_channels), down_block_types=tuple(down),
-                       up_block_types=tuple(up), layers_per_block=cfg.layers_per_block,
-                       norm_num_groups=cfg.norm_num_groups, attention_head_dim=8, time_embedding_type="fourier")
+    return UNet2DModel(
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=tuple(cfg.block_out_channels),
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        layers_per_block=cfg.layers_per_block,
+        norm_num_groups=cfg.norm_num_groups,
+        attention_head_dim=8,
+        time_embedding_type="fourier",
+    )
 
 
 @dataclass
@@ -102,8 +113,16 @@ class VETrainResult:
     seconds: float
 
 
-def train_ve(members: ImageSet, split: Split, cfg: VETrainConfig, out_dir: str | Path, *, device: str | None = None,
-             command: str = "", progress: Callable[[int, int, float], None] | None = None) -> VETrainResult:
+def train_ve(
+    members: ImageSet,
+    split: Split,
+    cfg: VETrainConfig,
+    out_dir: str | Path,
+    *,
+    device: str | None = None,
+    command: str = "",
+    progress: Callable[[int, int, float], None] | None = None,
+) -> VETrainResult:
     """Train on ``members`` (exactly the split's members) and save the EMA score model to ``out_dir``.
 
     Writes ``unet/`` (safetensors), ``scheduler/scheduler_config.json`` (ScoreSdeVeScheduler),
@@ -155,19 +174,44 @@ def train_ve(members: ImageSet, split: Split, cfg: VETrainConfig, out_dir: str |
     return result
 
 
-def save_score_pipeline(unet: Any, schedule: VESchedule, split: Split, cfg: VETrainConfig, result: VETrainResult,
-                        *, device: str, command: str) -> None:
+def save_score_pipeline(
+    unet: Any,
+    schedule: VESchedule,
+    split: Split,
+    cfg: VETrainConfig,
+    result: VETrainResult,
+    *,
+    device: str,
+    command: str,
+) -> None:
     out = Path(result.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unet.to("cpu").save_pretrained(out / "unet", safe_serialization=True)
     (out / "scheduler").mkdir(exist_ok=True)
     (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(schedule.to_scheduler_config(), indent=2))
-    (out / "model_index.json").write_text(json.dumps({"_class_name": "ScoreSdeVePipeline",
-                                                      "scheduler": ["diffusers", "ScoreSdeVeScheduler"],
-                                                      "unet": ["diffusers", "UNet2DModel"]}, indent=2))
+    (out / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "ScoreSdeVePipeline",
+                "scheduler": ["diffusers", "ScoreSdeVeScheduler"],
+                "unet": ["diffusers", "UNet2DModel"],
+            },
+            indent=2,
+        )
+    )
     split.save(out / "split.json")
-    log = {"command": command, "kind": "ve", "config": cfg.to_dict(), "device": device,
-           "seconds": round(result.seconds, 1), "weights": "EMA", "n_members": split.n_members,
-           "data_fingerprint": split.data_fingerprint, "loss_curve": [[s, round(v, 6)] for s, v in result.losses],
-           "dp": None, "torch": torch.__version__, "numpy": np.__version__}
+    log = {
+        "command": command,
+        "kind": "ve",
+        "config": cfg.to_dict(),
+        "device": device,
+        "seconds": round(result.seconds, 1),
+        "weights": "EMA",
+        "n_members": split.n_members,
+        "data_fingerprint": split.data_fingerprint,
+        "loss_curve": [[s, round(v, 6)] for s, v in result.losses],
+        "dp": None,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+    }
     (out / "train_log.json").write_text(json.dumps(log, indent=1))

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -124,8 +124,9 @@ class Calibration:
         return int(self.nonmember_scores.size)
 
     @classmethod
-    def from_result(cls, result: AttackResult, is_member: np.ndarray, *, ids: Sequence[str] | None = None,
-                    title: str = "") -> "Calibration":
+    def from_result(
+        cls, result: AttackResult, is_member: np.ndarray, *, ids: Sequence[str] | None = None, title: str = ""
+    ) -> Calibration:
         """Split a stored result's scores by ``is_member`` (aligned with ``result.ids``).
 
         ``ids``, when given, must equal ``result.ids`` (guards against results of other images).
@@ -233,18 +234,29 @@ class VerdictReport:
         n_na = len(vs) - n
         budget = budget_text(self.budget)
         if n == 0:
-            return ImageSummary(image_id, 0, 0, n_na, None, None,
-                                f"no verdict at {budget} FPR: too few calibration non-members for every attack")
+            return ImageSummary(
+                image_id,
+                0,
+                0,
+                n_na,
+                None,
+                None,
+                f"no verdict at {budget} FPR: too few calibration non-members for every attack",
+            )
         majority, anyflag = k > n / 2, k > 0
 
         def word(flag: bool) -> str:
             return "flagged" if flag else "not flagged"
 
-        text = (f"flagged by {k} of {n} attack{'s' if n != 1 else ''} at {budget} FPR"
-                f" (majority: {word(majority)}; any: {word(anyflag)})")
+        text = (
+            f"flagged by {k} of {n} attack{'s' if n != 1 else ''} at {budget} FPR"
+            f" (majority: {word(majority)}; any: {word(anyflag)})"
+        )
         if n > 1:
-            text += (f". The 'any' rule flags more non-members than each attack alone:"
-                     f" up to {budget_text(min(1.0, n * self.budget))} with {n} attacks")
+            text += (
+                f". The 'any' rule flags more non-members than each attack alone:"
+                f" up to {budget_text(min(1.0, n * self.budget))} with {n} attacks"
+            )
         if n_na:
             text += f"; {n_na} attack(s) n/a"
         return ImageSummary(image_id, n, k, n_na, majority, anyflag, text)
@@ -304,23 +316,38 @@ def judge_scores(
         for image_id, s in zip(ids, values):
             s = float(s)
             if not math.isfinite(s):
-                verdicts.append(AttackVerdict(image_id, attack, s, math.nan, math.nan, math.nan, thr, None,
-                                              float(budget), tpr, "n/a: the score is not a finite number"))
+                verdicts.append(
+                    AttackVerdict(
+                        image_id,
+                        attack,
+                        s,
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        thr,
+                        None,
+                        float(budget),
+                        tpr,
+                        "n/a: the score is not a finite number",
+                    )
+                )
                 continue
             flagged = None if thr is None else bool(s >= thr)
-            verdicts.append(AttackVerdict(
-                image_id=image_id,
-                attack=attack,
-                score=s,
-                percentile_nonmember=percentile_of(cal.nonmember_scores, s),
-                percentile_member=percentile_of(cal.member_scores, s),
-                nonmember_tail=float(np.mean(cal.nonmember_scores >= s)),
-                threshold=thr,
-                flagged=flagged,
-                budget=float(budget),
-                rule_tpr=tpr,
-                label=verdict_label(flagged, budget, needed),
-            ))
+            verdicts.append(
+                AttackVerdict(
+                    image_id=image_id,
+                    attack=attack,
+                    score=s,
+                    percentile_nonmember=percentile_of(cal.nonmember_scores, s),
+                    percentile_member=percentile_of(cal.member_scores, s),
+                    nonmember_tail=float(np.mean(cal.nonmember_scores >= s)),
+                    threshold=thr,
+                    flagged=flagged,
+                    budget=float(budget),
+                    rule_tpr=tpr,
+                    label=verdict_label(flagged, budget, needed),
+                )
+            )
     # Image-major order: all attacks of the first image, then the next image.
     order = {i: k for k, i in enumerate(ids)}
     attack_order = {a: k for k, a in enumerate(scores)}

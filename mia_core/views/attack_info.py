@@ -20,61 +20,81 @@ itself, a fallback colour, and access ``"unknown"``.
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label
 from mia_core.views.style import attack_color
 
-__all__ = ["ACCESS_ORDER", "AttackInfo", "SHORT_NAMES", "EXPLANATIONS", "attack_info", "short_name",
-           "all_attack_info", "access_text", "choice_label", "THREAT_MODEL_TEXT", "threat_models"]
+__all__ = [
+    "ACCESS_ORDER",
+    "AttackInfo",
+    "SHORT_NAMES",
+    "EXPLANATIONS",
+    "attack_info",
+    "short_name",
+    "all_attack_info",
+    "access_text",
+    "choice_label",
+    "THREAT_MODEL_TEXT",
+    "threat_models",
+]
 
 #: Threat models, weakest access first (the order of :data:`mia_core.attacks.ACCESS_LEVELS`).
 ACCESS_ORDER: tuple[str, ...] = tuple(ACCESS_LEVELS)
 
 #: Short display names (legends, bars, table rows); the registry's ``title`` is longer.
 SHORT_NAMES: dict[str, str] = {
-    "loss": "Loss", "secmi": "SecMI", "pia": "PIA", "pian": "PIAN", "sima": "SimA",
-    "secmi_nn": "SecMI-NN", "qr": "QR", "likelihood": "Likelihood", "elbo": "ELBO",
-    "rediffuse": "ReDiffuse", "gan_leaks": "GAN-Leaks", "mc_set": "MC set", "gsa1": "GSA1", "gsa2": "GSA2",
+    "loss": "Loss",
+    "secmi": "SecMI",
+    "pia": "PIA",
+    "pian": "PIAN",
+    "sima": "SimA",
+    "secmi_nn": "SecMI-NN",
+    "qr": "QR",
+    "likelihood": "Likelihood",
+    "elbo": "ELBO",
+    "rediffuse": "ReDiffuse",
+    "gan_leaks": "GAN-Leaks",
+    "mc_set": "MC set",
+    "gsa1": "GSA1",
+    "gsa2": "GSA2",
 }
 
 #: One line per attack: what it measures, in words a newcomer follows.
 EXPLANATIONS: dict[str, str] = {
     "loss": "the denoising error sum (eps - eps_theta(x_t, t))^2 at one t (the training loss): "
-            "members are denoised better",
+    "members are denoised better",
     "secmi": "the t-error: invert the image with deterministic DDIM steps to t_sec - k, step up and back down once, "
-             "and measure how far it lands from where it started",
+    "and measure how far it lands from where it started",
     "pia": "noise the image with the model's own noise guess eps_theta(x0, 0) and check the model predicts that "
-           "same noise back at t: members get consistent predictions",
+    "same noise back at t: members get consistent predictions",
     "pian": "PIA with eps_theta(x0, 0) rescaled to the size of Gaussian noise",
     "sima": "the size of the predicted noise eps_theta(x0, t) on the clean image: a memorised image sits at a "
-            "peak of the learned density, so the model sees little noise in it",
+    "peak of the learned density, so the model sees little noise in it",
     "secmi_nn": "a small CNN trained on labelled members and non-members reads SecMI's whole t-error map "
-                "|x~ - x''| instead of its sum",
+    "|x~ - x''| instead of its sum",
     "qr": "regressors trained on public non-members predict, per image, how low a non-member's SecMI t-error "
-          "would be; an image far below its own prediction is flagged",
-    "likelihood": "the image's likelihood (bits/dim) under the model's probability-flow ODE: members are more "
-                  "likely",
+    "would be; an image far below its own prediction is flagged",
+    "likelihood": "the image's likelihood (bits/dim) under the model's probability-flow ODE: members are more likely",
     "elbo": "the DDPM's variational bound on the image's bits/dim, summed over every timestep: members get "
-            "a tighter bound",
+    "a tighter bound",
     "rediffuse": "ask for n variations of the image (noise it to t, let the model denoise it back), average them "
-                 "and measure how far the average lands from the image: members come back closer",
+    "and measure how far the average lands from the image: members come back closer",
     "gan_leaks": "the distance from the image to the nearest of many images the model generated",
     "mc_set": "the share of the model's generated images that fall within a small distance of the image",
     "gsa1": "the size of the loss gradient in every weight tensor, fed to a classifier trained on shadow models: "
-            "a memorised image barely moves the weights",
+    "a memorised image barely moves the weights",
     "gsa2": "as GSA1, with one gradient per timestep, their sizes averaged",
 }
 
 #: What the attacker has under each threat model, in plain words (keys: ACCESS_LEVELS).
 THREAT_MODEL_TEXT: dict[str, str] = {
     "black": "Only what a public API returns: images the model generated, or variations of an image it was sent. "
-             "Nothing about the model's insides.",
+    "Nothing about the model's insides.",
     "gray": "The model's noise prediction eps_theta(x_t, t) for any image and timestep it chooses (a hosted "
-            "model that exposes its denoiser), but no weights.",
+    "model that exposes its denoiser), but no weights.",
     "white": "The weights themselves: it can backpropagate through the model and read every gradient. Some "
-             "attacks also train shadow models like the target to learn what members look like.",
+    "attacks also train shadow models like the target to learn what members look like.",
 }
 
 
@@ -130,12 +150,21 @@ def attack_info(name: str) -> AttackInfo:
     if sep and base in REGISTRY:
         info = attack_info(base)
         said = ", ".join(p + "none" if p.endswith("=") else p for p in params.split(",")) or "defaults"
-        return dataclasses.replace(info, name=name, short=f"{info.short} {said}", title=f"{info.title} ({said})",
-                                   color=attack_color(name))
+        return dataclasses.replace(
+            info, name=name, short=f"{info.short} {said}", title=f"{info.title} ({said})", color=attack_color(name)
+        )
     cls = REGISTRY.get(name)
     if cls is None:
-        return AttackInfo(name=name, short=SHORT_NAMES.get(name, name), title=name, color=attack_color(name),
-                          access="unknown", needs=(), explanation=EXPLANATIONS.get(name, ""), paper="")
+        return AttackInfo(
+            name=name,
+            short=SHORT_NAMES.get(name, name),
+            title=name,
+            color=attack_color(name),
+            access="unknown",
+            needs=(),
+            explanation=EXPLANATIONS.get(name, ""),
+            paper="",
+        )
     title = cls.title or name
     return AttackInfo(
         name=name,
@@ -153,10 +182,16 @@ def threat_models() -> list[dict[str, str]]:
     """One row per threat model, weakest access first: its name, what the attacker has, its attacks' short names."""
     from mia_core.attacks import attacks_by_access
 
-    return [{"threat model": f"{level} box", "the attacker has": THREAT_MODEL_TEXT[level],
-             "attacks": ", ".join(short_name(n) for n in names) or "none yet", "level": level,
-             "short": ACCESS_LEVELS[level]}
-            for level, names in attacks_by_access().items()]
+    return [
+        {
+            "threat model": f"{level} box",
+            "the attacker has": THREAT_MODEL_TEXT[level],
+            "attacks": ", ".join(short_name(n) for n in names) or "none yet",
+            "level": level,
+            "short": ACCESS_LEVELS[level],
+        }
+        for level, names in attacks_by_access().items()
+    ]
 
 
 def short_name(name: str) -> str:

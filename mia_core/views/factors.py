@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -251,42 +252,86 @@ def study_view(study: Any) -> StudyView:
         if r.get("attack") and r["attack"] not in attacks:
             attacks.append(str(r["attack"]))
     rank = {a: i for i, a in enumerate(attacks)}
-    rows = pd.DataFrame([{
-        "value": r.get("value"),
-        "label": labels[position[_key(r.get("value"))]],
-        "order": position[_key(r.get("value"))],
-        "attack": str(r.get("attack")),
-        "auc": _f(r.get("auc")),
-        "auc_lo": _f((r.get("auc_ci") or [None, None])[0]),
-        "auc_hi": _f((r.get("auc_ci") or [None, None])[1]),
-        "tpr_at_1pct": _f(r.get("tpr_at_1pct")),
-        "tpr_at_0_1pct": _f(r.get("tpr_at_0_1pct")),
-        "n_members": r.get("n_members"),
-        "n_nonmembers": r.get("n_nonmembers"),
-    } for r in raw_rows], columns=["value", "label", "order", "attack", "auc", "auc_lo", "auc_hi", "tpr_at_1pct",
-                                   "tpr_at_0_1pct", "n_members", "n_nonmembers"])
+    rows = pd.DataFrame(
+        [
+            {
+                "value": r.get("value"),
+                "label": labels[position[_key(r.get("value"))]],
+                "order": position[_key(r.get("value"))],
+                "attack": str(r.get("attack")),
+                "auc": _f(r.get("auc")),
+                "auc_lo": _f((r.get("auc_ci") or [None, None])[0]),
+                "auc_hi": _f((r.get("auc_ci") or [None, None])[1]),
+                "tpr_at_1pct": _f(r.get("tpr_at_1pct")),
+                "tpr_at_0_1pct": _f(r.get("tpr_at_0_1pct")),
+                "n_members": r.get("n_members"),
+                "n_nonmembers": r.get("n_nonmembers"),
+            }
+            for r in raw_rows
+        ],
+        columns=[
+            "value",
+            "label",
+            "order",
+            "attack",
+            "auc",
+            "auc_lo",
+            "auc_hi",
+            "tpr_at_1pct",
+            "tpr_at_0_1pct",
+            "n_members",
+            "n_nonmembers",
+        ],
+    )
     rows["value"] = pd.Series([r.get("value") for r in raw_rows], dtype=object)  # keep None (no DP) as None
     if len(rows):
-        rows = (rows.assign(_rank=rows["attack"].map(rank)).sort_values(["order", "_rank"], kind="stable")
-                .drop(columns="_rank").reset_index(drop=True))
-    models = pd.DataFrame([{
-        "value": m.get("value"),
-        "label": labels[position[_key(m.get("value"))]],
-        "order": position[_key(m.get("value"))],
-        "heldout_loss": _f(m.get("heldout_loss")),
-        "member_loss": _f(m.get("member_loss")),
-        "epsilon": _f(m.get("epsilon")),
-        "train_seconds": _f(m.get("train_seconds")),
-        "steps": m.get("steps"),
-        "n_members": m.get("n_members"),
-        "target_dir": m.get("target_dir"),
-    } for m in raw_models], columns=["value", "label", "order", "heldout_loss", "member_loss", "epsilon",
-                                     "train_seconds", "steps", "n_members", "target_dir"])
+        rows = (
+            rows.assign(_rank=rows["attack"].map(rank))
+            .sort_values(["order", "_rank"], kind="stable")
+            .drop(columns="_rank")
+            .reset_index(drop=True)
+        )
+    models = pd.DataFrame(
+        [
+            {
+                "value": m.get("value"),
+                "label": labels[position[_key(m.get("value"))]],
+                "order": position[_key(m.get("value"))],
+                "heldout_loss": _f(m.get("heldout_loss")),
+                "member_loss": _f(m.get("member_loss")),
+                "epsilon": _f(m.get("epsilon")),
+                "train_seconds": _f(m.get("train_seconds")),
+                "steps": m.get("steps"),
+                "n_members": m.get("n_members"),
+                "target_dir": m.get("target_dir"),
+            }
+            for m in raw_models
+        ],
+        columns=[
+            "value",
+            "label",
+            "order",
+            "heldout_loss",
+            "member_loss",
+            "epsilon",
+            "train_seconds",
+            "steps",
+            "n_members",
+            "target_dir",
+        ],
+    )
     models["value"] = pd.Series([m.get("value") for m in raw_models], dtype=object)
     models = models.sort_values("order", kind="stable").reset_index(drop=True)
     meta = {k: raw.get(k) for k in ("format", "data", "command", "device", "seconds", "base_config")}
-    return StudyView(factor=factor, factor_label=str(raw.get("factor_label") or factor), labels=labels,
-                     attacks=attacks, rows=rows, models=models, meta=meta)
+    return StudyView(
+        factor=factor,
+        factor_label=str(raw.get("factor_label") or factor),
+        labels=labels,
+        attacks=attacks,
+        rows=rows,
+        models=models,
+        meta=meta,
+    )
 
 
 def _default_label(factor: str, value: Any) -> str:
@@ -309,21 +354,23 @@ def study_table(view: StudyView) -> pd.DataFrame:
     models = models.assign(_k=models["value"].map(_key)).drop(columns="value")
     rows = view.rows.assign(_k=view.rows["value"].map(_key))
     merged = rows.merge(models, on="_k", how="left").sort_values(["order"], kind="stable")
-    table = pd.DataFrame({
-        view.factor_label: merged["label"],
-        "attack": merged["attack"].map(short_name),
-        "AUC": merged["auc"],
-        "AUC 95% low": merged["auc_lo"],
-        "AUC 95% high": merged["auc_hi"],
-        "TPR@1%FPR": merged["tpr_at_1pct"],
-        "TPR@0.1%FPR": merged["tpr_at_0_1pct"],
-        "members": merged["n_members"],
-        "non-members": merged["n_nonmembers"],
-        "held-out loss": merged["heldout_loss"],
-        "member loss": merged["member_loss"],
-        "achieved ε": merged["epsilon"],
-        "training s": merged["train_seconds"],
-    })
+    table = pd.DataFrame(
+        {
+            view.factor_label: merged["label"],
+            "attack": merged["attack"].map(short_name),
+            "AUC": merged["auc"],
+            "AUC 95% low": merged["auc_lo"],
+            "AUC 95% high": merged["auc_hi"],
+            "TPR@1%FPR": merged["tpr_at_1pct"],
+            "TPR@0.1%FPR": merged["tpr_at_0_1pct"],
+            "members": merged["n_members"],
+            "non-members": merged["n_nonmembers"],
+            "held-out loss": merged["heldout_loss"],
+            "member loss": merged["member_loss"],
+            "achieved ε": merged["epsilon"],
+            "training s": merged["train_seconds"],
+        }
+    )
     if view.factor != "dp_epsilon" and table["achieved ε"].isna().all():
         table = table.drop(columns="achieved ε")
     return table.reset_index(drop=True)
@@ -349,9 +396,14 @@ def factor_figure(view: StudyView, metric: str = "auc", *, title: str | None = N
     has_utility = bool(len(view.models)) and not view.models["heldout_loss"].isna().all()
     rows = 2 if has_utility else 1
     fig = make_subplots(
-        rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.62, 0.38] if rows == 2 else [1.0],
-        subplot_titles=(f"Attack strength: {axis_title}",
-                        "Utility: denoising loss of each model (lower = better)")[:rows],
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
+        row_heights=[0.62, 0.38] if rows == 2 else [1.0],
+        subplot_titles=(f"Attack strength: {axis_title}", "Utility: denoising loss of each model (lower = better)")[
+            :rows
+        ],
     )
     for name in view.attacks:
         part = view.rows[view.rows["attack"] == name]
@@ -360,43 +412,87 @@ def factor_figure(view: StudyView, metric: str = "auc", *, title: str | None = N
         y = part[metric].to_numpy(dtype=float)
         error = None
         if metric == "auc" and not part["auc_lo"].isna().all():
-            error = dict(type="data", symmetric=False, array=(part["auc_hi"] - part["auc"]).clip(lower=0).to_numpy(),
-                         arrayminus=(part["auc"] - part["auc_lo"]).clip(lower=0).to_numpy(), thickness=1.5, width=5)
+            error = dict(
+                type="data",
+                symmetric=False,
+                array=(part["auc_hi"] - part["auc"]).clip(lower=0).to_numpy(),
+                arrayminus=(part["auc"] - part["auc_lo"]).clip(lower=0).to_numpy(),
+                thickness=1.5,
+                width=5,
+            )
         custom = np.stack([part["auc_lo"], part["auc_hi"], part["tpr_at_1pct"]], axis=1)
-        fig.add_trace(go.Scatter(
-            x=part["label"], y=y, mode="lines+markers", name=short_name(name), error_y=error,
-            line=dict(color=attack_color(name), width=2.5), marker=dict(size=9), connectgaps=False,
-            customdata=custom, meta={"role": "attack", "attack": name, "metric": metric},
-            hovertemplate=(f"<b>{short_name(name)}</b> · %{{x}}<br>AUC %{{y:.3f}} [%{{customdata[0]:.3f}}, "
-                           "%{customdata[1]:.3f}]<extra></extra>") if metric == "auc" else
-                          (f"<b>{short_name(name)}</b> · %{{x}}<br>TPR@1%FPR %{{y:.3f}}<extra></extra>"),
-        ), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=part["label"],
+                y=y,
+                mode="lines+markers",
+                name=short_name(name),
+                error_y=error,
+                line=dict(color=attack_color(name), width=2.5),
+                marker=dict(size=9),
+                connectgaps=False,
+                customdata=custom,
+                meta={"role": "attack", "attack": name, "metric": metric},
+                hovertemplate=(
+                    f"<b>{short_name(name)}</b> · %{{x}}<br>AUC %{{y:.3f}} [%{{customdata[0]:.3f}}, "
+                    "%{customdata[1]:.3f}]<extra></extra>"
+                )
+                if metric == "auc"
+                else (f"<b>{short_name(name)}</b> · %{{x}}<br>TPR@1%FPR %{{y:.3f}}<extra></extra>"),
+            ),
+            row=1,
+            col=1,
+        )
     fig.add_hline(y=chance, line=dict(color=GRID_COLOR, dash="dash", width=1), row=1, col=1)
-    fig.add_annotation(x=1, y=chance, xref="x domain", yref="y", text="chance", showarrow=False, xanchor="right",
-                       yanchor="bottom", font=dict(size=11, color="#555555"))
+    fig.add_annotation(
+        x=1,
+        y=chance,
+        xref="x domain",
+        yref="y",
+        text="chance",
+        showarrow=False,
+        xanchor="right",
+        yanchor="bottom",
+        font=dict(size=11, color="#555555"),
+    )
     if rows == 2:
         m = view.models
-        fig.add_trace(go.Scatter(
-            x=m["label"], y=m["heldout_loss"], mode="lines+markers", name="held-out loss (utility)",
-            line=dict(color="#333333", width=2.5), marker=dict(size=8, symbol="square"),
-            meta={"role": "utility", "loss": "heldout"},
-            hovertemplate="%{x}<br>held-out loss %{y:.4f}<extra></extra>",
-        ), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=m["label"],
+                y=m["heldout_loss"],
+                mode="lines+markers",
+                name="held-out loss (utility)",
+                line=dict(color="#333333", width=2.5),
+                marker=dict(size=8, symbol="square"),
+                meta={"role": "utility", "loss": "heldout"},
+                hovertemplate="%{x}<br>held-out loss %{y:.4f}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
         if not m["member_loss"].isna().all():
-            fig.add_trace(go.Scatter(
-                x=m["label"], y=m["member_loss"], mode="lines+markers", name="member (training) loss",
-                line=dict(color="#333333", width=1.5, dash="dot"), marker=dict(size=6, symbol="square-open"),
-                meta={"role": "utility", "loss": "member"},
-                hovertemplate="%{x}<br>member loss %{y:.4f}<extra></extra>",
-            ), row=2, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=m["label"],
+                    y=m["member_loss"],
+                    mode="lines+markers",
+                    name="member (training) loss",
+                    line=dict(color="#333333", width=1.5, dash="dot"),
+                    marker=dict(size=6, symbol="square-open"),
+                    meta={"role": "utility", "loss": "member"},
+                    hovertemplate="%{x}<br>member loss %{y:.4f}<extra></extra>",
+                ),
+                row=2,
+                col=1,
+            )
         fig.update_yaxes(title="loss", row=2, col=1)
     fig.update_yaxes(title=axis_title, row=1, col=1, range=[0.4, 1.02] if metric == "auc" else [-0.02, 1.02])
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=view.labels)
     fig.update_xaxes(title=view.factor_label, row=rows, col=1)
     _base_layout(fig, title, height=640 if rows == 2 else 460)
     # on the right, beside the attack panel: visible with the chart's top half (a projected slide)
-    fig.update_layout(legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top", tracegroupgap=4),
-                      margin=dict(r=10))
+    fig.update_layout(legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top", tracegroupgap=4), margin=dict(r=10))
     if metric == "auc":
         low = float(np.nanmin(view.rows[["auc", "auc_lo"]].to_numpy(dtype=float))) if len(view.rows) else 0.4
         if math.isfinite(low) and low < 0.4:
@@ -460,8 +556,9 @@ def _gap_sentence(view: StudyView, first: pd.Series, last: pd.Series) -> str | N
         return None
     models = view.models.set_index("order")
     try:
-        gaps = [float(models.loc[r["order"], "heldout_loss"] - models.loc[r["order"], "member_loss"])
-                for r in (first, last)]
+        gaps = [
+            float(models.loc[r["order"], "heldout_loss"] - models.loc[r["order"], "member_loss"]) for r in (first, last)
+        ]
     except KeyError:
         return None
     if not all(math.isfinite(g) for g in gaps):
@@ -470,13 +567,17 @@ def _gap_sentence(view: StudyView, first: pd.Series, last: pd.Series) -> str | N
     # The gap is signed: positive = members fit better than held-out images (what loss attacks read).
     scale = float(models["heldout_loss"].abs().mean())
     if max(abs(a), abs(b)) < 0.03 * scale:
-        return (f"Held-out and training loss stay within 3 % of each other ({a:+.2g} → {b:+.2g}): "
-                "no generalisation gap for loss-based attacks to read at this scale.")
+        return (
+            f"Held-out and training loss stay within 3 % of each other ({a:+.2g} → {b:+.2g}): "
+            "no generalisation gap for loss-based attacks to read at this scale."
+        )
     verb = "grows" if b > a else "shrinks"
     if abs(b - a) < 0.05 * max(abs(a), abs(b)):
         verb = "stays about the same"
-    return (f"The generalisation gap (held-out minus training loss, the signal loss-based attacks read) {verb} "
-            f"({a:+.2g} → {b:+.2g}).")
+    return (
+        f"The generalisation gap (held-out minus training loss, the signal loss-based attacks read) {verb} "
+        f"({a:+.2g} → {b:+.2g})."
+    )
 
 
 def findings(view: StudyView, metric: str = "auc") -> list[str]:
@@ -506,32 +607,45 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
     first, last = ends
     a, b = float(first[metric]), float(last[metric])
     verb = _direction(a, b, flat)
-    moved = f"from {_fmt_metric(metric, a)} to {_fmt_metric(metric, b)}" if verb != "stays about the same" \
+    moved = (
+        f"from {_fmt_metric(metric, a)} to {_fmt_metric(metric, b)}"
+        if verb != "stays about the same"
         else f"at about {_fmt_metric(metric, (a + b) / 2)} (from {_fmt_metric(metric, a)} to {_fmt_metric(metric, b)})"
-    sentence = (f"{name_of[metric]} of **{short_name(best)}** (the strongest attack here) {verb} {moved} "
-                f"{_span(view, first, last)}")
+    )
+    sentence = (
+        f"{name_of[metric]} of **{short_name(best)}** (the strongest attack here) {verb} {moved} "
+        f"{_span(view, first, last)}"
+    )
     models = view.models.set_index("label") if len(view.models) else None
     if models is not None and first["label"] in models.index and last["label"] in models.index:
         la, lb = float(models.loc[first["label"], "heldout_loss"]), float(models.loc[last["label"], "heldout_loss"])
         if math.isfinite(la) and math.isfinite(lb):
             flat_loss = abs(lb - la) <= 0.02 * max(abs(la), 1e-12)
             lverb = "stays at about" if flat_loss else ("rises" if lb > la else "falls")
-            loss_words = (f"{lverb} {_fmt_loss((la + lb) / 2)}" if lverb == "stays at about"
-                          else f"{lverb} from {_fmt_loss(la)} to {_fmt_loss(lb)}")
+            loss_words = (
+                f"{lverb} {_fmt_loss((la + lb) / 2)}"
+                if lverb == "stays at about"
+                else f"{lverb} from {_fmt_loss(la)} to {_fmt_loss(lb)}"
+            )
             sentence += f", while the held-out loss {loss_words}"
     out.append(sentence + ".")
 
     peak = part.loc[part[metric].idxmax()]
     if peak["order"] not in (first["order"], last["order"]) and float(peak[metric]) - max(a, b) >= flat:
-        out.append(f"It is not monotone: {short_name(best)} peaks at {_fmt_metric(metric, float(peak[metric]))} "
-                   f"with {_value_words(view, peak)}.")
+        out.append(
+            f"It is not monotone: {short_name(best)} peaks at {_fmt_metric(metric, float(peak[metric]))} "
+            f"with {_value_words(view, peak)}."
+        )
 
     if metric == "auc" and verb != "stays about the same":
         lo_hi = [(float(r["auc_lo"]), float(r["auc_hi"])) for r in (first, last)]
         if all(math.isfinite(x) for pair in lo_hi for x in pair):
             apart = lo_hi[0][1] < lo_hi[1][0] or lo_hi[1][1] < lo_hi[0][0]
-            out.append("The change is larger than the 95 % bootstrap intervals: not noise." if apart else
-                       "The 95 % bootstrap intervals at the two ends overlap: the change may be noise.")
+            out.append(
+                "The change is larger than the 95 % bootstrap intervals: not noise."
+                if apart
+                else "The 95 % bootstrap intervals at the two ends overlap: the change may be noise."
+            )
 
     others = []
     for name in view.attacks:
@@ -552,6 +666,8 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
     if metric == "auc":
         ta, tb = float(first["tpr_at_1pct"]), float(last["tpr_at_1pct"])
         if math.isfinite(ta) and math.isfinite(tb):
-            out.append(f"At a 1 % false-positive rate {short_name(best)} finds {ta:.0%} of the members with "
-                       f"{_value_words(view, first)} and {tb:.0%} with {_value_words(view, last)}.")
+            out.append(
+                f"At a 1 % false-positive rate {short_name(best)} finds {ta:.0%} of the members with "
+                f"{_value_words(view, first)} and {tb:.0%} with {_value_words(view, last)}."
+            )
     return out

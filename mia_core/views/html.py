@@ -7,7 +7,8 @@ small Markdown subset (paragraphs, ``- `` bullets, ``**bold**``, ``*italic*``), 
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["figure_html", "deck_html", "markdown_to_html", "escape"]
 
@@ -113,21 +114,33 @@ def deck_html(slides: Sequence[Any], *, start: int = 1) -> str:
     """
     import plotly.graph_objects as go
 
-    parts = ["<!doctype html><html><head><meta charset='utf-8'>",
-             "<title>Membership inference — slides</title>",
-             f"<style>{_DECK_CSS}</style></head><body><div id='stage'>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>Membership inference — slides</title>",
+        f"<style>{_DECK_CSS}</style></head><body><div id='stage'>",
+    ]
     first = True
     n = len(slides)
     for i, slide in enumerate(slides, start=1):
-        parts.append(f"<section class='slide' data-slide='{i}'><h1>{escape(slide.title)}</h1>"
-                     f"<div class='num'>{i} / {n}</div><p class='takeaway'>{escape(slide.takeaway)}</p>")
+        parts.append(
+            f"<section class='slide' data-slide='{i}'><h1>{escape(slide.title)}</h1>"
+            f"<div class='num'>{i} / {n}</div><p class='takeaway'>{escape(slide.takeaway)}</p>"
+        )
         fig = slide.figure()
         if fig is not None:
             fig = go.Figure(fig)
             fig.update_layout(height=None, width=None, autosize=True)
-            parts.append("<div class='fig'>" + fig.to_html(
-                full_html=False, include_plotlyjs=True if first else False, default_width="100%",
-                default_height="100%", config={"responsive": True, "displaylogo": False}) + "</div>")
+            parts.append(
+                "<div class='fig'>"
+                + fig.to_html(
+                    full_html=False,
+                    include_plotlyjs=True if first else False,
+                    default_width="100%",
+                    default_height="100%",
+                    config={"responsive": True, "displaylogo": False},
+                )
+                + "</div>"
+            )
             first = False
             if slide.body:
                 parts.append(f"<div class='caption'>{markdown_to_html(slide.body)}</div>")
@@ -135,6 +148,7 @@ def deck_html(slides: Sequence[Any], *, start: int = 1) -> str:
             parts.append(f"<div class='body'>{markdown_to_html(slide.body)}</div>")
         parts.append("</section>")
     start = min(max(1, int(start)), max(n, 1))
-    parts.append("</div><script>" + _DECK_JS % {"w": SLIDE_WIDTH, "h": SLIDE_HEIGHT, "start": start}
-                 + "</script></body></html>")
+    parts.append(
+        "</div><script>" + _DECK_JS % {"w": SLIDE_WIDTH, "h": SLIDE_HEIGHT, "start": start} + "</script></body></html>"
+    )
     return "".join(parts)

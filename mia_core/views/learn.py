@@ -8,7 +8,8 @@ runs a model. The per-timestep error curve of the Learn page is the one of every
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,15 +23,24 @@ __all__ = ["error_bars_figure", "abar_figure", "attack_summary", "train_log_summ
 
 def error_bars_figure(member_error: float, nonmember_error: float, *, title: str) -> go.Figure:
     """Two bars (member, non-member) for one error value each (mean squared error, no unit)."""
-    fig = go.Figure(go.Bar(
-        x=[MEMBER_LABEL, NONMEMBER_LABEL], y=[member_error, nonmember_error],
-        marker_color=[MEMBER_COLOR, NONMEMBER_COLOR],
-        text=[f"{member_error:.4f}", f"{nonmember_error:.4f}"], textposition="outside",
-        hovertemplate="%{x}: %{y:.5f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=[MEMBER_LABEL, NONMEMBER_LABEL],
+            y=[member_error, nonmember_error],
+            marker_color=[MEMBER_COLOR, NONMEMBER_COLOR],
+            text=[f"{member_error:.4f}", f"{nonmember_error:.4f}"],
+            textposition="outside",
+            hovertemplate="%{x}: %{y:.5f}<extra></extra>",
+        )
+    )
     top = max(member_error, nonmember_error, 1e-12)
-    fig.update_layout(title=title, height=280, margin=dict(l=10, r=10, t=40, b=10), showlegend=False,
-                      yaxis=dict(title="mean squared error", range=[0, top * 1.25]))
+    fig.update_layout(
+        title=title,
+        height=280,
+        margin=dict(l=10, r=10, t=40, b=10),
+        showlegend=False,
+        yaxis=dict(title="mean squared error", range=[0, top * 1.25]),
+    )
     return fig
 
 
@@ -40,13 +50,25 @@ def abar_figure(schedule: NoiseSchedule, t: int) -> go.Figure:
     ts = np.arange(abar.size)
     step = max(1, abar.size // 250)  # ~250 points are plenty for a smooth line
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=ts[::step], y=np.sqrt(abar[::step]), name="signal weight sqrt(abar_t)",
-                             line=dict(color="#333333")))
-    fig.add_trace(go.Scatter(x=ts[::step], y=np.sqrt(1 - abar[::step]), name="noise weight sqrt(1 - abar_t)",
-                             line=dict(color="#999999", dash="dash")))
+    fig.add_trace(
+        go.Scatter(x=ts[::step], y=np.sqrt(abar[::step]), name="signal weight sqrt(abar_t)", line=dict(color="#333333"))
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=ts[::step],
+            y=np.sqrt(1 - abar[::step]),
+            name="noise weight sqrt(1 - abar_t)",
+            line=dict(color="#999999", dash="dash"),
+        )
+    )
     fig.add_vline(x=int(t), line=dict(color="gray", dash="dot"))
-    fig.update_layout(height=240, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=1.15),
-                      xaxis=dict(title="timestep t"), yaxis=dict(title="weight", range=[0, 1.02]))
+    fig.update_layout(
+        height=240,
+        margin=dict(l=10, r=10, t=10, b=10),
+        legend=dict(orientation="h", y=1.15),
+        xaxis=dict(title="timestep t"),
+        yaxis=dict(title="weight", range=[0, 1.02]),
+    )
     return fig
 
 
@@ -61,16 +83,18 @@ def attack_summary() -> list[dict[str, Any]]:
     rows = []
     for info in all_attack_info():
         cls = REGISTRY[info.name]
-        rows.append({
-            "attack": info.short,
-            "what it measures": info.explanation,
-            "access": info.access_text + (f"; needs {', '.join(info.needs)}" if info.needs else ""),
-            "threat model": access_label(info.name),
-            "UNet calls / image": int(cls().unet_calls(trace=False)),
-            "score (higher = member)": cls.score_label,
-            "paper": info.paper,
-            "name": info.name,
-        })
+        rows.append(
+            {
+                "attack": info.short,
+                "what it measures": info.explanation,
+                "access": info.access_text + (f"; needs {', '.join(info.needs)}" if info.needs else ""),
+                "threat model": access_label(info.name),
+                "UNet calls / image": int(cls().unet_calls(trace=False)),
+                "score (higher = member)": cls.score_label,
+                "paper": info.paper,
+                "name": info.name,
+            }
+        )
     return rows
 
 
@@ -99,10 +123,22 @@ def loss_curve_figure(log: Mapping[str, Any]) -> go.Figure | None:
         return None
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2:
         return None
-    fig = go.Figure(go.Scatter(x=arr[:, 0], y=arr[:, 1], mode="lines", line=dict(color="#333333"),
-                               name="training loss", hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>"))
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10),
-                      xaxis_title="training step", yaxis_title="loss: mean (eps - eps_theta)^2")
+    fig = go.Figure(
+        go.Scatter(
+            x=arr[:, 0],
+            y=arr[:, 1],
+            mode="lines",
+            line=dict(color="#333333"),
+            name="training loss",
+            hovertemplate="step %{x}<br>loss %{y:.4f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        height=260,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis_title="training step",
+        yaxis_title="loss: mean (eps - eps_theta)^2",
+    )
     positive = arr[:, 1][np.isfinite(arr[:, 1]) & (arr[:, 1] > 0)]
     if positive.size:
         fig.update_yaxes(**log_axis(positive))

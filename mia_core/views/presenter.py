@@ -25,8 +25,9 @@ the page only draws what this module returns.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,8 +38,18 @@ from mia_core.metrics import auc, threshold_at_fpr, tpr_at_fpr
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.results import attack_error_curve, display_scores, timestep_metrics
 from mia_core.views.results import roc_figure as results_roc_figure
-from mia_core.views.style import (MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, TALK_FONT_SIZE,
-                                  TALK_HEIGHT, TALK_LINE_WIDTH, TALK_TITLE_FONT_SIZE, attack_color, talk_style)
+from mia_core.views.style import (
+    MEMBER_COLOR,
+    MEMBER_LABEL,
+    NONMEMBER_COLOR,
+    NONMEMBER_LABEL,
+    TALK_FONT_SIZE,
+    TALK_HEIGHT,
+    TALK_LINE_WIDTH,
+    TALK_TITLE_FONT_SIZE,
+    attack_color,
+    talk_style,
+)
 
 if TYPE_CHECKING:  # only for annotations: the deck's data is loaded by the lab
     from mia_core.lab.presenter_data import DeckData
@@ -90,8 +101,11 @@ def summarise(data: DeckData) -> list[AttackSummary]:
     """AUC and TPR at 1 % FPR of every attack, best first (by TPR@1 %, then AUC)."""
     out = []
     for name, res in data.results.items():
-        out.append(AttackSummary(name, short_name(name), auc(res.scores, data.is_member),
-                                 tpr_at_fpr(res.scores, data.is_member, BUDGET)))
+        out.append(
+            AttackSummary(
+                name, short_name(name), auc(res.scores, data.is_member), tpr_at_fpr(res.scores, data.is_member, BUDGET)
+            )
+        )
     return sorted(out, key=lambda s: (-(s.tpr if s.tpr is not None else -1.0), -s.auc, s.name))
 
 
@@ -110,114 +124,147 @@ def build_deck(data: DeckData, study: Any = None) -> list[Slide]:
     n_m, n_n = data.n_members, data.n_nonmembers
     slides: list[Slide] = []
 
-    slides.append(Slide(
-        key="what",
-        title="What is membership inference?",
-        takeaway="Given a trained model and one image, can an attacker tell whether that image was in the training set?",
-        body=(
-            "- **Members**: the images the model was trained on. **Non-members**: images from the same "
-            "source that it never saw.\n"
-            "- An attack gives every image a **score**: higher = more member-like. A threshold turns it into a yes / no.\n"
-            "- Why it matters: medical scans, faces, artworks — *was my image used?* is a privacy and a copyright question.\n"
-            f"- Our example: {data.description or 'a diffusion model'}; "
-            f"{n_m:,} members, {n_n:,} non-members."
-        ),
-    ))
+    slides.append(
+        Slide(
+            key="what",
+            title="What is membership inference?",
+            takeaway="Given a trained model and one image, can an attacker tell whether that image was in the training set?",
+            body=(
+                "- **Members**: the images the model was trained on. **Non-members**: images from the same "
+                "source that it never saw.\n"
+                "- An attack gives every image a **score**: higher = more member-like. A threshold turns it into a yes / no.\n"
+                "- Why it matters: medical scans, faces, artworks — *was my image used?* is a privacy and a copyright question.\n"
+                f"- Our example: {data.description or 'a diffusion model'}; "
+                f"{n_m:,} members, {n_n:,} non-members."
+            ),
+        )
+    )
 
     verdict_note = f" Flagged = above {short_name(best.name)}'s threshold at 1 % FPR." if best else ""
-    slides.append(Slide(
-        key="pairs",
-        title="Members and non-members look alike",
-        takeaway="Each member is shown above its closest-looking non-member: the eye cannot tell which one the model was trained on.",
-        chart="image_pairs",
-        body="Top row: training images (members). Bottom row: the most similar held-out image (non-member)." + verdict_note,
-        build=lambda: image_pairs_figure(data, best.name if best else None),
-    ))
+    slides.append(
+        Slide(
+            key="pairs",
+            title="Members and non-members look alike",
+            takeaway="Each member is shown above its closest-looking non-member: the eye cannot tell which one the model was trained on.",
+            chart="image_pairs",
+            body="Top row: training images (members). Bottom row: the most similar held-out image (non-member)."
+            + verdict_note,
+            build=lambda: image_pairs_figure(data, best.name if best else None),
+        )
+    )
 
     curve_attack = _error_curve_attack(data, summary)
     if curve_attack is not None:
         res = data.results[curve_attack]
         t_best, gap = _largest_gap(res, data.is_member)
-        slides.append(Slide(
-            key="error_curve",
-            title="The model fits its training images more closely",
-            takeaway=(f"At t = {t_best} the typical (median) {short_name(curve_attack)} error of members is "
-                      f"{abs(gap):.0f} % {'lower' if gap < 0 else 'higher'} than that of non-members."),
-            chart="error_curve",
-            body=("Lines: median over images; bands: middle 50 % (25th to 75th percentile). "
-                  "t is the noise level: 0 = the clean image, larger = noisier. Lower = more member-like."),
-            build=lambda: error_curve_figure(data, curve_attack),
-        ))
+        slides.append(
+            Slide(
+                key="error_curve",
+                title="The model fits its training images more closely",
+                takeaway=(
+                    f"At t = {t_best} the typical (median) {short_name(curve_attack)} error of members is "
+                    f"{abs(gap):.0f} % {'lower' if gap < 0 else 'higher'} than that of non-members."
+                ),
+                chart="error_curve",
+                body=(
+                    "Lines: median over images; bands: middle 50 % (25th to 75th percentile). "
+                    "t is the noise level: 0 = the clean image, larger = noisier. Lower = more member-like."
+                ),
+                build=lambda: error_curve_figure(data, curve_attack),
+            )
+        )
 
     if best is not None:
         thr = threshold_at_fpr(data.results[best.name].scores, data.is_member, BUDGET)
-        takeaway = (f"{best.title} gives members higher scores: at a threshold that flags only 1 % of non-members "
-                    f"it catches {_pct(best.tpr)} of members.") if thr is not None else (
-                    f"{best.title} gives members higher scores (AUC {best.auc:.2f}).")
-        slides.append(Slide(
-            key="histogram",
-            title="One score per image separates them",
-            takeaway=takeaway,
-            chart="histogram",
-            body=f"Score histograms of the best attack, {attack_info(best.name).title}, each normalised to the same area.",
-            build=lambda: histogram_figure(data, best.name),
-        ))
+        takeaway = (
+            (
+                f"{best.title} gives members higher scores: at a threshold that flags only 1 % of non-members "
+                f"it catches {_pct(best.tpr)} of members."
+            )
+            if thr is not None
+            else (f"{best.title} gives members higher scores (AUC {best.auc:.2f}).")
+        )
+        slides.append(
+            Slide(
+                key="histogram",
+                title="One score per image separates them",
+                takeaway=takeaway,
+                chart="histogram",
+                body=f"Score histograms of the best attack, {attack_info(best.name).title}, each normalised to the same area.",
+                build=lambda: histogram_figure(data, best.name),
+            )
+        )
 
         worst = summary[-1]
-        slides.append(Slide(
-            key="roc",
-            title="Every attack, at every threshold",
-            takeaway=(f"At 1 % false positives (dotted line), {best.title} finds {_pct(best.tpr)} of members, "
-                      f"{worst.title} only {_pct(worst.tpr)}: the left of this chart is what matters."),
-            chart="roc",
-            body=("Log-log ROC (Carlini et al. 2022): what matters is the low-FPR corner, where an attacker is confident. "
-                  f"The dashed diagonal is guessing. With {n_n:,} non-members the smallest measurable FPR is 1/{n_n:,}."),
-            build=lambda: roc_figure(data),
-        ))
+        slides.append(
+            Slide(
+                key="roc",
+                title="Every attack, at every threshold",
+                takeaway=(
+                    f"At 1 % false positives (dotted line), {best.title} finds {_pct(best.tpr)} of members, "
+                    f"{worst.title} only {_pct(worst.tpr)}: the left of this chart is what matters."
+                ),
+                chart="roc",
+                body=(
+                    "Log-log ROC (Carlini et al. 2022): what matters is the low-FPR corner, where an attacker is confident. "
+                    f"The dashed diagonal is guessing. With {n_n:,} non-members the smallest measurable FPR is 1/{n_n:,}."
+                ),
+                build=lambda: roc_figure(data),
+            )
+        )
 
-        slides.append(Slide(
-            key="tpr_bars",
-            title="How many members can be found confidently?",
-            takeaway=f"True-positive rate at 1 % false-positive rate: from {_pct(worst.tpr)} ({worst.title}) to {_pct(best.tpr)} ({best.title}).",
-            chart="tpr_bars",
-            body="A guessing attacker gets 1 % (the dashed line). AUC, shown under each bar, averages over all thresholds and hides this.",
-            build=lambda: tpr_bar_figure(data),
-        ))
+        slides.append(
+            Slide(
+                key="tpr_bars",
+                title="How many members can be found confidently?",
+                takeaway=f"True-positive rate at 1 % false-positive rate: from {_pct(worst.tpr)} ({worst.title}) to {_pct(best.tpr)} ({best.title}).",
+                chart="tpr_bars",
+                body="A guessing attacker gets 1 % (the dashed line). AUC, shown under each bar, averages over all thresholds and hides this.",
+                build=lambda: tpr_bar_figure(data),
+            )
+        )
 
     auc_t = timestep_aucs(data)
     if auc_t:
-        name, t_peak, auc_peak = max(((n, t, a) for n, (ts, aucs) in auc_t.items() for t, a in zip(ts, aucs)),
-                                     key=lambda x: x[2])
-        slides.append(Slide(
-            key="timestep_auc",
-            title="Leakage depends on the noise level",
-            takeaway=(f"{short_name(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
-                      "the noise level at which an attack looks matters as much as the attack."),
-            chart="timestep_auc",
-            body="AUC of each attack's per-timestep statistic; 0.5 = guessing. SecMI's curve follows its DDIM inversion (t = 0 to t_sec - k).",
-            build=lambda: timestep_auc_figure(data),
-        ))
+        name, t_peak, auc_peak = max(
+            ((n, t, a) for n, (ts, aucs) in auc_t.items() for t, a in zip(ts, aucs)), key=lambda x: x[2]
+        )
+        slides.append(
+            Slide(
+                key="timestep_auc",
+                title="Leakage depends on the noise level",
+                takeaway=(
+                    f"{short_name(name)} leaks most at t = {t_peak} (AUC {auc_peak:.2f}): "
+                    "the noise level at which an attack looks matters as much as the attack."
+                ),
+                chart="timestep_auc",
+                body="AUC of each attack's per-timestep statistic; 0.5 = guessing. SecMI's curve follows its DDIM inversion (t = 0 to t_sec - k).",
+                build=lambda: timestep_auc_figure(data),
+            )
+        )
 
-    slides.append(Slide(
-        key="meaning",
-        title="What this does and does not mean",
-        takeaway="A tiny model trained for long on few images leaks a lot; how much a large model leaks must be measured, not assumed.",
-        body=(
-            "**It does mean**\n"
-            "- This model memorised its training images measurably: an attacker with the model can pick out many of them "
-            "while wrongly flagging only 1 % of unseen images.\n"
-            "- Low false-positive rates are what matter: an average metric such as AUC hides whether *any* image can be "
-            "identified confidently.\n\n"
-            "**It does not mean**\n"
-            "- That one flagged image is proof: at 1 % FPR, 1 in 100 non-members is flagged too.\n"
-            "- That large pretrained models (e.g. Stable Diffusion) leak as much: they see each image far fewer times, and "
-            "attacks on them are much weaker (fine-tuned models leak more).\n"
-            "- That a number transfers: it depends on the attacker's access (here: the full model), the threshold's calibration "
-            f"and the sample size ({n_n:,} non-members cannot measure 0.1 % FPR).\n"
-            "- Members and non-members here come from the same source, split at random: a distribution shift between them "
-            "would inflate every attack."
-        ),
-    ))
+    slides.append(
+        Slide(
+            key="meaning",
+            title="What this does and does not mean",
+            takeaway="A tiny model trained for long on few images leaks a lot; how much a large model leaks must be measured, not assumed.",
+            body=(
+                "**It does mean**\n"
+                "- This model memorised its training images measurably: an attacker with the model can pick out many of them "
+                "while wrongly flagging only 1 % of unseen images.\n"
+                "- Low false-positive rates are what matter: an average metric such as AUC hides whether *any* image can be "
+                "identified confidently.\n\n"
+                "**It does not mean**\n"
+                "- That one flagged image is proof: at 1 % FPR, 1 in 100 non-members is flagged too.\n"
+                "- That large pretrained models (e.g. Stable Diffusion) leak as much: they see each image far fewer times, and "
+                "attacks on them are much weaker (fine-tuned models leak more).\n"
+                "- That a number transfers: it depends on the attacker's access (here: the full model), the threshold's calibration "
+                f"and the sample size ({n_n:,} non-members cannot measure 0.1 % FPR).\n"
+                "- Members and non-members here come from the same source, split at random: a distribution shift between them "
+                "would inflate every attack."
+            ),
+        )
+    )
     if study is not None:  # before the closing "what this means" slide
         slides.insert(len(slides) - 1, defence_slide(study))
     return slides
@@ -235,10 +282,12 @@ def defence_slide(study: Any) -> Slide:
         title="A defence: training with differential privacy",
         takeaway=takeaway,
         chart="defence",
-        body=("DP-SGD clips each training image's gradient and adds noise, so no single image can move the "
-              "model much; epsilon is the privacy budget (smaller = more private). Top: attack AUC for models "
-              "trained without DP and with DP at decreasing epsilon; bottom: their denoising loss on held-out "
-              "images (the price). Small models on 225 digits; shipped study, made by `mia study`."),
+        body=(
+            "DP-SGD clips each training image's gradient and adds noise, so no single image can move the "
+            "model much; epsilon is the privacy budget (smaller = more private). Top: attack AUC for models "
+            "trained without DP and with DP at decreasing epsilon; bottom: their denoising loss on held-out "
+            "images (the price). Small models on 225 digits; shipped study, made by `mia study`."
+        ),
         build=lambda: _slide_factor_figure(view),
     )
 
@@ -335,8 +384,14 @@ def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pair
         for r, idx in ((1, m), (2, n)):
             img = data.images[idx]
             if gray:
-                trace = go.Heatmap(z=img[..., 0], colorscale=[[0, "white"], [1, "black"]], zmin=0, zmax=255,
-                                   showscale=False, hovertemplate=f"{data.ids[idx]}<br>pixel %{{z}}<extra></extra>")
+                trace = go.Heatmap(
+                    z=img[..., 0],
+                    colorscale=[[0, "white"], [1, "black"]],
+                    zmin=0,
+                    zmax=255,
+                    showscale=False,
+                    hovertemplate=f"{data.ids[idx]}<br>pixel %{{z}}<extra></extra>",
+                )
             else:
                 trace = go.Image(z=img[..., :3], hovertemplate=f"{data.ids[idx]}<extra></extra>")
             fig.add_trace(trace, row=r, col=c)
@@ -372,12 +427,21 @@ def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:
         lo, hi = float(x_all.min()) - 0.5, float(x_all.max()) + 0.5
     size = (hi - lo) / bins
     fig = go.Figure()
-    for mask, colour, name in ((~data.is_member, NONMEMBER_COLOR, NONMEMBER_LABEL),
-                               (data.is_member, MEMBER_COLOR, MEMBER_LABEL)):
-        fig.add_trace(go.Histogram(x=np.clip(x_all[mask], lo, hi), name=f"{name}s ({int(mask.sum()):,})",
-                                   xbins=dict(start=lo, end=hi + size, size=size), histnorm="probability density",
-                                   marker=dict(color=colour, line=dict(width=0)), opacity=0.6,
-                                   hovertemplate="%{y:.3g}<extra>" + name + "s</extra>"))
+    for mask, colour, name in (
+        (~data.is_member, NONMEMBER_COLOR, NONMEMBER_LABEL),
+        (data.is_member, MEMBER_COLOR, MEMBER_LABEL),
+    ):
+        fig.add_trace(
+            go.Histogram(
+                x=np.clip(x_all[mask], lo, hi),
+                name=f"{name}s ({int(mask.sum()):,})",
+                xbins=dict(start=lo, end=hi + size, size=size),
+                histnorm="probability density",
+                marker=dict(color=colour, line=dict(width=0)),
+                opacity=0.6,
+                hovertemplate="%{y:.3g}<extra>" + name + "s</extra>",
+            )
+        )
     fig.update_layout(barmode="overlay")
     thr = threshold_at_fpr(scores, data.is_member, BUDGET)
     if thr is not None and math.isfinite(thr) and (thr < 0 or not log_mag):
@@ -385,15 +449,27 @@ def histogram_figure(data: DeckData, attack: str, bins: int = 50) -> go.Figure:
         fpr = float(np.mean(scores[~data.is_member] >= thr))
         x_thr = min(max(float(display_scores([thr], log_mag)[0][0]), lo), hi)
         fig.add_vline(x=x_thr, line=dict(color="#222", width=4, dash="dash"))
-        fig.add_annotation(x=x_thr, y=1, yref="paper", xanchor="left" if log_mag else "right", yanchor="top",
-                           showarrow=False, xshift=8 if log_mag else -8, align="left" if log_mag else "right",
-                           text=f"threshold at 1 % FPR<br>flags {100 * tpr:.0f} % of members,<br>{100 * fpr:.1f} % of non-members",
-                           font=dict(size=TALK_FONT_SIZE), bgcolor="rgba(255,255,255,0.8)")
+        fig.add_annotation(
+            x=x_thr,
+            y=1,
+            yref="paper",
+            xanchor="left" if log_mag else "right",
+            yanchor="top",
+            showarrow=False,
+            xshift=8 if log_mag else -8,
+            align="left" if log_mag else "right",
+            text=f"threshold at 1 % FPR<br>flags {100 * tpr:.0f} % of members,<br>{100 * fpr:.1f} % of non-members",
+            font=dict(size=TALK_FONT_SIZE),
+            bgcolor="rgba(255,255,255,0.8)",
+        )
     short = short_name(attack)
     if log_mag:
         decades = np.arange(math.floor(lo), math.ceil(hi) + 1)
-        fig.update_xaxes(title_text=f"{short}: −score, log scale (right = smaller = more member-like)",
-                         tickvals=decades, ticktext=[_power_of_ten(-int(d)) for d in decades])
+        fig.update_xaxes(
+            title_text=f"{short}: −score, log scale (right = smaller = more member-like)",
+            tickvals=decades,
+            ticktext=[_power_of_ten(-int(d)) for d in decades],
+        )
     else:
         fig.update_xaxes(title_text=f"{short} score (higher = more member-like)")
     fig.update_yaxes(title_text="density")
@@ -406,8 +482,9 @@ def _power_of_ten(k: int) -> str:
 
 def roc_figure(data: DeckData) -> go.Figure:
     """The Compare page's log-log ROC of every attack (best first, at the 1 % budget), restyled for a slide."""
-    fig = results_roc_figure({s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)},
-                             log=True, budget=BUDGET)
+    fig = results_roc_figure(
+        {s.name: (data.results[s.name].scores, data.is_member) for s in summarise(data)}, log=True, budget=BUDGET
+    )
     return talk_style(fig, height=TALK_HEIGHT + 40, legend=dict(x=0.99, y=0.02, xanchor="right", yanchor="bottom"))
 
 
@@ -416,17 +493,34 @@ def tpr_bar_figure(data: DeckData) -> go.Figure:
     summary = summarise(data)
     names = [s.title for s in summary]
     values = [s.tpr if s.tpr is not None else 0.0 for s in summary]
-    fig = go.Figure(go.Bar(
-        x=names, y=values, marker=dict(color=[attack_color(s.name) for s in summary], line=dict(width=0)),
-        text=[_pct(s.tpr) for s in summary], textposition="outside", textfont=dict(size=TALK_TITLE_FONT_SIZE),
-        customdata=[s.auc for s in summary], hovertemplate="%{x}: TPR %{y:.3f} at 1 % FPR, AUC %{customdata:.3f}<extra></extra>",
-    ))
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=values,
+            marker=dict(color=[attack_color(s.name) for s in summary], line=dict(width=0)),
+            text=[_pct(s.tpr) for s in summary],
+            textposition="outside",
+            textfont=dict(size=TALK_TITLE_FONT_SIZE),
+            customdata=[s.auc for s in summary],
+            hovertemplate="%{x}: TPR %{y:.3f} at 1 % FPR, AUC %{customdata:.3f}<extra></extra>",
+        )
+    )
     fig.add_hline(y=BUDGET, line=dict(color="#444", width=3, dash="dash"))
-    fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name="guessing: 1 %",  # legend entry of the line
-                             line=dict(color="#444", width=3, dash="dash"), hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="lines",
+            name="guessing: 1 %",  # legend entry of the line
+            line=dict(color="#444", width=3, dash="dash"),
+            hoverinfo="skip",
+        )
+    )
     fig.update_layout(showlegend=True, legend=dict(x=0.99, y=0.98, xanchor="right", yanchor="top"))
     fig.data[0].showlegend = False
-    fig.update_xaxes(tickvals=names, ticktext=[f"{s.title}<br><span style='font-size:20px'>AUC {s.auc:.2f}</span>" for s in summary])
+    fig.update_xaxes(
+        tickvals=names, ticktext=[f"{s.title}<br><span style='font-size:20px'>AUC {s.auc:.2f}</span>" for s in summary]
+    )
     fig.update_yaxes(range=[0, 1.12], tickformat=".0%", title_text="TPR at 1 % FPR")
     return talk_style(fig)
 
@@ -435,12 +529,29 @@ def timestep_auc_figure(data: DeckData) -> go.Figure:
     """AUC of each attack's per-timestep statistic against the timestep."""
     fig = go.Figure()
     for name, (ts, aucs) in timestep_aucs(data).items():
-        fig.add_trace(go.Scatter(x=ts, y=aucs, mode="lines+markers", name=short_name(name),
-                                 line=dict(color=attack_color(name), width=TALK_LINE_WIDTH), marker=dict(size=11),
-                                 hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_name(name) + "</extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=ts,
+                y=aucs,
+                mode="lines+markers",
+                name=short_name(name),
+                line=dict(color=attack_color(name), width=TALK_LINE_WIDTH),
+                marker=dict(size=11),
+                hovertemplate="t = %{x}<br>AUC %{y:.3f}<extra>" + short_name(name) + "</extra>",
+            )
+        )
     fig.add_hline(y=0.5, line=dict(color="#888", width=3, dash="dash"))
-    fig.add_annotation(x=0, xref="paper", y=0.5, text="guessing", showarrow=False, xanchor="left", yanchor="top",
-                       font=dict(size=TALK_FONT_SIZE), xshift=6)
+    fig.add_annotation(
+        x=0,
+        xref="paper",
+        y=0.5,
+        text="guessing",
+        showarrow=False,
+        xanchor="left",
+        yanchor="top",
+        font=dict(size=TALK_FONT_SIZE),
+        xshift=6,
+    )
     fig.update_xaxes(title_text="timestep t (0 = clean image, larger = noisier)")
     fig.update_yaxes(title_text="AUC at this timestep", range=[0, 1.02])
     # bottom left stays empty: every attack starts above guessing at small t

@@ -22,8 +22,9 @@ Points that stand for one sample carry that sample's id in ``customdata``, so a 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,13 @@ from mia_core import metrics as M
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import png_data_uri, to_uint8, upscale_nearest
 from mia_core.views.style import (
-    MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color, log_axis, rgba,
+    MEMBER_COLOR,
+    MEMBER_LABEL,
+    NONMEMBER_COLOR,
+    NONMEMBER_LABEL,
+    attack_color,
+    log_axis,
+    rgba,
 )
 
 __all__ = [
@@ -176,28 +183,45 @@ def roc_figure(
             y = tpr
         legend = f"{short_name(name)} — AUC {auc:.3f} · TPR@{budget_label(budget)} {M.format_metric(tpr_b)}"
         custom = np.stack([thr, fpr, tpr], axis=1) if fpr.size else np.zeros((0, 3))
-        fig.add_trace(go.Scatter(
-            x=fpr, y=y, mode="lines", name=legend, line=dict(color=color, width=2.5, shape="hv"),
-            customdata=custom, legendgroup=name,
-            meta={"attack": name, "auc": auc, "role": "roc"},
-            hovertemplate=(f"<b>{short_name(name)}</b><br>FPR %{{customdata[1]:.4f}}"
-                           "<br>TPR %{customdata[2]:.4f}<br>threshold %{customdata[0]:.4g}<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=fpr,
+                y=y,
+                mode="lines",
+                name=legend,
+                line=dict(color=color, width=2.5, shape="hv"),
+                customdata=custom,
+                legendgroup=name,
+                meta={"attack": name, "auc": auc, "role": "roc"},
+                hovertemplate=(
+                    f"<b>{short_name(name)}</b><br>FPR %{{customdata[1]:.4f}}"
+                    "<br>TPR %{customdata[2]:.4f}<br>threshold %{customdata[0]:.4g}<extra></extra>"
+                ),
+            )
+        )
         thr_b = M.threshold_at_fpr(s, m, budget)
         if thr_b is not None:
             tpr_op, fpr_op = operating_point(s, m, thr_b)
             x_op = max(fpr_op, x_min) if log else fpr_op
             y_op = max(tpr_op, x_min) if log else tpr_op
-            fig.add_trace(go.Scatter(
-                x=[x_op], y=[y_op], mode="markers", legendgroup=name, showlegend=False,
-                name=f"{short_name(name)} at {budget_label(budget)} FPR",
-                marker=dict(color=color, size=12, symbol="circle", line=dict(color="white", width=1.5)),
-                customdata=[[thr_b, fpr_op, tpr_op]],
-                meta={"attack": name, "role": "operating point"},
-                hovertemplate=(f"<b>{short_name(name)}</b> at the {budget_label(budget)} FPR budget"
-                               "<br>FPR %{customdata[1]:.4f}<br>TPR %{customdata[2]:.4f}"
-                               "<br>threshold %{customdata[0]:.4g}<extra></extra>"),
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=[x_op],
+                    y=[y_op],
+                    mode="markers",
+                    legendgroup=name,
+                    showlegend=False,
+                    name=f"{short_name(name)} at {budget_label(budget)} FPR",
+                    marker=dict(color=color, size=12, symbol="circle", line=dict(color="white", width=1.5)),
+                    customdata=[[thr_b, fpr_op, tpr_op]],
+                    meta={"attack": name, "role": "operating point"},
+                    hovertemplate=(
+                        f"<b>{short_name(name)}</b> at the {budget_label(budget)} FPR budget"
+                        "<br>FPR %{customdata[1]:.4f}<br>TPR %{customdata[2]:.4f}"
+                        "<br>threshold %{customdata[0]:.4g}<extra></extra>"
+                    ),
+                )
+            )
 
     if reference is not None:
         ref_name, ref_scores, ref_labels = reference
@@ -209,31 +233,78 @@ def roc_figure(
             visible = fpr > 0
             fpr, tpr = fpr[visible], np.maximum(tpr[visible], x_min)
         ref_auc = M.auc(s, m)
-        fig.add_trace(go.Scatter(
-            x=fpr, y=tpr, mode="lines", name=f"{ref_name} — AUC {ref_auc:.3f}",
-            line=dict(color="#7f7f7f", dash="dashdot", width=2, shape="hv"),
-            meta={"role": "reference", "auc": ref_auc}, hovertemplate="FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=fpr,
+                y=tpr,
+                mode="lines",
+                name=f"{ref_name} — AUC {ref_auc:.3f}",
+                line=dict(color="#7f7f7f", dash="dashdot", width=2, shape="hv"),
+                meta={"role": "reference", "auc": ref_auc},
+                hovertemplate="FPR %{x:.4f}<br>TPR %{y:.4f}<extra></extra>",
+            )
+        )
 
     lo = x_min if log else 0.0
-    fig.add_trace(go.Scatter(
-        x=[lo, 1.0], y=[lo, 1.0], mode="lines", name="chance (TPR = FPR)",
-        line=dict(color=GRID_COLOR, dash="dash", width=1.5), hoverinfo="skip", meta={"role": "diagonal"},
-    ))
+    fig.add_trace(
+        go.Scatter(
+            x=[lo, 1.0],
+            y=[lo, 1.0],
+            mode="lines",
+            name="chance (TPR = FPR)",
+            line=dict(color=GRID_COLOR, dash="dash", width=1.5),
+            hoverinfo="skip",
+            meta={"role": "diagonal"},
+        )
+    )
 
     if log:
         for b in (M.BUDGET_1PCT, M.BUDGET_01PCT):
-            fig.add_shape(type="line", name=f"guide {budget_label(b)}", x0=b, x1=b, y0=0, y1=1,
-                          xref="x", yref="paper", line=dict(color=GRID_COLOR, dash="dot", width=1.5))
-            fig.add_annotation(x=math.log10(b), y=1.0, yref="paper", xref="x", text=f"{budget_label(b)} FPR",
-                               showarrow=False, yanchor="bottom", font=dict(size=12, color="#555555"))
+            fig.add_shape(
+                type="line",
+                name=f"guide {budget_label(b)}",
+                x0=b,
+                x1=b,
+                y0=0,
+                y1=1,
+                xref="x",
+                yref="paper",
+                line=dict(color=GRID_COLOR, dash="dot", width=1.5),
+            )
+            fig.add_annotation(
+                x=math.log10(b),
+                y=1.0,
+                yref="paper",
+                xref="x",
+                text=f"{budget_label(b)} FPR",
+                showarrow=False,
+                yanchor="bottom",
+                font=dict(size=12, color="#555555"),
+            )
         resolvable = 1.0 / max(n_max, 1)
         if resolvable > x_min:
-            fig.add_shape(type="rect", name="unresolvable", x0=x_min, x1=resolvable, y0=0, y1=1,
-                          xref="x", yref="paper", fillcolor="#bbbbbb", opacity=0.25, line_width=0, layer="below")
+            fig.add_shape(
+                type="rect",
+                name="unresolvable",
+                x0=x_min,
+                x1=resolvable,
+                y0=0,
+                y1=1,
+                xref="x",
+                yref="paper",
+                fillcolor="#bbbbbb",
+                opacity=0.25,
+                line_width=0,
+                layer="below",
+            )
             fig.add_annotation(
-                x=math.log10(math.sqrt(x_min * resolvable)), y=0.5, xref="x", yref="paper", textangle=-90,
-                text=f"not resolvable with {n_max} non-members", showarrow=False,
+                x=math.log10(math.sqrt(x_min * resolvable)),
+                y=0.5,
+                xref="x",
+                yref="paper",
+                textangle=-90,
+                text=f"not resolvable with {n_max} non-members",
+                showarrow=False,
                 font=dict(size=12, color="#555555"),
             )
         axis_range = [math.log10(x_min), 0.0]
@@ -242,8 +313,9 @@ def roc_figure(
         fig.update_yaxes(range=axis_range, title="true-positive rate (members flagged, log scale)", **ticks)
     else:
         fig.update_xaxes(type="linear", range=[0, 1], title="false-positive rate (non-members flagged)")
-        fig.update_yaxes(type="linear", range=[0, 1], title="true-positive rate (members flagged)",
-                         scaleanchor="x", scaleratio=1)
+        fig.update_yaxes(
+            type="linear", range=[0, 1], title="true-positive rate (members flagged)", scaleanchor="x", scaleratio=1
+        )
     _base_layout(fig, title, height=560)
     fig.update_layout(legend=dict(x=0.99, y=0.02, xanchor="right", yanchor="bottom"))
     return fig
@@ -379,7 +451,6 @@ def _score_axis_title(score_label: str, transformed: bool) -> str:
     return score_label
 
 
-
 def score_histogram(
     scores,
     is_member,
@@ -438,35 +509,67 @@ def score_histogram(
         if not mask.any():
             continue
         density, _ = np.histogram(s[mask], bins=edges, density=True)
-        fig.add_trace(go.Bar(
-            x=centers, y=density, width=width, name=f"{label}s (n={int(mask.sum())})", marker_color=color,
-            opacity=0.6, marker_line_width=0, legendgroup=label, meta={"role": "histogram", "group": label},
-            hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
-        ), row=1, col=1)
+        fig.add_trace(
+            go.Bar(
+                x=centers,
+                y=density,
+                width=width,
+                name=f"{label}s (n={int(mask.sum())})",
+                marker_color=color,
+                opacity=0.6,
+                marker_line_width=0,
+                legendgroup=label,
+                meta={"role": "histogram", "group": label},
+                hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
 
     rng = np.random.default_rng(0)
     jitter = rng.uniform(-0.28, 0.28, size=s.size)
-    for label, mask, color, level in ((NONMEMBER_LABEL, ~m, NONMEMBER_COLOR, 0.0),
-                                      (MEMBER_LABEL, m, MEMBER_COLOR, 1.0)):
+    for label, mask, color, level in (
+        (NONMEMBER_LABEL, ~m, NONMEMBER_COLOR, 0.0),
+        (MEMBER_LABEL, m, MEMBER_COLOR, 1.0),
+    ):
         if not mask.any():
             continue
-        fig.add_trace(go.Scatter(
-            x=s[mask], y=level + jitter[mask], mode="markers", name=f"{label}s (one dot each)",
-            marker=dict(color=color, size=6, opacity=0.7, line=dict(width=0)),
-            customdata=ids_arr[mask], legendgroup=label, showlegend=False,
-            meta={"role": "strip", "group": label}, text=[f"{v:.4g}" for v in raw[mask]],
-            hovertemplate=f"%{{customdata}} ({label})<br>score %{{text}}<br>click to open<extra></extra>",
-        ), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=s[mask],
+                y=level + jitter[mask],
+                mode="markers",
+                name=f"{label}s (one dot each)",
+                marker=dict(color=color, size=6, opacity=0.7, line=dict(width=0)),
+                customdata=ids_arr[mask],
+                legendgroup=label,
+                showlegend=False,
+                meta={"role": "strip", "group": label},
+                text=[f"{v:.4g}" for v in raw[mask]],
+                hovertemplate=f"%{{customdata}} ({label})<br>score %{{text}}<br>click to open<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
 
     if highlight_id is not None and highlight_id in set(ids_arr.tolist()):
         i = int(np.flatnonzero(ids_arr == highlight_id)[0])
         level = 1.0 if m[i] else 0.0
-        fig.add_trace(go.Scatter(
-            x=[s[i]], y=[level], mode="markers", name=f"selected: {highlight_id}",
-            marker=dict(symbol="star", size=18, color="#111111", line=dict(color="white", width=1.5)),
-            customdata=[highlight_id], meta={"role": "highlight"}, text=[f"{raw[i]:.4g}"],
-            hovertemplate="%{customdata}<br>score %{text}<extra>selected</extra>",
-        ), row=2, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[s[i]],
+                y=[level],
+                mode="markers",
+                name=f"selected: {highlight_id}",
+                marker=dict(symbol="star", size=18, color="#111111", line=dict(color="white", width=1.5)),
+                customdata=[highlight_id],
+                meta={"role": "highlight"},
+                text=[f"{raw[i]:.4g}"],
+                hovertemplate="%{customdata}<br>score %{text}<extra>selected</extra>",
+            ),
+            row=2,
+            col=1,
+        )
         fig.add_vline(x=float(s[i]), line=dict(color="#111111", width=1.5, dash="dot"), row=1, col=1)
 
     if threshold is not None:
@@ -476,12 +579,29 @@ def score_histogram(
         x_thr = _display_value(float(threshold), transformed)
         if math.isfinite(x_thr):
             fig.add_vline(x=x_thr, line=dict(color="#222222", width=2, dash="dash"))
-            fig.add_annotation(x=x_thr, y=1.0, xref="x", yref="y domain", text=text, showarrow=False,
-                               xanchor="right" if x_thr > np.median(s) else "left", yanchor="top",
-                               bgcolor="rgba(255,255,255,0.85)", font=dict(size=13))
+            fig.add_annotation(
+                x=x_thr,
+                y=1.0,
+                xref="x",
+                yref="y domain",
+                text=text,
+                showarrow=False,
+                xanchor="right" if x_thr > np.median(s) else "left",
+                yanchor="top",
+                bgcolor="rgba(255,255,255,0.85)",
+                font=dict(size=13),
+            )
         else:
-            fig.add_annotation(x=0.5, y=1.0, xref="paper", yref="y domain", showarrow=False, yanchor="top",
-                               text=f"{prefix}threshold above every score: TPR 0, FPR 0", font=dict(size=13))
+            fig.add_annotation(
+                x=0.5,
+                y=1.0,
+                xref="paper",
+                yref="y domain",
+                showarrow=False,
+                yanchor="top",
+                text=f"{prefix}threshold above every score: TPR 0, FPR 0",
+                font=dict(size=13),
+            )
 
     fig.update_layout(barmode="overlay", bargap=0)
     densities = [np.asarray(t.y, dtype=float) for t in fig.data if t.type == "bar" and t.y is not None]
@@ -489,16 +609,25 @@ def score_histogram(
         fig.update_yaxes(title="density", row=1, col=1, **log_axis(np.concatenate(densities)))
     else:
         fig.update_yaxes(title="density", type="linear", row=1, col=1)
-    fig.update_yaxes(row=2, col=1, tickvals=[0, 1], ticktext=[NONMEMBER_LABEL, MEMBER_LABEL], range=[-0.6, 1.6],
-                     fixedrange=True, showgrid=False)
+    fig.update_yaxes(
+        row=2,
+        col=1,
+        tickvals=[0, 1],
+        ticktext=[NONMEMBER_LABEL, MEMBER_LABEL],
+        range=[-0.6, 1.6],
+        fixedrange=True,
+        showgrid=False,
+    )
     fig.update_xaxes(title=_score_axis_title(score_label, transformed), row=2, col=1)
     fig.update_layout(meta={"log_score": transformed})
     _base_layout(fig, title, height=520)
     # Title on top, the legend in a row under it, then the plot. No dragmode / clickmode here:
     # Streamlit turns point clicks into selections only when the drag mode is not box / lasso.
-    fig.update_layout(margin=dict(t=110 if title else 60),
-                      title=dict(y=0.98, yanchor="top", yref="container") if title else None,
-                      legend=dict(orientation="h", x=0, y=1.0, xanchor="left", yanchor="bottom"))
+    fig.update_layout(
+        margin=dict(t=110 if title else 60),
+        title=dict(y=0.98, yanchor="top", yref="container") if title else None,
+        legend=dict(orientation="h", x=0, y=1.0, xanchor="left", yanchor="bottom"),
+    )
     return fig
 
 
@@ -526,13 +655,15 @@ def timestep_metrics(result, is_member, budget: float = M.BUDGET_1PCT) -> pd.Dat
             rows.append({"timestep": int(steps[k]), "auc": math.nan, "tpr": math.nan})
             continue
         tpr = M.tpr_at_fpr(ts[:, k], is_member, budget)
-        rows.append({"timestep": int(steps[k]), "auc": M.auc(ts[:, k], is_member),
-                     "tpr": math.nan if tpr is None else tpr})
+        rows.append(
+            {"timestep": int(steps[k]), "auc": M.auc(ts[:, k], is_member), "tpr": math.nan if tpr is None else tpr}
+        )
     return pd.DataFrame(rows, columns=["timestep", "auc", "tpr"])
 
 
-def timestep_metric_figure(results: Mapping[str, Any], is_member, *, budget: float = M.BUDGET_1PCT,
-                           title: str | None = None) -> go.Figure:
+def timestep_metric_figure(
+    results: Mapping[str, Any], is_member, *, budget: float = M.BUDGET_1PCT, title: str | None = None
+) -> go.Figure:
     """AUC(t) (top) and TPR@budget(t) (bottom) for every attack that has a trace.
 
     Parameters
@@ -546,8 +677,13 @@ def timestep_metric_figure(results: Mapping[str, Any], is_member, *, budget: flo
     "metric": "auc" | "tpr"}``; y values are ``metrics.auc`` / ``metrics.tpr_at_fpr`` of each
     trace column (score convention). A large marker sits at each attack's score timestep.
     """
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
-                        subplot_titles=("AUC at each timestep", f"TPR at {budget_label(budget)} FPR at each timestep"))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("AUC at each timestep", f"TPR at {budget_label(budget)} FPR at each timestep"),
+    )
     any_na = False
     for name, result in results.items():
         if result.trace.ndim != 2 or result.trace.shape[1] == 0:
@@ -556,28 +692,61 @@ def timestep_metric_figure(results: Mapping[str, Any], is_member, *, budget: flo
         color = attack_color(name)
         any_na |= bool(frame["tpr"].isna().any())
         for row, col, metric in ((1, "auc", "auc"), (2, "tpr", "tpr")):
-            fig.add_trace(go.Scatter(
-                x=frame["timestep"], y=frame[col], mode="lines+markers", name=short_name(name),
-                line=dict(color=color, width=2), marker=dict(size=6), legendgroup=name, showlegend=row == 1,
-                meta={"attack": name, "metric": metric},
-                hovertemplate=f"{short_name(name)}<br>t = %{{x}}<br>{metric.upper()} %{{y:.3f}}<extra></extra>",
-            ), row=row, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=frame["timestep"],
+                    y=frame[col],
+                    mode="lines+markers",
+                    name=short_name(name),
+                    line=dict(color=color, width=2),
+                    marker=dict(size=6),
+                    legendgroup=name,
+                    showlegend=row == 1,
+                    meta={"attack": name, "metric": metric},
+                    hovertemplate=f"{short_name(name)}<br>t = %{{x}}<br>{metric.upper()} %{{y:.3f}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
         for t in score_timesteps(result):
             hit = frame[frame["timestep"] == t]
             if len(hit):
-                fig.add_trace(go.Scatter(
-                    x=hit["timestep"], y=hit["auc"], mode="markers", legendgroup=name, showlegend=False,
-                    marker=dict(color=color, size=14, symbol="diamond", line=dict(color="white", width=1)),
-                    meta={"attack": name, "metric": "score timestep"},
-                    hovertemplate=f"{short_name(name)} scores at t = %{{x}}<extra></extra>",
-                ), row=1, col=1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=hit["timestep"],
+                        y=hit["auc"],
+                        mode="markers",
+                        legendgroup=name,
+                        showlegend=False,
+                        marker=dict(color=color, size=14, symbol="diamond", line=dict(color="white", width=1)),
+                        meta={"attack": name, "metric": "score timestep"},
+                        hovertemplate=f"{short_name(name)} scores at t = %{{x}}<extra></extra>",
+                    ),
+                    row=1,
+                    col=1,
+                )
     fig.add_hline(y=0.5, line=dict(color=GRID_COLOR, dash="dash", width=1), row=1, col=1)
-    fig.add_annotation(x=1, y=0.5, xref="x domain", yref="y", text="chance", showarrow=False, xanchor="right",
-                       yanchor="bottom", font=dict(size=11, color="#555555"))
+    fig.add_annotation(
+        x=1,
+        y=0.5,
+        xref="x domain",
+        yref="y",
+        text="chance",
+        showarrow=False,
+        xanchor="right",
+        yanchor="bottom",
+        font=dict(size=11, color="#555555"),
+    )
     fig.add_hline(y=budget, line=dict(color=GRID_COLOR, dash="dash", width=1), row=2, col=1)
     if any_na:
-        fig.add_annotation(x=0.5, y=0.2, xref="x domain", yref="y2 domain", showarrow=False,
-                           text=f"TPR@{budget_label(budget)} FPR {M.format_metric(None, budget)}")
+        fig.add_annotation(
+            x=0.5,
+            y=0.2,
+            xref="x domain",
+            yref="y2 domain",
+            showarrow=False,
+            text=f"TPR@{budget_label(budget)} FPR {M.format_metric(None, budget)}",
+        )
     fig.update_yaxes(title="AUC", row=1, col=1)
     fig.update_yaxes(title=f"TPR@{budget_label(budget)}", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title="timestep t (0 = clean image)", row=2, col=1)
@@ -676,35 +845,82 @@ def error_curve_figure(
         m = np.asarray(is_member).astype(bool)
         bands = error_bands(t_arr, m)
         drawn.append(t_arr)
-        for prefix, label, color in (("nonmember", NONMEMBER_LABEL, NONMEMBER_COLOR),
-                                     ("member", MEMBER_LABEL, MEMBER_COLOR)):
+        for prefix, label, color in (
+            ("nonmember", NONMEMBER_LABEL, NONMEMBER_COLOR),
+            ("member", MEMBER_LABEL, MEMBER_COLOR),
+        ):
             if not (m if prefix == "member" else ~m).any():
                 continue
-            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q75"], mode="lines", line=dict(width=0, color=color),
-                                     showlegend=False, hoverinfo="skip", legendgroup=label,
-                                     meta={"role": "band", "group": label, "edge": "q75"}))
-            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_q25"], mode="lines", line=dict(width=0, color=color),
-                                     fill="tonexty", fillcolor=rgba(color, 0.22), name=f"{label}s: middle 50 %",
-                                     legendgroup=label, hoverinfo="skip",
-                                     meta={"role": "band", "group": label, "edge": "q25"}))
-            fig.add_trace(go.Scatter(x=steps, y=bands[f"{prefix}_median"], mode="lines", name=f"{label}s: median",
-                                     line=dict(color=color, width=3), legendgroup=label,
-                                     meta={"role": "median", "group": label},
-                                     hovertemplate=f"{label} median<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=bands[f"{prefix}_q75"],
+                    mode="lines",
+                    line=dict(width=0, color=color),
+                    showlegend=False,
+                    hoverinfo="skip",
+                    legendgroup=label,
+                    meta={"role": "band", "group": label, "edge": "q75"},
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=bands[f"{prefix}_q25"],
+                    mode="lines",
+                    line=dict(width=0, color=color),
+                    fill="tonexty",
+                    fillcolor=rgba(color, 0.22),
+                    name=f"{label}s: middle 50 %",
+                    legendgroup=label,
+                    hoverinfo="skip",
+                    meta={"role": "band", "group": label, "edge": "q25"},
+                )
+            )
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=bands[f"{prefix}_median"],
+                    mode="lines",
+                    name=f"{label}s: median",
+                    line=dict(color=color, width=3),
+                    legendgroup=label,
+                    meta={"role": "median", "group": label},
+                    hovertemplate=f"{label} median<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>",
+                )
+            )
     for line in lines:
         values = np.asarray(line.values, dtype=float)
         if values.shape != steps.shape:
             raise ValueError(f"line {line.label!r} has {values.size} values for {steps.size} timesteps")
         drawn.append(values)
-        fig.add_trace(go.Scatter(x=steps, y=values, mode="lines+markers", name=line.label,
-                                 line=dict(color=line.color, width=2.5), marker=dict(size=7),
-                                 meta={"role": "sample", "id": line.id or line.label},
-                                 hovertemplate=f"{line.label}<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=values,
+                mode="lines+markers",
+                name=line.label,
+                line=dict(color=line.color, width=2.5),
+                marker=dict(size=7),
+                meta={"role": "sample", "id": line.id or line.label},
+                hovertemplate=f"{line.label}<br>t = %{{x}}<br>%{{y:.4g}}<extra></extra>",
+            )
+        )
     for t, text in t_lines:
-        fig.add_shape(type="line", name="t line", x0=t, x1=t, y0=0, y1=1, xref="x", yref="paper",
-                      line=dict(color="#444444", dash="dot", width=1.5))
-        fig.add_annotation(x=t, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom",
-                           font=dict(size=12, color="#444444"))
+        fig.add_shape(
+            type="line",
+            name="t line",
+            x0=t,
+            x1=t,
+            y0=0,
+            y1=1,
+            xref="x",
+            yref="paper",
+            line=dict(color="#444444", dash="dot", width=1.5),
+        )
+        fig.add_annotation(
+            x=t, y=1.0, yref="paper", text=text, showarrow=False, yanchor="bottom", font=dict(size=12, color="#444444")
+        )
     values = np.concatenate([d.reshape(-1) for d in drawn]) if drawn else np.zeros(0)
     values = values[np.isfinite(values)]
     positive = bool(values.size) and bool(np.all(values > 0))
@@ -718,8 +934,7 @@ def error_curve_figure(
     return fig
 
 
-def attack_error_curve(result, is_member, sample_index: int | None = None, *,
-                       title: str | None = None) -> go.Figure:
+def attack_error_curve(result, is_member, sample_index: int | None = None, *, title: str | None = None) -> go.Figure:
     """:func:`error_curve_figure` of an attack's stored trace, one sample on top, its score timesteps marked.
 
     Parameters
@@ -732,8 +947,14 @@ def attack_error_curve(result, is_member, sample_index: int | None = None, *,
     trace = np.asarray(result.trace, dtype=float)
     if trace.ndim != 2 or trace.shape[1] == 0:
         fig = go.Figure()
-        fig.add_annotation(text=f"{short_name(result.attack)} has no per-timestep trace", showarrow=False,
-                           x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.add_annotation(
+            text=f"{short_name(result.attack)} has no per-timestep trace",
+            showarrow=False,
+            x=0.5,
+            y=0.5,
+            xref="paper",
+            yref="paper",
+        )
         return _base_layout(fig, title, height=420)
     m = np.asarray(is_member).astype(bool)
     lines = []
@@ -743,15 +964,29 @@ def attack_error_curve(result, is_member, sample_index: int | None = None, *,
         truth = MEMBER_LABEL if m[i] else NONMEMBER_LABEL
         lines.append(CurveLine(f"{sid} (truly a {truth})", trace[i], "#111111", sid))
     t_lines = [(t, f"score read at t = {t}") for t in score_timesteps(result)]
-    return error_curve_figure(result.trace_timesteps, trace, m, lines=lines, t_lines=t_lines,
-                              ylabel=f"{result.trace_label}<br>(lower = member-like)", title=title)
+    return error_curve_figure(
+        result.trace_timesteps,
+        trace,
+        m,
+        lines=lines,
+        t_lines=t_lines,
+        ylabel=f"{result.trace_label}<br>(lower = member-like)",
+        title=title,
+    )
 
 
 # --------------------------------------------------------------------------- per-sample scatter
 
 
-def sample_scatter(results: Mapping[str, Any], is_member, ids: Sequence[str], x_attack: str, y_attack: str,
-                   *, highlight_id: str | None = None) -> go.Figure:
+def sample_scatter(
+    results: Mapping[str, Any],
+    is_member,
+    ids: Sequence[str],
+    x_attack: str,
+    y_attack: str,
+    *,
+    highlight_id: str | None = None,
+) -> go.Figure:
     """Two attacks' scores per sample, members and non-members coloured, clickable.
 
     Parameters
@@ -774,22 +1009,40 @@ def sample_scatter(results: Mapping[str, Any], is_member, ids: Sequence[str], x_
     y, y_log = display_scores(y_raw)
     fig = go.Figure()
     for label, mask, color in ((NONMEMBER_LABEL, ~m, NONMEMBER_COLOR), (MEMBER_LABEL, m, MEMBER_COLOR)):
-        fig.add_trace(go.Scatter(
-            x=x[mask], y=y[mask], mode="markers", name=f"{label}s", customdata=ids_arr[mask],
-            marker=dict(color=color, size=6, opacity=0.65), meta={"role": "samples", "group": label},
-            text=[f"{short_name(x_attack)} {a:.4g}<br>{short_name(y_attack)} {b:.4g}"
-                  for a, b in zip(x_raw[mask], y_raw[mask])],
-            hovertemplate="%{customdata}" + f" ({label})" + "<br>%{text}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=x[mask],
+                y=y[mask],
+                mode="markers",
+                name=f"{label}s",
+                customdata=ids_arr[mask],
+                marker=dict(color=color, size=6, opacity=0.65),
+                meta={"role": "samples", "group": label},
+                text=[
+                    f"{short_name(x_attack)} {a:.4g}<br>{short_name(y_attack)} {b:.4g}"
+                    for a, b in zip(x_raw[mask], y_raw[mask])
+                ],
+                hovertemplate="%{customdata}" + f" ({label})" + "<br>%{text}<extra></extra>",
+            )
+        )
     if highlight_id is not None and highlight_id in set(ids_arr.tolist()):
         i = int(np.flatnonzero(ids_arr == highlight_id)[0])
-        fig.add_trace(go.Scatter(x=[x[i]], y=[y[i]], mode="markers", name=f"selected: {highlight_id}",
-                                 customdata=[highlight_id], meta={"role": "highlight"},
-                                 marker=dict(symbol="star", size=18, color="#111111")))
+        fig.add_trace(
+            go.Scatter(
+                x=[x[i]],
+                y=[y[i]],
+                mode="markers",
+                name=f"selected: {highlight_id}",
+                customdata=[highlight_id],
+                meta={"role": "highlight"},
+                marker=dict(symbol="star", size=18, color="#111111"),
+            )
+        )
     fig.update_xaxes(title=f"{short_name(x_attack)}: " + _score_axis_title("score (higher = member)", x_log))
     fig.update_yaxes(title=f"{short_name(y_attack)}: " + _score_axis_title("score (higher = member)", y_log))
-    _base_layout(fig, f"{short_name(x_attack)} vs {short_name(y_attack)}: Spearman rank correlation {rho:.2f}",
-                 height=520)
+    _base_layout(
+        fig, f"{short_name(x_attack)} vs {short_name(y_attack)}: Spearman rank correlation {rho:.2f}", height=520
+    )
     return fig
 
 
@@ -818,7 +1071,9 @@ def scores_frame(results: Mapping[str, Any], ids: Sequence[str], is_member) -> p
         by_id = dict(zip(result.ids, np.asarray(result.scores, dtype=float)))
         unknown = set(by_id) - set(frame["id"])
         if unknown:
-            raise ValueError(f"{name} scored {len(unknown)} id(s) that are not among these, e.g. {sorted(unknown)[0]!r}")
+            raise ValueError(
+                f"{name} scored {len(unknown)} id(s) that are not among these, e.g. {sorted(unknown)[0]!r}"
+            )
         frame[name] = [by_id.get(i, math.nan) for i in frame["id"]]
         trained = set(getattr(result, "train_ids", ()))
         frame[f"{name}_part"] = ["eval" if i in by_id else "train" if i in trained else "" for i in frame["id"]]
@@ -831,8 +1086,15 @@ def _nonmember_tail(s: np.ndarray, m: np.ndarray, value: float) -> float:
     return float((nm >= value).mean()) if nm.size else math.nan
 
 
-def vulnerable_samples(result, is_member, images: np.ndarray | None = None, *, k: int = 20,
-                       budget: float = M.BUDGET_1PCT, thumb_size: int = 48) -> pd.DataFrame:
+def vulnerable_samples(
+    result,
+    is_member,
+    images: np.ndarray | None = None,
+    *,
+    k: int = 20,
+    budget: float = M.BUDGET_1PCT,
+    thumb_size: int = 48,
+) -> pd.DataFrame:
     """The k members with the highest scores under one attack ("most vulnerable samples").
 
     Parameters
@@ -856,9 +1118,13 @@ def vulnerable_samples(result, is_member, images: np.ndarray | None = None, *, k
     thr = M.threshold_at_fpr(s, m, budget)
     rows = []
     for rank, i in enumerate(order, start=1):
-        row = {"rank": rank, "id": ids[i], "score": float(s[i]),
-               "non-members above": _nonmember_tail(s, m, s[i]),
-               "flagged": "n/a" if thr is None else ("yes" if s[i] >= thr else "no")}
+        row = {
+            "rank": rank,
+            "id": ids[i],
+            "score": float(s[i]),
+            "non-members above": _nonmember_tail(s, m, s[i]),
+            "flagged": "n/a" if thr is None else ("yes" if s[i] >= thr else "no"),
+        }
         if images is not None:
             row["thumbnail"] = png_data_uri(upscale_nearest(np.asarray(images[i]), thumb_size))
         rows.append(row)
@@ -893,16 +1159,18 @@ def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: f
         else:
             flagged = value >= thr
             verdict, correct = (MEMBER_LABEL if flagged else NONMEMBER_LABEL), flagged == truth
-        rows.append({
-            "attack": short_name(name),
-            "score": value,
-            "threshold": math.nan if thr is None else thr,
-            "verdict": verdict,
-            "correct": correct,
-            "non-members above": _nonmember_tail(s, m, value),
-            "rank among non-members": int((nm > value).sum()) + 1,
-            "percentile among non-members": 100.0 * float((nm < value).mean()) if nm.size else math.nan,
-        })
+        rows.append(
+            {
+                "attack": short_name(name),
+                "score": value,
+                "threshold": math.nan if thr is None else thr,
+                "verdict": verdict,
+                "correct": correct,
+                "non-members above": _nonmember_tail(s, m, value),
+                "rank among non-members": int((nm > value).sum()) + 1,
+                "percentile among non-members": 100.0 * float((nm < value).mean()) if nm.size else math.nan,
+            }
+        )
     return pd.DataFrame(rows, index=pd.Index(list(results), name="name"))
 
 
@@ -923,6 +1191,7 @@ def secmi_panels(round_trip: Mapping[str, Any]) -> dict[str, Any]:
     (|x_tilde - x_recon| scaled so its maximum is white; all black when they are equal), and the
     floats ``diff_max`` (largest absolute difference, in [-1, 1] units), ``t_error`` and ``t``.
     """
+
     def arr(x) -> np.ndarray:
         return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64)
 

@@ -43,7 +43,7 @@ def attack_color(name: str) -> str:
 def rgba(hex_color: str, alpha: float) -> str:
     """``"#E69F00", 0.2`` -> ``"rgba(230,159,0,0.2)"`` (translucent bands and fills)."""
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
@@ -74,10 +74,20 @@ def talk_style(fig, *, height: int = TALK_HEIGHT, legend: dict | None = None):
         legend=dict(font=dict(size=TALK_FONT_SIZE), bgcolor="rgba(255,255,255,0.85)", **(legend or {})),
         hoverlabel=dict(font_size=TALK_FONT_SIZE),
     )
-    fig.update_xaxes(title_font=dict(size=TALK_TITLE_FONT_SIZE), tickfont=dict(size=TALK_FONT_SIZE), linewidth=2,
-                     linecolor="#444", gridcolor="#e5e5e5")
-    fig.update_yaxes(title_font=dict(size=TALK_TITLE_FONT_SIZE), tickfont=dict(size=TALK_FONT_SIZE), linewidth=2,
-                     linecolor="#444", gridcolor="#e5e5e5")
+    fig.update_xaxes(
+        title_font=dict(size=TALK_TITLE_FONT_SIZE),
+        tickfont=dict(size=TALK_FONT_SIZE),
+        linewidth=2,
+        linecolor="#444",
+        gridcolor="#e5e5e5",
+    )
+    fig.update_yaxes(
+        title_font=dict(size=TALK_TITLE_FONT_SIZE),
+        tickfont=dict(size=TALK_FONT_SIZE),
+        linewidth=2,
+        linecolor="#444",
+        gridcolor="#e5e5e5",
+    )
     for trace in fig.data:
         if trace.type != "scatter":
             continue
@@ -139,7 +149,7 @@ def log_ticks(lo: float, hi: float, *, max_ticks: int = 8) -> tuple[list[float],
     else:
         values = within((1,))
         if len(values) > max_ticks:  # many decades: every k-th decade
-            values = values[::math.ceil(len(values) / max_ticks)]
+            values = values[:: math.ceil(len(values) / max_ticks)]
         elif len(values) < 2:  # not even two digits inside: the two around the range
             values = within(_LOG_MANTISSAS[-1]) or [10.0**e0, 10.0**e1]
     return values, [log_tick_label(v) for v in values]

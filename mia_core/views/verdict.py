@@ -8,7 +8,8 @@ this module only turns a :class:`~mia_core.lab.verdict.VerdictReport` into words
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -55,9 +56,15 @@ def verdict_sentence(
     if isinstance(tpr, Mapping):
         rates = {k: float(v) for k, v in tpr.items() if v is not None}
         if len(rates) == 1:
-            (title, value), = rates.items()
-            return verdict_sentence(budget, value, flagged=flagged, n_members=n_members,
-                                    n_nonmembers=n_nonmembers, attack_title=attack_title or title)
+            ((title, value),) = rates.items()
+            return verdict_sentence(
+                budget,
+                value,
+                flagged=flagged,
+                n_members=n_members,
+                n_nonmembers=n_nonmembers,
+                attack_title=attack_title or title,
+            )
         tpr_text = ", ".join(f"{v:.2f} ({k})" for k, v in rates.items())
         best = max(rates.values()) if rates else None
     else:
@@ -66,25 +73,35 @@ def verdict_sentence(
     if best is None:
         needed = min_nonmembers_for(budget)
         have = f"only {n_nonmembers}" if n_nonmembers is not None else "too few"
-        return (f"{who}With {have} calibration non-members no threshold at {b} FPR can be set (it needs >= "
-                f"{needed}): the smallest non-zero FPR they can measure is larger than the budget. No verdict is "
-                "given; choose a larger budget or calibrate on more non-members.")
+        return (
+            f"{who}With {have} calibration non-members no threshold at {b} FPR can be set (it needs >= "
+            f"{needed}): the smallest non-zero FPR they can measure is larger than the budget. No verdict is "
+            "given; choose a larger budget or calibrate on more non-members."
+        )
     cal = f" {n_nonmembers:,} known" if n_nonmembers is not None else " the known"
-    flag_part = (f"Flagged at {b} FPR means this image scores at least as high as a threshold that at most {b} of"
-                 f"{cal} non-members (images the model was not trained on) reach; about {one_in} non-members "
-                 "would be flagged too, so a flag is evidence, not proof.")
+    flag_part = (
+        f"Flagged at {b} FPR means this image scores at least as high as a threshold that at most {b} of"
+        f"{cal} non-members (images the model was not trained on) reach; about {one_in} non-members "
+        "would be flagged too, so a flag is evidence, not proof."
+    )
     if rates:
-        miss_part = (f"A 'not flagged' image may still have been used: the attacks' TPR at this FPR is only "
-                     f"{tpr_text} on known members, so even the strongest misses {(1 - best) * 100:.0f} % of the "
-                     "training images.")
+        miss_part = (
+            f"A 'not flagged' image may still have been used: the attacks' TPR at this FPR is only "
+            f"{tpr_text} on known members, so even the strongest misses {(1 - best) * 100:.0f} % of the "
+            "training images."
+        )
     else:
         of_members = f" (it flags {round(best * n_members):,} of {n_members:,})" if n_members else ""
-        miss_part = (f"A 'not flagged' image may still have been used: the attack's TPR at this FPR is only "
-                     f"{tpr_text} on known members{of_members}, so {(1 - best) * 100:.0f} % of the training images "
-                     "are not flagged either.")
+        miss_part = (
+            f"A 'not flagged' image may still have been used: the attack's TPR at this FPR is only "
+            f"{tpr_text} on known members{of_members}, so {(1 - best) * 100:.0f} % of the training images "
+            "are not flagged either."
+        )
     if best >= 0.995:
-        miss_part = (f"On known members the TPR at this FPR is {tpr_text}; even so, a 'not flagged' image is "
-                     "only unlikely, not proven, to be a training image.")
+        miss_part = (
+            f"On known members the TPR at this FPR is {tpr_text}; even so, a 'not flagged' image is "
+            "only unlikely, not proven, to be a training image."
+        )
     parts = [miss_part, flag_part] if flagged is False else [flag_part, miss_part]
     return who + " ".join(parts)
 
@@ -117,11 +134,17 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
     ):
         density, _ = np.histogram(values, bins=edges, density=True)
         ymax = max(ymax, float(density.max()))
-        fig.add_trace(go.Bar(
-            x=centres, y=density, width=width, name=f"{label}s of the split (n={values.size:,})",
-            marker={"color": color, "line": {"width": 0}}, opacity=0.6,
-            hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=centres,
+                y=density,
+                width=width,
+                name=f"{label}s of the split (n={values.size:,})",
+                marker={"color": color, "line": {"width": 0}},
+                opacity=0.6,
+                hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
+            )
+        )
     ymax = ymax or 1.0
 
     thr = cal.threshold(report.budget)
@@ -129,38 +152,66 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
     rows = min(len(verdicts), 4)
     top = ymax * (1.12 + 0.1 * rows)
     if thr is not None and math.isfinite(thr):
-        fig.add_trace(go.Scatter(
-            x=[thr, thr], y=[0, top], mode="lines", name=f"threshold at {b} FPR",
-            line={"color": "#555555", "dash": "dash", "width": 2},
-            hovertemplate=f"threshold at {b} FPR: %{{x:.4g}}<extra></extra>",
-        ))
-        fig.add_annotation(x=thr, y=top, text=f"threshold ({b} FPR) → flagged", showarrow=False,
-                           xanchor="left", yanchor="bottom", font={"size": 11, "color": "#555555"})
+        fig.add_trace(
+            go.Scatter(
+                x=[thr, thr],
+                y=[0, top],
+                mode="lines",
+                name=f"threshold at {b} FPR",
+                line={"color": "#555555", "dash": "dash", "width": 2},
+                hovertemplate=f"threshold at {b} FPR: %{{x:.4g}}<extra></extra>",
+            )
+        )
+        fig.add_annotation(
+            x=thr,
+            y=top,
+            text=f"threshold ({b} FPR) → flagged",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 11, "color": "#555555"},
+        )
 
     if verdicts:
         # a row per image (cycling over 4) above the histograms, so close scores do not overlap
         ys = [ymax * (1.1 + 0.1 * (k % 4)) for k in range(len(verdicts))]
-        symbols = ["diamond" if v.flagged else ("circle-open" if v.flagged is None else "diamond-open")
-                   for v in verdicts]
+        symbols = [
+            "diamond" if v.flagged else ("circle-open" if v.flagged is None else "diamond-open") for v in verdicts
+        ]
         show_text = len(verdicts) <= 6
-        fig.add_trace(go.Scatter(
-            x=[v.score for v in verdicts], y=ys, mode="markers+text" if show_text else "markers",
-            name="your image(s)", text=[v.image_id for v in verdicts] if show_text else None,
-            textposition="middle right", textfont={"size": 11},
-            customdata=[[v.image_id, v.percentile_nonmember, v.percentile_member, v.label] for v in verdicts],
-            marker={"color": attack_color(attack), "size": 14, "symbol": symbols,
-                    "line": {"color": UPLOAD_COLOR, "width": 1.5}},
-            hovertemplate=("%{customdata[0]}<br>score %{x:.4g}<br>above %{customdata[1]:.1f} % of non-members"
-                           "<br>above %{customdata[2]:.1f} % of members<br>%{customdata[3]}<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[v.score for v in verdicts],
+                y=ys,
+                mode="markers+text" if show_text else "markers",
+                name="your image(s)",
+                text=[v.image_id for v in verdicts] if show_text else None,
+                textposition="middle right",
+                textfont={"size": 11},
+                customdata=[[v.image_id, v.percentile_nonmember, v.percentile_member, v.label] for v in verdicts],
+                marker={
+                    "color": attack_color(attack),
+                    "size": 14,
+                    "symbol": symbols,
+                    "line": {"color": UPLOAD_COLOR, "width": 1.5},
+                },
+                hovertemplate=(
+                    "%{customdata[0]}<br>score %{x:.4g}<br>above %{customdata[1]:.1f} % of non-members"
+                    "<br>above %{customdata[2]:.1f} % of members<br>%{customdata[3]}<extra></extra>"
+                ),
+            )
+        )
 
     title = cal.title or attack
     fig.update_layout(
         title=f"{title}: your image(s) against the split ({cal.n_members:,} members, {cal.n_nonmembers:,} non-members)",
-        barmode="overlay", bargap=0,
+        barmode="overlay",
+        bargap=0,
         xaxis_title=f"score{f' = {score_label}' if score_label else ''} (higher = more member-like)",
-        yaxis_title="density", yaxis_range=[0, top * 1.08],
+        yaxis_title="density",
+        yaxis_range=[0, top * 1.08],
         legend={"orientation": "h", "yanchor": "top", "y": -0.2},
-        margin={"t": 60, "b": 10}, height=420,
+        margin={"t": 60, "b": 10},
+        height=420,
     )
     return fig

@@ -7,7 +7,6 @@ import re
 import pytest
 from e2e_helpers import no_exception, wait_for_app
 
-
 pytestmark = pytest.mark.browser
 
 ID_PATTERN = re.compile(r"digits-\d{4}")

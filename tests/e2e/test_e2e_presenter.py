@@ -12,10 +12,24 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 #: Widgets a first page may show (any one of them visible = the page can be used).
-WIDGETS = ", ".join(f'[data-testid="stMain"] [data-testid="{t}"]' for t in (
-    "stButton", "stSlider", "stSelectbox", "stRadio", "stTextInput", "stNumberInput", "stCheckbox",
-    "stMultiSelect", "stFileUploader", "stSegmentedControl", "stButtonGroup", "stTabs", "stPageLink",
-))
+WIDGETS = ", ".join(
+    f'[data-testid="stMain"] [data-testid="{t}"]'
+    for t in (
+        "stButton",
+        "stSlider",
+        "stSelectbox",
+        "stRadio",
+        "stTextInput",
+        "stNumberInput",
+        "stCheckbox",
+        "stMultiSelect",
+        "stFileUploader",
+        "stSegmentedControl",
+        "stButtonGroup",
+        "stTabs",
+        "stPageLink",
+    )
+)
 
 
 def test_first_page_is_interactive_quickly(page, app_server):
@@ -77,8 +91,11 @@ def _step_and_check(page, frame, n: int, size: str) -> list[float]:
     times = []
     for i in range(1, n + 1):
         frame.wait_for_function(f"() => document.body.dataset.slide === '{i}'", timeout=5_000)
-        frame.wait_for_function("() => [...document.querySelectorAll('section.slide.current .main-svg')]"
-                                ".every(e => e.getBoundingClientRect().height > 0)", timeout=10_000)
+        frame.wait_for_function(
+            "() => [...document.querySelectorAll('section.slide.current .main-svg')]"
+            ".every(e => e.getBoundingClientRect().height > 0)",
+            timeout=10_000,
+        )
         bad = frame.evaluate(OVERFLOW_JS)
         assert not bad, f"slide {i} overflows at {size}: {bad}"
         if SHOTS:
@@ -86,8 +103,11 @@ def _step_and_check(page, frame, n: int, size: str) -> list[float]:
         if i < n:
             before = frame.evaluate("() => document.body.dataset.stepMs || ''")
             page.keyboard.press("ArrowRight")
-            frame.wait_for_function(f"() => document.body.dataset.slide === '{i + 1}' && "
-                                    f"(document.body.dataset.stepMs || '') !== '{before}'", timeout=5_000)
+            frame.wait_for_function(
+                f"() => document.body.dataset.slide === '{i + 1}' && "
+                f"(document.body.dataset.stepMs || '') !== '{before}'",
+                timeout=5_000,
+            )
             times.append(float(frame.evaluate("() => document.body.dataset.stepMs")))
     return times
 
@@ -110,16 +130,20 @@ def test_presenter_steps_on_the_client_fast_and_every_slide_fits(browser, app_se
         assert page.get_by_test_id("stButton").count() == 0
         assert page.evaluate("() => document.scrollingElement.scrollHeight <= innerHeight + 1")
         # nothing of Streamlit's covers the slide, and a click gives the deck the focus, as a speaker's would
-        assert page.evaluate("() => { const r = document.querySelector('.st-key-present_deck iframe')"
-                             ".getBoundingClientRect(); const e = document.elementFromPoint(r.left + r.width / 2, "
-                             "r.top + 10); return e && e.tagName === 'IFRAME'; }")
+        assert page.evaluate(
+            "() => { const r = document.querySelector('.st-key-present_deck iframe')"
+            ".getBoundingClientRect(); const e = document.elementFromPoint(r.left + r.width / 2, "
+            "r.top + 10); return e && e.tagName === 'IFRAME'; }"
+        )
         frame.locator("section.slide.current h1").click()
         sent = []
         page.on("websocket", lambda ws: sent.append(ws))
         page.on("request", lambda r: sent.append(r.url))
         times = _step_and_check(page, frame, n, f"{width}x{height}")
-        print(f"{width}x{height}: key-to-paint over {len(times)} steps: max {max(times):.1f} ms, "
-              f"median {sorted(times)[len(times) // 2]:.1f} ms")
+        print(
+            f"{width}x{height}: key-to-paint over {len(times)} steps: max {max(times):.1f} ms, "
+            f"median {sorted(times)[len(times) // 2]:.1f} ms"
+        )
         assert max(times) < 200, times
         assert sent == []  # no request per key
         page.keyboard.press("ArrowLeft")

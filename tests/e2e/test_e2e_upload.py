@@ -10,7 +10,6 @@ from PIL import Image
 
 from mia_core.data import DEFAULT_SPLIT_PATH, Split, load_digits
 
-
 pytestmark = pytest.mark.browser
 
 

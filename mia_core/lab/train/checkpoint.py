@@ -32,17 +32,34 @@ _STATE_JSON = "training_state.json"
 _RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 
 
-def save_pipeline(unet: Any, schedule: NoiseSchedule, split: Split, cfg: TrainConfig, result: TrainResult,
-                  out_dir: Path, *, device: str, command: str, snapshot_of: int | None = None) -> None:
+def save_pipeline(
+    unet: Any,
+    schedule: NoiseSchedule,
+    split: Split,
+    cfg: TrainConfig,
+    result: TrainResult,
+    out_dir: Path,
+    *,
+    device: str,
+    command: str,
+    snapshot_of: int | None = None,
+) -> None:
     """Write the diffusers pipeline folder, the split manifest and the training log."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unet.to("cpu").save_pretrained(out_dir / "unet", safe_serialization=True)
     (out_dir / "scheduler").mkdir(exist_ok=True)
     (out_dir / "scheduler" / "scheduler_config.json").write_text(json.dumps(schedule.to_scheduler_config(), indent=2))
-    (out_dir / "model_index.json").write_text(json.dumps(
-        {"_class_name": "DDPMPipeline", "scheduler": ["diffusers", "DDPMScheduler"],
-         "unet": ["diffusers", "UNet2DModel"]}, indent=2))
+    (out_dir / "model_index.json").write_text(
+        json.dumps(
+            {
+                "_class_name": "DDPMPipeline",
+                "scheduler": ["diffusers", "DDPMScheduler"],
+                "unet": ["diffusers", "UNet2DModel"],
+            },
+            indent=2,
+        )
+    )
     split.save(out_dir / "split.json")
     log = {
         "command": command,
@@ -60,8 +77,10 @@ def save_pipeline(unet: Any, schedule: NoiseSchedule, split: Split, cfg: TrainCo
     if result.resumed_at:
         log["resumed_at"] = list(result.resumed_at)
     if snapshot_of is not None:
-        log["snapshot_of"] = {"steps": snapshot_of,
-                              "note": f"EMA weights at step {cfg.steps} of a {snapshot_of}-step run"}
+        log["snapshot_of"] = {
+            "steps": snapshot_of,
+            "note": f"EMA weights at step {cfg.steps} of a {snapshot_of}-step run",
+        }
     (out_dir / "train_log.json").write_text(json.dumps(log, indent=1))
 
 
@@ -75,10 +94,30 @@ def train_command(data: str, out: str, cfg: TrainConfig) -> str:
 
     defaults = TrainConfig()
     args: list[Any] = [
-        "mia", "train", "--data", data, "--out", out, "--steps", cfg.steps, "--batch-size", cfg.batch_size,
-        "--lr", f"{cfg.lr:g}", "--warmup-steps", cfg.warmup_steps, "--ema-decay", f"{cfg.ema_decay:g}",
-        "--channels", ",".join(map(str, cfg.block_out_channels)), "--layers-per-block", cfg.layers_per_block,
-        "--schedule", cfg.schedule, "--augment", cfg.augment,
+        "mia",
+        "train",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--steps",
+        cfg.steps,
+        "--batch-size",
+        cfg.batch_size,
+        "--lr",
+        f"{cfg.lr:g}",
+        "--warmup-steps",
+        cfg.warmup_steps,
+        "--ema-decay",
+        f"{cfg.ema_decay:g}",
+        "--channels",
+        ",".join(map(str, cfg.block_out_channels)),
+        "--layers-per-block",
+        cfg.layers_per_block,
+        "--schedule",
+        cfg.schedule,
+        "--augment",
+        cfg.augment,
     ]
     if not cfg.attention:
         args.append("--no-attention")
@@ -136,8 +175,17 @@ def _members_digest(split: Split) -> str:
     return hashlib.sha256("\n".join(split.member_ids).encode()).hexdigest()[:16]
 
 
-def save_checkpoint(folder: Path, cfg: TrainConfig, split: Split, unet: Any, ema: Any,
-                     opt: torch.optim.Optimizer, gen: torch.Generator, dp: DPState | None, state: LoopState) -> None:
+def save_checkpoint(
+    folder: Path,
+    cfg: TrainConfig,
+    split: Split,
+    unet: Any,
+    ema: Any,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    dp: DPState | None,
+    state: LoopState,
+) -> None:
     """Model, EMA, optimizer moments and RNG states as safetensors; the rest as JSON (no pickles).
 
     Files are written under temporary names and renamed, the JSON last, so a run killed while
@@ -180,8 +228,16 @@ def save_checkpoint(folder: Path, cfg: TrainConfig, split: Split, unet: Any, ema
     os.replace(tmp_json, folder / _STATE_JSON)
 
 
-def load_checkpoint(folder: Path, cfg: TrainConfig, split: Split, unet: Any, ema: Any,
-                     opt: torch.optim.Optimizer, gen: torch.Generator, dp: DPState | None) -> LoopState:
+def load_checkpoint(
+    folder: Path,
+    cfg: TrainConfig,
+    split: Split,
+    unet: Any,
+    ema: Any,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    dp: DPState | None,
+) -> LoopState:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -196,13 +252,18 @@ def load_checkpoint(folder: Path, cfg: TrainConfig, split: Split, unet: Any, ema
     with safe_open(str(state_path), framework="pt") as fh:
         tensor_step = int((fh.metadata() or {}).get("step", -1))
     if tensor_step != meta["step"]:
-        raise ValueError(f"{folder}: the tensors are of step {tensor_step} but the JSON of step {meta['step']} "
-                         "(a save was interrupted); resume from an earlier copy or start again")
+        raise ValueError(
+            f"{folder}: the tensors are of step {tensor_step} but the JSON of step {meta['step']} "
+            "(a save was interrupted); resume from an earlier copy or start again"
+        )
     saved_cfg = TrainConfig.from_dict(meta["config"])
     allowed = () if cfg.uses_dp else _RESUMABLE_CHANGES  # DP: sigma was set for the whole run's steps
     allowed = allowed + ("checkpoint_every",)
-    differ = [f.name for f in dataclasses.fields(cfg)
-              if f.name not in allowed and getattr(cfg, f.name) != getattr(saved_cfg, f.name)]
+    differ = [
+        f.name
+        for f in dataclasses.fields(cfg)
+        if f.name not in allowed and getattr(cfg, f.name) != getattr(saved_cfg, f.name)
+    ]
     if differ:
         diffs = ", ".join(f"{k}: {getattr(saved_cfg, k)!r} -> {getattr(cfg, k)!r}" for k in differ)
         raise ValueError(f"cannot resume from {folder}: the config differs ({diffs})")
@@ -225,7 +286,11 @@ def load_checkpoint(folder: Path, cfg: TrainConfig, split: Split, unet: Any, ema
     if dp is not None:
         dp.noise_generator.set_state(tensors["rng.dp_noise"])
         dp.restore_history(meta["dp_accountant_history"] or [])
-    return LoopState(int(meta["step"]), [(int(s), float(v)) for s, v in meta["losses"]], float(meta["running_sum"]),
-                      int(meta["running_n"]), float(meta["seconds"]), list(meta.get("resumed_at", [])))
-
-
+    return LoopState(
+        int(meta["step"]),
+        [(int(s), float(v)) for s, v in meta["losses"]],
+        float(meta["running_sum"]),
+        int(meta["running_n"]),
+        float(meta["seconds"]),
+        list(meta.get("resumed_at", [])),
+    )

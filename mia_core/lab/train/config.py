@@ -97,8 +97,9 @@ class TrainConfig:
         if self.augment not in AUGMENTS:
             raise ValueError(f"augment must be one of {AUGMENTS}, got {self.augment!r}")
         if self.hflip and self.augment not in ("none", "hflip"):
-            raise ValueError(f"hflip=True (the old spelling of augment='hflip') conflicts with "
-                             f"augment={self.augment!r}")
+            raise ValueError(
+                f"hflip=True (the old spelling of augment='hflip') conflicts with augment={self.augment!r}"
+            )
         object.__setattr__(self, "augment", "hflip" if self.hflip else self.augment)
         object.__setattr__(self, "hflip", self.augment == "hflip")
         if self.dp_epsilon is not None and not (math.isfinite(self.dp_epsilon) and self.dp_epsilon > 0):
@@ -141,7 +142,6 @@ class TrainConfig:
         if "block_out_channels" in values:
             values["block_out_channels"] = tuple(values["block_out_channels"])
         return cls(**values)
-
 
 
 def preset_config(preset: str, **fields: Any) -> TrainConfig:

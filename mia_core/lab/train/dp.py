@@ -34,8 +34,9 @@ class DPState:
 
     def restore_history(self, history: list) -> None:
         """Load a record written by :meth:`history` (a checkpoint) into the accountant."""
-        self.accountant.load_state_dict({"history": [tuple(h) for h in history],
-                                         "mechanism": self.accountant.mechanism()})
+        self.accountant.load_state_dict(
+            {"history": [tuple(h) for h in history], "mechanism": self.accountant.mechanism()}
+        )
 
     def record(self, cfg: TrainConfig) -> dict[str, Any]:
         """The guarantee so far, as written to ``train_log.json["dp"]``."""
@@ -83,16 +84,29 @@ def setup_dp(cfg: TrainConfig, n_members: int, unet: Any, opt: torch.optim.Optim
 
     sample_rate = cfg.batch_size / n_members
     if sample_rate >= 1:
-        raise ValueError(f"DP-SGD needs batch_size < the number of members (sample rate q = batch_size / N); "
-                         f"got batch_size {cfg.batch_size} for {n_members} members")
+        raise ValueError(
+            f"DP-SGD needs batch_size < the number of members (sample rate q = batch_size / N); "
+            f"got batch_size {cfg.batch_size} for {n_members} members"
+        )
     delta = cfg.delta_for(n_members)
-    sigma = float(get_noise_multiplier(target_epsilon=cfg.dp_epsilon, target_delta=delta, sample_rate=sample_rate,
-                                       steps=cfg.steps, accountant=cfg.dp_accountant))
+    sigma = float(
+        get_noise_multiplier(
+            target_epsilon=cfg.dp_epsilon,
+            target_delta=delta,
+            sample_rate=sample_rate,
+            steps=cfg.steps,
+            accountant=cfg.dp_accountant,
+        )
+    )
     model = make_grad_sample_module(unet)
     noise_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    dp_opt = DPOptimizer(opt, noise_multiplier=sigma, max_grad_norm=cfg.dp_max_grad_norm,
-                         expected_batch_size=cfg.batch_size, loss_reduction="mean", generator=noise_generator)
+    dp_opt = DPOptimizer(
+        opt,
+        noise_multiplier=sigma,
+        max_grad_norm=cfg.dp_max_grad_norm,
+        expected_batch_size=cfg.batch_size,
+        loss_reduction="mean",
+        generator=noise_generator,
+    )
     dp = DPState(sample_rate, delta, sigma, make_accountant(cfg.dp_accountant), noise_generator)
     return model, dp_opt, dp
-
-

@@ -126,7 +126,6 @@ class TrainResult:
     resumed_at: list[int] = field(default_factory=list)
 
 
-
 def train(
     members: ImageSet,
     split: Split,
@@ -257,12 +256,29 @@ def train(
             snap_dir = Path(name_snapshot(step))
             if snap_dir.resolve() != out_dir.resolve():
                 snap = TrainResult(snap_dir, curve(), elapsed(), dp.record(cfg) if dp else None, result.resumed_at)
-                save_pipeline(copy.deepcopy(ema), schedule, split, dataclasses.replace(cfg, steps=step), snap,
-                              snap_dir, device=str(dev), command=command, snapshot_of=cfg.steps)
+                save_pipeline(
+                    copy.deepcopy(ema),
+                    schedule,
+                    split,
+                    dataclasses.replace(cfg, steps=step),
+                    snap,
+                    snap_dir,
+                    device=str(dev),
+                    command=command,
+                    snapshot_of=cfg.steps,
+                )
         if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            save_checkpoint(out_dir / CHECKPOINT_DIR, cfg, split, unet, ema, inner_opt, gen, dp,
-                             LoopState(step, list(result.losses), float(running), n_running, elapsed(),
-                                        result.resumed_at))
+            save_checkpoint(
+                out_dir / CHECKPOINT_DIR,
+                cfg,
+                split,
+                unet,
+                ema,
+                inner_opt,
+                gen,
+                dp,
+                LoopState(step, list(result.losses), float(running), n_running, elapsed(), result.resumed_at),
+            )
     if step == cfg.steps and cfg.steps % cfg.log_every and progress is not None and n_running:
         progress(cfg.steps, cfg.steps, float(running) / n_running)
     result.losses = curve()
@@ -272,24 +288,32 @@ def train(
     return result
 
 
-def measure_steps_per_second(members: ImageSet, split: Split, cfg: TrainConfig, *, device: str | None = None,
-                             n_steps: int = 6) -> float:
+def measure_steps_per_second(
+    members: ImageSet, split: Split, cfg: TrainConfig, *, device: str | None = None, n_steps: int = 6
+) -> float:
     """Training steps per second of this recipe on this machine: a few real steps into a scratch
     folder, timed from the end of step 2 (step 1 pays for warming up). NaN with fewer than 3 steps."""
     import tempfile
 
     stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="mia-train-speed-") as tmp:
-        train(members, split, dataclasses.replace(cfg, steps=n_steps, log_every=1), tmp, device=device,
-              progress=lambda *_: stamps.append(time.perf_counter()))
+        train(
+            members,
+            split,
+            dataclasses.replace(cfg, steps=n_steps, log_every=1),
+            tmp,
+            device=device,
+            progress=lambda *_: stamps.append(time.perf_counter()),
+        )
     return (len(stamps) - 2) / max(stamps[-1] - stamps[1], 1e-9) if len(stamps) > 2 else float("nan")
 
 
 # -- utility of a trained model --------------------------------------------------------------
 
 
-def denoising_loss(target: Any, x0: np.ndarray | torch.Tensor, *, n_draws: int = 4, seed: int = 0,
-                   batch_size: int = 256) -> np.ndarray:
+def denoising_loss(
+    target: Any, x0: np.ndarray | torch.Tensor, *, n_draws: int = 4, seed: int = 0, batch_size: int = 256
+) -> np.ndarray:
     """Per-image L_simple of a target: mean over ``n_draws`` (t, eps) draws of mean_{C,H,W} (eps - eps_theta)^2.
 
     The training objective evaluated on given images (the same per-pixel mean as the loss curve;
