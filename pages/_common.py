@@ -157,9 +157,14 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
 
     store = get_store()
     out = stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=store)
-    for notice in store.take_notices():  # damaged entries (quarantined, recomputed on the next run): once each
-        st.warning(notice, icon=":material/healing:")
+    show_store_notices(store)
     return out
+
+
+def show_store_notices(store: ResultStore) -> None:
+    """Damaged stored results found while reading (quarantined, recomputed on the next run): once each."""
+    for notice in store.take_notices():
+        st.warning(notice, icon=":material/healing:")
 
 
 def running_job_box(

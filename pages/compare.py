@@ -21,7 +21,7 @@ from mia_core.lab.plan import order_by_access
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.html import figure_html
-from pages._common import budget_control, get_store, selected_attacks, try_experiment
+from pages._common import budget_control, get_store, selected_attacks, show_store_notices, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
 
@@ -138,6 +138,7 @@ for rid in chosen_runs:
         not_stored.append(rid)
     elif set(stored.ids) <= known_ids:
         res[rid] = stored
+show_store_notices(store)
 if not_stored:
     st.info(
         "Not stored on this experiment (run them in the Attack lab): "

@@ -55,7 +55,7 @@ SHORT_NAMES: dict[str, str] = {
     "elbo": "ELBO",
     "rediffuse": "ReDiffuse",
     "gan_leaks": "GAN-Leaks",
-    "mc_set": "MC set",
+    "mc_set": "Monte-Carlo set",
     "gsa1": "GSA1",
     "gsa2": "GSA2",
 }

@@ -35,7 +35,7 @@ def _run_attacks_then_compare(page, app_server):
 
     # the defaults are precomputed (stored); seed 1 asks for a new computation. Loss and PIA on the full
     # split (1,797 images, 23 UNet calls each with their traces) keep it under a minute on a 2-core CPU.
-    for name in ("SecMI-stat", "PIAN", "SimA"):
+    for name in ("SecMI", "PIAN", "SimA"):
         page.get_by_role("button", name=re.compile(f"^Remove {name} ")).click()
     seed = page.locator(".st-key-attack_lab-seed input")  # keys' dots become dashes in the class
     seed.fill("1")

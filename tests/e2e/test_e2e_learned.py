@@ -24,7 +24,7 @@ def test_learned_attacks_show_their_parts_and_compare_on_common_images(page, app
         _nav(page, "Attack lab")
         page.get_by_text("Attacks to run").wait_for(state="visible")
         chooser = page.locator(".st-key-attack_lab-attacks input")
-        for label in ("SecMI-NN", "Quantile"):
+        for label in ("SecMI-NN", "QR"):
             chooser.click()
             chooser.fill(label)
             page.get_by_role("option", name=re.compile(label)).first.click()
