@@ -45,7 +45,7 @@ def test_learned_attacks_show_their_parts_and_compare_on_common_images(page, app
         page.get_by_text(re.compile("Learned attacks never score the images they trained on")).wait_for()
         # the images every attack scored: the two learned attacks rank ids by the same seeded hash, so
         # qr's held-out non-members lie inside secmi_nn's held-out part
-        page.get_by_text(re.compile(r"7 attack\(s\) on 718 members and 449 non-members")).first.wait_for()
+        page.get_by_text(re.compile(r"7 run\(s\) on 718 members and 449 non-members")).first.wait_for()
         control.get_by_text("each attack's own images").click()
         wait_for_app(page)
         no_exception(page)
