@@ -231,19 +231,28 @@ def _check_attack_args(args: argparse.Namespace) -> list[str]:
 
     Raises ValueError naming the argument and its bad value.
     """
+    names = _check_common_args(
+        args,
+        (
+            ("--seed", args.seed, 0),
+            ("--bootstrap", args.bootstrap, 0),
+            ("--batch-size", args.batch_size, 1),
+            ("--limit", args.limit, 1),
+        ),
+    )
+    check_output_dir(args.out, "--out")
+    return names
+
+
+def _check_common_args(args: argparse.Namespace, bounds: tuple[tuple[str, int | None, int], ...]) -> list[str]:
+    """The attack names (at least one), each ``(flag, value, lowest)`` bound, and ``--device``."""
     names = [a.strip() for a in args.attacks.split(",") if a.strip()]
     if not names:
         raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
-    for flag, value, lowest in (
-        ("--seed", args.seed, 0),
-        ("--bootstrap", args.bootstrap, 0),
-        ("--batch-size", args.batch_size, 1),
-        ("--limit", args.limit, 1),
-    ):
+    for flag, value, lowest in bounds:
         if value is not None and value < lowest:
             raise ValueError(f"{flag} must be >= {lowest}, got {value}")
     check_device_arg(args.device)
-    check_output_dir(args.out, "--out")
     return names
 
 
@@ -762,18 +771,15 @@ def cmd_study(args: argparse.Namespace) -> int:
     from mia_core.lab.experiment import check_attack_timesteps, make_attacks
     from mia_core.lab.study import parse_values, run_study
 
-    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()]
-    if not attacks:
-        raise ValueError(f"--attacks names no attack (got {args.attacks!r}); e.g. --attacks loss,pia")
-    for flag, value, lowest in (
-        ("--bootstrap", args.bootstrap, 0),
-        ("--limit", args.limit, 1),
-        ("--utility-draws", args.utility_draws, 1),
-        ("--seed", args.seed, 0),
-    ):
-        if value is not None and value < lowest:
-            raise ValueError(f"{flag} must be >= {lowest}, got {value}")
-    check_device_arg(args.device)
+    attacks = _check_common_args(
+        args,
+        (
+            ("--bootstrap", args.bootstrap, 0),
+            ("--limit", args.limit, 1),
+            ("--utility-draws", args.utility_draws, 1),
+            ("--seed", args.seed, 0),
+        ),
+    )
     if args.factor == "shift":  # the mixing experiment: no training (mia_core.lab.mixing)
         from mia_core.lab.mixing import run_shift_study
 
