@@ -26,8 +26,8 @@ PAGES = (
         "pages/attack_lab.py",
         "Attack lab",
         "⚔️",
-        "choose attacks (loss, SecMI, PIA, PIAN, SimA, the learned SecMI-NN and "
-        "quantile regression, likelihood, ELBO) and their parameters, run them with progress",
+        "choose attacks by threat model (black box: ReDiffuse, GAN-era baselines; gray box: loss, SecMI, PIA, "
+        "PIAN, SimA, SecMI-NN, quantile regression, likelihood, ELBO; white box: GSA), run them with progress",
     ),
     (
         "pages/compare.py",
