@@ -17,27 +17,16 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("MIA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))  # the app server and Chromium set-up the e2e tests use
+from e2e_helpers import CHROMIUM, CHROMIUM_ARGS, AppDidNotStart, start_app, stop_app  # noqa: E402
+from e2e_helpers import wait_for_app as wait_for_script  # noqa: E402
+
 VIEWPORT = {"width": 1400, "height": 900}
 SHOTS = (
     "home",
@@ -60,62 +49,8 @@ SHOTS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(port: int, store: Path, log_path: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` headless on ``port``; returns once /_stcore/health answers ok."""
-    env = {**os.environ, "MIA_STORE": str(store), "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(REPO / "app.py"),
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--global.developmentMode",
-        "false",
-    ]
-    with open(log_path, "w") as log:  # a file, not a pipe: a full pipe can block the server
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).read() == b"ok":
-                return proc
-        except OSError:
-            time.sleep(0.3)
-        if proc.poll() is not None:
-            break
-    stop_app(proc)
-    raise SystemExit(f"streamlit did not become healthy:\n{log_path.read_text()[-3000:]}")
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
 def wait_for_app(page, timeout: float = 120_000) -> None:
-    page.wait_for_timeout(300)  # a click may not have started the rerun yet
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]', timeout=timeout)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
+    wait_for_script(page, timeout)
     try:
         page.wait_for_function(
             "() => document.querySelectorAll('[data-testid=\"stSkeleton\"]').length === 0", timeout=timeout
@@ -250,9 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mia-shots-") as tmp:
         base = args.url
         if base is None:
-            port = _free_port()
-            proc = start_app(port, Path(tmp) / "store", Path(tmp) / "streamlit.log")
-            base = f"http://127.0.0.1:{port}"
+            try:
+                proc, base = start_app(Path(tmp) / "store", Path(tmp) / "streamlit.log")
+            except AppDidNotStart as err:
+                print(err, file=sys.stderr)
+                return 1
         try:
             problems = take(base.rstrip("/"), out, only)
         finally:
