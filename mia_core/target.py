@@ -630,6 +630,7 @@ class TextToImageTarget(Target):
         self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._cond: torch.Tensor | None = None
         self._guidance = 1.0
+        self._prompts: tuple[str, ...] | None = None
 
     # -- what the model is -----------------------------------------------------------------
 
@@ -701,12 +702,23 @@ class TextToImageTarget(Target):
             raise ValueError("conditioned() needs at least one prompt")
         if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale)):
             raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
-        previous = (self._cond, self._guidance)
+        previous = (self._cond, self._guidance, self._prompts)
         self._cond, self._guidance = self.embed(prompts), float(guidance_scale)
+        self._prompts = tuple(str(p) for p in prompts)
         try:
             yield
         finally:
-            self._cond, self._guidance = previous
+            self._cond, self._guidance, self._prompts = previous
+
+    @property
+    def current_prompts(self) -> tuple[str, ...] | None:
+        """The B prompts of the innermost :meth:`conditioned` block (None outside one: the empty prompt)."""
+        return self._prompts
+
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance scale in force (1 = off)."""
+        return self._guidance
 
     def condition_rows(self, m: int, n: int | None = None) -> torch.Tensor:
         """The embeddings of a forward pass of ``m`` rows, of which the first ``n`` (default m) are real

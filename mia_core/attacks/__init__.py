@@ -15,6 +15,7 @@ from .base import (
     NotApplicable,
     params_from_mapping,
 )
+from .clid import CLiD
 from .conditioning import MODES as CONDITIONING_MODES
 from .conditioning import Conditioning
 from .gan_era import GANLeaks, MonteCarloSet
@@ -46,6 +47,7 @@ REGISTRY: dict[str, type[Attack]] = {
         MonteCarloSet,
         GSA1,
         GSA2,
+        CLiD,
     )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood
