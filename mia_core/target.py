@@ -44,8 +44,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import re
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -334,7 +336,7 @@ class Target:
             x, t = _pad_batch(x, t)
         autocast = self.precision == "bf16-autocast" and not self._full_precision
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            out = self._forward(x, t).sample
+            out = self._net(self._forward, x, t, n)
             if raw:
                 return out[:n, : x.shape[1]].float()
             if self.prediction_type == "epsilon" and not self.learned_variance:
@@ -383,10 +385,16 @@ class Target:
         t = t.to(self.device, torch.float32).clamp(0.0, float(self.schedule.num_timesteps - 1))
         x = x_t.to(self.device, dtype=torch.bfloat16 if self.precision == "bf16" else torch.float32)
         with torch.enable_grad() if grad else torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
-            out = self.unet(x, t).sample
+            out = self._net(self.unet, x, t, n)
             if self.prediction_type == "epsilon" and not self.learned_variance:
                 return out.float()
             return self.to_epsilon(out.float(), x.float(), self.schedule.abar_between(t).view(-1, 1, 1, 1))
+
+    def _net(self, module: Any, x: torch.Tensor, t: torch.Tensor, n: int) -> torch.Tensor:
+        """One forward pass of ``module`` (the UNet or its compiled form): (M, C, H, W), (M,) -> the raw
+        output (M, C_out, H, W). ``n`` <= M is the number of real rows (the rest pads a compiled batch).
+        A text-to-image target adds its conditioning here (:class:`TextToImageTarget`)."""
+        return module(x, t).sample
 
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16")
@@ -554,6 +562,206 @@ def check_vae(vae: Any, unet_config: Any) -> None:
         )
 
 
+# -- text-to-image (Stable Diffusion) -------------------------------------------------------------
+
+#: text-to-image pipelines the lab attacks, and the components it loads from each (the safety checker,
+#: feature extractor and image encoder are never loaded).
+T2I_PIPELINES = {"StableDiffusionPipeline": ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
+#: the text encoders and tokenizers it loads (transformers classes).
+T2I_TEXT_ENCODERS = ("CLIPTextModel",)
+T2I_TOKENIZERS = ("CLIPTokenizer", "CLIPTokenizerFast")
+#: transformers' safetensors names: (single file, shard index, shard glob) for a variant or none.
+TEXT_WEIGHTS_NAME = "model.safetensors"
+#: the text embeddings kept in memory per target (an SD-1.x embedding is 77 x 768 float32 = 236 KB).
+EMBEDDING_CACHE_BYTES = 256 * 2**20
+
+
+def text_weight_names(variant: str | None = None) -> tuple[str, str, str]:
+    """(single file, shard index, shard glob) of a transformers model's safetensors, as transformers names them."""
+    if variant:
+        return (f"model.{variant}.safetensors", f"model.safetensors.index.{variant}.json", f"model.{variant}-*-of-*.safetensors")
+    return TEXT_WEIGHTS_NAME, "model.safetensors.index.json", "model-*-of-*.safetensors"
+
+
+@dataclass(eq=False)
+class TextToImageTarget(Target):
+    """A text-conditioned latent diffusion model (a Stable Diffusion pipeline): eps_theta(z_t, t, c).
+
+    Latents are what :meth:`Target.encode` makes (the AutoencoderKL's posterior mean times
+    ``scaling_factor``), exactly as for an unconditional latent target. The condition c is the
+    text encoder's last hidden state for a prompt, (L, D) with L the tokenizer's maximum length
+    (77 for SD 1.x) and D the UNet's ``cross_attention_dim``; prompts are padded to L, as diffusers'
+    pipeline does, and each distinct prompt is encoded once (:meth:`embed`, cached).
+
+    Which prompt conditions which image is set per batch by :meth:`conditioned` (the attacks do it,
+    see ``mia_core.attacks.conditioning``); outside it every call is conditioned on the empty prompt
+    "" (c_empty: the unconditional model of classifier-free guidance). Inside it, with B prompts, a
+    forward pass of M = K * B rows uses prompt ``r mod B`` for row r: the attacks stack their
+    evaluations as K blocks of the B images (``stack_timesteps``, ``torch.cat`` of per-timestep
+    batches), and a pass whose row count is not a multiple of B is refused.
+
+    Classifier-free guidance with scale w (``conditioned(..., guidance_scale=w)``): the output is
+    out(c_empty) + w (out(c) - out(c_empty)), both halves in one forward pass of 2M rows, so a UNet
+    call costs twice. w = 1 (the default) is the conditional output alone, one pass.
+    """
+
+    text_encoder: Any = None
+    tokenizer: Any = None
+    kind: ClassVar[str] = "t2i"
+
+    def __post_init__(self) -> None:
+        if self.text_encoder is None or self.tokenizer is None:
+            raise ValueError("a text-to-image target needs a text_encoder and a tokenizer")
+        if self.vae is None:
+            raise ValueError("a text-to-image target needs its VAE: the lab attacks latent text-to-image models only")
+        width = int(getattr(self.text_encoder.config, "hidden_size", 0))
+        cross = self.unet.config.cross_attention_dim
+        cross = int(cross if isinstance(cross, int) else cross[0])
+        if width != cross:
+            raise ValueError(
+                f"the text encoder makes {width}-wide embeddings but the UNet's cross_attention_dim is {cross}"
+            )
+        if not self.fingerprint:
+            self.fingerprint = fingerprint_t2i(self.unet, self.schedule, self._meaning(), self.vae, self.text_encoder,
+                                               self.tokenizer)
+        super().__post_init__()
+        self.text_encoder = self.text_encoder.float().to(self.device).eval()
+        self.text_encoder.requires_grad_(False)
+        self._embeddings: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cond: torch.Tensor | None = None
+        self._guidance = 1.0
+        self._prompts: tuple[str, ...] | None = None
+
+    # -- what the model is -----------------------------------------------------------------
+
+    @property
+    def max_tokens(self) -> int:
+        """L, the tokens per prompt (the tokenizer's maximum length, at most the encoder's positions)."""
+        positions = int(getattr(self.text_encoder.config, "max_position_embeddings", 77))
+        return min(int(self.tokenizer.model_max_length), positions)
+
+    @property
+    def n_text_parameters(self) -> int:
+        return sum(p.numel() for p in self.text_encoder.parameters())
+
+    def card_reading(self) -> dict[str, Any]:
+        out = super().card_reading()
+        cfg = self.text_encoder.config
+        out["components"] = {
+            "unet": f"{type(self.unet).__name__}, {self.n_parameters:,} parameters",
+            "vae": f"{type(self.vae).__name__}, {self.n_vae_parameters:,} parameters",
+            "text_encoder": (
+                f"{type(self.text_encoder).__name__}, {self.n_text_parameters:,} parameters, "
+                f"{cfg.num_hidden_layers} layers, width {cfg.hidden_size}"
+            ),
+            "tokenizer": f"{type(self.tokenizer).__name__}, {len(self.tokenizer):,} tokens, {self.max_tokens} per prompt",
+        }
+        out["conditioning"] = (
+            f"text: the {type(self.text_encoder).__name__}'s last hidden state ({self.max_tokens} x "
+            f"{cfg.hidden_size}) by cross-attention; each run chooses the prompt (the image's own caption, the "
+            "empty prompt, or one fixed prompt); classifier-free guidance off (scale 1) unless a run sets it, "
+            "which doubles every UNet call"
+        )
+        return out
+
+    # -- text ------------------------------------------------------------------------------
+
+    def embed(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Text embeddings of N prompts: (N, L, D) float32 on the target's device.
+
+        Each distinct prompt is tokenized (padded / truncated to L tokens) and encoded once; the
+        results are cached (least recently used first out beyond ``EMBEDDING_CACHE_BYTES``).
+        """
+        prompts = [str(p) for p in prompts]
+        missing = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        for start in range(0, len(missing), 64):
+            chunk = missing[start : start + 64]
+            ids = self.tokenizer(
+                chunk, padding="max_length", max_length=self.max_tokens, truncation=True, return_tensors="pt"
+            ).input_ids.to(self.device)
+            with torch.inference_mode(), torch.autocast(self.device.type, enabled=False):
+                hidden = self.text_encoder(ids)[0].float()
+            for prompt, row in zip(chunk, hidden):
+                self._embeddings[prompt] = row.clone()
+        rows = []
+        for p in prompts:
+            self._embeddings.move_to_end(p)
+            rows.append(self._embeddings[p])
+        out = torch.stack(rows) if rows else torch.zeros(0, self.max_tokens, int(self.text_encoder.config.hidden_size))
+        per = max(1, rows[0].numel() * 4) if rows else 1
+        while len(self._embeddings) > max(len(set(prompts)), EMBEDDING_CACHE_BYTES // per):
+            self._embeddings.popitem(last=False)
+        return out
+
+    @contextlib.contextmanager
+    def conditioned(self, prompts: Sequence[str], guidance_scale: float = 1.0) -> Iterator[None]:
+        """Inside this block the UNet is conditioned on ``prompts`` (B of them, one per image of the batch
+        being scored; row r of a forward pass uses prompt r mod B), with classifier-free guidance scale
+        ``guidance_scale`` (1 = off)."""
+        if not prompts:
+            raise ValueError("conditioned() needs at least one prompt")
+        if not (isinstance(guidance_scale, (int, float)) and math.isfinite(guidance_scale)):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        previous = (self._cond, self._guidance, self._prompts)
+        self._cond, self._guidance = self.embed(prompts), float(guidance_scale)
+        self._prompts = tuple(str(p) for p in prompts)
+        try:
+            yield
+        finally:
+            self._cond, self._guidance, self._prompts = previous
+
+    @property
+    def current_prompts(self) -> tuple[str, ...] | None:
+        """The B prompts of the innermost :meth:`conditioned` block (None outside one: the empty prompt)."""
+        return self._prompts
+
+    @property
+    def guidance_scale(self) -> float:
+        """The classifier-free guidance scale in force (1 = off)."""
+        return self._guidance
+
+    def condition_rows(self, m: int, n: int | None = None) -> torch.Tensor:
+        """The embeddings of a forward pass of ``m`` rows, of which the first ``n`` (default m) are real
+        (the rest pad a compiled batch and repeat the last row): (m, L, D)."""
+        n = m if n is None else n
+        cond = self._cond if self._cond is not None else self.embed([""])
+        b = cond.shape[0]
+        if n % b:
+            raise ValueError(
+                f"a forward pass of {n} rows cannot be conditioned on {b} prompts: the rows must be whole "
+                f"blocks of the {b} images (row r uses prompt r mod {b})"
+            )
+        rows = cond.repeat(n // b, 1, 1)
+        if m > n:
+            rows = torch.cat([rows, rows[-1:].expand(m - n, *rows.shape[1:])])
+        return rows
+
+    def _net(self, module: Any, x: torch.Tensor, t: torch.Tensor, n: int) -> torch.Tensor:
+        m = x.shape[0]
+        cond = self.condition_rows(m, n).to(x.dtype)
+        if self._guidance == 1.0:
+            return module(x, t, encoder_hidden_states=cond).sample
+        empty = self.embed([""]).to(x.dtype).expand(m, -1, -1)
+        out = module(torch.cat([x, x]), torch.cat([t, t]), encoder_hidden_states=torch.cat([empty, cond])).sample
+        uncond, cond_out = out.chunk(2)
+        return uncond + self._guidance * (cond_out - uncond)
+
+
+def fingerprint_t2i(
+    unet: Any, schedule: NoiseSchedule, meaning: dict[str, str], vae: Any, text_encoder: Any, tokenizer: Any
+) -> str:
+    """:func:`fingerprint_module` extended with the text encoder's config and weights and the tokenizer's
+    vocabulary (a different text side means a different model); 16 hex digits."""
+    h = hashlib.sha256(fingerprint_module(unet, schedule, meaning, vae).encode())
+    h.update(json.dumps(_plain_config(text_encoder.config.to_dict()), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(text_encoder.state_dict().items()):
+        h.update(b"text." + name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items()), default=str).encode())
+    h.update(str(int(tokenizer.model_max_length)).encode())
+    return h.hexdigest()[:16]
+
+
 # -- loading -----------------------------------------------------------------------------------
 
 
@@ -620,6 +828,8 @@ def load_folder(
     config = _read_json(unet_dir / "config.json")
     _check_config(unet_dir / "config.json", config, dev)
     cls_name = config.get("_class_name", "UNet2DModel")
+    if cls_name == "UNet2DConditionModel" and unet_dir != folder:
+        return _load_t2i(folder, unet_dir, config, scheduler_config, notes, dev, source, variant, **options)
     if cls_name != "UNet2DModel":
         raise TargetLoadError(f"{unet_dir} holds a {cls_name}; only unconditional UNet2DModel targets are supported")
     if config.get("num_class_embeds") or config.get("class_embed_type"):
@@ -665,6 +875,122 @@ def load_folder(
         )
     except ValueError as exc:
         raise TargetLoadError(str(exc)) from None
+
+
+def _load_t2i(
+    folder: Path,
+    unet_dir: Path,
+    config: dict[str, Any],
+    scheduler_config: Path | None,
+    notes: list[str],
+    dev: torch.device,
+    source: str | None,
+    variant: str | None,
+    **options: Any,
+) -> TextToImageTarget:
+    """A Stable Diffusion pipeline folder (``model_index.json``, ``unet/`` UNet2DConditionModel, ``vae/``,
+    ``text_encoder/`` + ``tokenizer/`` (CLIP), ``scheduler/``) as a :class:`TextToImageTarget`: safetensors
+    only, float32 weights (bf16 autocast on a GPU, as every target). What it cannot attack is refused by name."""
+    from .lazy import MODEL_BUILD_LOCK, diffusers_class
+
+    index_path = folder / "model_index.json"
+    index = _read_json(index_path) if index_path.exists() else {}
+    pipeline = str(index.get("_class_name", "")) if isinstance(index, dict) else ""
+    if pipeline and pipeline not in T2I_PIPELINES:
+        raise TargetLoadError(
+            f"{index_path}: a {pipeline} with a UNet2DConditionModel; the lab attacks {', '.join(T2I_PIPELINES)} only"
+        )
+    for key in ("addition_embed_type", "class_embed_type", "encoder_hid_dim_type"):
+        if config.get(key):
+            raise TargetLoadError(
+                f"{unet_dir / 'config.json'}: {key}={config[key]!r} needs inputs beyond a text embedding "
+                "(an SDXL-style or image-conditioned UNet); only Stable Diffusion 1.x / 2.x-style UNets are supported"
+            )
+    for part in ("vae", "text_encoder", "tokenizer"):
+        if not (folder / part).is_dir():
+            raise TargetLoadError(f"{folder} has a text-conditioned UNet but no {part}/ folder (a StableDiffusionPipeline has one)")
+    if scheduler_config is None:
+        raise TargetLoadError(f"{folder} has no scheduler/scheduler_config.json: the noise schedule is unknown")
+    _require_safetensors(unet_dir, variant)
+    single = unet_dir / weight_names(variant)[0]
+    if single.exists():
+        _check_weights(single)
+    vae = _load_vae(folder, variant)
+    text_encoder = _load_text_encoder(folder / "text_encoder", variant)
+    tokenizer = _load_tokenizer(folder / "tokenizer")
+    with MODEL_BUILD_LOCK:
+        unet = diffusers_class("UNet2DConditionModel").from_pretrained(
+            unet_dir, use_safetensors=True, low_cpu_mem_usage=False, variant=variant
+        )
+    sched_cfg = _read_json(scheduler_config)
+    if not isinstance(sched_cfg, dict):
+        raise TargetLoadError(f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings")
+    schedule = _schedule_from(scheduler_config)
+    try:
+        return TextToImageTarget(
+            unet,
+            schedule,
+            source=source or str(folder),
+            device=dev,
+            notes=tuple(notes),
+            scheduler_config=sched_cfg,
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            **read_parameterisation(sched_cfg),
+            **options,
+        )
+    except ValueError as exc:
+        raise TargetLoadError(str(exc)) from None
+
+
+def _load_text_encoder(text_dir: Path, variant: str | None = None) -> Any:
+    """The CLIP text encoder of a pipeline folder, from safetensors only (transformers' file names)."""
+    import transformers
+
+    config = _read_json(text_dir / "config.json") if (text_dir / "config.json").exists() else None
+    if not isinstance(config, dict):
+        raise TargetLoadError(f"{text_dir} has no config.json of a text encoder")
+    arch = (config.get("architectures") or [""])[0]
+    if arch not in T2I_TEXT_ENCODERS:
+        raise TargetLoadError(
+            f"{text_dir / 'config.json'}: a {arch or 'model without architectures'}; text encoders supported: "
+            f"{', '.join(T2I_TEXT_ENCODERS)}"
+        )
+    single, index, _ = text_weight_names(variant)
+    if not (text_dir / single).exists() and not (text_dir / index).exists():
+        pickles = sorted(p.name for p in text_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise TargetLoadError(
+                f"refusing to load {text_dir / pickles[0]}: pickle weights can run arbitrary code and are never "
+                "unpickled. Save the text encoder with safetensors (save_pretrained(folder, safe_serialization=True))"
+            )
+        raise TargetLoadError(f"{text_dir} has config.json but no weights file ({single}) nor a shard index ({index})")
+    if (text_dir / single).exists():
+        _check_weights(text_dir / single)
+    from .lazy import MODEL_BUILD_LOCK
+
+    with MODEL_BUILD_LOCK:
+        return getattr(transformers, arch).from_pretrained(text_dir, use_safetensors=True, variant=variant)
+
+
+def _load_tokenizer(tok_dir: Path) -> Any:
+    """The CLIP tokenizer of a pipeline folder (vocab.json + merges.txt, or tokenizer.json: data, no code)."""
+    from transformers import CLIPTokenizer
+
+    files = {p.name for p in _listdir(tok_dir)}
+    if not ({"vocab.json", "merges.txt"} <= files or "tokenizer.json" in files):
+        raise TargetLoadError(f"{tok_dir} has no CLIP tokenizer files (vocab.json + merges.txt, or tokenizer.json)")
+    config = _read_json(tok_dir / "tokenizer_config.json") if "tokenizer_config.json" in files else {}
+    cls_name = str((config or {}).get("tokenizer_class", "CLIPTokenizer"))
+    if cls_name not in T2I_TOKENIZERS:
+        raise TargetLoadError(
+            f"{tok_dir / 'tokenizer_config.json'}: tokenizer_class {cls_name!r}; supported: {', '.join(T2I_TOKENIZERS)}"
+        )
+    try:
+        return CLIPTokenizer.from_pretrained(tok_dir)
+    except Exception as exc:
+        raise TargetLoadError(f"{tok_dir}: the tokenizer cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 def _load_vae(folder: Path, variant: str | None = None) -> Any:
@@ -753,7 +1079,8 @@ HUB_COMPONENT_CLASSES = {"unet": ("UNet2DModel",), "vqvae": tuple(VAE_CLASSES), 
 def hub_plan(model_index: dict[str, Any] | None, unet_config: dict[str, Any] | None = None) -> tuple[str, ...]:
     """The components to download for a Hub repo, from its ``model_index.json`` (None: a bare model
     repo, judged by its ``config.json``). Raises TargetLoadError, before any weight is downloaded,
-    for what the lab cannot attack: a conditional UNet, an unknown pipeline, an unknown component class."""
+    for what the lab cannot attack: a conditional UNet outside a Stable Diffusion pipeline, an unknown
+    pipeline, an unknown component class."""
     if model_index is None:
         cls_name = (unet_config or {}).get("_class_name", "UNet2DModel")
         if cls_name != "UNet2DModel":
@@ -762,6 +1089,18 @@ def hub_plan(model_index: dict[str, Any] | None, unet_config: dict[str, Any] | N
     pipeline = str(model_index.get("_class_name", ""))
     components = {k: v for k, v in model_index.items() if not k.startswith("_")}
     unet_cls = (components.get("unet") or [None, None])[-1]
+    if pipeline in T2I_PIPELINES:
+        wanted = T2I_PIPELINES[pipeline]
+        missing = [c for c in wanted if not (components.get(c) or [None, None])[-1]]
+        if missing:
+            raise TargetLoadError(f"{pipeline} has no {', '.join(missing)} component(s) in model_index.json")
+        if unet_cls != "UNet2DConditionModel":
+            raise TargetLoadError(f"{pipeline}'s unet is a {unet_cls}; expected UNet2DConditionModel")
+        if components["text_encoder"][-1] not in T2I_TEXT_ENCODERS:
+            raise TargetLoadError(
+                f"{pipeline}'s text_encoder is a {components['text_encoder'][-1]}; supported: {', '.join(T2I_TEXT_ENCODERS)}"
+            )
+        return wanted
     if unet_cls is not None and unet_cls != "UNet2DModel":
         raise TargetLoadError(
             f"{pipeline or 'the pipeline'} has a {unet_cls}: a conditional (e.g. text-to-image) "
@@ -798,6 +1137,12 @@ def hub_patterns(components: tuple[str, ...], variant: str | None = None) -> lis
     for comp in components:
         if comp == "scheduler":
             out.append("scheduler/scheduler_config.json")
+        elif comp == "tokenizer":  # vocabulary files only: data, never code
+            out += ["tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer.json"]
+            out += ["tokenizer/tokenizer_config.json", "tokenizer/special_tokens_map.json"]
+        elif comp == "text_encoder":  # transformers names its safetensors model*.safetensors
+            t_single, t_index, t_shards = text_weight_names(variant)
+            out += [f"{comp}/config.json", f"{comp}/{t_single}", f"{comp}/{t_index}", f"{comp}/{t_shards}"]
         else:
             out += [f"{comp}/config.json", f"{comp}/{single}", f"{comp}/{index}", f"{comp}/{shards}"]
     return out

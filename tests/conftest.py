@@ -108,3 +108,103 @@ def open_page(monkeypatch, tmp_path):
         return at
 
     return _open
+
+
+# -- a tiny random Stable Diffusion pipeline (text-to-image target), built offline ---------------
+
+#: the characters the tiny tokenizer knows (each a token, and each word-final "c</w>" a token).
+T2I_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789 .,"
+
+
+def save_tiny_t2i_pipeline(folder: Path, *, image_channels: int = 1, seed: int = 0, max_tokens: int = 16) -> Path:
+    """Write a StableDiffusionPipeline folder with random weights and no download: ``model_index.json``,
+    ``unet/`` (UNet2DConditionModel, 4x4 latents, cross_attention_dim 8), ``vae/`` (AutoencoderKL, 8x8
+    images with ``image_channels``, 4 latent channels), ``text_encoder/`` (CLIPTextModel, width 8),
+    ``tokenizer/`` (CLIPTokenizer from a character vocab.json and an empty merges.txt, ``max_tokens`` per
+    prompt) and ``scheduler/`` (DDPMScheduler, SD's scaled_linear betas). Returns ``folder``."""
+    import json
+
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    folder = Path(folder)
+    (folder / "tokenizer").mkdir(parents=True, exist_ok=True)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in T2I_CHARS:
+        vocab.setdefault(c, len(vocab))
+        vocab.setdefault(c + "</w>", len(vocab))
+    (folder / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "tokenizer" / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(
+        str(folder / "tokenizer" / "vocab.json"), str(folder / "tokenizer" / "merges.txt"), model_max_length=max_tokens
+    )
+    tokenizer.save_pretrained(folder / "tokenizer")
+    torch.manual_seed(seed)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=1,
+            hidden_size=8,
+            intermediate_size=16,
+            num_attention_heads=2,
+            num_hidden_layers=1,
+            vocab_size=len(vocab),
+            max_position_embeddings=max_tokens,
+        )
+    )
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        sample_size=4,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        norm_num_groups=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(4, 8),
+        in_channels=image_channels,
+        out_channels=image_channels,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=8,
+    )
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+    unet.save_pretrained(folder / "unet", safe_serialization=True)
+    vae.save_pretrained(folder / "vae", safe_serialization=True)
+    text_encoder.save_pretrained(folder / "text_encoder", safe_serialization=True)
+    scheduler.save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_t2i_folder(tmp_path_factory) -> Path:
+    """A tiny random StableDiffusionPipeline folder (see :func:`save_tiny_t2i_pipeline`; read-only)."""
+    return save_tiny_t2i_pipeline(tmp_path_factory.mktemp("t2i") / "pipe")
+
+
+@pytest.fixture(scope="session")
+def tiny_t2i_target(tiny_t2i_folder):
+    """The tiny pipeline loaded as a TextToImageTarget on the CPU (read-only: do not modify)."""
+    from mia_core.target import load_target
+
+    return load_target(str(tiny_t2i_folder), device="cpu")

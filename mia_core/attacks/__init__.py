@@ -15,6 +15,9 @@ from .base import (
     NotApplicable,
     params_from_mapping,
 )
+from .clid import CLiD
+from .conditioning import MODES as CONDITIONING_MODES
+from .conditioning import Conditioning
 from .gan_era import GANLeaks, MonteCarloSet
 from .gsa import GSA1, GSA2
 from .likelihood import ELBO, Likelihood
@@ -44,6 +47,7 @@ REGISTRY: dict[str, type[Attack]] = {
         MonteCarloSet,
         GSA1,
         GSA2,
+        CLiD,
     )
 }
 #: what runs when nothing is chosen: the cheap threshold attacks (the learned and likelihood
@@ -73,12 +77,15 @@ def access_label(name: str) -> str:
 
 
 def get_attack(name: str, params: Mapping[str, Any] | None = None) -> Attack:
-    """An attack by registry name, with parameters given as plain values (JSON-like)."""
+    """An attack by registry name, with parameters given as plain values (JSON-like); a "conditioning"
+    entry (a mapping of :class:`Conditioning` fields or a mode name) sets the text conditioning."""
     try:
         cls = REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown attack {name!r}; known: {', '.join(REGISTRY)}") from None
-    return cls(params_from_mapping(cls.Params, params or {}))
+    values = dict(params or {})
+    conditioning = values.pop("conditioning", None)
+    return cls(params_from_mapping(cls.Params, values), conditioning=conditioning)
 
 
 def not_applicable(attacks: Sequence[Attack], target: Any) -> dict[str, str]:
@@ -100,6 +107,8 @@ def scores_only_params(name: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "CONDITIONING_MODES",
+    "Conditioning",
     "ACCESS_LEVELS",
     "TARGET_KINDS",
     "NotApplicable",

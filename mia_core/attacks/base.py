@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -36,6 +37,7 @@ import torch
 
 from ..noise import per_image_noise
 from ..target import Target
+from .conditioning import Conditioning, is_text_to_image
 
 #: The default sweep over timesteps for per-timestep traces (0-based indices).
 DEFAULT_SWEEP: tuple[int, ...] = tuple(range(0, 501, 50))
@@ -91,6 +93,7 @@ TARGET_KINDS: dict[str, str] = {
     "ddpm": "a DDPM (noise prediction eps_theta(x_t, t) on a discrete abar schedule)",
     "ve-sde": "a score-based VE-SDE / SMLD model (score s_theta(x, sigma) at continuous noise levels, "
     "no discrete abar schedule)",
+    "t2i": "a text-to-image latent diffusion model (eps_theta(z_t, t, c) on VAE latents, c a text embedding)",
 }
 
 
@@ -143,7 +146,7 @@ class Attack:
     #: on data disjoint from its members, made by ``mia_core.lab.shadow`` (the engine never trains them).
     uses_shadow_models: ClassVar[bool] = False
 
-    def __init__(self, params: Any = None, **overrides: Any) -> None:
+    def __init__(self, params: Any = None, *, conditioning: Any = None, **overrides: Any) -> None:
         if params is None:
             params = self.Params(**overrides)
         elif overrides:
@@ -151,9 +154,62 @@ class Attack:
         if not isinstance(params, self.Params):
             raise TypeError(f"{self.name} expects {self.Params.__name__}, got {type(params).__name__}")
         self.params = params
+        #: the text conditioning of a run on a text-to-image target (None: not set; such a target then
+        #: uses ``Conditioning()``, each image's own caption). Part of ``params_dict`` and the run key.
+        self.conditioning: Conditioning | None = Conditioning.from_value(conditioning)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.params})"
+        cond = f", conditioning={self.conditioning}" if self.conditioning is not None else ""
+        return f"{type(self).__name__}({self.params}{cond})"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every ``unet_calls`` counts forward passes: with classifier-free guidance on (a text-to-image run
+        with ``guidance_scale != 1``) each UNet call is two passes, so the count doubles."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("unet_calls")
+        if own is not None and not getattr(own, "_counts_guidance", False):
+
+            @functools.wraps(own)
+            def unet_calls(self: Attack, trace: bool = True) -> int:
+                return own(self, trace) * self.guidance_factor
+
+            unet_calls._counts_guidance = True  # type: ignore[attr-defined]
+            cls.unet_calls = unet_calls  # type: ignore[method-assign]
+
+    @property
+    def guidance_factor(self) -> int:
+        """Forward passes per UNet call: 2 when the conditioning sets classifier-free guidance, else 1."""
+        return self.conditioning.cost_factor if self.conditioning is not None else 1
+
+    def with_conditioning(self, conditioning: Any) -> Attack:
+        """A copy of this attack (same parameters) with ``conditioning`` (a :class:`Conditioning`, a mode
+        name, a mapping of its fields, or None)."""
+        return type(self)(self.params, conditioning=conditioning)
+
+    def conditioning_for(self, target: Any) -> Conditioning | None:
+        """The conditioning a run on ``target`` uses: None for a target without text conditioning (and a
+        ValueError when one was set for it), else the attack's own or the default (each image's caption)."""
+        if not is_text_to_image(target):
+            if self.conditioning is not None:
+                raise ValueError(
+                    f"{self.name}: a conditioning ({self.conditioning.label()}) was given, but "
+                    f"{getattr(target, 'source', 'this target')} is not a text-to-image target"
+                )
+            return None
+        return self.conditioning if self.conditioning is not None else Conditioning()
+
+    def conditioned(self, target: Any, prompts: Sequence[str] | None, start: int, stop: int) -> Any:
+        """Context for scoring images ``start:stop`` of a run: the target conditioned on their prompts
+        (a text-to-image target), else nothing."""
+        if prompts is None:
+            return contextlib.nullcontext()
+        cond = self.conditioning_for(target)
+        return target.conditioned(prompts[start:stop], cond.guidance_scale)
+
+    def run_prompts(self, target: Any, n: int, captions: Sequence[str] | None) -> list[str] | None:
+        """The N prompts of a run on ``target`` (None for a target without text conditioning)."""
+        cond = self.conditioning_for(target)
+        return None if cond is None else cond.prompts(n, captions)
 
     def applies_to(self, target: Target) -> str | None:
         """None when the attack runs on ``target``; otherwise why not, in plain words (for the CLI,
@@ -192,7 +248,20 @@ class Attack:
     # -- shared machinery ------------------------------------------------------------------------
 
     def params_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.params).items()}
+        """The parameters as plain values; with a conditioning set, its fields under "conditioning"."""
+        out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self.params).items()}
+        if self.conditioning is not None:
+            out["conditioning"] = self.conditioning.as_dict()
+        return out
+
+    def run_params(self, target: Any) -> dict[str, Any]:
+        """:meth:`params_dict` with the conditioning a run on ``target`` actually uses (the default one
+        recorded when none was set)."""
+        out = self.params_dict()
+        cond = self.conditioning_for(target)
+        if cond is not None:
+            out["conditioning"] = cond.as_dict()
+        return out
 
     def run(
         self,
@@ -204,6 +273,7 @@ class Attack:
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
         keep: Sequence[str] = (),
+        captions: Sequence[str] | None = None,
     ) -> AttackResult:
         """Score N images.
 
@@ -220,6 +290,9 @@ class Attack:
         progress : called as ``progress(done, total)`` after each batch.
         keep : names of further outputs of ``compute`` (e.g. SecMI's "x_tilde", "x_recon") to
             return in ``result.extras`` as float32 arrays, copied to the CPU batch by batch.
+        captions : N captions, one per image (a text-to-image target in conditioning mode "caption").
+            Each batch of B images is scored inside ``target.conditioned(their B prompts)``: every
+            forward pass of ``compute`` stacks whole blocks of the B images, so row r uses prompt r mod B.
         """
         self.check_applies(target)
         x0 = check_images(target, x0)
@@ -227,6 +300,7 @@ class Attack:
         ids = tuple(str(i) for i in range(n)) if ids is None else tuple(str(i) for i in ids)
         if len(ids) != n:
             raise ValueError(f"got {len(ids)} ids for {n} images")
+        prompts = self.run_prompts(target, n, captions)
         bs = batch_size or floor_power_of_two(max_unet_batch(target) // max(1, self.inputs_per_image()))
         start_time = time.perf_counter()
         # Outputs stay on the device until the end: no sync per batch, so the CPU prepares the
@@ -243,7 +317,8 @@ class Attack:
                 noise = per_image_noise(ids[start:stop], seed, self.noise_draws, model_shape(target), target.device)
             try:
                 with target.full_precision() if self.needs_full_precision else contextlib.nullcontext():
-                    out = self.compute(target, xb, noise)
+                    with self.conditioned(target, prompts, start, stop):
+                        out = self.compute(target, xb, noise)
             except torch.cuda.OutOfMemoryError:
                 if bs == 1:
                     raise
@@ -275,7 +350,7 @@ class Attack:
             trace_label=self.trace_label,
             unet_calls_per_image=self.unet_calls(trace=True),
             seconds=time.perf_counter() - start_time,
-            params=self.params_dict(),
+            params=self.run_params(target),
             extras={k: torch.cat([c[f"keep:{k}"] for c in chunks]).numpy() for k in keep},
             info=latent_cost_info(target),
         )
@@ -304,6 +379,10 @@ class LearnedInputs:
     batch_size: int | None
     progress: ProgressFn | None
     started: float
+    #: N captions aligned with ``ids`` (a text-to-image target in conditioning mode "caption"), else None.
+    captions: tuple[str, ...] | None = None
+    #: the run's parameters as recorded (``Attack.run_params``: with the conditioning used).
+    params: dict[str, Any] = field(default_factory=dict)
 
     def counts(self, rows: np.ndarray) -> tuple[int, int]:
         """(members, non-members) among ``rows``."""
@@ -349,6 +428,7 @@ class LearnedAttack(Attack):
         seed: int = 0,
         batch_size: int | None = None,
         progress: ProgressFn | None = None,
+        captions: Sequence[str] | None = None,
         **resources: Any,
     ) -> AttackResult:
         """Fit on the training part, score the evaluation part.
@@ -364,6 +444,7 @@ class LearnedAttack(Attack):
         x = check_images(target, x0)
         ids = tuple(str(i) for i in ids)
         labels = np.asarray(is_member, dtype=bool)
+        self.run_prompts(target, len(ids), captions)  # a missing / misaligned caption fails here, before any work
         train_ids, eval_ids = self.partition(ids, labels, seed)
         data = LearnedInputs(
             x,
@@ -377,6 +458,8 @@ class LearnedAttack(Attack):
             batch_size,
             progress,
             started,
+            captions=None if captions is None else tuple(str(c) for c in captions),
+            params=self.run_params(target),
         )
         return self.fit_and_score(target, data, **resources)
 
@@ -403,7 +486,7 @@ class LearnedAttack(Attack):
             trace_label=self.trace_label,
             unet_calls_per_image=self.unet_calls(),
             seconds=time.perf_counter() - data.started,
-            params=self.params_dict(),
+            params=data.params or self.params_dict(),
             train_ids=data.train_ids,
             evaluated_on=evaluated_on,
             extras=dict(extras),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,12 +99,15 @@ def secmi_intermediates(
     seed: int,
     batch_size: int | None = None,
     progress: ProgressFn | None = None,
+    captions: Sequence[str] | None = None,
+    conditioning: Any = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SecMI-stat without its trace: t-error (N,), x~ and x'' (N, C, H, W) float32 on the CPU.
 
     SecMI is deterministic (no noise, so ``seed`` does not change it): when SecMI-NN and QR run one
     after the other on the same images, the second reuses the first's pass (the last result is
-    kept, keyed by the target, the SecMI grid and a digest of the images and ids).
+    kept, keyed by the target, the SecMI grid, the conditioning and a digest of the images and ids).
+    On a text-to-image target ``conditioning`` and ``captions`` condition the pass (see ``Attack.run``).
     """
     x0 = torch.as_tensor(x0, dtype=torch.float32)
     ids = tuple(str(i) for i in ids)
@@ -115,14 +119,23 @@ def secmi_intermediates(
         k,
         ids,
         hashlib.sha256(x0.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+        repr(conditioning),
+        None if captions is None else tuple(str(c) for c in captions),
     )
     if _LAST_INTERMEDIATES and _LAST_INTERMEDIATES[0] == key:
         if progress is not None:
             progress(len(ids), len(ids))
         return _LAST_INTERMEDIATES[1]
-    stat = SecMIStat(t_sec=t_sec, k=k, trace=False)
+    stat = SecMIStat(SecMIStat.Params(t_sec=t_sec, k=k, trace=False), conditioning=conditioning)
     res = stat.run(
-        target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=progress, keep=("x_tilde", "x_recon")
+        target,
+        x0,
+        ids=ids,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        keep=("x_tilde", "x_recon"),
+        captions=captions,
     )
     out = (-res.scores, res.extras["x_tilde"], res.extras["x_recon"])
     _LAST_INTERMEDIATES[:] = [key, out]

@@ -388,6 +388,13 @@ def target_eps_fn(target: Target) -> ContinuousEpsFn:
     return eps_fn
 
 
+#: why neither likelihood bound applies to a text-to-image target (Attack.applies_to).
+T2I_REASON = (
+    "text-to-image target: it is a latent model, and both bounds score 8-bit pixels, while its diffusion runs on "
+    "continuous VAE latents whose decoder likelihood is not modelled; a latent bound would moreover be the "
+    "conditional log p(z | c) under the run's prompt, which neither bound computes"
+)
+
 @dataclass(frozen=True)
 class LikelihoodParams:
     """rtol, atol: RK45 tolerances; n_probes: Rademacher probes per image; u0: ODE start time.
@@ -435,6 +442,8 @@ class Likelihood(Attack):
         return self.params.n_probes
 
     def applies_to(self, target: Target) -> str | None:
+        if target_kind(target) == "t2i":
+            return T2I_REASON
         reason = super().applies_to(target)
         if reason is None and getattr(target.schedule, "zero_terminal_snr", False):
             return (
@@ -728,6 +737,8 @@ class ELBO(Attack):
         return (0, *(int(t) for t in self._bounds()[:-1]))
 
     def applies_to(self, target: Target) -> str | None:
+        if target_kind(target) == "t2i":
+            return T2I_REASON
         reason = super().applies_to(target)  # the kind of target first (a VE-SDE schedule has no DDPM steps)
         if reason:
             return reason

@@ -58,7 +58,7 @@ class LossAttack(Attack):
     score_label = "-sum (eps - eps_theta(x_t, t))^2"
     trace_label = "denoising loss sum (eps - eps_theta)^2"
     Params = LossParams
-    target_kinds = ("ddpm", "ve-sde")
+    target_kinds = ("ddpm", "ve-sde", "t2i")
 
     @property
     def noise_draws(self) -> int:  # type: ignore[override]

@@ -50,6 +50,7 @@ class PIA(Attack):
     score_label = "-sum |eps0 - eps_theta(x_t, t)|^p"
     trace_label = "PIA distance sum |eps0 - eps_t|^p"
     Params = PIAParams
+    target_kinds = ("ddpm", "t2i")
     normalize: bool = False
 
     def _timesteps(self, trace: bool) -> tuple[int, ...]:

@@ -147,6 +147,7 @@ class QuantileRegression(LearnedAttack):
         "scores all members and the other non-members"
     )
     Params = QRParams
+    target_kinds = ("ddpm", "t2i")
     needs_full_precision = True  # the statistic is SecMI's (float32 UNet calls)
 
     def unet_calls(self, trace: bool = True) -> int:
@@ -183,7 +184,8 @@ class QuantileRegression(LearnedAttack):
 
         # 1. The statistic for every image: y = log t-error.
         t_error, _, _ = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images,
+            captions=data.captions, conditioning=self.conditioning,
         )
         log_t = np.log(np.maximum(t_error, np.finfo(np.float64).tiny))
 

@@ -57,6 +57,7 @@ class SecMIStat(Attack):
     score_label = "-t-error at t_sec - k"
     trace_label = "t-error sum (psi(phi(x_t)) - x_t)^2"
     Params = SecMIParams
+    target_kinds = ("ddpm", "t2i")
     # Measured on an H100 (benchmarks/results): under bf16 the t-error's per-sample ranks drift
     # (Spearman 0.994-0.999 against float32), so SecMI runs its UNet calls in float32 / TF32.
     needs_full_precision = True

@@ -103,6 +103,7 @@ class SecMINN(LearnedAttack):
     trace_label = ""
     training_data = "labelled: 20 % of the members and 20 % of the non-members; scores the other 80 %"
     Params = SecMINNParams
+    target_kinds = ("ddpm", "t2i")
     needs_full_precision = True  # the statistic is SecMI's (float32 UNet calls)
 
     def unet_calls(self, trace: bool = True) -> int:
@@ -141,7 +142,8 @@ class SecMINN(LearnedAttack):
 
         # 1. x~ and x'' for every image (the statistic is not trained: scoring the evaluation part needs it).
         t_error, x_tilde, x_recon = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images
+            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images,
+            captions=data.captions, conditioning=self.conditioning,
         )
         feature = torch.from_numpy(np.abs(x_tilde - x_recon))  # (N, C, H, W), power 1 as in the code
 

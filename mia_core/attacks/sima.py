@@ -41,6 +41,7 @@ class SimA(Attack):
     score_label = "-sum |eps_theta(x0, t)|^p"
     trace_label = "SimA norm sum |eps_theta(x0, t)|^p"
     Params = SimAParams
+    target_kinds = ("ddpm", "t2i")
 
     def _timesteps(self, trace: bool) -> tuple[int, ...]:
         return sweep_with(self.params.timestep, self.params.sweep if trace else ())

@@ -89,11 +89,18 @@ class ImageSet:
         N unique, non-empty ids, in the order of ``images``.
     source : str
         Where the images came from: ``DIGITS_SOURCE``, a file or folder path, or ``"upload"``.
+    captions : sequence of str, optional
+        One caption per image, in the order of ``images`` (the prompt a text-to-image model was
+        trained with; "" is an empty caption), or None when the set has none. Captions are data
+        but not part of :attr:`fingerprint` (pixels and ids), so a split manifest still matches
+        after a caption is edited; a run conditioned on captions keys them itself
+        (``mia_core.attacks.Conditioning.with_captions``).
     """
 
     images: np.ndarray
     ids: tuple[str, ...]
     source: str
+    captions: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         images = self.images
@@ -120,10 +127,23 @@ class ImageSet:
         view.flags.writeable = False
         object.__setattr__(self, "images", view)
         object.__setattr__(self, "ids", ids)
+        if self.captions is not None:
+            object.__setattr__(self, "captions", check_captions(self.captions, ids))
 
     def __repr__(self) -> str:
         n, h, w, c = self.images.shape
-        return f"ImageSet(n={n}, size={h}x{w}x{c}, source={self.source!r}, fingerprint={self.fingerprint!r})"
+        caps = ", captioned" if self.captions is not None else ""
+        return f"ImageSet(n={n}, size={h}x{w}x{c}{caps}, source={self.source!r}, fingerprint={self.fingerprint!r})"
+
+    def caption_of(self, image_id: str) -> str | None:
+        """The caption of one image (None when the set has no captions)."""
+        if self.captions is None:
+            return None
+        return self.captions[self.index_of()[image_id]]
+
+    def with_captions(self, captions: Sequence[str] | None) -> ImageSet:
+        """The same images with ``captions`` (one per image, in order; None removes them)."""
+        return ImageSet(self.images, self.ids, self.source, None if captions is None else tuple(captions))
 
     @property
     def n(self) -> int:
@@ -186,12 +206,27 @@ class ImageSet:
         if missing:
             raise ValueError(f"{len(missing)} id(s) not in the images from {self.source}: {_list_some(missing)}")
         rows = np.fromiter((index[i] for i in ids), dtype=np.intp, count=len(ids))
-        return ImageSet(images=self.images[rows], ids=ids, source=self.source)
+        captions = None if self.captions is None else tuple(self.captions[r] for r in rows)
+        return ImageSet(images=self.images[rows], ids=ids, source=self.source, captions=captions)
 
     def to_unit_range(self) -> np.ndarray:
         """Images as float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``), the diffusion models' input range."""
         x = self.images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
         return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def check_captions(captions: object, ids: Sequence[str], where: str = "") -> tuple[str, ...]:
+    """Captions aligned with ``ids``: a sequence of N strings; ValueError naming the problem (and ``where``)."""
+    prefix = f"{where}: " if where else ""
+    if isinstance(captions, (str, bytes)) or not isinstance(captions, (Sequence, np.ndarray)):
+        raise ValueError(f"{prefix}captions must be a list of strings, one per image, got {type(captions).__name__}")
+    captions = tuple(captions)
+    if len(captions) != len(ids):
+        raise ValueError(f"{prefix}{len(captions)} captions for {len(ids)} images: give exactly one caption per image")
+    bad = [i for i, c in zip(ids, captions) if not isinstance(c, str)]
+    if bad:
+        raise ValueError(f"{prefix}captions must be strings; the captions of {_list_some(bad)} are not")
+    return captions
 
 
 def to_uint8(x) -> np.ndarray:
@@ -539,7 +574,8 @@ def check_upload_pixels(files: Sequence[tuple[str, bytes]], max_total_pixels: in
     Unreadable headers count 0 here: decoding reports them."""
     limit = UPLOAD_MAX_TOTAL_PIXELS if max_total_pixels is None else int(max_total_pixels)
     total = 0
-    for _, data in files:
+    for entry in files:  # (name, bytes) or (name, bytes, caption)
+        data = entry[1]
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -581,7 +617,7 @@ def _decode_converted(
 
 
 def load_uploads(
-    files: Sequence[tuple[str, bytes]],
+    files: Sequence[tuple[str, bytes] | tuple[str, bytes, str | None]],
     *,
     resolution: int,
     channels: int,
@@ -596,7 +632,8 @@ def load_uploads(
 
     Parameters
     ----------
-    files : sequence of (name, bytes)
+    files : sequence of (name, bytes) or (name, bytes, caption)
+        With a caption for any file, the set has captions (a file without one gets "").
     resolution : int
         Target side length in pixels.
     channels : int
@@ -611,8 +648,14 @@ def load_uploads(
     ids: list[str] = []
     used: set[str] = set()
     errors: list[str] = []
+    captions: list[str] = []
+    any_caption = False
     left = int(max_total_pixels)
-    for k, (name, data) in enumerate(files):
+    for k, entry in enumerate(files):
+        name, data = entry[0], entry[1]
+        caption = entry[2] if len(entry) > 2 else None
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"{name}: the caption must be a string, got {type(caption).__name__}")
         name = str(name) or f"upload-{k + 1}"
         limit_text = f"what is left of the {max_total_pixels:,} pixels one request may decode ({max(0, left):,})"
         try:
@@ -626,9 +669,12 @@ def load_uploads(
         ids.append(uid)
         arrays.append(arr)
         reports.append(report)
+        captions.append(caption or "")
+        any_caption = any_caption or caption is not None
     if not arrays:
         return UploadResult(None, tuple(errors), Conversion(False, "no images decoded"))
-    return UploadResult(ImageSet(np.stack(arrays), tuple(ids), UPLOAD_SOURCE), tuple(errors), _joined(reports))
+    images = ImageSet(np.stack(arrays), tuple(ids), UPLOAD_SOURCE, tuple(captions) if any_caption else None)
+    return UploadResult(images, tuple(errors), _joined(reports))
 
 
 def _joined(reports: Sequence[str]) -> Conversion:

@@ -6,6 +6,7 @@ Part of :mod:`mia_core.data` (its notation and design rules apply); import from 
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .images import (
     _check_channels,
     _check_positive_int,
     _convert_many,
+    _list_some,
     _size_text,
     decode_image,
 )
@@ -142,19 +144,35 @@ def _read_npz(path: str | Path) -> tuple[ImageSet, np.ndarray | None]:
         else:
             ids = tuple(str(k) for k in range(n))
         is_member = _npz_array(npz, "is_member", path) if "is_member" in npz.files else None
+        captions = _npz_captions(_npz_array(npz, "captions", path), n, path) if "captions" in npz.files else None
     try:
-        image_set = ImageSet(images, ids, str(path))
+        image_set = ImageSet(images, ids, str(path), captions)
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
     return image_set, is_member
+
+
+def _npz_captions(raw: np.ndarray, n: int, path: Path) -> tuple[str, ...]:
+    """The ``captions`` array of an ``.npz``: (N,) strings (unicode or UTF-8 bytes), one per image."""
+    if raw.ndim != 1 or raw.shape[0] != n:
+        raise ValueError(f"{path}: 'captions' has shape {raw.shape}, expected ({n},): one caption per image")
+    if raw.dtype.kind == "U":
+        return tuple(str(c) for c in raw.tolist())
+    if raw.dtype.kind == "S":
+        try:
+            return tuple(c.decode("utf-8") for c in raw.tolist())
+        except UnicodeDecodeError as err:
+            raise ValueError(f"{path}: 'captions' holds bytes that are not UTF-8 text ({err})") from err
+    raise ValueError(f"{path}: 'captions' must be a string array (np.array([...], dtype=str)), got {raw.dtype}")
 
 
 def load_npz(path: str | Path) -> ImageSet:
     """Images from an ``.npz`` file (opened with ``allow_pickle=False``).
 
     Layout: ``images`` uint8 (N, H, W, C) or (N, H, W); optional ``ids`` (N,) of any dtype
-    (converted with ``str``), else ids are ``"0"`` .. ``"N-1"``. Other arrays (labels, ...)
-    are ignored. Float images are refused: store uint8. ``source`` is ``str(path)``.
+    (converted with ``str``), else ids are ``"0"`` .. ``"N-1"``; optional ``captions`` (N,) strings,
+    one per image (a text-to-image model's prompts). Other arrays (labels, ...) are ignored. Float
+    images are refused: store uint8. ``source`` is ``str(path)``.
     """
     return _read_npz(path)[0]
 
@@ -202,6 +220,12 @@ def load_image_folder(
     is returned (ids ``"members/<file>"`` and ``"nonmembers/<file>"``, seed None, files in
     the folder itself ignored). Otherwise the folder's own files are read (ids = file
     names) and the split is None.
+
+    Captions follow the Hugging Face ``imagefolder`` convention: a ``metadata.jsonl`` with one
+    JSON object per line, ``{"file_name": ..., "text": ...}``, in the folder (``file_name``
+    relative to it, e.g. ``members/a.png``) and / or in ``members/`` and ``nonmembers/`` (relative
+    to the subfolder). With any metadata every image needs exactly one caption (see
+    :func:`read_folder_captions`).
 
     Parameters
     ----------
@@ -259,7 +283,8 @@ def load_image_folder(
         _require_uniform(files, [a.shape[2] for a in arrays], "channels", "channels")
     stacked, conversion = _convert_many(arrays, resolution=resolution, channels=channels)
 
-    image_set = ImageSet(stacked, tuple(i for i, _ in entries), str(folder))
+    ids = tuple(i for i, _ in entries)
+    image_set = ImageSet(stacked, ids, str(folder), read_folder_captions(folder, ids, has_members))
     split = None
     if has_members:
         split = Split(
@@ -271,6 +296,65 @@ def load_image_folder(
             description=f"members/ and nonmembers/ of {folder}",
         )
     return image_set, split, conversion
+
+
+METADATA_FILE = "metadata.jsonl"
+
+
+def read_folder_captions(folder: Path, ids: Sequence[str], has_members: bool = False) -> tuple[str, ...] | None:
+    """Captions of an image folder's images from its ``metadata.jsonl`` file(s) (module doc of
+    :func:`load_image_folder`), aligned with ``ids``; None when the folder has no metadata.
+
+    Raises ValueError naming the file and line for a line that is not a JSON object with string
+    ``file_name`` and ``text``, a file named twice, captions of files that are not in the folder,
+    and images without a caption.
+    """
+    folder = Path(folder)
+    places = [(folder / METADATA_FILE, "")]
+    if has_members:
+        places += [(folder / sub / METADATA_FILE, f"{sub}/") for sub in ("members", "nonmembers")]
+    found: dict[str, str] = {}
+    where: dict[str, str] = {}
+    read_any = False
+    for path, prefix in places:
+        if not path.is_file():
+            continue
+        read_any = True
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path}: cannot read the captions ({err})") from err
+        for k, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}, line {k}: not valid JSON ({err})") from err
+            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or not isinstance(row.get("text"), str):
+                raise ValueError(
+                    f'{path}, line {k}: expected an object with string "file_name" and "text" '
+                    f"(the Hugging Face imagefolder convention), got {line.strip()[:80]!r}"
+                )
+            key = prefix + row["file_name"].replace("\\", "/").removeprefix("./")
+            if key in found:
+                raise ValueError(f"{path}, line {k}: {key!r} has a caption already (in {where[key]})")
+            found[key], where[key] = row["text"], f"{path.name} line {k}"
+    if not read_any:
+        return None
+    unknown = sorted(set(found) - set(ids))
+    if unknown:
+        raise ValueError(
+            f"{folder}: {METADATA_FILE} has captions for {len(unknown)} file(s) that are not images of the folder: "
+            f"{_list_some(unknown)}"
+        )
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValueError(
+            f"{folder}: {len(missing)} image(s) have no caption in {METADATA_FILE}: {_list_some(missing)}; "
+            "give every image one line (an empty \"text\" for none)"
+        )
+    return tuple(found[i] for i in ids)
 
 
 class MixedImagesError(ValueError):
@@ -449,7 +533,10 @@ def resolve_data(
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"--data must be one of: {_ACCEPTED_SPECS}; got {spec!r}")
     images, split = _resolve_full(spec, seed, resolution, channels)
-    return images.subset(split.member_ids + split.nonmember_ids), split
+    images = images.subset(split.member_ids + split.nonmember_ids)
+    if split.captions is not None:
+        images = images.with_captions(split.captions_for(images, spec))
+    return images, split
 
 
 def _resolve_full(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +51,10 @@ class Split:
         How to load the images back: ``DIGITS_SOURCE`` or a path to an ``.npz`` file or image
         folder (a relative path is relative to the manifest's folder).
     description : str
+    captions : dict of id -> str, optional
+        One caption per member and non-member, recorded in the manifest for a source that does not
+        carry its own (an ``.npz`` with a ``captions`` array or a folder with ``metadata.jsonl``
+        does): :func:`mia_core.data.resolve_data` gives them to the images. None = not recorded.
     """
 
     member_ids: tuple[str, ...]
@@ -59,6 +63,7 @@ class Split:
     data_fingerprint: str
     source: str
     description: str = ""
+    captions: dict[str, str] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         members = _check_id_list(self.member_ids, "member_ids")
@@ -77,6 +82,21 @@ class Split:
             raise ValueError(f"description must be a string, got {self.description!r}")
         object.__setattr__(self, "member_ids", members)
         object.__setattr__(self, "nonmember_ids", nonmembers)
+        if self.captions is not None:
+            caps = self.captions
+            if not isinstance(caps, dict):
+                raise ValueError(f"captions must map each id to its caption, got {type(caps).__name__}")
+            ids = members + nonmembers
+            unknown = sorted(set(caps) - set(ids))
+            if unknown:
+                raise ValueError(f"captions are given for {len(unknown)} id(s) not in the split: {_list_some(unknown)}")
+            missing = [i for i in ids if i not in caps]
+            if missing:
+                raise ValueError(f"{len(missing)} id(s) of the split have no caption: {_list_some(missing)}")
+            bad = [i for i in ids if not isinstance(caps[i], str)]
+            if bad:
+                raise ValueError(f"captions must be strings; those of {_list_some(bad)} are not")
+            object.__setattr__(self, "captions", {i: caps[i] for i in ids})
         object.__setattr__(self, "seed", None if self.seed is None else int(self.seed))
 
     def __repr__(self) -> str:
@@ -103,7 +123,24 @@ class Split:
             "data_fingerprint": self.data_fingerprint,
             "source": self.source,
             "description": self.description,
+            **({"captions": dict(self.captions)} if self.captions is not None else {}),
         }
+
+    def captions_for(self, images: ImageSet, where: str = "") -> tuple[str, ...]:
+        """The recorded captions of ``images`` (ids of this split), in their order. When the images carry
+        captions of their own, they must agree with the manifest's (ValueError naming the first id that differs)."""
+        if self.captions is None:
+            raise ValueError("this split records no captions")
+        caps = tuple(self.captions[i] for i in images.ids)
+        if images.captions is not None:
+            differ = [i for i, a, b in zip(images.ids, images.captions, caps) if a != b]
+            if differ:
+                i = differ[0]
+                raise ValueError(
+                    f"{where + ': ' if where else ''}the split manifest's caption of {i!r} ({self.captions[i]!r}) differs "
+                    f"from the data's ({images.caption_of(i)!r}); {len(differ)} caption(s) differ"
+                )
+        return caps
 
     @classmethod
     def from_dict(cls, d: dict) -> Split:
@@ -133,6 +170,7 @@ class Split:
             data_fingerprint=d["data_fingerprint"],
             source=d["source"],
             description=d.get("description", ""),
+            captions=d.get("captions"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -176,7 +214,7 @@ class Split:
         """The first n members and first n non-members (manifest order is already random).
 
         Fewer are kept where a side has fewer than n. Seed, fingerprint, source and
-        description are unchanged.
+        description are unchanged; recorded captions are those of the ids kept.
         """
         n = _check_positive_int(n, "n")
         return Split(
@@ -186,6 +224,11 @@ class Split:
             data_fingerprint=self.data_fingerprint,
             source=self.source,
             description=self.description,
+            captions=(
+                None
+                if self.captions is None
+                else {i: self.captions[i] for i in self.member_ids[:n] + self.nonmember_ids[:n]}
+            ),
         )
 
     def labelled(self) -> tuple[tuple[str, ...], np.ndarray]:

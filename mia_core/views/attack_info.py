@@ -58,6 +58,7 @@ SHORT_NAMES: dict[str, str] = {
     "mc_set": "Monte-Carlo set",
     "gsa1": "GSA1",
     "gsa2": "GSA2",
+    "clid": "CLiD",
 }
 
 #: One line per attack: what it measures, in words a newcomer follows.
@@ -85,6 +86,8 @@ EXPLANATIONS: dict[str, str] = {
     "gsa1": "the size of the loss gradient in every weight tensor, fed to a classifier trained on shadow models: "
     "a memorised image barely moves the weights",
     "gsa2": "as GSA1, with one gradient per timestep, their sizes averaged",
+    "clid": "for text-to-image models: how much more the image's own caption helps the model denoise it than "
+    "the caption with its main words removed or the empty prompt; a training image's caption helps most",
 }
 
 #: What the attacker has under each threat model, in plain words (keys: ACCESS_LEVELS).

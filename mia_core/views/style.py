@@ -30,6 +30,8 @@ ATTACK_COLORS = {
     "mc_set": "#80BA5A",
     "gsa1": "#E73F74",
     "gsa2": "#008695",
+    # text-to-image
+    "clid": "#5D3A9B",
 }
 FALLBACK_COLORS = ("#999999", "#F0E442", "#7F3C8D", "#11A579")
 

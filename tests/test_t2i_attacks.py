@@ -1,0 +1,151 @@
+"""Issue 15, item 3: the attacks run on text-to-image targets with a conditioning chosen per run
+(own caption / empty prompt / fixed prompt, optional classifier-free guidance), in latent space."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mia_core.attacks import Conditioning, NotApplicable, get_attack
+from mia_core.attacks.learned import secmi_intermediates
+from mia_core.lab.runs import RunKey
+from mia_core.noise import per_image_noise
+from mia_core.schedule import q_sample
+
+CAPTIONS = ["a handwritten seven", "a handwritten one", "a zero"]
+FAST = {  # scores only, short grids: every test stays well under a second of UNet time
+    "loss": {"sweep": []},
+    "secmi": {"t_sec": 20, "k": 10, "trace": False},
+    "pia": {"sweep": []},
+    "pian": {"sweep": []},
+    "sima": {"sweep": []},
+}
+#: with a trace: every forward pass stacks two or more blocks of the batch's images (the row mapping is tested)
+STACKED = {
+    "loss": {"sweep": [100]},
+    "secmi": {"t_sec": 20, "k": 10, "trace": True},
+    "pia": {"sweep": [100]},
+    "pian": {"sweep": [100]},
+    "sima": {"sweep": [50]},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(0).uniform(-1, 1, (3, 1, 8, 8)).astype(np.float32)
+
+
+def attack(name, conditioning=None):
+    return get_attack(name, {**FAST[name], **({"conditioning": conditioning} if conditioning is not None else {})})
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_batched_run_equals_per_image_runs_with_each_images_own_caption(tiny_t2i_target, images, name):
+    a = get_attack(name, {**STACKED[name], "conditioning": "caption"})
+    ids = ["i0", "i1", "i2"]
+    batched = a.run(tiny_t2i_target, images, ids=ids, captions=CAPTIONS, batch_size=2)  # batches of 2, then 1
+    single = [a.run(tiny_t2i_target, images[i : i + 1], ids=ids[i : i + 1], captions=CAPTIONS[i : i + 1])
+              for i in range(3)]
+    np.testing.assert_allclose(batched.scores, [r.scores[0] for r in single], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.trace, np.concatenate([r.trace for r in single]), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["loss", "pia", "secmi"])
+def test_the_conditioning_mode_changes_the_statistic(tiny_t2i_target, images, name):
+    scores = {
+        mode: attack(name, cond).run(tiny_t2i_target, images, captions=CAPTIONS).scores
+        for mode, cond in (("caption", "caption"), ("empty", "empty"), ("fixed", {"mode": "fixed", "prompt": "a cat"}))
+    }
+    assert not np.allclose(scores["caption"], scores["empty"], rtol=1e-4)
+    assert not np.allclose(scores["fixed"], scores["empty"], rtol=1e-4)
+    assert not np.allclose(scores["caption"], scores["fixed"], rtol=1e-4)
+
+
+def test_empty_mode_is_the_unconditional_computation_with_the_empty_prompt(tiny_t2i_target, images):
+    t = tiny_t2i_target
+    ids = ["a", "b", "c"]
+    got = attack("loss", "empty").run(t, images, ids=ids, seed=3).scores
+    # By hand: encode, noise at t = 200 with the run's per-image noise, one UNet call on E("").
+    z = t.encode(torch.from_numpy(images))
+    eps = per_image_noise(ids, 3, 1, t.model_shape)[:, 0]
+    z_t = q_sample(t.schedule, z, 200, eps)
+    empty = t.text_encoder(t.tokenizer([""] * 3, padding="max_length", max_length=16, return_tensors="pt").input_ids)[0]
+    with torch.no_grad():
+        pred = t.unet(z_t, torch.full((3,), 200), encoder_hidden_states=empty).sample
+    np.testing.assert_allclose(got, -(eps - pred).square().flatten(1).sum(1).numpy(), rtol=1e-5)
+
+
+def test_guidance_combines_the_conditional_and_empty_prompt_outputs_at_double_cost(tiny_t2i_target, images):
+    t = tiny_t2i_target
+    cond = Conditioning(mode="fixed", prompt="a seven", guidance_scale=3.0)
+    a = attack("sima", cond)
+    got = a.run(t, images).scores
+    z = t.encode(torch.from_numpy(images))
+    step = torch.full((3,), 100)
+    with torch.no_grad():
+        u = t.unet(z, step, encoder_hidden_states=t.embed([""] * 3)).sample
+        c = t.unet(z, step, encoder_hidden_states=t.embed(["a seven"] * 3)).sample
+    expected = -(u + 3.0 * (c - u)).abs().pow(4).flatten(1).sum(1)
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5)
+    assert a.unet_calls() == 2 * attack("sima", "empty").unet_calls() == 2
+    assert get_attack("secmi", {"conditioning": {"mode": "empty", "guidance_scale": 7.5}}).unet_calls(trace=False) == 22
+
+
+def test_conditioning_is_recorded_in_params_and_in_the_run_key(tiny_t2i_target, images):
+    a = attack("loss", Conditioning().with_captions(CAPTIONS))
+    result = a.run(tiny_t2i_target, images, captions=CAPTIONS)
+    assert result.params["conditioning"]["mode"] == "caption"
+    keys = {
+        RunKey.of("t", "i", attack("loss", c), 0).digest()
+        for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"}, Conditioning().with_captions(CAPTIONS),
+                  {"mode": "empty", "guidance_scale": 2.0})
+    }
+    assert len(keys) == 5
+    # the parameters round-trip through get_attack (the store's meta.json holds plain values)
+    again = get_attack("loss", result.params)
+    assert again.conditioning == a.conditioning
+    # the default of a text-to-image run is each image's caption, and it is recorded as such
+    assert get_attack("loss", FAST["loss"]).run(tiny_t2i_target, images, captions=CAPTIONS).params["conditioning"] == {
+        "mode": "caption", "guidance_scale": 1.0}
+
+
+def test_missing_or_misaligned_captions_fail_clearly(tiny_t2i_target, images, tiny_target):
+    with pytest.raises(ValueError, match="needs one caption per image, and these images have none"):
+        attack("loss", "caption").run(tiny_t2i_target, images)
+    with pytest.raises(ValueError, match="got 2 captions for 3 images"):
+        attack("loss", "caption").run(tiny_t2i_target, images, captions=CAPTIONS[:2])
+    with pytest.raises(ValueError, match="not those this run was keyed with"):
+        attack("loss", Conditioning().with_captions(CAPTIONS)).run(tiny_t2i_target, images, captions=CAPTIONS[::-1])
+    with pytest.raises(ValueError, match="is not a text-to-image target"):
+        attack("loss", "empty").run(tiny_target, np.zeros((1, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match='needs a non-empty prompt'):
+        Conditioning(mode="fixed")
+
+
+def test_learned_attacks_statistic_follows_the_conditioning(tiny_t2i_target, images):
+    ids = ["a", "b", "c"]
+    by_mode = {
+        mode: secmi_intermediates(tiny_t2i_target, images, ids, t_sec=20, k=10, seed=0, captions=CAPTIONS,
+                                  conditioning=Conditioning(mode=mode))[0]
+        for mode in ("caption", "empty")
+    }
+    own = attack("secmi", "caption").run(tiny_t2i_target, images, ids=ids, captions=CAPTIONS).scores
+    np.testing.assert_allclose(by_mode["caption"], -own, rtol=1e-6)
+    assert not np.allclose(by_mode["caption"], by_mode["empty"], rtol=1e-4)
+    for name in ("secmi_nn", "qr"):
+        assert get_attack(name).applies_to(tiny_t2i_target) is None
+
+
+@pytest.mark.parametrize("name", ["likelihood", "elbo", "gsa1"])
+def test_attacks_that_do_not_apply_say_why(tiny_t2i_target, images, name):
+    a = get_attack(name)
+    reason = a.applies_to(tiny_t2i_target)
+    assert reason and "text-to-image" in reason
+    with pytest.raises(NotApplicable):
+        a.check_applies(tiny_t2i_target)
