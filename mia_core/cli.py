@@ -21,7 +21,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,10 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_args(p)
     p.add_argument(
         "--kind",
-        choices=["ddpm", "ve"],
+        choices=["ddpm", "ve", "latent"],
         default="ddpm",
-        help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)",
+        help="ddpm (default); ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve); latent: "
+        "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent)",
     )
+    p.add_argument("--vae-steps", type=int, default=3000, help="--kind latent: autoencoder training steps")
+    p.add_argument("--vae-channels", default="32,64", help="--kind latent: AutoencoderKL block_out_channels")
+    p.add_argument("--latent-channels", type=int, default=4, help="--kind latent: channels of the latent")
+    p.add_argument("--kl-weight", type=float, default=1e-3, help="--kind latent: weight of the VAE's KL term")
     p.add_argument("--sigma-min", type=float, default=0.01, help="--kind ve: smallest noise level (data in [0, 1])")
     p.add_argument(
         "--sigma-max",
@@ -666,6 +671,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.kind == "ve":
         return _train_ve(args)
+    if args.kind == "latent":
+        return _train_latent(args)
 
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
@@ -704,6 +711,80 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"noise multiplier {d['noise_multiplier']:.4g}, clipping norm {d['max_grad_norm']:g}, "
             f"sample rate {d['sample_rate']:.4g}, {d['accountant']} accountant"
         )
+    return 0
+
+
+def _train_latent(args: argparse.Namespace) -> int:
+    """``mia train --kind latent``: an AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent)."""
+    from tqdm import tqdm
+
+    from mia_core.data import resolve_data
+    from mia_core.lab.train import VAEConfig, train_latent
+
+    refused = [
+        flag
+        for flag, used in (
+            ("--dp-epsilon", args.dp_epsilon is not None),
+            ("--resume", args.resume),
+            ("--augment", args.augment != "none"),
+            ("--checkpoint-every", args.checkpoint_every),
+        )
+        if used
+    ]
+    if refused:
+        raise ValueError(f"{', '.join(refused)} is not available with --kind latent")
+    try:
+        vae_channels = tuple(int(c) for c in args.vae_channels.split(","))
+    except ValueError:
+        raise ValueError(f"--vae-channels must be comma-separated integers, got {args.vae_channels!r}") from None
+    vae_cfg = VAEConfig(
+        steps=args.vae_steps,
+        block_out_channels=vae_channels,
+        latent_channels=args.latent_channels,
+        kl_weight=args.kl_weight,
+        seed=args.seed,
+        log_every=args.log_every,
+    )
+    cfg = _train_config(args)
+    if args.resolution is not None and args.resolution < 1:
+        raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    images, split = resolve_data(args.data, seed=args.seed, resolution=args.resolution)
+    members = images.subset(split.member_ids)
+    print(
+        f"training a latent DDPM on {split.n_members} members of {split.source} ({members.resolution}x"
+        f"{members.resolution}, {members.channels} channel(s)): an AutoencoderKL for {vae_cfg.steps} steps, "
+        f"then the UNet on its latents for {cfg.steps} steps"
+    )
+    bars: dict[str, Any] = {}
+
+    def bar(name: str, total: int) -> Callable[[int, int, float], None]:
+        def step(s: int, n: int, loss: float) -> None:
+            b = bars.setdefault(name, tqdm(total=total, unit="step", desc=name, file=sys.stderr))
+            b.update(s - b.n)
+            b.set_postfix(loss=f"{loss:.4f}")
+
+        return step
+
+    try:
+        vres, result = train_latent(
+            members,
+            split,
+            vae_cfg,
+            cfg,
+            args.out,
+            device=args.device,
+            command=args.command_line,
+            vae_progress=bar("vae", vae_cfg.steps),
+            progress=bar("unet", cfg.steps),
+        )
+    finally:
+        for b in bars.values():
+            b.close()
+    print(
+        f"VAE: {vres.seconds:.0f} s, final loss {vres.losses[-1][1]:.4f}, scaling factor {vres.scaling_factor:.4g} "
+        "(1 / std of the members' posterior means)"
+    )
+    print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0
 
 

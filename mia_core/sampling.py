@@ -14,6 +14,22 @@ Gaussian noise, with diffusers' ``DDIMScheduler`` built from the model's own sch
     output     the last prev_sample (abar_prev = 1 at the end with ``set_alpha_to_one``), decoded by
                the VAE for a latent target, as uint8 (N, H, W, C)
 
+A score-based VE-SDE target (:class:`mia_core.score_sde.ScoreTarget`) is sampled as its authors'
+pipeline (diffusers' ``ScoreSdeVePipeline``, Song et al. 2021, Algorithm 2) does, with diffusers'
+``ScoreSdeVeScheduler`` built from the model's own scheduler config (:func:`sampling_scheduler`):
+
+    times      t_j = linspace(1, sampling_eps, S), sigma_j = sigma_min (sigma_max / sigma_min)^t_j
+    x          x ~ N(0, sigma_max^2 I) (``init_noise_sigma``), in the model's data space
+    step j     ``correct_steps`` Langevin corrector steps at sigma_j (``step_correct``, step size from
+               the config's ``snr``), then one reverse-diffusion predictor step (``step_pred``); every
+               UNet call gets sigma_j as a float tensor, through ``ScoreTarget.score``
+    output     the last predictor mean, clamped to [0, 1] as the pipeline does, mapped to [-1, 1]
+
+so a VE sample costs S (1 + correct_steps) UNet calls. The noise of sample i comes from its own
+seeded generator (diffusers' schedulers take one generator per batch row), but the corrector's step
+size is diffusers' (from the batch's mean score norm): the same (n, steps, seed, batch size) gives
+the same images, and a sample can change with the batch it is drawn in.
+
 A config without ``clip_sample`` clips only when it is a DDPM or DDIM config (their default): a
 PNDM / Euler / ... config never clipped, and DDIMScheduler.from_config would otherwise turn
 clipping on (a trap for Stable-Diffusion-style latents).
@@ -69,8 +85,13 @@ def initial_noise(n: int, shape: tuple[int, int, int], seed: int) -> torch.Tenso
     return out
 
 
+def _is_score_sde(target: Target) -> bool:
+    return getattr(target, "kind", "ddpm") == "ve-sde"
+
+
 def sampling_scheduler(target: Target, steps: int) -> Any:
-    """diffusers' DDIMScheduler from the model's scheduler config, with ``steps`` timesteps set.
+    """diffusers' DDIMScheduler from the model's scheduler config, with ``steps`` timesteps set; for a
+    VE-SDE target its ``ScoreSdeVeScheduler`` (timesteps and sigmas set for ``steps`` steps).
 
     The target's own ``prediction_type`` is used; a target without a config (built in memory) uses
     its schedule's :meth:`~mia_core.schedule.NoiseSchedule.to_scheduler_config`.
@@ -82,6 +103,13 @@ def sampling_scheduler(target: Target, steps: int) -> Any:
     if steps > target.schedule.num_timesteps:
         raise ValueError(f"steps must be <= the schedule's {target.schedule.num_timesteps} timesteps, got {steps}")
     source = dict(target.scheduler_config) if target.scheduler_config else target.schedule.to_scheduler_config()
+    if _is_score_sde(target):
+        scheduler = diffusers_class("ScoreSdeVeScheduler").from_config(
+            {k: v for k, v in source.items() if not k.startswith("_")}
+        )
+        scheduler.set_timesteps(int(steps))
+        scheduler.set_sigmas(int(steps))
+        return scheduler
     cls_name = source.get("_class_name", "DDPMScheduler")
     config = {k: v for k, v in source.items() if not k.startswith("_")}
     config.setdefault("clip_sample", cls_name in ("DDPMScheduler", "DDIMScheduler"))
@@ -89,6 +117,63 @@ def sampling_scheduler(target: Target, steps: int) -> Any:
     scheduler = diffusers_class("DDIMScheduler").from_config(config)
     scheduler.set_timesteps(int(steps))
     return scheduler
+
+
+def unet_calls_per_step(target: Target) -> int:
+    """UNet calls per sampling step: 1 for DDIM, 1 + ``correct_steps`` for a VE-SDE's predictor-corrector."""
+    if not _is_score_sde(target):
+        return 1
+    cfg = target.scheduler_config or target.schedule.to_scheduler_config()
+    return 1 + int(cfg.get("correct_steps", 1))
+
+
+def sampler_description(target: Target, steps: int) -> str:
+    """One line: which sampler :func:`generate` uses on ``target`` with ``steps`` steps, and its cost."""
+    if _is_score_sde(target):
+        cfg = target.scheduler_config or target.schedule.to_scheduler_config()
+        calls = unet_calls_per_step(target)
+        return (
+            f"predictor-corrector (diffusers' ScoreSdeVeScheduler from the model's config: {steps} reverse-diffusion "
+            f"steps from sigma_max {float(cfg.get('sigma_max', target.schedule.sigma_max)):g}, each with "
+            f"{calls - 1} Langevin corrector step(s) at snr {float(cfg.get('snr', 0.15)):g}): {calls} UNet calls per step"
+        )
+    return f"deterministic DDIM (eta = 0, diffusers' DDIMScheduler from the model's config), {steps} steps: 1 UNet call each"
+
+
+def _generate_ve(
+    target: Target,
+    n: int,
+    steps: int,
+    seed: int,
+    batch_size: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> torch.Tensor:
+    """VE-SDE predictor-corrector samples (module doc): (n, C, H, W) float32 CPU, in [-1, 1]."""
+    scheduler = sampling_scheduler(target, steps)
+    shape = tuple(target.model_shape)
+    budget = _GPU_BATCH_PIXELS if target.device.type == "cuda" else _CPU_BATCH_PIXELS
+    bs = int(batch_size) if batch_size else max(1, budget // int(np.prod(shape)))
+    x_all = initial_noise(int(n), shape, seed)
+    correct = unet_calls_per_step(target) - 1
+    n_batches = -(-int(n) // bs)
+    total, done = n_batches * len(scheduler.timesteps), 0
+    out = []
+    with torch.inference_mode():
+        for start in range(0, int(n), bs):
+            x = x_all[start : start + bs] * float(scheduler.init_noise_sigma)
+            gens = [torch.Generator().manual_seed(_sample_seed(seed + 1, start + i)) for i in range(x.shape[0])]
+            mean = x
+            for j, t in enumerate(scheduler.timesteps):
+                sigma = torch.full((x.shape[0],), float(scheduler.sigmas[j]))
+                for _ in range(correct):
+                    x = scheduler.step_correct(target.score(x, sigma).cpu(), x, generator=gens).prev_sample
+                step = scheduler.step_pred(target.score(x, sigma).cpu(), t, x, generator=gens)
+                x, mean = step.prev_sample, step.prev_sample_mean
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+            out.append(target.from_data(mean.clamp(0.0, 1.0)).to("cpu", torch.float32))
+    return torch.cat(out)
 
 
 def generate(
@@ -101,9 +186,12 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """``n`` images from deterministic DDIM (module doc): (n, C, H, W) float32 on the CPU, roughly
-    in [-1, 1] (not clipped beyond what the model's config asks), decoded for a latent target."""
+    in [-1, 1] (not clipped beyond what the model's config asks), decoded for a latent target. A VE-SDE
+    target is sampled with its predictor-corrector instead (module doc), clamped to [-1, 1]."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if _is_score_sde(target):
+        return _generate_ve(target, int(n), steps, seed, batch_size, progress)
     scheduler = sampling_scheduler(target, steps)
     ts = [int(t) for t in scheduler.timesteps]
     shape = tuple(target.model_shape)
@@ -136,7 +224,8 @@ def ddim_sample(
     batch_size: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
-    """Generate ``n`` images with deterministic DDIM (eta = 0), ``steps`` UNet calls each.
+    """Generate ``n`` images with deterministic DDIM (eta = 0), ``steps`` UNet calls each (a VE-SDE
+    target: its predictor-corrector sampler, ``steps`` x :func:`unet_calls_per_step` calls; module doc).
 
     Parameters
     ----------

@@ -30,6 +30,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -106,6 +107,10 @@ class VESchedule:
         i = torch.as_tensor(step, dtype=torch.float64)
         return self.sampling_eps + (1.0 - self.sampling_eps) * i / (self.num_timesteps - 1)
 
+    def sigma_of_step(self, step: int | torch.Tensor) -> torch.Tensor:
+        """sigma(t_i) of integer steps i (float64 tensor of the steps' shape; module doc)."""
+        return self.sigma(self.time_of_step(step))
+
     def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
         """sigma(t) for continuous t (float64 tensor of t's shape)."""
         t = torch.as_tensor(t, dtype=torch.float64)
@@ -161,6 +166,27 @@ class ScoreTarget(Target):
             out = self.unet(x, sigma).sample
         return out.float()
 
+    def denoise(self, x_t: torch.Tensor, sigma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-step denoising of data-space ``x_t`` = x + sigma z at noise ``sigma`` (N,), by Tweedie's formula.
+
+        Returns ``(z_pred, x_hat)``, both (N, C, H, W) float32 on the target's device:
+
+            z_pred  = -sigma s_theta(x_t, sigma)      the model's guess of the noise z (its DSM target)
+            x_hat   = x_t - sigma z_pred = x_t + sigma^2 s_theta(x_t, sigma)     E[x | x_t], data units
+
+        so that mean (z_pred - z)^2 is the denoising-score-matching error (sigma s_theta + z)^2 the loss
+        attack and training use, and mean (x_hat - x)^2 = sigma^2 times it.
+        """
+        sigma = torch.as_tensor(sigma).to(self.device, torch.float32)
+        x_t = x_t.to(self.device, torch.float32)
+        z_pred = -sigma.view(-1, 1, 1, 1) * self.score(x_t, sigma)
+        return z_pred, x_t - sigma.view(-1, 1, 1, 1) * z_pred
+
+    @staticmethod
+    def from_data(x: torch.Tensor) -> torch.Tensor:
+        """The model's data space [0, 1] -> images in [-1, 1] (for display; not clipped)."""
+        return x * 2.0 - 1.0
+
     def eps(self, x_t: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         raise NotADDPMError(
             f"{self.source} is a VE-SDE score model: it has no DDPM noise prediction eps_theta(x_t, t) on a "
@@ -171,10 +197,29 @@ class ScoreTarget(Target):
         return self.eps(x_t, 0)
 
     def card(self) -> dict[str, Any]:
+        """The model card (:meth:`Target.card`'s keys; ``sigma_at_t`` instead of ``abar_at_t``)."""
+        sched = self.schedule
+        last = sched.num_timesteps - 1
+        steps = sorted({0, min(100, last), min(200, last), sched.num_timesteps // 2, last})
+        cfg = self.scheduler_config or sched.to_scheduler_config()
         return {
             **self.card_basics(),
             "kind": "score-based (VE-SDE / SMLD): s_theta(x, sigma), data in [0, 1]",
             "precision": "float32 (score calls run without autocast)",
+            "parameterisation": "score: the UNet's output is s_theta(x, sigma) = grad_x log p_sigma(x)",
+            "variance_type": "none (a VE-SDE has no DDPM variance)",
+            "sigma_at_t": {str(i): float(f"{float(sched.sigma_of_step(i)):.6g}") for i in steps},
+            "zero_terminal_snr": False,
+            "space": "pixel, data in [0, 1]",
+            "vae_scaling_factor": None,
+            "converted": [
+                "images in [-1, 1] -> the model's data space (x + 1) / 2",
+                f"step i -> t_i = {sched.sampling_eps:g} + (1 - {sched.sampling_eps:g}) i / {last}, "
+                "sigma(t_i) passed to the UNet as a float tensor",
+                "noise prediction z_pred = -sigma s_theta (Tweedie: x_hat = x_t + sigma^2 s_theta)",
+            ],
+            "scheduler_config": f"{cfg.get('_class_name', SCHEDULER_CLASS)}"
+            + "".join(f", {k}={cfg[k]}" for k in ("snr", "correct_steps", "sigma_min", "sigma_max") if k in cfg),
         }
 
 
@@ -192,3 +237,17 @@ def fingerprint_score_model(unet: Any, schedule: VESchedule) -> str:
 
 def is_ve_scheduler_config(config: Mapping[str, Any]) -> bool:
     return config.get("_class_name") == SCHEDULER_CLASS
+
+
+def is_ve_folder(spec: str | Path) -> bool:
+    """True when ``spec`` is a local diffusers folder whose scheduler config is a ``ScoreSdeVeScheduler``
+    (what :func:`mia_core.target.load_target` loads as a :class:`ScoreTarget`); reads one small JSON
+    file, loads no model. False for anything else (the default, a Hub id, a missing or odd folder)."""
+    folder = Path(str(spec)).expanduser()
+    for path in (folder / "scheduler" / "scheduler_config.json", folder / "scheduler_config.json"):
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        return isinstance(config, dict) and is_ve_scheduler_config(config)
+    return False

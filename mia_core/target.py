@@ -853,7 +853,13 @@ def load_folder(
         from .score_sde import ScoreTarget
 
         return ScoreTarget.from_scheduler_config(
-            unet, sched_cfg, source=source or str(folder), device=dev, notes=tuple(notes), **options
+            unet,
+            sched_cfg,
+            source=source or str(folder),
+            device=dev,
+            notes=tuple(notes),
+            scheduler_config=sched_cfg,
+            **options,
         )
     if sched_cfg is not None:
         schedule = _schedule_from(scheduler_config)

@@ -66,6 +66,8 @@ if exp is None:
 seed = int(st.session_state["cfg.seed"])
 schedule = exp.target.schedule
 T = schedule.num_timesteps
+VE = explain.is_score_sde(exp.target)  # a VE-SDE score model: sigma(t) instead of abar_t (teaching module doc)
+TEXT = VL.process_text(exp.target.kind if VE else "ddpm")
 st.caption(
     f"Target **{exp.target.source}** ({exp.target.n_parameters:,} parameters, "
     f"{exp.target.resolution}×{exp.target.resolution}, {exp.target.channels} channel(s)) · "
@@ -111,20 +113,28 @@ def noising_view() -> None:
         key="learn.t",
         help="0 = almost clean, T-1 = almost pure noise. Attacks look at small-to-middle t.",
     )
-    abar, w_signal, w_noise = explain.signal_noise_weights(schedule, t)
-
-    st.latex(
-        r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
-        r"\varepsilon \sim \mathcal{N}(0, I)"
-    )
-    m1, m2, m3 = st.columns(3)
-    m1.metric(r"$\bar\alpha_t$ (abar_t)", f"{abar:.4f}", help="Cumulative product of (1 - beta_s) for s = 0..t.")
-    m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", f"{w_signal:.4f}")
-    m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", f"{w_noise:.4f}")
-    st.caption(
-        f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
-        f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}."
-    )
+    st.latex(TEXT["forward"])
+    if VE:
+        t_cont, sigma = explain.ve_noise_level(schedule, t)
+        m1, m2, m3 = st.columns(3)
+        m1.metric("continuous time t", f"{t_cont:.4f}", help=f"Step i maps to t_i = eps + (1 - eps) i / {T - 1}.")
+        m2.metric(r"noise level $\sigma(t)$", f"{sigma:.4g}", help="Standard deviation of the added noise.")
+        m3.metric("noise / data range", f"{sigma:.2f}×", help="The data lie in [0, 1]: σ relative to that range.")
+        st.caption(
+            f"At step {t} (t = {t_cont:.4f}) the image keeps all of its amplitude and gets Gaussian noise of standard "
+            f"deviation σ = {sigma:.4g} on top (data in [0, 1]): a VE-SDE never shrinks the image, the noise "
+            f"grows until it drowns it (σ_max = {schedule.sigma_max:g})."
+        )
+    else:
+        abar, w_signal, w_noise = explain.signal_noise_weights(schedule, t)
+        m1, m2, m3 = st.columns(3)
+        m1.metric(r"$\bar\alpha_t$ (abar_t)", f"{abar:.4f}", help="Cumulative product of (1 - beta_s) for s = 0..t.")
+        m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", f"{w_signal:.4f}")
+        m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", f"{w_noise:.4f}")
+        st.caption(
+            f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
+            f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}."
+        )
 
     index = exp.ids.index(_state["learn.image"])
     x0 = explain.images_x0(exp, [index])[0]
@@ -138,40 +148,50 @@ def noising_view() -> None:
     c1.image(VI.display_image(x0, SIZE), caption=f"x₀: {_label(exp, index)}", width=SIZE, output_format="PNG")
     c2.image(
         VI.upscale_nearest(VI.noise_to_uint8(noise), SIZE),
-        caption="ε: the noise (fixed seed)",
+        caption=TEXT["noise_caption"],
         width=SIZE,
         output_format="PNG",
     )
     c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
-    with st.expander("How ᾱ_t falls with t"):
-        fig = VL.abar_figure(schedule, t)
-        st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
-        abar_all = schedule.alphas_cumprod.numpy()
-        download_figure(
-            fig,
-            pd.DataFrame(
-                {
-                    "t": np.arange(T),
-                    "abar": abar_all,
-                    "signal_weight": np.sqrt(abar_all),
-                    "noise_weight": np.sqrt(1 - abar_all),
-                }
-            ),
-            "abar_schedule",
-            "learn.abar_dl",
-        )
-        st.caption(
-            f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
-            "mixing weights change as you move the slider."
-        )
+    if VE:
+        with st.expander("How σ(t) grows with t"):
+            steps_all, sigma_all = explain.ve_sigma_table(schedule)
+            fig = VL.sigma_figure(steps_all, sigma_all, t)
+            st.plotly_chart(fig, key="learn.sigma_chart", config={"displaylogo": False})
+            download_figure(
+                fig, pd.DataFrame({"step": steps_all, "sigma": sigma_all}), "sigma_schedule", "learn.sigma_dl"
+            )
+            st.caption(f"Schedule: {schedule.description}. The noise image z is the same at every t.")
+    else:
+        with st.expander("How ᾱ_t falls with t"):
+            fig = VL.abar_figure(schedule, t)
+            st.plotly_chart(fig, key="learn.abar_chart", config={"displaylogo": False})
+            abar_all = schedule.alphas_cumprod.numpy()
+            download_figure(
+                fig,
+                pd.DataFrame(
+                    {
+                        "t": np.arange(T),
+                        "abar": abar_all,
+                        "signal_weight": np.sqrt(abar_all),
+                        "noise_weight": np.sqrt(1 - abar_all),
+                    }
+                ),
+                "abar_schedule",
+                "learn.abar_dl",
+            )
+            st.caption(
+                f"Schedule: {schedule.description}. The noise is the same image ε at every t, so only the "
+                "mixing weights change as you move the slider."
+            )
 
     st.header("2 · One denoising step by the model")
-    st.latex(r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}")
+    st.latex(TEXT["denoise"])
     d1, d2, d3, d4 = st.columns(4)
     d1.image(VI.display_image(x_t, SIZE), caption=f"x_t (input, t = {t})", width=SIZE, output_format="PNG")
     d2.image(
         VI.upscale_nearest(VI.noise_to_uint8(eps_pred), SIZE),
-        caption="ε_θ(x_t, t): predicted noise",
+        caption=TEXT["pred_caption"],
         width=SIZE,
         output_format="PNG",
     )
@@ -180,21 +200,9 @@ def noising_view() -> None:
     eps_err = float((eps_pred - noise).pow(2).mean())
     x0_err = float((x0_hat - x0).pow(2).mean())
     e1, e2 = st.columns(2)
-    e1.metric(
-        "noise error mean (ε_θ − ε)²",
-        f"{eps_err:.4f}",
-        help="The training loss of a DDPM on this image at this t (mean over pixels).",
-    )
-    e2.metric(
-        "reconstruction error mean (x̂₀ − x₀)²",
-        f"{x0_err:.4f}",
-        help="= (1 − ᾱ_t)/ᾱ_t × the noise error: the same information, on the image scale.",
-    )
-    st.caption(
-        "The UNet sees only x_t and t, guesses the noise ε_θ, and subtracting it gives a one-step guess of the "
-        "clean image x̂₀. Small t: easy, x̂₀ ≈ x₀. Large t: the model must invent the image, so x̂₀ drifts to a "
-        "typical training image. The loss attack scores an image by exactly this noise error (lower = member)."
-    )
+    e1.metric(TEXT["noise_error"], f"{eps_err:.4f}", help=TEXT["noise_error_help"])
+    e2.metric("reconstruction error mean (x̂₀ − x₀)²", f"{x0_err:.4f}", help=TEXT["x0_error_help"])
+    st.caption(TEXT["denoise_caption"])
 
 
 @st.fragment
@@ -269,15 +277,17 @@ def comparison_view() -> None:
     population = {}
     if show_pop:
         pop, n_m = _population_curve(exp.target.fingerprint, exp.images.fingerprint, seed, exp)
-        population = dict(trace=pop.x0_error, is_member=np.arange(pop.x0_error.shape[0]) < n_m)
+        pop_err = pop.eps_error if TEXT["curve"] == "eps" else pop.x0_error
+        population = dict(trace=pop_err, is_member=np.arange(pop_err.shape[0]) < n_m)
+    shown = curve.eps_error if TEXT["curve"] == "eps" else curve.x0_error  # VE: the DSM error over t
     fig = error_curve_figure(
         curve.timesteps,
         **population,
         t_lines=[(t, f"t = {t}")],
-        ylabel="reconstruction error mean (x̂₀ − x₀)²",
+        ylabel=TEXT["curve_label"],
         lines=[
-            CurveLine(f"member {exp.ids[m_idx]}", curve.x0_error[0], MEMBER_COLOR, exp.ids[m_idx]),
-            CurveLine(f"non-member {exp.ids[nm_idx]}", curve.x0_error[1], NONMEMBER_COLOR, exp.ids[nm_idx]),
+            CurveLine(f"member {exp.ids[m_idx]}", shown[0], MEMBER_COLOR, exp.ids[m_idx]),
+            CurveLine(f"non-member {exp.ids[nm_idx]}", shown[1], NONMEMBER_COLOR, exp.ids[nm_idx]),
         ],
     )
     st.plotly_chart(fig, key="learn.curve", config={"displaylogo": False})

@@ -15,9 +15,15 @@ import streamlit as st
 
 from mia_core.attacks import DEFAULT_ATTACKS
 from mia_core.lab.experiment import make_attacks, stored_results
-from mia_core.lab.presenter_data import DEMO_COMMAND, deck_data, load_defence_study, missing_attacks
+from mia_core.lab.presenter_data import (
+    DEMO_COMMAND,
+    deck_data,
+    load_defence_study,
+    missing_attacks,
+    not_applicable_on,
+)
 from mia_core.views.html import SLIDE_HEIGHT, deck_html
-from mia_core.views.presenter import build_deck
+from mia_core.views.presenter import build_deck, target_note
 from pages._common import default_experiment, get_store
 
 st.set_page_config(page_title="Presenter mode · Diffusion MIA lab", layout="wide", initial_sidebar_state="collapsed")
@@ -58,6 +64,10 @@ if requested is not None:
 current = min(max(1, current), n)
 s[SLIDE_KEY] = current
 st.query_params["slide"] = str(current)
+
+not_applicable = not_applicable_on(s.get("cfg.target", "default"))  # a VE-SDE session target: one line why
+if not_applicable and not embedded:
+    st.info(target_note(s["cfg.target"], not_applicable, DEFAULT_ATTACKS), icon=":material/info:")
 
 missing = missing_attacks(results)
 if missing and not embedded:

@@ -15,7 +15,7 @@ from mia_core.lab.experiment import Experiment
 from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError, load_target
 from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
-from mia_core.views.target import memorisation_figure
+from mia_core.views.target import card_rows, memorisation_figure
 from pages._common import download_figure, try_experiment
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
@@ -92,7 +92,7 @@ def _convert() -> None:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def _samples(fingerprint: str, n: int, steps: int, seed: int, _exp: Experiment) -> np.ndarray:
-    """DDIM samples, cached per (target fingerprint, n, steps, seed)."""
+    """Samples (DDIM, or a VE-SDE's predictor-corrector: mia_core.sampling), cached per (fingerprint, n, steps, seed)."""
     return sampling.ddim_sample(_exp.target, n, steps=steps, seed=seed)
 
 
@@ -177,29 +177,7 @@ c1.metric("Parameters", f"{card['parameters']:,}")
 c2.metric("Resolution", f"{card['resolution']}×{card['resolution']}")
 c3.metric("Channels", f"{card['channels']}")
 c4.metric("Timesteps T", f"{card['timesteps']:,}")
-rows = [
-    ("source", card["source"]),
-    ("fingerprint", card["fingerprint"]),
-    ("parameters", f"{card['parameters']:,}"),
-    ("resolution", f"{card['resolution']}×{card['resolution']}"),
-    ("channels", str(card["channels"])),
-    ("block_out_channels", ", ".join(map(str, card["block_out_channels"]))),
-    ("schedule", card["schedule"]),
-    ("device", card["device"]),
-    ("precision", card["precision"]),
-    ("notes", "; ".join(card["notes"]) or "none"),
-    ("parameterisation", card["parameterisation"]),
-    (
-        "abar at t",
-        ", ".join(f"t={t}: {v:.4g}" for t, v in card["abar_at_t"].items())
-        + (" (zero terminal SNR)" if card["zero_terminal_snr"] else ""),
-    ),
-    ("space", card["space"]),
-    ("converted", "; ".join(card["converted"])),
-    ("variance_type", card["variance_type"]),
-    ("scheduler config", card["scheduler_config"]),
-    ("not applicable", "; ".join(f"{k}: {v}" for k, v in card["not_applicable"].items()) or "every attack applies"),
-]
+rows = card_rows(card)
 card_df = pd.DataFrame(rows, columns=["property", "value"])
 st.dataframe(card_df, hide_index=True, width="stretch")
 st.download_button(
@@ -242,7 +220,10 @@ if log is not None:
     )
     recipe = log.get("config") or {}
     augment = recipe.get("augment") or ("hflip" if recipe.get("hflip") else "none")
-    st.caption(f"Noise schedule: {recipe.get('schedule', 'linear')} · augmentation: {augment}.")
+    if log.get("kind") == "ve":
+        st.caption(f"VE-SDE noise levels σ {recipe.get('sigma_min')}..{recipe.get('sigma_max')} (data in [0, 1]).")
+    else:
+        st.caption(f"Noise schedule: {recipe.get('schedule', 'linear')} · augmentation: {augment}.")
     dp = log.get("dp") or None
     if isinstance(dp, dict):
         eps = dp.get("achieved_epsilon", dp.get("target_epsilon"))
@@ -285,7 +266,8 @@ if log is not None:
 
 st.header("Memorisation: samples and their nearest training images")
 st.markdown(
-    "The model generates new images from pure noise (deterministic DDIM). Each sample is shown next to its "
+    "The model generates new images from pure noise (deterministic DDIM; a VE-SDE model: its predictor-corrector "
+    "sampler). Each sample is shown next to its "
     "**nearest member** (a training image) and its **nearest non-member** (a held-out image) by L2 distance in "
     "pixel space. A sample that is a near copy of a training image is **direct evidence of memorisation**: the "
     "model reproduces what it was trained on instead of something new. Being consistently closer to members "
@@ -294,11 +276,13 @@ st.markdown(
 with st.form("target.sample_form", border=True):
     s1, s2, s3 = st.columns(3)
     n = s1.number_input("Samples", 1, 64, 8, key="target.n")
-    steps = s2.number_input("DDIM steps", 2, 200, 50, key="target.steps")
+    steps = s2.number_input("Sampling steps", 2, 200, 50, key="target.steps")
     sample_seed = s3.number_input("Seed", 0, 2**31 - 1, 0, key="target.seed")
+    calls = sampling.unet_calls_per_step(target)
     st.caption(
-        f"Costs samples × steps UNet calls ({int(n) * int(steps):,} now); the default target does 8 × 50 "
-        "in about a second on a CPU."
+        f"Sampler: {sampling.sampler_description(target, int(steps))}. Costs samples × steps"
+        + (f" × {calls}" if calls > 1 else "")
+        + f" UNet calls ({int(n) * int(steps) * calls:,} now); the default target does 8 × 50 in about a second on a CPU."
     )
     generate = st.form_submit_button("Generate samples", type="primary")
 request = (target.fingerprint, int(n), int(steps), int(sample_seed))
@@ -307,7 +291,7 @@ if generate:
 if state.get("target.samples") and state["target.samples"][0] == target.fingerprint:
     fp, n_req, steps_req, seed_req = state["target.samples"]
     try:
-        with st.spinner(f"Generating {n_req} samples with {steps_req} DDIM steps…", show_time=True):
+        with st.spinner(f"Generating {n_req} samples with {steps_req} sampling steps…", show_time=True):
             samples = _samples(fp, n_req, steps_req, seed_req, exp)
             mem = _memorisation(fp, exp.images.fingerprint, n_req, steps_req, seed_req, exp, samples)
     except Exception as exc:
@@ -326,7 +310,7 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
         "'close'. Samples much closer than this to a member are (near) copies.",
     )
     st.caption(
-        f"{n_req} samples, {steps_req} DDIM steps, seed {seed_req}. Distances are L2 over uint8 pixels "
+        f"{n_req} samples, seed {seed_req}; sampler: {sampling.sampler_description(target, steps_req)}. Distances are L2 over uint8 pixels "
         f"({target.resolution}×{target.resolution}×{target.channels} values); identical images are at 0."
     )
 

@@ -28,6 +28,7 @@ __all__ = [
     "DeckData",
     "deck_data",
     "missing_attacks",
+    "not_applicable_on",
     "load_defence_study",
     "load_default_deck_data",
 ]
@@ -80,6 +81,24 @@ class DeckData:
 def missing_attacks(results: Mapping[str, AttackResult], wanted: Sequence[str] = DEFAULT_ATTACKS) -> list[str]:
     """The names in ``wanted`` that have no result (their slides are left out)."""
     return [name for name in wanted if name not in results]
+
+
+def not_applicable_on(target_spec: str, wanted: Sequence[str] = DEFAULT_ATTACKS) -> dict[str, str]:
+    """The deck's attacks that do not apply to the session's target ``target_spec``, with why (attack name ->
+    reason), read without loading the model: empty unless it is a local score-based VE-SDE folder
+    (:func:`mia_core.score_sde.is_ve_folder`), on which only the attacks with a score-based form apply."""
+    from mia_core.attacks import REGISTRY
+    from mia_core.attacks.base import TARGET_KINDS
+    from mia_core.score_sde import is_ve_folder
+
+    if target_spec in ("", "default") or not is_ve_folder(target_spec):
+        return {}
+    out = {}
+    for name in wanted:
+        kinds = REGISTRY[name].target_kinds
+        if "ve-sde" not in kinds:
+            out[name] = f"needs {' or '.join(TARGET_KINDS.get(k, k) for k in kinds)}"
+    return out
 
 
 def deck_data(exp: Experiment, results: Mapping[str, AttackResult]) -> DeckData:

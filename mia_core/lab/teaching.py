@@ -17,6 +17,19 @@ Errors are *means* over pixels (per image), so their size does not depend on the
     x0 error   mean (x0_hat - x0)^2 = (1 - abar_t) / abar_t * eps error
 
 At one t the two rank images identically; the x0 error is the "reconstruction" a person can see.
+
+A score-based VE-SDE target (:mod:`mia_core.score_sde`) has no abar: the forward process adds noise
+of standard deviation sigma(t) to the data x = (x0 + 1) / 2 in [0, 1], and the model's guess of the
+noise comes from its score (Tweedie, ``ScoreTarget.denoise``):
+
+    x_t       x + sigma z                                   z ~ N(0, I), sigma = sigma(t_i) of step i
+    eps_pred  z_pred = -sigma s_theta(x_t, sigma)
+    x0_hat    x_t - sigma z_pred = x_t + sigma^2 s_theta(x_t, sigma)
+    eps error mean (z_pred - z)^2 = mean (sigma s_theta + z)^2    the DSM error (training loss, loss attack)
+    x0 error  mean (x0_hat - x0)^2 = 4 sigma^2 * eps error         (in [-1, 1] image units)
+
+Every function below returns x_t and x0_hat as images in [-1, 1] (2 x - 1), so the pages draw both
+kinds of target the same way.
 """
 
 from __future__ import annotations
@@ -50,6 +63,23 @@ def fixed_noise(shape: Sequence[int], seed: int) -> torch.Tensor:
     """
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randn(tuple(int(s) for s in shape), generator=gen, dtype=torch.float32)
+
+
+def is_score_sde(target: Any) -> bool:
+    """True for a score-based VE-SDE target (``target.kind == "ve-sde"``)."""
+    return getattr(target, "kind", "ddpm") == "ve-sde"
+
+
+def ve_noise_level(schedule: Any, t: int) -> tuple[float, float]:
+    """``(t_i, sigma(t_i))`` of integer step ``t`` on a VE-SDE schedule: its continuous time and noise level."""
+    schedule.check_timesteps(int(t))
+    return float(schedule.time_of_step(int(t))), float(schedule.sigma_of_step(int(t)))
+
+
+def ve_sigma_table(schedule: Any, points: int = 250) -> tuple[np.ndarray, np.ndarray]:
+    """About ``points`` integer steps of a VE-SDE schedule (int64) and their sigma(t_i) (float64), for a chart."""
+    steps = np.arange(0, schedule.num_timesteps, max(1, schedule.num_timesteps // points), dtype=np.int64)
+    return steps, schedule.sigma_of_step(torch.as_tensor(steps)).numpy()
 
 
 def signal_noise_weights(schedule: NoiseSchedule, t: int) -> tuple[float, float, float]:
@@ -109,7 +139,13 @@ def one_step_denoise(
     single = x0.ndim == 3
     if single:
         x0 = x0.unsqueeze(0)
-    if target.latent:  # noise and denoise the latent; show the decoded images (eps_pred stays a latent)
+    if is_score_sde(target):  # x_t = x + sigma z in data space; shown in [-1, 1] (module doc)
+        noise = torch.as_tensor(noise, dtype=torch.float32).cpu().expand_as(x0)
+        sigma = torch.full((x0.shape[0],), float(target.schedule.sigma_of_step(int(t))))
+        data_t = target.to_data(x0) + sigma.view(-1, 1, 1, 1) * noise
+        eps_pred, data_hat = (v.cpu() for v in target.denoise(data_t, sigma))
+        x_t, x0_hat = target.from_data(data_t), target.from_data(data_hat)
+    elif target.latent:  # noise and denoise the latent; show the decoded images (eps_pred stays a latent)
         z0 = target.encode(x0).cpu()
         noise = torch.as_tensor(noise, dtype=torch.float32).cpu().expand_as(z0)
         z_t = noised(z0, t, noise, target.schedule)
@@ -181,12 +217,24 @@ def reconstruction_error_curve(
     x0_all = x0.repeat(draws * k, 1, 1, 1)
     t_all = torch.as_tensor(ts, dtype=torch.long).repeat_interleave(n).repeat(draws)
     eps_all = noises.repeat_interleave(k * n, dim=0)
-    x_t = q_sample(target.schedule, x0_all, t_all, eps_all)
     per_call = max(1, _MAX_BATCH_PIXELS // int(np.prod(x0.shape[1:])))
-    eps_pred = torch.cat(
-        [target.eps(x_t[i : i + per_call], t_all[i : i + per_call]).cpu() for i in range(0, x_t.shape[0], per_call)]
-    )
-    x0_hat = predict_x0(target.schedule, x_t, t_all, eps_pred)
+    if is_score_sde(target):  # the DSM error at sigma(t_i) and Tweedie's x0_hat (module doc), in [-1, 1]
+        sigma = target.schedule.sigma_of_step(t_all).to(torch.float32)
+        data_t = target.to_data(x0_all) + sigma.view(-1, 1, 1, 1) * eps_all
+        parts = [
+            target.denoise(data_t[i : i + per_call], sigma[i : i + per_call]) for i in range(0, data_t.shape[0], per_call)
+        ]
+        eps_pred = torch.cat([z.cpu() for z, _ in parts])
+        x0_hat = target.from_data(torch.cat([x.cpu() for _, x in parts]))
+    else:
+        x_t = q_sample(target.schedule, x0_all, t_all, eps_all)
+        eps_pred = torch.cat(
+            [
+                target.eps(x_t[i : i + per_call], t_all[i : i + per_call]).cpu()
+                for i in range(0, x_t.shape[0], per_call)
+            ]
+        )
+        x0_hat = predict_x0(target.schedule, x_t, t_all, eps_pred)
     eps_err = (eps_pred - eps_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     x0_err = (x0_hat - x0_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)
     return ErrorCurve(np.asarray(ts, dtype=np.int64), x0_err.T.numpy(), eps_err.T.numpy(), int(draws))

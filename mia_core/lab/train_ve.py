@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mia_core.data import ImageSet, Split
+from mia_core.lab.train import TrainResult, save_pipeline
 from mia_core.lazy import MODEL_BUILD_LOCK, diffusers_class
 from mia_core.score_sde import VESchedule
 from mia_core.target import pick_device
@@ -106,11 +105,8 @@ def build_score_unet(resolution: int, channels: int, cfg: VETrainConfig) -> Any:
     )
 
 
-@dataclass
-class VETrainResult:
-    out_dir: Path
-    losses: list[tuple[int, float]]
-    seconds: float
+#: what a VE run did: the DDPM loop's record (out_dir, loss curve, seconds; no DP, no resuming).
+VETrainResult = TrainResult
 
 
 def train_ve(
@@ -170,48 +166,7 @@ def train_ve(
             if progress is not None:
                 progress(step, cfg.steps, losses[-1][1])
     result = VETrainResult(Path(out_dir), losses, time.perf_counter() - start)
-    save_score_pipeline(ema, schedule, split, cfg, result, device=str(dev), command=command)
+    # the one writer of every training run: unet/, scheduler/ (ScoreSdeVeScheduler), model_index.json
+    # (ScoreSdeVePipeline), split.json and train_log.json (with "kind": "ve")
+    save_pipeline(ema, schedule, split, cfg, result, result.out_dir, device=str(dev), command=command)
     return result
-
-
-def save_score_pipeline(
-    unet: Any,
-    schedule: VESchedule,
-    split: Split,
-    cfg: VETrainConfig,
-    result: VETrainResult,
-    *,
-    device: str,
-    command: str,
-) -> None:
-    out = Path(result.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    unet.to("cpu").save_pretrained(out / "unet", safe_serialization=True)
-    (out / "scheduler").mkdir(exist_ok=True)
-    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(schedule.to_scheduler_config(), indent=2))
-    (out / "model_index.json").write_text(
-        json.dumps(
-            {
-                "_class_name": "ScoreSdeVePipeline",
-                "scheduler": ["diffusers", "ScoreSdeVeScheduler"],
-                "unet": ["diffusers", "UNet2DModel"],
-            },
-            indent=2,
-        )
-    )
-    split.save(out / "split.json")
-    log = {
-        "command": command,
-        "kind": "ve",
-        "config": cfg.to_dict(),
-        "device": device,
-        "seconds": round(result.seconds, 1),
-        "weights": "EMA",
-        "n_members": split.n_members,
-        "data_fingerprint": split.data_fingerprint,
-        "loss_curve": [[s, round(v, 6)] for s, v in result.losses],
-        "dp": None,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-    }
-    (out / "train_log.json").write_text(json.dumps(log, indent=1))

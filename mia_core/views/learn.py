@@ -18,7 +18,61 @@ from mia_core.schedule import NoiseSchedule
 from mia_core.views.attack_info import all_attack_info
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, log_axis
 
-__all__ = ["error_bars_figure", "abar_figure", "attack_summary", "train_log_summary", "loss_curve_figure"]
+__all__ = [
+    "error_bars_figure",
+    "abar_figure",
+    "sigma_figure",
+    "process_text",
+    "attack_summary",
+    "train_log_summary",
+    "loss_curve_figure",
+]
+
+#: The Learn page's formulas and labels for each kind of target (``Target.kind``): a DDPM's forward
+#: process mixes image and noise with abar_t; a VE-SDE adds noise of standard deviation sigma(t) to the
+#: data in [0, 1] and its model returns a score (``mia_core.lab.teaching`` computes both).
+PROCESS_TEXT: dict[str, dict[str, str]] = {
+    "ddpm": {
+        "forward": r"x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon,\qquad "
+        r"\varepsilon \sim \mathcal{N}(0, I)",
+        "denoise": r"\hat x_0 = \frac{x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t, t)}{\sqrt{\bar\alpha_t}}",
+        "noise_caption": "ε: the noise (fixed seed)",
+        "pred_caption": "ε_θ(x_t, t): predicted noise",
+        "noise_error": "noise error mean (ε_θ − ε)²",
+        "noise_error_help": "The training loss of a DDPM on this image at this t (mean over pixels).",
+        "x0_error_help": "= (1 − ᾱ_t)/ᾱ_t × the noise error: the same information, on the image scale.",
+        "curve_label": "reconstruction error mean (x̂₀ − x₀)²",
+        "curve": "x0",
+        "denoise_caption": "The UNet sees only x_t and t, guesses the noise ε_θ, and subtracting it gives a one-step "
+        "guess of the clean image x̂₀. Small t: easy, x̂₀ ≈ x₀. Large t: the model must invent the image, so x̂₀ "
+        "drifts to a typical training image. The loss attack scores an image by exactly this noise error "
+        "(lower = member).",
+    },
+    "ve-sde": {
+        "forward": r"x_t = x_0 + \sigma(t)\,z,\qquad z \sim \mathcal{N}(0, I),\quad "
+        r"\sigma(t) = \sigma_{\min}\,(\sigma_{\max}/\sigma_{\min})^{t}",
+        "denoise": r"\hat x_0 = x_t + \sigma^2\, s_\theta(x_t, \sigma),\qquad \hat z = -\sigma\, s_\theta(x_t, \sigma)",
+        "noise_caption": "z: the noise (fixed seed)",
+        "pred_caption": "ẑ = −σ s_θ(x_t, σ): predicted noise",
+        "noise_error": "DSM error mean (σ s_θ + z)²",
+        "noise_error_help": "Denoising score matching at σ(t): the training loss of a VE-SDE model on this image "
+        "(mean over pixels), and what the loss attack measures.",
+        "x0_error_help": "= 4σ² × the DSM error (images in [-1, 1]): the same information, on the image scale.",
+        "curve_label": "DSM error mean (σ s_θ + z)²",
+        "curve": "eps",
+        "denoise_caption": "The UNet sees x_t and the noise level σ and returns the score s_θ, the direction in which "
+        "the data are denser; −σ s_θ is its guess of the noise, and one step along the score (Tweedie's formula) "
+        "gives x̂₀. Small σ: easy. Large σ: the model must invent the image. The loss attack on a VE-SDE model "
+        "scores an image by this denoising-score-matching error (lower = member), as Hu & Pang do.",
+    },
+}
+
+
+def process_text(kind: str) -> dict[str, str]:
+    """The Learn page's formulas and labels for a target of ``kind`` ("ddpm" or "ve-sde")."""
+    if kind not in PROCESS_TEXT:
+        raise ValueError(f"no Learn-page text for a target of kind {kind!r}; known: {', '.join(PROCESS_TEXT)}")
+    return PROCESS_TEXT[kind]
 
 
 def error_bars_figure(member_error: float, nonmember_error: float, *, title: str) -> go.Figure:
@@ -68,6 +122,22 @@ def abar_figure(schedule: NoiseSchedule, t: int) -> go.Figure:
         legend=dict(orientation="h", y=1.15),
         xaxis=dict(title="timestep t"),
         yaxis=dict(title="weight", range=[0, 1.02]),
+    )
+    return fig
+
+
+def sigma_figure(steps: np.ndarray, sigma: np.ndarray, t: int) -> go.Figure:
+    """A VE-SDE's noise level sigma(t_i) (data in [0, 1]) against its integer steps i (log y), a marker at ``t``.
+
+    ``steps`` and ``sigma`` are plain arrays (``mia_core.lab.teaching.ve_sigma_table``)."""
+    sigma = np.asarray(sigma, dtype=np.float64)
+    fig = go.Figure(go.Scatter(x=np.asarray(steps), y=sigma, name="noise level sigma(t)", line=dict(color="#333333")))
+    fig.add_vline(x=int(t), line=dict(color="gray", dash="dot"))
+    fig.update_layout(
+        height=240,
+        margin=dict(l=10, r=10, t=10, b=10),
+        xaxis=dict(title="step i (t_i from eps to 1)"),
+        yaxis=dict(title="sigma (data in [0, 1])", **log_axis(sigma)),
     )
     return fig
 
@@ -137,7 +207,9 @@ def loss_curve_figure(log: Mapping[str, Any]) -> go.Figure | None:
         height=260,
         margin=dict(l=10, r=10, t=10, b=10),
         xaxis_title="training step",
-        yaxis_title="loss: mean (eps - eps_theta)^2",
+        yaxis_title=(
+            "loss: mean (sigma s_theta + z)^2 (DSM)" if log.get("kind") == "ve" else "loss: mean (eps - eps_theta)^2"
+        ),
     )
     positive = arr[:, 1][np.isfinite(arr[:, 1]) & (arr[:, 1] > 0)]
     if positive.size:

@@ -299,6 +299,19 @@ def _slide_factor_figure(view: Any) -> go.Figure:
     return talk_style(factor_figure(view, "auc", title=""), legend=dict(x=1.01, y=1.0, xanchor="left"))
 
 
+def target_note(source: str, not_applicable: dict[str, str], deck_attacks: Sequence[str]) -> str:
+    """One line for a session whose target is a score-based (VE-SDE) model: the deck shows the embedded
+    default's precomputed results, and which of its attacks' slides do not apply to that target, and why
+    (``not_applicable``: name -> reason, from :func:`mia_core.lab.presenter_data.not_applicable_on`)."""
+    applies = [short_name(n) for n in deck_attacks if n not in not_applicable]
+    reasons = sorted(set(not_applicable.values()))
+    return (
+        f"This deck shows the embedded default DDPM's precomputed results, not your target {source} (a score-based "
+        f"VE-SDE model): on it only {', '.join(applies) or 'no attack of this deck'} applies; the slides of "
+        f"{', '.join(short_name(n) for n in not_applicable)} do not ({'; '.join(reasons)})."
+    )
+
+
 # ------------------------------------------------------------------------------------ statistics
 
 

@@ -5,7 +5,7 @@ Built from :class:`mia_core.sampling.Memorisation` (computed by the engine); not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -15,7 +15,52 @@ from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
 if TYPE_CHECKING:  # annotations only: importing the sampler would pull in torch
     from mia_core.sampling import Memorisation
 
-__all__ = ["memorisation_figure"]
+__all__ = ["card_rows", "memorisation_figure"]
+
+
+def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """The model card (``Target.card()``, plain values) as (property, value) rows of text.
+
+    A DDPM shows abar at a few t; a score-based VE-SDE target (its card has ``sigma_at_t``) shows
+    sigma at a few steps and says what kind of model it is; keys a card lacks are left out.
+    """
+    rows = [
+        ("source", card["source"]),
+        ("fingerprint", card["fingerprint"]),
+        ("parameters", f"{card['parameters']:,}"),
+        ("resolution", f"{card['resolution']}×{card['resolution']}"),
+        ("channels", str(card["channels"])),
+        ("block_out_channels", ", ".join(map(str, card["block_out_channels"]))),
+        ("schedule", card["schedule"]),
+        ("device", card["device"]),
+        ("precision", card["precision"]),
+        ("notes", "; ".join(card["notes"]) or "none"),
+    ]
+    if "kind" in card:
+        rows.append(("kind", card["kind"]))
+    if "parameterisation" in card:
+        rows.append(("parameterisation", card["parameterisation"]))
+    if "abar_at_t" in card:
+        rows.append(
+            (
+                "abar at t",
+                ", ".join(f"t={t}: {v:.4g}" for t, v in card["abar_at_t"].items())
+                + (" (zero terminal SNR)" if card.get("zero_terminal_snr") else ""),
+            )
+        )
+    if "sigma_at_t" in card:
+        rows.append(("sigma at step", ", ".join(f"step {t}: {v:.4g}" for t, v in card["sigma_at_t"].items())))
+    if "space" in card:
+        rows.append(("space", str(card["space"])))
+    if "converted" in card:
+        rows.append(("converted", "; ".join(card["converted"])))
+    if "variance_type" in card:
+        rows.append(("variance_type", str(card["variance_type"])))
+    if "scheduler_config" in card:
+        rows.append(("scheduler config", str(card["scheduler_config"])))
+    not_applicable = card.get("not_applicable") or {}
+    rows.append(("not applicable", "; ".join(f"{k}: {v}" for k, v in not_applicable.items()) or "every attack applies"))
+    return rows
 
 
 def memorisation_figure(mem: Memorisation) -> go.Figure:

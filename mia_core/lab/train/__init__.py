@@ -2,7 +2,8 @@
 
 Modules: ``config`` (TrainConfig, schedules, augmentations, model-size presets), ``loop`` (the
 training loop, the UNet, augmentation, speed and denoising loss), ``dp`` (DP-SGD through Opacus,
-the accountant) and ``checkpoint`` (the saved model folder, its log, the command, checkpoints).
+the accountant) and ``checkpoint`` (the saved model folder, its log, the command, checkpoints) and ``latent`` (a latent
+target: a small AutoencoderKL, then the same loop on its latents).
 Everything public is re-exported here: ``from mia_core.lab.train import TrainConfig, train``.
 
 Notation: the DDPM objective (Ho et al. 2020, eq. 14, "L_simple"):
@@ -61,6 +62,7 @@ from mia_core.lab.train.config import (
     preset_config,
 )
 from mia_core.lab.train.dp import DPState, make_grad_sample_module
+from mia_core.lab.train.latent import VAEConfig, VAEResult, build_vae, train_latent, train_vae
 from mia_core.lab.train.loop import (
     TrainResult,
     augment_batch,
@@ -83,8 +85,11 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "TrainResult",
+    "VAEConfig",
+    "VAEResult",
     "augment_batch",
     "build_unet",
+    "build_vae",
     "denoising_loss",
     "ema_update",
     "make_grad_sample_module",
@@ -95,4 +100,6 @@ __all__ = [
     "shift_reflect",
     "train",
     "train_command",
+    "train_latent",
+    "train_vae",
 ]

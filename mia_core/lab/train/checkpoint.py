@@ -19,7 +19,6 @@ import torch
 from mia_core.data import Split
 from mia_core.lab.train.config import TrainConfig
 from mia_core.lab.train.dp import DPState
-from mia_core.schedule import NoiseSchedule
 
 if TYPE_CHECKING:
     from mia_core.lab.train.loop import TrainResult
@@ -32,37 +31,65 @@ _STATE_JSON = "training_state.json"
 _RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 
 
+#: model_index.json of each kind of folder a training run writes (diffusers' pipeline class and components).
+MODEL_INDEX: dict[str, dict[str, Any]] = {
+    "ddpm": {
+        "_class_name": "DDPMPipeline",
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    },
+    "ve": {
+        "_class_name": "ScoreSdeVePipeline",
+        "scheduler": ["diffusers", "ScoreSdeVeScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    },
+    # diffusers' unconditional latent pipeline (LDMPipeline) names its autoencoder "vqvae"; the lab reads
+    # an AutoencoderKL from vae/ (as Stable Diffusion folders do), so the component is listed as such.
+    "latent": {
+        "_class_name": "LDMPipeline",
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    },
+}
+
+
 def save_pipeline(
     unet: Any,
-    schedule: NoiseSchedule,
+    schedule: Any,
     split: Split,
-    cfg: TrainConfig,
+    cfg: Any,
     result: TrainResult,
     out_dir: Path,
     *,
     device: str,
     command: str,
     snapshot_of: int | None = None,
+    vae: Any = None,
+    extra_log: dict[str, Any] | None = None,
 ) -> None:
-    """Write the diffusers pipeline folder, the split manifest and the training log."""
+    """Write the diffusers pipeline folder, the split manifest and the training log.
+
+    The one writer of every training run (DDPM, latent, VE-SDE): ``unet/`` (safetensors),
+    ``scheduler/scheduler_config.json`` (``schedule.to_scheduler_config()``: a DDPM's NoiseSchedule or a
+    VESchedule), ``vae/`` when a ``vae`` is given (latent diffusion), ``model_index.json`` (see
+    :data:`MODEL_INDEX`), ``split.json`` and ``train_log.json``. ``cfg`` is the UNet's config (a
+    TrainConfig, or a VETrainConfig: anything with ``to_dict()``); ``extra_log`` adds keys to the log
+    (``kind``, the VAE's training record).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     unet.to("cpu").save_pretrained(out_dir / "unet", safe_serialization=True)
+    kind = "latent" if vae is not None else ("ve" if getattr(schedule, "kind", "") == "ve" else "ddpm")
+    if vae is not None:
+        vae.to("cpu").save_pretrained(out_dir / "vae", safe_serialization=True)
     (out_dir / "scheduler").mkdir(exist_ok=True)
     (out_dir / "scheduler" / "scheduler_config.json").write_text(json.dumps(schedule.to_scheduler_config(), indent=2))
-    (out_dir / "model_index.json").write_text(
-        json.dumps(
-            {
-                "_class_name": "DDPMPipeline",
-                "scheduler": ["diffusers", "DDPMScheduler"],
-                "unet": ["diffusers", "UNet2DModel"],
-            },
-            indent=2,
-        )
-    )
+    (out_dir / "model_index.json").write_text(json.dumps(MODEL_INDEX[kind], indent=2))
     split.save(out_dir / "split.json")
     log = {
         "command": command,
+        **({"kind": kind} if kind != "ddpm" else {}),
         "config": cfg.to_dict(),
         "device": device,
         "seconds": round(result.seconds, 1),
@@ -74,6 +101,7 @@ def save_pipeline(
         "torch": torch.__version__,
         "numpy": np.__version__,
     }
+    log.update(extra_log or {})
     if result.resumed_at:
         log["resumed_at"] = list(result.resumed_at)
     if snapshot_of is not None:

@@ -138,6 +138,9 @@ def train(
     resume_from: str | Path | None = None,
     snapshot_steps: Iterable[int] = (),
     snapshot_dir: Callable[[int], str | Path] | None = None,
+    latents: torch.Tensor | None = None,
+    vae: Any = None,
+    extra_log: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train on ``members`` (the split's member images) and save the EMA model to ``out_dir``.
 
@@ -155,9 +158,25 @@ def train(
     snapshot_steps : steps at which the EMA model is also saved as a full model folder (with its
         split, and a log truncated at that step); ``snapshot_dir(step)`` names the folder (default
         ``out_dir/snapshots/step-<step>``).
+    latents, vae : latent diffusion (:mod:`mia_core.lab.train.latent`): the UNet trains on ``latents``
+        ((N, C', H', W') float32, the members' encodings in ``members``' order) instead of the images,
+        and ``vae`` (the AutoencoderKL that made them) is saved beside it in ``vae/``. No augmentation
+        (a flipped latent is not the latent of a flipped image) and no DP (the VAE saw the members
+        without it, so the guarantee would not hold).
+    extra_log : more keys for ``train_log.json`` (the latent run's VAE record).
     """
     if set(members.ids) != set(split.member_ids) or members.n != split.n_members:
         raise ValueError("the training images must be exactly the split's members")
+    if latents is not None:
+        if (vae is None) or latents.ndim != 4 or latents.shape[0] != members.n:
+            raise ValueError(
+                f"latents must be (N={members.n}, C, H, W) with their vae, got shape {tuple(latents.shape)}"
+            )
+        if cfg.augment != "none" or cfg.uses_dp:
+            raise ValueError(
+                "latent training takes neither augmentation nor DP (augment='none', dp_epsilon=None), got "
+                f"augment={cfg.augment!r}, dp_epsilon={cfg.dp_epsilon!r}"
+            )
     out_dir = Path(out_dir)
     snapshots = sorted({int(s) for s in snapshot_steps})
     if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= cfg.steps:
@@ -169,14 +188,17 @@ def train(
         torch.backends.cudnn.allow_tf32 = True
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     schedule = cfg.make_schedule()
-    data = torch.as_tensor(members.to_unit_range(), dtype=torch.float32).to(dev)  # (N, C, H, W)
+    if latents is None:
+        data = torch.as_tensor(members.to_unit_range(), dtype=torch.float32).to(dev)  # (N, C, H, W)
+    else:
+        data = latents.detach().to(dev, torch.float32)
     n_members = data.shape[0]
     # The initial weights come from torch's global generator: seed it and build under the lock that
     # every model construction in mia_core takes, so a model loading on another thread of the app
     # cannot draw from it in between (the same seed gives the same weights).
     with MODEL_BUILD_LOCK:
         torch.manual_seed(cfg.seed)
-        unet = build_unet(members.resolution, members.channels, cfg)
+        unet = build_unet(int(data.shape[-1]), int(data.shape[1]), cfg)
     unet = unet.to(dev).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     inner_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -266,6 +288,8 @@ def train(
                     device=str(dev),
                     command=command,
                     snapshot_of=cfg.steps,
+                    vae=vae,
+                    extra_log=extra_log,
                 )
         if cfg.checkpoint_every and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             save_checkpoint(
@@ -284,7 +308,9 @@ def train(
     result.losses = curve()
     result.seconds = elapsed()
     result.dp = dp.record(cfg) if dp is not None else None
-    save_pipeline(ema, schedule, split, cfg, result, out_dir, device=str(dev), command=command)
+    save_pipeline(
+        ema, schedule, split, cfg, result, out_dir, device=str(dev), command=command, vae=vae, extra_log=extra_log
+    )
     return result
 
 

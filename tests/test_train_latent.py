@@ -1,0 +1,94 @@
+"""`mia train --kind latent`: an AutoencoderKL, then the DDPM loop on its latents (mia_core.lab.train.latent)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mia_core.attacks import get_attack
+from mia_core.cli import main
+from mia_core.data import load_digits, random_split
+from mia_core.lab.train import TrainConfig, VAEConfig, train_latent
+from mia_core.lab.train.latent import posterior_means
+from mia_core.metrics import auc
+from mia_core.target import load_target
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    """See conftest.single_thread."""
+
+
+@pytest.fixture(scope="module")
+def digits16(tmp_path_factory):
+    """8 member and 8 non-member digits (8x8) as an .npz data file."""
+    folder = tmp_path_factory.mktemp("latent_data")
+    digits = load_digits()
+    np.savez(folder / "digits16.npz", images=digits.images[:16], is_member=np.array([True] * 8 + [False] * 8))
+    return folder / "digits16.npz", digits.images[:16]
+
+
+def test_mia_train_kind_latent_writes_a_folder_that_loads_as_a_latent_target(digits16, tmp_path):
+    data, images = digits16
+    out = tmp_path / "ldm"
+    args = ["train", "--kind", "latent", "--data", str(data), "--out", str(out), "--vae-steps", "3"]
+    args += ["--vae-channels", "8,16", "--latent-channels", "2", "--steps", "3", "--batch-size", "4"]
+    args += ["--channels", "16,32", "--layers-per-block", "1", "--no-attention", "--log-every", "1", "--device", "cpu"]
+    assert main(args) == 0
+    for part in ("unet", "vae", "scheduler"):
+        assert (out / part).is_dir(), part
+    index = json.loads((out / "model_index.json").read_text())
+    assert index["vae"] == ["diffusers", "AutoencoderKL"] and index["unet"] == ["diffusers", "UNet2DModel"]
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["kind"] == "latent" and log["command"].startswith("mia train --kind latent")
+    assert len(log["vae"]["loss_curve"]) == 3 and len(log["loss_curve"]) == 3
+    assert json.loads((out / "split.json").read_text())["member_ids"]
+
+    target = load_target(str(out), device="cpu")
+    assert target.latent and target.model_shape == (2, 4, 4) and (target.resolution, target.channels) == (8, 1)
+    assert target.scaling_factor == pytest.approx(log["vae"]["scaling_factor"], rel=1e-6)
+    # The scaling factor is 1 / std of the members' posterior means: their encodings have unit std.
+    members = torch.as_tensor(images[:8].astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
+    z = target.encode(members)
+    assert float(z.std()) == pytest.approx(1.0, rel=1e-4)
+    assert torch.allclose(z, posterior_means(target.vae, members) * target.scaling_factor, atol=1e-6)
+
+
+def test_latent_training_refuses_augmentation_and_dp(digits16, tmp_path, capsys):
+    data, _ = digits16
+    base = ["train", "--kind", "latent", "--data", str(data), "--out", str(tmp_path / "x"), "--device", "cpu"]
+    for flag, value in (("--augment", "hflip"), ("--dp-epsilon", "8")):
+        assert main([*base, flag, value]) != 0
+        assert f"{flag} is not available with --kind latent" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_loss_attack_separates_the_members_a_latent_model_memorised(tmp_path):
+    """8 members, 8 non-members; a tiny VAE, then a tiny UNet that memorises the members' latents."""
+    digits = load_digits()
+    split = random_split(digits, seed=5).limit(8)
+    members = digits.subset(split.member_ids)
+    vae_cfg = VAEConfig(steps=40, batch_size=16, block_out_channels=(8, 16), latent_channels=2, log_every=20)
+    cfg = TrainConfig(
+        steps=150,
+        batch_size=16,
+        lr=3e-3,
+        warmup_steps=20,
+        ema_decay=0.95,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        attention=False,
+        log_every=50,
+    )
+    train_latent(members, split, vae_cfg, cfg, tmp_path / "ldm", device="cpu")
+    target = load_target(str(tmp_path / "ldm"), device="cpu")
+    everyone = digits.subset(list(split.member_ids) + list(split.nonmember_ids))
+    is_member = np.array([True] * split.n_members + [False] * split.n_nonmembers)
+    result = get_attack("loss", {"timesteps": (100,), "n_draws": 4, "sweep": ()}).run(
+        target, everyone.to_unit_range(), ids=everyone.ids, seed=0
+    )
+    assert auc(result.scores, is_member) >= 0.85, result.scores
