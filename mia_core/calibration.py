@@ -25,10 +25,10 @@ import numpy as np
 from mia_core.metrics import (
     _CI_QUANTILES,
     Interval,
-    _as_labels,
     _is_na,
     _validate,
     _validate_budget,
+    as_labels,
     threshold_at_fpr,
 )
 
@@ -101,7 +101,7 @@ def calibration_partition(is_member, *, fraction: float = 0.5, seed: int = 0) ->
     seed : int
         Shuffle seed.
     """
-    labels = _as_labels(is_member)
+    labels = as_labels(is_member)
     if isinstance(fraction, bool) or not isinstance(fraction, Real) or not (0.0 < float(fraction) < 1.0):
         raise ValueError(f"calibration fraction must be in the open interval (0, 1); got {fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, Integral):
