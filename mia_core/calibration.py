@@ -25,11 +25,14 @@ import numpy as np
 from mia_core.metrics import (
     _CI_QUANTILES,
     Interval,
-    _as_labels,
     _is_na,
+    _percentile_interval,
+    _resampled_metrics,
     _validate,
     _validate_budget,
+    as_labels,
     threshold_at_fpr,
+    tpr_at_fpr,
 )
 
 #: Budgets of the transferred TPR@FPR written by ``mia attack`` (10 %, 1 %, 0.1 %, as Compare offers).
@@ -39,6 +42,8 @@ __all__ = [
     "TRANSFER_BUDGETS",
     "Partition",
     "TransferredRate",
+    "OracleRate",
+    "oracle_tpr_at_fpr",
     "calibration_partition",
     "transferred_tpr_at_fpr",
     "transferred_metrics",
@@ -101,7 +106,7 @@ def calibration_partition(is_member, *, fraction: float = 0.5, seed: int = 0) ->
     seed : int
         Shuffle seed.
     """
-    labels = _as_labels(is_member)
+    labels = as_labels(is_member)
     if isinstance(fraction, bool) or not isinstance(fraction, Real) or not (0.0 < float(fraction) < 1.0):
         raise ValueError(f"calibration fraction must be in the open interval (0, 1); got {fraction!r}")
     if isinstance(seed, bool) or not isinstance(seed, Integral):
@@ -235,3 +240,48 @@ def transferred_metrics(
             for b in budgets
         },
     }
+
+
+@dataclass(frozen=True)
+class OracleRate:
+    """TPR at an FPR budget with the threshold chosen on the very scores it is measured on (the best case).
+
+    ``tpr`` is None (n/a) when there are fewer than ``ceil(1 / budget)`` non-members.
+    """
+
+    budget: float
+    threshold: float | None
+    tpr: float | None
+    tpr_ci: Interval | None
+    n_members: int
+    n_nonmembers: int
+
+
+def oracle_tpr_at_fpr(scores, is_member, budget: float, *, n_bootstrap: int = 200, seed: int = 0) -> OracleRate:
+    """Oracle TPR at any FPR budget, with the 95 % bootstrap interval of :func:`mia_core.metrics.evaluate`.
+
+    :func:`~mia_core.metrics.evaluate` gives intervals at 1 % and 0.1 % only; this gives the same number
+    (:func:`~mia_core.metrics.tpr_at_fpr`) and interval (members and non-members resampled separately,
+    seeded) at the budget a page shows, for the side-by-side with :func:`transferred_tpr_at_fpr`.
+
+    Parameters
+    ----------
+    scores, is_member : array_like, shape (N,)
+    budget : float in (0, 1)
+    n_bootstrap : int
+        0 skips the interval.
+    """
+    budget = _validate_budget(budget)
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, Integral) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be a non-negative integer; got {n_bootstrap!r}")
+    score_array, labels = _validate(scores, is_member)
+    n_m = int(labels.sum())
+    n_n = labels.size - n_m
+    tpr = tpr_at_fpr(score_array, labels, budget)
+    ci = None
+    if tpr is not None and n_bootstrap > 0:
+        rng = np.random.default_rng(seed)
+        member_idx = rng.integers(0, n_m, size=(n_bootstrap, n_m))
+        nonmember_idx = rng.integers(0, n_n, size=(n_bootstrap, n_n))
+        ci = _percentile_interval(_resampled_metrics(score_array, labels, member_idx, nonmember_idx, (budget,))[budget])
+    return OracleRate(budget, threshold_at_fpr(score_array, labels, budget), tpr, ci, n_m, n_n)

@@ -587,8 +587,8 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
     else:
         if not (args.suspect and args.heldout):
             raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")
-        suspect = SI.score_images(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
-        heldout = SI.score_images(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
+        suspect = SI.collection_scores(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
+        heldout = SI.collection_scores(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
     result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names), seed=args.seed)
     print(result.verdict())
     print(

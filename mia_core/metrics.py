@@ -43,6 +43,7 @@ __all__ = [
     "evaluate",
     "apply_threshold",
     "verdict_at_fpr",
+    "as_labels",
 ]
 
 #: FPR budgets reported by :func:`evaluate` (1 % and 0.1 %).
@@ -165,8 +166,12 @@ def _as_scores(scores, name: str = "scores") -> np.ndarray:
     return array
 
 
-def _as_labels(is_member) -> np.ndarray:
-    """Return ``is_member`` as a 1-D bool array (members True) or raise ValueError."""
+def as_labels(is_member) -> np.ndarray:
+    """Membership labels as a 1-D bool array (members True), or ValueError naming the bad value.
+
+    Accepts bool, or numbers that are all 0 or 1; shape (N,). Shared by every module that takes labels
+    (metrics, calibration, the blind baseline) so that they reject the same inputs with the same message.
+    """
     array = np.asarray(is_member)
     if array.ndim != 1:
         raise ValueError(f"is_member must be a 1-D array; got shape {array.shape}")
@@ -184,7 +189,7 @@ def _as_labels(is_member) -> np.ndarray:
 def _validate(scores, is_member) -> tuple[np.ndarray, np.ndarray]:
     """Validate a (scores, labels) pair; return float scores and bool member mask."""
     score_array = _as_scores(scores)
-    labels = _as_labels(is_member)
+    labels = as_labels(is_member)
     if score_array.shape != labels.shape:
         raise ValueError(
             f"scores and is_member must have the same length; "

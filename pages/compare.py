@@ -13,7 +13,7 @@ import streamlit as st
 
 from mia_core import metrics as M
 from mia_core.attacks import REGISTRY, access_label, get_attack
-from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+from mia_core.calibration import calibration_partition, oracle_tpr_at_fpr, transferred_tpr_at_fpr
 from mia_core.lab import evalsets as ES
 from mia_core.lab import run_specs as RS
 from mia_core.lab.blind import BLIND_NAME, blind_baseline
@@ -21,6 +21,7 @@ from mia_core.lab.plan import order_by_access
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.html import figure_html
+from mia_core.views.transfer import oracle_transferred_table
 from pages._common import budget_control, get_store, selected_attacks, show_store_notices, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
@@ -32,10 +33,16 @@ def _evaluate(scores: np.ndarray, is_member: np.ndarray) -> M.AttackMetrics:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _transferred(scores: np.ndarray, is_member: np.ndarray):
-    """Threshold at 1 % FPR on a seeded half of each class, TPR and achieved FPR on the other half."""
+def _transferred(scores: np.ndarray, is_member: np.ndarray, budget: float):
+    """Threshold at the budget on a seeded half of each class, TPR and achieved FPR on the other half."""
     partition = calibration_partition(is_member, fraction=0.5, seed=0)
-    return transferred_tpr_at_fpr(scores, is_member, partition, M.BUDGET_1PCT)
+    return transferred_tpr_at_fpr(scores, is_member, partition, budget), partition
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _oracle(scores: np.ndarray, is_member: np.ndarray, budget: float):
+    """TPR at the budget with the threshold chosen on these scores (the best case), with its interval."""
+    return oracle_tpr_at_fpr(scores, is_member, budget)
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -205,7 +212,7 @@ with top[1]:
 metrics = {name: _evaluate(r.scores, labels[name]) for name, r in res.items()}
 roc_input = {name: (r.scores, labels[name]) for name, r in res.items()}
 # Evaluation you can trust: transferred thresholds (calibration -> test) and the model-free blind baseline.
-transferred = {name: _transferred(r.scores, labels[name]) for name, r in res.items()}
+transferred = {name: _transferred(r.scores, labels[name], budget) for name, r in res.items()}
 blind = _blind(exp.images.images, exp.is_member)
 blind_curve = (BLIND_NAME, blind.scores, blind.is_member)
 if blind.biased:
@@ -252,7 +259,7 @@ with tabs[2]:
         cost = _published_calls(RS.base_attack(n), res[n].params)
         if cost is not None:
             calls[n] = cost
-    table = F.metric_table(metrics, res, calls, transferred=transferred)
+    table = F.metric_table(metrics, res, calls)
     table.insert(
         1,
         "threat model",
@@ -277,14 +284,31 @@ with tabs[2]:
         "1/(number of non-members) cannot be measured and is shown as n/a. UNet calls / image is the attack's "
         "published cost; the run's own count also includes its per-timestep trace."
     )
+    st.markdown(f"**Oracle vs transferred at {F.budget_label(budget)} FPR**, and the blind baseline")
+    trust = oracle_transferred_table(
+        budget,
+        metrics,
+        {name: _oracle(r.scores, labels[name], budget) for name, r in res.items()},
+        {name: rate for name, (rate, _) in transferred.items()},
+        blind=blind,
+        blind_oracle=_oracle(blind.scores, blind.is_member, budget),
+        partitions={name: part for name, (_, part) in transferred.items()},
+    )
+    st.dataframe(
+        trust,
+        hide_index=True,
+        key="trust_table",
+        column_config={"AUC": st.column_config.NumberColumn(format="%.3f")},
+    )
     st.caption(
-        "**Oracle vs transferred.** TPR@1%FPR picks its threshold on the very scores it measures (the oracle, a "
-        "best case). The *transferred* columns follow CopyMark's protocol: the threshold is chosen on a seeded, "
-        "stratified half of the split (the calibration part) and applied unchanged to the other half, which "
-        "reports both the TPR and the **achieved** FPR (it may exceed the 1 % budget). Intervals resample both "
-        f"halves. Blind baseline (images only, no model) on the test half: AUC {blind.metrics.auc:.3f} "
-        f"[{blind.metrics.auc_ci.low:.3f}, {blind.metrics.auc_ci.high:.3f}], "
-        f"TPR@1%FPR {M.format_metric(blind.metrics.tpr_at_1pct_fpr, 0.01)}."
+        f"**Oracle vs transferred.** The oracle TPR@{F.budget_label(budget)}FPR picks its threshold on the very "
+        "scores it measures (a best case). The *transferred* columns follow CopyMark's protocol: the threshold is "
+        "chosen on a seeded, stratified half of the split (the calibration part) and applied unchanged to the "
+        "other half (the test part), which reports both the TPR and the **achieved** FPR (it may exceed the "
+        "budget); the verdict pages use these thresholds. Intervals: 95 % bootstrap (transferred: both halves "
+        "resampled). The blind baseline never queries the model: fit on the calibration part, its AUC and TPR "
+        "are measured on the test part; an attack means something only where it beats that row. "
+        "The FPR budget above switches every rate here."
     )
     cols = st.columns(2)
     with cols[0]:

@@ -12,13 +12,15 @@ import json
 import numpy as np
 import streamlit as st
 
-from mia_core import metrics as M
+from mia_core.calibration import calibration_partition
 from mia_core.lab import teaching
 from mia_core.lab.evalsets import learned_sample_lines
+from mia_core.lab.verdict import calibrations_from_results, judge_scores
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.views.verdict import sample_verdict_table, threshold_source_line
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
@@ -110,6 +112,10 @@ with controls[3]:
 
 i = index_of[sample_id]
 truth = bool(is_member[i])
+# Thresholds from the calibration half of the split, measured on the other half (the cut of Compare's
+# transferred columns): never the oracle threshold of the scores being judged.
+partition = calibration_partition(is_member)
+calibrations = calibrations_from_results(res, ids, is_member, partition=partition) if res else {}
 s["sel.sample"] = sample_id
 st.query_params["id"] = sample_id
 s["sample._url_id"] = sample_id
@@ -137,33 +143,28 @@ with right:
         attack = st.selectbox("Attack for the curves below", list(res), key="sample.attack", format_func=short_name)
         st.query_params["attack"] = attack
         s["sample._url_attack"] = attack
-        verdicts = F.sample_verdicts(res, is_member, i, budget)
+        report = judge_scores(calibrations, {n: [r.scores[i]] for n, r in res.items()}, [sample_id], budget)
+        verdicts = sample_verdict_table(report, sample_id, truth)
         st.dataframe(
             verdicts,
             hide_index=True,
             key="sample.verdicts",
-            column_order=[
-                "attack",
-                "score",
-                "threshold",
-                "verdict",
-                "correct",
-                "non-members above",
-                "rank among non-members",
-            ],
+            column_order=["attack", "score", "threshold", "verdict", "correct", "non-members above", "achieved FPR"],
             column_config={
                 "score": st.column_config.NumberColumn(format="%.4g"),
                 "threshold": st.column_config.NumberColumn(
-                    "threshold*", format="%.4g", help="oracle threshold chosen on this split (see below)"
+                    "threshold*", format="%.4g", help="calibrated on the calibration part of the split (see below)"
                 ),
                 "correct": st.column_config.CheckboxColumn("correct?"),
                 "non-members above": st.column_config.NumberColumn(
                     "non-members ≥ score",
                     format="percent",
-                    help="fraction of non-members scoring at least as high as this image",
+                    help="fraction of the calibration part's non-members scoring at least as high as this image",
                 ),
-                "rank among non-members": st.column_config.NumberColumn(
-                    "rank vs non-members", help="1 = no non-member scores higher"
+                "achieved FPR": st.column_config.NumberColumn(
+                    "achieved FPR",
+                    format="percent",
+                    help="share of the test part's non-members this threshold flags (the budget may be exceeded)",
                 ),
             },
         )
@@ -177,13 +178,13 @@ with right:
                 f"at {F.budget_label(budget)} FPR (score {row['score']:.4g} {'≥' if flagged else '<'} threshold "
                 f"{row['threshold']:.4g}) — {'right' if row['correct'] else 'wrong'}: it is truly a "
                 f"{MEMBER_LABEL if truth else NONMEMBER_LABEL}. "
-                f"{row['non-members above']:.1%} of non-members score at least as high."
+                f"{row['non-members above']:.1%} of the calibration non-members score at least as high."
             )
         st.caption(
-            "\\* Oracle threshold chosen on this split: for each attack, the threshold that flags at most the "
-            "budgeted fraction of this experiment's own non-members (the best case for an attacker; a real one "
-            "would calibrate it on other data). A verdict is 'member' when the score is at or above it. "
-            "Rank 1 among non-members = no non-member scores higher."
+            "\\* "
+            + threshold_source_line(
+                calibrations, budget, sample_part="calibration" if partition.calibration[i] else "test"
+            )
         )
 
 if learned:
@@ -211,18 +212,21 @@ if res:
     else:
         st.info(f"{short_name(attack)} stored no per-timestep trace for this run.")
 
-    thr = M.threshold_at_fpr(r.scores, is_member, budget)
+    thr = calibrations[attack].threshold(budget)
     hist = F.score_histogram(
         r.scores,
         is_member,
         threshold=thr,
         ids=ids,
         highlight_id=sample_id,
-        threshold_label=f"{F.budget_label(budget)} FPR budget",
+        threshold_label=f"calibrated, {F.budget_label(budget)} FPR budget",
         title=f"Where {sample_id} falls among all {short_name(attack)} scores",
     )
     st.plotly_chart(hist, key="sample.hist", theme=None, config=PLOTLY_CONFIG)
-    st.caption("The star is this image; the dashed line is the oracle threshold at the FPR budget.")
+    st.caption(
+        "The star is this image; the dashed line is the threshold at the FPR budget, chosen on the calibration "
+        "part of the split (the histogram shows every image of the split)."
+    )
 
     # -- noise stability of this verdict (mia_core.lab.stability) -- a separate section
     if thr is not None and st.button(

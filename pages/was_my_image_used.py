@@ -9,13 +9,14 @@ import pandas as pd
 import streamlit as st
 
 from mia_core.attacks import REGISTRY
+from mia_core.calibration import calibration_partition
 from mia_core.data import load_uploads, upload_limits_text
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
 from mia_core.lab.uploads import encode_png
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.images import upscale_nearest
-from mia_core.views.verdict import placement_figure, verdict_sentence
+from mia_core.views.verdict import placement_figure, threshold_source_line, verdict_sentence
 from pages._collection import collection_section
 from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
 
@@ -177,14 +178,14 @@ b3.button(
 )
 
 files = [(f.name, f.getvalue()) for f in uploads]
-known: dict[str, str] = {}  # file name -> "member" / "non-member" for the split's own images
+known: dict[str, tuple[str, str]] = {}  # file name -> ("member" / "non-member", split id) for the split's own images
 if "miu.demo" in s:
     role, n = s["miu.demo"]
     pool = exp.split.member_ids if role == "member" else exp.split.nonmember_ids
     sid = pool[int(np.random.default_rng(n).integers(len(pool)))]
     name = f"{sid}.png"
     files.append((name, encode_png(exp.images.images[exp.images.index_of()[sid]])))
-    known[name] = role
+    known[name] = (role, sid)
 
 if not files:
     st.info(
@@ -219,16 +220,18 @@ if scores is None:
     st.stop()
 
 titles = {a.name: _title(a.name) for a in attacks}
-calibrations = calibrations_from_results({a.name: stored[a.name] for a in attacks}, exp.ids, exp.is_member, titles)
+# Thresholds from the calibration half of the split, measured on the other half: the same cut as Compare's
+# transferred columns (mia_core.calibration.calibration_partition with its defaults).
+partition = calibration_partition(exp.is_member)
+calibrations = calibrations_from_results(
+    {a.name: stored[a.name] for a in attacks}, exp.ids, exp.is_member, titles, partition=partition
+)
 report = judge_scores(calibrations, {a.name: scores[a.name] for a in attacks}, images.ids, budget)
-n_mem, n_non = int(exp.is_member.sum()), int((~exp.is_member).sum())
+n_non = next(iter(calibrations.values())).n_nonmembers
 tprs = {short_name(a): calibrations[a].rule_tpr(budget) for a in report.attacks}
 
 st.subheader(f"Verdicts at {budget_text(budget)} FPR")
-st.caption(
-    f"Calibrated on this session's split: {n_mem:,} members and {n_non:,} non-members "
-    f"(source `{exp.split.source}`). Threshold from the non-members only."
-)
+st.caption(threshold_source_line(calibrations, budget) + f" Split source: `{exp.split.source}`.")
 
 ids = list(images.ids)
 pages = max(1, math.ceil(len(ids) / CARDS_PER_PAGE))
@@ -253,10 +256,17 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
                 lines.append(f"- **{titles[v.attack]}**: {where} · **{v.label}**")
             st.markdown("\n".join(lines))
             if image_id in known:
+                role, sid = known[image_id]
+                part = "calibration" if partition.calibration[exp.ids.index(sid)] else "test"
                 st.caption(
-                    f"This is a known {known[image_id]} of the split, fed through the same path as an "
-                    "upload. It is also one of the calibration images, so this shows how the pipeline "
-                    "works, not an independent test."
+                    f"This is a known {role} of the split, fed through the same path as an "
+                    f"upload. It lies in the split's {part} part"
+                    + (
+                        ", so its own score helped choose the thresholds: this shows how the pipeline works, "
+                        "not an independent test."
+                        if part == "calibration"
+                        else ": no threshold saw its score."
+                    )
                 )
             st.caption(verdict_sentence(budget, tprs, flagged=summary.majority, n_nonmembers=n_non))
 
@@ -272,9 +282,9 @@ st.download_button(
 
 st.subheader("Where your images fall")
 st.caption(
-    "For each attack: the scores of the split's members (orange) and non-members (blue), the threshold "
-    "at the FPR budget (dashed), and one diamond per image (filled = flagged, open = not flagged). "
-    "Right of the line = flagged as member."
+    "For each attack: the scores of the calibration part's members (orange) and non-members (blue), the "
+    "threshold chosen on them at the FPR budget (dashed), and one diamond per image (filled = flagged, open = "
+    "not flagged). Right of the line = flagged as member."
 )
 tabs = st.tabs([titles[a] for a in report.attacks])
 for tab, name in zip(tabs, report.attacks):
@@ -285,8 +295,8 @@ for tab, name in zip(tabs, report.attacks):
         st.caption(
             verdict_sentence(
                 budget,
-                cal.rule_tpr(budget),
-                n_members=cal.n_members,
+                cal.rule_tpr(budget),  # on the test part's members: images the threshold was not chosen on
+                n_members=cal.test_member_scores.size,
                 n_nonmembers=cal.n_nonmembers,
                 attack_title=titles[name],
             )
@@ -302,8 +312,9 @@ for tab, name in zip(tabs, report.attacks):
 
 with st.expander("What does this verdict mean, and what can't it say?"):
     st.markdown(
-        f"- **The threshold** is the score that at most {budget_text(budget)} of the known non-members reach. "
-        "An image at or above it is *flagged as member*. About "
+        f"- **The threshold** is the score that at most {budget_text(budget)} of the calibration part's known "
+        "non-members reach (chosen there, then checked on the disjoint test part: its achieved FPR is quoted "
+        "above the cards). An image at or above it is *flagged as member*. About "
         f"{budget_text(budget)} of images the model never saw would be flagged too: a flag is evidence, not proof.\n"
         "- **Not flagged is not 'not used'.** The attacks flag only a fraction of the real training images at a "
         "low FPR (their TPR on known members is quoted above).\n"

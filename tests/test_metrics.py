@@ -373,3 +373,14 @@ def test_other_argument_validation():
         m.apply_threshold([0.1], float("nan"))
     with pytest.raises(ValueError, match=r"digits must be a non-negative integer"):
         m.format_metric(0.5, digits=-1)
+
+
+def test_as_labels_is_public_and_names_the_bad_value():
+    """metrics.as_labels is the one label check (metrics, calibration and the blind baseline use it)."""
+    import mia_core.lab.blind as blind
+
+    assert "as_labels" in m.__all__
+    assert m.as_labels([0, 1, 1]).tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="found 2"):
+        m.as_labels([0, 2])
+    assert blind.as_labels is m.as_labels

@@ -145,21 +145,36 @@ def test_compare_lines_up_a_learned_attack_on_its_held_out_part(open_page, tmp_p
 
 
 def test_compare_shows_transferred_thresholds_and_blind_baseline(compare):
-    """Oracle and transferred TPR@1%FPR side by side; the blind baseline on the ROC; no bias warning on the default."""
-    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+    """Oracle and transferred TPR side by side at the chosen FPR budget (?fpr=), for every attack, with the
+    blind baseline's row; the blind baseline on the ROC; no bias warning on the default."""
+    from mia_core.calibration import calibration_partition, oracle_tpr_at_fpr, transferred_tpr_at_fpr
     from mia_core.lab.blind import blind_baseline
 
     at = compare
     exp, stored = _stored_scores()
-    table = at.dataframe[0].value
-    cols = list(table.columns)
-    assert cols.index("transferred TPR@1%FPR") == cols.index("TPR@1%FPR 95% CI") + 1
     part = calibration_partition(exp.is_member, fraction=0.5, seed=0)
-    for name, result in stored.items():
-        rate = transferred_tpr_at_fpr(result.scores, exp.is_member, part, 0.01, n_bootstrap=0)
-        assert table.loc[name, "transferred TPR@1%FPR"] == f"{rate.tpr:.3f}"
-        assert table.loc[name, "achieved FPR (budget 1%)"] == f"{rate.fpr:.3f}"
-        assert table.loc[name, "transferred TPR@1%FPR 95% CI"].startswith("[")
+    blind = blind_baseline(exp.images.images, exp.is_member, seed=0)
+    sizes = part.sizes()
+    for budget, b in ((0.01, "1%"), (0.1, "10%")):
+        if budget != 0.01:
+            at.segmented_control(key="fpr").set_value(budget).run()
+            assert not at.exception
+        table = at.dataframe(key="trust_table").value
+        assert list(table.index) == [*stored, "blind"]
+        cols = list(table.columns)
+        assert cols.index(f"transferred TPR@{b}FPR") == cols.index(f"oracle TPR@{b}FPR 95% CI") + 1
+        for name, result in stored.items():
+            rate = transferred_tpr_at_fpr(result.scores, exp.is_member, part, budget, n_bootstrap=0)
+            oracle = oracle_tpr_at_fpr(result.scores, exp.is_member, budget, n_bootstrap=0)
+            assert table.loc[name, f"oracle TPR@{b}FPR"] == f"{oracle.tpr:.3f}"
+            assert table.loc[name, f"transferred TPR@{b}FPR"] == f"{rate.tpr:.3f}"
+            assert table.loc[name, "achieved FPR"] == f"{rate.fpr:.3f}"
+            assert table.loc[name, f"transferred TPR@{b}FPR 95% CI"].startswith("[")
+            assert table.loc[name, "test part"] == f"{sizes['test_members']} + {sizes['test_nonmembers']}"
+        blind_oracle = oracle_tpr_at_fpr(blind.scores, blind.is_member, budget, n_bootstrap=0)
+        assert table.loc["blind", "AUC"] == pytest.approx(blind.metrics.auc)
+        assert table.loc["blind", f"oracle TPR@{b}FPR"] == f"{blind_oracle.tpr:.3f}"
+    assert "10%" in str(at.query_params["fpr"])
 
     roc = json.loads(at.get("plotly_chart")[0].proto.spec)
     ref = [t for t in roc["data"] if (t.get("meta") or {}).get("role") == "reference"]
@@ -167,4 +182,4 @@ def test_compare_shows_transferred_thresholds_and_blind_baseline(compare):
     assert len(ref) == 1 and ref[0]["meta"]["auc"] == pytest.approx(blind.metrics.auc)
     assert not blind.biased
     assert not [w for w in at.warning if "biased" in w.value]
-    assert any("Blind baseline (images only, no model)" in c.value for c in at.caption)
+    assert any("blind baseline never queries the model" in c.value for c in at.caption)

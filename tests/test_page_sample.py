@@ -7,6 +7,7 @@ import json
 import pytest
 
 from mia_core import metrics as M
+from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,26 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
 
     verdicts = at.dataframe[0].value
     assert list(verdicts.index) == list(stored)
+    # Calibrated thresholds (CopyMark's protocol, the cut of Compare's transferred columns), not the oracle one:
+    # chosen on the calibration half, their achieved FPR measured on the test half.
+    part = calibration_partition(exp.is_member)
+    differs = 0
     for name, result in stored.items():
-        thr = M.threshold_at_fpr(result.scores, exp.is_member, 0.01)
-        expected = "member" if result.scores[i] >= thr else "non-member"
+        rate = transferred_tpr_at_fpr(result.scores, exp.is_member, part, 0.01, n_bootstrap=0)
+        assert verdicts.loc[name, "threshold"] == pytest.approx(rate.threshold)
+        assert verdicts.loc[name, "achieved FPR"] == pytest.approx(rate.fpr)
+        expected = "member" if result.scores[i] >= rate.threshold else "non-member"
         assert verdicts.loc[name, "verdict"] == expected
         assert verdicts.loc[name, "score"] == pytest.approx(result.scores[i])
-    assert any("Oracle threshold chosen on this split" in c.value for c in at.caption)
+        differs += rate.threshold != pytest.approx(M.threshold_at_fpr(result.scores, exp.is_member, 0.01))
+    assert differs  # the oracle threshold of the whole split is not what the page uses
+    sizes = part.sizes()
+    line = next(c.value for c in at.caption if "calibrated, not oracle" in c.value)
+    assert f"{sizes['calibration_members']} members and {sizes['calibration_nonmembers']} non-members" in line
+    assert f"{sizes['test_members']} members, {sizes['test_nonmembers']} non-members" in line
+    assert "achieved FPR" in line and "seed 0" in line
+    where = "calibration part" if part.calibration[i] else "test part"
+    assert f"This image is in the {where}" in line
     text = " ".join(m.value for m in at.markdown)
     assert "digits-0000" in text and "SecMI" in text
 
@@ -102,12 +117,13 @@ def test_noise_stability_rescoring(open_page, default_split):
     assert not at.exception
     lines = [m.value for m in at.markdown if m.value.startswith(("Stable:", "Unstable:"))]
     assert len(lines) == 1 and "over 5 noise seeds" in lines[0]
-    # The same rescoring outside the app, against the oracle threshold at the 1 % budget, gives the same sentence.
+    # The same rescoring outside the app, against the calibrated threshold at the 1 % budget, gives the same sentence.
     from mia_core.attacks import get_attack, scores_only_params
     from mia_core.lab.stability import rescore_seeds
 
     i = exp.ids.index("digits-0000")
-    thr = M.threshold_at_fpr(stored["loss"].scores, exp.is_member, 0.01)
+    part = calibration_partition(exp.is_member)
+    thr = transferred_tpr_at_fpr(stored["loss"].scores, exp.is_member, part, 0.01, n_bootstrap=0).threshold
     attack = get_attack("loss", {**dict(stored["loss"].params), **scores_only_params("loss")})
     per_seed = rescore_seeds(exp.target, exp.x0[i], "digits-0000", attack, [0, 1, 2, 3, 4])
     assert per_seed[0] == pytest.approx(stored["loss"].scores[i], rel=1e-4)  # seed 0 = the stored run

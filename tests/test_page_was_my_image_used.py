@@ -58,6 +58,7 @@ def test_upload_member_png_gets_a_verdict_per_attack(at):
     assert "your image(s)" in names and any(n.startswith("threshold at 1 % FPR") for n in names)
     mark = next(t for t in spec["data"] if t.get("name") == "your image(s)")
     assert mark["text"] == ["my-digit.png"]
+    _assert_calibrated_thresholds(at, charts)
     # the budget changes the verdict text without rescoring errors
     at.selectbox(key="miu.fpr").set_value(0.1)
     at.run()
@@ -69,7 +70,35 @@ def test_upload_member_png_gets_a_verdict_per_attack(at):
     assert not at.exception
     lines = _verdict_lines(at)
     assert lines and all("n/a: needs >= 1000 calibration non-members" in line for line in lines)
-    assert any("No verdict" in c.value and "899" in c.value for c in at.caption)
+    assert any("No verdict" in c.value and "only 450 calibration non-members" in c.value for c in at.caption)
+
+
+def _assert_calibrated_thresholds(at, charts) -> None:
+    """The thresholds are the transferred ones (calibration half -> test half, Compare's cut), not the oracle
+    threshold of every known non-member; the caveat line names the part, its sizes and the achieved FPR."""
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+    from mia_core.metrics import verdict_at_fpr
+    from mia_core.views.attack_info import short_name
+    from tests.test_page_compare import _stored_scores
+
+    exp, stored = _stored_scores()
+    part = calibration_partition(exp.is_member)
+    sizes = part.sizes()
+    line = next(c.value for c in at.caption if "calibrated, not oracle" in c.value)
+    assert f"{sizes['calibration_members']} members and {sizes['calibration_nonmembers']} non-members" in line
+    assert f"test part ({sizes['test_members']} members, {sizes['test_nonmembers']} non-members)" in line
+    specs = [json.loads(c.proto.spec) for c in charts]
+    differs = 0
+    for name in DEFAULT_ATTACKS:
+        rate = transferred_tpr_at_fpr(stored[name].scores, exp.is_member, part, 0.01, n_bootstrap=0)
+        flagged = round(rate.fpr * sizes["test_nonmembers"])
+        assert f"{short_name(name)} {rate.fpr * 100:.1f} % ({flagged} of {sizes['test_nonmembers']})" in line
+        spec = next(x for x in specs if x["layout"]["title"]["text"].startswith(f"{REGISTRY[name].title}: "))
+        thr = next(t for t in spec["data"] if t.get("name", "").startswith("threshold at"))["x"][0]
+        assert thr == pytest.approx(rate.threshold)
+        oracle = verdict_at_fpr(stored[name].scores[~exp.is_member], 0.0, 0.01)[1]
+        differs += thr != pytest.approx(oracle)
+    assert differs
 
 
 def test_corrupt_file_is_reported_and_good_file_scored(at):
@@ -95,6 +124,13 @@ def test_examples_from_the_split(at):
     split = Split.load(DEFAULT_SPLIT_PATH)
     assert image_id.removesuffix(".png") in split.member_ids
     assert any("known member of the split" in c.value for c in at.caption)
+    from mia_core.calibration import calibration_partition
+    from tests.test_page_compare import _stored_scores
+
+    exp, _ = _stored_scores()
+    in_cal = calibration_partition(exp.is_member).calibration[exp.ids.index(image_id.removesuffix(".png"))]
+    expected = "calibration part, so its own score helped" if in_cal else "test part: no threshold saw its score"
+    assert any(expected in c.value for c in at.caption)
     at.button(key="miu.try_nonmember").click()
     at.run()
     summary = next(m.value for m in at.markdown if m.value.startswith("**digits-"))

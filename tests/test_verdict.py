@@ -140,3 +140,81 @@ def test_score_images_matches_attack_run(tiny_target):
     wrong = ImageSet(np.zeros((1, 4, 4, 1), np.uint8), ("z",), "upload")
     with pytest.raises(ValueError, match="convert them first"):
         score_images(tiny_target, wrong, attacks)
+
+
+# --------------------------------------------------------------------------- calibrated (transferred) thresholds
+
+
+def _split_result(n: int = 600, seed: int = 1):
+    """A labelled split's stored result: members score higher on average (N(1, 1) vs N(0, 1))."""
+    rng = np.random.default_rng(seed)
+    labels = np.r_[np.ones(n // 2, bool), np.zeros(n - n // 2, bool)]
+    scores = rng.normal(labels.astype(float), 1.0)
+    ids = tuple(f"s{k}" for k in range(n))
+    return AttackResult("pia", ids, scores, np.zeros(0, int), np.zeros((n, 0)), "", 2, 0.1), ids, labels
+
+
+def test_partitioned_calibration_uses_the_transferred_threshold():
+    """With a partition the verdict threshold is Compare's transferred one: chosen on the calibration part,
+    its TPR and achieved FPR measured on the disjoint test part; the oracle threshold is not used."""
+    from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+
+    res, ids, labels = _split_result()
+    part = calibration_partition(labels)
+    cal = calibrations_from_results({"pia": res}, ids, labels, {"pia": "PIA"}, partition=part)["pia"]
+    sizes = part.sizes()
+    assert cal.transferred and cal.n_members == sizes["calibration_members"]
+    assert cal.n_nonmembers == sizes["calibration_nonmembers"]
+    assert cal.test_member_scores.size == sizes["test_members"]
+    for budget in (0.1, 0.01):
+        rate = transferred_tpr_at_fpr(res.scores, labels, part, budget, n_bootstrap=0)
+        assert cal.threshold(budget) == rate.threshold
+        assert cal.rule_fpr(budget) == pytest.approx(rate.fpr) and cal.rule_tpr(budget) == pytest.approx(rate.tpr)
+        src = cal.source(budget)
+        assert src.transferred and (src.fraction, src.seed) == (0.5, 0)
+        assert (src.n_members, src.n_nonmembers) == (cal.n_members, cal.n_nonmembers)
+        assert (src.test_members, src.test_nonmembers) == (sizes["test_members"], sizes["test_nonmembers"])
+        assert src.achieved_fpr == pytest.approx(rate.fpr) and src.test_tpr == pytest.approx(rate.tpr)
+        assert src.test_flagged_nonmembers == round(rate.fpr * sizes["test_nonmembers"])
+    # the whole split's non-member threshold (the old, oracle-like rule) differs here
+    oracle = Calibration.from_result(res, labels, ids=ids)
+    assert not oracle.transferred and oracle.threshold(0.01) != cal.threshold(0.01)
+    assert not oracle.source(0.01).transferred and oracle.source(0.01).achieved_fpr is None
+    # 0.1 % needs 1000 calibration non-members: n/a, said by the source too
+    assert cal.threshold(0.001) is None and cal.source(0.001).achieved_fpr is None
+    # a verdict against it
+    rep = judge_scores({"pia": cal}, {"pia": [cal.threshold(0.01), cal.threshold(0.01) - 1e-9]}, ["a", "b"], 0.01)
+    assert rep.get("a", "pia").flagged and not rep.get("b", "pia").flagged
+
+
+def test_partitioned_calibration_checks_its_inputs():
+    from mia_core.calibration import calibration_partition
+
+    res, ids, labels = _split_result()
+    other = calibration_partition(labels[::-1].copy())
+    with pytest.raises(ValueError, match="other membership labels"):
+        Calibration.from_result(res, labels, ids=ids, partition=other)
+    with pytest.raises(ValueError, match="need the partition"):
+        Calibration("pia", MEMBERS, NONMEMBERS, test_member_scores=MEMBERS)
+
+
+def test_score_images_is_the_one_scorer_for_uploads_and_collections(tiny_target, tmp_path):
+    """set_inference.collection_scores converts and then scores through verdict.score_images (one source);
+    a store keeps the runs; learned attacks are refused with their names."""
+    from mia_core.data import convert_images
+    from mia_core.lab.runs import ResultStore
+    from mia_core.lab.set_inference import collection_scores
+
+    rng = np.random.default_rng(0)
+    big = ImageSet(rng.integers(0, 256, size=(3, 16, 16, 1), dtype=np.uint8), ("a", "b", "c"), "upload")
+    attacks = [get_attack("sima"), get_attack("loss")]
+    store = ResultStore(tmp_path / "store")
+    matrix = collection_scores(tiny_target, big, attacks, seed=2, store=store)
+    pixels, _ = convert_images(big.images, resolution=8, channels=1)
+    direct = score_images(tiny_target, ImageSet(pixels, big.ids, "upload"), attacks, seed=2)
+    assert matrix.shape == (3, 2)
+    np.testing.assert_allclose(matrix[:, 0], direct["sima"])
+    np.testing.assert_allclose(matrix[:, 1], direct["loss"])
+    assert len(list((tmp_path / "store").rglob("meta.json"))) == 2  # both runs kept for the next call
+    with pytest.raises(ValueError, match="secmi_nn"):
+        score_images(tiny_target, ImageSet(pixels, big.ids, "upload"), [get_attack("secmi_nn")])

@@ -60,3 +60,56 @@ def test_sentence_for_several_attacks():
     assert "21 %" in s and "899 known non-members" in s
     assert s.startswith("A 'not flagged' image")
     assert "No verdict" in verdict_sentence(0.001, {"PIA": None}, n_nonmembers=899)
+
+
+def _transferred_cal():
+    from mia_core.calibration import calibration_partition
+    from mia_core.lab.verdict import Calibration as C
+
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.ones(300, bool), np.zeros(300, bool)]
+    scores = rng.normal(labels.astype(float), 1.0)
+    part = calibration_partition(labels)
+    cal, test = part.calibration, part.test
+    return C(
+        "pia",
+        scores[cal & labels],
+        scores[cal & ~labels],
+        title="PIA",
+        test_member_scores=scores[test & labels],
+        test_nonmember_scores=scores[test & ~labels],
+        partition=part,
+    )
+
+
+def test_threshold_source_line_names_part_sizes_and_achieved_fpr():
+    from mia_core.views.verdict import threshold_source_line
+
+    cal = _transferred_cal()
+    line = threshold_source_line({"pia": cal}, 0.01)
+    src = cal.source(0.01)
+    assert "calibrated, not oracle" in line and "seed 0" in line and "50% of each class" in line
+    assert "150 members and 150 non-members" in line and "test part (150 members, 150 non-members)" in line
+    assert f"PIA {src.achieved_fpr * 100:.1f} % ({src.test_flagged_nonmembers} of 150)" in line
+    assert "test part: no threshold saw" in threshold_source_line({"pia": cal}, 0.01, sample_part="test")
+    assert "helped choose" in threshold_source_line({"pia": cal}, 0.01, sample_part="calibration")
+    assert "PIA n/a (needs >= 1,000 calibration non-members)" in threshold_source_line({"pia": cal}, 0.001)
+    oracle = threshold_source_line({"pia": Calibration("pia", MEMBERS, NONMEMBERS)}, 0.01)
+    assert "all 200 known non-members" in oracle and "oracle" in oracle
+    with pytest.raises(ValueError, match="sample_part"):
+        threshold_source_line({"pia": cal}, 0.01, sample_part="train")
+
+
+def test_sample_verdict_table_from_a_report():
+    from mia_core.views.verdict import sample_verdict_table
+
+    cal = _transferred_cal()
+    thr = cal.threshold(0.1)
+    rep = judge_scores({"pia": cal}, {"pia": [thr]}, ["img"], 0.1)
+    table = sample_verdict_table(rep, "img", truth=False)
+    row = table.loc["pia"]
+    assert row["verdict"] == "member" and row["correct"] is False or row["correct"] == False  # noqa: E712
+    assert row["threshold"] == thr and row["achieved FPR"] == pytest.approx(cal.rule_fpr(0.1))
+    assert row["non-members above"] == pytest.approx(float(np.mean(cal.nonmember_scores >= thr)))
+    na = sample_verdict_table(judge_scores({"pia": cal}, {"pia": [0.0]}, ["img"], 0.001), "img", True).loc["pia"]
+    assert na["verdict"].startswith("n/a (needs >= 1,000") and na["correct"] is None and np.isnan(na["threshold"])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mia_core.calibration import Partition, calibration_partition
-from mia_core.metrics import AttackMetrics, _as_labels, evaluate, format_metric
+from mia_core.metrics import AttackMetrics, as_labels, evaluate, format_metric
 
 __all__ = ["BlindBaseline", "blind_features", "blind_baseline", "BLIND_NAME"]
 
@@ -142,7 +142,7 @@ def blind_baseline(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    labels = _as_labels(is_member)
+    labels = as_labels(is_member)
     if len(images) != labels.size:
         raise ValueError(f"images and is_member must have the same length; got {len(images)} and {labels.size}")
     part = partition if partition is not None else calibration_partition(labels, fraction=fraction, seed=seed)

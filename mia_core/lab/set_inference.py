@@ -27,7 +27,7 @@ from numbers import Real
 
 import numpy as np
 
-__all__ = ["SetTestResult", "METHODS", "set_test", "draw_demo_sets", "score_matrix", "calibrate"]
+__all__ = ["SetTestResult", "METHODS", "set_test", "draw_demo_sets", "score_matrix", "calibrate", "collection_scores"]
 
 #: Available tests: name -> description.
 METHODS = {"welch": "one-sided Welch t-test", "mannwhitney": "one-sided Mann-Whitney U test"}
@@ -319,35 +319,21 @@ def calibrate(
     return out
 
 
-def score_images(
+def collection_scores(
     target, images, attacks, *, seed: int = 0, store=None, batch_size: int | None = None, progress=None
 ) -> np.ndarray:
-    """Attack scores of an uploaded or loaded image set: shape (N, len(attacks)).
+    """Attack scores of an uploaded or loaded image set: shape (N, len(attacks)), columns in ``attacks`` order.
 
-    ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's);
-    ``attacks`` are :class:`mia_core.attacks.Attack` objects that do not learn (a learned attack
-    needs labelled images, which a collection does not have). Results go through ``store``.
+    ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's here);
+    the scoring itself is :func:`mia_core.lab.verdict.score_images` (learned attacks are refused there:
+    a collection has no membership labels). Results go through ``store``.
     """
     from mia_core.data import ImageSet, convert_images
-    from mia_core.lab.runs import run_attacks
+    from mia_core.lab.verdict import score_images
 
-    learned = [a.name for a in attacks if a.learns]
-    if learned:
-        raise ValueError(
-            f"{', '.join(learned)} learn(s) from membership labels and cannot score an unlabelled "
-            f"collection; choose attacks such as loss, pia, secmi, sima"
-        )
     pixels, _ = convert_images(images.images, resolution=target.resolution, channels=target.channels)
     converted = ImageSet(pixels, images.ids, images.source)
-    res = run_attacks(
-        target,
-        converted.to_unit_range(),
-        converted.ids,
-        converted.fingerprint,
-        attacks,
-        seed=seed,
-        store=store,
-        batch_size=batch_size,
-        progress=progress,
+    scores = score_images(
+        target, converted, attacks, seed=seed, store=store, batch_size=batch_size, progress=progress
     )
-    return score_matrix(res, converted.ids, [a.name for a in attacks])
+    return np.stack([scores[a.name] for a in attacks], axis=1)

@@ -9,13 +9,19 @@ Conventions (the same as :mod:`mia_core.metrics`)::
     score            higher = more member-like
     percentile       share of the calibration scores below the image's score, ties count 1/2, in %
     nonmember tail   share of calibration non-members scoring >= the image's score (an empirical p-value)
-    threshold        from the calibration NON-MEMBER scores only (metrics.verdict_at_fpr): the
-                     lowest threshold that at most ``budget`` of the known non-members reach
+    threshold        without a partition: from the calibration NON-MEMBER scores only
+                     (metrics.verdict_at_fpr), the lowest threshold that at most ``budget`` of the
+                     known non-members reach. With a partition (what the pages use,
+                     :func:`mia_core.calibration.calibration_partition`): the *transferred* threshold,
+                     chosen on the calibration part only by the rule of Compare's transferred
+                     TPR@FPR (metrics.threshold_at_fpr on its members and non-members), and measured,
+                     unchanged, on the disjoint test part (achieved FPR and TPR there)
     flagged          score >= threshold
     n/a              fewer than ceil(1 / budget) calibration non-members: no threshold, no verdict
-    rule TPR         share of calibration members the same threshold flags (what "not flagged"
-                     misses); it can be slightly below the ROC's TPR@FPR of :func:`metrics.tpr_at_fpr`,
-                     whose threshold may sit between two non-member scores
+    rule TPR         share of known members the same threshold flags (what "not flagged" misses):
+                     on the test part with a partition, else on the calibration members (then it can
+                     be slightly below the ROC's TPR@FPR of :func:`metrics.tpr_at_fpr`, whose
+                     threshold may sit between two non-member scores)
 
 Across attacks an image gets a *majority* summary (flagged by more than half of the attacks
 that gave a verdict) and an *any* summary (flagged by at least one; with k attacks its
@@ -27,7 +33,6 @@ Nothing here imports streamlit or draws: the sentences and the placement figure 
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,11 +40,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mia_core.attacks import Attack, AttackResult
+from mia_core.calibration import Partition
 from mia_core.data import ImageSet
-from mia_core.metrics import min_nonmembers_for, verdict_at_fpr
+from mia_core.metrics import min_nonmembers_for, threshold_at_fpr, verdict_at_fpr
 
 __all__ = [
     "Calibration",
+    "ThresholdSource",
     "AttackVerdict",
     "ImageSummary",
     "VerdictReport",
@@ -83,6 +90,58 @@ def verdict_label(flagged: bool | None, budget: float, n_needed: int | None = No
 # ----------------------------------------------------------------------------- calibration
 
 
+@dataclass(frozen=True)
+class ThresholdSource:
+    """Where a verdict threshold came from, and how it did on images it was not chosen on.
+
+    Attributes
+    ----------
+    attack : str
+    budget : float
+        FPR budget in (0, 1).
+    transferred : bool
+        True: chosen on the calibration part of a partition, measured on the disjoint test part.
+        False: chosen on every known non-member (no held-out images to measure it on).
+    n_members, n_nonmembers : int
+        Known images the threshold was chosen on.
+    fraction, seed : float, int or None
+        The partition's share of each class in the calibration part and its seed (None without one).
+    threshold : float or None
+        None = n/a (fewer than ``ceil(1 / budget)`` calibration non-members); may be ``+inf``.
+    test_members, test_nonmembers : int
+        Sizes of the test part (0 without a partition).
+    test_flagged_members, test_flagged_nonmembers : int or None
+        How many of them the threshold flags (None when n/a or without a partition).
+    """
+
+    attack: str
+    budget: float
+    transferred: bool
+    n_members: int
+    n_nonmembers: int
+    fraction: float | None
+    seed: int | None
+    threshold: float | None
+    test_members: int = 0
+    test_nonmembers: int = 0
+    test_flagged_members: int | None = None
+    test_flagged_nonmembers: int | None = None
+
+    @property
+    def achieved_fpr(self) -> float | None:
+        """Share of the test part's non-members flagged (may exceed the budget); None when n/a."""
+        if self.test_flagged_nonmembers is None or not self.test_nonmembers:
+            return None
+        return self.test_flagged_nonmembers / self.test_nonmembers
+
+    @property
+    def test_tpr(self) -> float | None:
+        """Share of the test part's members flagged; None when n/a."""
+        if self.test_flagged_members is None or not self.test_members:
+            return None
+        return self.test_flagged_members / self.test_members
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
     """Known scores of one attack on an experiment's split.
@@ -92,21 +151,38 @@ class Calibration:
     attack : str
         Registry name.
     member_scores, nonmember_scores : (n_members,), (n_nonmembers,) float
-        Scores (higher = member) of the split's members and non-members.
+        Scores (higher = member) of the known members and non-members the threshold is chosen on:
+        the whole split, or only its calibration part when ``partition`` is given.
     title : str
         The attack's display title.
+    test_member_scores, test_nonmember_scores : (n_test_members,), (n_test_nonmembers,) float or None
+        The disjoint test part's scores (given together with ``partition``).
+    partition : mia_core.calibration.Partition or None
+        The calibration / test cut the scores were split by (:meth:`from_result`).
     """
 
     attack: str
     member_scores: np.ndarray
     nonmember_scores: np.ndarray
     title: str = ""
+    test_member_scores: np.ndarray | None = None
+    test_nonmember_scores: np.ndarray | None = None
+    partition: Partition | None = None
 
     def __post_init__(self) -> None:
-        for name in ("member_scores", "nonmember_scores"):
-            arr = np.asarray(getattr(self, name), dtype=float).reshape(-1)
+        names = ["member_scores", "nonmember_scores"]
+        if self.partition is not None:
+            names += ["test_member_scores", "test_nonmember_scores"]
+        elif self.test_member_scores is not None or self.test_nonmember_scores is not None:
+            raise ValueError(f"{self.attack}: test-part scores need the partition they come from")
+        for name in names:
+            raw = getattr(self, name)
+            if raw is None:
+                raise ValueError(f"{self.attack}: a calibration with a partition needs {name}")
+            arr = np.asarray(raw, dtype=float).reshape(-1)
             if arr.size == 0:
-                raise ValueError(f"{self.attack}: calibration needs at least one {name.split('_')[0]} score")
+                what = name.replace("_scores", "").replace("_", " ")
+                raise ValueError(f"{self.attack}: calibration needs at least one {what} score")
             if not np.isfinite(arr).all():
                 raise ValueError(f"{self.attack}: calibration {name} contain non-finite values")
             arr = arr.copy()
@@ -123,13 +199,26 @@ class Calibration:
     def n_nonmembers(self) -> int:
         return int(self.nonmember_scores.size)
 
+    @property
+    def transferred(self) -> bool:
+        """True when the threshold comes from a calibration part and is measured on a test part."""
+        return self.partition is not None
+
     @classmethod
     def from_result(
-        cls, result: AttackResult, is_member: np.ndarray, *, ids: Sequence[str] | None = None, title: str = ""
+        cls,
+        result: AttackResult,
+        is_member: np.ndarray,
+        *,
+        ids: Sequence[str] | None = None,
+        title: str = "",
+        partition: Partition | None = None,
     ) -> Calibration:
         """Split a stored result's scores by ``is_member`` (aligned with ``result.ids``).
 
         ``ids``, when given, must equal ``result.ids`` (guards against results of other images).
+        ``partition`` (built on ``is_member``): keep only its calibration part for the threshold and its
+        test part for measuring it.
         """
         is_member = np.asarray(is_member, dtype=bool)
         if ids is not None and tuple(ids) != tuple(result.ids):
@@ -137,25 +226,77 @@ class Calibration:
         scores = np.asarray(result.scores, dtype=float)
         if scores.shape != is_member.shape:
             raise ValueError(f"{result.attack}: {scores.size} scores for {is_member.size} membership labels")
-        return cls(result.attack, scores[is_member], scores[~is_member], title=title or result.attack)
+        title = title or result.attack
+        if partition is None:
+            return cls(result.attack, scores[is_member], scores[~is_member], title=title)
+        if not np.array_equal(partition.is_member, is_member):
+            raise ValueError(f"{result.attack}: the partition was built on other membership labels")
+        cal, test = partition.calibration, partition.test
+        return cls(
+            result.attack,
+            scores[cal & is_member],
+            scores[cal & ~is_member],
+            title=title,
+            test_member_scores=scores[test & is_member],
+            test_nonmember_scores=scores[test & ~is_member],
+            partition=partition,
+        )
 
     def threshold(self, budget: float) -> float | None:
-        """Threshold at the FPR budget from the non-member scores (``None`` = n/a, may be ``+inf``)."""
+        """Threshold at the FPR budget (``None`` = n/a, may be ``+inf``).
+
+        With a partition: :func:`mia_core.metrics.threshold_at_fpr` on the calibration part's members and
+        non-members, the threshold of :func:`mia_core.calibration.transferred_tpr_at_fpr`. Without: from
+        the non-member scores alone (:func:`mia_core.metrics.verdict_at_fpr`).
+        """
+        if self.transferred:
+            scores = np.concatenate([self.member_scores, self.nonmember_scores])
+            labels = np.r_[np.ones(self.n_members, bool), np.zeros(self.n_nonmembers, bool)]
+            return threshold_at_fpr(scores, labels, budget)
         return verdict_at_fpr(self.nonmember_scores, float(self.nonmember_scores[0]), budget)[1]
 
     def rule_tpr(self, budget: float) -> float | None:
-        """Share of calibration members flagged by :meth:`threshold` (``None`` = n/a)."""
+        """Share of known members flagged by :meth:`threshold` (``None`` = n/a): on the test part with a
+        partition (images the threshold was not chosen on), else on the calibration members."""
         thr = self.threshold(budget)
         if thr is None:
             return None
-        return float(np.mean(self.member_scores >= thr))
+        members = self.test_member_scores if self.transferred else self.member_scores
+        return float(np.mean(members >= thr))
 
     def rule_fpr(self, budget: float) -> float | None:
-        """Share of calibration non-members flagged by :meth:`threshold` (<= budget; ``None`` = n/a)."""
+        """Share of known non-members flagged by :meth:`threshold` (``None`` = n/a): the achieved FPR on
+        the test part with a partition (it may exceed the budget), else on the calibration non-members
+        (<= budget)."""
         thr = self.threshold(budget)
         if thr is None:
             return None
-        return float(np.mean(self.nonmember_scores >= thr))
+        nonmembers = self.test_nonmember_scores if self.transferred else self.nonmember_scores
+        return float(np.mean(nonmembers >= thr))
+
+    def source(self, budget: float) -> ThresholdSource:
+        """Where :meth:`threshold` came from (part, sizes) and what it flags on the test part."""
+        thr = self.threshold(budget)
+        part = self.partition
+        if part is None:
+            return ThresholdSource(self.attack, float(budget), False, self.n_members, self.n_nonmembers, None, None, thr)
+        tm, tn = self.test_member_scores, self.test_nonmember_scores
+        flagged_m = None if thr is None else int(np.count_nonzero(tm >= thr))
+        flagged_n = None if thr is None else int(np.count_nonzero(tn >= thr))
+        return ThresholdSource(
+            self.attack,
+            float(budget),
+            True,
+            self.n_members,
+            self.n_nonmembers,
+            part.fraction,
+            part.seed,
+            thr,
+            int(tm.size),
+            int(tn.size),
+            flagged_m,
+            flagged_n,
+        )
 
 
 def calibrations_from_results(
@@ -163,11 +304,17 @@ def calibrations_from_results(
     ids: Sequence[str],
     is_member: np.ndarray,
     titles: Mapping[str, str] | None = None,
+    *,
+    partition: Partition | None = None,
 ) -> dict[str, Calibration]:
-    """One :class:`Calibration` per stored result of an experiment (``ids`` = the experiment's ids)."""
+    """One :class:`Calibration` per stored result of an experiment (``ids`` = the experiment's ids).
+
+    ``partition`` (:func:`mia_core.calibration.calibration_partition` on ``is_member``): thresholds from
+    its calibration part, measured on its test part; the pages pass the same cut as Compare.
+    """
     titles = titles or {}
     return {
-        name: Calibration.from_result(res, is_member, ids=ids, title=titles.get(name, ""))
+        name: Calibration.from_result(res, is_member, ids=ids, title=titles.get(name, ""), partition=partition)
         for name, res in results.items()
     }
 
@@ -355,10 +502,6 @@ def judge_scores(
     return VerdictReport(float(budget), ids, tuple(scores), dict(calibrations), tuple(verdicts))
 
 
-def _report(progress, name: str, done: int, total: int) -> None:
-    progress(name, done, total)
-
-
 def score_images(
     target,
     images: ImageSet,
@@ -366,25 +509,46 @@ def score_images(
     *,
     seed: int = 0,
     progress: Callable[[str, int, int], None] | None = None,
+    store=None,
+    batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Score new images with each attack (same params and seed as the calibration runs).
 
+    The one way the lab scores images that are not a labelled split: an upload ("Was my image
+    used?"), a collection (:func:`mia_core.lab.set_inference.collection_scores`). Runs go through
+    :func:`mia_core.lab.runs.run_attacks`, so a ``store`` (ResultStore) keeps and reuses them.
+
     ``images`` must already have the target's resolution and channels
-    (``mia_core.data.load_uploads(..., resolution=, channels=)`` does that).
+    (``mia_core.data.load_uploads(..., resolution=, channels=)`` does that). Learned attacks are
+    refused: they need membership labels. ``progress(attack_name, done, total)``.
     Returns attack name -> (N,) scores, higher = member.
     """
+    from mia_core.lab.runs import run_attacks
+
     if images.height != target.resolution or images.width != target.resolution or images.channels != target.channels:
         raise ValueError(
             f"images are {images.height}x{images.width} with {images.channels} channel(s) but the target needs "
             f"{target.resolution}x{target.resolution} with {target.channels}; convert them first"
         )
-    x0 = images.to_unit_range()
-    out: dict[str, np.ndarray] = {}
-    for attack in attacks:
-        step = None if progress is None else functools.partial(_report, progress, attack.name)
-        res = attack.run(target, x0, ids=images.ids, seed=seed, progress=step)
-        out[attack.name] = np.asarray(res.scores, dtype=float)
-    return out
+    attacks = list(attacks)
+    learned = [a.name for a in attacks if a.learns]
+    if learned:
+        raise ValueError(
+            f"{', '.join(learned)} learn(s) from membership labels and cannot score unlabelled images; "
+            "choose attacks such as loss, pia, secmi, sima"
+        )
+    results = run_attacks(
+        target,
+        images.to_unit_range(),
+        images.ids,
+        images.fingerprint,
+        attacks,
+        seed=seed,
+        store=store,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return {a.name: np.asarray(results[a.name].scores, dtype=float) for a in attacks}
 
 
 def judge_images(

@@ -12,16 +12,18 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from mia_core.lab.verdict import budget_text
 from mia_core.metrics import min_nonmembers_for
+from mia_core.views.attack_info import short_name
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
 
 if TYPE_CHECKING:
-    from mia_core.lab.verdict import VerdictReport
+    from mia_core.lab.verdict import Calibration, VerdictReport
 
-__all__ = ["UPLOAD_COLOR", "verdict_sentence", "placement_figure"]
+__all__ = ["UPLOAD_COLOR", "verdict_sentence", "placement_figure", "threshold_source_line", "sample_verdict_table"]
 
 #: Marker colour of uploaded images in the placement figure (neither member nor non-member colour).
 UPLOAD_COLOR = "#222222"
@@ -106,6 +108,98 @@ def verdict_sentence(
     return who + " ".join(parts)
 
 
+# ----------------------------------------------------------------------------- where the thresholds came from
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
+def threshold_source_line(
+    calibrations: Mapping[str, Calibration], budget: float, *, sample_part: str | None = None
+) -> str:
+    """One caveat line: which part of the split chose the thresholds, how many images, the achieved FPR.
+
+    Parameters
+    ----------
+    calibrations : attack name -> :class:`~mia_core.lab.verdict.Calibration` (all with the same
+        partition, or all without one).
+    budget : FPR budget in (0, 1).
+    sample_part : "calibration", "test" or None
+        For the Sample explorer: which part the shown image lies in.
+    """
+    cals = list(calibrations.values())
+    if not cals:
+        raise ValueError("threshold_source_line needs at least one calibration")
+    b = budget_text(budget)
+    first = cals[0].source(budget)
+    if not first.transferred:
+        return (
+            f"Thresholds at {b} FPR chosen on all {first.n_nonmembers:,} known non-members of the split (oracle: "
+            "no held-out images are left to check the false-positive rate they achieve)."
+        )
+    split = (
+        f"**Thresholds: calibrated, not oracle.** Chosen at {b} FPR on the calibration part of the split (a seeded, "
+        f"stratified {first.fraction:.0%} of each class, seed {first.seed}: {first.n_members:,} members and "
+        f"{first.n_nonmembers:,} non-members) and applied unchanged"
+    )
+    measured = []
+    for cal in cals:
+        src = cal.source(budget)
+        name = short_name(cal.attack)
+        if src.threshold is None:
+            measured.append(f"{name} n/a (needs >= {min_nonmembers_for(budget):,} calibration non-members)")
+        else:
+            measured.append(
+                f"{name} {_pct(src.achieved_fpr)} ({src.test_flagged_nonmembers} of {src.test_nonmembers:,})"
+            )
+    test = (
+        f"; on the disjoint test part ({first.test_members:,} members, {first.test_nonmembers:,} non-members) "
+        f"they flag this share of non-members (achieved FPR): {', '.join(measured)}."
+    )
+    where = ""
+    if sample_part == "test":
+        where = " This image is in the test part: no threshold saw its score."
+    elif sample_part == "calibration":
+        where = " This image is in the calibration part: its own score helped choose the thresholds."
+    elif sample_part is not None:
+        raise ValueError(f"sample_part must be 'calibration', 'test' or None; got {sample_part!r}")
+    return split + test + where
+
+
+def sample_verdict_table(report: VerdictReport, image_id: str, truth: bool) -> pd.DataFrame:
+    """The Sample explorer's verdict table for one image of the split, from a :class:`VerdictReport`.
+
+    Returns
+    -------
+    pandas.DataFrame, index = attack names (report order), columns ``attack``, ``score``,
+    ``threshold`` (NaN when n/a), ``verdict`` ("member" / "non-member" / "n/a (needs >= M calibration
+    non-members)"), ``correct`` (bool or None), ``non-members above`` (fraction of the calibration
+    non-members scoring at least as high), ``achieved FPR`` (the threshold's FPR on the test part, NaN
+    when n/a or without a partition).
+    """
+    rows = []
+    for v in report.for_image(image_id):
+        cal = report.calibrations[v.attack]
+        if v.flagged is None:
+            verdict, correct = f"n/a (needs >= {min_nonmembers_for(report.budget):,} calibration non-members)", None
+        else:
+            verdict, correct = (MEMBER_LABEL if v.flagged else NONMEMBER_LABEL), v.flagged == bool(truth)
+        fpr = cal.rule_fpr(report.budget) if cal.transferred else None
+        rows.append(
+            {
+                "attack": short_name(v.attack),
+                "score": v.score,
+                "threshold": math.nan if v.threshold is None else v.threshold,
+                "verdict": verdict,
+                "correct": correct,
+                "non-members above": v.nonmember_tail,
+                "achieved FPR": math.nan if fpr is None else fpr,
+            }
+        )
+    return pd.DataFrame(rows, index=pd.Index([v.attack for v in report.for_image(image_id)], name="name"))
+
+
 # ----------------------------------------------------------------------------- figure
 
 
@@ -139,7 +233,7 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
                 x=centres,
                 y=density,
                 width=width,
-                name=f"{label}s of the split (n={values.size:,})",
+                name=f"{label}s of the {'calibration part' if cal.transferred else 'split'} (n={values.size:,})",
                 marker={"color": color, "line": {"width": 0}},
                 opacity=0.6,
                 hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
@@ -203,8 +297,9 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
         )
 
     title = cal.title or attack
+    against = "the calibration part" if cal.transferred else "the split"
     fig.update_layout(
-        title=f"{title}: your image(s) against the split ({cal.n_members:,} members, {cal.n_nonmembers:,} non-members)",
+        title=f"{title}: your image(s) against {against} ({cal.n_members:,} members, {cal.n_nonmembers:,} non-members)",
         barmode="overlay",
         bargap=0,
         xaxis_title=f"score{f' = {score_label}' if score_label else ''} (higher = more member-like)",
