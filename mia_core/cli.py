@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.streamlit_args = extra
     args.command_line = "mia " + shlex.join(argv)
+    args.argv = argv
     if not hasattr(args, "func"):
         parser.print_help()
         return 2
@@ -85,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="result store folder: attacks already run there with the same key are read, not recomputed",
     )
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="score the images on N processes with Hugging Face Accelerate (starts `accelerate launch`; one per "
+        "GPU when there are N GPUs, else CPU processes), batch by batch into the store (--store, default "
+        "OUT/store): a rerun scores only the missing batches. 1: this process, resumable the same way",
+    )
     _add_hub_args(p)
     p.add_argument(
         "--calibration-fraction",
@@ -252,6 +261,7 @@ def _check_attack_args(args: argparse.Namespace) -> list[str]:
             ("--bootstrap", args.bootstrap, 0),
             ("--batch-size", args.batch_size, 1),
             ("--limit", args.limit, 1),
+            ("--processes", args.processes, 1),
         ),
     )
     check_output_dir(args.out, "--out")
@@ -336,9 +346,20 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if args.no_trace:
         params = {n: {**scores_only_params(n), **params.get(n, {})} for n in names}
     attacks = make_attacks(names, params)
+    from mia_core.lab import shards
+
+    if args.processes and args.processes > 1 and not shards.launched():
+        return shards.launch(args.argv, args.processes, args.device)  # the same command, on N processes
+    procs = None
+    if args.processes is not None or shards.launched():  # sharded: `--processes N` or under `accelerate launch`
+        procs = shards.Processes.from_accelerate(cpu=not shards.uses_gpus(args.device))
+        if args.store is None:
+            args.store = str(Path(args.out) / "store")
+    if procs is not None and not procs.main:
+        sys.stdout = open(os.devnull, "w")  # one report: the main process's
     target = load_target(
         args.target,
-        device=args.device,
+        device=(procs.device if procs is not None else None) or args.device,
         precision=args.precision,
         compile=args.compile,
         revision=args.revision,
@@ -374,7 +395,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     )
 
     failure: RunFailed | None = None
-    with tqdm(total=len(exp.ids) * len(attacks), unit="img", desc="attacks", file=sys.stderr) as bar:
+    show = procs is None or procs.main
+    with tqdm(total=len(exp.ids) * len(attacks), unit="img", desc="attacks", file=sys.stderr, disable=not show) as bar:
         finished: dict[str, int] = {}
 
         def step(name: str, done: int, total: int) -> None:
@@ -386,9 +408,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
             finished[name] = units
 
         try:
-            results = list(
-                exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size, progress=step).values()
-            )
+            if procs is not None:
+                assert store is not None
+                sharded = shards.run_sharded(
+                    exp, attacks, seed=args.seed, store=store, procs=procs, batch_size=args.batch_size, progress=step
+                )
+                if sharded is None:
+                    return 0  # not the main process: its batches are in the store, the main one reports
+                results = list(sharded.values())
+            else:
+                results = list(
+                    exp.attack(attacks, seed=args.seed, store=store, batch_size=args.batch_size, progress=step).values()
+                )
         except RunFailed as exc:  # keep what finished: write it below, with a note of what failed
             failure, results = exc, list(exc.results.values())
 
@@ -467,6 +498,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     if blind.biased:
         print(f"WARNING: {blind.warning()}", file=sys.stderr)
     print(f"wrote {out / 'scores.csv'}, {out / 'metrics.json'}, {out / 'traces.npz'}")
+    print(shards.gpu_hint(args.argv))
     if failure is not None:
         kept = ", ".join(r.attack for r in results) or "none"
         print(f"mia: error: {failure} (finished attacks kept: {kept}; see {out / 'run.json'})", file=sys.stderr)

@@ -14,7 +14,8 @@ Conventions (fixed by the project's design)::
     n/a          budget < 1 / n_nonmembers  ->  None, shown as
                  "n/a (needs >= M non-members)", M = ceil(1 / budget)
     CI           95 % percentile bootstrap; members and non-members resampled
-                 separately with replacement; seeded numpy Generator; 200 resamples
+                 separately with replacement; seeded numpy Generator; 200 resamples;
+                 computed a chunk of resamples at a time (bounded memory, same numbers)
 
 Everything here is numpy only, so the CLI, the app and the tests share one code path.
 The single-ROC functions and the bootstrap both go through the same row-wise helpers
@@ -480,6 +481,7 @@ def _resampled_metrics(
     member_idx: np.ndarray,
     nonmember_idx: np.ndarray,
     budgets: tuple[float, ...],
+    groups: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Metrics of B resamples at once.
 
@@ -495,13 +497,15 @@ def _resampled_metrics(
         Positions into the non-members for each resample.
     budgets : tuple of float
         FPR budgets for TPR@FPR.
+    groups : (values, group), optional
+        ``_distinct_groups(scores)`` when already computed (the chunked bootstrap computes it once).
 
     Returns
     -------
     dict
         ``"auc"``, ``"asr"`` and one ``budget`` key per budget, each shape (B,).
     """
-    values, group = _distinct_groups(scores)
+    values, group = groups if groups is not None else _distinct_groups(scores)
     member_counts = _row_bincount(group[is_member][member_idx], values.size)
     nonmember_counts = _row_bincount(group[~is_member][nonmember_idx], values.size)
     fpr, tpr = _roc_rows(member_counts, nonmember_counts)
@@ -509,6 +513,51 @@ def _resampled_metrics(
     for budget in budgets:
         result[budget] = _tpr_at_fpr_rows(fpr, tpr, budget)[0]
     return result
+
+
+#: resamples x images drawn and counted at once by the bootstrap. Its working memory is about 60 bytes per
+#: element, so about 60 MiB up to 2^20 images, then one resample (one row of N) at a time.
+BOOTSTRAP_CHUNK_ELEMENTS = 2**20
+
+
+def _skip_draws(rng: np.random.Generator, rows: int, high: int) -> None:
+    """Advance ``rng`` past ``rng.integers(0, high, size=(rows, high))`` without holding that array."""
+    left = rows * high
+    while left:
+        step = min(left, BOOTSTRAP_CHUNK_ELEMENTS)
+        rng.integers(0, high, size=step)
+        left -= step
+
+
+def _bootstrap_samples(
+    scores: np.ndarray, labels: np.ndarray, n_bootstrap: int, seed: int, budgets: tuple[float, ...]
+) -> dict:
+    """The metrics of ``n_bootstrap`` resamples, shape (n_bootstrap,) each, in bounded memory.
+
+    The same resamples as one ``rng.integers(0, n_members, (B, n_members))`` draw followed by one
+    ``rng.integers(0, n_nonmembers, (B, n_nonmembers))`` draw from ``default_rng(seed)`` (numpy draws
+    bounded integers one after another, so a draw cut into pieces gives the same numbers): the
+    non-member stream starts where the member draws end, and both are consumed
+    ``BOOTSTRAP_CHUNK_ELEMENTS // N`` resamples (at least one) at a time. Memory: O(N) for the scores'
+    groups plus the chunk's, instead of O(B N).
+    """
+    n_members = int(labels.sum())
+    n_nonmembers = labels.size - n_members
+    rng_members = np.random.default_rng(seed)
+    rng_nonmembers = np.random.default_rng(seed)
+    _skip_draws(rng_nonmembers, n_bootstrap, n_members)
+    groups = _distinct_groups(scores)
+    rows = max(1, BOOTSTRAP_CHUNK_ELEMENTS // labels.size)
+    out: dict = {}
+    for start in range(0, n_bootstrap, rows):
+        b = min(rows, n_bootstrap - start)
+        member_idx = rng_members.integers(0, n_members, size=(b, n_members))
+        nonmember_idx = rng_nonmembers.integers(0, n_nonmembers, size=(b, n_nonmembers))
+        part = _resampled_metrics(scores, labels, member_idx, nonmember_idx, budgets, groups)
+        del member_idx, nonmember_idx
+        for key, values in part.items():
+            out.setdefault(key, np.empty(n_bootstrap))[start : start + b] = values
+    return out
 
 
 def _percentile_interval(samples: np.ndarray) -> Interval:
@@ -545,10 +594,7 @@ def evaluate(scores, is_member, *, n_bootstrap: int = 200, seed: int = 0) -> Att
     tpr_01 = tpr_at_fpr(score_array, labels, BUDGET_01PCT)
     intervals: dict = {"auc": None, "asr": None, BUDGET_1PCT: None, BUDGET_01PCT: None}
     if n_bootstrap > 0:
-        rng = np.random.default_rng(seed)
-        member_idx = rng.integers(0, n_members, size=(n_bootstrap, n_members))
-        nonmember_idx = rng.integers(0, n_nonmembers, size=(n_bootstrap, n_nonmembers))
-        samples = _resampled_metrics(score_array, labels, member_idx, nonmember_idx, (BUDGET_1PCT, BUDGET_01PCT))
+        samples = _bootstrap_samples(score_array, labels, n_bootstrap, seed, (BUDGET_1PCT, BUDGET_01PCT))
         for key in ("auc", "asr"):
             intervals[key] = _percentile_interval(samples[key])
         # Every resample has the same non-member count, so n/a is n/a for all of them.

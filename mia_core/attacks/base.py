@@ -245,6 +245,11 @@ class Attack:
         """UNet inputs per image in the largest single forward pass (sweeps stack their timesteps)."""
         return self.unet_calls(trace=True)
 
+    def default_batch_size(self, target: Target) -> int:
+        """Images per ``compute`` call when none is given: the largest power of two that keeps a
+        forward pass within ``max_unet_batch(target)`` UNet inputs (sharded runs use the same batches)."""
+        return floor_power_of_two(max_unet_batch(target) // max(1, self.inputs_per_image()))
+
     # -- shared machinery ------------------------------------------------------------------------
 
     def params_dict(self) -> dict[str, Any]:
@@ -301,7 +306,7 @@ class Attack:
         if len(ids) != n:
             raise ValueError(f"got {len(ids)} ids for {n} images")
         prompts = self.run_prompts(target, n, captions)
-        bs = batch_size or floor_power_of_two(max_unet_batch(target) // max(1, self.inputs_per_image()))
+        bs = batch_size or self.default_batch_size(target)
         start_time = time.perf_counter()
         # Outputs stay on the device until the end: no sync per batch, so the CPU prepares the
         # next batch (noise, copies) while the GPU still computes this one.

@@ -111,17 +111,7 @@ def secmi_intermediates(
     """
     x0 = torch.as_tensor(x0, dtype=torch.float32)
     ids = tuple(str(i) for i in ids)
-    key = (
-        target.fingerprint,
-        str(target.device),
-        target.precision,
-        t_sec,
-        k,
-        ids,
-        hashlib.sha256(x0.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
-        repr(conditioning),
-        None if captions is None else tuple(str(c) for c in captions),
-    )
+    key = _intermediates_key(target, x0, ids, t_sec, k, conditioning, captions)
     if _LAST_INTERMEDIATES and _LAST_INTERMEDIATES[0] == key:
         if progress is not None:
             progress(len(ids), len(ids))
@@ -144,6 +134,47 @@ def secmi_intermediates(
 
 #: [key, (t_error, x_tilde, x_recon)] of the last SecMI pass (one entry: the maps are large).
 _LAST_INTERMEDIATES: list = []
+
+
+def _intermediates_key(
+    target: Target,
+    x0: torch.Tensor,
+    ids: tuple[str, ...],
+    t_sec: int,
+    k: int,
+    conditioning: Any = None,
+    captions: Sequence[str] | None = None,
+) -> tuple:
+    return (
+        target.fingerprint,
+        str(target.device),
+        target.precision,
+        t_sec,
+        k,
+        ids,
+        hashlib.sha256(x0.detach().cpu().contiguous().numpy().tobytes()).hexdigest(),
+        repr(conditioning),
+        None if captions is None else tuple(str(c) for c in captions),
+    )
+
+
+def remember_intermediates(
+    target: Target,
+    x0: np.ndarray | torch.Tensor,
+    ids: Sequence[str],
+    *,
+    t_sec: int,
+    k: int,
+    result: tuple[np.ndarray, np.ndarray, np.ndarray],
+    captions: Sequence[str] | None = None,
+    conditioning: Any = None,
+) -> None:
+    """Hand :func:`secmi_intermediates` a pass computed elsewhere (a sharded run's merged SecMI-stat
+    batches): ``result`` = (t-error (N,), x~, x'' (N, C, H, W)), in ``ids`` order, for these images
+    (conditioned as ``captions`` / ``conditioning`` on a text-to-image target)."""
+    x0 = torch.as_tensor(x0, dtype=torch.float32)
+    ids = tuple(str(i) for i in ids)
+    _LAST_INTERMEDIATES[:] = [_intermediates_key(target, x0, ids, t_sec, k, conditioning, captions), result]
 
 
 # -- networks --------------------------------------------------------------------------------------

@@ -211,8 +211,14 @@ class ImageSet:
 
     def to_unit_range(self) -> np.ndarray:
         """Images as float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``), the diffusion models' input range."""
-        x = self.images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return to_unit_range(self.images)
+
+
+def to_unit_range(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``); any rows of a set, e.g. one
+    batch of a memory-mapped one (the result is the same whether converted whole or batch by batch)."""
+    x = np.asarray(images).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
 def check_captions(captions: object, ids: Sequence[str], where: str = "") -> tuple[str, ...]:

@@ -87,6 +87,36 @@ def _npz_array(npz: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
         raise ValueError(f"{path}: cannot read array {key!r} ({type(err).__name__}: {err})") from err
 
 
+def npz_memmap(path: str | Path, key: str) -> np.ndarray | None:
+    """Array ``key`` of an *uncompressed* ``.npz`` (``np.savez``) as a read-only memory map: nothing is read
+    until rows are used, so an image set larger than memory can be scored batch by batch. None when the
+    member is compressed (``np.savez_compressed``), missing, an object array or Fortran-ordered: read it whole."""
+    import struct
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)  # the local file header; the data follows its name and extra field
+            if local[:4] != b"PK\x03\x04":
+                return None
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(f)
+            offset = f.tell()
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return None
+    if dtype.hasobject or fortran or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
 def _images_from_array(arr: np.ndarray, path: Path) -> np.ndarray:
     """Validate the ``images`` array of an ``.npz``; (N, H, W) becomes (N, H, W, 1)."""
     if np.issubdtype(arr.dtype, np.floating):
@@ -134,7 +164,11 @@ def _read_npz(path: str | Path) -> tuple[ImageSet, np.ndarray | None]:
                     f"--data {path}@IMAGES (an .npz or an image folder of CIFAR-10's training set)"
                 )
             raise ValueError(f"{path} has no 'images' array (it has: {', '.join(npz.files) or 'nothing'}){hint}")
-        images = _images_from_array(_npz_array(npz, "images", path), path)
+        mapped = npz_memmap(path, "images")  # uint8 images of an uncompressed .npz stay on disk until used
+        if mapped is not None and mapped.dtype == np.uint8:
+            images = _images_from_array(mapped, path)
+        else:
+            images = _images_from_array(_npz_array(npz, "images", path), path)
         n = images.shape[0]
         if "ids" in npz.files:
             raw_ids = _npz_array(npz, "ids", path)
@@ -169,7 +203,8 @@ def _npz_captions(raw: np.ndarray, n: int, path: Path) -> tuple[str, ...]:
 def load_npz(path: str | Path) -> ImageSet:
     """Images from an ``.npz`` file (opened with ``allow_pickle=False``).
 
-    Layout: ``images`` uint8 (N, H, W, C) or (N, H, W); optional ``ids`` (N,) of any dtype
+    Layout: ``images`` uint8 (N, H, W, C) or (N, H, W) (memory-mapped when the file is not compressed,
+    ``np.savez``: read from disk as rows are used); optional ``ids`` (N,) of any dtype
     (converted with ``str``), else ids are ``"0"`` .. ``"N-1"``; optional ``captions`` (N,) strings,
     one per image (a text-to-image model's prompts). Other arrays (labels, ...) are ignored. Float
     images are refused: store uint8. ``source`` is ``str(path)``.
