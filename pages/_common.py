@@ -168,10 +168,19 @@ def show_store_notices(store: ResultStore) -> None:
 
 
 def running_job_box(
-    worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str, leave_note: str, extra: Any = None
+    worker: Worker,
+    job: Any,
+    text: str,
+    *,
+    cancel_key: str,
+    cancel_help: str,
+    leave_note: str,
+    extra: Any = None,
+    eta: float | None = None,
 ) -> None:
     """The status box of a queued or running worker job: progress with its ETA, ``extra(box)``
-    (e.g. a live chart), a Cancel button and a note that the job survives leaving the page."""
+    (e.g. a live chart), a Cancel button and a note that the job survives leaving the page.
+    ``eta``: seconds left as the page computed it (else the job's share of work done so far)."""
     from mia_core.lab.plan import format_duration
 
     # not a `with` block: leaving one would mark the status complete while the job still runs
@@ -179,7 +188,7 @@ def running_job_box(
     if job.status == "queued":
         box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
     else:
-        eta = job.eta_seconds()
+        eta = job.eta_seconds() if eta is None else eta
         eta_text = f" · about {format_duration(eta)} left" if eta is not None else ""
         box.progress(min(1.0, job.fraction), text=text + eta_text)
     if extra is not None:
