@@ -143,7 +143,7 @@ def report_from_run_dir(run_dir: str | Path, *, with_images: bool = True) -> Aud
     try:
         frame = pd.read_csv(folder / "scores.csv", dtype={"id": str})
     except FileNotFoundError:
-        raise FileNotFoundError(f"{folder / 'scores.csv'} not found: is {folder} an output folder of `mia attack`?")
+        raise FileNotFoundError(f"{folder / 'scores.csv'} not found: is {folder} an output folder of `mia attack`?") from None
     if "id" not in frame or "is_member" not in frame:
         raise ValueError(f"{folder / 'scores.csv'} has no id / is_member columns")
     all_ids = tuple(frame["id"].astype(str))
