@@ -161,6 +161,31 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     return out
 
 
+def url_runs() -> tuple[list[str], list[str]]:
+    """The runs named in the URL (``?runs=loss|loss:timesteps=100``, :mod:`mia_core.lab.run_specs`):
+    (canonical run ids, messages about the parts that are not valid runs)."""
+    from mia_core.lab.run_specs import parse_runs
+
+    return parse_runs(st.query_params.get("runs"))
+
+
+def stored_runs(exp: Experiment, run_ids: list[str], seed: int) -> tuple[dict[str, AttackResult], list[str]]:
+    """The stored results of these runs on ``exp`` (run id -> result; nothing is computed), and the
+    run ids the store does not hold."""
+    from mia_core.lab.run_specs import attack_of
+
+    store = get_store()
+    found, missing = {}, []
+    for rid in run_ids:
+        res = store.get(exp.run_key(attack_of(rid), seed))
+        if res is None:
+            missing.append(rid)
+        else:
+            found[rid] = res
+    show_store_notices(store)
+    return found, missing
+
+
 def show_store_notices(store: ResultStore) -> None:
     """Damaged stored results found while reading (quarantined, recomputed on the next run): once each."""
     for notice in store.take_notices():

@@ -74,7 +74,9 @@ def _drop_stale(key: str, options: list[str]) -> None:
 
 def open_sample(sample_id: str, attack: str) -> None:
     st.session_state["sel.sample"] = sample_id
-    st.switch_page("pages/sample.py", query_params={"id": sample_id, "attack": attack})
+    # the runs go along, so the Sample explorer shows the same runs (?runs=, as here)
+    params = {"id": sample_id, "attack": attack, "runs": RS.join_runs(st.session_state.get("compare.runs", []))}
+    st.switch_page("pages/sample.py", query_params=params)
 
 
 def html_download(fig, name: str, key: str) -> None:
