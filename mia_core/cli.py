@@ -1,8 +1,10 @@
-"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``, ``mia app``.
+"""The ``mia`` command line: ``mia attack``, ``mia report``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``,
+``mia app``.
 
 Examples::
 
     mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
+    mia report runs/demo                                # runs/demo/report.html (+ .pdf): the audit report
     mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
     mia train --data default --out my_target --steps 6000
     mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder

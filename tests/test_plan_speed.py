@@ -106,3 +106,25 @@ def test_estimate_of_the_embedded_default_run_is_within_a_factor_of_two():
             break
     estimate, took = tries[-1]
     assert took / 2 <= estimate <= took * 2, f"(estimate s, measured s) per try: {tries}"
+
+
+def test_attack_lab_estimate_uses_this_machines_measured_speed(open_page):
+    """The page's "about ..." is the plan's estimate at the speed measured on this machine (seeded here, so the
+    number is known), and says where the speed comes from; a run's correction replaces the probe."""
+    from mia_core.lab.experiment import load_experiment
+
+    exp = load_experiment()
+    speed = plan.Speed(overhead_s=0.25, inputs_per_s=40.0, source="probe", measured_at=time.time())
+    plan.SPEEDS.correct(plan.SpeedBook.key(exp.target), speed, 1.0)  # as if just measured
+    try:
+        at = open_page("pages/attack_lab.py")
+        at.multiselect(key="attack_lab.attacks").set_value(["loss"])
+        at.text_input(key="attack_lab.p.loss.timesteps").set_value("100, 300").run()
+        assert not at.exception
+        selected = next(m.value for m in at.markdown if m.value.startswith("**Selected:**"))
+        attack = get_attack("loss", {"timesteps": [100, 300]})
+        expected = plan.attack_seconds(attack, len(exp.ids), plan.SPEEDS.get(exp.target), exp.target)
+        assert f"**about {plan.format_duration(expected)}**" in selected, selected
+        assert "measured on this run's progress" in selected and "calls/s in batches of 64" in selected
+    finally:
+        plan.SPEEDS.forget()

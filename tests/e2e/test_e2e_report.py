@@ -17,7 +17,7 @@ def test_exported_report_opens_offline_with_every_section(browser, page, app_ser
     page.goto(app_server + "/")
     wait_for_app(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
-    wait_for_app(page)
+    wait_for_app(page, 240_000)  # the first Compare run loads the experiment and evaluates every run
     no_exception(page)
     with page.expect_download(timeout=120_000) as download:
         page.locator(".st-key-compare-report button").click()

@@ -29,7 +29,7 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
     page.goto(app_server + "/")  # a first visit to the root registers the st.navigation pages
     wait_for_app(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
-    wait_for_app(page)
+    wait_for_app(page, 240_000)  # the first Compare run loads the experiment and evaluates every run
     assert _chips(page) == ["Loss", "SecMI", "PIA", "PIAN", "SimA"]  # the Attack lab's selection
 
     # the selection: drop the last three runs (Backspace removes the last chip), then a 5 % budget
@@ -53,7 +53,7 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
     page = fresh.new_page()
     page.set_default_timeout(60_000)
     page.goto(url)
-    wait_for_app(page)
+    wait_for_app(page, 240_000)
     no_exception(page)
     page.get_by_role("heading", name=re.compile("Compare attacks")).wait_for(state="visible")
     assert _chips(page) == ["Loss", "SecMI"]
