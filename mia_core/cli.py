@@ -1,8 +1,10 @@
-"""The ``mia`` command line: ``mia attack``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``, ``mia app``.
+"""The ``mia`` command line: ``mia attack``, ``mia report``, ``mia train``, ``mia study``, ``mia infer-set``, ``mia info``,
+``mia app``.
 
 Examples::
 
     mia attack --target default --data default --attacks loss,secmi,pia,pian,sima --out runs/demo
+    mia report runs/demo                                # runs/demo/report.html (+ .pdf): the audit report
     mia attack --target path/to/ddpm-folder --data images.npz --limit 500 --out runs/cifar
     mia train --data default --out my_target --steps 6000
     mia convert ckpt-step800000.pt --out cifar10_ddpm      # SecMI / PIA checkpoint -> diffusers folder
@@ -221,6 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
     _add_convert_args(p)
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "report",
+        help="write the audit report of a `mia attack` output folder: one self-contained HTML (and a PDF)",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `mia attack` (run.json, metrics.json, ...)")
+    p.add_argument("--out", default=None, help="the HTML file to write (default: RUN_DIR/report.html)")
+    p.add_argument(
+        "--no-pdf", action="store_true", help="skip the PDF (otherwise printed beside the HTML with headless Chromium)"
+    )
+    p.add_argument(
+        "--no-images", action="store_true", help="do not read the data again for the most vulnerable samples' images"
+    )
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", help="print a target's model card")
     p.add_argument("--target", default="default")
@@ -1104,6 +1120,27 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 # -- info / app ----------------------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``mia report RUN_DIR``: the audit report (mia_core.lab.report, drawn by mia_core.views.report)."""
+    from mia_core.lab.report import report_from_run_dir, write_pdf
+    from mia_core.views.report import report_html
+
+    report = report_from_run_dir(args.run_dir, with_images=not args.no_images)
+    html_path = Path(args.out) if args.out else Path(args.run_dir) / "report.html"
+    if html_path.is_dir():
+        raise ValueError(f"--out {str(html_path)!r} is a folder; give the HTML file to write")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(report_html(report), encoding="utf-8")
+    print(f"wrote {html_path} ({len(report.runs)} run(s), self-contained: opens offline)")
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not args.no_pdf:
+        pdf_path = html_path.with_suffix(".pdf")
+        problem = write_pdf(html_path, pdf_path)
+        print(problem if problem else f"wrote {pdf_path}", file=sys.stderr if problem else sys.stdout)
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

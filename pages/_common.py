@@ -161,6 +161,31 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     return out
 
 
+def url_runs() -> tuple[list[str], list[str]]:
+    """The runs named in the URL (``?runs=loss|loss:timesteps=100``, :mod:`mia_core.lab.run_specs`):
+    (canonical run ids, messages about the parts that are not valid runs)."""
+    from mia_core.lab.run_specs import parse_runs
+
+    return parse_runs(st.query_params.get("runs"))
+
+
+def stored_runs(exp: Experiment, run_ids: list[str], seed: int) -> tuple[dict[str, AttackResult], list[str]]:
+    """The stored results of these runs on ``exp`` (run id -> result; nothing is computed), and the
+    run ids the store does not hold."""
+    from mia_core.lab.run_specs import attack_of
+
+    store = get_store()
+    found, missing = {}, []
+    for rid in run_ids:
+        res = store.get(exp.run_key(attack_of(rid), seed))
+        if res is None:
+            missing.append(rid)
+        else:
+            found[rid] = res
+    show_store_notices(store)
+    return found, missing
+
+
 def show_store_notices(store: ResultStore) -> None:
     """Damaged stored results found while reading (quarantined, recomputed on the next run): once each."""
     for notice in store.take_notices():
@@ -168,10 +193,19 @@ def show_store_notices(store: ResultStore) -> None:
 
 
 def running_job_box(
-    worker: Worker, job: Any, text: str, *, cancel_key: str, cancel_help: str, leave_note: str, extra: Any = None
+    worker: Worker,
+    job: Any,
+    text: str,
+    *,
+    cancel_key: str,
+    cancel_help: str,
+    leave_note: str,
+    extra: Any = None,
+    eta: float | None = None,
 ) -> None:
     """The status box of a queued or running worker job: progress with its ETA, ``extra(box)``
-    (e.g. a live chart), a Cancel button and a note that the job survives leaving the page."""
+    (e.g. a live chart), a Cancel button and a note that the job survives leaving the page.
+    ``eta``: seconds left as the page computed it (else the job's share of work done so far)."""
     from mia_core.lab.plan import format_duration
 
     # not a `with` block: leaving one would mark the status complete while the job still runs
@@ -179,7 +213,7 @@ def running_job_box(
     if job.status == "queued":
         box.progress(0.0, text="Queued: waiting for another job on this server to finish…")
     else:
-        eta = job.eta_seconds()
+        eta = job.eta_seconds() if eta is None else eta
         eta_text = f" · about {format_duration(eta)} left" if eta is not None else ""
         box.progress(min(1.0, job.fraction), text=text + eta_text)
     if extra is not None:

@@ -7,6 +7,8 @@ store, where Compare, Sample explorer and the other pages read them.
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import streamlit as st
 
@@ -29,6 +31,7 @@ s = st.session_state
 JOB_KEY = "attack_lab.job"  # the id of this session's latest job
 POLL_KEY = "attack_lab.polling"  # the job id the last full run saw active (rerun once when it ends)
 NOTICE_KEY = "attack_lab.notice"
+ESTIMATE_KEY = "attack_lab.estimate"  # the submitted job's predicted seconds per attack (recalibrated as it runs)
 
 st.title("⚔️ Attack lab")
 st.caption(
@@ -98,13 +101,30 @@ def _is_stored(attack) -> bool:
 
 
 stored_now = {a.name for a in current if _is_stored(a)}
-rate = plan.throughput(store.entries(), exp.target.fingerprint)
-measured = rate is not None
-if rate is None:
+
+
+def _speed():
+    """This machine's UNet speed for the target, measured now (a probe of about a second, cached for
+    10 minutes and corrected by the running job's progress); None when it cannot be measured."""
+    cached = plan.SPEEDS.get(exp.target)
+    if cached is not None:
+        return cached
+    try:
+        with st.spinner("Measuring this machine's speed on the target…"):
+            return plan.SPEEDS.speed(exp.target)
+    except Exception:  # a target the probe cannot drive: fall back to a rough guess below
+        return None
+
+
+speed = _speed()
+measured = speed is not None
+if measured:
+    the_plan = plan.make_plan(current, stored_now, n_images, speed=speed, target=exp.target)
+else:
     rate = plan.guess_throughput(
         exp.target.n_parameters, exp.target.resolution, exp.target.channels, exp.target.device.type
     )
-the_plan = plan.make_plan(current, stored_now, n_images, rate, measured)
+    the_plan = plan.make_plan(current, stored_now, n_images, rate, measured=False)
 
 # -- the attacks and their costs -----------------------------------------------------------------
 
@@ -143,11 +163,14 @@ st.dataframe(
     },
 )
 if current:
-    rate_note = (
-        f"measured {rate:,.0f} UNet calls/s on earlier runs of this target"
-        if measured
-        else f"a rough guess of {rate:,.0f} UNet calls/s: nothing has been timed on this target yet"
-    )
+    if measured:
+        how = "measured on this run's progress" if speed.source == "run" else "a quick probe just now"
+        rate_note = (
+            f"the UNet runs {speed.calls_per_s(64):,.0f} calls/s in batches of 64 and costs "
+            f"{speed.overhead_s * 1000:,.0f} ms per forward pass here ({how})"
+        )
+    else:
+        rate_note = "a rough guess from the model's size: this target's speed could not be measured"
     if the_plan.all_stored:
         todo = "**all stored — opens instantly.**"
     else:
@@ -282,6 +305,17 @@ def _start(exp_now) -> None:
         worker.forget(job_id)
     state = submit_attacks(worker, exp_now, attacks, seed=int(s["cfg.seed"]), store=store)
     s[JOB_KEY] = state.job_id
+    job_speed = plan.SPEEDS.get(exp_now.target)
+    if job_speed is not None:  # what the estimate said, to recalibrate it from the job's progress
+        job_plan = plan.make_plan(attacks, stored, len(exp_now.ids), speed=job_speed, target=exp_now.target)
+        s[ESTIMATE_KEY] = {
+            "job": state.job_id,
+            "predicted": job_plan.predicted(),
+            "order": [a.name for a in attacks],
+            "n": len(exp_now.ids),
+            "speed": job_speed,
+            "speed_key": plan.SpeedBook.key(exp_now.target),
+        }
     s[NOTICE_KEY] = None
 
 
@@ -331,6 +365,23 @@ if state is None and ran:  # a job for this very request started elsewhere (anot
         s[JOB_KEY] = job_id
 
 
+def _recalibrated_eta(job) -> float | None:
+    """Seconds left from the estimate made at Run, scaled by how fast the job has really gone; the
+    measured factor also corrects this machine's speed for the next estimates."""
+    est = s.get(ESTIMATE_KEY)
+    if not est or est["job"] != job.job_id or job.phase not in est["order"] or not job.started:
+        return None
+    i, n = est["order"].index(job.phase), max(1, est["n"])
+    found = plan.eta_from_progress(
+        est["predicted"], est["order"], job.phase, (job.done - i * n) / n, time.time() - job.started
+    )
+    if found is None:
+        return None
+    left, factor = found
+    plan.SPEEDS.correct(est["speed_key"], est["speed"], factor)
+    return left
+
+
 def _running(job) -> None:
     phase = REGISTRY[job.phase].title if job.phase in REGISTRY else (job.phase or "starting")
     running_job_box(
@@ -341,6 +392,7 @@ def _running(job) -> None:
         cancel_help="Stops after the current batch; attacks that already finished stay stored.",
         leave_note="You can leave this page: the job keeps running on the server, and this page shows its "
         "progress again when you come back.",
+        eta=_recalibrated_eta(job),
     )
 
 

@@ -81,7 +81,9 @@ def _drop_stale(key: str, options: list[str]) -> None:
 
 def open_sample(sample_id: str, attack: str) -> None:
     st.session_state["sel.sample"] = sample_id
-    st.switch_page("pages/sample.py", query_params={"id": sample_id, "attack": attack})
+    # the runs go along, so the Sample explorer shows the same runs (?runs=, as here)
+    params = {"id": sample_id, "attack": attack, "runs": RS.join_runs(st.session_state.get("compare.runs", []))}
+    st.switch_page("pages/sample.py", query_params=params)
 
 
 def html_download(fig, name: str, key: str) -> None:
@@ -217,6 +219,40 @@ blind = _blind(exp.images.images, exp.is_member)
 blind_curve = (BLIND_NAME, blind.scores, blind.is_member)
 if blind.biased:
     st.warning(blind.warning(), icon=":material/warning:")
+
+
+
+def _audit_report() -> str:
+    """The whole view as one self-contained HTML audit report (mia_core.lab.report + views.report)."""
+    from mia_core.lab.report import report_from_results
+    from mia_core.views.report import report_html
+
+    ss = st.session_state
+    report = report_from_results(
+        exp,
+        res,
+        target_spec=ss["cfg.target"],
+        data_spec=ss["cfg.data"],
+        seed=seed,
+        limit=ss.get("cfg.limit"),
+        budget=budget,
+        blind=blind,
+    )
+    return report_html(report)
+
+
+st.download_button(
+    "Export audit report (HTML)",
+    _audit_report,
+    file_name="audit_report.html",
+    mime="text/html",
+    key="compare.report",
+    on_click="ignore",
+    icon=":material/summarize:",
+    help="One self-contained file (opens offline): target card, data and split, every run's parameters, the "
+    "log-log ROC with the blind baseline, the metrics with intervals, the most vulnerable samples and the "
+    "commands that reproduce it. `mia report RUN_DIR` writes the same for a `mia attack` folder, with a PDF.",
+)
 
 tab_names = ["ROC (log-log)", "ROC (linear)", "Metric table", "Score histograms", "Per timestep", "Attack vs attack"]
 tabs = st.tabs(tab_names, key="tab", bind="query-params")

@@ -22,9 +22,10 @@ from mia_core.lab.presenter_data import (
     missing_attacks,
     not_applicable_on,
 )
+from mia_core.views.attack_info import short_name
 from mia_core.views.html import SLIDE_HEIGHT, deck_html
 from mia_core.views.presenter import build_deck, target_note
-from pages._common import default_experiment, get_store
+from pages._common import default_experiment, get_store, stored_runs, url_runs
 
 st.set_page_config(page_title="Presenter mode · Diffusion MIA lab", layout="wide", initial_sidebar_state="collapsed")
 
@@ -47,7 +48,12 @@ st.html(
 try:
     # the same cached experiment the other pages use when cfg.* are at their defaults
     exp = default_experiment()
-    results = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=get_store())
+    # ?runs=loss|loss:timesteps=100 (as Compare writes it): these runs side by side; else the default attacks
+    run_ids, run_errors = url_runs()
+    if run_ids:
+        results, not_stored = stored_runs(exp, run_ids, 0)
+    else:
+        results, not_stored = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=get_store()), []
     slides = build_deck(deck_data(exp, results), load_defence_study())
 except Exception as exc:  # the page must not fall over in front of an audience
     st.error(f"Could not load the default target and its results: {type(exc).__name__}: {exc}")
@@ -69,7 +75,14 @@ not_applicable = not_applicable_on(s.get("cfg.target", "default"))  # a VE-SDE s
 if not_applicable and not embedded:
     st.info(target_note(s["cfg.target"], not_applicable, DEFAULT_ATTACKS), icon=":material/info:")
 
-missing = missing_attacks(results)
+if run_ids and not embedded:
+    for error in run_errors:
+        st.warning(f"Ignored from the link: {error}")
+    if not_stored:
+        st.warning(
+            "Not stored for the default experiment, so left out: " + ", ".join(short_name(r) for r in not_stored)
+        )
+missing = [] if run_ids else missing_attacks(results)
 if missing and not embedded:
     st.warning(
         f"Precomputed results are missing for {', '.join(missing)}; their slides are left out. "

@@ -15,13 +15,14 @@ import streamlit as st
 from mia_core.calibration import calibration_partition
 from mia_core.lab import teaching
 from mia_core.lab.evalsets import learned_sample_lines
+from mia_core.lab.run_specs import base_attack
 from mia_core.lab.verdict import calibrations_from_results, judge_scores
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
 from mia_core.views.verdict import sample_verdict_table, threshold_source_line
-from pages._common import budget_control, results, try_experiment
+from pages._common import budget_control, results, stored_runs, try_experiment, url_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
 IMAGE_PX = 160
@@ -54,7 +55,17 @@ if exp is None:
 ids = list(exp.ids)
 index_of = {sid: i for i, sid in enumerate(ids)}
 is_member = np.asarray(exp.is_member, dtype=bool)
-stored = results(exp)
+# The runs (attack + parameters) in the URL (?runs=loss|loss:timesteps=100, as Compare writes them), else the
+# Attack lab's selection: a shared link shows the same runs in a fresh session.
+run_ids, run_errors = url_runs()
+for error in run_errors:
+    st.warning(f"Ignored from the link: {error}")
+if run_ids:
+    stored, not_stored = stored_runs(exp, run_ids, int(st.session_state["cfg.seed"]))
+    if not_stored:
+        st.info(f"Not stored on this experiment: {', '.join(short_name(r) for r in not_stored)}.")
+else:
+    stored = results(exp)
 res = {name: r for name, r in stored.items() if tuple(r.ids) == tuple(exp.ids)}
 # Learned attacks score only their held-out part: shown in their own table below the verdicts.
 learned = {name: r for name, r in stored.items() if name not in res and set(r.ids) <= set(exp.ids)}
@@ -75,6 +86,8 @@ if s.get("sample.id") not in index_of:
     s["sample.id"] = fallback if fallback in index_of else ids[0]
 
 url_attack = st.query_params.get("attack")
+if url_attack is not None and url_attack not in res:  # ?attack=loss with runs keyed "loss:timesteps=100"
+    url_attack = next((r for r in res if base_attack(r) == url_attack), url_attack)
 if res:
     if url_attack in res and url_attack != s.get("sample._url_attack"):
         s["sample.attack"] = url_attack
@@ -243,7 +256,7 @@ if res:
                 exp.target,
                 exp.x0[i],
                 sample_id,
-                get_attack(attack, {**dict(r.params), **scores_only_params(attack)}),
+                get_attack(base_attack(attack), {**dict(r.params), **scores_only_params(base_attack(attack))}),
                 seeds,
             )
         st.markdown(stability(per_seed, thr, seeds).sentence())

@@ -3,14 +3,18 @@
 Everything the Attack lab page needs that is not drawing: which parameters each attack has
 (from its ``Params`` dataclass, with the published defaults), turning the form's values back
 into validated attacks, keeping only the values that differ from the defaults (what the app
-stores in ``cfg.params``), the cost in UNet calls, an estimate of the time from runs the store
-has already timed, and a compact metric summary. No streamlit here.
+stores in ``cfg.params``), the cost in UNet calls, an estimate of the time measured on this
+machine now (:class:`SpeedBook`: a quick probe of the UNet, corrected from a run's progress), and
+a compact metric summary. No streamlit here.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +24,8 @@ import numpy as np
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, Attack, AttackResult, access_label, attacks_by_access, get_attack
 from mia_core.metrics import BUDGET_01PCT, BUDGET_1PCT, evaluate, format_metric
 
-#: UNet input pixels x parameters evaluated per second, used when no timed run of the target exists
-#: (measured on a 2-core CPU with the embedded 1.1 M-parameter 8x8 target: about 5,000 calls/s).
+#: UNet input pixels x parameters evaluated per second: only a last resort, for a target that cannot be
+#: probed (the estimates come from :func:`probe_speed`, a measurement on this machine now).
 CPU_PIXEL_PARAMS_PER_S = 3.5e11
 GPU_PIXEL_PARAMS_PER_S = 1.0e13
 
@@ -214,41 +218,284 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+# -- this machine's speed, measured now ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Speed:
+    """How fast this machine runs one target's UNet now: a forward pass of B inputs takes
+    ``overhead_s + B / inputs_per_s`` seconds.
+
+    The overhead matters on a CPU: a forward pass of one 8x8 image costs nearly as much as one of
+    sixty, so a sequential attack (SecMI's ten DDIM steps) on a few images is slower per UNet call
+    than a stacked sweep. ``source`` is "probe" (timed forward passes on random inputs) or "run"
+    (a probe corrected by a run's measured progress); ``measured_at`` is a ``time.time()``.
+    """
+
+    overhead_s: float
+    inputs_per_s: float
+    source: str = "probe"
+    measured_at: float = 0.0
+
+    def pass_seconds(self, inputs: int) -> float:
+        return self.overhead_s + inputs / self.inputs_per_s
+
+    def calls_per_s(self, batch: int) -> float:
+        """UNet calls (inputs) per second in forward passes of ``batch`` inputs."""
+        return batch / self.pass_seconds(batch)
+
+    def scaled(self, factor: float, source: str = "run") -> Speed:
+        """The same machine ``factor`` times slower (> 1) or faster (< 1), measured now."""
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"speed factor must be a positive number, got {factor}")
+        return Speed(self.overhead_s * factor, self.inputs_per_s / factor, source, time.time())
+
+
+def probe_speed(target: Any, *, large: int | None = None, repeats: int = 1) -> Speed:
+    """Time the target's UNet on random inputs here, now: passes of 1 and of ``large`` inputs.
+
+    ``large`` defaults to the batch the attacks fill (``max_unet_batch``), capped at 64 inputs on a
+    CPU (the time per input is flat beyond that there) and 1,024 on a GPU, so the probe stays short
+    (a fraction of a second on an idle 2-core CPU for the embedded target). Each size is run once
+    to warm up, then ``repeats`` times; the fastest time counts.
+    """
+    import torch
+
+    from mia_core.attacks.base import max_unet_batch, model_shape
+
+    cap = 1024 if str(getattr(target, "device", "cpu")).startswith("cuda") else 64
+    large = int(large or min(cap, max_unet_batch(target)))
+    if large < 2:
+        raise ValueError(f"the probe's large batch must hold >= 2 inputs, got {large}")
+    shape = model_shape(target)
+    gen = torch.Generator().manual_seed(0)
+    n_steps = int(target.schedule.num_timesteps)
+
+    def best(batch: int) -> float:
+        x = torch.randn(batch, *shape, generator=gen)
+        t = torch.randint(0, n_steps, (batch,), generator=gen)
+        times = []
+        for i in range(repeats + 1):
+            start = time.perf_counter()
+            target.eps(x, t).sum().item()  # .item(): waits for a GPU
+            if i:  # the first pass warms up (allocations, kernels)
+                times.append(time.perf_counter() - start)
+        return min(times)
+
+    one, many = best(1), best(large)
+    per_input = max(many - one, 0.0) / (large - 1)
+    if per_input <= 0:  # noise: the large pass was no slower; count it all as per-input work
+        per_input = many / large
+    return Speed(max(one - per_input, 0.0), 1.0 / per_input, "probe", time.time())
+
+
+class _CountingUNet:
+    """Stands in for a UNet: records the inputs of each forward pass and answers zeros (cheap)."""
+
+    def __init__(self, unet: Any, passes: list[int]) -> None:
+        self._unet, self._passes = unet, passes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._unet, name)
+
+    def __call__(self, x: Any, t: Any, *args: Any, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        self._passes.append(int(x.shape[0]))
+        out_channels = int(getattr(self._unet.config, "out_channels", x.shape[1]) or x.shape[1])
+        zeros = (x * 0.0).float()  # keeps autograd's graph for attacks that differentiate
+        reps = max(1, out_channels // x.shape[1])
+        return SimpleNamespace(sample=zeros.repeat(1, reps, 1, 1)[:, :out_channels])
+
+
+_PASSES: dict[tuple[str, str], tuple[int, ...]] = {}
+_PASSES_LOCK = threading.Lock()
+
+
+def forward_passes(attack: Attack, target: Any) -> tuple[int, ...] | None:
+    """The forward passes an attack makes to score ONE image: UNet inputs per pass, in order.
+
+    Counted by running the attack on one blank image with a stand-in UNet that answers zeros (no
+    model evaluation, milliseconds). For a batch of b images each pass holds b times as many
+    inputs. None when the attack cannot be counted this way (learned attacks, generated samples,
+    targets of another kind): the estimate then treats every call as its own pass.
+    Cached per (target fingerprint, attack and parameters).
+    """
+    import torch
+
+    if attack.learns or attack.generates_samples or not hasattr(target, "_forward"):
+        return None
+    key = (str(target.fingerprint), f"{attack.name}:{sorted(attack.params_dict().items())}")
+    with _PASSES_LOCK:
+        if key in _PASSES:
+            return _PASSES[key]
+    passes: list[int] = []
+    stand_in = copy.copy(target)
+    stand_in._forward = stand_in.unet = _CountingUNet(target.unet, passes)
+    x0 = torch.zeros(1, target.channels, target.resolution, target.resolution)
+    try:
+        attack.run(stand_in, x0, ids=("probe",), seed=0, batch_size=1)
+    except Exception:  # an attack whose math needs real predictions: no count
+        return None
+    counted = tuple(passes)
+    with _PASSES_LOCK:
+        _PASSES[key] = counted
+    return counted
+
+
+def attack_seconds(attack: Attack, n_images: int, speed: Speed, target: Any) -> float:
+    """Predicted seconds for ``attack`` on ``n_images`` images of ``target`` at ``speed``.
+
+    n images go in batches of the size :meth:`Attack.run` picks; each batch makes the attack's
+    forward passes (counted by :func:`forward_passes`), each costing the overhead plus its inputs;
+    the inputs total the attack's UNet calls per image (as in the table) times n. Setup calls
+    (generated samples, shadow models) are added as passes of the large batch.
+    """
+    from mia_core.attacks.base import floor_power_of_two, max_unet_batch
+
+    n_images = int(n_images)
+    if n_images < 1:
+        return 0.0
+    calls = calls_per_image(attack)
+    batch = max(1, floor_power_of_two(max_unet_batch(target) // max(1, attack.inputs_per_image())))
+    batches = math.ceil(n_images / batch)
+    passes = forward_passes(attack, target)
+    n_passes = len(passes) if passes else calls
+    seconds = batches * n_passes * speed.overhead_s + n_images * calls / speed.inputs_per_s
+    setup = attack.setup_unet_calls()
+    if setup:
+        large = max_unet_batch(target)
+        seconds += math.ceil(setup / large) * speed.overhead_s + setup / speed.inputs_per_s
+    return seconds
+
+
+class SpeedBook:
+    """This process's measured UNet speeds, one per (target fingerprint, device).
+
+    :meth:`speed` probes a target the first time and again once the measurement is older than
+    ``max_age_s`` (the machine's load changes); :meth:`correct` replaces it with what a run
+    actually achieved. Thread-safe: the pages and the worker share one book.
+    """
+
+    def __init__(self, max_age_s: float = 600.0) -> None:
+        self.max_age_s = float(max_age_s)
+        self._speeds: dict[tuple[str, str], Speed] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(target: Any) -> tuple[str, str]:
+        return str(target.fingerprint), str(getattr(target, "device", "cpu"))
+
+    def get(self, target: Any) -> Speed | None:
+        """The cached speed if it is fresh, else None (nothing is measured)."""
+        with self._lock:
+            found = self._speeds.get(self.key(target))
+        if found is None or time.time() - found.measured_at > self.max_age_s:
+            return None
+        return found
+
+    def speed(self, target: Any) -> Speed:
+        """The fresh cached speed, or a new probe (a second or so on a CPU)."""
+        found = self.get(target)
+        if found is None:
+            found = probe_speed(target)
+            with self._lock:
+                self._speeds[self.key(target)] = found
+        return found
+
+    def correct(self, target_key: tuple[str, str], base: Speed, factor: float) -> Speed:
+        """Record that a run went ``factor`` times slower than ``base`` predicted; returns the new speed."""
+        new = base.scaled(factor)
+        with self._lock:
+            self._speeds[target_key] = new
+        return new
+
+    def forget(self) -> None:
+        with self._lock:
+            self._speeds.clear()
+
+
+#: The process's book (the Attack lab's estimates and its running jobs share it).
+SPEEDS = SpeedBook()
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a run of some attacks on N images costs."""
 
     n_images: int
-    rows: list[dict[str, Any]]  # one per attack: name, title, calls, stored
+    rows: list[dict[str, Any]]  # one per attack: name, title, calls, stored, seconds
     calls_to_compute: int
     calls_total: int
     seconds: float | None
-    measured: bool  # the rate comes from timed runs of this target (else a rough guess)
+    measured: bool  # the time comes from a measurement on this machine (else a rough guess)
 
     @property
     def all_stored(self) -> bool:
         return all(r["stored"] for r in self.rows)
+
+    def predicted(self) -> dict[str, float]:
+        """attack name -> predicted seconds of what a Run would compute (0 for a stored result)."""
+        return {r["name"]: (0.0 if r["stored"] else float(r.get("seconds") or 0.0)) for r in self.rows}
 
 
 def make_plan(
     attacks: Sequence[Attack],
     stored: Iterable[str],
     n_images: int,
-    calls_per_second: float | None,
+    calls_per_second: float | None = None,
     measured: bool = True,
+    *,
+    speed: Speed | None = None,
+    target: Any = None,
 ) -> Plan:
+    """The cost of running ``attacks`` on ``n_images`` images; those in ``stored`` cost nothing.
+
+    Time: with a ``speed`` (and the ``target``), :func:`attack_seconds` per attack; else, with a
+    flat ``calls_per_second``, calls / rate; else unknown (None).
+    """
     stored = set(stored)
-    rows, to_compute, total = [], 0, 0
+    rows, to_compute, total, seconds = [], 0, 0, 0.0
     for a in attacks:
         # + what the attack spends once whatever the images (the GAN-era baselines' generated samples, GSA's
         # shadow training; counted in full: the plan cannot see whether the cache already holds them)
         calls = calls_per_image(a) * n_images + a.setup_unet_calls()
         total += calls
+        secs = None
+        if speed is not None and target is not None:
+            secs = attack_seconds(a, n_images, speed, target)
+        elif calls_per_second:
+            secs = calls / calls_per_second
         if a.name not in stored:
             to_compute += calls
-        rows.append({"name": a.name, "title": a.title, "calls": calls, "stored": a.name in stored})
-    seconds = to_compute / calls_per_second if calls_per_second else None
-    return Plan(n_images, rows, to_compute, total, seconds, measured)
+            seconds += secs or 0.0
+        rows.append({"name": a.name, "title": a.title, "calls": calls, "stored": a.name in stored, "seconds": secs})
+    known = (speed is not None and target is not None) or bool(calls_per_second)
+    return Plan(n_images, rows, to_compute, total, seconds if known else None, measured)
+
+
+def eta_from_progress(
+    predicted: Mapping[str, float], order: Sequence[str], phase: str, fraction_of_phase: float, elapsed_s: float
+) -> tuple[float, float] | None:
+    """Recalibrate a running job's estimate from its measured progress.
+
+    ``predicted``: attack -> predicted seconds (0 for a stored one), ``order``: the attacks in the
+    job's order; the job is ``fraction_of_phase`` (0..1) through attack ``phase`` after
+    ``elapsed_s`` seconds. Returns (seconds left, factor), factor = measured / predicted time so far
+    (> 1: this machine is slower than the estimate said), or None while too little has run to tell
+    (under 1 s, or under 5 % of the predicted work).
+    """
+    if phase not in order:
+        return None
+    i = order.index(phase)
+    done = sum(predicted.get(n, 0.0) for n in order[:i]) + predicted.get(phase, 0.0) * min(
+        1.0, max(0.0, fraction_of_phase)
+    )
+    total = sum(predicted.get(n, 0.0) for n in order)
+    if elapsed_s < 1.0 or done <= 0 or done < 0.05 * total:
+        return None
+    factor = elapsed_s / done
+    return max(0.0, (total - done) * factor), factor
 
 
 def attack_table(
