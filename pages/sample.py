@@ -18,10 +18,12 @@ from mia_core.lab.evalsets import learned_sample_lines
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import upscale_nearest
+from mia_core.views.verdict import CORRECT_BADGE_COLORS, VERDICT_BADGE_COLORS, correct_badge
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
+_BADGE_CSS = {"orange": "#E69F00", "blue": "#0072B2", "gray": "#9E9E9E"}  # the verdict badges' cell colours
 IMAGE_PX = 160
 
 
@@ -138,8 +140,20 @@ with right:
         st.query_params["attack"] = attack
         s["sample._url_attack"] = attack
         verdicts = F.sample_verdicts(res, is_member, i, budget)
+        # scores quoted as the score axis below shows them (-log10(-score) where that axis is transformed)
+        log_axes = {n: F.display_scores(res[n].scores)[1] for n in verdicts.index}
+        shown = verdicts.assign(
+            score=[F.score_quote(v, log_axes[n]) for n, v in verdicts["score"].items()],
+            threshold=[
+                "n/a" if not np.isfinite(v) else F.score_quote(v, log_axes[n]) for n, v in verdicts["threshold"].items()
+            ],
+            # coloured badges, not a pale checkbox
+            verdict=[[v] for v in verdicts["verdict"]],
+            correct=[[correct_badge(c)] for c in verdicts["correct"]],
+        )
+        verdict_options = list(dict.fromkeys(verdicts["verdict"]))
         st.dataframe(
-            verdicts,
+            shown,
             hide_index=True,
             key="sample.verdicts",
             column_order=[
@@ -152,11 +166,23 @@ with right:
                 "rank among non-members",
             ],
             column_config={
-                "score": st.column_config.NumberColumn(format="%.4g"),
-                "threshold": st.column_config.NumberColumn(
-                    "threshold*", format="%.4g", help="oracle threshold chosen on this split (see below)"
+                "score": st.column_config.TextColumn(
+                    "score", help="as on the attack's score axis: −log10(−score) where the axis shows that"
                 ),
-                "correct": st.column_config.CheckboxColumn("correct?"),
+                "threshold": st.column_config.TextColumn(
+                    "threshold*", help="oracle threshold chosen on this split (see below), on the same scale"
+                ),
+                "verdict": st.column_config.MultiselectColumn(
+                    "verdict",
+                    options=verdict_options,
+                    color=[
+                        _BADGE_CSS[VERDICT_BADGE_COLORS[{MEMBER_LABEL: True, NONMEMBER_LABEL: False}.get(v)]]
+                        for v in verdict_options
+                    ],
+                ),
+                "correct": st.column_config.MultiselectColumn(
+                    "correct?", options=list(CORRECT_BADGE_COLORS), color=list(CORRECT_BADGE_COLORS.values())
+                ),
                 "non-members above": st.column_config.NumberColumn(
                     "non-members ≥ score",
                     format="percent",
@@ -172,10 +198,13 @@ with right:
             st.markdown(f"**{short_name(attack)}** gives no verdict: {row['verdict']}.")
         else:
             flagged = row["verdict"] == MEMBER_LABEL
+            on_axis = log_axes[attack]
             st.markdown(
                 f"**{short_name(attack)}** {'flags' if flagged else 'does not flag'} **{sample_id}** as a member "
-                f"at {F.budget_label(budget)} FPR (score {row['score']:.4g} {'≥' if flagged else '<'} threshold "
-                f"{row['threshold']:.4g}) — {'right' if row['correct'] else 'wrong'}: it is truly a "
+                f"at {F.budget_label(budget)} FPR ({F.score_quote(row['score'], on_axis)} {'≥' if flagged else '<'} "
+                f"threshold {F.score_quote(row['threshold'], on_axis).split(' ')[-1]}"
+                f"{', as on the histogram below' if on_axis else ''}) — "
+                f"{':green-badge[right]' if row['correct'] else ':red-badge[wrong]'}: it is truly a "
                 f"{MEMBER_LABEL if truth else NONMEMBER_LABEL}. "
                 f"{row['non-members above']:.1%} of non-members score at least as high."
             )
