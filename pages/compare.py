@@ -99,6 +99,62 @@ def html_download(fig, name: str, key: str) -> None:
     )
 
 
+@st.fragment
+def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y: bool) -> None:
+    """What-if: a draggable threshold over the run's score axis, its histogram, live confusion matrix and rates.
+
+    A fragment: dragging reruns only this panel. The slider starts at the threshold of the FPR budget
+    (a new run or budget starts it there again) and moves along the histogram's own axis
+    (-log10(-score) when that axis is transformed).
+    """
+    shown, transformed = F.display_scores(r.scores)
+    lo, hi = float(shown.min()), float(shown.max())
+    start = hi if threshold is None or not np.isfinite(threshold) else float(F.display_scores([threshold], transformed)[0][0])
+    start = min(max(start, lo), hi)
+    axis = "−log10(−score)" if transformed else "score"
+    value = st.slider(
+        f"Threshold: drag it ({axis}, flagged = at or above)",
+        min_value=lo,
+        max_value=max(hi, lo + 1e-9),
+        value=start,
+        step=max((hi - lo) / 400, 1e-9),
+        format="%.4g",
+        key=f"compare.thr.{run}.{budget}",
+        help=f"Starts at the threshold of the {F.budget_label(budget)} FPR budget. The table below counts what "
+        "this threshold does on the split.",
+    )
+    moved = not np.isclose(value, start)
+    chosen = F.score_from_display(value, transformed) if moved or threshold is None else threshold
+    base = RS.base_attack(run)
+    hist = F.score_histogram(
+        r.scores,
+        labels_of_run,
+        threshold=chosen,
+        ids=list(r.ids),
+        highlight_id=st.session_state.get("sel.sample"),
+        log_y=log_y,
+        log_score=transformed,
+        threshold_label="your threshold" if moved else f"{F.budget_label(budget)} FPR budget",
+        title=f"{short_name(run)}: {REGISTRY[base].score_label if base in REGISTRY else 'score'}",
+    )
+    event = st.plotly_chart(
+        hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
+    )
+    picked = _selected_id(event, set(r.ids))
+    if picked is not None:
+        open_sample(picked, base)
+    conf = F.confusion_at(r.scores, labels_of_run, chosen)
+    c_table, c_rates = st.columns([3, 2], vertical_alignment="center")
+    with c_table, st.container(key="compare_confusion"):
+        st.markdown(f"**Confusion matrix at {F.score_quote(chosen, transformed)}**")
+        st.table(F.confusion_frame(conf))
+    with c_rates, st.container(key="compare_rates"):
+        st.metric("achieved FPR", f"{conf.fpr:.2%}", help=f"{conf.fp} of {conf.fp + conf.tn} non-members flagged")
+        st.metric("achieved TPR", f"{conf.tpr:.2%}", help=f"{conf.tp} of {conf.tp + conf.fn} members flagged")
+        st.caption(f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged.")
+    html_download(hist, f"histogram_{run}", "dl_hist")
+
+
 # --------------------------------------------------------------------------- page
 
 st.title("📈 Compare attacks")
@@ -385,22 +441,7 @@ with tabs[3]:
         )
     r = res[hist_attack]
     threshold = M.threshold_at_fpr(r.scores, labels[hist_attack], budget)
-    hist = F.score_histogram(
-        r.scores,
-        labels[hist_attack],
-        threshold=threshold,
-        ids=list(r.ids),
-        highlight_id=st.session_state.get("sel.sample"),
-        log_y=log_y,
-        threshold_label=f"{F.budget_label(budget)} FPR budget",
-        title=f"{short_name(hist_attack)}: {REGISTRY[RS.base_attack(hist_attack)].score_label if RS.base_attack(hist_attack) in REGISTRY else 'score'}",
-    )
-    event = st.plotly_chart(
-        hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
-    )
-    chosen = _selected_id(event, valid_ids)
-    if chosen is not None:
-        open_sample(chosen, RS.base_attack(hist_attack))
+    threshold_panel(r, labels[hist_attack], hist_attack, threshold, budget, log_y)
     if threshold is None:
         st.info(f"No threshold at a {F.budget_label(budget)} FPR budget: {M.format_metric(None, budget)}.")
     st.caption(
@@ -411,7 +452,6 @@ with tabs[3]:
         "explorer.** When an attack's scores span several orders of magnitude the axis shows −log10(−score), "
         "which keeps the order."
     )
-    html_download(hist, f"histogram_{hist_attack}", "dl_hist")
 
     st.subheader("Most vulnerable samples")
     st.caption(

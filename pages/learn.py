@@ -18,12 +18,13 @@ from mia_core.views import images as VI
 from mia_core.views import learn as VL
 from mia_core.views.attack_info import threat_models
 from mia_core.views.results import CurveLine, error_curve_figure
-from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR
+from mia_core.views.style import MEMBER_COLOR, NONMEMBER_COLOR, format_number, format_numbers
 from pages._common import download_figure, try_experiment
 
 SIZE = VI.DISPLAY_SIZE
 CURVE_DRAWS = 4  # noise draws averaged in the per-t curve of view 3 (2 images x 10 t x 4 = 80 UNet inputs)
 POPULATION = 100  # members and non-members in the optional population curve
+ANIMATION_FRAMES = 25  # timesteps in the client-side animation of the forward process
 
 
 def _label(exp: Experiment, index: int) -> str:
@@ -46,6 +47,23 @@ def _population_curve(fingerprint: str, images_fp: str, seed: int, _exp: Experim
     idx = np.concatenate([members, nonmembers])
     curve = explain.reconstruction_error_curve(_exp.target, explain.images_x0(_exp, idx), explain.LEARN_SWEEP, seed)
     return curve, len(members)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _animation_frames(fingerprint: str, images_fp: str, image_id: str, seed: int, _exp: Experiment, _index: int):
+    """(frames, timesteps, abars) of the forward process of one image (no model call; cached per image and seed)."""
+    sched = _exp.target.schedule
+    ts = np.unique(np.linspace(0, sched.num_timesteps - 1, ANIMATION_FRAMES).round().astype(int))
+    x0 = explain.images_x0(_exp, [_index])[0]
+    noise = explain.fixed_noise(explain.noise_shape(_exp.target, x0.shape), seed)
+    frames = [VI.display_image(explain.noised(x0, int(t), noise, sched), SIZE) for t in ts]
+    abars = [explain.signal_noise_weights(sched, int(t))[0] for t in ts]
+    return frames, ts.tolist(), abars
+
+
+def _forward_animation(exp: Experiment, index: int, seed: int):
+    frames, ts, abars = _animation_frames(exp.target.fingerprint, exp.images.fingerprint, exp.ids[index], seed, exp, index)
+    return VL.forward_animation_figure(frames, ts, abars)
 
 
 # -- the page -----------------------------------------------------------------------------
@@ -118,22 +136,24 @@ def noising_view() -> None:
         t_cont, sigma = explain.ve_noise_level(schedule, t)
         m1, m2, m3 = st.columns(3)
         m1.metric("continuous time t", f"{t_cont:.4f}", help=f"Step i maps to t_i = eps + (1 - eps) i / {T - 1}.")
-        m2.metric(r"noise level $\sigma(t)$", f"{sigma:.4g}", help="Standard deviation of the added noise.")
-        m3.metric("noise / data range", f"{sigma:.2f}×", help="The data lie in [0, 1]: σ relative to that range.")
+        m2.metric(r"noise level $\sigma(t)$", format_number(sigma, 4), help="Standard deviation of the added noise.")
+        m3.metric("noise / data range", f"{format_number(sigma, 3)}×", help="The data lie in [0, 1]: σ relative to that range.")
         st.caption(
             f"At step {t} (t = {t_cont:.4f}) the image keeps all of its amplitude and gets Gaussian noise of standard "
-            f"deviation σ = {sigma:.4g} on top (data in [0, 1]): a VE-SDE never shrinks the image, the noise "
-            f"grows until it drowns it (σ_max = {schedule.sigma_max:g})."
+            f"deviation σ = {format_number(sigma, 4)} on top (data in [0, 1]): a VE-SDE never shrinks the image, the "
+            f"noise grows until it drowns it (σ_max = {schedule.sigma_max:g})."
         )
     else:
         abar, w_signal, w_noise = explain.signal_noise_weights(schedule, t)
         m1, m2, m3 = st.columns(3)
-        m1.metric(r"$\bar\alpha_t$ (abar_t)", f"{abar:.4f}", help="Cumulative product of (1 - beta_s) for s = 0..t.")
-        m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", f"{w_signal:.4f}")
-        m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", f"{w_noise:.4f}")
+        abar_s, signal_s, noise_s = (format_number(v, 4) for v in (abar, w_signal, w_noise))
+        m1.metric(r"$\bar\alpha_t$ (abar_t)", abar_s, help="Cumulative product of (1 - beta_s) for s = 0..t.")
+        m2.metric(r"signal weight $\sqrt{\bar\alpha_t}$", signal_s)
+        m3.metric(r"noise weight $\sqrt{1-\bar\alpha_t}$", noise_s)
         st.caption(
-            f"At t = {t}, x_t keeps {w_signal:.1%} of the image's amplitude and is {w_noise:.1%} noise "
-            f"(the squares add to 1, so x_t keeps unit variance). abar_t = {abar:.4f}."
+            f"At t = {t}, x_t keeps {format_number(100 * w_signal)} % of the image's amplitude and is "
+            f"{format_number(100 * w_noise)} % noise (the squares add to 1, so x_t keeps unit variance). "
+            f"abar_t = {abar_s}."
         )
 
     index = exp.ids.index(_state["learn.image"])
@@ -153,6 +173,18 @@ def noising_view() -> None:
         output_format="PNG",
     )
     c3.image(VI.display_image(x_t, SIZE), caption=f"x_t at t = {t}", width=SIZE, output_format="PNG")
+    with st.expander("▶ Play the forward process over t", expanded=False):
+        if exp.target.latent or VE:  # latent x_t, or sigma(t) instead of abar_t: no pixel animation here
+            st.caption(
+                "The animation shows a pixel-space DDPM's forward process; it is not available for this target "
+                "(a latent or a VE-SDE model)."
+            )
+        else:
+            st.plotly_chart(_forward_animation(exp, index, seed), key="learn.animation", config={"displaylogo": False})
+        st.caption(
+            f"{ANIMATION_FRAMES} timesteps from 0 to {T - 1}, the same image and the same noise ε as above; "
+            "the animation runs in your browser (no model call, no server round trip per frame)."
+        )
     if VE:
         with st.expander("How σ(t) grows with t"):
             steps_all, sigma_all = explain.ve_sigma_table(schedule)
@@ -200,8 +232,8 @@ def noising_view() -> None:
     eps_err = float((eps_pred - noise).pow(2).mean())
     x0_err = float((x0_hat - x0).pow(2).mean())
     e1, e2 = st.columns(2)
-    e1.metric(TEXT["noise_error"], f"{eps_err:.4f}", help=TEXT["noise_error_help"])
-    e2.metric("reconstruction error mean (x̂₀ − x₀)²", f"{x0_err:.4f}", help=TEXT["x0_error_help"])
+    e1.metric(TEXT["noise_error"], format_number(eps_err), help=TEXT["noise_error_help"])
+    e2.metric("reconstruction error mean (x̂₀ − x₀)²", format_number(x0_err), help=TEXT["x0_error_help"])
     st.caption(TEXT["denoise_caption"])
 
 
@@ -233,26 +265,24 @@ def comparison_view() -> None:
     eps_err = (eps_pred - noise).pow(2).flatten(1).mean(1).tolist()
     x0_err = (x0_hat - x0).pow(2).flatten(1).mean(1).tolist()
 
-    pair, chart = st.columns([4, 3])
-    with pair:
-        for k, who in ((0, "member"), (1, "non-member")):
-            imgs, nums = st.columns([3, 2])
-            with imgs:
-                st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
-                st.image(
-                    [VI.display_image(x0[k], 88), VI.display_image(x_t[k], 88), VI.display_image(x0_hat[k], 88)],
-                    caption=["x₀", f"x_t (t={t})", "x̂₀"],
-                    width=88,
-                    output_format="PNG",
-                )
-            nums.metric(f"{who} reconstruction error", f"{x0_err[k]:.4f}")
-            nums.metric(f"{who} noise error", f"{eps_err[k]:.4f}")
-    with chart:
-        bars = VL.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
-        st.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
+    x0_text, eps_text = format_numbers(x0_err), format_numbers(eps_err)
+    for k, who in ((0, "member"), (1, "non-member")):
+        st.markdown(f"**{who.capitalize()}** `{exp.ids[(m_idx, nm_idx)[k]]}`")
+        # one image per column, 160 px, with a gap between them (not a strip of touching thumbnails)
+        cells = st.columns([1, 1, 1, 1.4], gap="medium")
+        for cell, img, caption in zip(cells, (x0[k], x_t[k], x0_hat[k]), ("x₀", f"x_t (t={t})", "x̂₀")):
+            cell.image(VI.display_image(img, SIZE), caption=caption, width=SIZE, output_format="PNG")
+        cells[3].metric(f"{who} reconstruction error", x0_text[k])
+        cells[3].metric(f"{who} noise error", eps_text[k])
+    bars = VL.error_bars_figure(x0_err[0], x0_err[1], title=f"Reconstruction error at t = {t}")
     lower = "member" if x0_err[0] < x0_err[1] else "non-member"
     ratio = max(x0_err) / max(min(x0_err), 1e-12)
-    st.markdown(f"At t = {t} with the same noise, the **{lower}** is reconstructed better ({ratio:.2f}× lower error).")
+    chart, words = st.columns([3, 4], vertical_alignment="center")
+    chart.plotly_chart(bars, key="learn.bars", config={"displaylogo": False})
+    words.markdown(
+        f"At t = {t} with the same noise, the **{lower}** is reconstructed better: reconstruction error "
+        f"{x0_text[0]} (member) vs {x0_text[1]} (non-member), {ratio:.3g}× lower."
+    )
     download_figure(
         bars,
         pd.DataFrame(

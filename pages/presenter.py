@@ -45,6 +45,9 @@ st.html(
     + "</style>"
 )
 
+# Smooth (bicubic) upscaling of the low-resolution images: on by default here, for talk distance.
+smooth = bool(s.get("present.smooth", True))
+
 try:
     # the same cached experiment the other pages use when cfg.* are at their defaults
     exp = default_experiment()
@@ -54,7 +57,7 @@ try:
         results, not_stored = stored_runs(exp, run_ids, 0)
     else:
         results, not_stored = stored_results(exp, make_attacks(list(DEFAULT_ATTACKS)), seed=0, store=get_store()), []
-    slides = build_deck(deck_data(exp, results), load_defence_study())
+    slides = build_deck(deck_data(exp, results), load_defence_study(), smooth_images=smooth)
 except Exception as exc:  # the page must not fall over in front of an audience
     st.error(f"Could not load the default target and its results: {type(exc).__name__}: {exc}")
     st.stop()
@@ -98,6 +101,13 @@ if not embedded:
         f"{n} slides. Keys: → / ← (or a clicker's PageDown / PageUp), Home / End; click the slide first if the "
         "keys do nothing. The slide number is kept in the link (`?slide=N`). To project, open "
         "`/presenter?embed=true&slide=1`: only the slide is shown. Results: the precomputed default experiment."
+    )
+    st.toggle(
+        "Smooth upscaling of the images (bicubic, display only)",
+        value=True,
+        key="present.smooth",
+        help="8x8 or 16x16 images read better at talk distance when enlarged smoothly; off = square, sharp pixels "
+        "(no invented in-between values).",
     )
     st.download_button(
         "The whole deck (one HTML file, works offline, steps with the arrow keys)",

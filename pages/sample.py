@@ -21,10 +21,17 @@ from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import upscale_nearest
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
-from mia_core.views.verdict import sample_verdict_table, threshold_source_line
+from mia_core.views.verdict import (
+    CORRECT_BADGE_COLORS,
+    VERDICT_BADGE_COLORS,
+    correct_badge,
+    sample_verdict_table,
+    threshold_source_line,
+)
 from pages._common import budget_control, results, stored_runs, try_experiment, url_runs
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
+_BADGE_CSS = {"orange": "#E69F00", "blue": "#0072B2", "gray": "#9E9E9E"}  # the verdict badges' cell colours
 IMAGE_PX = 160
 
 
@@ -158,17 +165,41 @@ with right:
         s["sample._url_attack"] = attack
         report = judge_scores(calibrations, {n: [r.scores[i]] for n, r in res.items()}, [sample_id], budget)
         verdicts = sample_verdict_table(report, sample_id, truth)
+        # scores quoted as the score axis below shows them (-log10(-score) where that axis is transformed)
+        log_axes = {n: F.display_scores(res[n].scores)[1] for n in verdicts.index}
+        shown = verdicts.assign(
+            score=[F.score_quote(v, log_axes[n]) for n, v in verdicts["score"].items()],
+            threshold=[
+                "n/a" if not np.isfinite(v) else F.score_quote(v, log_axes[n]) for n, v in verdicts["threshold"].items()
+            ],
+            # coloured badges, not a pale checkbox
+            verdict=[[v] for v in verdicts["verdict"]],
+            correct=[[correct_badge(c)] for c in verdicts["correct"]],
+        )
+        verdict_options = list(dict.fromkeys(verdicts["verdict"]))
         st.dataframe(
-            verdicts,
+            shown,
             hide_index=True,
             key="sample.verdicts",
             column_order=["attack", "score", "threshold", "verdict", "correct", "non-members above", "achieved FPR"],
             column_config={
-                "score": st.column_config.NumberColumn(format="%.4g"),
-                "threshold": st.column_config.NumberColumn(
-                    "threshold*", format="%.4g", help="calibrated on the calibration part of the split (see below)"
+                "score": st.column_config.TextColumn(
+                    "score", help="as on the attack's score axis: −log10(−score) where the axis shows that"
                 ),
-                "correct": st.column_config.CheckboxColumn("correct?"),
+                "threshold": st.column_config.TextColumn(
+                    "threshold*", help="calibrated on the calibration part of the split (see below), on the same scale"
+                ),
+                "verdict": st.column_config.MultiselectColumn(
+                    "verdict",
+                    options=verdict_options,
+                    color=[
+                        _BADGE_CSS[VERDICT_BADGE_COLORS[{MEMBER_LABEL: True, NONMEMBER_LABEL: False}.get(v)]]
+                        for v in verdict_options
+                    ],
+                ),
+                "correct": st.column_config.MultiselectColumn(
+                    "correct?", options=list(CORRECT_BADGE_COLORS), color=list(CORRECT_BADGE_COLORS.values())
+                ),
                 "non-members above": st.column_config.NumberColumn(
                     "non-members ≥ score",
                     format="percent",
@@ -186,10 +217,13 @@ with right:
             st.markdown(f"**{short_name(attack)}** gives no verdict: {row['verdict']}.")
         else:
             flagged = row["verdict"] == MEMBER_LABEL
+            on_axis = log_axes[attack]
             st.markdown(
                 f"**{short_name(attack)}** {'flags' if flagged else 'does not flag'} **{sample_id}** as a member "
-                f"at {F.budget_label(budget)} FPR (score {row['score']:.4g} {'≥' if flagged else '<'} threshold "
-                f"{row['threshold']:.4g}) — {'right' if row['correct'] else 'wrong'}: it is truly a "
+                f"at {F.budget_label(budget)} FPR ({F.score_quote(row['score'], on_axis)} {'≥' if flagged else '<'} "
+                f"threshold {F.score_quote(row['threshold'], on_axis).split(' ')[-1]}"
+                f"{', as on the histogram below' if on_axis else ''}) — "
+                f"{':green-badge[right]' if row['correct'] else ':red-badge[wrong]'}: it is truly a "
                 f"{MEMBER_LABEL if truth else NONMEMBER_LABEL}. "
                 f"{row['non-members above']:.1%} of the calibration non-members score at least as high."
             )

@@ -11,19 +11,28 @@ import streamlit as st
 from mia_core.attacks import REGISTRY
 from mia_core.calibration import calibration_partition
 from mia_core.data import load_uploads, upload_limits_text
+from mia_core.lab import perturb as P
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
-from mia_core.lab.uploads import encode_png
+from mia_core.lab.uploads import encode_png, ood_reference
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.images import upscale_nearest
-from mia_core.views.verdict import placement_figure, threshold_source_line, verdict_sentence
+from mia_core.views.verdict import (
+    card_summary,
+    headline_verdict,
+    perturbation_figure,
+    placement_figure,
+    threshold_source_line,
+    verdict_badge,
+    verdict_sentence,
+)
 from pages._collection import collection_section
 from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
 
 MAX_FILES = 64  # refused above this
 MAX_INLINE = 32  # scored in the script thread up to this; above, on the worker
 CARDS_PER_PAGE = 8
-THUMB = 96
+THUMB = 160
 
 s = st.session_state
 
@@ -43,6 +52,12 @@ def _clear_example() -> None:
 
 def _set_fpr() -> None:
     s["cfg.fpr"] = float(s["miu.fpr"])
+
+
+@st.cache_data(max_entries=4, show_spinner="Measuring how far apart the split's images are…")
+def _ood_reference(images_fp: str, _images: np.ndarray):
+    """The split's images as the out-of-distribution reference (one per image set)."""
+    return ood_reference(_images)
 
 
 def _scores_inline(key, target, images, attacks, seed):
@@ -230,8 +245,30 @@ report = judge_scores(calibrations, {a.name: scores[a.name] for a in attacks}, i
 n_non = next(iter(calibrations.values())).n_nonmembers
 tprs = {short_name(a): calibrations[a].rule_tpr(budget) for a in report.attacks}
 
+# -- out of distribution: each image's distance to the nearest split image (mia_core.lab.uploads)
+ood = {}
+if exp.images.images.shape[1:] == images.images.shape[1:]:
+    ref = _ood_reference(exp.images.fingerprint, exp.images.images)
+    ood = dict(zip(images.ids, ref.check(images.images)))
+n_unlike = sum(1 for c in ood.values() if c.unlike)
+
 st.subheader(f"Verdicts at {budget_text(budget)} FPR")
-st.caption(threshold_source_line(calibrations, budget) + f" Split source: `{exp.split.source}`.")
+headline = headline_verdict(report)
+if n_unlike:
+    headline += f" {n_unlike} of them {'is' if n_unlike == 1 else 'are'} unlike the split's images (see the card)."
+st.markdown(f"#### {headline}")
+# the caveat, once for the page (not on every card): where the thresholds came from, what a verdict means
+st.caption(
+    threshold_source_line(calibrations, budget)
+    + f" Split source: `{exp.split.source}`. "
+    + verdict_sentence(budget, tprs, n_nonmembers=n_non)
+    + (
+        f" 'Any' (at least one attack flags) flags more non-members than each attack alone: up to "
+        f"{budget_text(min(1.0, len(report.attacks) * budget))} with {len(report.attacks)} attacks."
+        if len(report.attacks) > 1
+        else ""
+    )
+)
 
 ids = list(images.ids)
 pages = max(1, math.ceil(len(ids) / CARDS_PER_PAGE))
@@ -240,10 +277,13 @@ index = images.index_of()
 for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
     summary = report.summary(image_id)
     with st.container(border=True):
-        c_img, c_txt = st.columns([1, 5])
+        c_img, c_txt = st.columns([1, 4], gap="medium")
         c_img.image(upscale_nearest(images.images[index[image_id]], THUMB), caption=image_id, width=THUMB)
         with c_txt:
-            st.markdown(f"**{image_id}**: {summary.text}.")
+            st.markdown(card_summary(summary, budget) + ".")
+            check = ood.get(image_id)
+            if check is not None and check.unlike:
+                st.warning(check.sentence(), icon="⚠️")
             lines = []
             for v in report.for_image(image_id):
                 if math.isfinite(v.score):
@@ -253,7 +293,7 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
                     )
                 else:
                     where = "no score"
-                lines.append(f"- **{titles[v.attack]}**: {where} · **{v.label}**")
+                lines.append(f"- **{titles[v.attack]}**: {where} · {verdict_badge(v.flagged, v.label)}")
             st.markdown("\n".join(lines))
             if image_id in known:
                 role, sid = known[image_id]
@@ -268,7 +308,6 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
                         else ": no threshold saw its score."
                     )
                 )
-            st.caption(verdict_sentence(budget, tprs, flagged=summary.majority, n_nonmembers=n_non))
 
 table = pd.DataFrame(report.records())
 st.download_button(
@@ -309,6 +348,41 @@ for tab, name in zip(tabs, report.attacks):
             key=f"miu.html.{name}",
             on_click="ignore",
         )
+
+# -- what if the image were changed? (mia_core.lab.perturb; the figure in mia_core.views.verdict)
+st.subheader("What if the image were changed?")
+st.caption(
+    "A copy found in the wild is often blurred, recompressed, cropped or mirrored. Score such copies of one "
+    "image with one attack (the same noise draws as the original, so only the image differs) and see whether "
+    "the verdict survives."
+)
+w_img, w_att, w_go = st.columns([2, 2, 1], vertical_alignment="bottom")
+what_id = w_img.selectbox("Image", ids, key="miu.whatif.image")
+what_attack = w_att.selectbox("Attack", list(report.attacks), format_func=lambda n: titles[n], key="miu.whatif.attack")
+what_key = (key, what_id, what_attack)
+if w_go.button("Score the variants", key="miu.whatif.run", width="stretch"):
+    raw = dict(files)[what_id] if what_id in dict(files) else encode_png(images.images[index[what_id]])
+    variants = P.variants(P.decode_image(raw))
+    attack_obj = next(a for a in attacks if a.name == what_attack)
+    with st.spinner(f"Scoring {len(variants)} variants with {titles[what_attack]}…"):
+        try:
+            s["miu.whatif"] = (what_key, [v.label for v in variants], P.score_variants(
+                target, attack_obj, what_id, variants, seed=seed
+            ))
+        except Exception as exc:  # a model error must not take the page down
+            st.error(f"Scoring the variants failed: {type(exc).__name__}: {exc}")
+if s.get("miu.whatif") and s["miu.whatif"][0] == what_key:
+    _, labels, variant_scores = s["miu.whatif"]
+    thr = calibrations[what_attack].threshold(budget)
+    fig = perturbation_figure(
+        labels, variant_scores, thr, image_id=what_id, attack_title=titles[what_attack], budget=budget
+    )
+    st.plotly_chart(fig, key="miu.whatif.fig", config={"displaylogo": False})
+    kept = sum(1 for f in fig.layout.meta["flagged"][1:] if f == fig.layout.meta["flagged"][0])
+    st.caption(
+        f"{kept} of {len(labels) - 1} variants get the same verdict as the original at {budget_text(budget)} FPR. "
+        "Blur σ is in pixels of the uploaded file; crops keep the central part and are resized back."
+    )
 
 with st.expander("What does this verdict mean, and what can't it say?"):
     st.markdown(

@@ -183,3 +183,28 @@ def test_compare_shows_transferred_thresholds_and_blind_baseline(compare):
     assert not blind.biased
     assert not [w for w in at.warning if "biased" in w.value]
     assert any("blind baseline never queries the model" in c.value for c in at.caption)
+
+
+def test_compare_threshold_slider_drives_the_confusion_matrix(compare):
+    """Issue 19 what-if: a draggable threshold for the chosen run, its live confusion matrix and achieved rates."""
+    at = compare
+    exp, stored = _stored_scores()
+    slider = next(s for s in at.slider if (s.key or "").startswith("compare.thr."))
+    run = at.selectbox(key="compare.hist_attack").value
+    scores = stored[run].scores
+    thr = M.threshold_at_fpr(scores, exp.is_member, 0.01)
+    table = at.table[0].value
+    assert list(table.columns) == ["flagged as member", "not flagged"]
+    assert int(table.iloc[1, 0]) == int((scores[~exp.is_member] >= thr).sum())  # FP at the 1 % budget
+    assert int(table.iloc[0, 0]) == int((scores[exp.is_member] >= thr).sum())  # TP
+    fpr = next(m.value for m in at.metric if m.label == "achieved FPR")
+    assert float(fpr.rstrip("%")) <= 1.0
+    # drag to the lowest score: everything is flagged
+    slider.set_value(slider.min).run()
+    assert not at.exception
+    table = at.table[0].value
+    assert table["not flagged"].sum() == 0 and table["flagged as member"].sum() == len(scores)
+    assert next(m.value for m in at.metric if m.label == "achieved FPR") == "100.00%"
+    hist = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    texts = [a.get("text", "") for s in hist for a in s["layout"].get("annotations", [])]
+    assert any(t.startswith("your threshold: at this threshold: TPR 1.000, FPR 1.000") for t in texts)

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mia_core.schedule import NoiseSchedule
+from mia_core.views.style import format_number
 
 
 @pytest.fixture()
@@ -43,15 +44,15 @@ def test_learn_renders_views_and_images(at):
     # The default t is 200 and the shown abar is the schedule's.
     abar = float(NoiseSchedule.linear().alphas_cumprod[200])
     assert at.slider(key="learn.t").value == 200
-    assert _metric(at, r"$\bar\alpha_t$") == f"{abar:.4f}"
+    assert _metric(at, r"$\bar\alpha_t$") == format_number(abar, 4)
 
 
 def test_slider_changes_abar(at):
     at.slider(key="learn.t").set_value(600).run()
     assert not at.exception
     abar600 = float(NoiseSchedule.linear().alphas_cumprod[600])
-    assert _metric(at, r"$\bar\alpha_t$") == f"{abar600:.4f}"
-    assert any(f"abar_t = {abar600:.4f}" in c.value for c in at.caption)
+    assert _metric(at, r"$\bar\alpha_t$") == format_number(abar600, 4) == "0.02557"
+    assert any(f"abar_t = {format_number(abar600, 4)}" in c.value for c in at.caption)
 
 
 def test_member_and_nonmember_errors_shown(at):
@@ -61,7 +62,7 @@ def test_member_and_nonmember_errors_shown(at):
     charts = at.get("plotly_chart")
     specs = [json.loads(c.proto.spec) for c in charts]
     bars = [s for s in specs if s["data"] and s["data"][0]["type"] == "bar"]
-    assert bars and bars[0]["data"][0]["y"] == pytest.approx([m, nm], abs=6e-5)
+    assert bars and bars[0]["data"][0]["y"] == pytest.approx([m, nm], rel=5e-3)  # 3 significant digits shown
     curves = [s for s in specs if s["layout"].get("yaxis", {}).get("type") == "log"]
     assert curves and _values(curves[0]["data"][0]["x"]) == [10, 50, 100, 200, 300, 400, 500, 600, 700, 850]
     assert _values(curves[0]["data"][0]["y"])[3] == pytest.approx(m, abs=0.05)  # t=200 point, 4-draw average
@@ -91,3 +92,44 @@ def test_population_view_adds_bands(at):
     assert "members: median" in names and "non-members: median" in names  # the shared error-curve figure
     assert sum(d.get("fill") == "tonexty" for d in curve["data"]) == 2  # the two IQR bands
     assert sum((d.get("meta") or {}).get("role") == "sample" for d in curve["data"]) == 2  # the pair on top
+
+
+
+def test_readable_numbers_strips_and_the_play_button(open_page, monkeypatch):
+    """Issue 19: three significant digits at t = 0 (not "0.0001" beside "1.53x lower"), 160 px images one per
+    column (with the columns' gap, not a strip of touching 88 px thumbnails), a client-side forward animation."""
+    from streamlit.elements.image import ImageMixin
+
+    shown = []  # (caption, width, array shape) of every st.image call
+    original = ImageMixin.image
+
+    def spy(self, image, caption=None, width="content", **kwargs):
+        shown.append((caption, width, np.shape(image)))
+        return original(self, image, caption=caption, width=width, **kwargs)
+
+    monkeypatch.setattr(ImageMixin, "image", spy)
+    at = open_page("pages/learn.py")
+    strip = [(c, w, sh) for c, w, sh in shown if isinstance(c, str) and (c in ("x₀", "x̂₀") or c.startswith("x_t (t="))]
+    assert len(strip) == 6, shown  # member and non-member: x0, x_t, x0_hat, each its own element
+    assert all(w >= 160 and min(sh[:2]) >= 160 for _, w, sh in strip), strip
+
+    spec = next(
+        json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+        if json.loads(c.proto.spec)["layout"].get("meta", {}).get("role") == "forward_animation"
+    )
+    assert len(spec["frames"]) >= 20 and spec["frames"][0]["name"] == "t=0"
+    assert spec["frames"][-1]["name"] == f"t={NoiseSchedule.linear().num_timesteps - 1}"
+    buttons = spec["layout"]["updatemenus"][0]["buttons"]
+    assert buttons[0]["method"] == "animate" and "Play" in buttons[0]["label"]
+    assert all(f["data"][0]["source"].startswith("data:image/png;base64,") for f in spec["frames"])
+
+    at.slider(key="learn.cmp_t").set_value(0).run()
+    assert not at.exception
+    m = _metric(at, "member reconstruction error")
+    nm = _metric(at, "non-member reconstruction error")
+    assert m != nm and len(m.replace("0.", "", 1).lstrip("0")) >= 3, (m, nm)  # three significant digits
+    sentence = next(md.value for md in at.markdown if md.value.startswith("At t = 0 with the same noise"))
+    ratio = float(sentence.split("× lower")[0].split(", ")[-1])
+    assert max(float(m), float(nm)) / min(float(m), float(nm)) == pytest.approx(ratio, rel=0.01)
+    assert m in sentence and nm in sentence

@@ -8,6 +8,7 @@ import pytest
 
 from mia_core import metrics as M
 from mia_core.calibration import calibration_partition, transferred_tpr_at_fpr
+from mia_core.views import results as F
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,15 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
     differs = 0
     for name, result in stored.items():
         rate = transferred_tpr_at_fpr(result.scores, exp.is_member, part, 0.01, n_bootstrap=0)
-        assert verdicts.loc[name, "threshold"] == pytest.approx(rate.threshold)
+        log_axis = F.display_scores(result.scores)[1]
+        # the score and threshold as the histogram axis shows them (-log10(-score) where that axis is transformed)
+        assert verdicts.loc[name, "threshold"] == F.score_quote(rate.threshold, log_axis)
         assert verdicts.loc[name, "achieved FPR"] == pytest.approx(rate.fpr)
         expected = "member" if result.scores[i] >= rate.threshold else "non-member"
-        assert verdicts.loc[name, "verdict"] == expected
-        assert verdicts.loc[name, "score"] == pytest.approx(result.scores[i])
+        assert list(verdicts.loc[name, "verdict"]) == [expected]  # a coloured badge cell
+        assert verdicts.loc[name, "score"] == F.score_quote(result.scores[i], log_axis)
+        right = (expected == "member") == bool(exp.is_member[i])
+        assert list(verdicts.loc[name, "correct"]) == ["right" if right else "wrong"]
         differs += rate.threshold != pytest.approx(M.threshold_at_fpr(result.scores, exp.is_member, 0.01))
     assert differs  # the oracle threshold of the whole split is not what the page uses
     sizes = part.sizes()
@@ -60,6 +65,14 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
     assert f"This image is in the {where}" in line
     text = " ".join(m.value for m in at.markdown)
     assert "digits-0000" in text and "SecMI" in text
+    # issue 19: "correct?" is a coloured badge column (not a pale checkbox), the sentence quotes the axis' transform
+    config = json.loads(at.dataframe[0].proto.columns)
+    assert config["correct"]["type_config"]["type"] == "multiselect"
+    assert {o["color"] for o in config["correct"]["type_config"]["options"]} >= {"#2E7D32", "#C62828"}
+    hist = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Where digits-0000 falls" in str(c.proto.spec))
+    assert "−log10(−score)" in hist["layout"]["xaxis2"]["title"]["text"]  # SecMI's scores span decades
+    sentence = next(m.value for m in at.markdown if m.value.startswith("**SecMI**"))
+    assert "−log10(−score)" in sentence and "as on the histogram below" in sentence
 
     # The error curve of the chosen attack overlays this sample; SecMI's images are shown.
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]

@@ -30,8 +30,8 @@ def at(open_page) -> AppTest:
 
 
 def _verdict_lines(app: AppTest) -> list[str]:
-    """The per-attack verdict lines of the image cards ("- **<attack title>**: score ... · **<verdict>**")."""
-    return [line for m in app.markdown for line in m.value.splitlines() if line.startswith("- **") and " · **" in line]
+    """The per-attack verdict lines of the image cards ("- **<attack title>**: score ... · :<colour>-badge[<verdict>]")."""
+    return [line for m in app.markdown for line in m.value.splitlines() if line.startswith("- **") and "-badge[" in line]
 
 
 def test_upload_member_png_gets_a_verdict_per_attack(at):
@@ -203,3 +203,52 @@ def test_collection_section_demo_sets_get_a_p_value(at):
     s_rows, h_rows = SI.draw_demo_sets(exp.is_member, 20, 20, suspect="nonmembers", rng=np.random.default_rng([0, 0]))
     expected = SI.set_test(scores[s_rows], scores[h_rows], features=tuple(names), seed=0)
     assert float(metrics["p-value"]) == pytest.approx(expected.p_value, rel=1e-2)
+
+
+def _photo_png(seed: int = 0) -> bytes:
+    """A random colour "photo" (64x48 RGB noise): nothing like an 8x8 digit."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, size=(48, 64, 3), dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_batch_headline_badges_one_caveat_ood_warning_and_what_if(at):
+    """Issue 19: a headline for the batch, verdicts as coloured badges, the caveat once per page (not per card),
+    an out-of-distribution warning on the photo's card only, and the what-if perturbations of one image."""
+    at.session_state["cfg.attacks"] = ["loss"]  # one cheap attack keeps this test fast
+    _, data = _member_png()
+    at.file_uploader(key="miu.files").set_value(
+        [("my-digit.png", data, "image/png"), ("photo.png", _photo_png(), "image/png")]
+    )
+    at.run()
+    assert not at.exception
+    headline = next(m.value for m in at.markdown if m.value.startswith("#### "))
+    assert " of 2 images look like members at the calibrated 1 % FPR threshold" in headline, headline
+    assert "1 of them is unlike the split's images" in headline
+    lines = _verdict_lines(at)
+    assert len(lines) == 2 and all(":orange-badge[flagged" in x or ":blue-badge[not flagged" in x for x in lines)
+    cards = [m.value for m in at.markdown if m.value.startswith(("**my-digit.png**", "**photo.png**"))]
+    assert len(cards) == 2 and all("-badge[" in c for c in cards)
+    caveats = [c.value for c in at.caption if "evidence, not proof" in c.value]
+    assert len(caveats) == 1, caveats
+    warnings = [w.value for w in at.warning if "unlike the split's images" in w.value]
+    assert len(warnings) == 1 and "nearest split image is" in warnings[0]
+    # the warning sits on the photo's card: the same column block as its verdict line, not the digit's
+    ids_near = [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and "-badge[" in m.value]
+    assert ids_near == ["my-digit.png", "photo.png"]
+    assert float(warnings[0].split("nearest split image is ")[1].split(" away")[0]) > 0.3
+
+    # what if: blur, JPEG, crop, flip of the digit, scored against the same threshold
+    at.selectbox(key="miu.whatif.image").set_value("my-digit.png")
+    at.button(key="miu.whatif.run").click()
+    at.run()
+    assert not at.exception
+    fig = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    rows = fig["data"][0]["y"]
+    assert rows[0] == "original" and any(r.startswith("blur") for r in rows) and "flipped left-right" in rows
+    assert any(r.startswith("JPEG") for r in rows) and any(r.startswith("crop") for r in rows)
+    assert fig["layout"]["shapes"], "the threshold line is missing"
+    assert any("variants get the same verdict as the original" in c.value for c in at.caption)

@@ -4,6 +4,10 @@
 files give the same folder, so the same data fingerprint); ``encode_png`` turns an image of a split
 back into PNG bytes to send it through the same upload path. Decoding and its checks happen when
 the folder is loaded (:func:`mia_core.data.load_image_folder`).
+
+``ood_reference`` / ``OODReference.check`` say whether an uploaded image is unlike the split's images
+(out of distribution, e.g. a photo scored against a digits model): its distance to the nearest split
+image, against a threshold read off the split itself.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import io
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mia_core.data import IMAGE_SUFFIXES
 
-__all__ = ["encode_png", "save_upload_folder"]
+__all__ = ["encode_png", "save_upload_folder", "OODReference", "OODCheck", "ood_reference", "rms_distances"]
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -103,3 +108,120 @@ def _upload_entry(entry: Sequence[object]) -> tuple[str, bytes, str | None]:
     if caption is not None and not isinstance(caption, str):
         raise ValueError(f"{name}: the caption must be a string, got {type(caption).__name__}")
     return name, bytes(data), caption  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- out of distribution
+
+#: The split's nearest-neighbour distances below which an upload counts as "like the split" (a quantile).
+OOD_QUANTILE = 0.99
+#: At most this many split images are the reference (a seeded subset above it): 2,000^2 distances.
+OOD_MAX_REFERENCE = 2000
+
+
+def _flat_unit(images) -> np.ndarray:
+    """uint8 (N, H, W[, C]) -> float32 (N, D) in [-1, 1] (the model's pixel scale)."""
+    a = np.asarray(images)
+    if a.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images (N, H, W[, C]), got dtype {a.dtype}")
+    if a.ndim < 3:
+        raise ValueError(f"expected a batch of images (N, H, W[, C]), got shape {a.shape}")
+    return (a.reshape(a.shape[0], -1).astype(np.float32) / 127.5) - 1.0
+
+
+def rms_distances(queries: np.ndarray, reference: np.ndarray, *, chunk: int = 512) -> np.ndarray:
+    """(M, N) root-mean-square pixel distances between flattened images in [-1, 1].
+
+    ``sqrt(mean_d (q_d - r_d)^2)``: 0 = the same image, 2 = black against white everywhere.
+    Computed in chunks of ``chunk`` queries (memory: chunk x N floats).
+    """
+    q, r = np.asarray(queries, dtype=np.float32), np.asarray(reference, dtype=np.float32)
+    if q.ndim != 2 or r.ndim != 2 or q.shape[1] != r.shape[1]:
+        raise ValueError(f"rms_distances needs (M, D) and (N, D) arrays, got {q.shape} and {r.shape}")
+    r2 = (r.astype(np.float64) ** 2).sum(1)
+    out = np.empty((q.shape[0], r.shape[0]), dtype=np.float64)
+    for i in range(0, q.shape[0], chunk):
+        qi = q[i : i + chunk].astype(np.float64)
+        sq = (qi**2).sum(1)[:, None] + r2[None, :] - 2.0 * qi @ r.T.astype(np.float64)
+        out[i : i + chunk] = np.sqrt(np.maximum(sq, 0.0) / q.shape[1])
+    return out
+
+
+@dataclass(frozen=True)
+class OODCheck:
+    """One image against the split: its distance to the nearest split image and the verdict."""
+
+    distance: float  # RMS pixel distance (pixel scale [-1, 1]) to the nearest split image
+    threshold: float  # the split's own OOD_QUANTILE nearest-neighbour distance
+    unlike: bool  # distance > threshold: out of distribution
+
+    def sentence(self, quantile: float = OOD_QUANTILE) -> str:
+        """The card's warning (or its all-clear), with the numbers it rests on."""
+        if self.unlike:
+            return (
+                f"This image is unlike the split's images: its nearest split image is {self.distance:.3g} away "
+                f"(root-mean-square pixel distance on the -1..1 scale), while {quantile:.0%} of the split's own "
+                f"images have a neighbour within {self.threshold:.3g}. Its scores compare it with images of "
+                "another kind, so the verdict says little about training."
+            )
+        return (
+            f"Like the split's images: nearest split image {self.distance:.3g} away (RMS pixel distance), "
+            f"within the {self.threshold:.3g} that {quantile:.0%} of the split's images reach."
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class OODReference:
+    """The split's images as a reference for "is this upload like them?".
+
+    Attributes
+    ----------
+    reference : (N, D) float32 in [-1, 1], the flattened split images (at most OOD_MAX_REFERENCE).
+    threshold : float, the ``quantile`` of the split images' leave-one-out nearest-neighbour RMS distances.
+    quantile : float.
+    """
+
+    reference: np.ndarray
+    threshold: float
+    quantile: float
+
+    @property
+    def n_reference(self) -> int:
+        return int(self.reference.shape[0])
+
+    def distances(self, images) -> np.ndarray:
+        """(M,) RMS distance of each uint8 (M, H, W[, C]) image to its nearest reference image."""
+        q = _flat_unit(images)
+        if q.shape[1] != self.reference.shape[1]:
+            raise ValueError(
+                f"images have {q.shape[1]} values each, the split's {self.reference.shape[1]}: convert them to the "
+                "target's resolution and channels first"
+            )
+        return rms_distances(q, self.reference).min(axis=1)
+
+    def check(self, images) -> list[OODCheck]:
+        """One :class:`OODCheck` per image (distance > threshold = unlike the split)."""
+        return [OODCheck(float(d), self.threshold, bool(d > self.threshold)) for d in self.distances(images)]
+
+
+def ood_reference(
+    images, *, quantile: float = OOD_QUANTILE, max_reference: int = OOD_MAX_REFERENCE, seed: int = 0
+) -> OODReference:
+    """Build the reference from a split's uint8 images (N, H, W[, C]), N >= 2.
+
+    The threshold comes from the split itself: for each reference image, the RMS distance to its
+    nearest *other* reference image; the ``quantile`` of those distances. An upload farther than
+    that from every split image is further out than (1 - quantile) of the split's own images.
+    """
+    if not 0.0 < float(quantile) <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile!r}")
+    flat = _flat_unit(images)
+    if flat.shape[0] < 2:
+        raise ValueError(f"an OOD reference needs at least 2 split images, got {flat.shape[0]}")
+    if flat.shape[0] > max_reference:
+        keep = np.sort(np.random.default_rng(seed).choice(flat.shape[0], size=int(max_reference), replace=False))
+        flat = flat[keep]
+    d = rms_distances(flat, flat)
+    np.fill_diagonal(d, np.inf)
+    threshold = float(np.quantile(d.min(axis=1), float(quantile)))
+    flat.setflags(write=False)
+    return OODReference(reference=flat, threshold=threshold, quantile=float(quantile))

@@ -6,8 +6,11 @@ image used?") and by the presenter:
     to_uint8(x)            model space [-1, 1], (C, H, W) / (N, C, H, W) -> uint8 channels last
                            (defined once in :mod:`mia_core.data.images`, beside its inverse)
     noise_to_uint8(eps)    a noise image (about N(0, 1)) with +-3 sigma mapped to black..white
-    upscale_nearest(img)   (H, W) / (H, W, C) uint8 -> every pixel a k x k block, k an integer
-    display_image(x)       upscale_nearest(to_uint8(x)) for one model-space image
+    upscale(img, smooth=)  (H, W) / (H, W, C) uint8 enlarged: nearest-neighbour (sharp pixels, the default)
+                           or smooth (bicubic, a display option for low-resolution targets: the Presenter)
+    upscale_nearest(img)   upscale(img, smooth=False): every pixel a k x k block, k an integer
+    upscale_caption(smooth) the words a caption uses for either
+    display_image(x)       upscale(to_uint8(x)) for one model-space image
     png_data_uri(img)      "data:image/png;base64,..." (thumbnails in tables)
 
 Nothing here runs a model; only numpy and PIL.
@@ -21,7 +24,16 @@ import numpy as np
 
 from mia_core.data.images import to_uint8
 
-__all__ = ["DISPLAY_SIZE", "to_uint8", "noise_to_uint8", "upscale_nearest", "display_image", "png_data_uri"]
+__all__ = [
+    "DISPLAY_SIZE",
+    "to_uint8",
+    "noise_to_uint8",
+    "upscale",
+    "upscale_nearest",
+    "upscale_caption",
+    "display_image",
+    "png_data_uri",
+]
 
 #: Default displayed size of an enlarged image, in pixels (an 8x8 digit becomes 20x20 blocks).
 DISPLAY_SIZE = 160
@@ -56,12 +68,37 @@ def upscale_nearest(image: np.ndarray, size: int = DISPLAY_SIZE) -> np.ndarray:
     return a.astype(np.uint8, copy=False)
 
 
-def display_image(x, size: int = DISPLAY_SIZE) -> np.ndarray:
-    """One model-space image (C, H, W) in [-1, 1] as shown: ``upscale_nearest(to_uint8(x), size)``."""
+def upscale(image: np.ndarray, size: int = DISPLAY_SIZE, *, smooth: bool = False) -> np.ndarray:
+    """The one upscale helper: a uint8 (H, W) or (H, W, C) image enlarged for display.
+
+    ``smooth=False`` (the default everywhere but the Presenter): :func:`upscale_nearest`, square sharp
+    pixels, no new value. ``smooth=True``: bicubic resampling (PIL) to the same size as the nearest
+    version, ``(k H, k W)`` with ``k = max(1, size // max(H, W))``, so an 8x8 digit reads as a glyph at
+    talk distance; it invents in-between values, so captions say so (:func:`upscale_caption`).
+    """
+    sharp = upscale_nearest(image, size)
+    if not smooth or sharp.shape[:2] == np.asarray(image).shape[:2]:
+        return sharp
+    from PIL import Image
+
+    a = np.asarray(image, dtype=np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    out = Image.fromarray(a).resize((sharp.shape[1], sharp.shape[0]), Image.Resampling.BICUBIC)
+    return np.asarray(out, dtype=np.uint8)
+
+
+def upscale_caption(smooth: bool) -> str:
+    """How an enlarged image was drawn, for its caption: ``"smoothly enlarged (bicubic)"`` or sharp pixels."""
+    return "smoothly enlarged (bicubic, display only)" if smooth else "enlarged, pixels kept sharp"
+
+
+def display_image(x, size: int = DISPLAY_SIZE, *, smooth: bool = False) -> np.ndarray:
+    """One model-space image (C, H, W) in [-1, 1] as shown: ``upscale(to_uint8(x), size, smooth=smooth)``."""
     shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
     if len(shape) != 3:
         raise ValueError(f"display_image expects one image (C, H, W), got shape {shape}")
-    return upscale_nearest(to_uint8(x), size)
+    return upscale(to_uint8(x), size, smooth=smooth)
 
 
 def png_data_uri(image: np.ndarray) -> str:

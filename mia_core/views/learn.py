@@ -16,13 +16,22 @@ import plotly.graph_objects as go
 
 from mia_core.schedule import NoiseSchedule
 from mia_core.views.attack_info import all_attack_info
-from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, log_axis
+from mia_core.views.images import png_data_uri
+from mia_core.views.style import (
+    MEMBER_COLOR,
+    MEMBER_LABEL,
+    NONMEMBER_COLOR,
+    NONMEMBER_LABEL,
+    format_numbers,
+    log_axis,
+)
 
 __all__ = [
     "error_bars_figure",
     "abar_figure",
     "sigma_figure",
     "process_text",
+    "forward_animation_figure",
     "attack_summary",
     "train_log_summary",
     "loss_curve_figure",
@@ -82,9 +91,9 @@ def error_bars_figure(member_error: float, nonmember_error: float, *, title: str
             x=[MEMBER_LABEL, NONMEMBER_LABEL],
             y=[member_error, nonmember_error],
             marker_color=[MEMBER_COLOR, NONMEMBER_COLOR],
-            text=[f"{member_error:.4f}", f"{nonmember_error:.4f}"],
+            text=format_numbers([member_error, nonmember_error]),
             textposition="outside",
-            hovertemplate="%{x}: %{y:.5f}<extra></extra>",
+            hovertemplate="%{x}: %{y:.4g}<extra></extra>",
         )
     )
     top = max(member_error, nonmember_error, 1e-12)
@@ -138,6 +147,81 @@ def sigma_figure(steps: np.ndarray, sigma: np.ndarray, t: int) -> go.Figure:
         margin=dict(l=10, r=10, t=10, b=10),
         xaxis=dict(title="step i (t_i from eps to 1)"),
         yaxis=dict(title="sigma (data in [0, 1])", **log_axis(sigma)),
+    )
+    return fig
+
+
+def forward_animation_figure(frames, timesteps, abars, *, frame_ms: int = 120) -> go.Figure:
+    """The forward process as a client-side animation: a play button and a t slider over precomputed frames.
+
+    Parameters
+    ----------
+    frames : sequence of uint8 (H, W) or (H, W, C) images, one per timestep, already enlarged for display.
+    timesteps : sequence of int, the t of each frame (0-based).
+    abars : sequence of float, abar_t of each frame (shown in the slider label).
+    frame_ms : milliseconds per frame when playing.
+
+    Every frame is a PNG data URI in a ``go.Image`` trace and a ``go.Frame``; the play / pause buttons
+    and the slider step them in the browser (plotly.animate), with no server round trip per frame.
+    """
+    frames, timesteps, abars = list(frames), [int(t) for t in timesteps], [float(a) for a in abars]
+    if not frames or not (len(frames) == len(timesteps) == len(abars)):
+        raise ValueError(
+            f"forward_animation_figure needs as many frames, timesteps and abars (>= 1): got "
+            f"{len(frames)}, {len(timesteps)}, {len(abars)}"
+        )
+    h, w = np.asarray(frames[0]).shape[:2]
+    uris = [png_data_uri(np.asarray(f)) for f in frames]
+    names = [f"t={t}" for t in timesteps]
+    labels = format_numbers(abars)
+
+    def title(k: int) -> str:
+        return f"x_t at t = {timesteps[k]} (abar_t = {labels[k]})"
+
+    play = {"frame": {"duration": int(frame_ms), "redraw": True}, "fromcurrent": True, "transition": {"duration": 0}}
+    pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
+    fig = go.Figure(
+        data=[go.Image(source=uris[0], hoverinfo="skip")],
+        frames=[
+            go.Frame(data=[go.Image(source=u)], name=n, layout={"title": {"text": title(k)}})
+            for k, (u, n) in enumerate(zip(uris, names))
+        ],
+    )
+    fig.update_layout(
+        title={"text": title(0), "x": 0.5, "xanchor": "center", "font": {"size": 14}},
+        width=max(360, w + 40),
+        height=h + 200,
+        margin=dict(l=20, r=20, t=40, b=20),
+        xaxis=dict(visible=False, range=[0, w], constrain="domain"),
+        yaxis=dict(visible=False, range=[h, 0], scaleanchor="x"),
+        updatemenus=[
+            {
+                "type": "buttons",
+                "direction": "left",
+                "x": 0.0,
+                "y": -0.02,
+                "xanchor": "left",
+                "yanchor": "top",
+                "pad": {"t": 10},
+                "buttons": [
+                    {"label": "▶ Play", "method": "animate", "args": [None, play]},
+                    {"label": "❚❚ Pause", "method": "animate", "args": [[None], pause]},
+                ],
+            }
+        ],
+        sliders=[
+            {
+                "active": 0,
+                "x": 0.0,
+                "y": -0.12,
+                "len": 1.0,
+                "currentvalue": {"prefix": "", "visible": False},
+                "steps": [
+                    {"label": str(t), "method": "animate", "args": [[n], pause]} for t, n in zip(timesteps, names)
+                ],
+            }
+        ],
+        meta={"role": "forward_animation", "timesteps": timesteps},
     )
     return fig
 

@@ -36,6 +36,7 @@ from plotly.subplots import make_subplots
 from mia_core.attacks import AttackResult
 from mia_core.metrics import auc, threshold_at_fpr, tpr_at_fpr
 from mia_core.views.attack_info import attack_info, short_name
+from mia_core.views.images import upscale, upscale_caption
 from mia_core.views.results import attack_error_curve, display_scores, timestep_metrics
 from mia_core.views.results import roc_figure as results_roc_figure
 from mia_core.views.style import (
@@ -56,6 +57,8 @@ if TYPE_CHECKING:  # only for annotations: the deck's data is loaded by the lab
 
 #: The FPR budget the deck talks about (1 %).
 BUDGET = 0.01
+#: Side of an image on the image slide when smooth upscaling is on (pixels, before the slide's own scaling).
+SMOOTH_SIZE = 96
 
 # ------------------------------------------------------------------------------------ the deck
 
@@ -113,11 +116,12 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f} %"
 
 
-def build_deck(data: DeckData, study: Any = None) -> list[Slide]:
+def build_deck(data: DeckData, study: Any = None, *, smooth_images: bool = True) -> list[Slide]:
     """The slides for these results; figure slides without the results they need are left out.
 
     ``study`` (a :class:`mia_core.lab.study.Study`, e.g. the shipped DP-SGD study) adds the defence
-    slide before the closing one.
+    slide before the closing one. ``smooth_images`` draws the image slide with smooth (bicubic)
+    upscaling, readable at talk distance (:func:`mia_core.views.images.upscale`); False keeps square pixels.
     """
     summary = summarise(data)
     best = summary[0] if summary else None
@@ -149,7 +153,7 @@ def build_deck(data: DeckData, study: Any = None) -> list[Slide]:
             chart="image_pairs",
             body="Top row: training images (members). Bottom row: the most similar held-out image (non-member)."
             + verdict_note,
-            build=lambda: image_pairs_figure(data, best.name if best else None),
+            build=lambda: image_pairs_figure(data, best.name if best else None, smooth=smooth_images),
         )
     )
 
@@ -371,8 +375,14 @@ def nearest_pairs(images: np.ndarray, is_member: np.ndarray, n_pairs: int = 4) -
 # ------------------------------------------------------------------------------------ figures
 
 
-def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pairs: int = 4) -> go.Figure:
-    """Members (top row) above their closest-looking non-members (bottom row), pixels kept square and sharp."""
+def image_pairs_figure(
+    data: DeckData, verdict_attack: str | None = None, n_pairs: int = 4, *, smooth: bool = False
+) -> go.Figure:
+    """Members (top row) above their closest-looking non-members (bottom row).
+
+    ``smooth=False``: pixels kept square and sharp; ``smooth=True``: each image enlarged to about
+    :data:`SMOOTH_SIZE` px with bicubic resampling (:func:`mia_core.views.images.upscale`), labelled in the title.
+    """
     pairs = nearest_pairs(data.images, data.is_member, n_pairs)
     cols = max(1, len(pairs))
     flagged: dict[int, bool] = {}
@@ -395,7 +405,9 @@ def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pair
     gray = data.images.shape[-1] == 1
     for c, (m, n) in enumerate(pairs, start=1):
         for r, idx in ((1, m), (2, n)):
-            img = data.images[idx]
+            img = upscale(data.images[idx], SMOOTH_SIZE, smooth=True) if smooth else data.images[idx]
+            if img.ndim == 2:
+                img = img[..., None]
             if gray:
                 trace = go.Heatmap(
                     z=img[..., 0],
@@ -415,7 +427,19 @@ def image_pairs_figure(data: DeckData, verdict_attack: str | None = None, n_pair
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
     fig.update_annotations(font_size=TALK_TITLE_FONT_SIZE)
     talk_style(fig, height=560)
-    fig.update_layout(margin=dict(l=20, r=20, t=50, b=20))
+    fig.update_layout(margin=dict(l=20, r=20, t=50, b=20), meta={"smooth": bool(smooth)})
+    if smooth:
+        fig.add_annotation(
+            text=upscale_caption(True),
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=-0.03,
+            xanchor="right",
+            yanchor="top",
+            showarrow=False,
+            font=dict(size=12, color="#666666"),
+        )
     return fig
 
 

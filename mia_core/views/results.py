@@ -62,6 +62,11 @@ __all__ = [
     "vulnerable_samples",
     "sample_verdicts",
     "operating_point",
+    "Confusion",
+    "confusion_at",
+    "confusion_frame",
+    "score_from_display",
+    "score_quote",
     "secmi_panels",
 ]
 
@@ -89,6 +94,50 @@ def operating_point(scores, is_member, threshold: float) -> tuple[float, float]:
     s, m = _as_arrays(scores, is_member)
     flagged = s >= threshold
     return float(flagged[m].mean()), float(flagged[~m].mean())
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """The confusion matrix of the rule ``score >= threshold`` (members = positives), with its rates."""
+
+    threshold: float
+    tp: int  # members flagged
+    fn: int  # members not flagged
+    fp: int  # non-members flagged
+    tn: int  # non-members not flagged
+
+    @property
+    def tpr(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+
+    @property
+    def fpr(self) -> float:
+        return self.fp / (self.fp + self.tn) if self.fp + self.tn else math.nan
+
+
+def confusion_at(scores, is_member, threshold: float) -> Confusion:
+    """Counts of the rule ``score >= threshold`` (:func:`mia_core.metrics.apply_threshold`) on (N,) scores.
+
+    ``+inf`` flags nothing. The achieved TPR / FPR are exact fractions of the split, the same as
+    :func:`operating_point`.
+    """
+    s, m = _as_arrays(scores, is_member)
+    flagged = M.apply_threshold(s, float(threshold))
+    return Confusion(
+        threshold=float(threshold),
+        tp=int((flagged & m).sum()),
+        fn=int((~flagged & m).sum()),
+        fp=int((flagged & ~m).sum()),
+        tn=int((~flagged & ~m).sum()),
+    )
+
+
+def confusion_frame(c: Confusion) -> pd.DataFrame:
+    """The 2 x 2 table a page shows: rows = the truth, columns = the rule's decision, counts as ints."""
+    return pd.DataFrame(
+        {"flagged as member": [c.tp, c.fp], "not flagged": [c.fn, c.tn]},
+        index=pd.Index([f"truly {MEMBER_LABEL}", f"truly {NONMEMBER_LABEL}"], name=""),
+    )
 
 
 def _base_layout(fig: go.Figure, title: str | None = None, height: int = 480) -> go.Figure:
@@ -445,6 +494,29 @@ def _display_value(value: float, transformed: bool) -> float:
     return -math.log10(-value) if value < 0 else math.inf
 
 
+def score_from_display(value: float, transformed: bool) -> float:
+    """Inverse of the score axis: a value read off the axis (e.g. a slider over it) back to a raw score.
+
+    ``transformed`` (the axis shows ``-log10(-score)``): ``-10 ** (-value)``; else the value itself.
+    """
+    v = float(value)
+    return -(10.0 ** (-v)) if transformed else v
+
+
+def score_quote(value: float, transformed: bool, digits: int = 4) -> str:
+    """A score as its axis shows it, for the text beside the chart: ``"−log10(−score) 2.31"`` or ``"score −0.0049"``.
+
+    The text then quotes the very number a reader finds on the axis (issue 19: the axis switched to
+    ``-log10(-score)`` while the sentence quoted raw scores).
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return f"score {v}"
+    if transformed:
+        return f"−log10(−score) {_display_value(v, True):.{digits}g}"
+    return f"score {v:.{digits}g}"
+
+
 def _score_axis_title(score_label: str, transformed: bool) -> str:
     if transformed:
         return "−log10(−score)  (higher = more member-like)"
@@ -520,7 +592,8 @@ def score_histogram(
                 marker_line_width=0,
                 legendgroup=label,
                 meta={"role": "histogram", "group": label},
-                hovertemplate=f"{label}s<br>score %{{x:.4g}}<br>density %{{y:.3g}}<extra></extra>",
+                hovertemplate=f"{label}s<br>{'−log10(−score)' if transformed else 'score'} %{{x:.4g}}"
+                "<br>density %{y:.3g}<extra></extra>",
             ),
             row=1,
             col=1,
@@ -545,8 +618,8 @@ def score_histogram(
                 legendgroup=label,
                 showlegend=False,
                 meta={"role": "strip", "group": label},
-                text=[f"{v:.4g}" for v in raw[mask]],
-                hovertemplate=f"%{{customdata}} ({label})<br>score %{{text}}<br>click to open<extra></extra>",
+                text=[score_quote(v, transformed) for v in raw[mask]],
+                hovertemplate=f"%{{customdata}} ({label})<br>%{{text}}<br>click to open<extra></extra>",
             ),
             row=2,
             col=1,
@@ -564,8 +637,8 @@ def score_histogram(
                 marker=dict(symbol="star", size=18, color="#111111", line=dict(color="white", width=1.5)),
                 customdata=[highlight_id],
                 meta={"role": "highlight"},
-                text=[f"{raw[i]:.4g}"],
-                hovertemplate="%{customdata}<br>score %{text}<extra>selected</extra>",
+                text=[score_quote(raw[i], transformed)],
+                hovertemplate="%{customdata}<br>%{text}<extra>selected</extra>",
             ),
             row=2,
             col=1,

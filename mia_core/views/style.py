@@ -175,3 +175,45 @@ def log_axis(values=None, *, lo: float | None = None, hi: float | None = None, f
     if fmt is not None:
         ticktext = [fmt(v) for v in tickvals]
     return dict(type="log", tickvals=tickvals, ticktext=ticktext)
+
+
+# ---------------------------------------------------------------------------------------------- numbers in text
+
+
+def format_number(value: float, digits: int = 3) -> str:
+    """A number as text with ``digits`` significant digits: ``0.000123456 -> "0.000123"``, ``1234.5 -> "1.23e+03"``.
+
+    Plain decimals between 1e-4 and 1e4 (no trailing zeros dropped below ``digits``: ``0.5 -> "0.500"``),
+    scientific notation outside; ``nan`` / ``inf`` as Python writes them. The one way a page quotes a
+    measured value in a sentence, so "0.0001" never stands beside "1.53x lower".
+    """
+    if not isinstance(digits, int) or digits < 1:
+        raise ValueError(f"digits must be a positive integer, got {digits!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    if v == 0:
+        return "0"
+    if 1e-4 <= abs(v) < 1e4:
+        decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
+        text = f"{v:.{decimals}f}"
+        # rounding can carry into one more digit (0.99996 -> "1.0000"): drop the extra decimal
+        if decimals and len(text.lstrip("-").replace(".", "").lstrip("0")) > digits:
+            text = f"{v:.{decimals - 1}f}"
+        return text
+    return f"{v:.{digits - 1}e}"
+
+
+def format_numbers(values, digits: int = 3, max_digits: int = 6) -> list[str]:
+    """Several numbers quoted side by side, with enough significant digits that different values read differently.
+
+    Starts at ``digits`` and adds digits (up to ``max_digits``) while two different values would print
+    the same; returns one string per value (:func:`format_number`).
+    """
+    vals = [float(v) for v in values]
+    for d in range(digits, max(digits, max_digits) + 1):
+        texts = [format_number(v, d) for v in vals]
+        clash = any(texts[i] == texts[j] and vals[i] != vals[j] for i in range(len(vals)) for j in range(i))
+        if not clash:
+            return texts
+    return texts

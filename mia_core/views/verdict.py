@@ -8,7 +8,7 @@ this module only turns a :class:`~mia_core.lab.verdict.VerdictReport` into words
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,9 +21,23 @@ from mia_core.views.attack_info import short_name
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
 
 if TYPE_CHECKING:
-    from mia_core.lab.verdict import Calibration, VerdictReport
+    from mia_core.lab.verdict import Calibration, ImageSummary, VerdictReport
 
-__all__ = ["UPLOAD_COLOR", "verdict_sentence", "placement_figure", "threshold_source_line", "sample_verdict_table"]
+__all__ = [
+    "UPLOAD_COLOR",
+    "VERDICT_BADGE_COLORS",
+    "CORRECT_BADGE_COLORS",
+    "badge",
+    "verdict_badge",
+    "correct_badge",
+    "card_summary",
+    "headline_verdict",
+    "verdict_sentence",
+    "placement_figure",
+    "perturbation_figure",
+    "threshold_source_line",
+    "sample_verdict_table",
+]
 
 #: Marker colour of uploaded images in the placement figure (neither member nor non-member colour).
 UPLOAD_COLOR = "#222222"
@@ -32,6 +46,79 @@ UPLOAD_COLOR = "#222222"
 def _one_in(budget: float) -> str:
     """``0.01 -> "1 in 100"``; ``0.05 -> "1 in 20"``."""
     return f"1 in {round(1.0 / float(budget)):,}"
+
+
+# ----------------------------------------------------------------------------- badges and headline
+
+#: Streamlit markdown badge colours (``:orange-badge[...]``) of a verdict: flagged = the member colour family,
+#: not flagged = the non-member one, no verdict = grey.
+VERDICT_BADGE_COLORS = {True: "orange", False: "blue", None: "gray"}
+#: Badge words and CSS colours of "was the verdict right?" (a table's coloured cells, not a pale checkbox).
+CORRECT_BADGE_COLORS = {"right": "#2E7D32", "wrong": "#C62828", "no verdict": "#9E9E9E"}
+
+
+def badge(text: str, color: str) -> str:
+    """Markdown for a coloured badge (Streamlit's ``:color-badge[text]``; square brackets in ``text`` escaped)."""
+    if color not in ("red", "orange", "yellow", "blue", "green", "violet", "gray", "grey", "primary"):
+        raise ValueError(f"not a Streamlit badge colour: {color!r}")
+    return f":{color}-badge[{text.replace('[', '(').replace(']', ')')}]"
+
+
+def verdict_badge(flagged: bool | None, label: str) -> str:
+    """A verdict (flagged / not flagged / n/a) as a coloured badge carrying its label."""
+    return badge(label, VERDICT_BADGE_COLORS[None if flagged is None else bool(flagged)])
+
+
+def correct_badge(correct: bool | None) -> str:
+    """The word of a "correct?" cell: ``"right"``, ``"wrong"`` or ``"no verdict"`` (keys of CORRECT_BADGE_COLORS)."""
+    return "no verdict" if correct is None else ("right" if correct else "wrong")
+
+
+def card_summary(summary: ImageSummary, budget: float) -> str:
+    """An image card's one-line verdict with its badge: "**id**: :orange-badge[...] flagged by k of n attacks ...".
+
+    The caveats (what 'any' does to the FPR, what a flag means) are not repeated here: the page states
+    them once (:func:`verdict_sentence`, :func:`headline_verdict`).
+    """
+    b = budget_text(budget)
+    if summary.majority is None:
+        return f"**{summary.image_id}**: {verdict_badge(None, 'no verdict')} too few calibration non-members at {b} FPR"
+    n, k = summary.n_attacks, summary.n_flagged
+    word = "looks like a member" if summary.majority else "not flagged"
+    text = (
+        f"**{summary.image_id}**: {verdict_badge(summary.majority, word)} flagged by {k} of {n} "
+        f"attack{'s' if n != 1 else ''} at {b} FPR (majority: {'flagged' if summary.majority else 'not flagged'}; "
+        f"any: {'flagged' if summary.any else 'not flagged'})"
+    )
+    if summary.n_na:
+        text += f"; {summary.n_na} attack(s) n/a"
+    return text
+
+
+def headline_verdict(report: VerdictReport) -> str:
+    """One sentence for a whole batch: "3 of 5 images look like members at the calibrated 1 % FPR threshold ...".
+
+    An image "looks like a member" when a majority of the attacks that gave a verdict flag it (the
+    summary's ``majority``); images without any verdict are counted apart.
+    """
+    summaries = report.summaries()
+    n = len(summaries)
+    b = budget_text(report.budget)
+    judged = [x for x in summaries if x.majority is not None]
+    k = sum(1 for x in judged if x.majority)
+    n_attacks = len(report.attacks)
+    rule = "flagged by a majority of the attack" + ("s" if n_attacks != 1 else "") if n_attacks > 1 else "flagged"
+    noun = "image" if n == 1 else "images"
+    verb = "looks" if k == 1 and n == 1 else "look"
+    text = f"{k} of {n} {noun} {verb} like {'a member' if n == 1 else 'members'} at the calibrated {b} FPR threshold"
+    text += f" ({rule}, {n_attacks} attack{'s' if n_attacks != 1 else ''})" if n_attacks > 1 else ""
+    rest = len(judged) - k
+    if n > 1:
+        text += f"; {rest} {'does' if rest == 1 else 'do'} not"
+    missing = n - len(judged)
+    if missing:
+        text += f"; {missing} without a verdict (too few calibration non-members)"
+    return text + "."
 
 
 # ----------------------------------------------------------------------------- the honest sentence
@@ -308,5 +395,60 @@ def placement_figure(report: VerdictReport, attack: str, *, bins: int = 40, scor
         legend={"orientation": "h", "yanchor": "top", "y": -0.2},
         margin={"t": 60, "b": 10},
         height=420,
+    )
+    return fig
+
+
+def perturbation_figure(
+    labels: Sequence[str], scores, threshold: float | None, *, image_id: str, attack_title: str, budget: float
+) -> go.Figure:
+    """How an image's score moves under perturbations, against the threshold at the FPR budget.
+
+    One row per variant (``labels[k]``, the original first, drawn on top), its score on the x axis
+    (the same raw score axis as :func:`placement_figure`), a filled diamond when it is at or above the
+    threshold (flagged), open when not; the dashed line is the threshold (absent when n/a). SVG only.
+    """
+    s = np.asarray(scores, dtype=float).reshape(-1)
+    if s.size != len(labels) or s.size == 0:
+        raise ValueError(f"perturbation_figure needs one score per label: {s.size} scores, {len(labels)} labels")
+    flagged = [threshold is not None and math.isfinite(v) and v >= threshold for v in s]
+    b = budget_text(budget)
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=s,
+            y=list(labels),
+            mode="markers",
+            name=f"{image_id} and its variants",
+            marker={
+                "size": [18 if k == 0 else 13 for k in range(s.size)],
+                "symbol": ["diamond" if f else "diamond-open" for f in flagged],
+                "color": [UPLOAD_COLOR if k == 0 else "#9E9E9E" for k in range(s.size)],
+                "line": {"color": UPLOAD_COLOR, "width": 1.5},
+            },
+            customdata=[["flagged" if f else "not flagged"] for f in flagged],
+            hovertemplate="%{y}<br>score %{x:.4g}<br>%{customdata[0]}<extra></extra>",
+        )
+    )
+    if threshold is not None and math.isfinite(threshold):
+        fig.add_vline(x=float(threshold), line={"color": "#555555", "dash": "dash", "width": 2})
+        fig.add_annotation(
+            x=float(threshold),
+            y=1.0,
+            yref="paper",
+            text=f"threshold ({b} FPR) → flagged",
+            showarrow=False,
+            xanchor="left",
+            yanchor="bottom",
+            font={"size": 11, "color": "#555555"},
+        )
+    fig.update_layout(
+        title=f"{attack_title}: how {image_id}'s score moves when the image is changed",
+        xaxis_title="score (higher = more member-like)",
+        yaxis={"autorange": "reversed", "title": ""},
+        height=120 + 34 * s.size,
+        margin={"t": 70, "b": 10, "l": 10, "r": 10},
+        showlegend=False,
+        meta={"flagged": flagged},
     )
     return fig
