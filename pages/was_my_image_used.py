@@ -331,14 +331,14 @@ for tab, name in zip(tabs, report.attacks):
         cal = calibrations[name]
         fig = placement_figure(report, name, score_label=REGISTRY[name].score_label if name in REGISTRY else "")
         st.plotly_chart(fig, key=f"miu.fig.{name}", config={"displaylogo": False})
-        st.caption(
-            verdict_sentence(
-                budget,
-                cal.rule_tpr(budget),  # on the test part's members: images the threshold was not chosen on
-                n_members=cal.test_member_scores.size,
-                n_nonmembers=cal.n_nonmembers,
-                attack_title=titles[name],
-            )
+        rule_tpr = cal.rule_tpr(budget)  # on the test part's members: images the threshold was not chosen on
+        n_test = cal.test_member_scores.size
+        st.caption(  # the numbers only: the page's caveat is said once, above the cards
+            f"{titles[name]}: the threshold flags at most {budget_text(budget)} of the {cal.n_nonmembers:,} "
+            f"calibration non-members and {round(rule_tpr * n_test):,} of the {n_test:,} test-part members "
+            f"(TPR {rule_tpr:.2f})."
+            if rule_tpr is not None
+            else f"{titles[name]}: no threshold at {budget_text(budget)} FPR with {cal.n_nonmembers:,} non-members."
         )
         st.download_button(
             "Download this chart (HTML)",
