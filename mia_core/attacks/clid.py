@@ -175,7 +175,6 @@ class CLiD(LearnedAttack):
     trace_label = ""
     Params = CLiDParams
     target_kinds = ("t2i",)
-    needs = ("labelled member / non-member data (in place of the authors' shadow model)",)
     training_data = (
         "labelled: 20 % of the members and 20 % of the non-members calibrate the scaler and alpha "
         "(the authors use a shadow model's rows); scores the other 80 %"
