@@ -61,8 +61,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="'default', an .npz file, an image folder (members/ + nonmembers/), a split manifest .json, "
         "or SPLIT.npz@IMAGES (SecMI / PIA index split)",
     )
-    p.add_argument("--attacks", default="loss,secmi,pia,pian,sima", help=_attacks_help())
+    p.add_argument("--attacks", default=ATTACKS_DEFAULT, help=_attacks_help())
     p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
+    p.add_argument(
+        "--conditioning",
+        choices=["caption", "empty", "fixed"],
+        default=None,
+        help="text-to-image targets: the prompt of each image, its own caption (the data's captions; the default), "
+        "the empty prompt, or one fixed prompt (--prompt)",
+    )
+    p.add_argument("--prompt", default=None, help='the prompt of --conditioning fixed, e.g. "a handwritten seven"')
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="text-to-image targets: classifier-free guidance scale (default 1 = off; any other value doubles "
+        "every UNet call)",
+    )
     p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
     p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
     p.add_argument(
@@ -345,6 +360,36 @@ def _attacks_help() -> str:
     )
 
 
+#: the attacks ``mia attack`` runs when --attacks is not given (plus CLiD on a text-to-image target).
+ATTACKS_DEFAULT = "loss,secmi,pia,pian,sima"
+
+
+def _conditioning(args: argparse.Namespace, target: Any, captions: Sequence[str] | None) -> Any:
+    """The Conditioning of --conditioning / --prompt / --guidance-scale for a text-to-image target (None for
+    another target, which refuses them); mode "caption" keys the data's captions and needs them."""
+    from mia_core.attacks import Conditioning
+
+    given = [f for f, v in (("--conditioning", args.conditioning), ("--prompt", args.prompt),
+                            ("--guidance-scale", args.guidance_scale)) if v is not None]
+    if getattr(target, "kind", "") != "t2i":
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to text-to-image targets; {target.source} is not one")
+        return None
+    mode = args.conditioning or ("fixed" if args.prompt is not None else "caption")
+    if args.prompt is not None and mode != "fixed":
+        raise ValueError(f"--prompt is the prompt of --conditioning fixed, not of --conditioning {mode}")
+    cond = Conditioning(
+        mode=mode, prompt=args.prompt or "", guidance_scale=1.0 if args.guidance_scale is None else args.guidance_scale
+    )
+    if mode == "caption" and captions is None:
+        raise ValueError(
+            "--conditioning caption (the default on a text-to-image target) needs one caption per image, and the "
+            "data has none: give an .npz with a 'captions' array, an image folder with metadata.jsonl, or a split "
+            "manifest that records captions; or pass --conditioning empty / --conditioning fixed --prompt TEXT"
+        )
+    return cond.with_captions(captions)
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -390,6 +435,19 @@ def cmd_attack(args: argparse.Namespace) -> int:
     check_attacks(target, attacks)
     exp = load_experiment(target, args.data, limit=args.limit, seed=args.seed)
     target, split = exp.target, exp.split
+    conditioning = _conditioning(args, target, exp.images.captions)
+    if conditioning is not None:
+        if args.attacks == ATTACKS_DEFAULT and "clid" not in names:  # the attack made for text-to-image models
+            clid = make_attacks(["clid"], params)[0]
+            if clid.with_conditioning(conditioning).applies_to(target) is None:
+                attacks.append(clid)
+        attacks = [a.with_conditioning(conditioning) for a in attacks]
+        for name, reason in not_applicable(attacks, target).items():  # e.g. CLiD with the empty prompt
+            print(f"not applicable  {name}: {reason}", file=sys.stderr)
+            skipped[name] = reason
+        attacks = [a for a in attacks if a.name not in skipped]
+        if not attacks:
+            raise ValueError(f"none of the chosen attacks ({', '.join(names)}) applies with {conditioning.label()}")
     store = None
     if args.store:
         store = ResultStore(args.store, on_problem=lambda msg: print(f"mia: warning: {msg}", file=sys.stderr))
@@ -409,6 +467,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
     print(
         f"data    {split.source}: {split.n_members} members, {split.n_nonmembers} non-members; {exp.conversion.report}"
     )
+    if conditioning is not None:
+        print(f"prompts {conditioning.describe()}")
 
     failure: RunFailed | None = None
     show = procs is None or procs.main
@@ -449,6 +509,8 @@ def cmd_attack(args: argparse.Namespace) -> int:
             m.update(access=cls.access, needs=list(cls.needs), access_label=access_label(res.attack))
         m["seconds"] = round(res.seconds, 3)
         m["unet_calls_per_image"] = res.unet_calls_per_image
+        if "conditioning" in res.params:  # text-to-image: the prompts it was conditioned on
+            m["conditioning"] = res.params["conditioning"]
         m["evaluated_on"] = res.evaluated_on or f"all {len(exp.ids)} images"
         if res.train_ids:
             m["n_train_images"] = len(res.train_ids)
@@ -489,6 +551,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
             "n_nonmembers": split.n_nonmembers,
         },
         "seed": args.seed,
+        "conditioning": None if conditioning is None else conditioning.as_dict(),
         "attacks": {r.attack: r.params for r in results},
         "not_applicable": skipped,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -48,7 +48,7 @@ def test_robust_scale_is_sklearns_robust_scaler():
 
 def test_features_equal_a_hand_computation(tiny_t2i_target):
     t = tiny_t2i_target
-    p = CLiDParams(timesteps=(440, 450), cut_rates=(0.5,))
+    p = CLiDParams(timesteps=(440, 450), cut_percents=(50,))
     x = np.random.default_rng(1).uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
     res = CLiDFeatures(p, conditioning="caption").run(t, x, ids=["a", "b"], seed=5, captions=CAPTIONS, keep=("features",))
     feats = res.extras["features"]
@@ -86,7 +86,7 @@ def test_clid_calibrates_on_one_part_and_scores_the_other(tiny_t2i_target):
     assert res.info["alpha"] in [round(0.1 * k, 1) for k in range(11)] and len(res.info["calibration_auc_per_alpha"]) == 11
     assert np.isfinite(res.scores).all() and res.params["conditioning"]["mode"] == "caption"
     # alpha = 0: the score is S(-L), a decreasing function of the loss alone
-    only_loss = get_attack("clid", {"alpha": 0.0}).fit_score(t, x, ids, labels, seed=0, captions=captions)
+    only_loss = get_attack("clid", {"pick_alpha": False, "alpha": 0.0}).fit_score(t, x, ids, labels, seed=0, captions=captions)
     assert (np.argsort(only_loss.scores) == np.argsort(-only_loss.extras["loss"])).all()
 
 

@@ -35,6 +35,9 @@ def test_npz_captions(tmp_path):
     assert s.captions == ("a seven", "", "a one", "é")
     images, split = resolve_data(str(path))
     assert images.captions == tuple(s.caption_of(i) for i in images.ids)  # reordered with the split's ids
+    split.save(tmp_path / "split.json")  # a manifest whose source is the npz (the shipped t2i layout)
+    again, _ = resolve_data(str(tmp_path / "split.json"))
+    assert again.captions == images.captions and "captions" not in json.loads((tmp_path / "split.json").read_text())
     np.savez(path, images=_images(), captions=np.array(["a", "b"]))
     with pytest.raises(ValueError, match=r"'captions' has shape \(2,\), expected \(4,\)"):
         load_npz(path)

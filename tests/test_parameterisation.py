@@ -59,8 +59,9 @@ CHEAP = ["loss", "secmi", "pia", "pian", "sima", "elbo", "rediffuse"]
 
 
 def test_cheap_list_covers_the_registry_threshold_attacks():
-    # learned, ODE and sample-based attacks are covered elsewhere; GSA refuses other parameterisations
-    assert set(CHEAP) | {"secmi_nn", "qr", "likelihood", "gan_leaks", "mc_set", "gsa1", "gsa2"} == set(REGISTRY)
+    # learned, ODE and sample-based attacks are covered elsewhere; GSA refuses other parameterisations;
+    # CLiD runs on text-to-image targets only (tests/test_attack_clid.py)
+    assert set(CHEAP) | {"secmi_nn", "qr", "likelihood", "gan_leaks", "mc_set", "gsa1", "gsa2", "clid"} == set(REGISTRY)
 
 
 def test_gsa_refuses_v_prediction(tiny_unet_factory):

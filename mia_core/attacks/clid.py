@@ -91,29 +91,36 @@ def clid_scores(
 
 @dataclass(frozen=True)
 class CLiDParams:
-    """timesteps: the M paired t (Tmid 450, spacing 10, 3 samples); cut_rates: the shares of words clipped
-    for c*_1..c*_3; empty_prompt: add c*_K = ""; alpha: the weight of D in the score (None: picked in
-    {0, 0.1, ..., 1} by AUC on the calibration part, as the authors on their shadow); calibration_fraction:
-    share of the members and of the non-members that calibrate the scaler and alpha (never scored)."""
+    """timesteps: the M paired t (Tmid 450, spacing 10, 3 samples); cut_percents: the percentages of words
+    clipped for c*_1..c*_3; empty_prompt: add c*_K = ""; pick_alpha: pick the weight of D in {0, 0.1, ..., 1}
+    by AUC on the calibration part, as the authors on their shadow; alpha: the weight used when not picked;
+    calibration_fraction: share of the members and of the non-members that calibrate the scaler and alpha
+    (never scored)."""
 
     timesteps: tuple[int, ...] = (440, 450, 460)
-    cut_rates: tuple[float, ...] = (0.3, 0.5, 0.7)
+    cut_percents: tuple[int, ...] = (30, 50, 70)
     empty_prompt: bool = True
-    alpha: float | None = None
+    pick_alpha: bool = True
+    alpha: float = 0.5
     calibration_fraction: float = 0.2
+
+    @property
+    def cut_rates(self) -> tuple[float, ...]:
+        """The cut percentages as fractions (0.3, 0.5, 0.7)."""
+        return tuple(c / 100 for c in self.cut_percents)
 
     def __post_init__(self) -> None:
         if not self.timesteps:
             raise ValueError("CLiD needs at least one timestep")
         for t in self.timesteps:
             validate_timestep("CLiD timestep", t)
-        for r in self.cut_rates:
-            if not (isinstance(r, (int, float)) and 0 < r <= 1):
-                raise ValueError(f"cut rates must be in (0, 1], got {r!r}")
-        if not self.cut_rates and not self.empty_prompt:
-            raise ValueError("CLiD needs at least one reduced condition (a cut rate or the empty prompt)")
-        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
-            raise ValueError(f"alpha must be in [0, 1] or None (picked on the calibration part), got {self.alpha!r}")
+        for c in self.cut_percents:
+            if isinstance(c, bool) or not isinstance(c, int) or not 0 < c <= 100:
+                raise ValueError(f"cut percentages must be whole numbers in 1..100, got {c!r}")
+        if not self.cut_percents and not self.empty_prompt:
+            raise ValueError("CLiD needs at least one reduced condition (a cut percentage or the empty prompt)")
+        if isinstance(self.alpha, bool) or not (isinstance(self.alpha, (int, float)) and 0 <= self.alpha <= 1):
+            raise ValueError(f"alpha must be a number in [0, 1], got {self.alpha!r}")
         if not (isinstance(self.calibration_fraction, (int, float)) and 0 < self.calibration_fraction < 1):
             raise ValueError(f"calibration_fraction must be in (0, 1), got {self.calibration_fraction!r}")
 
@@ -175,7 +182,6 @@ class CLiD(LearnedAttack):
     trace_label = ""
     Params = CLiDParams
     target_kinds = ("t2i",)
-    needs = ("labelled member / non-member data (in place of the authors' shadow model)",)
     training_data = (
         "labelled: 20 % of the members and 20 % of the non-members calibrate the scaler and alpha "
         "(the authors use a shadow model's rows); scores the other 80 %"
@@ -223,7 +229,7 @@ class CLiD(LearnedAttack):
         loss, d_mean = features[:, 0], features[:, 1:].mean(1)
         cal, ev = data.train_rows, data.eval_rows
         labels = data.labels
-        if p.alpha is None:  # the authors' grid, judged on the calibration part only
+        if p.pick_alpha:  # the authors' grid, judged on the calibration part only
             grid = [round(0.1 * k, 1) for k in range(11)]
             aucs = [auc(clid_scores(loss[cal], d_mean[cal], a, loss[cal], d_mean[cal]), labels[cal]) for a in grid]
             alpha = grid[int(np.argmax(aucs))]
@@ -238,7 +244,7 @@ class CLiD(LearnedAttack):
             extras={"loss": loss[ev], "d_mean": d_mean[ev], "d": features[ev, 1:]},
             info={
                 "alpha": alpha,
-                "alpha_picked_on_calibration": p.alpha is None,
+                "alpha_picked_on_calibration": p.pick_alpha,
                 "calibration_auc_per_alpha": [round(float(a), 6) for a in aucs],
                 "n_calibration_members": n_cal[0],
                 "n_calibration_nonmembers": n_cal[1],

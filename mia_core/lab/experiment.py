@@ -76,6 +76,7 @@ class Experiment:
             progress=progress,
             cancel=cancel,
             is_member=self.is_member,
+            captions=self.images.captions,
         )
 
     def run_key(self, attack: Attack, seed: int) -> RunKey:
@@ -129,7 +130,7 @@ def load_experiment(
     ids, is_member = split.labelled()
     images = images.subset(ids)
     pixels, conversion = convert_images(images.images, resolution=tgt.resolution, channels=tgt.channels)
-    converted = ImageSet(pixels, images.ids, images.source)
+    converted = ImageSet(pixels, images.ids, images.source, images.captions)
     if mixed:
         conversion = Conversion(True, mixed)
     return Experiment(tgt, split, converted, conversion, np.asarray(is_member, dtype=bool))

@@ -398,7 +398,10 @@ def _run_one(
     batch_size: int | None,
     step: Callable[[int, int], None],
     store: ResultStore | None = None,
+    captions: Sequence[str] | None = None,
 ) -> AttackResult:
+    # A text-to-image target's conditioning reads the images' captions (Attack.run); others take none.
+    text = {"captions": captions} if getattr(target, "kind", "") == "t2i" else {}
     if attack.learns:
         extra: dict[str, Any] = {}
         if attack.uses_shadow_models:  # GSA: shadow models trained (once, cached beside the store) here in lab
@@ -415,7 +418,15 @@ def _run_one(
                 progress=step,
             )
         return attack.fit_score(
-            target, x0, ids, np.asarray(is_member, dtype=bool), seed=seed, batch_size=batch_size, progress=step, **extra
+            target,
+            x0,
+            ids,
+            np.asarray(is_member, dtype=bool),
+            seed=seed,
+            batch_size=batch_size,
+            progress=step,
+            **text,
+            **extra,
         )
     if attack.generates_samples:  # samples made once per target and seed, cached beside the store
         return attack.run(
@@ -427,7 +438,7 @@ def _run_one(
             progress=step,
             sample_dirs=store.sample_dirs() if store is not None else (),
         )
-    return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step)
+    return attack.run(target, x0, ids=ids, seed=seed, batch_size=batch_size, progress=step, **text)
 
 
 def run_attacks(
@@ -443,6 +454,7 @@ def run_attacks(
     progress: Callable[[str, int, int], None] | None = None,
     cancel: threading.Event | None = None,
     is_member: np.ndarray | None = None,
+    captions: Sequence[str] | None = None,
 ) -> dict[str, AttackResult]:
     """Run each attack unless the store already has it; store each one as soon as it finishes.
 
@@ -450,7 +462,8 @@ def run_attacks(
     done == total for a stored result); a learned attack counts its images, then its training
     steps, in one ``total``. Setting ``cancel`` stops between batches and training steps; attacks
     that finished stay in the store. ``is_member`` ((N,) bool, aligned with ``ids``) is required
-    by learned attacks (``attack.learns``), which score only their evaluation part.
+    by learned attacks (``attack.learns``), which score only their evaluation part. ``captions`` (N, aligned
+    with ``ids``) condition a text-to-image target in mode "caption" (each attack's ``conditioning``).
     """
     attacks = list(attacks)
     learned = [a.name for a in attacks if a.learns]
@@ -473,7 +486,7 @@ def run_attacks(
                 progress(name, done, total)
 
         try:
-            result = _run_one(attack, target, x0, ids, is_member, seed, batch_size, step, store)
+            result = _run_one(attack, target, x0, ids, is_member, seed, batch_size, step, store, captions)
         except (Cancelled, KeyboardInterrupt):
             raise
         except Exception as exc:

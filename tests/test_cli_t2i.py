@@ -1,0 +1,75 @@
+"""Issue 15, item 5: ``mia attack`` on a text-to-image target (a tiny random Stable Diffusion pipeline) with
+captioned data: the conditioning per run, CLiD printed next to the other attacks, metrics.json records the mode."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mia_core.cli import main
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread(single_thread):
+    yield
+
+
+@pytest.fixture(scope="module")
+def captioned_npz(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    n = 10
+    np.savez(
+        path,
+        images=rng.integers(0, 256, (n, 8, 8, 1), dtype=np.uint8),
+        ids=np.array([f"d{k}" for k in range(n)]),
+        captions=np.array([f"a handwritten {w}" for w in ["zero", "one", "two", "three", "four"] * 2]),
+        is_member=np.arange(n) < 5,
+    )
+    return path
+
+
+def _attack(folder, npz, out, *extra):
+    return main(["attack", "--target", str(folder), "--data", str(npz), "--out", str(out), "--device", "cpu",
+                 "--no-trace", "--bootstrap", "0", *extra])
+
+
+def test_attack_on_a_text_to_image_target_prints_clid_and_records_the_mode(tiny_t2i_folder, captioned_npz, tmp_path,
+                                                                           capsys):
+    assert _attack(tiny_t2i_folder, captioned_npz, tmp_path / "o", "--attacks", "loss,pia,secmi,sima,clid") == 0
+    printed = capsys.readouterr().out
+    assert "prompts each image's own caption; no guidance" in printed
+    rows = {line.split()[0] for line in printed.splitlines() if line.strip()}
+    assert {"clid", "loss", "pia", "secmi", "sima"} <= rows  # CLiD in the table next to the others
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    for name in ("loss", "pia", "secmi", "sima", "clid"):
+        assert metrics[name]["conditioning"]["mode"] == "caption", name
+        assert metrics[name]["conditioning"]["captions"]  # the captions' digest is part of the run key
+    assert metrics["clid"]["unet_calls_per_image"] == 15 and metrics["loss"]["unet_calls_per_image"] == 1
+    run = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert run["conditioning"]["mode"] == "caption" and "components" in run["target"]
+
+
+def test_fixed_prompt_with_guidance_and_the_empty_prompt(tiny_t2i_folder, captioned_npz, tmp_path, capsys):
+    code = _attack(tiny_t2i_folder, captioned_npz, tmp_path / "f", "--attacks", "loss", "--conditioning", "fixed",
+                   "--prompt", "a cat", "--guidance-scale", "2")
+    assert code == 0
+    m = json.loads((tmp_path / "f" / "metrics.json").read_text())["loss"]
+    assert m["conditioning"] == {"mode": "fixed", "prompt": "a cat", "guidance_scale": 2.0}
+    assert m["unet_calls_per_image"] == 2  # guidance doubles the cost
+    assert _attack(tiny_t2i_folder, captioned_npz, tmp_path / "e", "--attacks", "loss,clid", "--conditioning", "empty") == 0
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["loss"]["conditioning"]["mode"] == "empty"
+    assert "nothing to reduce" in metrics["clid"]["not_applicable"]
+    assert "clid: conditioning 'empty'" in capsys.readouterr().err
+
+
+def test_conditioning_errors(tiny_t2i_folder, tmp_path, capsys):
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, images=np.zeros((4, 8, 8, 1), np.uint8), is_member=np.array([1, 1, 0, 0]))
+    assert _attack(tiny_t2i_folder, plain, tmp_path / "a", "--attacks", "loss") == 2
+    assert "needs one caption per image, and the data has none" in capsys.readouterr().err
+    assert main(["attack", "--out", str(tmp_path / "b"), "--device", "cpu", "--conditioning", "empty"]) == 2
+    assert "--conditioning apply to text-to-image targets" in capsys.readouterr().err
