@@ -101,10 +101,14 @@ stored_now = {a.name for a in current if _is_stored(a)}
 rate = plan.throughput(store.entries(), exp.target.fingerprint)
 measured = rate is not None
 if rate is None:
-    rate = plan.guess_throughput(
-        exp.target.n_parameters, exp.target.resolution, exp.target.channels, exp.target.device.type
-    )
-the_plan = plan.make_plan(current, stored_now, n_images, rate, measured)
+    rate = plan.guess_target_throughput(exp.target)  # a latent target's UNet works on its latents
+the_plan = plan.make_plan(current, stored_now, n_images, rate, measured, vae_pass_cost=plan.vae_pass_cost(exp.target))
+
+
+def vae_text(n: int) -> str:
+    """A latent target's VAE passes (image encodes, sample decodes) beside the UNet calls."""
+    return f" + {n:,} VAE passes" if the_plan.vae_total else ""
+
 
 # -- the attacks and their costs -----------------------------------------------------------------
 
@@ -153,11 +157,13 @@ if current:
     else:
         n_stored = len(stored_now)
         todo = (
-            f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
+            f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls"
+            f"{vae_text(the_plan.vae_to_compute)}, "
             f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note})."
         )
     st.markdown(
-        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; "
+        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls"
+        f"{vae_text(the_plan.vae_total)} in all on {n_images:,} images; "
         f"{todo}"
     )
 if pending.errors:

@@ -202,6 +202,33 @@ def guess_throughput(n_parameters: int, resolution: int, channels: int, device: 
     return per_s / work
 
 
+def vae_passes(attack: Attack, n_images: int) -> int:
+    """VAE passes a run of ``attack`` on ``n_images`` spends on a latent target: one encode per image (the
+    attack works on the latents of the images, :func:`mia_core.attacks.base.to_model_space`), plus one
+    decode per generated sample for the attacks that compare images with the target's samples
+    (``generates_samples``: their samples are decoded to pixels once, like their UNet calls)."""
+    samples = int(getattr(attack.params, "n_samples", 0)) if attack.generates_samples else 0
+    return int(n_images) + samples
+
+
+def vae_pass_cost(target: Any) -> float:
+    """One VAE pass (an encode or a decode) in UNet-call equivalents on ``target``: (VAE parameters x
+    image values) / (UNet parameters x latent values), the same work measure as :func:`guess_throughput`;
+    0 for a pixel target (no VAE)."""
+    if not getattr(target, "latent", False):
+        return 0.0
+    image_values = target.channels * target.resolution**2
+    unet_values = math.prod(target.model_shape)
+    return target.n_vae_parameters * image_values / max(1, target.n_parameters * unet_values)
+
+
+def guess_target_throughput(target: Any) -> float:
+    """:func:`guess_throughput` for a target: the UNet's work on what it denoises (a latent target's
+    latents, not its images)."""
+    c, h, _ = target.model_shape
+    return guess_throughput(target.n_parameters, h, c, target.device.type)
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "unknown"
@@ -216,14 +243,20 @@ def format_duration(seconds: float | None) -> str:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run of some attacks on N images costs."""
+    """What a run of some attacks on N images costs.
+
+    On a latent target the VAE's passes are counted too (``vae_*``: encodes of the images, decodes of
+    generated samples), and ``seconds`` includes them at ``vae_pass_cost`` UNet-call equivalents each.
+    """
 
     n_images: int
-    rows: list[dict[str, Any]]  # one per attack: name, title, calls, stored
+    rows: list[dict[str, Any]]  # one per attack: name, title, calls, vae_passes, stored
     calls_to_compute: int
     calls_total: int
     seconds: float | None
     measured: bool  # the rate comes from timed runs of this target (else a rough guess)
+    vae_to_compute: int = 0
+    vae_total: int = 0
 
     @property
     def all_stored(self) -> bool:
@@ -236,19 +269,33 @@ def make_plan(
     n_images: int,
     calls_per_second: float | None,
     measured: bool = True,
+    *,
+    vae_pass_cost: float = 0.0,
 ) -> Plan:
+    """The cost of running ``attacks`` on ``n_images`` (those in ``stored`` cost nothing now).
+
+    ``vae_pass_cost`` (:func:`vae_pass_cost`, > 0 for a latent target) counts the VAE: each attack's
+    :func:`vae_passes`, converted to UNet-call equivalents for the time estimate. A rate measured on
+    earlier runs of the same target already includes the VAE's time in its seconds, so a measured
+    estimate counts them only through the rate (``measured=True``).
+    """
     stored = set(stored)
-    rows, to_compute, total = [], 0, 0
+    rows, to_compute, total, vae_todo, vae_total = [], 0, 0, 0, 0
+    latent = vae_pass_cost > 0
     for a in attacks:
         # + what the attack spends once whatever the images (the GAN-era baselines' generated samples, GSA's
         # shadow training; counted in full: the plan cannot see whether the cache already holds them)
         calls = calls_per_image(a) * n_images + a.setup_unet_calls()
+        passes = vae_passes(a, n_images) if latent else 0
         total += calls
+        vae_total += passes
         if a.name not in stored:
             to_compute += calls
-        rows.append({"name": a.name, "title": a.title, "calls": calls, "stored": a.name in stored})
-    seconds = to_compute / calls_per_second if calls_per_second else None
-    return Plan(n_images, rows, to_compute, total, seconds, measured)
+            vae_todo += passes
+        rows.append({"name": a.name, "title": a.title, "calls": calls, "vae_passes": passes, "stored": a.name in stored})
+    work = to_compute + (0.0 if measured else vae_todo * vae_pass_cost)
+    seconds = work / calls_per_second if calls_per_second else None
+    return Plan(n_images, rows, to_compute, total, seconds, measured, vae_todo, vae_total)
 
 
 def attack_table(
