@@ -119,12 +119,20 @@ def _speed():
 speed = _speed()
 measured = speed is not None
 if measured:
-    the_plan = plan.make_plan(current, stored_now, n_images, speed=speed, target=exp.target)
-else:
-    rate = plan.guess_throughput(
-        exp.target.n_parameters, exp.target.resolution, exp.target.channels, exp.target.device.type
+    the_plan = plan.make_plan(
+        current, stored_now, n_images, speed=speed, target=exp.target, vae_pass_cost=plan.vae_pass_cost(exp.target)
     )
-    the_plan = plan.make_plan(current, stored_now, n_images, rate, measured=False)
+else:
+    rate = plan.guess_target_throughput(exp.target)  # a latent target's UNet works on its latents
+    the_plan = plan.make_plan(
+        current, stored_now, n_images, rate, measured=False, vae_pass_cost=plan.vae_pass_cost(exp.target)
+    )
+
+
+def vae_text(n: int) -> str:
+    """A latent target's VAE passes (image encodes, sample decodes) beside the UNet calls."""
+    return f" + {n:,} VAE passes" if the_plan.vae_total else ""
+
 
 # -- the attacks and their costs -----------------------------------------------------------------
 
@@ -176,11 +184,13 @@ if current:
     else:
         n_stored = len(stored_now)
         todo = (
-            f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls, "
+            f"{n_stored} stored (open instantly); to compute: {the_plan.calls_to_compute:,} UNet calls"
+            f"{vae_text(the_plan.vae_to_compute)}, "
             f"**about {plan.format_duration(the_plan.seconds)}** on this machine ({rate_note})."
         )
     st.markdown(
-        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls in all on {n_images:,} images; "
+        f"**Selected:** {len(current)} attack(s), {the_plan.calls_total:,} UNet calls"
+        f"{vae_text(the_plan.vae_total)} in all on {n_images:,} images; "
         f"{todo}"
     )
 if pending.errors:
@@ -307,7 +317,14 @@ def _start(exp_now) -> None:
     s[JOB_KEY] = state.job_id
     job_speed = plan.SPEEDS.get(exp_now.target)
     if job_speed is not None:  # what the estimate said, to recalibrate it from the job's progress
-        job_plan = plan.make_plan(attacks, stored, len(exp_now.ids), speed=job_speed, target=exp_now.target)
+        job_plan = plan.make_plan(
+            attacks,
+            stored,
+            len(exp_now.ids),
+            speed=job_speed,
+            target=exp_now.target,
+            vae_pass_cost=plan.vae_pass_cost(exp_now.target),
+        )
         s[ESTIMATE_KEY] = {
             "job": state.job_id,
             "predicted": job_plan.predicted(),

@@ -206,6 +206,33 @@ def guess_throughput(n_parameters: int, resolution: int, channels: int, device: 
     return per_s / work
 
 
+def vae_passes(attack: Attack, n_images: int) -> int:
+    """VAE passes a run of ``attack`` on ``n_images`` spends on a latent target: one encode per image (the
+    attack works on the latents of the images, :func:`mia_core.attacks.base.to_model_space`), plus one
+    decode per generated sample for the attacks that compare images with the target's samples
+    (``generates_samples``: their samples are decoded to pixels once, like their UNet calls)."""
+    samples = int(getattr(attack.params, "n_samples", 0)) if attack.generates_samples else 0
+    return int(n_images) + samples
+
+
+def vae_pass_cost(target: Any) -> float:
+    """One VAE pass (an encode or a decode) in UNet-call equivalents on ``target``: (VAE parameters x
+    image values) / (UNet parameters x latent values), the same work measure as :func:`guess_throughput`;
+    0 for a pixel target (no VAE)."""
+    if not getattr(target, "latent", False):
+        return 0.0
+    image_values = target.channels * target.resolution**2
+    unet_values = math.prod(target.model_shape)
+    return target.n_vae_parameters * image_values / max(1, target.n_parameters * unet_values)
+
+
+def guess_target_throughput(target: Any) -> float:
+    """:func:`guess_throughput` for a target: the UNet's work on what it denoises (a latent target's
+    latents, not its images)."""
+    c, h, _ = target.model_shape
+    return guess_throughput(target.n_parameters, h, c, target.device.type)
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "unknown"
@@ -421,14 +448,20 @@ SPEEDS = SpeedBook()
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run of some attacks on N images costs."""
+    """What a run of some attacks on N images costs.
+
+    On a latent target the VAE's passes are counted too (``vae_*``: encodes of the images, decodes of
+    generated samples), and ``seconds`` includes them at ``vae_pass_cost`` UNet-call equivalents each.
+    """
 
     n_images: int
-    rows: list[dict[str, Any]]  # one per attack: name, title, calls, stored, seconds
+    rows: list[dict[str, Any]]  # one per attack: name, title, calls, vae_passes, stored, seconds
     calls_to_compute: int
     calls_total: int
     seconds: float | None
     measured: bool  # the time comes from a measurement on this machine (else a rough guess)
+    vae_to_compute: int = 0
+    vae_total: int = 0
 
     @property
     def all_stored(self) -> bool:
@@ -448,30 +481,48 @@ def make_plan(
     *,
     speed: Speed | None = None,
     target: Any = None,
+    vae_pass_cost: float = 0.0,
 ) -> Plan:
-    """The cost of running ``attacks`` on ``n_images`` images; those in ``stored`` cost nothing.
+    """The cost of running ``attacks`` on ``n_images`` images; those in ``stored`` cost nothing now.
 
     Time: with a ``speed`` (and the ``target``), :func:`attack_seconds` per attack; else, with a
-    flat ``calls_per_second``, calls / rate; else unknown (None).
+    flat ``calls_per_second``, calls / rate; else unknown (None). ``vae_pass_cost``
+    (:func:`vae_pass_cost`, > 0 for a latent target) counts the VAE: each attack's :func:`vae_passes`,
+    converted to UNet-call equivalents for the time (a probe times the UNet alone, so they are added
+    to its estimate; a flat rate measured on earlier runs of the target, ``measured=True``, already
+    includes them).
     """
     stored = set(stored)
-    rows, to_compute, total, seconds = [], 0, 0, 0.0
+    rows, to_compute, total, seconds, vae_todo, vae_total = [], 0, 0, 0.0, 0, 0
+    latent = vae_pass_cost > 0
     for a in attacks:
         # + what the attack spends once whatever the images (the GAN-era baselines' generated samples, GSA's
         # shadow training; counted in full: the plan cannot see whether the cache already holds them)
         calls = calls_per_image(a) * n_images + a.setup_unet_calls()
+        passes = vae_passes(a, n_images) if latent else 0
         total += calls
+        vae_total += passes
         secs = None
         if speed is not None and target is not None:
-            secs = attack_seconds(a, n_images, speed, target)
+            secs = attack_seconds(a, n_images, speed, target) + passes * vae_pass_cost / speed.inputs_per_s
         elif calls_per_second:
-            secs = calls / calls_per_second
+            secs = (calls + (0.0 if measured else passes * vae_pass_cost)) / calls_per_second
         if a.name not in stored:
             to_compute += calls
+            vae_todo += passes
             seconds += secs or 0.0
-        rows.append({"name": a.name, "title": a.title, "calls": calls, "stored": a.name in stored, "seconds": secs})
+        rows.append(
+            {
+                "name": a.name,
+                "title": a.title,
+                "calls": calls,
+                "vae_passes": passes,
+                "stored": a.name in stored,
+                "seconds": secs,
+            }
+        )
     known = (speed is not None and target is not None) or bool(calls_per_second)
-    return Plan(n_images, rows, to_compute, total, seconds if known else None, measured)
+    return Plan(n_images, rows, to_compute, total, seconds if known else None, measured, vae_todo, vae_total)
 
 
 def eta_from_progress(
