@@ -11,12 +11,12 @@ computes, per image x with caption c (its own caption from ``data.npz``):
         err_{t,d} = mean over C, H, W of (eps_{t,d} - unet(sqrt(abar_t) z_0 + sqrt(1 - abar_t) eps_{t,d}, t, h))^2
     score   = - mean over t and d of err_{t,d}       (higher = more member-like)
 
-The timesteps and draws are fixed before looking at any result (defaults: 50, 100, 200, 300, 400;
-2 draws); AUC and TPR@1%FPR come from :mod:`mia_core.metrics` (members positive). The per-timestep
+The timesteps and draws are fixed before looking at any result (defaults: 50, 100, ..., 400 in steps of 50;
+4 draws); AUC and TPR@1%FPR come from :mod:`mia_core.metrics` (members positive). The per-timestep
 AUCs are printed for information only: the headline is the pre-declared average.
 
 Usage: python scripts/t2i_leakage.py assets/t2i_target [--timesteps 50,100,200,300,400] [--draws 2]
-       [--seed 0] [--json OUT.json]
+       [--seed 0] [--json OUT.json] [--grid SAMPLES.png]
 """
 
 from __future__ import annotations
@@ -82,14 +82,39 @@ def loss_scores(
     return -errors.mean(axis=1), errors
 
 
+@torch.no_grad()
+def sample_grid(pipe, path: str | Path, per_prompt: int = 6, steps: int = 50, seed: int = 0) -> None:
+    """A PNG grid: one row per caption "a handwritten zero" .. "nine", ``per_prompt`` samples each
+    (``steps`` DDPM steps, guidance off, seeded), every image 32x32 shown at 2x."""
+    from PIL import Image
+
+    from mia_core.lab.train_t2i import DIGIT_WORDS
+
+    rows = []
+    for k, word in enumerate(DIGIT_WORDS):
+        out = pipe(
+            [f"a handwritten {word}"] * per_prompt,
+            num_inference_steps=steps,
+            guidance_scale=1.0,
+            output_type="np",
+            generator=torch.Generator().manual_seed(seed + k),
+        ).images  # (per_prompt, 32, 32, 1) in [0, 1]
+        rows.append(np.concatenate(list(out[..., 0]), axis=1))
+    grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+    Image.fromarray(grid).resize((grid.shape[1] * 2, grid.shape[0] * 2), Image.NEAREST).save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="StableDiffusionPipeline folder with split.json and data.npz")
-    parser.add_argument("--timesteps", default="50,100,200,300,400", help="0-based timesteps, comma-separated")
-    parser.add_argument("--draws", type=int, default=2, help="noise draws per timestep")
+    parser.add_argument(
+        "--timesteps", default="50,100,150,200,250,300,350,400", help="0-based timesteps, comma-separated"
+    )
+    parser.add_argument("--draws", type=int, default=4, help="noise draws per timestep")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    parser.add_argument("--grid", default=None, help="also save a PNG of samples, one row per digit caption")
     args = parser.parse_args(argv)
     from diffusers import StableDiffusionPipeline
 
@@ -130,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(seconds, 1),
         }
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    if args.grid:
+        sample_grid(pipe, args.grid, seed=args.seed)
+        print(f"samples (rows: zero .. nine) saved to {args.grid}")
     return 0
 
 
