@@ -19,7 +19,6 @@ import platform
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from scipy.stats import spearmanr
 
@@ -91,7 +90,7 @@ def main() -> None:
         f"raw UNet (batch 256, t=200): fp32 {bound['fp32']:.1f} images/s, bf16 autocast {bound['bf16']:.1f} images/s "
         f"({bound['fp32'] and bound['bf16'] / bound['fp32']:.2f}x)",
         "",
-        "| attack | images | fp32 s | bf16 s | speed-up | Spearman | >= %.3f | AUC fp32 | AUC bf16 |" % args.threshold,
+        f"| attack | images | fp32 s | bf16 s | speed-up | Spearman | >= {args.threshold:.3f} | AUC fp32 | AUC bf16 |",
         "|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in rows:

@@ -140,7 +140,9 @@ def main() -> None:
         )
     for a, b in zip(rows, rows[1:]):  # what each further image costs: the slope between two sizes
         slope = (b["peak_rss_mib"] - a["peak_rss_mib"]) * 2**20 / (b["n_images"] - a["n_images"])
-        lines.append(f"\n{a['n_images']:,} -> {b['n_images']:,} images: {slope:.0f} bytes of peak RSS per further image")
+        lines.append(
+            f"\n{a['n_images']:,} -> {b['n_images']:,} images: {slope:.0f} bytes of peak RSS per further image"
+        )
     print("\n".join(lines))
     if args.out:
         out = Path(args.out)

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 
 
-def run_once(args: argparse.Namespace, processes: int, tmp: Path) -> dict:
-    out = tmp / f"p{processes}"
+def run_once(args: argparse.Namespace, processes: int, tmp: Path, threads: int | None = None) -> dict:
+    out = tmp / f"p{processes}t{threads}"
     cmd = [sys.executable, "-m", "mia_core.cli", "attack", "--target", args.target, "--data", args.data]
     cmd += ["--limit", str(args.limit), "--attacks", args.attacks, "--out", str(out), "--bootstrap", "0"]
     cmd += ["--processes", str(processes)] + (["--no-trace"] if args.no_trace else [])
@@ -41,7 +41,8 @@ def run_once(args: argparse.Namespace, processes: int, tmp: Path) -> dict:
         cmd += ["--device", args.device]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
@@ -52,6 +53,7 @@ def run_once(args: argparse.Namespace, processes: int, tmp: Path) -> dict:
     n_images, n_attacks = len(scores), len(args.attacks.split(","))
     return {
         "processes": processes,
+        "threads_per_process": threads or max(1, (os.cpu_count() or 1) // processes),
         "images": n_images,
         "attacks": args.attacks,
         "scoring_seconds": round(scoring, 2),
@@ -79,16 +81,18 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         # RUSAGE_CHILDREN is a maximum over every child so far: each configuration in its own process
-        for n in (1, args.processes):
+        # 1 process on every core, 1 process on one core, N processes sharing the cores
+        for n, threads in ((1, None), (1, 1), (args.processes, None)):
             if len(rows) == 0:
                 rows.append(run_once(args, n, Path(tmp)))
             else:
                 code = (
-                    "import sys, json, argparse; sys.path.insert(0, %r); import processes as b; "
-                    "a = argparse.Namespace(**json.loads(sys.argv[1])); r = b.run_once(a, %d, b.Path(sys.argv[2])); "
-                    "r.pop('_scores').to_csv(sys.argv[3], index=False, float_format='%%.9g'); print(json.dumps(r))"
-                ) % (str(Path(__file__).parent), n)
-                csv = Path(tmp) / f"scores{n}.csv"
+                    f"import sys, json, argparse; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                    "import processes as b; a = argparse.Namespace(**json.loads(sys.argv[1])); "
+                    f"r = b.run_once(a, {n}, b.Path(sys.argv[2]), {threads!r}); "
+                    "r.pop('_scores').to_csv(sys.argv[3], index=False, float_format='%.9g'); print(json.dumps(r))"
+                )
+                csv = Path(tmp) / f"scores{n}-{threads}.csv"
                 res = subprocess.run(
                     [sys.executable, "-c", code, json.dumps(vars(args)), tmp, str(csv)],
                     capture_output=True,
@@ -108,27 +112,32 @@ def main() -> None:
                 all(np.array_equal(first[c].to_numpy(), s[c].to_numpy()) for c in first.columns if c != "id")
                 and list(first["id"]) == list(s["id"])
             )
-    ratio = rows[1]["images_per_second"] / rows[0]["images_per_second"]
+    ratio = rows[-1]["images_per_second"] / rows[0]["images_per_second"]
+    ratio_1t = rows[-1]["images_per_second"] / rows[1]["images_per_second"]
     lines = [
         f"`{' '.join(['python', 'benchmarks/processes.py', *sys.argv[1:]])}` on {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores",
         "",
-        "| processes | images x attacks | scoring s | images/s | command s | largest process peak RSS (MiB) "
+        "| processes | threads each | images x attacks | scoring s | images/s | command s | largest process peak RSS (MiB) "
         "| load before -> after (1 min) | scores = 1 process |",
-        "|---:|---:|---:|---:|---:|---:|---|---|",
+        "|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['processes']} | {r['images']} x {len(r['attacks'].split(','))} | {r['scoring_seconds']} "
+            f"| {r['processes']} | {r['threads_per_process']} | {r['images']} x {len(r['attacks'].split(','))} | {r['scoring_seconds']} "
             f"| {r['images_per_second']} | {r['command_seconds']} | {r['largest_process_peak_rss_mib']} "
             f"| {r['load_before'][0]} -> {r['load_after'][0]} | {r['scores_identical_to_1_process']} |"
         )
-    lines += ["", f"ratio ({args.processes} processes / 1): {ratio:.2f}x images/s"]
+    lines += [
+        "",
+        f"ratio ({args.processes} processes / 1 process on every core): {ratio:.2f}x images/s; "
+        f"({args.processes} processes / 1 process on one core): {ratio_1t:.2f}x",
+    ]
     print("\n".join(lines))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "processes.json").write_text(json.dumps({"command": sys.argv, "rows": rows, "ratio": ratio}, indent=1))
+        (out / "processes.json").write_text(json.dumps({"command": sys.argv, "rows": rows, "ratio": ratio, "ratio_to_one_thread": ratio_1t}, indent=1))
         (out / "processes.md").write_text("\n".join(lines) + "\n")
 
 
