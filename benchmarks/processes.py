@@ -137,7 +137,9 @@ def main() -> None:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "processes.json").write_text(json.dumps({"command": sys.argv, "rows": rows, "ratio": ratio, "ratio_to_one_thread": ratio_1t}, indent=1))
+        (out / "processes.json").write_text(
+            json.dumps({"command": sys.argv, "rows": rows, "ratio": ratio, "ratio_to_one_thread": ratio_1t}, indent=1)
+        )
         (out / "processes.md").write_text("\n".join(lines) + "\n")
 
 
