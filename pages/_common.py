@@ -192,6 +192,27 @@ def show_store_notices(store: ResultStore) -> None:
         st.warning(notice, icon=":material/healing:")
 
 
+def show_sharded_runs(store: ResultStore, target_fingerprint: str) -> None:
+    """Runs of this target scored in shards (``mia attack --processes N`` / ``accelerate launch``) into the
+    store: each with its batches done (a stopped run resumes from them) and what each process scored."""
+    from mia_core.lab.shards import sharded_runs
+
+    runs = [r for r in sharded_runs(store) if r.get("key", {}).get("target_fingerprint") == target_fingerprint]
+    if not runs:
+        return
+    open_runs = [r for r in runs if not r.get("merged")]
+    title = f"Sharded runs of this target ({len(runs)}" + (f", {len(open_runs)} not finished)" if open_runs else ")")
+    with st.expander(title, expanded=bool(open_runs), icon=":material/call_split:"):
+        for r in runs:
+            state = "merged into the store" if r.get("merged") else "in progress, or stopped: rerun the command"
+            shares = ", ".join(f"{who}: {n}" for who, n in sorted(r.get("by_process", {}).items()))
+            st.progress(
+                min(1.0, r["fraction"]),
+                text=f"**{r['attack']}** on {r['n_images']:,} images · {r['batches_done']}/{r['n_batches']} batches "
+                f"of {r['batch_size']} · {state}" + (f" · batches by {shares}" if shares else ""),
+            )
+
+
 def running_job_box(
     worker: Worker,
     job: Any,

@@ -24,6 +24,7 @@ from pages._common import (
     results,
     running_job_box,
     selected_attacks,
+    show_sharded_runs,
     try_experiment,
 )
 
@@ -58,6 +59,8 @@ st.markdown(
     f"{exp.target.resolution}×{exp.target.resolution}, {exp.target.device.type}) · data `{s['cfg.data']}`: "
     f"**{n_images:,} images**, {n_members:,} members and {n_images - n_members:,} non-members{limit_note} · seed {seed}"
 )
+
+show_sharded_runs(store, exp.target.fingerprint)
 
 try:
     ran = selected_attacks()  # the last Run's selection: what the results below are for

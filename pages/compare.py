@@ -22,7 +22,14 @@ from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.html import figure_html
 from mia_core.views.transfer import oracle_transferred_table
-from pages._common import budget_control, get_store, selected_attacks, show_store_notices, try_experiment
+from pages._common import (
+    budget_control,
+    get_store,
+    selected_attacks,
+    show_sharded_runs,
+    show_store_notices,
+    try_experiment,
+)
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}
 
@@ -204,6 +211,7 @@ for rid in chosen_runs:
     elif set(stored.ids) <= known_ids:
         res[rid] = stored
 show_store_notices(store)
+show_sharded_runs(store, exp.target.fingerprint)
 if not_stored:
     st.info(
         "Not stored on this experiment (run them in the Attack lab): "

@@ -129,3 +129,22 @@ def test_two_cpu_processes_killed_and_resumed_equal_one_process(exp, reference, 
         # scores.csv holds 9 significant digits: exact for the float32 values the attacks compute
         np.testing.assert_array_equal(scores[name].to_numpy(np.float32), reference[name].scores.astype(np.float32))
         _assert_same(store.get(exp.run_key(one(name), 0)), reference[name])
+
+
+def test_compare_and_attack_lab_show_a_sharded_run_with_its_progress(open_page, tmp_path):
+    from mia_core.target import load_target
+
+    folder = tmp_path / "store" / shards.SHARDS_DIR / "0123456789abcdef0123"
+    folder.mkdir(parents=True)
+    key = {"target_fingerprint": load_target("default", device="cpu").fingerprint, "images_fingerprint": "x"}
+    manifest = {"attack": "pia", "key": key, "n_images": 1000, "batch_size": 256, "n_batches": 4, "merged": False}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("batch-000000-p0of2.npz", "batch-000002-p1of2.npz", "batch-000003-p1of2.npz"):
+        (folder / name).write_bytes(b"")  # only the names count here
+    for page in ("pages/attack_lab.py",):  # Compare calls the same helper (pages._common.show_sharded_runs)
+        at = open_page(page)
+        [box] = [e for e in at.expander if e.label.startswith("Sharded runs")]
+        assert box.label == "Sharded runs of this target (1, 1 not finished)"
+        [bar] = box.get("progress")
+        assert bar.value == 75  # percent
+        assert "3/4 batches of 256" in bar.proto.text and "process 1 of 2: 2" in bar.proto.text

@@ -328,6 +328,7 @@ def _shard_one(
         _write_json_atomic(folder / "manifest.json", manifest)
         plan_info = (bs, todo, len(present))
     bs, todo, n_present = procs.broadcast(plan_info)
+    started = time.perf_counter()
     plan = ShardPlan(n, bs)
     mine = procs.split(todo)
     before = min(n, n_present * bs)
@@ -353,6 +354,7 @@ def _shard_one(
     if not procs.main:
         return None
     merged = merge_batches(folder, plan, exp.ids, keep)
+    merged["wall_seconds"] = time.perf_counter() - started  # this attempt: split, score, wait for all, merge
     if progress is not None:
         progress(label, n, n)
     return merged
@@ -362,6 +364,8 @@ def _finish(folder: Path, merged: dict[str, Any]) -> None:
     """Record the merge in the manifest and delete the batch files (the result is in the store now)."""
     manifest = read_manifest(folder) or {}
     manifest.update(merged=True, finished=time.strftime("%Y-%m-%dT%H:%M:%S"), by_process=merged["by_process"])
+    if manifest.get("attempts"):
+        manifest["attempts"][-1]["wall_seconds"] = round(merged["wall_seconds"], 3)
     _write_json_atomic(folder / "manifest.json", manifest)
     for path in batch_files(folder).values():
         path.unlink(missing_ok=True)
