@@ -12,11 +12,13 @@ from pathlib import Path
 
 import streamlit as st
 
+from mia_core.attacks import REGISTRY
+from mia_core.lab.mixing import submit_shift_study
 from mia_core.lab.plan import format_duration
 from mia_core.lab.study import Study, list_studies, load_study
 from mia_core.paths import STUDIES_DIR, runs_dir
 from mia_core.views import factors as fv
-from pages._common import download_figure
+from pages._common import download_figure, get_store, get_worker, poll_job
 
 s = st.session_state
 SHIPPED_DIR = STUDIES_DIR
@@ -78,6 +80,52 @@ def _open_typed() -> None:
     s["factors.choice"] = None
 
 
+def _shift_section() -> None:
+    """Run the mixing experiment on the session's target on the worker; show the study when it is done."""
+    attacks = [a for a in s.get("cfg.attacks", []) if a in REGISTRY and not REGISTRY[a].learns] or ["loss", "pia"]
+    st.caption(
+        "Replace 0, 25, 50, 75 and 100 % of the session's non-members with brightened copies (CopyMark's mixing "
+        "experiment) and measure every attack's AUC and the blind baseline's on each mixed split. Nothing is "
+        f"trained; the session's target `{s['cfg.target']}` on `{s['cfg.data']}` with "
+        f"{', '.join(attacks)} (the session's attacks that score every image)."
+    )
+    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    delta = c1.slider("Brightness shift (/255)", 5, 120, 40, 5, key="factors.shift.delta")
+    limit = c2.selectbox(
+        "Images per class",
+        [50, 100, 300, None],
+        index=2,
+        key="factors.shift.limit",
+        format_func=lambda n: "all" if n is None else f"{n}",
+        help="At most this many members and as many non-members (fewer = faster).",
+    )
+    shift = f"brightness:{delta}"
+    out = USER_DIR / f"shift_{delta}_{limit or 'all'}"
+    request = dict(target=s["cfg.target"], data=s["cfg.data"], attacks=attacks, shift=shift, out_dir=str(out))
+    if c3.button("Run", key="factors.shift.run", icon=":material/play_arrow:"):
+        job = submit_shift_study(get_worker(), limit=limit, seed=int(s.get("cfg.seed", 0)), store=get_store(), **request)
+        s["factors.shift.job"] = (job.job_id, str(out / "study.json"))
+    job_id, file = s.get("factors.shift.job") or (None, None)
+
+    def ended(job) -> None:
+        if job.status == "done":
+            st.success(f"Done: the shift study is in `{file}` and shown below.", icon=":material/check_circle:")
+        elif job.status == "failed":
+            st.error(f"The shift study failed: {job.error}")
+
+    poll_job(
+        get_worker(),
+        job_id,
+        "factors.shift.polling",
+        running=lambda js: st.progress(js.fraction, text=f"Shift study… {js.message or js.status}"),
+        ended=ended,
+    )
+    job = get_worker().get(job_id) if job_id else None
+    if job is not None and job.status == "done" and s.get("factors.shift.shown") != job_id:
+        s["factors.shift.shown"] = job_id
+        s["factors.typed"], s["factors.choice"] = str(Path(file).resolve()), None
+
+
 # -- the page --------------------------------------------------------------------------------------
 
 st.title("🛡️ Factors & defences")
@@ -86,6 +134,11 @@ st.caption(
     "of a single factor (everything else fixed) and ran the same attacks on each: the curves show how attack "
     "strength and the model's quality move together."
 )
+
+with st.expander(
+    "🧪 Run the mixing experiment (distribution shift) on the session's target", expanded=bool(s.get("factors.shift.job"))
+):
+    _shift_section()
 
 found = _found()
 typed = s.get("factors.typed")
@@ -160,7 +213,7 @@ if info is not None:
         st.markdown(f"**{info.heading}.** {info.why}")
 shipped = SHIPPED_DIR.resolve() in file.resolve().parents
 st.caption(
-    f"**Caveat.** {fv.CAVEAT}"
+    f"**Caveat.** {fv.caveat(view.factor)}"
     if shipped
     else "**Caveat.** One training run per value: a difference smaller than the intervals may be noise, and a "
     "small model on small data shows the direction of an effect more reliably than its size."
@@ -250,6 +303,6 @@ with st.expander("The models", expanded=bool(s.get("factors.flash"))):
         st.success(f"The session now attacks `{flash}`.", icon=":material/check_circle:")
         st.page_link("pages/attack_lab.py", label="Attack it in the Attack lab", icon="⚔️")
 
-with st.expander("All four factors, explained"):
+with st.expander("Every factor, explained"):
     for factor in fv.FACTORS.values():
         st.markdown(f"**{factor.title}.** {factor.why}")

@@ -134,7 +134,10 @@ i = index_of[sample_id]
 truth = bool(is_member[i])
 # Thresholds from the calibration half of the split, measured on the other half (the cut of Compare's
 # transferred columns): never the oracle threshold of the scores being judged.
-partition = calibration_partition(is_member)
+try:
+    partition = calibration_partition(is_member)
+except ValueError:  # fewer than 2 members or non-members: every known non-member sets it (the caveat says so)
+    partition = None
 calibrations = calibrations_from_results(res, ids, is_member, partition=partition) if res else {}
 s["sel.sample"] = sample_id
 st.query_params["id"] = sample_id
@@ -230,7 +233,9 @@ with right:
         st.caption(
             "\\* "
             + threshold_source_line(
-                calibrations, budget, sample_part="calibration" if partition.calibration[i] else "test"
+                calibrations,
+                budget,
+                sample_part=None if partition is None else ("calibration" if partition.calibration[i] else "test"),
             )
         )
 

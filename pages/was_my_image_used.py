@@ -237,7 +237,10 @@ if scores is None:
 titles = {a.name: _title(a.name) for a in attacks}
 # Thresholds from the calibration half of the split, measured on the other half: the same cut as Compare's
 # transferred columns (mia_core.calibration.calibration_partition with its defaults).
-partition = calibration_partition(exp.is_member)
+try:
+    partition = calibration_partition(exp.is_member)
+except ValueError:  # fewer than 2 members or non-members: every known non-member sets it (the caveat says so)
+    partition = None
 calibrations = calibrations_from_results(
     {a.name: stored[a.name] for a in attacks}, exp.ids, exp.is_member, titles, partition=partition
 )
@@ -297,7 +300,7 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
             st.markdown("\n".join(lines))
             if image_id in known:
                 role, sid = known[image_id]
-                part = "calibration" if partition.calibration[exp.ids.index(sid)] else "test"
+                part = "calibration" if partition is None or partition.calibration[exp.ids.index(sid)] else "test"
                 st.caption(
                     f"This is a known {role} of the split, fed through the same path as an "
                     f"upload. It lies in the split's {part} part"
@@ -332,10 +335,10 @@ for tab, name in zip(tabs, report.attacks):
         fig = placement_figure(report, name, score_label=REGISTRY[name].score_label if name in REGISTRY else "")
         st.plotly_chart(fig, key=f"miu.fig.{name}", config={"displaylogo": False})
         rule_tpr = cal.rule_tpr(budget)  # on the test part's members: images the threshold was not chosen on
-        n_test = cal.test_member_scores.size
+        n_test = (cal.test_member_scores if cal.transferred else cal.member_scores).size
         st.caption(  # the numbers only: the page's caveat is said once, above the cards
             f"{titles[name]}: the threshold flags at most {budget_text(budget)} of the {cal.n_nonmembers:,} "
-            f"calibration non-members and {round(rule_tpr * n_test):,} of the {n_test:,} test-part members "
+            f"calibration non-members and {round(rule_tpr * n_test):,} of the {n_test:,} {'test-part' if cal.transferred else 'known'} members "
             f"(TPR {rule_tpr:.2f})."
             if rule_tpr is not None
             else f"{titles[name]}: no threshold at {budget_text(budget)} FPR with {cal.n_nonmembers:,} non-members."

@@ -253,3 +253,31 @@ def test_a_study_still_running_keeps_its_pending_values_on_the_axis():
     )
     study["rows"] = [r for r in study["rows"] if r["label"] == "no DP"]
     assert fv.findings(fv.study_view(study)) == ["Only one value of DP target epsilon has results: nothing to compare."]
+
+
+def test_shift_study_draws_the_blind_baseline_and_says_what_it_means():
+    """A shift study (mixing experiment): the blind baseline is a grey dash-dot reference line, the findings
+    open with it and name the attacks that rise with it; no utility panel (nothing was trained)."""
+    study = make_study(
+        factor="shift",
+        values=(0.0, 0.5, 1.0),
+        labels=("0% shifted", "50% shifted", "100% shifted"),
+        aucs={"loss": (0.60, 0.70, 0.85), "pia": (0.90, 0.91, 0.90), "blind": (0.50, 0.72, 0.99)},
+        heldout=(None, None, None),
+        member=(None, None, None),
+        attacks=("loss", "pia", "blind"),
+        epsilons=(None, None, None),
+    )
+    view = fv.study_view(study)
+    fig = fv.factor_figure(view)
+    blind = [t for t in fig.data if t.meta["role"] == "reference"]
+    assert len(blind) == 1 and blind[0].meta["attack"] == "blind" and blind[0].line.dash == "dashdot"
+    assert blind[0].name == "blind baseline (images only, no model)"
+    assert {t.meta["attack"] for t in fig.data if t.meta["role"] == "attack"} == {"loss", "pia"}
+    assert not [t for t in fig.data if t.meta["role"] == "utility"]
+    lines = fv.findings(view)
+    assert lines[0].startswith("The **blind baseline**") and "rises from 0.50 to 0.99" in lines[0]
+    assert "Loss rises with it" in lines[0] and "PIA" not in lines[0] and "not memorisation" in lines[0]
+    assert "strongest attack" in lines[1] and "PIA" in lines[1]  # the blind baseline is not an attack
+    assert fv.caveat("shift") == fv.SHIFT_CAVEAT and fv.caveat("steps") == fv.CAVEAT
+    assert fv.FACTORS["shift"].title.startswith("Distribution shift")

@@ -118,3 +118,55 @@ def test_url_opens_a_shipped_study(open_page):
         pytest.skip("the shipped digits_dp_epsilon study is not in assets/studies")
     at = open_page("pages/factors.py", study="digits_dp_epsilon")
     assert at.selectbox(key="factors.choice").value.startswith("digits_dp_epsilon — ")
+
+
+def test_shipped_shift_study_plots_every_attack_and_the_blind_baseline(open_page):
+    """?study=digits_shift: every attack's AUC and the blind baseline's against the share of shifted non-members."""
+    from mia_core.lab.study import load_study
+    from mia_core.views import factors as fv
+
+    path = REPO / "assets" / "studies" / "digits_shift" / "study.json"
+    assert path.is_file(), "the shipped shift study (mia study --factor shift ...) is missing"
+    at = open_page(PAGE, study="digits_shift")
+    assert at.selectbox(key="factors.choice").value.startswith("digits_shift — ")
+    spec = _chart(at)
+    study = load_study(path)
+    attacks = {t["meta"]["attack"]: t for t in spec["data"] if t.get("meta", {}).get("role") == "attack"}
+    assert set(attacks) == {"loss", "pia", "sima", "secmi"}
+    from test_page_learn import _values as _arr
+
+    (blind,) = [t for t in spec["data"] if t.get("meta", {}).get("role") == "reference"]
+    expected = [r["auc"] for r in sorted(study.rows, key=lambda r: r["value"]) if r["attack"] == "blind"]
+    assert _arr(blind["y"]) == pytest.approx(expected) and _arr(blind["x"])[0] == "0% shifted"
+    assert expected[0] < 0.6 < 0.9 < expected[-1]  # chance on the default split, separated when all are shifted
+    text = _texts(at)
+    assert "The **blind baseline**" in text and fv.SHIFT_CAVEAT in text
+    assert "--factor shift" in " ".join(c.value for c in at.code)
+
+
+def test_shift_study_runs_from_the_page(open_page, tmp_path, monkeypatch):
+    """The mixing experiment runs on the worker from the page and is then shown, with the blind baseline."""
+    import time
+
+    monkeypatch.setenv("MIA_RUNS", str(tmp_path / "runs"))
+    at = open_page(PAGE, run=False)
+    at.session_state["cfg.attacks"] = ["sima", "secmi_nn"]  # a learned attack is left out
+    at.run()
+    at.selectbox(key="factors.shift.limit").set_value(50)
+    at.button(key="factors.shift.run").click().run()
+    assert not at.exception, at.exception
+    file = tmp_path / "runs" / "studies" / "shift_40_50" / "study.json"
+    for _ in range(240):  # the worker thread; AppTest does not tick the polling fragment
+        if file.is_file() and not at.get("progress"):
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception, at.exception
+    assert file.is_file()
+    at.run()
+    study = json.loads(file.read_text())
+    assert study["factor"] == "shift" and study["attacks"] == ["sima", "blind"]
+    assert "--shift brightness:40" in study["command"] and "--limit 50" in study["command"]
+    spec = _chart(at)
+    assert [t["meta"]["attack"] for t in spec["data"] if t.get("meta", {}).get("role") == "attack"] == ["sima"]
+    assert [t["meta"]["attack"] for t in spec["data"] if t.get("meta", {}).get("role") == "reference"] == ["blind"]

@@ -28,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SHIFT_FACTOR", "shifted_images", "run_shift_study"]
+__all__ = ["SHIFT_FACTOR", "SHIFT_SHARES", "shifted_images", "run_shift_study", "submit_shift_study"]
 
 SHIFT_FACTOR = "shift"
+#: The shares of replaced non-members the app runs (CopyMark's 0/25/50/75 % and all of them).
+SHIFT_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def shifted_images(images: np.ndarray, shift: str, *, resolution: int, channels: int) -> tuple[np.ndarray, str]:
@@ -183,3 +185,66 @@ def _row(value: float, label: str, name: str, m: Any) -> dict[str, Any]:
         "n_members": int(m.n_members),
         "n_nonmembers": int(m.n_nonmembers),
     }
+
+
+def submit_shift_study(
+    worker: Any,
+    *,
+    target: str,
+    data: str,
+    attacks: Sequence[str],
+    shift: str,
+    out_dir: str | Path,
+    limit: int | None = None,
+    seed: int = 0,
+    store: Any = None,
+    values: Sequence[float] = SHIFT_SHARES,
+) -> Any:
+    """Queue :func:`run_shift_study` on the app's worker (:class:`mia_core.lab.runs.Worker`); return its JobState.
+
+    The job id is derived from every argument, so the same request is not run twice while it is
+    queued, running or done; the study lands in ``out_dir`` (``study.json``), as ``mia study --factor
+    shift`` writes it, with the equivalent command recorded.
+    """
+    import hashlib
+    import json
+
+    request = {
+        "target": str(target),
+        "data": str(data),
+        "attacks": list(attacks),
+        "shift": shift,
+        "out_dir": str(out_dir),
+        "limit": limit,
+        "seed": int(seed),
+        "values": [float(v) for v in values],
+    }
+    job_id = "shift-study-" + hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
+    previous = worker.get(job_id)
+    if previous is not None and previous.status in ("failed", "cancelled"):
+        worker.forget(job_id)
+    command = (
+        f"mia study --factor shift --values {','.join(f'{v:g}' for v in values)} --target {target} --data {data} "
+        f"--shift {shift} --attacks {','.join(attacks)}" + (f" --limit {limit}" if limit else "") + f" --seed {seed}"
+        f" --out {out_dir}"
+    )
+
+    def run(state: Any) -> None:
+        def progress(phase: str, done: int, total: int) -> None:
+            state.phase, state.done, state.total, state.message = phase, done, total, f"{phase}: {done}/{total}"
+
+        run_shift_study(
+            values,
+            target=target,
+            data=data,
+            shift=shift,
+            attacks=attacks,
+            out_dir=out_dir,
+            seed=seed,
+            limit=limit,
+            store=store,
+            command=command,
+            progress=progress,
+        )
+
+    return worker.submit(job_id, f"shift study ({shift}) on {target}", run)

@@ -7,7 +7,9 @@ page only wires these functions to widgets, and they are unit-tested on hand-mad
 
 Notation (the study.json fields):
 
-    factor        "steps" | "n_members" | "dp_epsilon" | "augment"
+    factor        "steps" | "n_members" | "dp_epsilon" | "augment" | "shift" (the mixing experiment: no
+                  training; a share of the non-members replaced by shifted images, attack "blind" =
+                  the blind baseline, :mod:`mia_core.lab.mixing`)
     value         the factor's value of one model (int, float, str; None = "no DP" for dp_epsilon)
     label         how that value is shown ("6000 steps", "ε = 1", "no DP")
     auc, auc_ci   the attack's ROC-AUC and its 95 % bootstrap interval [lo, hi]
@@ -49,6 +51,9 @@ __all__ = [
     "factor_figure",
     "findings",
     "METRICS",
+    "BLIND",
+    "SHIFT_CAVEAT",
+    "caveat",
 ]
 
 STUDY_FORMAT = "mia-study/1"
@@ -60,6 +65,18 @@ METRICS = {
 AUGMENT_ORDER = ("none", "hflip", "strong")
 #: Two values that differ by less than this are "about the same" in the findings.
 FLAT_AUC = 0.02
+
+#: The attack name of the blind baseline's rows in a shift study (:mod:`mia_core.lab.mixing`).
+BLIND = "blind"
+BLIND_LABEL = "blind baseline (images only, no model)"
+BLIND_COLOR = "#7f7f7f"  # the grey dash-dot of the blind baseline on Compare's ROC
+
+SHIFT_CAVEAT = (
+    "The shipped shift study is small: the embedded default target, 300 members against 300 non-members of the "
+    "8×8 digits, the replaced non-members brightened by 40/255 (a shift a person barely notices). It shows the "
+    "pitfall, not the size of the effect on real data (CopyMark: PIA 0.66 → 0.74 as COCO replaces LAION "
+    "non-members)."
+)
 
 CAVEAT = (
     "The shipped studies are small: UNets of about 177,000 parameters (16/32 channels) trained on scikit-learn's 8×8 "
@@ -117,7 +134,23 @@ FACTORS: dict[str, FactorInfo] = {
         "tests the augmented versions can recover part of the signal, and on digits a mirror image is not a "
         "natural digit, which costs some utility.",
     ),
+    "shift": FactorInfo(
+        "Distribution shift (the mixing experiment)",
+        "Why a shifted split looks like leakage",
+        "Nothing is trained here: one fixed model, and a growing share of its non-members replaced by images "
+        "from another distribution (CopyMark's mixing experiment). The members do not change, so the model's "
+        "memorisation does not either; yet every attack's AUC rises, because the attacks score the shifted "
+        "images differently for reasons that have nothing to do with training. The blind baseline, a classifier "
+        "that sees only the images and never queries the model, rises with them: when it beats chance, the split "
+        "is biased and attack numbers on it overstate memorisation. Published results on Stable Diffusion (LAION "
+        "members against COCO non-members) are of this kind.",
+    ),
 }
+
+
+def caveat(factor: str) -> str:
+    """The caveat shown under a shipped study of ``factor``."""
+    return SHIFT_CAVEAT if factor == "shift" else CAVEAT
 
 
 # --------------------------------------------------------------------------- reading a study
@@ -421,18 +454,19 @@ def factor_figure(view: StudyView, metric: str = "auc", *, title: str | None = N
                 width=5,
             )
         custom = np.stack([part["auc_lo"], part["auc_hi"], part["tpr_at_1pct"]], axis=1)
+        blind = name == BLIND and view.factor == "shift"
         fig.add_trace(
             go.Scatter(
                 x=part["label"],
                 y=y,
                 mode="lines+markers",
-                name=short_name(name),
+                name=BLIND_LABEL if blind else short_name(name),
                 error_y=error,
-                line=dict(color=attack_color(name), width=2.5),
-                marker=dict(size=9),
+                line=dict(color=BLIND_COLOR, width=3, dash="dashdot") if blind else dict(color=attack_color(name), width=2.5),
+                marker=dict(size=9, symbol="square") if blind else dict(size=9),
                 connectgaps=False,
                 customdata=custom,
-                meta={"role": "attack", "attack": name, "metric": metric},
+                meta={"role": "reference" if blind else "attack", "attack": name, "metric": metric},
                 hovertemplate=(
                     f"<b>{short_name(name)}</b> · %{{x}}<br>AUC %{{y:.3f}} [%{{customdata[0]:.3f}}, "
                     "%{customdata[1]:.3f}]<extra></extra>"
@@ -533,6 +567,8 @@ def _value_words(view: StudyView, row: pd.Series, unit: bool = True) -> str:
         return f"{words} {'steps' if view.factor == 'steps' else 'members'}" if unit else words
     if view.factor == "dp_epsilon":
         return "no DP" if is_no_dp(value) else f"ε = {float(value):g}"
+    if view.factor == "shift" and _number(value) is not None:
+        return f"{float(value):.0%} of the non-members shifted" if unit else f"{float(value):.0%}"
     return label
 
 
@@ -547,6 +583,8 @@ def _span(view: StudyView, first: pd.Series, last: pd.Series) -> str:
         return f"as the privacy budget goes from {a} to {b}"
     if view.factor == "augment":
         return f"as augmentation goes from {a} to {b}"
+    if view.factor == "shift":
+        return f"as the share of shifted non-members goes from {a} to {b}"
     return f"as {view.factor_label} goes from {a} to {b}"
 
 
@@ -598,6 +636,10 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
         return ["This study has no attack results to summarise."]
     name_of = {"auc": "AUC", "tpr_at_1pct": "TPR at 1% FPR"}
     flat = FLAT_AUC if metric == "auc" else 0.02
+    blind_rows = rows[rows["attack"] == BLIND] if view.factor == "shift" else rows.iloc[:0]
+    rows = rows.drop(index=blind_rows.index)
+    if rows.empty or rows[metric].isna().all():
+        return ["This study has no attack results to summarise."]
     best = rows.loc[rows[metric].idxmax(), "attack"]
     out: list[str] = []
     part = rows[rows["attack"] == best]
@@ -647,9 +689,28 @@ def findings(view: StudyView, metric: str = "auc") -> list[str]:
                 else "The 95 % bootstrap intervals at the two ends overlap: the change may be noise."
             )
 
+    blind_ends = _ends(blind_rows, metric)
+    if blind_ends is not None:
+        ba, bb = float(blind_ends[0][metric]), float(blind_ends[1][metric])
+        bverb = _direction(ba, bb, flat)
+        risers = []
+        for name in view.attacks:
+            e = _ends(rows[rows["attack"] == name], metric)
+            if e is not None and _direction(float(e[0][metric]), float(e[1][metric]), flat) == "rises":
+                risers.append(short_name(name))
+        sentence = (
+            f"The **blind baseline** (images only, it never queries the model) {bverb} from "
+            f"{_fmt_metric(metric, ba)} to {_fmt_metric(metric, bb)} over the same range"
+        )
+        if bverb == "rises" and risers:
+            sentence += (
+                f"; {', '.join(risers)} rise{'s' if len(risers) == 1 else ''} with it. The members and the model "
+                "are the same throughout, so that gain measures the shift, not memorisation"
+            )
+        out.insert(0, sentence + ".")  # the point of a shift study: first
     others = []
     for name in view.attacks:
-        if name == best:
+        if name == best or (name == BLIND and view.factor == "shift"):
             continue
         ends_o = _ends(rows[rows["attack"] == name], metric)
         if ends_o is None:
