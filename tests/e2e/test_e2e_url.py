@@ -13,7 +13,9 @@ pytestmark = pytest.mark.browser
 
 
 def _chips(page) -> list[str]:
-    return page.locator(".st-key-compare-runs [data-baseweb='tag']").all_inner_texts()
+    chips = page.locator(".st-key-compare-runs [data-baseweb='tag']")
+    chips.first.wait_for(state="visible", timeout=240_000)  # the page may still be loading the experiment
+    return chips.all_inner_texts()
 
 
 def _legend(page) -> list[str]:
