@@ -50,8 +50,9 @@ def test_presenter_deck_shows_the_runs_of_the_link(open_page, loss_t100):
 
     at = open_page("pages/presenter.py", runs=RS.join_runs(["pia", loss_t100]))
     html = deck(at)
-    # the charts' traces are the link's runs (slide text may still name other attacks)
-    assert '"name":"Loss sweep=none, timesteps=100' in html and '"name":"PIA' in html
-    assert '"name":"SecMI' not in html
+    # the ROC's curves ("<run> \u2014 AUC ...") are the link's runs (the shipped defence study's slide keeps its own)
+    roc = '"name":"{} \\u2014 AUC'
+    assert roc.format("Loss sweep=none, timesteps=100") in html and roc.format("PIA") in html
+    assert roc.format("SecMI") not in html
     default = deck(open_page("pages/presenter.py"))
-    assert '"name":"SecMI' in default and "Loss sweep=none, timesteps=100" not in default
+    assert roc.format("SecMI") in default and "Loss sweep=none, timesteps=100" not in default

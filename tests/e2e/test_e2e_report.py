@@ -18,9 +18,11 @@ def test_exported_report_opens_offline_with_every_section(browser, page, app_ser
     wait_for_app(page)
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Compare").click()
     wait_for_app(page, 240_000)  # the first Compare run loads the experiment and evaluates every run
+    button = page.get_by_role("button", name="Export audit report (HTML)")
+    button.wait_for(state="visible", timeout=240_000)  # the page may still be loading the experiment
     no_exception(page)
-    with page.expect_download(timeout=120_000) as download:
-        page.locator(".st-key-compare-report button").click()
+    with page.expect_download(timeout=240_000) as download:
+        button.click()
     path = tmp_path / "audit_report.html"
     download.value.save_as(path)
 

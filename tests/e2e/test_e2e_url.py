@@ -13,7 +13,9 @@ pytestmark = pytest.mark.browser
 
 
 def _chips(page) -> list[str]:
-    return page.locator(".st-key-compare-runs [data-baseweb='tag']").all_inner_texts()
+    chips = page.locator(".st-key-compare-runs [data-tag]")  # the multiselect's chips (aria-label = the label)
+    chips.first.wait_for(state="visible", timeout=240_000)  # the page may still be loading the experiment
+    return [c.get_attribute("aria-label") for c in chips.all()]
 
 
 def _legend(page) -> list[str]:
@@ -32,12 +34,11 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
     wait_for_app(page, 240_000)  # the first Compare run loads the experiment and evaluates every run
     assert _chips(page) == ["Loss", "SecMI", "PIA", "PIAN", "SimA"]  # the Attack lab's selection
 
-    # the selection: drop the last three runs (Backspace removes the last chip), then a 5 % budget
-    page.locator(".st-key-compare-runs input").click()
-    for _ in range(3):
-        page.keyboard.press("Backspace")
-        wait_for_app(page)
-    page.keyboard.press("Escape")
+    # the selection: drop three runs with their chips' remove buttons, then a 5 % budget
+    for label in ("SimA", "PIAN", "PIA"):
+        page.locator(".st-key-compare-runs").get_by_role("button", name=f"Remove {label}", exact=True).click()
+        wait_for_app(page, 240_000)
+        page.locator(f".st-key-compare-runs [data-tag][aria-label='{label}']").wait_for(state="detached")
     page.locator(".st-key-fpr").get_by_role("button", name="5%").click()
     wait_for_app(page)
     no_exception(page)
