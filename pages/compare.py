@@ -144,12 +144,6 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
         threshold_label="your threshold" if moved else f"{F.budget_label(budget)} FPR budget",
         title=f"{short_name(run)}: {REGISTRY[base].score_label if base in REGISTRY else 'score'}",
     )
-    event = st.plotly_chart(
-        hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
-    )
-    picked = _selected_id(event, set(r.ids))
-    if picked is not None:
-        open_sample(picked, base)
     conf = F.confusion_at(r.scores, labels_of_run, chosen)
     c_table, c_rates = st.columns([3, 2], vertical_alignment="center")
     with c_table, st.container(key="compare_confusion"):
@@ -159,6 +153,12 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
         st.metric("achieved FPR", f"{conf.fpr:.2%}", help=f"{conf.fp} of {conf.fp + conf.tn} non-members flagged")
         st.metric("achieved TPR", f"{conf.tpr:.2%}", help=f"{conf.tp} of {conf.tp + conf.fn} members flagged")
         st.caption(f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged.")
+    event = st.plotly_chart(
+        hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
+    )
+    picked = _selected_id(event, set(r.ids))
+    if picked is not None:
+        open_sample(picked, base)
     html_download(hist, f"histogram_{run}", "dl_hist")
 
 

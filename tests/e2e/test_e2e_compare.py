@@ -82,3 +82,41 @@ def test_vulnerable_table_row_opens_sample(page, app_server):
     assert match
     assert page.locator(".st-key-sample-id input").input_value().startswith(match.group(1))
     assert page.get_by_text(f"{match.group(1)} (enlarged").count() >= 1
+
+
+def test_threshold_slider_updates_the_confusion_matrix(page, app_server):
+    """Issue 19 what-if: drag the Compare threshold; the confusion matrix and achieved FPR/TPR follow."""
+    _open_compare(page, app_server)
+    page.get_by_role("tab", name="Score histograms").click()
+    wait_for_app(page)
+    slider = page.get_by_test_id("stSlider").filter(has_text="Threshold: drag it").get_by_role("slider")
+    slider.wait_for(state="visible")
+    rates = page.locator(".st-key-compare_rates")
+    confusion = page.locator(".st-key-compare_confusion")
+    before_table = confusion.inner_text()
+    fpr_before = float(re.search(r"achieved FPR\s*([\d.]+)%", rates.inner_text()).group(1))
+    assert fpr_before <= 1.0  # starts at the 1 % FPR budget's threshold
+
+    # drag the thumb to the far left of its track: every image is flagged
+    box = slider.bounding_box()
+    track = page.get_by_test_id("stSlider").filter(has_text="Threshold: drag it").bounding_box()
+    page.mouse.move(box["x"] + box["height"] / 2, box["y"] + box["height"] / 2)  # the thumb (the box includes its value label)
+    page.mouse.down()
+    page.mouse.move(track["x"] - 50, box["y"] + box["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        "el => /achieved FPR\\s*100\\.00%/.test(el.innerText)", arg=rates.element_handle(), timeout=30_000
+    )
+    wait_for_app(page)
+    no_exception(page)
+    assert re.search(r"achieved TPR\s*100\.00%", rates.inner_text())
+    assert confusion.inner_text() != before_table
+    # the keyboard moves it too (End = the highest score: almost nothing flagged)
+    slider.focus()
+    page.keyboard.press("End")
+    page.wait_for_function(
+        "el => { const m = /achieved FPR\\s*([\\d.]+)%/.exec(el.innerText); return m && parseFloat(m[1]) < 1; }",
+        arg=rates.element_handle(),
+        timeout=30_000,
+    )
+    no_exception(page)
