@@ -149,3 +149,20 @@ def test_attacks_that_do_not_apply_say_why(tiny_t2i_target, images, name):
     assert reason and "text-to-image" in reason
     with pytest.raises(NotApplicable):
         a.check_applies(tiny_t2i_target)
+
+
+def test_run_ids_and_compare_labels_name_the_conditioning():
+    from mia_core.lab.run_specs import attack_of, parse_runs, run_id
+    from mia_core.views.attack_info import attack_info
+
+    fixed = get_attack("loss", {"conditioning": {"mode": "fixed", "prompt": "a cat, 7", "guidance_scale": 3}})
+    rid = run_id(fixed)
+    assert rid == "loss:cond=fixed,prompt=a cat%2C 7,guidance=3"
+    assert attack_of(rid).conditioning == fixed.conditioning and parse_runs(rid) == ([rid], [])
+    ids = {run_id(attack("loss", c)) for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"})}
+    assert len(ids) == 3 and run_id(attack("loss")) == "loss:sweep="  # no conditioning: as before
+    assert "cond=empty" in attack_info(run_id(attack("loss", "empty"))).short
+    # a "caption" run's key carries the captions' digest: attack_of re-attaches it from the images' captions
+    keyed = attack_of("loss:cond=caption", CAPTIONS)
+    assert keyed.conditioning == Conditioning().with_captions(CAPTIONS)
+    assert RunKey.of("t", "i", keyed, 0) == RunKey.of("t", "i", get_attack("loss", {"conditioning": keyed.conditioning}), 0)
