@@ -166,3 +166,18 @@ def test_run_ids_and_compare_labels_name_the_conditioning():
     keyed = attack_of("loss:cond=caption", CAPTIONS)
     assert keyed.conditioning == Conditioning().with_captions(CAPTIONS)
     assert RunKey.of("t", "i", keyed, 0) == RunKey.of("t", "i", get_attack("loss", {"conditioning": keyed.conditioning}), 0)
+
+
+def test_learn_caption_curves_own_empty_and_wrong_caption(tiny_t2i_target, images):
+    from mia_core.lab.teaching import caption_error_curves, reconstruction_error_curve, wrong_caption
+
+    wrong = wrong_caption(CAPTIONS[0], CAPTIONS)
+    assert wrong in CAPTIONS[1:]
+    curves = caption_error_curves(tiny_t2i_target, images[:1], CAPTIONS[0], wrong, timesteps=(100, 400))
+    assert list(curves) == ["own caption", "empty prompt", "wrong caption"]
+    own, empty, bad = (curves[k].eps_error for k in curves)
+    assert own.shape == (1, 2) and not np.allclose(own, empty) and not np.allclose(own, bad)
+    # the empty-prompt curve is the unconditioned computation (a t2i target outside conditioned() uses "")
+    np.testing.assert_allclose(empty, reconstruction_error_curve(tiny_t2i_target, images[:1], (100, 400)).eps_error)
+    with pytest.raises(ValueError, match="no wrong caption"):
+        wrong_caption("a", ["a", "a"])
