@@ -181,3 +181,15 @@ def test_learn_caption_curves_own_empty_and_wrong_caption(tiny_t2i_target, image
     np.testing.assert_allclose(empty, reconstruction_error_curve(tiny_t2i_target, images[:1], (100, 400)).eps_error)
     with pytest.raises(ValueError, match="no wrong caption"):
         wrong_caption("a", ["a", "a"])
+
+
+def test_caption_curves_figure():
+    from mia_core.views.learn import caption_curves_figure
+
+    fig = caption_curves_figure(
+        [100, 400],
+        {"own caption": [0.1, 0.3], "empty prompt": [0.2, 0.4], "wrong caption": [0.25, 0.5]},
+        prompts={"own caption": "a seven", "empty prompt": "", "wrong caption": "a one"},
+    )
+    assert [t.name for t in fig.data] == ['own caption: "a seven"', 'empty prompt: ""', 'wrong caption: "a one"']
+    assert list(fig.data[0].y) == [0.1, 0.3] and fig.layout.yaxis.type == "log"
