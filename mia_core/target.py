@@ -1,4 +1,5 @@
-"""The attacked model: a diffusers ``UNet2DModel`` plus its noise schedule, on a device.
+"""The attacked model: a diffusers ``UNet2DModel`` (or a text-to-image ``UNet2DConditionModel``) plus its
+noise schedule, on a device.
 
 A :class:`Target` comes from
 
@@ -32,6 +33,14 @@ attack works on the latents; whatever is shown as an image is decoded first.
                                          LDMPipeline's decode quantises); kappa = vae.config.scaling_factor,
                                          s = vae.config.shift_factor (0 when absent)
     decode   x = D(z / kappa + s)        (VQModel: quantised inside decode, as LDMPipeline does)
+
+Text-to-image (a Stable Diffusion pipeline folder or Hub id: ``model_index.json`` naming a
+``StableDiffusionPipeline``, ``unet/`` UNet2DConditionModel, ``vae/`` AutoencoderKL, ``text_encoder/``
+CLIPTextModel and ``tokenizer/`` CLIPTokenizer via transformers, ``scheduler/``): a
+:class:`TextToImageTarget`, a latent target (the same encode / decode as above) whose UNet also takes
+a text embedding c; which prompt conditions which image is chosen per attack run
+(``mia_core.attacks.Conditioning``), see the class docstring. The safety checker and feature
+extractor are never loaded.
 
 Weights are read from safetensors only: a folder whose weights are pickles (``.bin``, ``.pt``,
 ``.ckpt``, ``.pth``) is refused and never unpickled. The model runs in float32 on the CPU; on a

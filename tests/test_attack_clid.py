@@ -56,19 +56,20 @@ def test_features_equal_a_hand_computation(tiny_t2i_target):
     # By hand, image by image: the same eps_j (one per t_j) for every condition.
     z0 = t.encode(torch.from_numpy(x))
     noise = per_image_noise(["a", "b"], 5, 2, t.model_shape)
-    for i, caption in enumerate(CAPTIONS):
-        def l(prompt):
-            errs = []
-            for j, step in enumerate((440, 450)):
-                z = q_sample(t.schedule, z0[i : i + 1], step, noise[i : i + 1, j])
-                with torch.no_grad():
-                    pred = t.unet(z, torch.tensor([step]), encoder_hidden_states=t.embed([prompt])).sample
-                errs.append(float((pred - noise[i : i + 1, j]).square().mean()))
-            return np.mean(errs)
+    def mean_loss(i, prompt):  # l(c) of image i: mean over the two t_j and the latent elements
+        errs = []
+        for j, step in enumerate((440, 450)):
+            z = q_sample(t.schedule, z0[i : i + 1], step, noise[i : i + 1, j])
+            with torch.no_grad():
+                pred = t.unet(z, torch.tensor([step]), encoder_hidden_states=t.embed([prompt])).sample
+            errs.append(float((pred - noise[i : i + 1, j]).square().mean()))
+        return np.mean(errs)
 
-        own = l(caption)
+    for i, caption in enumerate(CAPTIONS):
+        own = mean_loss(i, caption)
         clipped = "a <|endoftext|> <|endoftext|>"  # half of three words: the two longest
-        np.testing.assert_allclose(feats[i], [own, l(clipped) - own, l("") - own], rtol=1e-5, atol=1e-8)
+        expected = [own, mean_loss(i, clipped) - own, mean_loss(i, "") - own]
+        np.testing.assert_allclose(feats[i], expected, rtol=1e-5, atol=1e-8)
 
 
 def test_clid_calibrates_on_one_part_and_scores_the_other(tiny_t2i_target):

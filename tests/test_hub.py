@@ -151,6 +151,14 @@ def test_local_sharded_folder_loads(tmp_path, tiny_unet_factory):
                 "vae": ["diffusers", "AutoencoderKL"],
                 "scheduler": ["diffusers", "PNDMScheduler"],
             },
+            "no text_encoder, tokenizer component",  # a Stable Diffusion pipeline without its text side
+        ),
+        (
+            {
+                "_class_name": "KandinskyPipeline",
+                "unet": ["diffusers", "UNet2DConditionModel"],
+                "scheduler": ["diffusers", "DDPMScheduler"],
+            },
             "UNet2DConditionModel",
         ),
         (

@@ -149,3 +149,47 @@ def test_attacks_that_do_not_apply_say_why(tiny_t2i_target, images, name):
     assert reason and "text-to-image" in reason
     with pytest.raises(NotApplicable):
         a.check_applies(tiny_t2i_target)
+
+
+def test_run_ids_and_compare_labels_name_the_conditioning():
+    from mia_core.lab.run_specs import attack_of, parse_runs, run_id
+    from mia_core.views.attack_info import attack_info
+
+    fixed = get_attack("loss", {"conditioning": {"mode": "fixed", "prompt": "a cat, 7", "guidance_scale": 3}})
+    rid = run_id(fixed)
+    assert rid == "loss:cond=fixed,prompt=a cat%2C 7,guidance=3"
+    assert attack_of(rid).conditioning == fixed.conditioning and parse_runs(rid) == ([rid], [])
+    ids = {run_id(attack("loss", c)) for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"})}
+    assert len(ids) == 3 and run_id(attack("loss")) == "loss:sweep="  # no conditioning: as before
+    assert "cond=empty" in attack_info(run_id(attack("loss", "empty"))).short
+    # a "caption" run's key carries the captions' digest: attack_of re-attaches it from the images' captions
+    keyed = attack_of("loss:cond=caption", CAPTIONS)
+    assert keyed.conditioning == Conditioning().with_captions(CAPTIONS)
+    assert RunKey.of("t", "i", keyed, 0) == RunKey.of("t", "i", get_attack("loss", {"conditioning": keyed.conditioning}), 0)
+
+
+def test_learn_caption_curves_own_empty_and_wrong_caption(tiny_t2i_target, images):
+    from mia_core.lab.teaching import caption_error_curves, reconstruction_error_curve, wrong_caption
+
+    wrong = wrong_caption(CAPTIONS[0], CAPTIONS)
+    assert wrong in CAPTIONS[1:]
+    curves = caption_error_curves(tiny_t2i_target, images[:1], CAPTIONS[0], wrong, timesteps=(100, 400))
+    assert list(curves) == ["own caption", "empty prompt", "wrong caption"]
+    own, empty, bad = (curves[k].eps_error for k in curves)
+    assert own.shape == (1, 2) and not np.allclose(own, empty) and not np.allclose(own, bad)
+    # the empty-prompt curve is the unconditioned computation (a t2i target outside conditioned() uses "")
+    np.testing.assert_allclose(empty, reconstruction_error_curve(tiny_t2i_target, images[:1], (100, 400)).eps_error)
+    with pytest.raises(ValueError, match="no wrong caption"):
+        wrong_caption("a", ["a", "a"])
+
+
+def test_caption_curves_figure():
+    from mia_core.views.learn import caption_curves_figure
+
+    fig = caption_curves_figure(
+        [100, 400],
+        {"own caption": [0.1, 0.3], "empty prompt": [0.2, 0.4], "wrong caption": [0.25, 0.5]},
+        prompts={"own caption": "a seven", "empty prompt": "", "wrong caption": "a one"},
+    )
+    assert [t.name for t in fig.data] == ['own caption: "a seven"', 'empty prompt: ""', 'wrong caption: "a one"']
+    assert list(fig.data[0].y) == [0.1, 0.3] and fig.layout.yaxis.type == "log"

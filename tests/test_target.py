@@ -275,9 +275,9 @@ def test_card_says_what_was_read(tmp_path, saved_unet):
     assert card["abar_at_t"]["0"] == pytest.approx(1 - 0.00085, rel=1e-6)
     assert card["space"] == "pixel" and card["vae_scaling_factor"] is None
     assert "timestep_spacing=trailing" in card["scheduler_config"]
-    assert set(card["not_applicable"]) == {"likelihood", "elbo", "gsa1", "gsa2"}
+    assert set(card["not_applicable"]) == {"likelihood", "elbo", "gsa1", "gsa2", "clid"}  # clid: text-to-image only
     assert "zero terminal SNR" in card["not_applicable"]["elbo"]
     assert "epsilon-prediction loss" in card["not_applicable"]["gsa1"]
     _json.dumps(card)  # plain values
     default = load_target("default", device="cpu").card()
-    assert default["not_applicable"] == {} and default["parameterisation"] == "epsilon"
+    assert set(default["not_applicable"]) == {"clid"} and default["parameterisation"] == "epsilon"

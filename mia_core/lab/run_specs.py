@@ -7,6 +7,14 @@ ids go in the URL (``?runs=loss|loss:timesteps=100``), so a link reproduces a vi
 the result dicts the Compare figures draw, so two runs of one attack sit side by side. The store
 keys (:class:`mia_core.lab.runs.RunKey`) are unchanged: a run id is turned back into an attack,
 and the attack into its key, exactly as a Run does. No streamlit here.
+
+A run on a text-to-image target also names its conditioning (``Attack.conditioning``) after the
+parameters: ``cond=caption|empty|fixed``, then ``prompt=<the fixed prompt, percent-quoted>`` and
+``guidance=<scale>`` when guidance is on, e.g. ``"loss:cond=fixed,prompt=a%20cat"`` or
+``"pia:timestep=100,cond=empty,guidance=3"``; so the Compare labels (``views.attack_info``, built
+from the run id) say which prompts each result was conditioned on. A "caption" run's key also holds
+the captions' digest, which a run id does not carry: :func:`attack_of` re-attaches it from the images'
+captions.
 """
 
 from __future__ import annotations
@@ -14,8 +22,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote, unquote
 
-from mia_core.attacks import REGISTRY, Attack, get_attack
+from mia_core.attacks import REGISTRY, Attack, Conditioning, get_attack
+
+#: the run-id keys of the conditioning (never attack parameter names).
+CONDITIONING_KEYS = ("cond", "prompt", "guidance")
 
 RUN_SEPARATOR = "|"
 
@@ -43,9 +55,17 @@ def run_id(attack: Attack | str, params: Mapping[str, Any] | None = None) -> str
     if name not in REGISTRY:
         raise ValueError(f"unknown attack {name!r} (known: {', '.join(REGISTRY)})")
     diff = non_default(name, values)
-    if not diff:
+    parts = [f"{k}={_param_text(v)}" for k, v in sorted(diff.items())]
+    cond = Conditioning.from_value(values.get("conditioning"))
+    if cond is not None:
+        parts.append(f"cond={cond.mode}")
+        if cond.mode == "fixed":
+            parts.append(f"prompt={quote(cond.prompt, safe=' ')}")
+        if cond.guided:
+            parts.append(f"guidance={cond.guidance_scale:g}")
+    if not parts:
         return name
-    return name + ":" + ",".join(f"{k}={_param_text(v)}" for k, v in sorted(diff.items()))
+    return name + ":" + ",".join(parts)
 
 
 def parse_run_id(text: str) -> tuple[str, dict[str, Any]]:
@@ -57,8 +77,18 @@ def parse_run_id(text: str) -> tuple[str, dict[str, Any]]:
         raise ValueError(f"run {text!r}: unknown attack {name!r} (known: {', '.join(REGISTRY)})")
     fields = {f.name: f for f in param_fields(name)}
     raw: dict[str, Any] = {}
+    cond: dict[str, Any] = {}
     for part in filter(None, rest.split(",")):
         key, sep, value = part.partition("=")
+        if sep and key in CONDITIONING_KEYS:
+            if key == "guidance":
+                try:
+                    cond["guidance_scale"] = float(value)
+                except ValueError:
+                    raise ValueError(f"run {text!r}: guidance must be a number, got {value!r}") from None
+            else:
+                cond["mode" if key == "cond" else "prompt"] = unquote(value)
+            continue
         if not sep or key not in fields:
             raise ValueError(f"run {text!r}: {part!r} is not one of {name}'s parameters ({', '.join(fields)})")
         kind = fields[key].kind
@@ -75,18 +105,26 @@ def parse_run_id(text: str) -> tuple[str, dict[str, Any]]:
                 raise ValueError(f"run {text!r}: {key} must be a number, got {value!r}") from None
         else:
             raw[key] = value
+    if cond and "mode" not in cond:
+        raise ValueError(f"run {text!r}: prompt= and guidance= need cond=caption, empty or fixed")
     try:
         values = values_from_form(name, raw)
+        if cond:
+            values["conditioning"] = Conditioning.from_value(cond).as_dict()
         get_attack(name, values)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"run {text!r}: {exc}") from None
     return name, {k: (list(v) if isinstance(v, tuple) else v) for k, v in values.items()}
 
 
-def attack_of(text: str) -> Attack:
-    """The attack a run id names (validated)."""
+def attack_of(text: str, captions: Sequence[str] | None = None) -> Attack:
+    """The attack a run id names (validated). ``captions`` (the images', one per image): a "caption" run's
+    key holds their digest, re-attached here so the attack finds its stored result."""
     name, params = parse_run_id(text)
-    return get_attack(name, params)
+    attack = get_attack(name, params)
+    if attack.conditioning is not None and captions is not None:
+        attack = attack.with_conditioning(attack.conditioning.with_captions(captions))
+    return attack
 
 
 def base_attack(text: str) -> str:

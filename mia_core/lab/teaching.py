@@ -240,6 +240,47 @@ def reconstruction_error_curve(
     return ErrorCurve(np.asarray(ts, dtype=np.int64), x0_err.T.numpy(), eps_err.T.numpy(), int(draws))
 
 
+# -- text-to-image: what the caption does ---------------------------------------------------
+
+#: the three prompts of :func:`caption_error_curves`, in the order they are drawn.
+CAPTION_CURVES = ("own caption", "empty prompt", "wrong caption")
+
+
+def wrong_caption(caption: str, captions: Sequence[str], seed: int = 0) -> str:
+    """A caption of the data set that is not ``caption`` (the seeded choice among the distinct others);
+    ValueError when every caption is the same."""
+    others = sorted({str(c) for c in captions} - {str(caption)})
+    if not others:
+        raise ValueError("every image has the same caption: there is no wrong caption to compare with")
+    return others[int(np.random.default_rng(seed).integers(len(others)))]
+
+
+def caption_error_curves(
+    target: Target,
+    x0: torch.Tensor | np.ndarray,
+    caption: str,
+    wrong: str,
+    timesteps: Sequence[int] = LEARN_SWEEP,
+    seed: int = 0,
+    *,
+    draws: int = 1,
+) -> dict[str, ErrorCurve]:
+    """The same image(s)' reconstruction error curves on a text-to-image target, conditioned on the image's
+    own caption, on the empty prompt and on a wrong caption (keys :data:`CAPTION_CURVES`); the same noise
+    for all three (:func:`reconstruction_error_curve`, errors of the latents). A training image's own
+    caption lowers its error most: the gap to the empty prompt is what CLiD measures.
+
+    x0 : (N, C, H, W) in [-1, 1]; every image is conditioned on the same prompt in each curve (N = 1: one image).
+    """
+    if getattr(target, "kind", "") != "t2i":
+        raise ValueError(f"{target.source} is not a text-to-image target: it takes no caption")
+    out = {}
+    for label, prompt in zip(CAPTION_CURVES, (caption, "", wrong)):
+        with target.conditioned([prompt]):
+            out[label] = reconstruction_error_curve(target, x0, timesteps, seed, draws=draws)
+    return out
+
+
 # -- SecMI's round trip for one image ------------------------------------------------------
 
 

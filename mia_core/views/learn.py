@@ -35,6 +35,7 @@ __all__ = [
     "attack_summary",
     "train_log_summary",
     "loss_curve_figure",
+    "caption_curves_figure",
 ]
 
 #: The Learn page's formulas and labels for each kind of target (``Target.kind``): a DDPM's forward
@@ -82,6 +83,13 @@ def process_text(kind: str) -> dict[str, str]:
     if kind not in PROCESS_TEXT:
         raise ValueError(f"no Learn-page text for a target of kind {kind!r}; known: {', '.join(PROCESS_TEXT)}")
     return PROCESS_TEXT[kind]
+
+#: line styles of the three prompts (the image's own caption is the solid, strongest line).
+CAPTION_CURVE_STYLE = {
+    "own caption": dict(color="#5D3A9B", dash="solid", width=3),
+    "empty prompt": dict(color="#666666", dash="dash", width=2),
+    "wrong caption": dict(color="#D55E00", dash="dot", width=2),
+}
 
 
 def error_bars_figure(member_error: float, nonmember_error: float, *, title: str) -> go.Figure:
@@ -298,4 +306,39 @@ def loss_curve_figure(log: Mapping[str, Any]) -> go.Figure | None:
     positive = arr[:, 1][np.isfinite(arr[:, 1]) & (arr[:, 1] > 0)]
     if positive.size:
         fig.update_yaxes(**log_axis(positive))
+    return fig
+
+
+def caption_curves_figure(
+    timesteps, curves: Mapping[str, Any], *, prompts: Mapping[str, str] | None = None, title: str = ""
+) -> go.Figure:
+    """One image's error curves on a text-to-image target, one line per prompt (``lab.teaching.caption_error_curves``:
+    "own caption", "empty prompt", "wrong caption"). ``timesteps`` (K,); ``curves[name]``: (K,) mean squared
+    errors of the latent noise prediction (no unit), drawn on a log axis; ``prompts[name]``: the prompt text for the
+    legend."""
+    fig = go.Figure()
+    values = []
+    for name, errors in curves.items():
+        y = np.asarray(errors, dtype=float).reshape(-1)
+        values.append(y)
+        said = (prompts or {}).get(name)
+        label = f"{name}: \"{said}\"" if said is not None else name
+        fig.add_trace(
+            go.Scatter(
+                x=list(np.asarray(timesteps).tolist()),
+                y=y,
+                mode="lines+markers",
+                name=label,
+                line=CAPTION_CURVE_STYLE.get(name, {}),
+                hovertemplate=f"{label}<br>t=%{{x}}: %{{y:.5f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=title or "The same image, three prompts: its own caption helps a training image most",
+        height=340,
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis=dict(title="timestep t"),
+        legend=dict(orientation="h", y=-0.25),
+    )
+    fig.update_yaxes(title="noise-prediction error", **log_axis(np.concatenate(values) if values else None))
     return fig
