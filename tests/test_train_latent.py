@@ -46,6 +46,7 @@ def test_mia_train_kind_latent_writes_a_folder_that_loads_as_a_latent_target(dig
     assert log["kind"] == "latent" and log["command"].startswith("mia train --kind latent")
     assert len(log["vae"]["loss_curve"]) == 3 and len(log["loss_curve"]) == 3
     assert json.loads((out / "split.json").read_text())["member_ids"]
+    assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["clip_sample"] is False
 
     target = load_target(str(out), device="cpu")
     assert target.latent and target.model_shape == (2, 4, 4) and (target.resolution, target.channels) == (8, 1)
