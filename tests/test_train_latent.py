@@ -73,9 +73,9 @@ def test_loss_attack_separates_the_members_a_latent_model_memorised(tmp_path):
     digits = load_digits()
     split = random_split(digits, seed=5).limit(8)
     members = digits.subset(split.member_ids)
-    vae_cfg = VAEConfig(steps=40, batch_size=16, block_out_channels=(8, 16), latent_channels=2, log_every=20)
+    vae_cfg = VAEConfig(steps=15, batch_size=16, block_out_channels=(8, 16), latent_channels=2, log_every=20)
     cfg = TrainConfig(
-        steps=150,
+        steps=100,
         batch_size=16,
         lr=3e-3,
         warmup_steps=20,
