@@ -46,6 +46,7 @@ def test_mia_train_kind_latent_writes_a_folder_that_loads_as_a_latent_target(dig
     assert log["kind"] == "latent" and log["command"].startswith("mia train --kind latent")
     assert len(log["vae"]["loss_curve"]) == 3 and len(log["loss_curve"]) == 3
     assert json.loads((out / "split.json").read_text())["member_ids"]
+    assert json.loads((out / "scheduler" / "scheduler_config.json").read_text())["clip_sample"] is False
 
     target = load_target(str(out), device="cpu")
     assert target.latent and target.model_shape == (2, 4, 4) and (target.resolution, target.channels) == (8, 1)
@@ -72,9 +73,9 @@ def test_loss_attack_separates_the_members_a_latent_model_memorised(tmp_path):
     digits = load_digits()
     split = random_split(digits, seed=5).limit(8)
     members = digits.subset(split.member_ids)
-    vae_cfg = VAEConfig(steps=40, batch_size=16, block_out_channels=(8, 16), latent_channels=2, log_every=20)
+    vae_cfg = VAEConfig(steps=15, batch_size=16, block_out_channels=(8, 16), latent_channels=2, log_every=20)
     cfg = TrainConfig(
-        steps=150,
+        steps=100,
         batch_size=16,
         lr=3e-3,
         warmup_steps=20,

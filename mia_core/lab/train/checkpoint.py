@@ -83,8 +83,11 @@ def save_pipeline(
     kind = "latent" if vae is not None else ("ve" if getattr(schedule, "kind", "") == "ve" else "ddpm")
     if vae is not None:
         vae.to("cpu").save_pretrained(out_dir / "vae", safe_serialization=True)
+    scheduler_config = schedule.to_scheduler_config()
+    if vae is not None:  # latents have unit std, not a [-1, 1] range: the sampler must not clip x0_hat
+        scheduler_config["clip_sample"] = False
     (out_dir / "scheduler").mkdir(exist_ok=True)
-    (out_dir / "scheduler" / "scheduler_config.json").write_text(json.dumps(schedule.to_scheduler_config(), indent=2))
+    (out_dir / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config, indent=2))
     (out_dir / "model_index.json").write_text(json.dumps(MODEL_INDEX[kind], indent=2))
     split.save(out_dir / "split.json")
     log = {
