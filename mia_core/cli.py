@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16-autocast", "bf16"],
-        help="auto: float32 on a CPU, bf16 autocast on a GPU (SecMI always float32/TF32)",
+        help="auto: float32 on a CPU, bf16 autocast on a GPU (SecMI always float32/TF32); bf16-autocast on a CPU "
+        "is opt-in (slower without native bf16, see the README's Scale section)",
     )
     p.add_argument(
         "--compile", action="store_true", help="torch.compile the UNet (GPU; the first batch compiles for ~1 min)"
