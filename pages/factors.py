@@ -103,7 +103,9 @@ def _shift_section() -> None:
     out = USER_DIR / f"shift_{delta}_{limit or 'all'}"
     request = dict(target=s["cfg.target"], data=s["cfg.data"], attacks=attacks, shift=shift, out_dir=str(out))
     if c3.button("Run", key="factors.shift.run", icon=":material/play_arrow:"):
-        job = submit_shift_study(get_worker(), limit=limit, seed=int(s.get("cfg.seed", 0)), store=get_store(), **request)
+        job = submit_shift_study(
+            get_worker(), limit=limit, seed=int(s.get("cfg.seed", 0)), store=get_store(), **request
+        )
         s["factors.shift.job"] = (job.job_id, str(out / "study.json"))
     job_id, file = s.get("factors.shift.job") or (None, None)
 
@@ -136,7 +138,8 @@ st.caption(
 )
 
 with st.expander(
-    "🧪 Run the mixing experiment (distribution shift) on the session's target", expanded=bool(s.get("factors.shift.job"))
+    "🧪 Run the mixing experiment (distribution shift) on the session's target",
+    expanded=bool(s.get("factors.shift.job")),
 ):
     _shift_section()
 

@@ -99,3 +99,24 @@ def test_transferred_metrics_is_json_ready():
     assert back["at_fpr"]["0.25"]["tpr"] == pytest.approx(2 / 3)
     assert back["at_fpr"]["0.1"]["tpr"] is None
     assert back["partition"]["test_nonmembers"] == 4
+
+
+def test_oracle_rate_at_any_budget_matches_evaluate():
+    """oracle_tpr_at_fpr: metrics.tpr_at_fpr with evaluate's bootstrap interval, at any budget."""
+    from mia_core import metrics as M
+    from mia_core.calibration import oracle_tpr_at_fpr
+
+    rng = np.random.default_rng(4)
+    labels = np.r_[np.ones(300, bool), np.zeros(400, bool)]
+    scores = rng.normal(labels * 1.5, 1.0)
+    rate = oracle_tpr_at_fpr(scores, labels, 0.01, n_bootstrap=50, seed=3)
+    reference = M.evaluate(scores, labels, n_bootstrap=50, seed=3)
+    assert rate.tpr == reference.tpr_at_1pct_fpr and rate.tpr_ci == reference.tpr_at_1pct_fpr_ci
+    assert rate.threshold == M.threshold_at_fpr(scores, labels, 0.01)
+    five = oracle_tpr_at_fpr(scores, labels, 0.05, n_bootstrap=50)
+    assert five.tpr == M.tpr_at_fpr(scores, labels, 0.05) and five.tpr_ci.low <= five.tpr <= five.tpr_ci.high
+    assert (five.n_members, five.n_nonmembers) == (300, 400)
+    na = oracle_tpr_at_fpr(scores, labels, 0.001)  # 400 non-members < 1000
+    assert na.tpr is None and na.tpr_ci is None and na.threshold is None
+    with pytest.raises(ValueError, match="n_bootstrap"):
+        oracle_tpr_at_fpr(scores, labels, 0.01, n_bootstrap=-1)

@@ -235,7 +235,7 @@ def test_findings_without_results():
 
 
 def test_every_factor_is_explained():
-    assert set(fv.FACTORS) == {"steps", "n_members", "dp_epsilon", "augment"}
+    assert set(fv.FACTORS) == {"steps", "n_members", "dp_epsilon", "augment", "shift"}
     assert all(len(info.why) > 200 for info in fv.FACTORS.values())
     assert isinstance(fv.study_table(fv.study_view(make_study())), pd.DataFrame)
 

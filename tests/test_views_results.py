@@ -345,21 +345,6 @@ def test_vulnerable_samples_top_members_with_thumbnails():
     np.testing.assert_array_equal(png[::6, ::6], images[first, :, :, 0])  # nearest neighbour, no blur
 
 
-def test_sample_verdicts_follow_oracle_threshold():
-    scores, is_member, ids = _split(shift=2.0)
-    res = {"pia": _result("pia", scores, np.zeros((700, 0)), [], ids)}
-    for index in (0, 5, 350, 699):
-        row = F.sample_verdicts(res, is_member, index, 0.01).loc["pia"]
-        thr = M.threshold_at_fpr(scores, is_member, 0.01)
-        flagged = scores[index] >= thr
-        assert row["threshold"] == pytest.approx(thr)
-        assert row["verdict"] == ("member" if flagged else "non-member")
-        assert row["correct"] == (flagged == is_member[index])
-        assert row["rank among non-members"] == int((scores[~is_member] > scores[index]).sum()) + 1
-    na = F.sample_verdicts(res, is_member, 0, 0.001).loc["pia"]  # 400 non-members < 1000
-    assert na["verdict"] == "n/a (needs >= 1000 non-members)" and na["correct"] is None
-
-
 def test_scores_frame_columns():
     scores, is_member, ids = _split()
     frame = F.scores_frame({"pia": _result("pia", scores, np.zeros((700, 0)), [], ids)}, ids, is_member)

@@ -333,7 +333,5 @@ def collection_scores(
 
     pixels, _ = convert_images(images.images, resolution=target.resolution, channels=target.channels)
     converted = ImageSet(pixels, images.ids, images.source)
-    scores = score_images(
-        target, converted, attacks, seed=seed, store=store, batch_size=batch_size, progress=progress
-    )
+    scores = score_images(target, converted, attacks, seed=seed, store=store, batch_size=batch_size, progress=progress)
     return np.stack([scores[a.name] for a in attacks], axis=1)

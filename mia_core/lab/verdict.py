@@ -279,7 +279,9 @@ class Calibration:
         thr = self.threshold(budget)
         part = self.partition
         if part is None:
-            return ThresholdSource(self.attack, float(budget), False, self.n_members, self.n_nonmembers, None, None, thr)
+            return ThresholdSource(
+                self.attack, float(budget), False, self.n_members, self.n_nonmembers, None, None, thr
+            )
         tm, tn = self.test_member_scores, self.test_nonmember_scores
         flagged_m = None if thr is None else int(np.count_nonzero(tm >= thr))
         flagged_n = None if thr is None else int(np.count_nonzero(tn >= thr))

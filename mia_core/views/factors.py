@@ -462,7 +462,9 @@ def factor_figure(view: StudyView, metric: str = "auc", *, title: str | None = N
                 mode="lines+markers",
                 name=BLIND_LABEL if blind else short_name(name),
                 error_y=error,
-                line=dict(color=BLIND_COLOR, width=3, dash="dashdot") if blind else dict(color=attack_color(name), width=2.5),
+                line=dict(color=BLIND_COLOR, width=3, dash="dashdot")
+                if blind
+                else dict(color=attack_color(name), width=2.5),
                 marker=dict(size=9, symbol="square") if blind else dict(size=9),
                 connectgaps=False,
                 customdata=custom,

@@ -60,7 +60,6 @@ __all__ = [
     "sample_scatter",
     "scores_frame",
     "vulnerable_samples",
-    "sample_verdicts",
     "operating_point",
     "Confusion",
     "confusion_at",
@@ -1203,48 +1202,6 @@ def vulnerable_samples(
         rows.append(row)
     columns = ["rank", "id", "score", "non-members above", "flagged"] + (["thumbnail"] if images is not None else [])
     return pd.DataFrame(rows, columns=columns)
-
-
-def sample_verdicts(results: Mapping[str, Any], is_member, index: int, budget: float) -> pd.DataFrame:
-    """One sample's score and verdict under every attack, at an FPR budget.
-
-    The threshold is the oracle threshold on this split (:func:`mia_core.metrics.threshold_at_fpr`
-    on all the attack's scores and labels); the verdict is ``score >= threshold``.
-
-    Returns
-    -------
-    pandas.DataFrame, index = attack names, columns ``attack``, ``score``, ``threshold``,
-    ``verdict`` ("member" / "non-member" / "n/a (needs >= M non-members)"), ``correct``
-    (bool or None), ``non-members above`` (fraction of non-members scoring at least as high),
-    ``rank among non-members`` (1 + how many non-members score strictly higher) and
-    ``percentile among non-members`` (percent of non-members scoring strictly lower).
-    """
-    rows = []
-    m_all = np.asarray(is_member).astype(bool)
-    truth = bool(m_all[index])
-    for name, result in results.items():
-        s, m = _as_arrays(result.scores, m_all)
-        value = float(s[index])
-        thr = M.threshold_at_fpr(s, m, budget)
-        nm = s[~m]
-        if thr is None:
-            verdict, correct = M.format_metric(None, budget), None
-        else:
-            flagged = value >= thr
-            verdict, correct = (MEMBER_LABEL if flagged else NONMEMBER_LABEL), flagged == truth
-        rows.append(
-            {
-                "attack": short_name(name),
-                "score": value,
-                "threshold": math.nan if thr is None else thr,
-                "verdict": verdict,
-                "correct": correct,
-                "non-members above": _nonmember_tail(s, m, value),
-                "rank among non-members": int((nm > value).sum()) + 1,
-                "percentile among non-members": 100.0 * float((nm < value).mean()) if nm.size else math.nan,
-            }
-        )
-    return pd.DataFrame(rows, index=pd.Index(list(results), name="name"))
 
 
 # --------------------------------------------------------------------------- images
