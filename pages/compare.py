@@ -286,28 +286,28 @@ if blind.biased:
 
 
 
-def _audit_report() -> str:
-    """The whole view as one self-contained HTML audit report (mia_core.lab.report + views.report)."""
+def _audit_report(args: dict) -> str:
+    """The whole view as one self-contained HTML audit report (mia_core.lab.report + views.report). Runs on
+    click, outside the script run: it reads only its arguments, never st.*."""
     from mia_core.lab.report import report_from_results
     from mia_core.views.report import report_html
 
-    ss = st.session_state
-    report = report_from_results(
-        exp,
-        res,
-        target_spec=ss["cfg.target"],
-        data_spec=ss["cfg.data"],
-        seed=seed,
-        limit=ss.get("cfg.limit"),
-        budget=budget,
-        blind=blind,
-    )
-    return report_html(report)
+    return report_html(report_from_results(**args))
 
 
+_report_args = {
+    "exp": exp,
+    "results": dict(res),
+    "seed": seed,
+    "budget": budget,
+    "blind": blind,
+    "target_spec": st.session_state["cfg.target"],
+    "data_spec": st.session_state["cfg.data"],
+    "limit": st.session_state.get("cfg.limit"),
+}
 st.download_button(
     "Export audit report (HTML)",
-    _audit_report,
+    lambda args=_report_args: _audit_report(args),
     file_name="audit_report.html",
     mime="text/html",
     key="compare.report",

@@ -39,7 +39,7 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
         page.locator(".st-key-compare-runs").get_by_role("button", name=f"Remove {label}", exact=True).click()
         wait_for_app(page, 240_000)
         page.locator(f".st-key-compare-runs [data-tag][aria-label='{label}']").wait_for(state="detached")
-    page.locator(".st-key-fpr").get_by_role("button", name="5%").click()
+    page.locator(".st-key-fpr").get_by_role("radio", name="5%", exact=True).click()  # a segmented control
     wait_for_app(page)
     no_exception(page)
     assert _chips(page) == ["Loss", "SecMI"]
@@ -58,7 +58,7 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
     no_exception(page)
     page.get_by_role("heading", name=re.compile("Compare attacks")).wait_for(state="visible")
     assert _chips(page) == ["Loss", "SecMI"]
-    checked = page.locator(".st-key-fpr button[kind='segmented_controlActive']").all_inner_texts()
+    checked = page.locator(".st-key-fpr [role='radio'][aria-checked='true']").all_inner_texts()
     assert checked == ["5%"], checked
     legend = _legend(page)
     assert sum(t.startswith(("Loss — AUC", "SecMI — AUC")) and "TPR@5%" in t for t in legend) == 2, legend
