@@ -90,7 +90,7 @@ def test_headline_and_card_badges():
     )
     card = card_summary(report.summary("x.png"), 0.1)
     assert card.startswith("**x.png**: :orange-badge[looks like a member] flagged by 2 of 2 attacks at 10 % FPR")
-    assert ":blue-badge[not flagged]" in card_summary(report.summary("z.png"), 0.1)
+    assert ":blue-badge[does not look like a member]" in card_summary(report.summary("z.png"), 0.1)
     assert "up to" not in card  # the 'any' caveat is said once on the page, not on every card
     na = judge_scores(report.calibrations, {"a": [1.0], "b": [1.0]}, ["w.png"], 0.001)  # 200 non-members < 1000
     assert "without a verdict" in headline_verdict(na)
@@ -116,6 +116,6 @@ def test_forward_animation_has_a_frame_per_t_and_a_play_button():
     assert [f.name for f in fig.frames] == ["t=0", "t=500", "t=999"]
     assert fig.layout.updatemenus[0].buttons[0].method == "animate"
     assert [s.label for s in fig.layout.sliders[0].steps] == ["0", "500", "999"]
-    assert "abar_t = 4.00e-05" in fig.frames[2].layout.title.text
+    assert "abar_t = 4.000e-05" in fig.frames[2].layout.title.text and "abar_t = 0.9999" in fig.frames[0].layout.title.text
     with pytest.raises(ValueError, match="as many frames"):
         forward_animation_figure(frames, [0, 1], [1.0, 0.5])
