@@ -100,7 +100,9 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
     """
     shown, transformed = F.display_scores(r.scores)
     lo, hi = float(shown.min()), float(shown.max())
-    start = hi if threshold is None or not np.isfinite(threshold) else float(F.display_scores([threshold], transformed)[0][0])
+    start = hi
+    if threshold is not None and np.isfinite(threshold):
+        start = float(F.display_scores([threshold], transformed)[0][0])
     start = min(max(start, lo), hi)
     axis = "−log10(−score)" if transformed else "score"
     value = st.slider(
@@ -136,7 +138,9 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
     with c_rates, st.container(key="compare_rates"):
         st.metric("achieved FPR", f"{conf.fpr:.2%}", help=f"{conf.fp} of {conf.fp + conf.tn} non-members flagged")
         st.metric("achieved TPR", f"{conf.tpr:.2%}", help=f"{conf.tp} of {conf.tp + conf.fn} members flagged")
-        st.caption(f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged.")
+        st.caption(
+            f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged."
+        )
     event = st.plotly_chart(
         hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
     )

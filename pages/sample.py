@@ -18,8 +18,8 @@ from mia_core.lab.evalsets import learned_sample_lines
 from mia_core.views import results as F
 from mia_core.views.attack_info import short_name
 from mia_core.views.images import upscale_nearest
-from mia_core.views.verdict import CORRECT_BADGE_COLORS, VERDICT_BADGE_COLORS, correct_badge
 from mia_core.views.style import MEMBER_LABEL, NONMEMBER_LABEL
+from mia_core.views.verdict import CORRECT_BADGE_COLORS, VERDICT_BADGE_COLORS, correct_badge
 from pages._common import budget_control, results, try_experiment
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "svg", "scale": 1}}

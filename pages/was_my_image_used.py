@@ -10,8 +10,8 @@ import streamlit as st
 
 from mia_core.attacks import REGISTRY
 from mia_core.data import load_uploads, upload_limits_text
-from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
 from mia_core.lab import perturb as P
+from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
 from mia_core.lab.uploads import encode_png, ood_reference
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
 from mia_core.views.attack_info import attack_info, short_name

@@ -44,7 +44,8 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
         assert list(verdicts.loc[name, "verdict"]) == [expected]  # a coloured badge cell
         # the score as its histogram axis shows it (-log10(-score) where that axis is transformed)
         assert verdicts.loc[name, "score"] == F.score_quote(result.scores[i], F.display_scores(result.scores)[1])
-        assert list(verdicts.loc[name, "correct"]) == [("right" if (expected == "member") == bool(exp.is_member[i]) else "wrong")]
+        right = (expected == "member") == bool(exp.is_member[i])
+        assert list(verdicts.loc[name, "correct"]) == ["right" if right else "wrong"]
     assert any("Oracle threshold chosen on this split" in c.value for c in at.caption)
     text = " ".join(m.value for m in at.markdown)
     assert "digits-0000" in text and "SecMI" in text
@@ -52,7 +53,8 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
     config = json.loads(at.dataframe[0].proto.columns)
     assert config["correct"]["type_config"]["type"] == "multiselect"
     assert {o["color"] for o in config["correct"]["type_config"]["options"]} >= {"#2E7D32", "#C62828"}
-    hist = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Where digits-0000 falls" in str(c.proto.spec))
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    hist = next(s for s in specs if "Where digits-0000 falls" in json.dumps(s))
     assert "−log10(−score)" in hist["layout"]["xaxis2"]["title"]["text"]  # SecMI's scores span decades
     sentence = next(m.value for m in at.markdown if m.value.startswith("**SecMI**"))
     assert "−log10(−score)" in sentence and "as on the histogram below" in sentence

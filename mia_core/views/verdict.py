@@ -19,7 +19,7 @@ from mia_core.metrics import min_nonmembers_for
 from mia_core.views.style import MEMBER_COLOR, MEMBER_LABEL, NONMEMBER_COLOR, NONMEMBER_LABEL, attack_color
 
 if TYPE_CHECKING:
-    from mia_core.lab.verdict import AttackVerdict, ImageSummary, VerdictReport
+    from mia_core.lab.verdict import ImageSummary, VerdictReport
 
 __all__ = [
     "UPLOAD_COLOR",
