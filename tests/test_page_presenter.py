@@ -44,6 +44,12 @@ def test_one_client_side_deck_at_the_requested_slide(at):
     assert not at.button  # no Back / Next round trips
     assert at.query_params["slide"] == "3" and at.session_state["present.slide"] == 3
     assert at.get("download_button")[0].proto.label.startswith("The whole deck")
+    # issue 19: smooth (labelled) upscaling of the low-resolution images, on by default here; off = sharp pixels
+    assert at.toggle(key="present.smooth").value is True
+    assert "Images smoothly enlarged (bicubic, display only)" in deck
+    at.toggle(key="present.smooth").set_value(False).run()
+    assert not at.exception
+    assert "smoothly enlarged" not in _deck(at) and _start(_deck(at)) == 3
 
 
 def test_bad_or_out_of_range_slide_parameter_keeps_the_page_working(at):
@@ -54,13 +60,3 @@ def test_bad_or_out_of_range_slide_parameter_keeps_the_page_working(at):
     at.run()
     assert not at.exception and _start(_deck(at)) == 9
 
-
-def test_image_slide_is_smoothly_upscaled_by_default_and_can_be_sharp(at):
-    """Issue 19: smooth (labelled) upscaling of the low-resolution images, on by default in the Presenter."""
-    at.run()
-    assert not at.exception
-    assert at.toggle(key="present.smooth").value is True
-    assert "Images smoothly enlarged (bicubic, display only)" in _deck(at)
-    at.toggle(key="present.smooth").set_value(False).run()
-    assert not at.exception
-    assert "smoothly enlarged" not in _deck(at)
