@@ -407,6 +407,9 @@ with tabs[3]:
     vuln = F.vulnerable_samples(
         r, labels[hist_attack], exp.images.images[[rows_of[i] for i in r.ids]], k=20, budget=budget
     )
+    hist_log = F.display_scores(r.scores)[1]  # quote the scores on the histogram's own axis
+    if hist_log and len(vuln):
+        vuln = vuln.assign(score=F.display_scores(vuln["score"].to_numpy(dtype=float), True)[0])
     table_event = st.dataframe(
         vuln,
         hide_index=True,
@@ -417,7 +420,7 @@ with tabs[3]:
         column_order=["rank", "thumbnail", "id", "score", "non-members above", "flagged"],
         column_config={
             "thumbnail": st.column_config.ImageColumn("image", width="small"),
-            "score": st.column_config.NumberColumn(format="%.4g"),
+            "score": st.column_config.NumberColumn("−log10(−score)" if hist_log else "score", format="%.4g"),
             "non-members above": st.column_config.NumberColumn(format="percent"),
             "flagged": st.column_config.TextColumn(f"flagged at {F.budget_label(budget)} FPR"),
         },
