@@ -116,7 +116,9 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
     """
     shown, transformed = F.display_scores(r.scores)
     lo, hi = float(shown.min()), float(shown.max())
-    start = hi if threshold is None or not np.isfinite(threshold) else float(F.display_scores([threshold], transformed)[0][0])
+    start = hi
+    if threshold is not None and np.isfinite(threshold):
+        start = float(F.display_scores([threshold], transformed)[0][0])
     start = min(max(start, lo), hi)
     axis = "−log10(−score)" if transformed else "score"
     value = st.slider(
@@ -152,7 +154,9 @@ def threshold_panel(r, labels_of_run, run: str, threshold, budget: float, log_y:
     with c_rates, st.container(key="compare_rates"):
         st.metric("achieved FPR", f"{conf.fpr:.2%}", help=f"{conf.fp} of {conf.fp + conf.tn} non-members flagged")
         st.metric("achieved TPR", f"{conf.tpr:.2%}", help=f"{conf.tp} of {conf.tp + conf.fn} members flagged")
-        st.caption(f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged.")
+        st.caption(
+            f"{conf.fp} of {conf.fp + conf.tn} non-members and {conf.tp} of {conf.tp + conf.fn} members flagged."
+        )
     event = st.plotly_chart(
         hist, key="hist_chart", theme=None, config=PLOTLY_CONFIG, on_select="rerun", selection_mode="points"
     )
@@ -471,6 +475,9 @@ with tabs[3]:
     vuln = F.vulnerable_samples(
         r, labels[hist_attack], exp.images.images[[rows_of[i] for i in r.ids]], k=20, budget=budget
     )
+    hist_log = F.display_scores(r.scores)[1]  # quote the scores on the histogram's own axis
+    if hist_log and len(vuln):
+        vuln = vuln.assign(score=F.display_scores(vuln["score"].to_numpy(dtype=float), True)[0])
     table_event = st.dataframe(
         vuln,
         hide_index=True,
@@ -481,7 +488,7 @@ with tabs[3]:
         column_order=["rank", "thumbnail", "id", "score", "non-members above", "flagged"],
         column_config={
             "thumbnail": st.column_config.ImageColumn("image", width="small"),
-            "score": st.column_config.NumberColumn(format="%.4g"),
+            "score": st.column_config.NumberColumn("−log10(−score)" if hist_log else "score", format="%.4g"),
             "non-members above": st.column_config.NumberColumn(format="percent"),
             "flagged": st.column_config.TextColumn(f"flagged at {F.budget_label(budget)} FPR"),
         },

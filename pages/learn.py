@@ -62,7 +62,8 @@ def _animation_frames(fingerprint: str, images_fp: str, image_id: str, seed: int
 
 
 def _forward_animation(exp: Experiment, index: int, seed: int):
-    frames, ts, abars = _animation_frames(exp.target.fingerprint, exp.images.fingerprint, exp.ids[index], seed, exp, index)
+    fps = (exp.target.fingerprint, exp.images.fingerprint)
+    frames, ts, abars = _animation_frames(*fps, exp.ids[index], seed, exp, index)
     return VL.forward_animation_figure(frames, ts, abars)
 
 

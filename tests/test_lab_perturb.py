@@ -36,7 +36,8 @@ def test_each_perturbation_keeps_shape_and_changes_the_image():
     assert P.perturb(img[..., None], "blur", 1.0).shape == (16, 16, 1)
     labels = [v.label for v in P.variants(img)]
     assert labels[0] == "original" and "JPEG quality 30" in labels and "crop to 75%" in labels
-    for kind, level, match in (("blur", 0, "sigma"), ("jpeg", 100, "quality"), ("crop", 1.5, "fraction"), ("zoom", 1, "unknown")):
+    bad = (("blur", 0, "sigma"), ("jpeg", 100, "quality"), ("crop", 1.5, "fraction"), ("zoom", 1, "unknown"))
+    for kind, level, match in bad:
         with pytest.raises(ValueError, match=match):
             P.perturb(img, kind, level)
 

@@ -207,3 +207,9 @@ def test_compare_threshold_slider_drives_the_confusion_matrix(compare):
     hist = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     texts = [a.get("text", "") for s in hist for a in s["layout"].get("annotations", [])]
     assert any(t.startswith("your threshold: at this threshold: TPR 1.000, FPR 1.000") for t in texts)
+    # the most-vulnerable table quotes the scores on the histogram's axis: -log10(-score) for SecMI
+    at.selectbox(key="compare.hist_attack").set_value("secmi").run()
+    assert not at.exception
+    vuln = at.dataframe[1].value
+    secmi = stored["secmi"].scores
+    assert vuln["score"].iloc[0] == pytest.approx(-np.log10(-secmi[exp.is_member].max()))

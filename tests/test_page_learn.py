@@ -109,7 +109,8 @@ def test_readable_numbers_strips_and_the_play_button(open_page, monkeypatch):
 
     monkeypatch.setattr(ImageMixin, "image", spy)
     at = open_page("pages/learn.py")
-    strip = [(c, w, sh) for c, w, sh in shown if isinstance(c, str) and (c in ("x₀", "x̂₀") or c.startswith("x_t (t="))]
+    in_strip = ("x₀", "x̂₀")
+    strip = [(c, w, sh) for c, w, sh in shown if isinstance(c, str) and (c in in_strip or c.startswith("x_t (t="))]
     assert len(strip) == 6, shown  # member and non-member: x0, x_t, x0_hat, each its own element
     assert all(w >= 160 and min(sh[:2]) >= 160 for _, w, sh in strip), strip
 

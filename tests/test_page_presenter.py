@@ -44,6 +44,12 @@ def test_one_client_side_deck_at_the_requested_slide(at):
     assert not at.button  # no Back / Next round trips
     assert at.query_params["slide"] == "3" and at.session_state["present.slide"] == 3
     assert at.get("download_button")[0].proto.label.startswith("The whole deck")
+    # issue 19: smooth (labelled) upscaling of the low-resolution images, on by default here; off = sharp pixels
+    assert at.toggle(key="present.smooth").value is True
+    assert "Images smoothly enlarged (bicubic, display only)" in deck
+    at.toggle(key="present.smooth").set_value(False).run()
+    assert not at.exception
+    assert "smoothly enlarged" not in _deck(at) and _start(_deck(at)) == 3
 
 
 def test_bad_or_out_of_range_slide_parameter_keeps_the_page_working(at):
@@ -53,3 +59,4 @@ def test_bad_or_out_of_range_slide_parameter_keeps_the_page_working(at):
     at.query_params["slide"] = "99"
     at.run()
     assert not at.exception and _start(_deck(at)) == 9
+

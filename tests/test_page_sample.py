@@ -69,7 +69,8 @@ def test_sample_from_url_shows_id_truth_and_verdicts(open_page, default_split):
     config = json.loads(at.dataframe[0].proto.columns)
     assert config["correct"]["type_config"]["type"] == "multiselect"
     assert {o["color"] for o in config["correct"]["type_config"]["options"]} >= {"#2E7D32", "#C62828"}
-    hist = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "Where digits-0000 falls" in str(c.proto.spec))
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    hist = next(s for s in specs if "Where digits-0000 falls" in json.dumps(s))
     assert "−log10(−score)" in hist["layout"]["xaxis2"]["title"]["text"]  # SecMI's scores span decades
     sentence = next(m.value for m in at.markdown if m.value.startswith("**SecMI**"))
     assert "−log10(−score)" in sentence and "as on the histogram below" in sentence

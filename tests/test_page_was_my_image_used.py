@@ -30,8 +30,9 @@ def at(open_page) -> AppTest:
 
 
 def _verdict_lines(app: AppTest) -> list[str]:
-    """The per-attack verdict lines of the image cards ("- **<attack title>**: score ... · :<colour>-badge[<verdict>]")."""
-    return [line for m in app.markdown for line in m.value.splitlines() if line.startswith("- **") and "-badge[" in line]
+    """The per-attack verdict lines of the cards ("- **<attack title>**: score ... · :<colour>-badge[<verdict>]")."""
+    lines = [line for m in app.markdown for line in m.value.splitlines()]
+    return [line for line in lines if line.startswith("- **") and "-badge[" in line]
 
 
 def test_upload_member_png_gets_a_verdict_per_attack(at):

@@ -57,7 +57,8 @@ def test_confusion_at_agrees_with_the_metrics():
     assert c.fpr <= 0.01 and c.tpr == pytest.approx(M.tpr_at_fpr(s, m, 0.01))
     assert (c.tpr, c.fpr) == F.operating_point(s, m, thr)
     table = F.confusion_frame(c)
-    assert table.loc["truly member", "flagged as member"] == c.tp and table.loc["truly non-member", "not flagged"] == c.tn
+    assert table.loc["truly member", "flagged as member"] == c.tp
+    assert table.loc["truly non-member", "not flagged"] == c.tn
     nothing = F.confusion_at(s, m, math.inf)
     assert (nothing.tp, nothing.fp) == (0, 0)
 
@@ -90,7 +91,7 @@ def test_headline_and_card_badges():
     )
     card = card_summary(report.summary("x.png"), 0.1)
     assert card.startswith("**x.png**: :orange-badge[looks like a member] flagged by 2 of 2 attacks at 10 % FPR")
-    assert ":blue-badge[not flagged]" in card_summary(report.summary("z.png"), 0.1)
+    assert ":blue-badge[does not look like a member]" in card_summary(report.summary("z.png"), 0.1)
     assert "up to" not in card  # the 'any' caveat is said once on the page, not on every card
     na = judge_scores(report.calibrations, {"a": [1.0], "b": [1.0]}, ["w.png"], 0.001)  # 200 non-members < 1000
     assert "without a verdict" in headline_verdict(na)
@@ -100,7 +101,12 @@ def test_headline_and_card_badges():
 
 def test_perturbation_figure_marks_flags_against_the_threshold():
     fig = perturbation_figure(
-        ["original", "blur σ=1 px", "flipped left-right"], [2.0, 0.5, 1.2], 1.0, image_id="x.png", attack_title="Loss", budget=0.01
+        ["original", "blur σ=1 px", "flipped left-right"],
+        [2.0, 0.5, 1.2],
+        1.0,
+        image_id="x.png",
+        attack_title="Loss",
+        budget=0.01,
     )
     assert list(fig.data[0].y) == ["original", "blur σ=1 px", "flipped left-right"]
     assert fig.layout.meta["flagged"] == [True, False, True]
@@ -116,6 +122,7 @@ def test_forward_animation_has_a_frame_per_t_and_a_play_button():
     assert [f.name for f in fig.frames] == ["t=0", "t=500", "t=999"]
     assert fig.layout.updatemenus[0].buttons[0].method == "animate"
     assert [s.label for s in fig.layout.sliders[0].steps] == ["0", "500", "999"]
-    assert "abar_t = 4.00e-05" in fig.frames[2].layout.title.text
+    assert "abar_t = 4.000e-05" in fig.frames[2].layout.title.text
+    assert "abar_t = 0.9999" in fig.frames[0].layout.title.text
     with pytest.raises(ValueError, match="as many frames"):
         forward_animation_figure(frames, [0, 1], [1.0, 0.5])

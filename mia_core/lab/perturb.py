@@ -140,7 +140,8 @@ def score_variants(target, attack, image_id: str, images: Sequence[Variant], *, 
         raise ValueError("score_variants needs at least one variant")
     x0 = []
     for v in images:
-        up = load_uploads([("variant.png", encode_png(v.image))], resolution=target.resolution, channels=target.channels)
+        png = encode_png(v.image)
+        up = load_uploads([("variant.png", png)], resolution=target.resolution, channels=target.channels)
         if up.images is None:
             raise ValueError(f"could not convert the {v.label} variant: {'; '.join(map(str, up.errors))}")
         x0.append(up.images.to_unit_range()[0])

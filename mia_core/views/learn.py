@@ -181,7 +181,7 @@ def forward_animation_figure(frames, timesteps, abars, *, frame_ms: int = 120) -
     h, w = np.asarray(frames[0]).shape[:2]
     uris = [png_data_uri(np.asarray(f)) for f in frames]
     names = [f"t={t}" for t in timesteps]
-    labels = format_numbers(abars)
+    labels = format_numbers(abars, 4)
 
     def title(k: int) -> str:
         return f"x_t at t = {timesteps[k]} (abar_t = {labels[k]})"

@@ -427,14 +427,14 @@ def image_pairs_figure(
         fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
     fig.update_annotations(font_size=TALK_TITLE_FONT_SIZE)
     talk_style(fig, height=560)
-    fig.update_layout(margin=dict(l=20, r=20, t=50, b=20), meta={"smooth": bool(smooth)})
+    fig.update_layout(margin=dict(l=20, r=20, t=50, b=45 if smooth else 20), meta={"smooth": bool(smooth)})
     if smooth:
         fig.add_annotation(
-            text=upscale_caption(True),
+            text=f"Images {upscale_caption(True)}",
             xref="paper",
             yref="paper",
             x=1,
-            y=-0.03,
+            y=-0.02,
             xanchor="right",
             yanchor="top",
             showarrow=False,

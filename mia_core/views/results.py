@@ -503,7 +503,7 @@ def score_from_display(value: float, transformed: bool) -> float:
 
 
 def score_quote(value: float, transformed: bool, digits: int = 4) -> str:
-    """A score as its axis shows it, for the text beside the chart: ``"−log10(−score) 2.31"`` or ``"score −0.0049"``.
+    """A score as its axis shows it, for the text beside a chart: ``"−log10(−score) 2.31"`` / ``"score -0.0049"``.
 
     The text then quotes the very number a reader finds on the axis (issue 19: the axis switched to
     ``-log10(-score)`` while the sentence quoted raw scores).

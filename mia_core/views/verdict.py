@@ -84,7 +84,7 @@ def card_summary(summary: ImageSummary, budget: float) -> str:
     if summary.majority is None:
         return f"**{summary.image_id}**: {verdict_badge(None, 'no verdict')} too few calibration non-members at {b} FPR"
     n, k = summary.n_attacks, summary.n_flagged
-    word = "looks like a member" if summary.majority else "not flagged"
+    word = "looks like a member" if summary.majority else "does not look like a member"
     text = (
         f"**{summary.image_id}**: {verdict_badge(summary.majority, word)} flagged by {k} of {n} "
         f"attack{'s' if n != 1 else ''} at {b} FPR (majority: {'flagged' if summary.majority else 'not flagged'}; "
