@@ -1001,7 +1001,9 @@ def _train_t2i(args: argparse.Namespace) -> int:
     result = train_t2i(
         cfg, args.out, device=args.device, command=args.command_line, progress=step, snapshot_steps=snapshots
     )
-    print(f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
+    print(
+        f"saved the pipeline (EMA weights) to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}"
+    )
     return 0
 
 

