@@ -68,6 +68,47 @@ def init_state() -> None:
             st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
 
 
+#: the one-click label of the shipped text-to-image target (Start and Target pages)
+T2I_BUTTON = "Use the tiny text-to-image target (MNIST digits with captions)"
+DEFAULT_BUTTON = "Use the embedded default target (8x8 digits)"
+
+
+def t2i_spec() -> tuple[str, str]:
+    """(target, data) specs of the shipped tiny text-to-image target and its split (mia_core.paths)."""
+    from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
+
+    return str(T2I_TARGET_DIR.resolve()), str(T2I_SPLIT_PATH.resolve())
+
+
+def on_t2i_target() -> bool:
+    """Whether the session's target is the shipped text-to-image target."""
+    return st.session_state["cfg.target"] == t2i_spec()[0]
+
+
+def use_embedded(which: str) -> None:
+    """Button callback: switch the session to an embedded target and its own split in one click.
+
+    ``which``: "t2i" (the shipped text-to-image target, assets/t2i_target and its split.json) or
+    "default" (the embedded 8x8-digits DDPM and its split). Clears the selected sample; the Target
+    page's chooser follows (a local folder for t2i)."""
+    s = st.session_state
+    if which == "t2i":
+        target, data = t2i_spec()
+        s["target.source"], s["target.folder"] = "Local diffusers folder", target
+        what = "the tiny text-to-image target (MNIST digits with captions) and its split"
+    elif which == "default":
+        target, data = "default", "default"
+        s["target.source"] = "Embedded default"
+        what = "the embedded default target (8x8 digits) and its split"
+    else:
+        raise ValueError(f"unknown embedded target {which!r}: expected 't2i' or 'default'")
+    s["cfg.target"], s["cfg.data"], s["sel.sample"] = target, data, None
+    s["cfg.limit"] = None
+    s.pop("data.limit", None)
+    s["target.error"] = None
+    s["target.flash"] = f"Switched to {what}."
+
+
 @st.cache_resource(show_spinner=False)
 def get_worker() -> Worker:
     """The one background worker of this server process (serialises attack jobs)."""

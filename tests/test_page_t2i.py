@@ -1,0 +1,62 @@
+"""AppTest: the shipped tiny text-to-image target (assets/t2i_target) one click away, and every page on it.
+
+The target ships, so nothing here skips; images are limited (``cfg.limit``) to keep the pages cheap."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
+
+T2I, SPLIT = str(T2I_TARGET_DIR.resolve()), str(T2I_SPLIT_PATH.resolve())
+T2I_BUTTON = "Use the tiny text-to-image target (MNIST digits with captions)"
+
+
+def _button(at, label):
+    found = [b for b in at.button if b.label == label]
+    assert found, f"no button {label!r}: {[b.label for b in at.button]}"
+    return found[0]
+
+
+def _open_on_t2i(open_page, page, limit=4):
+    at = open_page(page, run=False)
+    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
+    at.session_state["cfg.limit"] = limit
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_start_page_switches_to_the_t2i_target_in_one_click(open_page):
+    at = open_page("pages/home.py")
+    _button(at, T2I_BUTTON).click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.target"] == T2I and at.session_state["cfg.data"] == SPLIT
+    assert at.session_state["sel.sample"] is None
+    assert any("text-to-image target" in s.value for s in at.success)
+    deadline = time.time() + 90
+    while time.time() < deadline and not any("Model ready" in s.value for s in at.success):
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+    ready = [s.value for s in at.success if "Model ready" in s.value]
+    assert ready and "100 members and 100 non-members" in ready[0], ready
+    # and back to the default in one click too
+    _button(at, "Use the embedded default target (8x8 digits)").click().run()
+    assert at.session_state["cfg.target"] == "default" and at.session_state["cfg.data"] == "default"
+
+
+def test_target_page_offers_the_t2i_target_and_shows_its_components(open_page):
+    at = open_page("pages/target.py")
+    _button(at, T2I_BUTTON).click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.target"] == T2I and at.session_state["cfg.data"] == SPLIT
+    assert any("Switched to the tiny text-to-image target" in s.value for s in at.success)
+    card = at.dataframe[0].value.set_index("property")["value"]
+    assert card["component: text_encoder"].startswith("CLIPTextModel")
+    assert card["component: vae"].startswith("AutoencoderKL") and card["component: unet"].startswith("UNet2DCondition")
+    assert "own caption" in card["conditioning"] and "empty prompt" in card["conditioning"]
+    # attacks sharing one reason are named together, the reason said once
+    assert card["not applicable"].count("needs a DDPM") == 1 and "rediffuse, gan_leaks" in card["not applicable"]
