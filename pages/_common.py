@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "cfg.attacks": ["loss", "secmi", "pia", "pian", "sima"],  # = mia_core.attacks.DEFAULT_ATTACKS (tested)
     "cfg.params": {},  # attack name -> {param: value}, only what differs from the defaults
     "cfg.fpr": 0.01,
+    # a text-to-image target's prompts (mia_core.attacks.Conditioning fields; ignored on other targets)
+    "cfg.conditioning": {"mode": "caption"},
     "sel.sample": None,
 }
 FPR_BUDGETS = (0.1, 0.05, 0.01, 0.001)
@@ -103,6 +105,8 @@ def use_embedded(which: str) -> None:
     else:
         raise ValueError(f"unknown embedded target {which!r}: expected 't2i' or 'default'")
     s["cfg.target"], s["cfg.data"], s["sel.sample"] = target, data, None
+    if which == "t2i" and "clid" not in s["cfg.attacks"]:  # the attack made for text-to-image models, as the CLI
+        s["cfg.attacks"] = [*s["cfg.attacks"], "clid"]
     s["cfg.limit"] = None
     s.pop("data.limit", None)
     s["target.error"] = None
@@ -183,13 +187,16 @@ def try_experiment() -> Experiment | None:
         return None
 
 
-def selected_attacks() -> list[Attack]:
+def selected_attacks(exp: Experiment | None = None) -> list[Attack]:
+    """The session's attacks with their parameters; with ``exp`` on a text-to-image target, also with the
+    session's conditioning (``cfg.conditioning``, :func:`mia_core.lab.experiment.condition_attacks`)."""
     from mia_core.attacks import REGISTRY
-    from mia_core.lab.experiment import make_attacks
+    from mia_core.lab.experiment import condition_attacks, make_attacks
 
     s = st.session_state
     names = [n for n in s["cfg.attacks"] if n in REGISTRY]
-    return make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
+    attacks = make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
+    return attacks if exp is None else condition_attacks(exp, attacks, s["cfg.conditioning"])
 
 
 def results(exp: Experiment) -> dict[str, AttackResult]:
@@ -197,7 +204,12 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     from mia_core.lab.experiment import stored_results
 
     store = get_store()
-    out = stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=store)
+    try:
+        attacks = selected_attacks(exp)
+    except ValueError as exc:  # e.g. "own caption" on images without captions: say so, show nothing
+        st.warning(f"{exc}.", icon=":material/short_text:")
+        return {}
+    out = stored_results(exp, attacks, seed=st.session_state["cfg.seed"], store=store)
     show_store_notices(store)
     return out
 
@@ -218,7 +230,7 @@ def stored_runs(exp: Experiment, run_ids: list[str], seed: int) -> tuple[dict[st
     store = get_store()
     found, missing = {}, []
     for rid in run_ids:
-        res = store.get(exp.run_key(attack_of(rid), seed))
+        res = store.get(exp.run_key(attack_of(rid, exp.images.captions), seed))
         if res is None:
             missing.append(rid)
         else:

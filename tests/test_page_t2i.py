@@ -60,3 +60,50 @@ def test_target_page_offers_the_t2i_target_and_shows_its_components(open_page):
     assert "own caption" in card["conditioning"] and "empty prompt" in card["conditioning"]
     # attacks sharing one reason are named together, the reason said once
     assert card["not applicable"].count("needs a DDPM") == 1 and "rediffuse, gan_leaks" in card["not applicable"]
+
+
+def _texts(at) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.success] + [e.value for e in at.error]
+    parts += [e.value for e in at.info] + [e.value for e in at.warning] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
+    from mia_core.attacks import REGISTRY
+
+    at = _open_on_t2i(open_page, "pages/attack_lab.py", limit=3)
+    table = at.dataframe[0].value.set_index("attack")
+    assert REGISTRY["clid"].title in table.index  # CLiD offered (it applies to a text-to-image target)
+    assert "CLiD" not in " ".join(i.value for i in at.info if "Not applicable" in i.value)
+    loss_calls = int(table.loc[REGISTRY["loss"].title, "UNet calls / image"])
+    # a fixed prompt with guidance: every UNet call is two passes, and the table says so
+    at.radio(key="attack_lab.cond.mode").set_value("fixed").run()
+    at.text_input(key="attack_lab.cond.prompt").set_value("a handwritten seven")
+    at.number_input(key="attack_lab.cond.w").set_value(2.0).run()
+    assert not at.exception, at.exception
+    assert int(at.dataframe[0].value.set_index("attack").loc[REGISTRY["loss"].title, "UNet calls / image"]) == (
+        2 * loss_calls
+    )
+    assert "every UNet call costs 2 forward passes" in _texts(at)
+    # the image's own caption, no guidance: run the loss attack on 6 images
+    at.radio(key="attack_lab.cond.mode").set_value("caption")
+    at.number_input(key="attack_lab.cond.w").set_value(1.0)
+    at.multiselect(key="attack_lab.attacks").set_value(["loss"])
+    at.button(key="attack_lab.run").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.conditioning"] == {"mode": "caption", "prompt": "", "guidance_scale": 1.0}
+    deadline = time.time() + 90
+    while time.time() < deadline and not any(s.value.startswith("Done") for s in at.success):
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, at.exception
+    assert any(s.value.startswith("Done — 1 attack(s) finished on 6 images") for s in at.success), _texts(at)
+    # Compare finds the stored run and names its conditioning in the label
+    at.switch_page("pages/compare.py")
+    at.run()
+    assert not at.exception, at.exception
+    runs = at.multiselect(key="compare.runs")
+    assert runs.value == ["loss:cond=caption"]
+    assert runs.format_func("loss:cond=caption") == "Loss own caption"
+    assert not any("Not stored" in i.value for i in at.info), [i.value for i in at.info]
+    assert "Loss own caption" in json.dumps([c.proto.spec for c in at.get("plotly_chart")])
