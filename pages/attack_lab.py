@@ -77,7 +77,8 @@ def _cond_now() -> tuple[dict, str | None]:
     last = s["cfg.conditioning"]
     mode = s.get("attack_lab.cond.mode", last.get("mode", "caption"))
     prompt = s.get("attack_lab.cond.prompt", last.get("prompt", "")) if mode == "fixed" else ""
-    value = {"mode": mode, "prompt": prompt, "guidance_scale": float(s.get("attack_lab.cond.w", last.get("guidance_scale", 1.0)))}
+    w = float(s.get("attack_lab.cond.w", last.get("guidance_scale", 1.0)))
+    value = {"mode": mode, "prompt": prompt, "guidance_scale": w}
     try:
         Conditioning.from_value(value)
     except ValueError as exc:
@@ -177,7 +178,9 @@ levels = st.pills(
     "predictions; white box = its weights and gradients. The Learn page explains them.",
 )
 table = pd.DataFrame(
-    plan.attack_table(pending.params, [a.name for a in current], stored_now, levels=levels, conditioning=cond_now or None),
+    plan.attack_table(
+        pending.params, [a.name for a in current], stored_now, levels=levels, conditioning=cond_now or None
+    ),
     columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"],
 )
 st.dataframe(
