@@ -107,3 +107,32 @@ def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
     assert runs.format_func("loss:cond=caption") == "Loss own caption"
     assert not any("Not stored" in i.value for i in at.info), [i.value for i in at.info]
     assert "Loss own caption" in json.dumps([c.proto.spec for c in at.get("plotly_chart")])
+
+
+def test_learn_shows_one_image_under_its_caption_the_empty_prompt_and_a_wrong_caption(open_page):
+    at = _open_on_t2i(open_page, "pages/learn.py", limit=2)
+    assert any("Conditioning: the same image, three prompts" in h.value for h in at.header)
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    fig = [f for f in specs if "three prompts" in json.dumps(f["layout"].get("title", ""))]
+    assert fig, "no caption-curves figure"
+    names = [tr["name"] for tr in fig[0]["data"]]
+    assert [n.split(":")[0] for n in names] == ["own caption", "empty prompt", "wrong caption"]
+    assert names[1] == 'empty prompt: ""' and names[0] != names[2]
+    ys = [tr["y"] for tr in fig[0]["data"]]
+    assert ys[0] != ys[1] != ys[2]  # the prompt changes the model's error (same noise)
+
+
+def test_data_page_shows_the_captions_and_sample_explorer_the_caption(open_page):
+    at = _open_on_t2i(open_page, "pages/data.py", limit=2)
+    table = [d.value for d in at.dataframe if "caption" in d.value.columns][0]
+    assert len(table) == 4 and table["caption"].str.startswith("a handwritten ").all()
+    thumbs = [c for img in at.image for c in img.captions]  # under the gallery thumbnails
+    assert thumbs and all("· “a handwritten " in c for c in thumbs), thumbs
+    at.switch_page("pages/sample.py")
+    at.run()
+    assert not at.exception, at.exception
+    sid = at.selectbox(key="sample.id").value
+    said = [m.value for m in at.markdown if m.value.startswith("Caption:")]
+    assert said and said[0].startswith("Caption: **“a handwritten "), said
+    row = table.set_index("id").loc[sid]
+    assert row["caption"] in said[0]
