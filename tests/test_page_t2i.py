@@ -136,3 +136,17 @@ def test_data_page_shows_the_captions_and_sample_explorer_the_caption(open_page)
     assert said and said[0].startswith("Caption: **“a handwritten "), said
     row = table.set_index("id").loc[sid]
     assert row["caption"] in said[0]
+    # the Presenter runs its deck on the text-to-image target with the stored run, and says what does not apply
+    at.switch_page("pages/presenter.py")
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(i.value for i in at.info)
+    assert "The deck runs on the text-to-image target (Loss" in said and "differential privacy" in said, said
+    assert at.get("iframe")
+
+
+def test_presenter_on_the_t2i_target_without_runs_says_so_in_one_line(open_page):
+    at = _open_on_t2i(open_page, "pages/presenter.py", limit=2)
+    said = [i.value for i in at.info if "No runs stored for the text-to-image target" in i.value]
+    assert len(said) == 1 and "Attack lab" in said[0]
+    assert at.get("iframe")  # the default's deck meanwhile
