@@ -16,7 +16,7 @@ from mia_core.attacks import REGISTRY, not_applicable
 from mia_core.attacks.conditioning import MODES, Conditioning
 from mia_core.lab import plan
 from mia_core.lab.experiment import attack_job_id, condition_attacks, submit_attacks
-from mia_core.views.attack_info import choice_label
+from mia_core.views.attack_info import by_reason, choice_label
 from mia_core.views.results import scores_frame
 from pages._common import (
     get_store,
@@ -119,7 +119,9 @@ skipped = not_applicable(condition_attacks(exp, every, cond_now) if is_t2i else 
 if skipped:
     st.info(
         "**Not applicable to this target** (not run):\n\n"
-        + "\n".join(f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()),
+        + "\n".join(
+            f"- **{', '.join(REGISTRY[n].title for n in names)}**: {reason}" for names, reason in by_reason(skipped)
+        ),
         icon=":material/block:",
     )
     current = [a for a in current if a.name not in skipped]

@@ -20,6 +20,7 @@ itself, a fallback colour, and access ``"unknown"``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label
@@ -244,3 +245,12 @@ def choice_label(name: str, cost: str = "") -> str:
     if name in REGISTRY:
         parts += f" · {access_label(name)}"
     return f"{parts} · {cost}" if cost else parts
+
+
+def by_reason(reasons: Mapping[str, str]) -> list[tuple[list[str], str]]:
+    """Attack name -> why it does not apply, grouped: ([names sharing a reason], the reason), in first-seen
+    order; so a list names each reason once (``{"a": "r", "b": "r"}`` -> ``[(["a", "b"], "r")]``)."""
+    out: dict[str, list[str]] = {}
+    for name, reason in reasons.items():
+        out.setdefault(str(reason), []).append(name)
+    return [(names, reason) for reason, names in out.items()]

@@ -63,12 +63,10 @@ def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
     if "conditioning" in card:
         rows.append(("conditioning", str(card["conditioning"])))
     not_applicable = card.get("not_applicable") or {}
-    by_reason: dict[str, list[str]] = {}  # attacks that share a reason are named together, the reason once
-    for name, reason in not_applicable.items():
-        by_reason.setdefault(str(reason), []).append(name)
-    rows.append(
-        ("not applicable", "; ".join(f"{', '.join(n)}: {r}" for r, n in by_reason.items()) or "every attack applies")
-    )
+    from mia_core.views.attack_info import by_reason
+
+    grouped = by_reason(not_applicable)  # attacks that share a reason are named together, the reason once
+    rows.append(("not applicable", "; ".join(f"{', '.join(n)}: {r}" for n, r in grouped) or "every attack applies"))
     return rows
 
 
