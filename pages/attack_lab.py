@@ -521,6 +521,8 @@ if found:
     rows = plan.metric_rows(found, exp.is_member, ids=exp.ids)
     summary = pd.DataFrame(rows).drop(columns=["_auc", "_tpr1"])
     st.dataframe(summary, hide_index=True, width="stretch", key="attack_lab.summary")
+    if is_t2i:
+        st.caption(f"Conditioned on {Conditioning.from_value(s['cfg.conditioning']).describe()}.")
     st.caption(
         "AUC: probability that a random member scores higher than a random non-member (0.5 = guessing). "
         "TPR @ 1% FPR: the share of members found when only 1 % of non-members may be wrongly flagged — "

@@ -231,7 +231,9 @@ if log is not None:
         f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
         "shown to it, which is what makes them a fair comparison."
     )
-    recipe = log.get("config") or {}
+    if isinstance(log.get("snapshot_of"), dict) and log["snapshot_of"].get("note"):
+        st.caption(f"Snapshot: {log['snapshot_of']['note']} (the command and time above are the whole run's).")
+    recipe = VL.train_recipe(log)
     augment = recipe.get("augment") or ("hflip" if recipe.get("hflip") else "none")
     if log.get("kind") == "ve":
         st.caption(f"VE-SDE noise levels σ {recipe.get('sigma_min')}..{recipe.get('sigma_max')} (data in [0, 1]).")

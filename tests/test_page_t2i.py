@@ -98,6 +98,7 @@ def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
         at.run()
         assert not at.exception, at.exception
     assert any(s.value.startswith("Done — 1 attack(s) finished on 6 images") for s in at.success), _texts(at)
+    assert "Conditioned on each image's own caption; no guidance (scale 1)." in _texts(at)
     # Compare finds the stored run and names its conditioning in the label
     at.switch_page("pages/compare.py")
     at.run()
@@ -107,6 +108,13 @@ def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
     assert runs.format_func("loss:cond=caption") == "Loss own caption"
     assert not any("Not stored" in i.value for i in at.info), [i.value for i in at.info]
     assert "Loss own caption" in json.dumps([c.proto.spec for c in at.get("plotly_chart")])
+    # the Presenter runs its deck on the text-to-image target with the stored run, and says what does not apply
+    at.switch_page("pages/presenter.py")
+    at.run()
+    assert not at.exception, at.exception
+    said = " ".join(i.value for i in at.info)
+    assert "The deck runs on the text-to-image target (Loss" in said and "differential privacy" in said, said
+    assert at.get("iframe")
 
 
 def test_learn_shows_one_image_under_its_caption_the_empty_prompt_and_a_wrong_caption(open_page):
@@ -136,13 +144,6 @@ def test_data_page_shows_the_captions_and_sample_explorer_the_caption(open_page)
     assert said and said[0].startswith("Caption: **“a handwritten "), said
     row = table.set_index("id").loc[sid]
     assert row["caption"] in said[0]
-    # the Presenter runs its deck on the text-to-image target with the stored run, and says what does not apply
-    at.switch_page("pages/presenter.py")
-    at.run()
-    assert not at.exception, at.exception
-    said = " ".join(i.value for i in at.info)
-    assert "The deck runs on the text-to-image target (Loss" in said and "differential privacy" in said, said
-    assert at.get("iframe")
 
 
 def test_presenter_on_the_t2i_target_without_runs_says_so_in_one_line(open_page):
@@ -150,3 +151,12 @@ def test_presenter_on_the_t2i_target_without_runs_says_so_in_one_line(open_page)
     said = [i.value for i in at.info if "No runs stored for the text-to-image target" in i.value]
     assert len(said) == 1 and "Attack lab" in said[0]
     assert at.get("iframe")  # the default's deck meanwhile
+
+
+def test_training_facts_of_a_text_to_image_log_come_from_its_unet_recipe():
+    from mia_core.lab.train import read_train_log
+    from mia_core.views.learn import train_log_summary
+
+    facts = train_log_summary(read_train_log(T2I_TARGET_DIR))
+    assert facts["steps"] == 1250 and facts["batch size"] == 32 and facts["learning rate"] == 1e-3
+    assert facts["members"] == 100
