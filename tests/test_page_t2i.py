@@ -160,3 +160,14 @@ def test_training_facts_of_a_text_to_image_log_come_from_its_unet_recipe():
     facts = train_log_summary(read_train_log(T2I_TARGET_DIR))
     assert facts["steps"] == 1250 and facts["batch size"] == 32 and facts["learning rate"] == 1e-3
     assert facts["members"] == 100
+
+
+def test_was_my_image_used_on_the_t2i_target_says_why_own_captions_do_not_fit_uploads(open_page):
+    at = _open_on_t2i(open_page, "pages/was_my_image_used.py", limit=2)
+    said = [i.value for i in at.info if "has no caption" in i.value]
+    assert len(said) == 1 and "empty prompt" in said[0]
+    at.session_state["cfg.conditioning"] = {"mode": "empty"}
+    at.run()
+    assert not at.exception, at.exception
+    assert not [i.value for i in at.info if "has no caption" in i.value]
+    assert any("No stored attack results" in w.value for w in at.warning)  # nothing run with the empty prompt yet
