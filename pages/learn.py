@@ -94,6 +94,14 @@ st.caption(
     "(change the target on the **Target** page)."
 )
 
+if getattr(exp.target, "kind", "") == "t2i":  # one line on what the views below show on a latent text-to-image model
+    st.info(
+        "This text-to-image target denoises **VAE latents**: in views 1–3, x_t and x̂₀ are latents decoded by "
+        "its VAE for display, the noise is a latent, the errors are the latents', and the model is conditioned on "
+        "the empty prompt; view 3b compares the image's own caption, the empty prompt and a wrong caption.",
+        icon=":material/layers:",
+    )
+
 # Widget defaults, valid for the current experiment (a new target or split may change the ids).
 _default_m, _default_nm = explain.member_vs_nonmember(exp)
 _state = st.session_state

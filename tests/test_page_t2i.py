@@ -120,6 +120,7 @@ def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
 def test_learn_shows_one_image_under_its_caption_the_empty_prompt_and_a_wrong_caption(open_page):
     at = _open_on_t2i(open_page, "pages/learn.py", limit=2)
     assert any("Conditioning: the same image, three prompts" in h.value for h in at.header)
+    assert any("denoises **VAE latents**" in i.value and "empty prompt" in i.value for i in at.info)
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     fig = [f for f in specs if "three prompts" in json.dumps(f["layout"].get("title", ""))]
     assert fig, "no caption-curves figure"
