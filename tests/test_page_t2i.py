@@ -172,3 +172,28 @@ def test_was_my_image_used_on_the_t2i_target_says_why_own_captions_do_not_fit_up
     assert not at.exception, at.exception
     assert not [i.value for i in at.info if "has no caption" in i.value]
     assert any("No stored attack results" in w.value for w in at.warning)  # nothing run with the empty prompt yet
+
+
+def test_condition_attacks_keys_runs_as_the_cli_does():
+    import dataclasses
+
+    import pytest
+
+    from mia_core.attacks import Conditioning
+    from mia_core.attacks.conditioning import captions_digest
+    from mia_core.lab.experiment import condition_attacks, load_experiment, make_attacks
+    from mia_core.lab.run_specs import attack_of, run_id
+
+    exp = load_experiment(T2I, SPLIT, limit=2)
+    (loss,) = condition_attacks(exp, make_attacks(["loss"]), None)  # None: each image's own caption
+    assert loss.conditioning == Conditioning(captions=captions_digest(exp.images.captions))
+    assert run_id(loss) == "loss:cond=caption"
+    assert exp.run_key(attack_of(run_id(loss), exp.images.captions), 0) == exp.run_key(loss, 0)  # Compare finds it
+    (fixed,) = condition_attacks(exp, make_attacks(["loss"]), {"mode": "fixed", "prompt": "a handwritten one"})
+    assert fixed.conditioning.captions == "" and run_id(fixed) == "loss:cond=fixed,prompt=a handwritten one"
+    bare = dataclasses.replace(exp, images=dataclasses.replace(exp.images, captions=None))
+    with pytest.raises(ValueError, match="needs captions"):
+        condition_attacks(bare, make_attacks(["loss"]), "caption")
+    pixel = load_experiment("default", "default", limit=1)
+    (plain,) = condition_attacks(pixel, make_attacks(["loss"]), "empty")  # pixel targets take no conditioning
+    assert plain.conditioning is None
