@@ -57,23 +57,27 @@ st.html(
 smooth = bool(s.get("present.smooth", True))
 
 # The shipped text-to-image target: the deck runs on it, with the runs stored for it (Attack lab), when asked.
-T2I_DECK, DEFAULT_DECK = "the text-to-image target (its stored runs)", "the embedded default (precomputed)"
+T2I_DECK = "Deck on the text-to-image target (its stored runs)"
+DEFAULT_DECK = "Deck on the embedded default (precomputed)"
 on_t2i = on_t2i_target()
 deck_on = DEFAULT_DECK
 if on_t2i:
     if not embedded:
-        st.segmented_control("Deck on", [T2I_DECK, DEFAULT_DECK], default=T2I_DECK, key="present.deck_on")
+        st.segmented_control(
+            "Deck on", [T2I_DECK, DEFAULT_DECK], default=T2I_DECK, key="present.deck_on", label_visibility="collapsed"
+        )
     deck_on = s.get("present.deck_on") or T2I_DECK
 
 try:
     run_ids, run_errors = url_runs()
-    exp, found = None, {}
+    exp, found, partial = None, {}, []
     if deck_on == T2I_DECK:
         exp = try_experiment()
         if exp is not None:
             seed = int(s["cfg.seed"])
             found, not_stored = stored_runs(exp, run_ids, seed) if run_ids else (results(exp), [])
-            found = {n: r for n, r in found.items() if tuple(r.ids) == tuple(exp.ids)}  # scored on every image
+            partial = [n for n, r in found.items() if tuple(r.ids) != tuple(exp.ids)]  # a learned attack's part
+            found = {n: r for n, r in found.items() if n not in partial}  # the deck's slides need every image
         if not found:
             st.info(
                 "No runs stored for the text-to-image target on every image yet: run attacks on it in the "
@@ -94,7 +98,12 @@ try:
         st.info(
             f"The deck runs on the text-to-image target ({', '.join(short_name(n) for n in found)}; conditioning as "
             "in each label). The slide on differential privacy shows the embedded default's factor study: there "
-            "is no such study for this target.",
+            "is no such study for this target."
+            + (
+                f" Left out: {', '.join(short_name(n) for n in partial)} (scored on a held-out part only)."
+                if partial
+                else ""
+            ),
             icon=":material/info:",
         )
     slides = build_deck(deck_data(exp, found), load_defence_study(), smooth_images=smooth)
