@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mia_core.attacks import DEFAULT_ATTACKS
+from mia_core.attacks import DEFAULT_ATTACKS, Conditioning
 from mia_core.lab.experiment import make_attacks, stored_results
 from mia_core.lab.presenter_data import (
     DEMO_COMMAND,
@@ -62,7 +62,8 @@ DEFAULT_DECK = "Deck on the embedded default (precomputed)"
 on_t2i = on_t2i_target()
 deck_on = DEFAULT_DECK
 if on_t2i:
-    if not embedded:
+    if not embedded:  # below the app's header (the deck page's top padding is sized for the deck alone)
+        st.html("<style>[data-testid='stMainBlockContainer'] { padding-top: 4.5rem; }</style>")
         st.segmented_control(
             "Deck on", [T2I_DECK, DEFAULT_DECK], default=T2I_DECK, key="present.deck_on", label_visibility="collapsed"
         )
@@ -96,8 +97,13 @@ try:
             found, not_stored = stored_results(exp, attacks, seed=0, store=get_store()), []
     elif not embedded:
         st.info(
-            f"The deck runs on the text-to-image target ({', '.join(short_name(n) for n in found)}; conditioning as "
-            "in each label). The slide on differential privacy shows the embedded default's factor study: there "
+            f"The deck runs on the text-to-image target ({', '.join(short_name(n) for n in found)}"
+            + (
+                ""
+                if run_ids
+                else f"; conditioned on {Conditioning.from_value(s['cfg.conditioning']).describe()}"
+            )
+            + "). The slide on differential privacy shows the embedded default's factor study: there "
             "is no such study for this target."
             + (
                 f" Left out: {', '.join(short_name(n) for n in partial)} (scored on a held-out part only)."

@@ -113,7 +113,9 @@ def test_attack_lab_conditions_runs_and_compare_labels_them(open_page):
     at.run()
     assert not at.exception, at.exception
     said = " ".join(i.value for i in at.info)
-    assert "The deck runs on the text-to-image target (Loss" in said and "differential privacy" in said, said
+    # the runs Compare put in the URL (?runs=loss:cond=caption), named with their conditioning
+    assert "The deck runs on the text-to-image target (Loss own caption)" in said, said
+    assert "differential privacy" in said
     assert at.get("iframe")
 
 
