@@ -9,6 +9,8 @@ Shipped with the package (found through it with :mod:`importlib.resources`, so a
                         is a link to it)
     DEFAULT_TARGET_DIR  the embedded default target (a diffusers folder)
     DEFAULT_SPLIT_PATH  its member / non-member split manifest
+    T2I_TARGET_DIR      the tiny text-to-image target (a StableDiffusionPipeline folder, MNIST digits
+                        with captions) and T2I_SPLIT_PATH its split manifest
     DEMO_STORE_DIR      precomputed results of the default run (read-only)
     STUDIES_DIR         the shipped factor studies
     APP_DIR             the Streamlit app: ``app.py`` and ``pages/`` (installed as ``mia_core/app``;
@@ -41,6 +43,8 @@ REPO_DIR: Path | None = _source_checkout()
 ASSETS_DIR: Path = _PACKAGE_DIR / "assets"
 DEFAULT_TARGET_DIR: Path = ASSETS_DIR / "default_target"
 DEFAULT_SPLIT_PATH: Path = DEFAULT_TARGET_DIR / "split.json"
+T2I_TARGET_DIR: Path = ASSETS_DIR / "t2i_target"
+T2I_SPLIT_PATH: Path = T2I_TARGET_DIR / "split.json"
 DEMO_STORE_DIR: Path = ASSETS_DIR / "demo_store"
 STUDIES_DIR: Path = ASSETS_DIR / "studies"
 APP_DIR: Path = REPO_DIR if REPO_DIR is not None else _PACKAGE_DIR / "app"

@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "cfg.attacks": ["loss", "secmi", "pia", "pian", "sima"],  # = mia_core.attacks.DEFAULT_ATTACKS (tested)
     "cfg.params": {},  # attack name -> {param: value}, only what differs from the defaults
     "cfg.fpr": 0.01,
+    # a text-to-image target's prompts (mia_core.attacks.Conditioning fields; ignored on other targets)
+    "cfg.conditioning": {"mode": "caption"},
     "sel.sample": None,
 }
 FPR_BUDGETS = (0.1, 0.05, 0.01, 0.001)
@@ -66,6 +68,49 @@ def init_state() -> None:
     for key, value in DEFAULTS.items():
         if key not in st.session_state:
             st.session_state[key] = value.copy() if isinstance(value, (dict, list)) else value
+
+
+#: the one-click label of the shipped text-to-image target (Start and Target pages)
+T2I_BUTTON = "Use the tiny text-to-image target (MNIST digits with captions)"
+DEFAULT_BUTTON = "Use the embedded default target (8x8 digits)"
+
+
+def t2i_spec() -> tuple[str, str]:
+    """(target, data) specs of the shipped tiny text-to-image target and its split (mia_core.paths)."""
+    from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
+
+    return str(T2I_TARGET_DIR.resolve()), str(T2I_SPLIT_PATH.resolve())
+
+
+def on_t2i_target() -> bool:
+    """Whether the session's target is the shipped text-to-image target."""
+    return st.session_state["cfg.target"] == t2i_spec()[0]
+
+
+def use_embedded(which: str) -> None:
+    """Button callback: switch the session to an embedded target and its own split in one click.
+
+    ``which``: "t2i" (the shipped text-to-image target, assets/t2i_target and its split.json) or
+    "default" (the embedded 8x8-digits DDPM and its split). Clears the selected sample; the Target
+    page's chooser follows (a local folder for t2i)."""
+    s = st.session_state
+    if which == "t2i":
+        target, data = t2i_spec()
+        s["target.source"], s["target.folder"] = "Local diffusers folder", target
+        what = "the tiny text-to-image target (MNIST digits with captions) and its split"
+    elif which == "default":
+        target, data = "default", "default"
+        s["target.source"] = "Embedded default"
+        what = "the embedded default target (8x8 digits) and its split"
+    else:
+        raise ValueError(f"unknown embedded target {which!r}: expected 't2i' or 'default'")
+    s["cfg.target"], s["cfg.data"], s["sel.sample"] = target, data, None
+    if which == "t2i" and "clid" not in s["cfg.attacks"]:  # the attack made for text-to-image models, as the CLI
+        s["cfg.attacks"] = [*s["cfg.attacks"], "clid"]
+    s["cfg.limit"] = None
+    s.pop("data.limit", None)
+    s["target.error"] = None
+    s["target.flash"] = f"Switched to {what}."
 
 
 @st.cache_resource(show_spinner=False)
@@ -142,13 +187,16 @@ def try_experiment() -> Experiment | None:
         return None
 
 
-def selected_attacks() -> list[Attack]:
+def selected_attacks(exp: Experiment | None = None) -> list[Attack]:
+    """The session's attacks with their parameters; with ``exp`` on a text-to-image target, also with the
+    session's conditioning (``cfg.conditioning``, :func:`mia_core.lab.experiment.condition_attacks`)."""
     from mia_core.attacks import REGISTRY
-    from mia_core.lab.experiment import make_attacks
+    from mia_core.lab.experiment import condition_attacks, make_attacks
 
     s = st.session_state
     names = [n for n in s["cfg.attacks"] if n in REGISTRY]
-    return make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
+    attacks = make_attacks(names, {n: p for n, p in s["cfg.params"].items() if n in names})
+    return attacks if exp is None else condition_attacks(exp, attacks, s["cfg.conditioning"])
 
 
 def results(exp: Experiment) -> dict[str, AttackResult]:
@@ -156,7 +204,12 @@ def results(exp: Experiment) -> dict[str, AttackResult]:
     from mia_core.lab.experiment import stored_results
 
     store = get_store()
-    out = stored_results(exp, selected_attacks(), seed=st.session_state["cfg.seed"], store=store)
+    try:
+        attacks = selected_attacks(exp)
+    except ValueError as exc:  # e.g. "own caption" on images without captions: say so, show nothing
+        st.warning(f"{exc}.", icon=":material/short_text:")
+        return {}
+    out = stored_results(exp, attacks, seed=st.session_state["cfg.seed"], store=store)
     show_store_notices(store)
     return out
 
@@ -177,7 +230,7 @@ def stored_runs(exp: Experiment, run_ids: list[str], seed: int) -> tuple[dict[st
     store = get_store()
     found, missing = {}, []
     for rid in run_ids:
-        res = store.get(exp.run_key(attack_of(rid), seed))
+        res = store.get(exp.run_key(attack_of(rid, exp.images.captions), seed))
         if res is None:
             missing.append(rid)
         else:

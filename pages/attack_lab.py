@@ -13,9 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from mia_core.attacks import REGISTRY, not_applicable
+from mia_core.attacks.conditioning import MODES, Conditioning
 from mia_core.lab import plan
-from mia_core.lab.experiment import attack_job_id, submit_attacks
-from mia_core.views.attack_info import choice_label
+from mia_core.lab.experiment import attack_job_id, condition_attacks, submit_attacks
+from mia_core.views.attack_info import by_reason, choice_label
 from mia_core.views.results import scores_frame
 from pages._common import (
     get_store,
@@ -62,12 +63,37 @@ st.markdown(
 
 show_sharded_runs(store, exp.target.fingerprint)
 
+# A text-to-image target: the prompt each attack conditions on (mia_core.attacks.Conditioning), chosen per run.
+is_t2i = getattr(exp.target, "kind", "") == "t2i"
+has_captions = exp.images.captions is not None
+if is_t2i and not has_captions and s["cfg.conditioning"].get("mode") == "caption":
+    s["cfg.conditioning"] = {"mode": "empty"}  # nothing to condition on per image: say so below, never fail
+COND_MODES = [m for m in MODES if has_captions or m != "caption"]
+COND_TEXT = {"caption": "each image's own caption", "empty": 'the empty prompt ""', "fixed": "one fixed prompt"}
+
+
+def _cond_now() -> tuple[dict, str | None]:
+    """The conditioning as the form stands (the last Run's before the form is drawn), and why it is not valid."""
+    last = s["cfg.conditioning"]
+    mode = s.get("attack_lab.cond.mode", last.get("mode", "caption"))
+    prompt = s.get("attack_lab.cond.prompt", last.get("prompt", "")) if mode == "fixed" else ""
+    w = float(s.get("attack_lab.cond.w", last.get("guidance_scale", 1.0)))
+    value = {"mode": mode, "prompt": prompt, "guidance_scale": w}
+    try:
+        Conditioning.from_value(value)
+    except ValueError as exc:
+        return dict(last), str(exc)
+    return value, None
+
+
+cond_now, cond_error = _cond_now() if is_t2i else ({}, None)
+
 try:
-    ran = selected_attacks()  # the last Run's selection: what the results below are for
+    ran = selected_attacks(exp)  # the last Run's selection: what the results below are for
 except ValueError as exc:  # a bad cfg.params from elsewhere must not take the page down
     st.warning(f"The stored attack parameters are invalid ({exc}); using the published defaults.")
     s["cfg.params"] = {}
-    ran = selected_attacks()
+    ran = selected_attacks(exp)
 
 
 def _form_raw(name: str) -> dict:
@@ -84,15 +110,18 @@ names_now = [n for n in s.get("attack_lab.attacks", s["cfg.attacks"]) if n in RE
 pending = plan.pending_selection(
     names_now, {n: _form_raw(n) for n in names_now}, s["cfg.params"], num_timesteps=num_timesteps
 )
-current = pending.attacks
+current = condition_attacks(exp, pending.attacks, cond_now) if is_t2i else pending.attacks
 seed_now = int(s.get("attack_lab.seed", seed))
 
 # Attacks whose math does not fit this kind of target (Attack.applies_to) are listed, never run.
-skipped = not_applicable([cls() for cls in REGISTRY.values()], exp.target)
+every = [cls() for cls in REGISTRY.values()]
+skipped = not_applicable(condition_attacks(exp, every, cond_now) if is_t2i else every, exp.target)
 if skipped:
     st.info(
         "**Not applicable to this target** (not run):\n\n"
-        + "\n".join(f"- **{REGISTRY[name].title}**: {reason}" for name, reason in skipped.items()),
+        + "\n".join(
+            f"- **{', '.join(REGISTRY[n].title for n in names)}**: {reason}" for names, reason in by_reason(skipped)
+        ),
         icon=":material/block:",
     )
     current = [a for a in current if a.name not in skipped]
@@ -151,7 +180,9 @@ levels = st.pills(
     "predictions; white box = its weights and gradients. The Learn page explains them.",
 )
 table = pd.DataFrame(
-    plan.attack_table(pending.params, [a.name for a in current], stored_now, levels=levels),
+    plan.attack_table(
+        pending.params, [a.name for a in current], stored_now, levels=levels, conditioning=cond_now or None
+    ),
     columns=["attack", "access", "paper", "UNet calls / image", "with trace", "selected", "results"],
 )
 st.dataframe(
@@ -238,13 +269,53 @@ for attack in [a for a in current if a.learns]:
 
 # -- the form ------------------------------------------------------------------------------------
 
-not_applicable = exp.target.card()["not_applicable"] if hasattr(exp.target, "card") else {}
-if not_applicable:
-    st.info(
-        "Not applicable to this target:\n\n"
-        + "\n\n".join(f"- **{REGISTRY[name].title}**: {reason}" for name, reason in not_applicable.items()),
-        icon=":material/block:",
+def _conditioning_controls() -> None:
+    """A text-to-image target's conditioning: which prompt, and the guidance scale with its cost."""
+    st.markdown(
+        "**Conditioning** — a text-to-image model predicts the noise *given a prompt*; each run chooses which "
+        "prompt the attacks give it. The image's own caption is what it was trained with; the empty prompt is "
+        "the unconditional model. **CLiD** (in the list above) is the attack made for text-to-image models: it "
+        "compares the error under the caption with the error under the empty prompt."
     )
+    last = s["cfg.conditioning"]
+    c1, c2, c3 = st.columns([2, 2, 1])
+    mode = c1.radio(
+        "Prompt",
+        COND_MODES,
+        index=COND_MODES.index(last.get("mode")) if last.get("mode") in COND_MODES else 0,
+        format_func=COND_TEXT.get,
+        key="attack_lab.cond.mode",
+        horizontal=True,
+    )
+    c2.text_input(
+        "Fixed prompt",
+        value=last.get("prompt", ""),
+        key="attack_lab.cond.prompt",
+        disabled=mode != "fixed",
+        placeholder="a handwritten seven",
+    )
+    w = c3.number_input(
+        "Guidance scale",
+        min_value=0.0,
+        max_value=20.0,
+        value=float(last.get("guidance_scale", 1.0)),
+        step=0.5,
+        key="attack_lab.cond.w",
+        help="Classifier-free guidance w: eps(., empty) + w (eps(., prompt) - eps(., empty)). 1 = off, as SecMI, "
+        "CopyMark and CLiD run; any other value makes every UNet call two forward passes.",
+    )
+    if not has_captions:
+        st.caption("These images carry no captions, so each image's own caption is not offered.")
+    cost = (
+        f"guidance {w:g}: **every UNet call costs 2 forward passes** (the prompt and the empty prompt), so the run "
+        "costs twice as much (the table and the estimate above include it)"
+        if w != 1.0
+        else "no guidance (scale 1): one forward pass per UNet call"
+    )
+    st.caption(f"Each run is keyed by its conditioning (Compare labels say it); {cost}.")
+    if cond_error:
+        st.warning(f"Conditioning not valid yet: {cond_error}", icon=":material/edit_note:")
+
 
 # Not an st.form: every edit reruns the page so the plan above describes the form as it is. The chips'
 # labels never depend on the parameters: the browser holds a chip as its label text, and a label that
@@ -259,6 +330,8 @@ with st.container(border=True, key="attack_lab.form"):
         key="attack_lab.attacks",
         help="Cost = UNet evaluations per image for the score (and with the per-timestep trace the charts use).",
     )
+    if is_t2i:
+        _conditioning_controls()
     st.markdown(
         "**Parameters** — the published defaults; change a number or a comma-separated list of timesteps. "
         "Only the selected attacks' parameters are used."
@@ -306,7 +379,7 @@ with st.container(border=True, key="attack_lab.form"):
 
 def _start(exp_now) -> None:
     """Submit the session's attacks to the worker unless every result is stored already."""
-    attacks = [a for a in selected_attacks() if a.applies_to(exp_now.target) is None]
+    attacks = [a for a in selected_attacks(exp_now) if a.applies_to(exp_now.target) is None]
     stored = {a.name for a in attacks if store.has(exp_now.run_key(a, int(s["cfg.seed"])))}
     if len(stored) == len(attacks):
         s[JOB_KEY] = None
@@ -356,12 +429,16 @@ if submitted:
         diff = plan.non_default(name, values)
         if diff:
             new_params[name] = diff
+    if is_t2i and cond_error:
+        errors.append(f"**Conditioning**: {cond_error}")
     if errors:
         st.error("Nothing was started. Please fix:\n\n" + "\n\n".join(f"- {e}" for e in errors))
     else:
         s["cfg.attacks"] = list(chosen)
         s["cfg.params"] = new_params
         s["cfg.seed"] = int(new_seed)
+        if is_t2i:
+            s["cfg.conditioning"] = cond_now
         exp_now = try_experiment()  # the seed may have changed the experiment (random splits)
         if exp_now is not None:
             try:
@@ -444,6 +521,8 @@ if found:
     rows = plan.metric_rows(found, exp.is_member, ids=exp.ids)
     summary = pd.DataFrame(rows).drop(columns=["_auc", "_tpr1"])
     st.dataframe(summary, hide_index=True, width="stretch", key="attack_lab.summary")
+    if is_t2i:
+        st.caption(f"Conditioned on {Conditioning.from_value(s['cfg.conditioning']).describe()}.")
     st.caption(
         "AUC: probability that a random member scores higher than a random non-member (0.5 = guessing). "
         "TPR @ 1% FPR: the share of members found when only 1 % of non-members may be wrongly flagged — "

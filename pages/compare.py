@@ -187,7 +187,11 @@ known_ids = set(all_ids)
 # The choice lives in the URL (?runs=loss|loss:timesteps=100, with ?fpr=): a link reproduces the view.
 seed = int(st.session_state["cfg.seed"])
 store = get_store()
-lab_runs = [RS.run_id(a) for a in selected_attacks()]  # the Attack lab's selection: the default view
+try:
+    lab_runs = [RS.run_id(a) for a in selected_attacks(exp)]  # the Attack lab's selection: the default view
+except ValueError as exc:  # e.g. "own caption" on images without captions
+    st.warning(f"{exc}.")
+    lab_runs = []
 url_runs, url_errors = RS.parse_runs(st.query_params.get("runs"))
 offered = list(
     dict.fromkeys(
@@ -209,7 +213,7 @@ for error in url_errors:
     st.warning(f"Ignored from the link: {error}")
 res, not_stored = {}, []
 for rid in chosen_runs:
-    stored = store.get(exp.run_key(RS.attack_of(rid), seed))
+    stored = store.get(exp.run_key(RS.attack_of(rid, exp.images.captions), seed))
     if stored is None:
         not_stored.append(rid)
     elif set(stored.ids) <= known_ids:

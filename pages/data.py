@@ -146,6 +146,8 @@ def _current_split(exp: Experiment) -> None:
     ]
     st.markdown("  \n".join(lines))
     st.info(f"**Conversion to the target's input:** {exp.conversion.report}", icon="🔧")
+    if exp.images.captions is not None:
+        _captions(exp)
     if s["cfg.limit"]:
         st.caption(
             f"Subset for speed: the first {s['cfg.limit']} members and the first {s['cfg.limit']} "
@@ -161,6 +163,24 @@ def _current_split(exp: Experiment) -> None:
     )
 
 
+def _captions(exp: Experiment) -> None:
+    """A captioned data set (text-to-image targets): how many distinct captions, and each image's in a table."""
+    import pandas as pd
+
+    captions = [str(c) for c in exp.images.captions]
+    distinct = len(set(captions))
+    st.markdown(
+        f"**Captions:** every image carries one ({distinct:,} distinct, e.g. “{captions[0]}”): the prompt a "
+        "text-to-image target was trained with. Attacks condition on them (or on another prompt, chosen per run "
+        "in the Attack lab)."
+    )
+    with st.expander(f"Captions of the {len(captions):,} images"):
+        table = pd.DataFrame(
+            {"id": list(exp.ids), "role": ["member" if m else "non-member" for m in exp.is_member], "caption": captions}
+        )
+        st.dataframe(table, hide_index=True, width="stretch", key="data.captions")
+
+
 def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:
     n = len(ids)
     pages = max(1, math.ceil(n / PAGE_SIZE))
@@ -172,9 +192,11 @@ def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:
         f"Showing {start + 1}–{start + len(shown)} of {n:,} {role}, as the model sees them "
         f"({exp.images.height}x{exp.images.width}, enlarged without smoothing)."
     )
+    captions = exp.images.captions  # a text-to-image data set: each image's caption under it
     with st.grid(min_column_width=THUMB + 12, gap="xsmall", key=f"data.grid_{role}"):
         for i in shown:
-            st.image(upscale_nearest(exp.images.images[index[i]], THUMB), caption=i, width=THUMB)
+            said = i if captions is None else f"{i} · “{captions[index[i]]}”"
+            st.image(upscale_nearest(exp.images.images[index[i]], THUMB), caption=said, width=THUMB)
 
 
 def _galleries(exp: Experiment) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._common import experiment_loading
+from pages._common import DEFAULT_BUTTON, T2I_BUTTON, experiment_loading, on_t2i_target, use_embedded
 
 st.title("Diffusion MIA lab")
 st.markdown(
@@ -14,6 +14,25 @@ st.markdown(
     "the embedded model (a small DDPM trained on half of scikit-learn's 8x8 digits, which leaks on purpose), "
     "offline, on a CPU; bring your own diffusers model and images on the **Target** and **Data** pages."
 )
+
+with st.container(border=True):
+    if on_t2i_target():
+        st.markdown(
+            "**Now on the tiny text-to-image target**: a Stable-Diffusion-shaped latent model (VAE, CLIP text "
+            "encoder, conditional UNet) trained on 100 captioned 28x28 MNIST digits (\"a handwritten seven\"). "
+            "Every page works on it; the Attack lab lets you choose the prompt the attacks condition on."
+        )
+        st.button(DEFAULT_BUTTON, key="home.use_default", on_click=use_embedded, args=("default",))
+    else:
+        st.markdown(
+            "**Text-to-image models too**: a tiny Stable-Diffusion-shaped model ships with the lab (VAE, CLIP "
+            "text encoder, conditional UNet, trained on captioned MNIST digits). One click makes it the target "
+            "of every page, with its own member / non-member split."
+        )
+        st.button(T2I_BUTTON, key="home.use_t2i", on_click=use_embedded, args=("t2i",), icon=":material/image:")
+    flash = st.session_state.pop("target.flash", None)
+    if flash:
+        st.success(flash, icon=":material/check_circle:")
 
 PAGES = (
     (

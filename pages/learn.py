@@ -94,6 +94,14 @@ st.caption(
     "(change the target on the **Target** page)."
 )
 
+if getattr(exp.target, "kind", "") == "t2i":  # one line on what the views below show on a latent text-to-image model
+    st.info(
+        "This text-to-image target denoises **VAE latents**: in views 1–3, x_t and x̂₀ are latents decoded by "
+        "its VAE for display, the noise is a latent, the errors are the latents', and the model is conditioned on "
+        "the empty prompt; view 3b compares the image's own caption, the empty prompt and a wrong caption.",
+        icon=":material/layers:",
+    )
+
 # Widget defaults, valid for the current experiment (a new target or split may change the ids).
 _default_m, _default_nm = explain.member_vs_nonmember(exp)
 _state = st.session_state
@@ -345,8 +353,55 @@ def comparison_view() -> None:
         )
 
 
+@st.cache_data(max_entries=16, show_spinner="Three error curves of one image (3 prompts × 10 timesteps)…")
+def _caption_curves(fingerprint: str, images_fp: str, image_id: str, wrong: str, seed: int, _exp: Experiment, _i: int):
+    """(timesteps, {curve name: (K,) latent noise errors}) of one image under three prompts (cached per image)."""
+    curves = explain.caption_error_curves(
+        _exp.target, explain.images_x0(_exp, [_i]), _exp.images.captions[_i], wrong, explain.LEARN_SWEEP, seed,
+        draws=CURVE_DRAWS,
+    )
+    return curves[next(iter(curves))].timesteps, {k: c.eps_error[0] for k, c in curves.items()}
+
+
+@st.fragment
+def conditioning_view() -> None:
+    """A text-to-image target: one image's error curve under its own caption, the empty prompt, a wrong caption."""
+    st.header("3b · Conditioning: the same image, three prompts")
+    if exp.images.captions is None:
+        st.info("These images carry no captions, so there is no own caption to compare with (use captioned data).")
+        return
+    c_img, c_words = st.columns([2, 5])
+    image_id = c_img.selectbox(
+        "Image", list(exp.ids), key="learn.cond_image", format_func=lambda i: _label(exp, exp.ids.index(i))
+    )
+    i = exp.ids.index(image_id)
+    caption = str(exp.images.captions[i])
+    try:
+        wrong = explain.wrong_caption(caption, exp.images.captions, seed)
+        ts, curves = _caption_curves(exp.target.fingerprint, exp.images.fingerprint, image_id, wrong, seed, exp, i)
+    except ValueError as exc:
+        st.info(f"Not shown: {exc}.")
+        return
+    shown = VI.display_image(explain.images_x0(exp, [i])[0], SIZE)
+    c_img.image(shown, caption=f"“{caption}”", width=SIZE, output_format="PNG")
+    prompts = dict(zip(explain.CAPTION_CURVES, (caption, "", wrong)))
+    fig = VL.caption_curves_figure(ts, curves, prompts=prompts)
+    c_words.plotly_chart(fig, key="learn.cond_curves", config={"displaylogo": False})
+    download_figure(fig, pd.DataFrame({"t": ts, **curves}), "caption_curves", "learn.cond_dl")
+    st.markdown(
+        f"A text-to-image model predicts the noise **given a prompt**. The same noise is added to "
+        f"`{image_id}` ({'a member' if exp.is_member[i] else 'a non-member'}) and the model denoises it three "
+        "times: with the image's **own caption**, with the **empty prompt** and with a **wrong caption**. "
+        "A training image was learned *together with its caption*, so its own caption lowers its error the "
+        "most; the gap between the own-caption and empty-prompt curves is what **CLiD** measures. Each "
+        "attack run chooses which prompt to condition on (Attack lab); the result labels say which."
+    )
+
+
 noising_view()
 comparison_view()
+if getattr(exp.target, "kind", "") == "t2i":
+    conditioning_view()
 
 st.header("4 · What the attacks do")
 st.markdown(

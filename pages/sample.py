@@ -152,6 +152,8 @@ with left:
         width=IMAGE_PX,
         clamp=True,
     )
+    if exp.images.captions is not None:  # a text-to-image data set: the prompt this image was trained with
+        st.markdown(f"Caption: **“{exp.images.captions[i]}”**")
     if truth:
         st.success("Truly a **member**: the target was trained on this image.")
     else:

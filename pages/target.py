@@ -16,7 +16,7 @@ from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError,
 from mia_core.views import learn as VL
 from mia_core.views.images import upscale_nearest
 from mia_core.views.target import card_rows, memorisation_figure
-from pages._common import download_figure, try_experiment
+from pages._common import DEFAULT_BUTTON, T2I_BUTTON, download_figure, on_t2i_target, try_experiment, use_embedded
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
 THUMB = 88  # pixels per image in the memorisation grid
@@ -147,7 +147,20 @@ with st.container(border=True):
             "The embedded default: a small DDPM UNet trained by this project on half of scikit-learn's "
             "8×8 digits. It works offline on a CPU and leaks membership visibly."
         )
-    st.button("Use this target", key="target.apply", type="primary", on_click=_apply)
+    b1, b2 = st.columns([1, 2])
+    b1.button("Use this target", key="target.apply", type="primary", on_click=_apply)
+    if on_t2i_target():
+        b2.button(DEFAULT_BUTTON, key="target.use_default", on_click=use_embedded, args=("default",))
+    else:
+        b2.button(
+            T2I_BUTTON,
+            key="target.use_t2i",
+            on_click=use_embedded,
+            args=("t2i",),
+            icon=":material/image:",
+            help="The shipped Stable-Diffusion-shaped model (assets/t2i_target) and its own member / non-member "
+            "split (100 + 100 captioned MNIST digits): target and data switch together.",
+        )
     with st.expander("Convert a SecMI / PIA checkpoint (.pt)", expanded=bool(state.get("target.convert_error"))):
         st.text_input("Checkpoint", key="target.ckpt", placeholder="/path/to/ckpt-step800000.pt")
         st.text_input("Output folder", key="target.ckpt_out", placeholder="default: next to the .pt, <name>_diffusers")
@@ -218,7 +231,9 @@ if log is not None:
         f"Trained on {exp.split.n_members:,} members; the {exp.split.n_nonmembers:,} non-members were never "
         "shown to it, which is what makes them a fair comparison."
     )
-    recipe = log.get("config") or {}
+    if isinstance(log.get("snapshot_of"), dict) and log["snapshot_of"].get("note"):
+        st.caption(f"Snapshot: {log['snapshot_of']['note']} (the command and time above are the whole run's).")
+    recipe = VL.train_recipe(log)
     augment = recipe.get("augment") or ("hflip" if recipe.get("hflip") else "none")
     if log.get("kind") == "ve":
         st.caption(f"VE-SDE noise levels σ {recipe.get('sigma_min')}..{recipe.get('sigma_max')} (data in [0, 1]).")

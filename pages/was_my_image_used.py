@@ -105,7 +105,17 @@ if exp is None:
     st.stop()
 target = exp.target
 
-chosen_all = selected_attacks()
+if getattr(target, "kind", "") == "t2i" and st.session_state["cfg.conditioning"].get("mode") == "caption":
+    # an upload carries no caption: its score and the calibration runs must share one prompt
+    st.info(
+        "On a text-to-image target an uploaded image has no caption, so it cannot be scored like runs conditioned "
+        "on each image's own caption: choose **the empty prompt** or **one fixed prompt** in the Attack lab, run "
+        "the attacks there, and come back.",
+        icon=":material/short_text:",
+    )
+    st.page_link("pages/attack_lab.py", label="Open the Attack lab", icon="⚔️")
+    st.stop()
+chosen_all = selected_attacks(exp)  # on a text-to-image target: with the session's (caption-free) conditioning
 # Learned attacks score only their held-out part and keep no fitted network to score a new image.
 learned = [a for a in chosen_all if a.learns]
 chosen_all = [a for a in chosen_all if not a.learns]

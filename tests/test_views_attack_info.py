@@ -82,3 +82,14 @@ def test_no_other_source_of_short_names():
         (teaching, "attack_summary"),
     ):
         assert not hasattr(module, name), f"{module.__name__}.{name}"
+
+
+def test_by_reason_names_each_reason_once_and_run_labels_say_the_conditioning():
+    from mia_core.views.attack_info import by_reason, short_name
+
+    assert by_reason({"a": "r1", "b": "r2", "c": "r1"}) == [(["a", "c"], "r1"), (["b"], "r2")]
+    assert short_name("loss:cond=caption") == "Loss own caption"
+    assert short_name("pia:timestep=100,cond=fixed,prompt=a%20seven,guidance=3") == (
+        'PIA timestep=100 · prompt "a seven", guidance 3'
+    )
+    assert short_name("loss:cond=empty") == "Loss empty prompt"

@@ -158,6 +158,26 @@ def _timestep_params(params: Mapping[str, Any]) -> dict[str, list[int]]:
     return out
 
 
+def condition_attacks(exp: Experiment, attacks: Sequence[Attack], conditioning: Any = None) -> list[Attack]:
+    """The attacks as a run on ``exp`` conditions them: on a text-to-image target each carries
+    ``conditioning`` (a :class:`~mia_core.attacks.Conditioning`, its dict or a mode; None = the images' own
+    captions), with the digest of ``exp``'s captions in mode "caption", exactly as ``mia attack`` keys its
+    runs, so the app and the CLI find each other's stored results. Other targets: the attacks unchanged.
+    Raises ValueError in mode "caption" when the images carry no captions."""
+    from mia_core.attacks import Conditioning
+
+    if getattr(exp.target, "kind", "") != "t2i":
+        return list(attacks)
+    cond = Conditioning.from_value(conditioning) or Conditioning()
+    if cond.mode == "caption" and exp.images.captions is None:
+        raise ValueError(
+            "conditioning on each image's own caption needs captions, and these images have none (data "
+            f"{exp.images.source!r}): choose the empty prompt or a fixed prompt, or data with captions"
+        )
+    cond = cond.with_captions(exp.images.captions)
+    return [a.with_conditioning(cond) for a in attacks]
+
+
 def check_attacks(target: Target, attacks: Sequence[Attack]) -> None:
     """Check every attack's parameters against the target before any UNet call.
 

@@ -554,9 +554,12 @@ def attack_table(
     selected: Sequence[str],
     stored: Iterable[str],
     levels: Iterable[str] | None = None,
+    conditioning: Any = None,
 ) -> list[dict[str, Any]]:
     """One row per registered attack: title, threat model, paper, cost per image without / with its trace,
-    stored? ``levels``: only the attacks of these access levels ("black", "gray", "white"; default all)."""
+    stored? ``levels``: only the attacks of these access levels ("black", "gray", "white"; default all).
+    ``conditioning`` (a text-to-image run's :class:`~mia_core.attacks.Conditioning` or its dict): the costs
+    count its guidance (two forward passes per UNet call when it is on)."""
     stored = set(stored)
     rows = []
     names = filter_by_access(list(REGISTRY), ACCESS_LEVELS if levels is None else levels)
@@ -565,6 +568,8 @@ def attack_table(
             attack = get_attack(name, params.get(name))
         except (TypeError, ValueError):
             attack = get_attack(name)
+        if conditioning:
+            attack = attack.with_conditioning(conditioning)
         rows.append(
             {
                 "attack": cls.title,

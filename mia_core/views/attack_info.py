@@ -20,6 +20,7 @@ itself, a fallback colour, and access ``"unknown"``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mia_core.attacks import ACCESS_LEVELS, REGISTRY, access_label
@@ -142,6 +143,26 @@ def access_text(access: str) -> str:
     return ACCESS_LEVELS.get(access, "unknown access")
 
 
+def _conditioning_label(parts: list[str]) -> str:
+    """The conditioning parts of a run id (``cond=fixed``, ``prompt=a%20seven``, ``guidance=3``;
+    :mod:`mia_core.lab.run_specs`) in words, as ``Conditioning.label`` says them; "" for none."""
+    from urllib.parse import unquote
+
+    from mia_core.attacks import Conditioning
+
+    fields = dict(p.partition("=")[::2] for p in parts)
+    if "cond" not in fields:
+        return ""
+    try:
+        return Conditioning(
+            mode=fields["cond"],
+            prompt=unquote(fields.get("prompt", "")),
+            guidance_scale=float(fields.get("guidance", 1.0)),
+        ).label()
+    except ValueError:  # not a valid conditioning: shown as written
+        return ", ".join(parts)
+
+
 def attack_info(name: str) -> AttackInfo:
     """The :class:`AttackInfo` of an attack name (registered or not; see the module docstring).
 
@@ -152,7 +173,13 @@ def attack_info(name: str) -> AttackInfo:
     base, sep, params = name.partition(":")
     if sep and base in REGISTRY:
         info = attack_info(base)
-        said = ", ".join(p + "none" if p.endswith("=") else p for p in params.split(",")) or "defaults"
+        parts = [p for p in params.split(",") if p]
+        plain = [p for p in parts if p.partition("=")[0] not in ("cond", "prompt", "guidance")]
+        said = ", ".join(p + "none" if p.endswith("=") else p for p in plain)
+        cond = _conditioning_label([p for p in parts if p not in plain])
+        if cond:  # a text-to-image run: its prompts in words ("own caption", 'prompt "a seven"', guidance)
+            said = f"{said} · {cond}" if said else cond
+        said = said or "defaults"
         return dataclasses.replace(
             info, name=name, short=f"{info.short} {said}", title=f"{info.title} ({said})", color=attack_color(name)
         )
@@ -218,3 +245,12 @@ def choice_label(name: str, cost: str = "") -> str:
     if name in REGISTRY:
         parts += f" · {access_label(name)}"
     return f"{parts} · {cost}" if cost else parts
+
+
+def by_reason(reasons: Mapping[str, str]) -> list[tuple[list[str], str]]:
+    """Attack name -> why it does not apply, grouped: ([names sharing a reason], the reason), in first-seen
+    order; so a list names each reason once (``{"a": "r", "b": "r"}`` -> ``[(["a", "b"], "r")]``)."""
+    out: dict[str, list[str]] = {}
+    for name, reason in reasons.items():
+        out.setdefault(str(reason), []).append(name)
+    return [(names, reason) for reason, names in out.items()]

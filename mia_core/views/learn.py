@@ -260,9 +260,19 @@ def attack_summary() -> list[dict[str, Any]]:
     return rows
 
 
-def train_log_summary(log: Mapping[str, Any]) -> dict[str, Any]:
-    """The facts worth showing from a training log: command, steps, members, seconds, device, weights."""
+def train_recipe(log: Mapping[str, Any]) -> dict[str, Any]:
+    """The denoiser's training recipe of a log (steps, batch_size, lr, schedule, augment, ...): ``config``, or
+    ``config["unet"]`` for a text-to-image log, whose config also holds the VAE's and text encoder's."""
     cfg = log.get("config", {}) or {}
+    if isinstance(cfg.get("unet"), Mapping):
+        return dict(cfg["unet"])
+    return dict(cfg)
+
+
+def train_log_summary(log: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts worth showing from a training log: command, steps, members, seconds, device, weights.
+    A text-to-image log (``kind`` "t2i") keeps the UNet's recipe under ``config["unet"]`` (:func:`train_recipe`)."""
+    cfg = train_recipe(log)
     return {
         "command": log.get("command", ""),
         "steps": cfg.get("steps"),

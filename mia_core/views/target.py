@@ -58,8 +58,15 @@ def card_rows(card: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("variance_type", str(card["variance_type"])))
     if "scheduler_config" in card:
         rows.append(("scheduler config", str(card["scheduler_config"])))
+    for name, what in (card.get("components") or {}).items():  # a text-to-image pipeline's parts
+        rows.append((f"component: {name}", str(what)))
+    if "conditioning" in card:
+        rows.append(("conditioning", str(card["conditioning"])))
     not_applicable = card.get("not_applicable") or {}
-    rows.append(("not applicable", "; ".join(f"{k}: {v}" for k, v in not_applicable.items()) or "every attack applies"))
+    from mia_core.views.attack_info import by_reason
+
+    grouped = by_reason(not_applicable)  # attacks that share a reason are named together, the reason once
+    rows.append(("not applicable", "; ".join(f"{', '.join(n)}: {r}" for n, r in grouped) or "every attack applies"))
     return rows
 
 
