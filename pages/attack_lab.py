@@ -269,6 +269,7 @@ for attack in [a for a in current if a.learns]:
 
 # -- the form ------------------------------------------------------------------------------------
 
+
 def _conditioning_controls() -> None:
     """A text-to-image target's conditioning: which prompt, and the guidance scale with its cost."""
     st.markdown(

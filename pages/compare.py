@@ -293,7 +293,6 @@ if blind.biased:
     st.warning(blind.warning(), icon=":material/warning:")
 
 
-
 def _audit_report(args: dict) -> str:
     """The whole view as one self-contained HTML audit report (mia_core.lab.report + views.report). Runs on
     click, outside the script run: it reads only its arguments, never st.*."""

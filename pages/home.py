@@ -19,7 +19,7 @@ with st.container(border=True):
     if on_t2i_target():
         st.markdown(
             "**Now on the tiny text-to-image target**: a Stable-Diffusion-shaped latent model (VAE, CLIP text "
-            "encoder, conditional UNet) trained on 100 captioned 28x28 MNIST digits (\"a handwritten seven\"). "
+            'encoder, conditional UNet) trained on 100 captioned 28x28 MNIST digits ("a handwritten seven"). '
             "Every page works on it; the Attack lab lets you choose the prompt the attacks condition on."
         )
         st.button(DEFAULT_BUTTON, key="home.use_default", on_click=use_embedded, args=("default",))

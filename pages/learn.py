@@ -146,7 +146,11 @@ def noising_view() -> None:
         m1, m2, m3 = st.columns(3)
         m1.metric("continuous time t", f"{t_cont:.4f}", help=f"Step i maps to t_i = eps + (1 - eps) i / {T - 1}.")
         m2.metric(r"noise level $\sigma(t)$", format_number(sigma, 4), help="Standard deviation of the added noise.")
-        m3.metric("noise / data range", f"{format_number(sigma, 3)}×", help="The data lie in [0, 1]: σ relative to that range.")
+        m3.metric(
+            "noise / data range",
+            f"{format_number(sigma, 3)}×",
+            help="The data lie in [0, 1]: σ relative to that range.",
+        )
         st.caption(
             f"At step {t} (t = {t_cont:.4f}) the image keeps all of its amplitude and gets Gaussian noise of standard "
             f"deviation σ = {format_number(sigma, 4)} on top (data in [0, 1]): a VE-SDE never shrinks the image, the "
@@ -357,7 +361,12 @@ def comparison_view() -> None:
 def _caption_curves(fingerprint: str, images_fp: str, image_id: str, wrong: str, seed: int, _exp: Experiment, _i: int):
     """(timesteps, {curve name: (K,) latent noise errors}) of one image under three prompts (cached per image)."""
     curves = explain.caption_error_curves(
-        _exp.target, explain.images_x0(_exp, [_i]), _exp.images.captions[_i], wrong, explain.LEARN_SWEEP, seed,
+        _exp.target,
+        explain.images_x0(_exp, [_i]),
+        _exp.images.captions[_i],
+        wrong,
+        explain.LEARN_SWEEP,
+        seed,
         draws=CURVE_DRAWS,
     )
     return curves[next(iter(curves))].timesteps, {k: c.eps_error[0] for k, c in curves.items()}

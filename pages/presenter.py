@@ -98,11 +98,7 @@ try:
     elif not embedded:
         st.info(
             f"The deck runs on the text-to-image target ({', '.join(short_name(n) for n in found)}"
-            + (
-                ""
-                if run_ids
-                else f"; conditioned on {Conditioning.from_value(s['cfg.conditioning']).describe()}"
-            )
+            + ("" if run_ids else f"; conditioned on {Conditioning.from_value(s['cfg.conditioning']).describe()}")
             + "). The slide on differential privacy shows the embedded default's factor study: there "
             "is no such study for this target."
             + (
@@ -137,9 +133,7 @@ if run_ids and not embedded:
     for error in run_errors:
         st.warning(f"Ignored from the link: {error}")
     if not_stored:
-        st.warning(
-            "Not stored for this experiment, so left out: " + ", ".join(short_name(r) for r in not_stored)
-        )
+        st.warning("Not stored for this experiment, so left out: " + ", ".join(short_name(r) for r in not_stored))
 missing = [] if run_ids or deck_on == T2I_DECK else missing_attacks(found)
 if missing and not embedded:
     st.warning(
@@ -156,8 +150,11 @@ if not embedded:
         f"{n} slides. Keys: → / ← (or a clicker's PageDown / PageUp), Home / End; click the slide first if the "
         "keys do nothing. The slide number is kept in the link (`?slide=N`). To project, open "
         "`/presenter?embed=true&slide=1`: only the slide is shown. "
-        + ("Results: the runs stored for the text-to-image target." if deck_on == T2I_DECK
-           else "Results: the precomputed default experiment.")
+        + (
+            "Results: the runs stored for the text-to-image target."
+            if deck_on == T2I_DECK
+            else "Results: the precomputed default experiment."
+        )
     )
     st.toggle(
         "Smooth upscaling of the images (bicubic, display only)",

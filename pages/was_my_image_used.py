@@ -379,9 +379,11 @@ if w_go.button("Score the variants", key="miu.whatif.run", width="stretch"):
     attack_obj = next(a for a in attacks if a.name == what_attack)
     with st.spinner(f"Scoring {len(variants)} variants with {titles[what_attack]}…"):
         try:
-            s["miu.whatif"] = (what_key, [v.label for v in variants], P.score_variants(
-                target, attack_obj, what_id, variants, seed=seed
-            ))
+            s["miu.whatif"] = (
+                what_key,
+                [v.label for v in variants],
+                P.score_variants(target, attack_obj, what_id, variants, seed=seed),
+            )
         except Exception as exc:  # a model error must not take the page down
             st.error(f"Scoring the variants failed: {type(exc).__name__}: {exc}")
 if s.get("miu.whatif") and s["miu.whatif"][0] == what_key:

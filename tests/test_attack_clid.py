@@ -50,12 +50,15 @@ def test_features_equal_a_hand_computation(tiny_t2i_target):
     t = tiny_t2i_target
     p = CLiDParams(timesteps=(440, 450), cut_percents=(50,))
     x = np.random.default_rng(1).uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
-    res = CLiDFeatures(p, conditioning="caption").run(t, x, ids=["a", "b"], seed=5, captions=CAPTIONS, keep=("features",))
+    res = CLiDFeatures(p, conditioning="caption").run(
+        t, x, ids=["a", "b"], seed=5, captions=CAPTIONS, keep=("features",)
+    )
     feats = res.extras["features"]
     assert feats.shape == (2, 3) and res.unet_calls_per_image == 2 * 3
     # By hand, image by image: the same eps_j (one per t_j) for every condition.
     z0 = t.encode(torch.from_numpy(x))
     noise = per_image_noise(["a", "b"], 5, 2, t.model_shape)
+
     def mean_loss(i, prompt):  # l(c) of image i: mean over the two t_j and the latent elements
         errs = []
         for j, step in enumerate((440, 450)):
@@ -80,22 +83,31 @@ def test_clid_calibrates_on_one_part_and_scores_the_other(tiny_t2i_target):
     captions = [f"a digit {k}" for k in range(n)]
     labels = np.arange(n) < 5
     a = get_attack("clid", {"conditioning": "caption"})
-    assert a.unet_calls() == 15 and get_attack("clid", {"conditioning": {"mode": "caption", "guidance_scale": 2}}).unet_calls() == 30
+    assert (
+        a.unet_calls() == 15
+        and get_attack("clid", {"conditioning": {"mode": "caption", "guidance_scale": 2}}).unet_calls() == 30
+    )
     res = a.fit_score(t, x, ids, labels, seed=0, captions=captions)
     assert set(res.ids).isdisjoint(res.train_ids) and len(res.ids) + len(res.train_ids) == n
     assert len(res.train_ids) == 2  # 20 % of each class calibrates
-    assert res.info["alpha"] in [round(0.1 * k, 1) for k in range(11)] and len(res.info["calibration_auc_per_alpha"]) == 11
+    assert (
+        res.info["alpha"] in [round(0.1 * k, 1) for k in range(11)] and len(res.info["calibration_auc_per_alpha"]) == 11
+    )
     assert np.isfinite(res.scores).all() and res.params["conditioning"]["mode"] == "caption"
     # alpha = 0: the score is S(-L), a decreasing function of the loss alone
-    only_loss = get_attack("clid", {"pick_alpha": False, "alpha": 0.0}).fit_score(t, x, ids, labels, seed=0, captions=captions)
+    only_loss = get_attack("clid", {"pick_alpha": False, "alpha": 0.0}).fit_score(
+        t, x, ids, labels, seed=0, captions=captions
+    )
     assert (np.argsort(only_loss.scores) == np.argsort(-only_loss.extras["loss"])).all()
 
 
 def test_without_caption_information_the_discrepancy_is_zero(tiny_t2i_target):
     x = np.random.default_rng(3).uniform(-1, 1, (2, 1, 8, 8)).astype(np.float32)
-    feats = CLiDFeatures(CLiDParams(timesteps=(450,))).run(
-        tiny_t2i_target, x, captions=["", ""], keep=("features",)
-    ).extras["features"]
+    feats = (
+        CLiDFeatures(CLiDParams(timesteps=(450,)))
+        .run(tiny_t2i_target, x, captions=["", ""], keep=("features",))
+        .extras["features"]
+    )
     assert (feats[:, 1:] == 0).all() and (feats[:, 0] > 0).all()
 
 

@@ -32,12 +32,28 @@ def captioned_npz(tmp_path_factory):
 
 
 def _attack(folder, npz, out, *extra):
-    return main(["attack", "--target", str(folder), "--data", str(npz), "--out", str(out), "--device", "cpu",
-                 "--no-trace", "--bootstrap", "0", *extra])
+    return main(
+        [
+            "attack",
+            "--target",
+            str(folder),
+            "--data",
+            str(npz),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-trace",
+            "--bootstrap",
+            "0",
+            *extra,
+        ]
+    )
 
 
-def test_attack_on_a_text_to_image_target_prints_clid_and_records_the_mode(tiny_t2i_folder, captioned_npz, tmp_path,
-                                                                           capsys):
+def test_attack_on_a_text_to_image_target_prints_clid_and_records_the_mode(
+    tiny_t2i_folder, captioned_npz, tmp_path, capsys
+):
     assert _attack(tiny_t2i_folder, captioned_npz, tmp_path / "o", "--attacks", "loss,pia,secmi,sima,clid") == 0
     printed = capsys.readouterr().out
     assert "prompts each image's own caption; no guidance" in printed
@@ -53,13 +69,27 @@ def test_attack_on_a_text_to_image_target_prints_clid_and_records_the_mode(tiny_
 
 
 def test_fixed_prompt_with_guidance_and_the_empty_prompt(tiny_t2i_folder, captioned_npz, tmp_path, capsys):
-    code = _attack(tiny_t2i_folder, captioned_npz, tmp_path / "f", "--attacks", "loss", "--conditioning", "fixed",
-                   "--prompt", "a cat", "--guidance-scale", "2")
+    code = _attack(
+        tiny_t2i_folder,
+        captioned_npz,
+        tmp_path / "f",
+        "--attacks",
+        "loss",
+        "--conditioning",
+        "fixed",
+        "--prompt",
+        "a cat",
+        "--guidance-scale",
+        "2",
+    )
     assert code == 0
     m = json.loads((tmp_path / "f" / "metrics.json").read_text())["loss"]
     assert m["conditioning"] == {"mode": "fixed", "prompt": "a cat", "guidance_scale": 2.0}
     assert m["unet_calls_per_image"] == 2  # guidance doubles the cost
-    assert _attack(tiny_t2i_folder, captioned_npz, tmp_path / "e", "--attacks", "loss,clid", "--conditioning", "empty") == 0
+    assert (
+        _attack(tiny_t2i_folder, captioned_npz, tmp_path / "e", "--attacks", "loss,clid", "--conditioning", "empty")
+        == 0
+    )
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["loss"]["conditioning"]["mode"] == "empty"
     assert "nothing to reduce" in metrics["clid"]["not_applicable"]

@@ -30,7 +30,9 @@ def test_imageset_captions_follow_subset_and_are_checked():
 
 def test_npz_captions(tmp_path):
     path = tmp_path / "d.npz"
-    np.savez(path, images=_images(), ids=np.array(["w", "x", "y", "z"]), captions=np.array(["a seven", "", "a one", "é"]))
+    np.savez(
+        path, images=_images(), ids=np.array(["w", "x", "y", "z"]), captions=np.array(["a seven", "", "a one", "é"])
+    )
     s = load_npz(path)
     assert s.captions == ("a seven", "", "a one", "é")
     images, split = resolve_data(str(path))
@@ -55,7 +57,9 @@ def _write_folder(folder, names):
 def test_image_folder_metadata_jsonl(tmp_path):
     flat = tmp_path / "flat"
     _write_folder(flat, ["a.png", "b.png"])
-    (flat / "metadata.jsonl").write_text('{"file_name": "b.png", "text": "bee"}\n{"file_name": "a.png", "text": "ay"}\n')
+    (flat / "metadata.jsonl").write_text(
+        '{"file_name": "b.png", "text": "bee"}\n{"file_name": "a.png", "text": "ay"}\n'
+    )
     assert load_image_folder(flat)[0].captions == ("ay", "bee")
     # members/ + nonmembers/: one file at the root, or one per subfolder (names relative to it)
     split_folder = tmp_path / "split"
@@ -71,9 +75,18 @@ def test_image_folder_metadata_jsonl(tmp_path):
     ("lines", "message"),
     [
         (['{"file_name": "a.png", "text": "ay"}'], r"1 image\(s\) have no caption in metadata.jsonl: 'b.png'"),
-        (['{"file_name": "a.png", "text": "ay"}', '{"file_name": "b.png", "text": "b"}', '{"file_name": "c.png", "text": "c"}'],
-         "not images of the folder: 'c.png'"),
-        (['{"file_name": "a.png", "text": "ay"}', '{"file_name": "a.png", "text": "again"}'], "'a.png' has a caption already"),
+        (
+            [
+                '{"file_name": "a.png", "text": "ay"}',
+                '{"file_name": "b.png", "text": "b"}',
+                '{"file_name": "c.png", "text": "c"}',
+            ],
+            "not images of the folder: 'c.png'",
+        ),
+        (
+            ['{"file_name": "a.png", "text": "ay"}', '{"file_name": "a.png", "text": "again"}'],
+            "'a.png' has a caption already",
+        ),
         (['{"file_name": "a.png", "caption": "ay"}'], r'line 1: expected an object with string "file_name" and "text"'),
         (["not json"], "line 1: not valid JSON"),
     ],

@@ -94,7 +94,6 @@ def test_population_view_adds_bands(at):
     assert sum((d.get("meta") or {}).get("role") == "sample" for d in curve["data"]) == 2  # the pair on top
 
 
-
 def test_readable_numbers_strips_and_the_play_button(open_page, monkeypatch):
     """Issue 19: three significant digits at t = 0 (not "0.0001" beside "1.53x lower"), 160 px images one per
     column (with the columns' gap, not a strip of touching 88 px thumbnails), a client-side forward animation."""

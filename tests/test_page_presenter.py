@@ -59,4 +59,3 @@ def test_bad_or_out_of_range_slide_parameter_keeps_the_page_working(at):
     at.query_params["slide"] = "99"
     at.run()
     assert not at.exception and _start(_deck(at)) == 9
-

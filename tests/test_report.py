@@ -68,7 +68,7 @@ def test_cli_report_writes_every_section_self_contained(run_dir, capsys):
     for sid, title in SECTIONS:
         assert f"<section id='{sid}'><h2>{title}</h2>" in html, sid
     check_self_contained(html)
-    assert html.count("class=\"plotly-graph-div\"") == 1 and "* plotly.js v" in html  # plotly.js inlined, one chart
+    assert html.count('class="plotly-graph-div"') == 1 and "* plotly.js v" in html  # plotly.js inlined, one chart
     body = SCRIPT.sub("", html)
     # the target card, the split, every run's parameters, the metric table with intervals (oracle + transferred)
     assert "fingerprint" in body and "sklearn-digits" in body and "12 / 12" in body
@@ -128,13 +128,16 @@ def test_report_of_stored_results_puts_two_runs_of_one_attack_side_by_side(tiny_
 
 def test_reproduce_commands_group_runs_by_attack():
     cmds = R.reproduce_commands(
-        "default", "data.npz", {"loss": {}, "pia": {"timestep": 100}, "loss:timesteps=100": {"timesteps": [100]}}, seed=3
+        "default",
+        "data.npz",
+        {"loss": {}, "pia": {"timestep": 100}, "loss:timesteps=100": {"timesteps": [100]}},
+        seed=3,
     )
     assert cmds == [
         "mia attack --target default --data data.npz --attacks loss,pia --params "
-        "'{\"pia\":{\"timestep\":100}}' --seed 3 --out runs/audit",
+        '\'{"pia":{"timestep":100}}\' --seed 3 --out runs/audit',
         "mia attack --target default --data data.npz --attacks loss --params "
-        "'{\"loss\":{\"timesteps\":[100]}}' --seed 3 --out runs/audit-2",
+        '\'{"loss":{"timesteps":[100]}}\' --seed 3 --out runs/audit-2',
     ]
 
 

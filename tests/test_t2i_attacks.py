@@ -50,8 +50,9 @@ def test_batched_run_equals_per_image_runs_with_each_images_own_caption(tiny_t2i
     a = get_attack(name, {**STACKED[name], "conditioning": "caption"})
     ids = ["i0", "i1", "i2"]
     batched = a.run(tiny_t2i_target, images, ids=ids, captions=CAPTIONS, batch_size=2)  # batches of 2, then 1
-    single = [a.run(tiny_t2i_target, images[i : i + 1], ids=ids[i : i + 1], captions=CAPTIONS[i : i + 1])
-              for i in range(3)]
+    single = [
+        a.run(tiny_t2i_target, images[i : i + 1], ids=ids[i : i + 1], captions=CAPTIONS[i : i + 1]) for i in range(3)
+    ]
     np.testing.assert_allclose(batched.scores, [r.scores[0] for r in single], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(batched.trace, np.concatenate([r.trace for r in single]), rtol=1e-5, atol=1e-6)
 
@@ -103,8 +104,13 @@ def test_conditioning_is_recorded_in_params_and_in_the_run_key(tiny_t2i_target, 
     assert result.params["conditioning"]["mode"] == "caption"
     keys = {
         RunKey.of("t", "i", attack("loss", c), 0).digest()
-        for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"}, Conditioning().with_captions(CAPTIONS),
-                  {"mode": "empty", "guidance_scale": 2.0})
+        for c in (
+            "caption",
+            "empty",
+            {"mode": "fixed", "prompt": "a cat"},
+            Conditioning().with_captions(CAPTIONS),
+            {"mode": "empty", "guidance_scale": 2.0},
+        )
     }
     assert len(keys) == 5
     # the parameters round-trip through get_attack (the store's meta.json holds plain values)
@@ -112,7 +118,9 @@ def test_conditioning_is_recorded_in_params_and_in_the_run_key(tiny_t2i_target, 
     assert again.conditioning == a.conditioning
     # the default of a text-to-image run is each image's caption, and it is recorded as such
     assert get_attack("loss", FAST["loss"]).run(tiny_t2i_target, images, captions=CAPTIONS).params["conditioning"] == {
-        "mode": "caption", "guidance_scale": 1.0}
+        "mode": "caption",
+        "guidance_scale": 1.0,
+    }
 
 
 def test_missing_or_misaligned_captions_fail_clearly(tiny_t2i_target, images, tiny_target):
@@ -124,15 +132,23 @@ def test_missing_or_misaligned_captions_fail_clearly(tiny_t2i_target, images, ti
         attack("loss", Conditioning().with_captions(CAPTIONS)).run(tiny_t2i_target, images, captions=CAPTIONS[::-1])
     with pytest.raises(ValueError, match="is not a text-to-image target"):
         attack("loss", "empty").run(tiny_target, np.zeros((1, 1, 8, 8), np.float32))
-    with pytest.raises(ValueError, match='needs a non-empty prompt'):
+    with pytest.raises(ValueError, match="needs a non-empty prompt"):
         Conditioning(mode="fixed")
 
 
 def test_learned_attacks_statistic_follows_the_conditioning(tiny_t2i_target, images):
     ids = ["a", "b", "c"]
     by_mode = {
-        mode: secmi_intermediates(tiny_t2i_target, images, ids, t_sec=20, k=10, seed=0, captions=CAPTIONS,
-                                  conditioning=Conditioning(mode=mode))[0]
+        mode: secmi_intermediates(
+            tiny_t2i_target,
+            images,
+            ids,
+            t_sec=20,
+            k=10,
+            seed=0,
+            captions=CAPTIONS,
+            conditioning=Conditioning(mode=mode),
+        )[0]
         for mode in ("caption", "empty")
     }
     own = attack("secmi", "caption").run(tiny_t2i_target, images, ids=ids, captions=CAPTIONS).scores
@@ -165,7 +181,9 @@ def test_run_ids_and_compare_labels_name_the_conditioning():
     # a "caption" run's key carries the captions' digest: attack_of re-attaches it from the images' captions
     keyed = attack_of("loss:cond=caption", CAPTIONS)
     assert keyed.conditioning == Conditioning().with_captions(CAPTIONS)
-    assert RunKey.of("t", "i", keyed, 0) == RunKey.of("t", "i", get_attack("loss", {"conditioning": keyed.conditioning}), 0)
+    assert RunKey.of("t", "i", keyed, 0) == RunKey.of(
+        "t", "i", get_attack("loss", {"conditioning": keyed.conditioning}), 0
+    )
 
 
 def test_learn_caption_curves_own_empty_and_wrong_caption(tiny_t2i_target, images):

@@ -94,7 +94,10 @@ def test_hub_plan_fetches_the_stable_diffusion_components_safetensors_only(tiny_
     wanted = hub_plan(index)
     assert set(wanted) == {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}
     patterns = hub_patterns(wanted, variant="fp16")
-    assert "text_encoder/model.fp16.safetensors" in patterns and "unet/diffusion_pytorch_model.fp16.safetensors" in patterns
+    assert (
+        "text_encoder/model.fp16.safetensors" in patterns
+        and "unet/diffusion_pytorch_model.fp16.safetensors" in patterns
+    )
     assert "tokenizer/vocab.json" in patterns and "tokenizer/merges.txt" in patterns
     assert not any(p.endswith((".bin", ".ckpt", ".pt")) or "safety_checker" in p for p in patterns)
     bad = dict(index, text_encoder=["transformers", "T5EncoderModel"])

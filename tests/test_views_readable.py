@@ -76,8 +76,7 @@ def test_scores_quoted_on_their_axis():
 def _report(budget=0.1):
     rng = np.random.default_rng(0)
     cals = {
-        name: Calibration(name, rng.normal(1, 1, 200), rng.normal(0, 1, 200), title=name.upper())
-        for name in ("a", "b")
+        name: Calibration(name, rng.normal(1, 1, 200), rng.normal(0, 1, 200), title=name.upper()) for name in ("a", "b")
     }
     scores = {"a": [5.0, 5.0, -5.0], "b": [5.0, -5.0, -5.0]}
     return judge_scores(cals, scores, ["x.png", "y.png", "z.png"], budget)

@@ -216,16 +216,21 @@ class CLiD(LearnedAttack):
                 "(members, non-members); give more images"
             )
         phases = PhaseProgress(data.progress, len(data.ids), 0)
-        features = CLiDFeatures(p, conditioning=self.conditioning).run(
-            target,
-            data.x0,
-            ids=data.ids,
-            seed=data.seed,
-            batch_size=data.batch_size,
-            progress=phases.images,
-            keep=("features",),
-            captions=data.captions,
-        ).extras["features"].astype(np.float64)
+        features = (
+            CLiDFeatures(p, conditioning=self.conditioning)
+            .run(
+                target,
+                data.x0,
+                ids=data.ids,
+                seed=data.seed,
+                batch_size=data.batch_size,
+                progress=phases.images,
+                keep=("features",),
+                captions=data.captions,
+            )
+            .extras["features"]
+            .astype(np.float64)
+        )
         loss, d_mean = features[:, 0], features[:, 1:].mean(1)
         cal, ev = data.train_rows, data.eval_rows
         labels = data.labels

@@ -395,6 +395,7 @@ T2I_REASON = (
     "conditional log p(z | c) under the run's prompt, which neither bound computes"
 )
 
+
 @dataclass(frozen=True)
 class LikelihoodParams:
     """rtol, atol: RK45 tolerances; n_probes: Rademacher probes per image; u0: ODE start time.

@@ -184,8 +184,16 @@ class QuantileRegression(LearnedAttack):
 
         # 1. The statistic for every image: y = log t-error.
         t_error, _, _ = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images,
-            captions=data.captions, conditioning=self.conditioning,
+            target,
+            x0,
+            ids,
+            t_sec=p.t_sec,
+            k=p.k,
+            seed=seed,
+            batch_size=data.batch_size,
+            progress=phases.images,
+            captions=data.captions,
+            conditioning=self.conditioning,
         )
         log_t = np.log(np.maximum(t_error, np.finfo(np.float64).tiny))
 

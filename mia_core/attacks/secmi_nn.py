@@ -142,8 +142,16 @@ class SecMINN(LearnedAttack):
 
         # 1. x~ and x'' for every image (the statistic is not trained: scoring the evaluation part needs it).
         t_error, x_tilde, x_recon = secmi_intermediates(
-            target, x0, ids, t_sec=p.t_sec, k=p.k, seed=seed, batch_size=data.batch_size, progress=phases.images,
-            captions=data.captions, conditioning=self.conditioning,
+            target,
+            x0,
+            ids,
+            t_sec=p.t_sec,
+            k=p.k,
+            seed=seed,
+            batch_size=data.batch_size,
+            progress=phases.images,
+            captions=data.captions,
+            conditioning=self.conditioning,
         )
         feature = torch.from_numpy(np.abs(x_tilde - x_recon))  # (N, C, H, W), power 1 as in the code
 

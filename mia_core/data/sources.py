@@ -107,7 +107,9 @@ def npz_memmap(path: str | Path, key: str) -> np.ndarray | None:
             name_len, extra_len = struct.unpack("<HH", local[26:30])
             f.seek(info.header_offset + 30 + name_len + extra_len)
             version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
             shape, fortran, dtype = read_header(f)
             offset = f.tell()
     except (KeyError, OSError, ValueError, zipfile.BadZipFile):
@@ -366,7 +368,11 @@ def read_folder_captions(folder: Path, ids: Sequence[str], has_members: bool = F
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}, line {k}: not valid JSON ({err})") from err
-            if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or not isinstance(row.get("text"), str):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("file_name"), str)
+                or not isinstance(row.get("text"), str)
+            ):
                 raise ValueError(
                     f'{path}, line {k}: expected an object with string "file_name" and "text" '
                     f"(the Hugging Face imagefolder convention), got {line.strip()[:80]!r}"
@@ -387,7 +393,7 @@ def read_folder_captions(folder: Path, ids: Sequence[str], has_members: bool = F
     if missing:
         raise ValueError(
             f"{folder}: {len(missing)} image(s) have no caption in {METADATA_FILE}: {_list_some(missing)}; "
-            "give every image one line (an empty \"text\" for none)"
+            'give every image one line (an empty "text" for none)'
         )
     return tuple(found[i] for i in ids)
 

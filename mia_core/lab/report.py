@@ -143,7 +143,9 @@ def report_from_run_dir(run_dir: str | Path, *, with_images: bool = True) -> Aud
     try:
         frame = pd.read_csv(folder / "scores.csv", dtype={"id": str})
     except FileNotFoundError:
-        raise FileNotFoundError(f"{folder / 'scores.csv'} not found: is {folder} an output folder of `mia attack`?") from None
+        raise FileNotFoundError(
+            f"{folder / 'scores.csv'} not found: is {folder} an output folder of `mia attack`?"
+        ) from None
     if "id" not in frame or "is_member" not in frame:
         raise ValueError(f"{folder / 'scores.csv'} has no id / is_member columns")
     all_ids = tuple(frame["id"].astype(str))
@@ -181,7 +183,9 @@ def report_from_run_dir(run_dir: str | Path, *, with_images: bool = True) -> Aud
     notes = []
     if info.get("failed"):
         f = info["failed"]
-        notes.append(f"The run stopped early: {f.get('attack')} failed ({f.get('error')}); not run: {f.get('not_run')}.")
+        notes.append(
+            f"The run stopped early: {f.get('attack')} failed ({f.get('error')}); not run: {f.get('not_run')}."
+        )
     for name, reason in (info.get("not_applicable") or {}).items():
         notes.append(f"{name} was not run: {reason}.")
     images: dict[str, np.ndarray] = {}
@@ -388,4 +392,3 @@ def write_pdf(html_path: str | Path, pdf_path: str | Path, *, timeout_s: float =
         tail = (done.stderr or done.stdout or "").strip().splitlines()[-1:] or ["no output"]
         return f"PDF not written: Chromium exited with {done.returncode} ({tail[0][:200]})"
     return None
-

@@ -222,17 +222,15 @@ def reconstruction_error_curve(
         sigma = target.schedule.sigma_of_step(t_all).to(torch.float32)
         data_t = target.to_data(x0_all) + sigma.view(-1, 1, 1, 1) * eps_all
         parts = [
-            target.denoise(data_t[i : i + per_call], sigma[i : i + per_call]) for i in range(0, data_t.shape[0], per_call)
+            target.denoise(data_t[i : i + per_call], sigma[i : i + per_call])
+            for i in range(0, data_t.shape[0], per_call)
         ]
         eps_pred = torch.cat([z.cpu() for z, _ in parts])
         x0_hat = target.from_data(torch.cat([x.cpu() for _, x in parts]))
     else:
         x_t = q_sample(target.schedule, x0_all, t_all, eps_all)
         eps_pred = torch.cat(
-            [
-                target.eps(x_t[i : i + per_call], t_all[i : i + per_call]).cpu()
-                for i in range(0, x_t.shape[0], per_call)
-            ]
+            [target.eps(x_t[i : i + per_call], t_all[i : i + per_call]).cpu() for i in range(0, x_t.shape[0], per_call)]
         )
         x0_hat = predict_x0(target.schedule, x_t, t_all, eps_pred)
     eps_err = (eps_pred - eps_all).double().pow(2).flatten(1).mean(1).view(draws, k, n).mean(0)

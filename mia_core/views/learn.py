@@ -84,6 +84,7 @@ def process_text(kind: str) -> dict[str, str]:
         raise ValueError(f"no Learn-page text for a target of kind {kind!r}; known: {', '.join(PROCESS_TEXT)}")
     return PROCESS_TEXT[kind]
 
+
 #: line styles of the three prompts (the image's own caption is the solid, strongest line).
 CAPTION_CURVE_STYLE = {
     "own caption": dict(color="#5D3A9B", dash="solid", width=3),
@@ -332,7 +333,7 @@ def caption_curves_figure(
         y = np.asarray(errors, dtype=float).reshape(-1)
         values.append(y)
         said = (prompts or {}).get(name)
-        label = f"{name}: \"{said}\"" if said is not None else name
+        label = f'{name}: "{said}"' if said is not None else name
         fig.add_trace(
             go.Scatter(
                 x=list(np.asarray(timesteps).tolist()),

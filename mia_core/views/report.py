@@ -140,8 +140,7 @@ def _summary(report: AuditReport) -> str:
         ci = b.get("auc_ci")
         if ci and ci[0] > 0.5:
             text += (
-                " <span class='warn'>The split looks biased: the images alone separate members from "
-                "non-members.</span>"
+                " <span class='warn'>The split looks biased: the images alone separate members from non-members.</span>"
             )
     return f"<p>{text}</p>"
 

@@ -29,8 +29,9 @@ def test_exported_report_opens_offline_with_every_section(browser, page, app_ser
     offline = browser.new_context(viewport={"width": 1280, "height": 900}, offline=True)
     requests: list[str] = []
     offline.on("request", lambda r: requests.append(r.url))
-    offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:"))
-                  else route.abort())
+    offline.route(
+        "**/*", lambda route: route.continue_() if route.request.url.startswith(("file:", "data:")) else route.abort()
+    )
     report = offline.new_page()
     report.goto(path.as_uri())
     report.wait_for_load_state("load")
