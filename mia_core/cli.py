@@ -773,10 +773,7 @@ def _add_train_config_args(p: argparse.ArgumentParser) -> None:
 def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
     from mia_core.lab.train import TrainConfig
 
-    try:
-        channels = tuple(int(c) for c in args.channels.split(","))
-    except ValueError:
-        raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    channels = _int_list("--channels", args.channels)
     values = dict(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -849,6 +846,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_ddpm_only_flags(
+    args: argparse.Namespace, kind: str, *, extra: tuple[tuple[str, bool], ...] = (), why: str = ""
+) -> None:
+    """Refuse, by name, the DDPM trainer's options that ``--kind KIND`` does not honour (and ``extra`` ones)."""
+    used = [
+        flag
+        for flag, on in (
+            ("--dp-epsilon", args.dp_epsilon is not None),
+            ("--resume", args.resume),
+            ("--augment", args.augment != "none"),
+            ("--checkpoint-every", args.checkpoint_every),
+            *extra,
+        )
+        if on
+    ]
+    if used:
+        raise ValueError(f"{', '.join(used)} is not available with --kind {kind}" + (f" ({why})" if why else ""))
+
+
 def _train_latent(args: argparse.Namespace) -> int:
     """``mia train --kind latent``: an AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent)."""
     from tqdm import tqdm
@@ -856,22 +872,8 @@ def _train_latent(args: argparse.Namespace) -> int:
     from mia_core.data import resolve_data
     from mia_core.lab.train import VAEConfig, train_latent
 
-    refused = [
-        flag
-        for flag, used in (
-            ("--dp-epsilon", args.dp_epsilon is not None),
-            ("--resume", args.resume),
-            ("--augment", args.augment != "none"),
-            ("--checkpoint-every", args.checkpoint_every),
-        )
-        if used
-    ]
-    if refused:
-        raise ValueError(f"{', '.join(refused)} is not available with --kind latent")
-    try:
-        vae_channels = tuple(int(c) for c in args.vae_channels.split(","))
-    except ValueError:
-        raise ValueError(f"--vae-channels must be comma-separated integers, got {args.vae_channels!r}") from None
+    _refuse_ddpm_only_flags(args, "latent")
+    vae_channels = _int_list("--vae-channels", args.vae_channels)
     vae_cfg = VAEConfig(
         steps=VAEConfig.steps if args.vae_steps is None else args.vae_steps,
         block_out_channels=vae_channels,
@@ -930,23 +932,8 @@ def _train_ve(args: argparse.Namespace) -> int:
     from mia_core.data import resolve_data
     from mia_core.lab.train_ve import VETrainConfig, train_ve
 
-    ddpm_only = [
-        flag
-        for flag, used in (
-            ("--dp-epsilon", args.dp_epsilon is not None),
-            ("--resume", args.resume),
-            ("--augment", args.augment != "none"),
-            ("--schedule", args.schedule != "linear"),
-            ("--checkpoint-every", args.checkpoint_every),
-        )
-        if used
-    ]
-    if ddpm_only:
-        raise ValueError(f"{', '.join(ddpm_only)} is not available with --kind ve")
-    try:
-        channels = tuple(int(c) for c in args.channels.split(","))
-    except ValueError:
-        raise ValueError(f"--channels must be comma-separated integers, got {args.channels!r}") from None
+    _refuse_ddpm_only_flags(args, "ve", extra=(("--schedule", args.schedule != "linear"),))
+    channels = _int_list("--channels", args.channels)
     cfg = VETrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -982,25 +969,17 @@ def _train_t2i(args: argparse.Namespace) -> int:
     """``mia train --kind t2i``: a tiny latent text-to-image pipeline (mia_core.lab.train_t2i)."""
     from mia_core.lab.train_t2i import DATA_SOURCE, T2ITrainConfig, train_t2i
 
-    unused = [
-        flag
-        for flag, used in (
+    _refuse_ddpm_only_flags(
+        args,
+        "t2i",
+        extra=(
             ("--data", args.data != "default"),
-            ("--dp-epsilon", args.dp_epsilon is not None),
-            ("--resume", args.resume),
-            ("--augment", args.augment != "none"),
             ("--schedule", args.schedule != "linear"),
-            ("--checkpoint-every", args.checkpoint_every),
             ("--resolution", args.resolution is not None),
-        )
-        if used
-    ]
-    if unused:
-        raise ValueError(f"{', '.join(unused)} is not available with --kind t2i (it trains on {DATA_SOURCE})")
-    try:
-        snapshots = [int(s) for s in args.snapshot_steps.split(",") if s.strip()]
-    except ValueError:
-        raise ValueError(f"--snapshot-steps must be comma-separated integers, got {args.snapshot_steps!r}") from None
+        ),
+        why=f"it trains on {DATA_SOURCE}",
+    )
+    snapshots = list(_int_list("--snapshot-steps", args.snapshot_steps))
     cfg = T2ITrainConfig(
         unet=_train_config(args),
         n_members=args.members,
