@@ -47,6 +47,7 @@ _ATTACK_METADATA = {
     "Attack",
     "access_label",
     "attacks_by_access",
+    "Conditioning",  # a frozen value (mode, prompt, guidance): views say it in words
 }
 #: From these modules a view may import only the listed names (data, metadata, readers of stored files).
 VIEW_ALLOWED_NAMES = {
