@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from e2e_helpers import no_exception, wait_for_app
+from e2e_helpers import no_exception, open_dropdown, wait_for_app
 
 pytestmark = pytest.mark.browser
 
@@ -34,9 +34,10 @@ def _filter(page, app_server):
         pills.get_by_role("button", name=re.compile(f"^{level}")).click()
         wait_for_app(page)
     no_exception(page)
-    page.locator(".st-key-attack_lab-attacks input").click()  # open the attack chooser's dropdown
+    chooser = page.locator(".st-key-attack_lab-attacks input")
+    # "Select all" is painted before the attacks: wait for an attack's option, then read them all
+    open_dropdown(page, chooser, re.compile("^GSA1"))
     options = page.get_by_role("option")
-    options.first.wait_for(state="visible")
     names = [t.strip() for t in options.all_inner_texts() if t.strip() != "Select all"]
     assert names and all("white box" in n for n in names), names  # GSA1, GSA2 (the chosen ones stay chosen)
     assert any(n.startswith("GSA1") for n in names) and not any(n.startswith("ReDiffuse") for n in names)
@@ -46,8 +47,7 @@ def _filter(page, app_server):
     wait_for_app(page)
     pills.get_by_role("button", name=re.compile("^Black box")).click()
     wait_for_app(page)
-    page.locator(".st-key-attack_lab-attacks input").click()
-    options.first.wait_for(state="visible")
+    open_dropdown(page, chooser, re.compile("^ReDiffuse"))
     names = [t.strip() for t in options.all_inner_texts() if t.strip() != "Select all"]
     assert {n.split(" — ")[0] for n in names} == {"ReDiffuse", "GAN-Leaks", "Monte-Carlo set"}, names
     no_exception(page)
