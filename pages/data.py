@@ -14,11 +14,11 @@ from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES, check_upload_pixels, up
 from mia_core.lab.access import AccessDenied, check_allowed, check_data_spec
 from mia_core.lab.experiment import Experiment, load_experiment
 from mia_core.lab.uploads import save_upload_folder
-from mia_core.views.images import upscale_nearest
+from mia_core.views.images import DISPLAY_SIZE, upscale_nearest
 from pages._common import experiment, get_store, try_experiment
 
 PAGE_SIZE = 24
-THUMB = 96
+THUMB = DISPLAY_SIZE  # 160 px: readable at talk distance (issue 19)
 UPLOAD_TYPES = [s.lstrip(".") for s in IMAGE_SUFFIXES]
 
 s = st.session_state
@@ -193,7 +193,7 @@ def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:
         f"({exp.images.height}x{exp.images.width}, enlarged without smoothing)."
     )
     captions = exp.images.captions  # a text-to-image data set: each image's caption under it
-    with st.grid(min_column_width=THUMB + 12, gap="xsmall", key=f"data.grid_{role}"):
+    with st.grid(min_column_width=THUMB + 16, gap="small", key=f"data.grid_{role}"):
         for i in shown:
             said = i if captions is None else f"{i} · “{captions[index[i]]}”"
             st.image(upscale_nearest(exp.images.images[index[i]], THUMB), caption=said, width=THUMB)

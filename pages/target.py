@@ -14,12 +14,12 @@ from mia_core.lab.access import AccessDenied, check_allowed
 from mia_core.lab.experiment import Experiment
 from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError, load_target
 from mia_core.views import learn as VL
-from mia_core.views.images import upscale_nearest
+from mia_core.views.images import DISPLAY_SIZE, upscale_nearest
 from mia_core.views.target import card_rows, memorisation_figure
 from pages._common import DEFAULT_BUTTON, T2I_BUTTON, download_figure, on_t2i_target, try_experiment, use_embedded
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
-THUMB = 88  # pixels per image in the memorisation grid
+THUMB = DISPLAY_SIZE  # pixels per image in the memorisation grid (160: readable at talk distance)
 
 
 def _validate(choice: str, folder: str, hub_id: str) -> str:
@@ -329,14 +329,10 @@ if state.get("target.samples") and state["target.samples"][0] == target.fingerpr
         f"({target.resolution}×{target.resolution}×{target.channels} values); identical images are at 0."
     )
 
-    per_row = 3
-    for start in range(0, n_req, per_row):
-        cols = st.columns(per_row)
-        for j, col in enumerate(cols):
-            i = start + j
-            if i >= n_req:
-                break
-            with col.container(border=True):
+    # one card per sample (sample | nearest member | nearest non-member), as many per row as fit
+    with st.grid(min_column_width=3 * THUMB + 48, gap="medium", key="target.memorisation_grid"):
+        for i in range(n_req):
+            with st.container(border=True):
                 triple = [samples[i], members_px[mem.member_index[i]], nonmembers_px[mem.nonmember_index[i]]]
                 shown = [upscale_nearest(im, THUMB) for im in triple]
                 st.image(shown, caption=[f"sample {i}", "member", "non-member"], width=THUMB, output_format="PNG")

@@ -128,3 +128,23 @@ def test_manifest_roundtrip_and_subset(at, tmp_path):
     at.number_input(key="data.limit").set_value(0)
     at.run()
     assert at.session_state["cfg.limit"] is None and _metrics(at)["Members"] == "100"
+
+
+def test_gallery_thumbnails_are_readable(open_page, monkeypatch):
+    """Issue 19: gallery images at least 160 px wide (were 96 px), enlarged without smoothing."""
+    from streamlit.elements.image import ImageMixin
+
+    shown = []  # (width, array shape) of every st.image call
+    original = ImageMixin.image
+
+    def spy(self, image, caption=None, width="content", **kwargs):
+        shown.append((width, np.shape(image)))
+        return original(self, image, caption=caption, width=width, **kwargs)
+
+    import streamlit as st
+
+    monkeypatch.setattr(ImageMixin, "image", spy)
+    monkeypatch.setattr(st, "image", lambda *a, **k: spy(st._main, *a, **k))  # st.image was bound at import
+    open_page("pages/data.py")
+    assert len(shown) == 48, shown  # the two galleries' first pages
+    assert all(w >= 160 and min(sh[:2]) >= 160 for w, sh in shown), shown
