@@ -177,7 +177,9 @@ def test_run_ids_and_compare_labels_name_the_conditioning():
     assert attack_of(rid).conditioning == fixed.conditioning and parse_runs(rid) == ([rid], [])
     ids = {run_id(attack("loss", c)) for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"})}
     assert len(ids) == 3 and run_id(attack("loss")) == "loss:sweep="  # no conditioning: as before
-    labels = {attack_info(run_id(attack("loss", c))).short for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"})}
+    labels = {
+        attack_info(run_id(attack("loss", c))).short for c in ("caption", "empty", {"mode": "fixed", "prompt": "a cat"})
+    }
     assert len(labels) == 3 and "Loss sweep=none · empty prompt" in labels  # told apart, in words
     # a "caption" run's key carries the captions' digest: attack_of re-attaches it from the images' captions
     keyed = attack_of("loss:cond=caption", CAPTIONS)
