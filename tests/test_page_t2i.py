@@ -235,6 +235,54 @@ def test_was_my_image_used_on_the_t2i_target_takes_a_caption_per_upload(open_pag
     assert "Caption: “a handwritten one”" in [m.value for m in at.markdown]
 
 
+def test_data_page_edits_captions_into_the_sessions_split_and_runs_are_keyed_by_them(open_page, tmp_path):
+    from mia_core.data import Split
+    from mia_core.lab.experiment import condition_attacks, load_experiment, make_attacks
+
+    before = _store_loss_runs(tmp_path / "store", 2)  # a stored own-caption run on the unedited captions
+    at = open_page("pages/compare.py", run=False)
+    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
+    at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
+    at.session_state["cfg.params"] = CHEAP_LOSS
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="compare.runs").value == ["loss:sweep=,cond=caption"]  # Compare shows the stored run
+    at.switch_page("pages/data.py")
+    at.run()
+    (editor,) = at.data_editor
+    table = editor.value
+    assert list(table.columns) == ["id", "role", "caption"] and len(table) == 4
+    assert at.button(key="data.apply_captions").proto.disabled  # nothing edited yet
+    first = table["id"][0]
+    new = "a handwritten zero" if table["caption"][0] != "a handwritten zero" else "a handwritten one"
+    at.session_state[editor.key] = {"edited_rows": {0: {"caption": new}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception, at.exception
+    button = at.button(key="data.apply_captions")
+    assert button.label == "Use the edited captions (1 changed)" and not button.proto.disabled
+    button.click().run()
+    assert not at.exception, at.exception
+    assert any("Now using split with edited captions" in m.value for m in at.success), [e.value for e in at.error]
+    # the session's split is a manifest that records every caption of the split, the edited one included
+    spec = at.session_state["cfg.data"]
+    assert spec != SPLIT and spec.startswith(str(tmp_path / "store"))
+    manifest = Split.load(spec)
+    assert manifest.captions_edited and manifest.captions[first] == new and len(manifest.captions) == 200
+    assert sum(manifest.captions[i] != before.images.caption_of(i) for i in before.ids) == 1
+    (editor,) = at.data_editor
+    assert editor.value["caption"][0] == new and "were edited on this page" in " ".join(m.value for m in at.markdown)
+    # runs are keyed by the captions: the edited split's run key differs, and Compare shows no stale result
+    after = load_experiment(T2I, spec, limit=2)
+    assert after.images.caption_of(first) == new
+    keys = [e.run_key(condition_attacks(e, make_attacks(["loss"], CHEAP_LOSS), None)[0], 0) for e in (before, after)]
+    assert keys[0] != keys[1]
+    at.switch_page("pages/compare.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("Not stored on this experiment") and "own caption" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
 def test_condition_attacks_keys_runs_as_the_cli_does():
     import dataclasses
 
