@@ -208,7 +208,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["rows"] += measure("tiny", target, tiny_images(args.images), attacks, args.batch)
     del target
     if hasattr(os, "getloadavg"):  # other work on the machine slows a CPU run: say how busy it was
-        report["notes"].append(f"load average (1 min) after the tiny runs: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        load = os.getloadavg()[0]
+        report["notes"].append(f"load average (1 min) after the tiny runs: {load:.1f} on {os.cpu_count()} CPUs")
     if args.sd15:
         if device.type != "cuda":
             note = "sd15 skipped: the SD-1.5-sized UNet runs only with --device cuda (minutes per image on a CPU)"
