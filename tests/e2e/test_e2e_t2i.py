@@ -35,6 +35,13 @@ def test_t2i_target_in_one_click_then_loss_then_compare(page, app_server):
 
 
 def _flow(page, app_server):
+    import time
+
+    t0 = time.time()
+
+    def lap(what):
+        print(f"[{time.time() - t0:6.1f} s] {what}", flush=True)
+
     page.set_default_timeout(60_000)
     page.goto(app_server + "/")
     wait_for_app(page)
@@ -42,9 +49,10 @@ def _flow(page, app_server):
     page.get_by_role("button", name=T2I_BUTTON).click()
     wait_for_app(page)
     page.get_by_text("Switched to the tiny text-to-image target").wait_for(state="visible")
-    page.get_by_text("Model ready").wait_for(state="visible", timeout=120_000)
+    page.get_by_text("Model ready").wait_for(state="visible", timeout=240_000)
     assert "100 members and 100 non-members" in page.get_by_test_id("stAlertContentSuccess").last.inner_text()
     no_exception(page)
+    lap("model ready")
 
     # a small subset (the Data page's control), then the loss attack alone in the Attack lab
     _nav(page, "Data")
@@ -52,6 +60,7 @@ def _flow(page, app_server):
     box.fill(str(LIMIT))
     box.press("Enter")
     wait_for_app(page)
+    lap("limit set")
     _nav(page, "Attack lab")
     page.get_by_text("Attacks to run").wait_for(state="visible")
     page.get_by_text(f"limited to {LIMIT} per side").first.wait_for(state="visible")
@@ -60,16 +69,19 @@ def _flow(page, app_server):
         wait_for_app(page)
     chips = page.get_by_test_id("stMultiSelect").first.get_by_role("button", name=re.compile("^Remove "))
     assert chips.count() == 1 and chips.first.get_attribute("aria-label").startswith("Remove Loss")
+    lap("chips removed")
     # conditioning: each image's own caption (the default)
     assert page.locator(".st-key-attack_lab-cond-mode input[type=radio]").first.is_checked()
     page.locator(".st-key-attack_lab-run button").click()
-    page.get_by_text(f"Done — 1 attack(s) finished on {2 * LIMIT} images").wait_for(state="visible", timeout=120_000)
+    page.get_by_text(f"Done — 1 attack(s) finished on {2 * LIMIT} images").wait_for(state="visible", timeout=240_000)
+    lap("done")
     page.get_by_text("Conditioned on each image's own caption").first.wait_for(state="visible")
     no_exception(page)
 
     # Compare: the run, labelled with its conditioning
     _nav(page, "Compare")
     page.get_by_test_id("stPlotlyChart").first.wait_for(state="visible", timeout=60_000)
+    lap("compare chart")
     runs = page.locator(".st-key-compare-runs")
     runs.get_by_text("Loss own caption").first.wait_for(state="visible")
     no_exception(page)
