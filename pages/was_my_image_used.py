@@ -108,7 +108,7 @@ target = exp.target
 
 # a text-to-image target conditioned on each image's own caption: an upload takes a caption too
 by_caption = getattr(target, "kind", "") == "t2i" and s["cfg.conditioning"].get("mode", "caption") == "caption"
-chosen_all = selected_attacks(exp)  # on a text-to-image target: with the session's (caption-free) conditioning
+chosen_all = selected_attacks(exp)  # on a text-to-image target: with the session's conditioning
 # Learned attacks score only their held-out part and keep no fitted network to score a new image.
 learned = [a for a in chosen_all if a.learns]
 chosen_all = [a for a in chosen_all if not a.learns]
@@ -225,22 +225,24 @@ if by_caption and files:
             st.warning(note)
     for name, (_, sid) in known.items():
         given.setdefault(name, exp.images.caption_of(sid) or "")
-    with st.expander(f"Captions ({sum(1 for n, _ in files if given.get(n))} of {len(files)} given)", expanded=True):
+    with st.expander("Captions of your images", expanded=True, icon=":material/short_text:"):
         st.caption(
             "The target is conditioned on each image's own caption, so your images are too: type the prompt each "
             "was published with (or upload a metadata.jsonl: one line per image, "
             '`{"file_name": "a.png", "text": "a handwritten seven"}`).'
         )
-        typed = {}
+        typed = []
         for k, (name, _) in enumerate(files):
             default = given.get(name, "")
-            typed[name] = st.text_input(
-                f"Caption of {name}",
-                value=default,
-                key=f"miu.caption.{k}.{name}.{hashlib.sha256(default.encode()).hexdigest()[:8]}",
-                placeholder='none: the empty prompt ""',
-            ).strip()
-    files = [(name, data, typed[name] or None) for name, data in files]
+            typed.append(
+                st.text_input(
+                    f"Caption of {name}",
+                    value=default,
+                    key=f"miu.caption.{k}.{name}.{hashlib.sha256(default.encode()).hexdigest()[:8]}",
+                    placeholder='none: the empty prompt ""',
+                ).strip()
+            )
+    files = [(name, data, caption or None) for (name, data), caption in zip(files, typed)]
 
 if not files:
     st.info(
