@@ -13,7 +13,7 @@ import streamlit as st
 from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES, check_upload_pixels, upload_limits_text
 from mia_core.lab.access import AccessDenied, check_allowed, check_data_spec
 from mia_core.lab.experiment import Experiment, load_experiment
-from mia_core.lab.uploads import save_upload_folder
+from mia_core.lab.uploads import caption_edits, edited_caption_split, save_split_manifest, save_upload_folder
 from mia_core.views.images import DISPLAY_SIZE, upscale_nearest
 from pages._common import experiment, get_store, try_experiment
 
@@ -117,6 +117,17 @@ def _apply_uploaded_manifest() -> None:
     _apply(str(path), "uploaded split manifest")
 
 
+def _apply_caption_edits(spec: str, edits: dict[str, str]) -> None:
+    """Record the edited captions in a split manifest of their own (under the result store) and use it."""
+    try:
+        split = edited_caption_split(spec, edits, seed=s["cfg.seed"])
+        path = save_split_manifest(get_store().root, split)
+    except (OSError, ValueError) as exc:
+        _say("error", f"Could not use the edited captions: {exc}. The previous captions are kept.")
+        return
+    _apply(str(path), "split with edited captions")
+
+
 def _set_limit() -> None:
     value = s.get("data.limit")
     s["cfg.limit"] = None if not value else int(value)
@@ -164,7 +175,11 @@ def _current_split(exp: Experiment) -> None:
 
 
 def _captions(exp: Experiment) -> None:
-    """A captioned data set (text-to-image targets): how many distinct captions, and each image's in a table."""
+    """A captioned data set (text-to-image targets): how many distinct captions, and each image's in an editable table.
+
+    Edits are applied with a button: they become a split manifest of their own (mia_core.lab.uploads.
+    edited_caption_split), which is then the session's data, so every page and every run conditioned on
+    the images' own captions uses them (such runs are keyed by the captions' digest)."""
     import pandas as pd
 
     captions = [str(c) for c in exp.images.captions]
@@ -172,13 +187,36 @@ def _captions(exp: Experiment) -> None:
     st.markdown(
         f"**Captions:** every image carries one ({distinct:,} distinct, e.g. “{captions[0]}”): the prompt a "
         "text-to-image target was trained with. Attacks condition on them (or on another prompt, chosen per run "
-        "in the Attack lab)."
+        "in the Attack lab)." + (" These captions were edited on this page." if exp.split.captions_edited else "")
     )
-    with st.expander(f"Captions of the {len(captions):,} images"):
+    with st.expander(f"Captions of the {len(captions):,} images (editable)"):
         table = pd.DataFrame(
             {"id": list(exp.ids), "role": ["member" if m else "non-member" for m in exp.is_member], "caption": captions}
         )
-        st.dataframe(table, hide_index=True, width="stretch", key="data.captions")
+        edited = st.data_editor(
+            table,
+            hide_index=True,
+            width="stretch",
+            disabled=["id", "role"],
+            num_rows="fixed",
+            key=f"data.captions.{exp.images.fingerprint}.{hashlib.sha256(''.join(captions).encode()).hexdigest()[:8]}",
+            column_config={"caption": st.column_config.TextColumn("caption", help="Double-click to edit")},
+        )
+        after = ["" if c is None or (isinstance(c, float) and math.isnan(c)) else str(c) for c in edited["caption"]]
+        edits = caption_edits(list(exp.ids), captions, after)
+        st.caption(
+            "Runs conditioned on each image's own caption are stored under a digest of the captions: after a "
+            "change, they run again (the results of the old captions stay stored under theirs). The edited captions "
+            "are written to a split manifest of their own, which becomes the session's data (download it below)."
+        )
+        st.button(
+            f"Use the edited captions ({len(edits)} changed)" if edits else "Use the edited captions",
+            key="data.apply_captions",
+            on_click=_apply_caption_edits,
+            args=(s["cfg.data"], edits),
+            disabled=not edits,
+            type="primary" if edits else "secondary",
+        )
 
 
 def _gallery(exp: Experiment, role: str, ids: tuple[str, ...]) -> None:

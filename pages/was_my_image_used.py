@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from mia_core.calibration import calibration_partition
 from mia_core.data import load_uploads, upload_limits_text
 from mia_core.lab import perturb as P
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
-from mia_core.lab.uploads import encode_png, ood_reference
+from mia_core.lab.uploads import NO_CAPTION_TEXT, condition_uploads, encode_png, metadata_captions, ood_reference
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.images import upscale_nearest
@@ -105,17 +106,9 @@ if exp is None:
     st.stop()
 target = exp.target
 
-if getattr(target, "kind", "") == "t2i" and st.session_state["cfg.conditioning"].get("mode") == "caption":
-    # an upload carries no caption: its score and the calibration runs must share one prompt
-    st.info(
-        "On a text-to-image target an uploaded image has no caption, so it cannot be scored like runs conditioned "
-        "on each image's own caption: choose **the empty prompt** or **one fixed prompt** in the Attack lab, run "
-        "the attacks there, and come back.",
-        icon=":material/short_text:",
-    )
-    st.page_link("pages/attack_lab.py", label="Open the Attack lab", icon="⚔️")
-    st.stop()
-chosen_all = selected_attacks(exp)  # on a text-to-image target: with the session's (caption-free) conditioning
+# a text-to-image target conditioned on each image's own caption: an upload takes a caption too
+by_caption = getattr(target, "kind", "") == "t2i" and s["cfg.conditioning"].get("mode", "caption") == "caption"
+chosen_all = selected_attacks(exp)  # on a text-to-image target: with the session's conditioning
 # Learned attacks score only their held-out part and keep no fitted network to score a new image.
 learned = [a for a in chosen_all if a.learns]
 chosen_all = [a for a in chosen_all if not a.learns]
@@ -174,11 +167,16 @@ with st.expander("📚 Was my collection used? A set-level test with a p-value",
 
 uploads = (
     st.file_uploader(
-        "Your images (PNG or JPEG)", type=["png", "jpg", "jpeg"], accept_multiple_files=True, key="miu.files"
+        "Your images (PNG or JPEG)" + (", and optionally a metadata.jsonl with their captions" if by_caption else ""),
+        type=["png", "jpg", "jpeg"] + (["jsonl"] if by_caption else []),
+        accept_multiple_files=True,
+        key="miu.files",
     )
     or []
 )
 st.caption(upload_limits_text(MAX_FILES) + " Files seen before are not decoded again.")
+metadata = [f for f in uploads if f.name.lower().endswith(".jsonl")]
+uploads = [f for f in uploads if not f.name.lower().endswith(".jsonl")]
 b1, b2, b3 = st.columns(3)
 b1.button(
     "Try it with a member from the split",
@@ -212,6 +210,40 @@ if "miu.demo" in s:
     files.append((name, encode_png(exp.images.images[exp.images.index_of()[sid]])))
     known[name] = (role, sid)
 
+if by_caption and files:
+    # one caption per image: typed here, prefilled from an uploaded metadata.jsonl or, for an example from the
+    # split, from its own caption; an image left without one is scored with the empty prompt
+    given: dict[str, str] = {}
+    for meta in metadata:
+        try:
+            found, notes = metadata_captions(meta.getvalue(), [name for name, _ in files], where=meta.name)
+        except ValueError as exc:
+            st.error(f"Captions not read: {exc}")
+            continue
+        given.update(found)
+        for note in notes:
+            st.warning(note)
+    for name, (_, sid) in known.items():
+        given.setdefault(name, exp.images.caption_of(sid) or "")
+    with st.expander("Captions of your images", expanded=True, icon=":material/short_text:"):
+        st.caption(
+            "The target is conditioned on each image's own caption, so your images are too: type the prompt each "
+            "was published with (or upload a metadata.jsonl: one line per image, "
+            '`{"file_name": "a.png", "text": "a handwritten seven"}`).'
+        )
+        typed = []
+        for k, (name, _) in enumerate(files):
+            default = given.get(name, "")
+            typed.append(
+                st.text_input(
+                    f"Caption of {name}",
+                    value=default,
+                    key=f"miu.caption.{k}.{name}.{hashlib.sha256(default.encode()).hexdigest()[:8]}",
+                    placeholder='none: the empty prompt ""',
+                ).strip()
+            )
+    files = [(name, data, caption or None) for (name, data), caption in zip(files, typed)]
+
 if not files:
     st.info(
         "Upload one or more images, or try an example from the split. Images are converted to the target's "
@@ -232,12 +264,14 @@ images = up.images
 st.info(f"**Conversion to the target's input:** {up.conversion.report}", icon="🔧")
 
 seed = int(s["cfg.seed"])
-key = upload_score_key(target, images, attacks, seed)
+# keyed with the uploads' captions (own-caption conditioning; "" = the empty prompt), so a new caption is a new score
+scored_with, _ = condition_uploads(target, attacks, images.n, images.captions)
+key = upload_score_key(target, images, scored_with, seed)
 try:
     if images.n <= MAX_INLINE:
-        scores = _scores_inline(key, target, images, attacks, seed)
+        scores = _scores_inline(key, target, images, scored_with, seed)
     else:
-        scores = _scores_on_worker(key, target, images, attacks, seed)
+        scores = _scores_on_worker(key, target, images, scored_with, seed)
 except Exception as exc:  # a model error must not take the page down
     st.error(f"Scoring failed: {type(exc).__name__}: {exc}")
     st.stop()
@@ -294,6 +328,12 @@ for image_id in ids[(page - 1) * CARDS_PER_PAGE : page * CARDS_PER_PAGE]:
         c_img.image(upscale_nearest(images.images[index[image_id]], THUMB), caption=image_id, width=THUMB)
         with c_txt:
             st.markdown(card_summary(summary, budget) + ".")
+            if by_caption:
+                caption = images.caption_of(image_id)
+                if caption:
+                    st.markdown(f"Caption: “{caption}”")
+                else:
+                    st.caption(NO_CAPTION_TEXT)
             check = ood.get(image_id)
             if check is not None and check.unlike:
                 st.warning(check.sentence(), icon="⚠️")
@@ -374,7 +414,8 @@ what_id = w_img.selectbox("Image", ids, key="miu.whatif.image")
 what_attack = w_att.selectbox("Attack", list(report.attacks), format_func=lambda n: titles[n], key="miu.whatif.attack")
 what_key = (key, what_id, what_attack)
 if w_go.button("Score the variants", key="miu.whatif.run", width="stretch"):
-    raw = dict(files)[what_id] if what_id in dict(files) else encode_png(images.images[index[what_id]])
+    raw_of = {f[0]: f[1] for f in files}
+    raw = raw_of[what_id] if what_id in raw_of else encode_png(images.images[index[what_id]])
     variants = P.variants(P.decode_image(raw))
     attack_obj = next(a for a in attacks if a.name == what_attack)
     with st.spinner(f"Scoring {len(variants)} variants with {titles[what_attack]}…"):
@@ -382,7 +423,7 @@ if w_go.button("Score the variants", key="miu.whatif.run", width="stretch"):
             s["miu.whatif"] = (
                 what_key,
                 [v.label for v in variants],
-                P.score_variants(target, attack_obj, what_id, variants, seed=seed),
+                P.score_variants(target, attack_obj, what_id, variants, seed=seed, caption=images.caption_of(what_id)),
             )
         except Exception as exc:  # a model error must not take the page down
             st.error(f"Scoring the variants failed: {type(exc).__name__}: {exc}")

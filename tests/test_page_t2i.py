@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
 
 T2I, SPLIT = str(T2I_TARGET_DIR.resolve()), str(T2I_SPLIT_PATH.resolve())
@@ -166,15 +168,119 @@ def test_training_facts_of_a_text_to_image_log_come_from_its_unet_recipe():
     assert facts["members"] == 100
 
 
-def test_was_my_image_used_on_the_t2i_target_says_why_own_captions_do_not_fit_uploads(open_page):
-    at = _open_on_t2i(open_page, "pages/was_my_image_used.py", limit=2)
-    said = [i.value for i in at.info if "has no caption" in i.value]
-    assert len(said) == 1 and "empty prompt" in said[0]
-    at.session_state["cfg.conditioning"] = {"mode": "empty"}
+#: the loss attack without its timestep sweep (1 UNet call per image): what these page tests run
+CHEAP_LOSS = {"loss": {"sweep": []}}
+
+
+def _store_loss_runs(store_dir, limit, conditioning=None):
+    """Score the t2i split (``limit`` per side) with the loss attack (:data:`CHEAP_LOSS`) into the store at
+    ``store_dir``, as the Attack lab would (the session's conditioning; None = each image's own caption)."""
+    from mia_core.lab.experiment import condition_attacks, load_experiment, make_attacks
+    from mia_core.lab.runs import ResultStore
+
+    exp = load_experiment(T2I, SPLIT, limit=limit)
+    attacks = condition_attacks(exp, make_attacks(["loss"], CHEAP_LOSS), conditioning)
+    exp.attack(attacks, seed=0, store=ResultStore(store_dir))
+    return exp
+
+
+def _loss_score(at) -> float:
+    lines = [m.value for m in at.markdown if m.value.startswith("- **Loss (denoising error)**: score ")]
+    assert len(lines) == 1, lines
+    return float(lines[0].split("score ")[1].split(" ")[0])
+
+
+def test_was_my_image_used_on_the_t2i_target_takes_a_caption_per_upload(open_page, tmp_path):
+    from mia_core.lab.uploads import NO_CAPTION_TEXT, encode_png
+
+    exp = _store_loss_runs(tmp_path / "store", 2)
+    at = open_page("pages/was_my_image_used.py", run=False)
+    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
+    at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
+    at.session_state["cfg.params"] = CHEAP_LOSS
     at.run()
     assert not at.exception, at.exception
-    assert not [i.value for i in at.info if "has no caption" in i.value]
-    assert any("No stored attack results" in w.value for w in at.warning)  # nothing run with the empty prompt yet
+    assert not [i.value for i in at.info if "has no caption" in i.value]  # own-caption runs are offered, not refused
+    # an image of the split, uploaded without a caption: scored with the empty prompt, and the card says so in one line
+    sid = exp.split.member_ids[0]
+    png = encode_png(exp.images.images[exp.images.index_of()[sid]])
+    at.file_uploader(key="miu.files").set_value(("mine.png", png, "image/png")).run()
+    assert not at.exception, at.exception
+    assert [c.value for c in at.caption].count(NO_CAPTION_TEXT) == 1
+    empty_score = _loss_score(at)
+    # the same image with its own caption typed in: conditioned on it, a new score (keyed by the caption)
+    (box,) = [t for t in at.text_input if t.label == "Caption of mine.png"]
+    box.set_value(exp.images.caption_of(sid)).run()
+    assert not at.exception, at.exception
+    assert NO_CAPTION_TEXT not in [c.value for c in at.caption]
+    assert f"Caption: “{exp.images.caption_of(sid)}”" in [m.value for m in at.markdown]
+    caption_score = _loss_score(at)
+    assert caption_score != empty_score
+    # the page's score is the loss attack conditioned on the typed caption (the same call outside the app)
+    from mia_core.data import load_uploads
+    from mia_core.lab.experiment import condition_attacks, make_attacks
+    from mia_core.lab.verdict import score_images
+
+    res, ch = exp.target.resolution, exp.target.channels
+    up = load_uploads([("mine.png", png, exp.images.caption_of(sid))], resolution=res, channels=ch).images
+    (loss,) = condition_attacks(exp, make_attacks(["loss"], CHEAP_LOSS), None)
+    assert score_images(exp.target, up, [loss])["loss"][0] == pytest.approx(caption_score, rel=1e-3)
+    # a metadata.jsonl among the uploads fills the caption in
+    meta = json.dumps({"file_name": "mine.png", "text": "a handwritten one"}).encode()
+    at.file_uploader(key="miu.files").set_value(
+        [("mine.png", png, "image/png"), ("metadata.jsonl", meta, "application/jsonl")]
+    ).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text_input if t.label == "Caption of mine.png"] == ["a handwritten one"]
+    assert "Caption: “a handwritten one”" in [m.value for m in at.markdown]
+
+
+def test_data_page_edits_captions_into_the_sessions_split_and_runs_are_keyed_by_them(open_page, tmp_path):
+    from mia_core.data import Split
+    from mia_core.lab.experiment import condition_attacks, load_experiment, make_attacks
+
+    before = _store_loss_runs(tmp_path / "store", 2)  # a stored own-caption run on the unedited captions
+    at = open_page("pages/compare.py", run=False)
+    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
+    at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
+    at.session_state["cfg.params"] = CHEAP_LOSS
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="compare.runs").value == ["loss:sweep=,cond=caption"]  # Compare shows the stored run
+    at.switch_page("pages/data.py")
+    at.run()
+    (editor,) = at.data_editor
+    table = editor.value
+    assert list(table.columns) == ["id", "role", "caption"] and len(table) == 4
+    assert at.button(key="data.apply_captions").proto.disabled  # nothing edited yet
+    first = table["id"][0]
+    new = "a handwritten zero" if table["caption"][0] != "a handwritten zero" else "a handwritten one"
+    at.session_state[editor.key] = {"edited_rows": {0: {"caption": new}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert not at.exception, at.exception
+    button = at.button(key="data.apply_captions")
+    assert button.label == "Use the edited captions (1 changed)" and not button.proto.disabled
+    button.click().run()
+    assert not at.exception, at.exception
+    assert any("Now using split with edited captions" in m.value for m in at.success), [e.value for e in at.error]
+    # the session's split is a manifest that records every caption of the split, the edited one included
+    spec = at.session_state["cfg.data"]
+    assert spec != SPLIT and spec.startswith(str(tmp_path / "store"))
+    manifest = Split.load(spec)
+    assert manifest.captions_edited and manifest.captions[first] == new and len(manifest.captions) == 200
+    assert sum(manifest.captions[i] != before.images.caption_of(i) for i in before.ids) == 1
+    (editor,) = at.data_editor
+    assert editor.value["caption"][0] == new and "were edited on this page" in " ".join(m.value for m in at.markdown)
+    # runs are keyed by the captions: the edited split's run key differs, and Compare shows no stale result
+    after = load_experiment(T2I, spec, limit=2)
+    assert after.images.caption_of(first) == new
+    keys = [e.run_key(condition_attacks(e, make_attacks(["loss"], CHEAP_LOSS), None)[0], 0) for e in (before, after)]
+    assert keys[0] != keys[1]
+    at.switch_page("pages/compare.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("Not stored on this experiment") and "own caption" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
 
 
 def test_condition_attacks_keys_runs_as_the_cli_does():

@@ -361,26 +361,11 @@ def read_folder_captions(folder: Path, ids: Sequence[str], has_members: bool = F
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: cannot read the captions ({err})") from err
-        for k, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {k}: not valid JSON ({err})") from err
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("file_name"), str)
-                or not isinstance(row.get("text"), str)
-            ):
-                raise ValueError(
-                    f'{path}, line {k}: expected an object with string "file_name" and "text" '
-                    f"(the Hugging Face imagefolder convention), got {line.strip()[:80]!r}"
-                )
-            key = prefix + row["file_name"].replace("\\", "/").removeprefix("./")
+        for k, file_name, text in metadata_rows(lines, str(path)):
+            key = prefix + file_name
             if key in found:
                 raise ValueError(f"{path}, line {k}: {key!r} has a caption already (in {where[key]})")
-            found[key], where[key] = row["text"], f"{path.name} line {k}"
+            found[key], where[key] = text, f"{path.name} line {k}"
     if not read_any:
         return None
     unknown = sorted(set(found) - set(ids))
@@ -396,6 +381,34 @@ def read_folder_captions(folder: Path, ids: Sequence[str], has_members: bool = F
             'give every image one line (an empty "text" for none)'
         )
     return tuple(found[i] for i in ids)
+
+
+def metadata_rows(lines: Sequence[str], where: str) -> list[tuple[int, str, str]]:
+    """``(line number, file_name, text)`` of each non-blank line of a ``metadata.jsonl`` (the Hugging Face
+    imagefolder convention), ``file_name`` with ``/`` separators and without a leading ``./``.
+
+    Raises ValueError naming ``where`` and the line for a line that is not a JSON object with string
+    ``file_name`` and ``text``.
+    """
+    rows = []
+    for k, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{where}, line {k}: not valid JSON ({err})") from err
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("file_name"), str)
+            or not isinstance(row.get("text"), str)
+        ):
+            raise ValueError(
+                f'{where}, line {k}: expected an object with string "file_name" and "text" '
+                f"(the Hugging Face imagefolder convention), got {line.strip()[:80]!r}"
+            )
+        rows.append((k, row["file_name"].replace("\\", "/").removeprefix("./"), row["text"]))
+    return rows
 
 
 class MixedImagesError(ValueError):

@@ -55,6 +55,9 @@ class Split:
         One caption per member and non-member, recorded in the manifest for a source that does not
         carry its own (an ``.npz`` with a ``captions`` array or a folder with ``metadata.jsonl``
         does): :func:`mia_core.data.resolve_data` gives them to the images. None = not recorded.
+    captions_edited : bool
+        True: the recorded captions were edited (the app's Data page) and replace the data's own; False
+        (the default): where the data carries captions too, the two must agree.
     """
 
     member_ids: tuple[str, ...]
@@ -64,6 +67,7 @@ class Split:
     source: str
     description: str = ""
     captions: dict[str, str] | None = field(default=None, hash=False)
+    captions_edited: bool = False
 
     def __post_init__(self) -> None:
         members = _check_id_list(self.member_ids, "member_ids")
@@ -97,6 +101,10 @@ class Split:
             if bad:
                 raise ValueError(f"captions must be strings; those of {_list_some(bad)} are not")
             object.__setattr__(self, "captions", {i: caps[i] for i in ids})
+        if not isinstance(self.captions_edited, bool):
+            raise ValueError(f"captions_edited must be true or false, got {self.captions_edited!r}")
+        if self.captions_edited and self.captions is None:
+            raise ValueError("captions_edited is set but the split records no captions")
         object.__setattr__(self, "seed", None if self.seed is None else int(self.seed))
 
     def __repr__(self) -> str:
@@ -124,15 +132,17 @@ class Split:
             "source": self.source,
             "description": self.description,
             **({"captions": dict(self.captions)} if self.captions is not None else {}),
+            **({"captions_edited": True} if self.captions_edited else {}),
         }
 
     def captions_for(self, images: ImageSet, where: str = "") -> tuple[str, ...]:
         """The recorded captions of ``images`` (ids of this split), in their order. When the images carry
-        captions of their own, they must agree with the manifest's (ValueError naming the first id that differs)."""
+        captions of their own, they must agree with the manifest's (ValueError naming the first id that differs),
+        unless the manifest's were edited (:attr:`captions_edited`): then they replace the data's."""
         if self.captions is None:
             raise ValueError("this split records no captions")
         caps = tuple(self.captions[i] for i in images.ids)
-        if images.captions is not None:
+        if images.captions is not None and not self.captions_edited:
             differ = [i for i, a, b in zip(images.ids, images.captions, caps) if a != b]
             if differ:
                 i = differ[0]
@@ -171,6 +181,7 @@ class Split:
             source=d["source"],
             description=d.get("description", ""),
             captions=d.get("captions"),
+            captions_edited=d.get("captions_edited", False),
         )
 
     def save(self, path: str | Path) -> None:
@@ -229,6 +240,7 @@ class Split:
                 if self.captions is None
                 else {i: self.captions[i] for i in self.member_ids[:n] + self.nonmember_ids[:n]}
             ),
+            captions_edited=self.captions_edited,
         )
 
     def labelled(self) -> tuple[tuple[str, ...], np.ndarray]:

@@ -126,15 +126,18 @@ def variants(image: np.ndarray, perturbations: Sequence[tuple[str, float]] = DEF
     return out
 
 
-def score_variants(target, attack, image_id: str, images: Sequence[Variant], *, seed: int = 0) -> np.ndarray:
+def score_variants(
+    target, attack, image_id: str, images: Sequence[Variant], *, seed: int = 0, caption: str | None = None
+) -> np.ndarray:
     """(len(images),) scores (higher = member) of each variant with ``attack``, converted like an upload.
 
     Each variant goes through :func:`mia_core.data.load_uploads` (the page's conversion to the
     target's resolution and channels) and is scored under ``image_id``, so all of them get the
-    original's noise draws and only the image differs.
+    original's noise draws and only the image differs. ``caption``: the original's caption, the prompt
+    of every variant on a text-to-image target conditioned on own captions (None: the empty prompt).
     """
     from mia_core.data import load_uploads
-    from mia_core.lab.uploads import encode_png
+    from mia_core.lab.uploads import condition_uploads, encode_png
 
     if not images:
         raise ValueError("score_variants needs at least one variant")
@@ -146,5 +149,7 @@ def score_variants(target, attack, image_id: str, images: Sequence[Variant], *, 
             raise ValueError(f"could not convert the {v.label} variant: {'; '.join(map(str, up.errors))}")
         x0.append(up.images.to_unit_range()[0])
     batch = np.stack(x0)
-    res = attack.run(target, batch, ids=[str(image_id)] * len(images), seed=seed)
+    (attack,), captions = condition_uploads(target, [attack], len(images), [caption or ""] * len(images))
+    text = {"captions": captions} if captions is not None else {}
+    res = attack.run(target, batch, ids=[str(image_id)] * len(images), seed=seed, **text)
     return np.asarray(res.scores, dtype=float)

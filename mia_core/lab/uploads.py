@@ -5,6 +5,12 @@ files give the same folder, so the same data fingerprint); ``encode_png`` turns 
 back into PNG bytes to send it through the same upload path. Decoding and its checks happen when
 the folder is loaded (:func:`mia_core.data.load_image_folder`).
 
+Captions (text-to-image targets): an upload may carry one, typed next to it or given in a
+``metadata.jsonl`` among the uploads (:func:`metadata_captions`, the Hugging Face imagefolder
+convention); :func:`condition_uploads` keys the attacks with the uploads' captions, and an upload
+without one is scored with the empty prompt ``""``. The Data page's edited captions become a split
+manifest of their own (:func:`edited_caption_split`, :func:`save_split_manifest`).
+
 ``ood_reference`` / ``OODReference.check`` say whether an uploaded image is unlike the split's images
 (out of distribution, e.g. a photo scored against a digits model): its distance to the nearest split
 image, against a threshold read off the split itself.
@@ -16,15 +22,29 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from mia_core.data import IMAGE_SUFFIXES
+from mia_core.data import DIGITS_SOURCE, IMAGE_SUFFIXES, Split, resolve_data
 
-__all__ = ["encode_png", "save_upload_folder", "OODReference", "OODCheck", "ood_reference", "rms_distances"]
+__all__ = [
+    "encode_png",
+    "save_upload_folder",
+    "metadata_captions",
+    "condition_uploads",
+    "NO_CAPTION_TEXT",
+    "caption_edits",
+    "edited_caption_split",
+    "save_split_manifest",
+    "OODReference",
+    "OODCheck",
+    "ood_reference",
+    "rms_distances",
+]
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -108,6 +128,130 @@ def _upload_entry(entry: Sequence[object]) -> tuple[str, bytes, str | None]:
     if caption is not None and not isinstance(caption, str):
         raise ValueError(f"{name}: the caption must be a string, got {type(caption).__name__}")
     return name, bytes(data), caption  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- captions
+
+#: What an upload without a caption is scored with, in words (one line on the page).
+NO_CAPTION_TEXT = (
+    'No caption: scored with the empty prompt "" (the unconditional model), while the split\'s images were scored '
+    "with their own captions, so its score is not quite comparable with theirs."
+)
+
+
+def metadata_captions(
+    data: bytes, names: Sequence[str], where: str = "metadata.jsonl"
+) -> tuple[dict[str, str], list[str]]:
+    """Captions of uploaded images from an uploaded ``metadata.jsonl`` (one JSON object per line,
+    ``{"file_name": ..., "text": ...}``, the Hugging Face imagefolder convention).
+
+    A row matches an upload by file name (its folder part is ignored: uploads have none).
+    Returns (upload name -> caption, notes): the notes name the rows of files that were not uploaded.
+    Raises ValueError naming ``where`` and the line for a bad line, and for a file named twice.
+    """
+    from mia_core.data.sources import metadata_rows
+
+    try:
+        text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where}: not UTF-8 text ({err})") from err
+    known = set(names)
+    found: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    unknown: list[str] = []
+    for k, file_name, caption in metadata_rows(text.splitlines(), where):
+        name = file_name.rsplit("/", 1)[-1]
+        if name in line_of:
+            raise ValueError(f"{where}, line {k}: {name!r} has a caption already (line {line_of[name]})")
+        line_of[name] = k
+        if name in known:
+            found[name] = caption
+        else:
+            unknown.append(name)
+    notes = []
+    if unknown:
+        some = ", ".join(repr(u) for u in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        notes.append(f"{where} has captions for {len(unknown)} file(s) that were not uploaded: {some}")
+    return found, notes
+
+
+def condition_uploads(
+    target: Any, attacks: Sequence[Any], n: int, captions: Sequence[str] | None = None
+) -> tuple[list[Any], tuple[str, ...] | None]:
+    """The attacks and captions that score ``n`` new images (uploads) on ``target``.
+
+    On a text-to-image target with attacks conditioned on each image's own caption (mode "caption"),
+    the images' ``captions`` (one per image; "" = none) are the prompts, and an image without one (or
+    every image, when ``captions`` is None) gets "" (the empty prompt). The attacks are re-keyed with
+    the digest of these captions (:meth:`Conditioning.with_captions`), so new captions are a new score.
+    Otherwise the attacks come back unchanged, with ``captions`` as given.
+    """
+    attacks = list(attacks)
+    if captions is not None and len(captions) != n:
+        raise ValueError(f'got {len(captions)} captions for {n} images: give one per image ("" for none)')
+    conditioned = [a for a in attacks if getattr(a, "conditioning", None) is not None]
+    if getattr(target, "kind", "") != "t2i" or not any(a.conditioning.mode == "caption" for a in conditioned):
+        return attacks, None if captions is None else tuple(captions)
+    caps = tuple("" if c is None else str(c) for c in captions) if captions is not None else ("",) * n
+    out = [
+        a.with_conditioning(a.conditioning.with_captions(caps)) if getattr(a, "conditioning", None) is not None else a
+        for a in attacks
+    ]
+    return out, caps
+
+
+def caption_edits(ids: Sequence[str], before: Sequence[str], after: Sequence[str]) -> dict[str, str]:
+    """id -> new caption, for the images whose caption changed (``before`` / ``after`` aligned with ``ids``)."""
+    if not len(ids) == len(before) == len(after):
+        raise ValueError(f"{len(ids)} ids, {len(before)} captions before and {len(after)} after: give one per image")
+    bad = [i for i, c in zip(ids, after) if not isinstance(c, str)]
+    if bad:
+        raise ValueError(f"captions must be text; those of {', '.join(map(repr, bad[:5]))} are not")
+    return {i: a for i, b, a in zip(ids, before, after) if a != b}
+
+
+def edited_caption_split(spec: str, edits: Mapping[str, str], *, seed: int = 0) -> Split:
+    """The split of data ``spec`` (a ``--data`` value, :func:`mia_core.data.resolve_data` with ``seed``)
+    with ``edits`` (id -> caption) applied to its captions, recorded as edited (``captions_edited``: they
+    replace the data's own when the manifest is loaded). All of the split's ids are kept; its source
+    becomes an absolute path, so the manifest can live anywhere.
+
+    Raises ValueError when the data has no captions or an edited id is not one of the split's.
+    """
+    images, split = resolve_data(spec, seed=seed)
+    if images.captions is None:
+        raise ValueError(f"the data {spec!r} has no captions to edit")
+    unknown = [i for i in edits if i not in set(images.ids)]
+    if unknown:
+        some = ", ".join(map(repr, unknown[:5]))
+        raise ValueError(f"edited captions of {len(unknown)} id(s) not in the split: {some}")
+    captions = dict(zip(images.ids, images.captions))
+    changed = {i: str(c) for i, c in edits.items() if captions[i] != c}
+    captions.update(changed)
+    source = images.source if images.source == DIGITS_SOURCE else str(Path(images.source).expanduser().resolve())
+    before = split.description.split(" · captions edited")[0]
+    description = (before + " · " if before else "") + "captions edited on the Data page"
+    return Split(
+        split.member_ids,
+        split.nonmember_ids,
+        split.seed,
+        split.data_fingerprint,
+        source,
+        description,
+        captions=captions,
+        captions_edited=True,
+    )
+
+
+def save_split_manifest(root: str | Path, split: Split) -> Path:
+    """Write ``split`` to ``<root>/uploads/manifests/<hash>.json`` (named by a hash of its JSON: the same
+    split, the same file) and return the path."""
+    text = json.dumps(split.to_dict(), indent=1) + "\n"
+    folder = Path(root) / "uploads" / "manifests"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}.json"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 # ----------------------------------------------------------------------------- out of distribution

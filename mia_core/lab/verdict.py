@@ -522,10 +522,13 @@ def score_images(
 
     ``images`` must already have the target's resolution and channels
     (``mia_core.data.load_uploads(..., resolution=, channels=)`` does that). Learned attacks are
-    refused: they need membership labels. ``progress(attack_name, done, total)``.
+    refused: they need membership labels. ``progress(attack_name, done, total)``. On a text-to-image
+    target conditioned on each image's own caption, ``images.captions`` are the prompts and an image
+    without one gets the empty prompt (:func:`mia_core.lab.uploads.condition_uploads`).
     Returns attack name -> (N,) scores, higher = member.
     """
     from mia_core.lab.runs import run_attacks
+    from mia_core.lab.uploads import condition_uploads
 
     if images.height != target.resolution or images.width != target.resolution or images.channels != target.channels:
         raise ValueError(
@@ -539,6 +542,7 @@ def score_images(
             f"{', '.join(learned)} learn(s) from membership labels and cannot score unlabelled images; "
             "choose attacks such as loss, pia, secmi, sima"
         )
+    attacks, captions = condition_uploads(target, attacks, images.n, images.captions)
     results = run_attacks(
         target,
         images.to_unit_range(),
@@ -549,6 +553,7 @@ def score_images(
         store=store,
         batch_size=batch_size,
         progress=progress,
+        captions=captions,
     )
     return {a.name: np.asarray(results[a.name].scores, dtype=float) for a in attacks}
 
