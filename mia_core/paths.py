@@ -11,6 +11,8 @@ Shipped with the package (found through it with :mod:`importlib.resources`, so a
     DEFAULT_SPLIT_PATH  its member / non-member split manifest
     T2I_TARGET_DIR      the tiny text-to-image target (a StableDiffusionPipeline folder, MNIST digits
                         with captions) and T2I_SPLIT_PATH its split manifest
+    LATENT_TARGET_DIR   the tiny unconditional latent-diffusion target (AutoencoderKL + UNet, the
+                        same MNIST digits and split) and LATENT_SPLIT_PATH its split manifest
     DEMO_STORE_DIR      precomputed results of the default run (read-only)
     STUDIES_DIR         the shipped factor studies
     APP_DIR             the Streamlit app: ``app.py`` and ``pages/`` (installed as ``mia_core/app``;
@@ -45,6 +47,8 @@ DEFAULT_TARGET_DIR: Path = ASSETS_DIR / "default_target"
 DEFAULT_SPLIT_PATH: Path = DEFAULT_TARGET_DIR / "split.json"
 T2I_TARGET_DIR: Path = ASSETS_DIR / "t2i_target"
 T2I_SPLIT_PATH: Path = T2I_TARGET_DIR / "split.json"
+LATENT_TARGET_DIR: Path = ASSETS_DIR / "latent_target"
+LATENT_SPLIT_PATH: Path = LATENT_TARGET_DIR / "split.json"
 DEMO_STORE_DIR: Path = ASSETS_DIR / "demo_store"
 STUDIES_DIR: Path = ASSETS_DIR / "studies"
 APP_DIR: Path = REPO_DIR if REPO_DIR is not None else _PACKAGE_DIR / "app"

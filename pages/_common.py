@@ -73,6 +73,7 @@ def init_state() -> None:
 #: the one-click label of the shipped text-to-image target (Start and Target pages)
 T2I_BUTTON = "Use the tiny text-to-image target (MNIST digits with captions)"
 DEFAULT_BUTTON = "Use the embedded default target (8x8 digits)"
+LATENT_BUTTON = "Use the tiny latent-diffusion target (MNIST digits, VAE + UNet)"
 
 
 def t2i_spec() -> tuple[str, str]:
@@ -80,6 +81,13 @@ def t2i_spec() -> tuple[str, str]:
     from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
 
     return str(T2I_TARGET_DIR.resolve()), str(T2I_SPLIT_PATH.resolve())
+
+
+def latent_spec() -> tuple[str, str]:
+    """(target, data) specs of the shipped tiny latent-diffusion target and its split (mia_core.paths)."""
+    from mia_core.paths import LATENT_SPLIT_PATH, LATENT_TARGET_DIR
+
+    return str(LATENT_TARGET_DIR.resolve()), str(LATENT_SPLIT_PATH.resolve())
 
 
 def on_t2i_target() -> bool:
@@ -90,20 +98,25 @@ def on_t2i_target() -> bool:
 def use_embedded(which: str) -> None:
     """Button callback: switch the session to an embedded target and its own split in one click.
 
-    ``which``: "t2i" (the shipped text-to-image target, assets/t2i_target and its split.json) or
-    "default" (the embedded 8x8-digits DDPM and its split). Clears the selected sample; the Target
-    page's chooser follows (a local folder for t2i)."""
+    ``which``: "t2i" (the shipped text-to-image target, assets/t2i_target and its split.json), "latent"
+    (the shipped latent-diffusion target, assets/latent_target and its split.json) or "default" (the
+    embedded 8x8-digits DDPM and its split). Clears the selected sample; the Target page's chooser
+    follows (a local folder for t2i and latent)."""
     s = st.session_state
     if which == "t2i":
         target, data = t2i_spec()
         s["target.source"], s["target.folder"] = "Local diffusers folder", target
         what = "the tiny text-to-image target (MNIST digits with captions) and its split"
+    elif which == "latent":
+        target, data = latent_spec()
+        s["target.source"], s["target.folder"] = "Local diffusers folder", target
+        what = "the tiny latent-diffusion target (MNIST digits, VAE + UNet) and its split"
     elif which == "default":
         target, data = "default", "default"
         s["target.source"] = "Embedded default"
         what = "the embedded default target (8x8 digits) and its split"
     else:
-        raise ValueError(f"unknown embedded target {which!r}: expected 't2i' or 'default'")
+        raise ValueError(f"unknown embedded target {which!r}: expected 't2i', 'latent' or 'default'")
     s["cfg.target"], s["cfg.data"], s["sel.sample"] = target, data, None
     if which == "t2i" and "clid" not in s["cfg.attacks"]:  # the attack made for text-to-image models, as the CLI
         s["cfg.attacks"] = [*s["cfg.attacks"], "clid"]

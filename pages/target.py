@@ -16,7 +16,16 @@ from mia_core.target import DEFAULT_TARGET_DIR, HUB_ID_PATTERN, TargetLoadError,
 from mia_core.views import learn as VL
 from mia_core.views.images import DISPLAY_SIZE, upscale_nearest
 from mia_core.views.target import card_rows, memorisation_figure
-from pages._common import DEFAULT_BUTTON, T2I_BUTTON, download_figure, on_t2i_target, try_experiment, use_embedded
+from pages._common import (
+    DEFAULT_BUTTON,
+    LATENT_BUTTON,
+    T2I_BUTTON,
+    download_figure,
+    latent_spec,
+    on_t2i_target,
+    try_experiment,
+    use_embedded,
+)
 
 SOURCES = ("Embedded default", "Local diffusers folder", "Hugging Face Hub id")
 THUMB = DISPLAY_SIZE  # pixels per image in the memorisation grid (160: readable at talk distance)
@@ -149,9 +158,10 @@ with st.container(border=True):
         )
     b1, b2 = st.columns([1, 2])
     b1.button("Use this target", key="target.apply", type="primary", on_click=_apply)
-    if on_t2i_target():
+    current = state["cfg.target"]
+    if current != "default":
         b2.button(DEFAULT_BUTTON, key="target.use_default", on_click=use_embedded, args=("default",))
-    else:
+    if not on_t2i_target():
         b2.button(
             T2I_BUTTON,
             key="target.use_t2i",
@@ -160,6 +170,17 @@ with st.container(border=True):
             icon=":material/image:",
             help="The shipped Stable-Diffusion-shaped model (assets/t2i_target) and its own member / non-member "
             "split (100 + 100 captioned MNIST digits): target and data switch together.",
+        )
+    if current != latent_spec()[0]:
+        b2.button(
+            LATENT_BUTTON,
+            key="target.use_latent",
+            on_click=use_embedded,
+            args=("latent",),
+            icon=":material/layers:",
+            help="The shipped unconditional latent-diffusion model (assets/latent_target: an AutoencoderKL and a "
+            "UNet on its 4x8x8 latents) and its split (the same 100 + 100 MNIST digits as the text-to-image "
+            "target): target and data switch together.",
         )
     with st.expander("Convert a SecMI / PIA checkpoint (.pt)", expanded=bool(state.get("target.convert_error"))):
         st.text_input("Checkpoint", key="target.ckpt", placeholder="/path/to/ckpt-step800000.pt")

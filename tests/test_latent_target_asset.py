@@ -72,3 +72,17 @@ def test_the_target_page_selects_it_and_shows_the_autoencoder(open_page):
     assert at.session_state["cfg.target"] == str(ASSET)
     card = at.dataframe[0].value.set_index("property")["value"]
     assert card["space"].startswith("latent 4x8x8 (AutoencoderKL") and "likelihood" in card["not applicable"]
+
+
+def test_the_target_page_switches_to_it_in_one_click(open_page):
+    """Target and split together, as the text-to-image button does; the card says latent; back in one click."""
+    at = open_page("pages/target.py")
+    [b for b in at.button if b.key == "target.use_latent"][0].click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["cfg.target"] == str(ASSET.resolve())
+    assert at.session_state["cfg.data"] == str((ASSET / "split.json").resolve())
+    assert any("latent-diffusion target" in s.value for s in at.success)
+    card = at.dataframe[0].value.set_index("property")["value"]
+    assert card["space"].startswith("latent 4x8x8 (AutoencoderKL")
+    keys = {b.key for b in at.button}
+    assert "target.use_latent" not in keys and {"target.use_default", "target.use_t2i"} <= keys
