@@ -69,7 +69,14 @@ def test_a_folder_is_decoded_per_batch_and_scores_like_the_eager_path(mixed_fold
     plan = shards.ShardPlan(len(exp.ids), BATCH)
     (tmp_path / "one").mkdir()
     shards.score_batches(
-        attack, tiny_target, exp.images.images, exp.ids, seed=0, plan=plan, batches=[1], folder=tmp_path / "one",
+        attack,
+        tiny_target,
+        exp.images.images,
+        exp.ids,
+        seed=0,
+        plan=plan,
+        batches=[1],
+        folder=tmp_path / "one",
         procs=shards.Processes(),
     )
     assert [Path(n).relative_to(root).as_posix() for n in decodes] == list(exp.ids[4:8])

@@ -24,6 +24,7 @@ Design rules
 """
 
 from ..paths import ASSETS_DIR, DEFAULT_SPLIT_PATH
+from .folder import FolderImages, FolderListing
 from .images import (
     DIGITS_SOURCE,
     IMAGE_MAX_BYTES,
@@ -42,7 +43,6 @@ from .images import (
     read_image_header,
     upload_limits_text,
 )
-from .folder import FolderImages, FolderListing
 from .sources import load_digits, load_image_folder, load_npz, load_source, resolve_data
 from .splits import SPLIT_FORMAT, Split, random_split
 

@@ -164,9 +164,7 @@ class FolderImages(LazyImages):
         every image, else :class:`~mia_core.data.sources.MixedImagesError` naming two files that differ), and
         the :class:`Conversion` :func:`_convert_many` reports for their shapes."""
         images = cls(listing, None, ((resolution, channels),))
-        _, conversion = conversion_of_shapes(
-            images._counts(listing.shapes), resolution=resolution, channels=channels
-        )
+        _, conversion = conversion_of_shapes(images._counts(listing.shapes), resolution=resolution, channels=channels)
         return images, conversion
 
     def converted(self, resolution: int | None, channels: int | None) -> tuple[FolderImages, Conversion]:

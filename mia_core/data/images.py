@@ -548,7 +548,9 @@ def conversion_of_shapes(
     converted to find it). ValueError when the shapes still differ after conversion."""
     reports, shapes = [], set()
     for shape, count in counts:
-        converted, conv = convert_images(np.zeros((1, *shape), dtype=np.uint8), resolution=resolution, channels=channels)
+        converted, conv = convert_images(
+            np.zeros((1, *shape), dtype=np.uint8), resolution=resolution, channels=channels
+        )
         reports.append((int(count), conv))
         shapes.add(tuple(int(d) for d in converted.shape[1:]))
     if len(shapes) != 1:
