@@ -45,7 +45,8 @@ def mixed_folder(tmp_path_factory) -> tuple[Path, dict[str, np.ndarray]]:
 
 @pytest.fixture()
 def decodes(monkeypatch) -> list[str]:
-    """The names of the files decoded from here on."""
+    """The names of the image files decoded from here on (:func:`mia_core.data.decode_image` calls of the
+    folder reader)."""
     seen: list[str] = []
     real = folder_mod.decode_image
 

@@ -6,6 +6,7 @@ import mmap
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from mia_core import metrics as m
 from mia_core.data import load_npz
@@ -61,3 +62,53 @@ def test_uncompressed_npz_images_are_memory_mapped(tmp_path):
         return a is not None
 
     assert file_backed(plain.images) and not file_backed(packed.images)
+
+
+def _rss_file_mib() -> float | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def test_read_pages_of_a_memory_mapped_npz_are_let_go(tmp_path):
+    """Hashing (the fingerprint) and reading batches touch every page of a memory-mapped .npz; released
+    once read, they do not stay in the process's resident memory (peak RSS at 1M images, issue 18)."""
+    from mia_core.data.images import release_pages
+
+    if _rss_file_mib() is None:
+        pytest.skip("no /proc/self/status RssFile here (not Linux)")
+    n = 2**18  # 16 MiB of 8x8 images
+    np.savez(tmp_path / "big.npz", images=np.random.default_rng(0).integers(0, 256, (n, 8, 8), dtype=np.uint8))
+    images = load_npz(tmp_path / "big.npz")
+    before = _rss_file_mib()
+    assert images.fingerprint == load_npz(tmp_path / "big.npz").fingerprint
+    assert _rss_file_mib() - before < 4, "the fingerprint left the file's pages mapped"
+    batch = images.images[1000:200_000]
+    assert int(batch.sum(dtype=np.int64)) > 0  # read: its pages are resident now
+    touched = _rss_file_mib()
+    release_pages(batch)
+    assert touched - _rss_file_mib() > 5
+    assert int(batch.sum(dtype=np.int64)) == int(np.asarray(images.images[1000:200_000]).sum(dtype=np.int64))
+    release_pages(np.arange(10))  # an array in memory: nothing to do
+
+
+def test_duplicate_check_of_many_ids_uses_little_memory():
+    from mia_core.data.images import _first_duplicate
+
+    ids = [f"img-{k:07d}" for k in range(100_000)]
+    tracemalloc.start()
+    try:
+        assert _first_duplicate(ids) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(ids), f"{peak / len(ids):.0f} bytes per id"  # a set of them all: ~42
+    ids[75_000], ids[85_000] = ids[60_000], ids[7]
+    assert _first_duplicate(ids) == ids[60_000]  # the first id (in order) seen before
+    assert _first_duplicate(ids[:80_000] + [ids[5]]) == ids[60_000]
+    assert _first_duplicate(ids[:70_000] + [ids[5]]) == ids[5]
+    assert _first_duplicate(list(ids[:100]) + [ids[3]]) == ids[3]  # the small path

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import mmap
 import threading
 import warnings
 from collections import OrderedDict
@@ -44,12 +45,32 @@ def _list_some(items: Sequence[str]) -> str:
 
 
 def _first_duplicate(ids: Sequence[str]) -> str | None:
+    """The first id (in order) that appeared before it, or None.
+
+    Large lists are checked through an int64 array of their hashes (16 bytes per id while it runs, not a
+    set of them all: ~50 bytes per id); only ids whose hashes collide are compared.
+    """
+    n = len(ids)
+    candidates: Sequence[int] = range(n)
+    if n > _HASHED_DUPLICATE_CHECK:
+        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=n)
+        ordered = np.sort(hashes)
+        shared = ordered[1:][ordered[1:] == ordered[:-1]]  # hash values held by two ids or more
+        del ordered
+        if not shared.size:
+            return None
+        candidates = np.flatnonzero(np.isin(hashes, shared)).tolist()  # ascending
     seen: set[str] = set()
-    for i in ids:
+    for k in candidates:
+        i = ids[k]
         if i in seen:
             return i
         seen.add(i)
     return None
+
+
+#: above this many ids, :func:`_first_duplicate` compares hashes first
+_HASHED_DUPLICATE_CHECK = 50_000
 
 
 def _check_positive_int(value: object, name: str) -> int:
@@ -287,8 +308,14 @@ class ImageSet:
         if isinstance(self.images, LazyImages):
             self.images.hash_into(h)
         else:
-            h.update(self.images.data)  # contiguous: hashed without a copy
-        h.update("\n".join(self.ids).encode("utf-8"))
+            flat = self.images.reshape(-1)  # contiguous: hashed without a copy, 16 MiB at a time
+            for start in range(0, flat.size, _HASH_CHUNK):
+                h.update(flat[start : start + _HASH_CHUNK])
+                release_pages(flat[start : start + _HASH_CHUNK])  # a memory-mapped file's pages: read, let go
+        step = 65536  # "\n".join(ids), a piece at a time
+        for start in range(0, len(self.ids), step):
+            piece = "\n".join(self.ids[start : start + step])
+            h.update((("\n" if start else "") + piece).encode("utf-8"))
         return h.hexdigest()[:16]
 
     def index_of(self) -> dict[str, int]:
@@ -331,6 +358,40 @@ class ImageSet:
     def to_unit_range(self) -> np.ndarray:
         """Images as float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``), the diffusion models' input range."""
         return to_unit_range(self.images)
+
+
+_HASH_CHUNK = 2**24
+
+
+def _mapping_of(arr: np.ndarray) -> tuple[mmap.mmap, int] | None:
+    """The ``mmap.mmap`` a (view of a) memory-mapped array reads, and the address where it starts; None
+    for an array in memory."""
+    base = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is None:
+        return None
+    return base, np.frombuffer(base, dtype=np.uint8).ctypes.data
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Unmap the file pages behind ``arr`` (a contiguous part of a memory-mapped array, e.g. a batch of a
+    memory-mapped ``.npz``'s images) from this process once they are read (``madvise(MADV_DONTNEED)``): a
+    later read faults them back in from the page cache, and the process's resident memory does not grow
+    by the file's size as a run reads it through. A no-op for an array in memory (and where the OS lacks
+    madvise)."""
+    found = _mapping_of(arr) if isinstance(arr, np.ndarray) and arr.flags.c_contiguous else None
+    if found is None or not hasattr(mmap, "MADV_DONTNEED") or not arr.nbytes:
+        return
+    mm, start = found
+    lo = arr.ctypes.data - start
+    hi = min(len(mm), lo + arr.nbytes)
+    lo -= lo % mmap.PAGESIZE
+    hi = min(len(mm), -(-hi // mmap.PAGESIZE) * mmap.PAGESIZE)
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    except (OSError, ValueError):  # pages still in use elsewhere or an odd mapping: they simply stay
+        pass
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
