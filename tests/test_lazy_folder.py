@@ -4,6 +4,7 @@ decoded whole up front (the eager path)."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -114,6 +115,20 @@ def test_lazy_images_index_like_the_array(mixed_folder):
     np.testing.assert_array_equal(lazy.astype(np.float64), eager.astype(np.float64))
     with pytest.raises(IndexError, match="out of range"):
         lazy[12]
+    # The pages hand the images to st.cache_data functions (hashed) and the figures pickle them.
+    import pickle
+
+    from streamlit.runtime.caching.cache_type import CacheType
+    from streamlit.runtime.caching.hashing import update_hash
+
+    def st_hash(x) -> str:
+        h = hashlib.md5()
+        update_hash(x, h, CacheType.DATA)
+        return h.hexdigest()
+
+    assert st_hash(lazy) == st_hash(load_image_folder(root, resolution=8, channels=3)[0].images)
+    assert st_hash(lazy) != st_hash(load_image_folder(root, resolution=8, channels=1)[0].images)
+    np.testing.assert_array_equal(np.asarray(pickle.loads(pickle.dumps(lazy))), eager)
     # A subset stays lazy and keeps its rows' pixels; the fingerprint follows the files' bytes and the ids.
     sub = images.subset(["nonmembers/03.png", "members/01.png"])
     assert isinstance(sub.images, LazyImages)

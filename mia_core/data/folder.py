@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,16 @@ class FolderListing:
     folder: Path
     names: tuple[str, ...]
     shapes: np.ndarray
-    digests: np.ndarray
-    hashed: np.ndarray  # (N,) bool: which digests are filled
+    digests: np.ndarray = field(init=False, repr=False)
+    hashed: np.ndarray = field(init=False, repr=False)  # (N,) bool: which digests are filled
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "digests", np.zeros((len(self.names), 16), dtype=np.uint8))
+        object.__setattr__(self, "hashed", np.zeros(len(self.names), dtype=bool))
+
+    def __reduce__(self):
+        # Plain parts (a Path, strings, an array): pickled, and hashed by st.cache_data, as what they are.
+        return (FolderListing, (self.folder, self.names, self.shapes))
 
     @classmethod
     def read(cls, folder: Path, names: Sequence[str]) -> FolderListing:
@@ -71,8 +79,7 @@ class FolderListing:
         shapes = np.empty((len(names), 3), dtype=np.int32)
         for k, name in enumerate(names):
             shapes[k] = read_image_header(folder / name)
-        n = len(names)
-        return cls(Path(folder), names, shapes, np.zeros((n, 16), dtype=np.uint8), np.zeros(n, dtype=bool))
+        return cls(Path(folder), names, shapes)
 
     def digests_of(self, rows: np.ndarray) -> np.ndarray:
         """(k, 16) uint8 digests of the files ``rows``, reading (not decoding) those not read before."""
@@ -206,6 +213,9 @@ class FolderImages(LazyImages):
         n = len(self)
         for start in range(0, n, 65536):
             h.update(self.listing.digests_of(self._rows_of(np.arange(start, min(n, start + 65536)))).tobytes())
+
+    def __reduce__(self):
+        return (FolderImages, (self.listing, self.index, self.steps))
 
     def __repr__(self) -> str:
         n, hh, w, c = self.shape
