@@ -113,6 +113,10 @@ def test_lazy_images_index_like_the_array(mixed_folder):
         np.testing.assert_array_equal(lazy[key], eager[key])
     np.testing.assert_array_equal(np.stack(list(lazy)), eager)
     np.testing.assert_array_equal(lazy.astype(np.float64), eager.astype(np.float64))
+    np.testing.assert_array_equal(lazy.reshape(12, -1), eager.reshape(12, -1))  # other ndarray methods: decoded
+    np.testing.assert_array_equal(
+        convert_images(lazy, resolution=4, channels=1)[0], convert_images(eager, resolution=4, channels=1)[0]
+    )
     with pytest.raises(IndexError, match="out of range"):
         lazy[12]
     # The pages hand the images to st.cache_data functions (hashed) and the figures pickle them.

@@ -189,6 +189,13 @@ class LazyImages:
     def astype(self, dtype) -> np.ndarray:
         return np.asarray(self, dtype=dtype)
 
+    def __getattr__(self, name: str):
+        # Any other ndarray method or attribute (reshape, mean, tobytes, ...) works on all the images, decoded:
+        # code written for an in-memory set keeps working on a small lazy one.
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(np.asarray(self), name)
+
 
 # ----------------------------------------------------------------------------- ImageSet
 
@@ -530,6 +537,8 @@ def convert_images(
         uint8 (N, R, R, channels), contiguous; the input itself when nothing changed.
     conversion : Conversion
     """
+    if isinstance(images, LazyImages):
+        images = np.asarray(images)  # all of them, decoded (ImageSet.converted converts lazily)
     if (
         not isinstance(images, np.ndarray)
         or images.dtype != np.uint8
