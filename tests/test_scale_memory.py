@@ -112,3 +112,24 @@ def test_duplicate_check_of_many_ids_uses_little_memory():
     assert _first_duplicate(ids[:80_000] + [ids[5]]) == ids[60_000]
     assert _first_duplicate(ids[:70_000] + [ids[5]]) == ids[5]
     assert _first_duplicate(list(ids[:100]) + [ids[3]]) == ids[3]  # the small path
+
+
+def test_the_split_of_a_memory_mapped_npz_stays_on_disk_with_the_same_pixels_and_fingerprint(tmp_path):
+    from mia_core.data import LazyImages, resolve_data
+
+    rng = np.random.default_rng(2)
+    images, is_member = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), rng.random(40) < 0.4
+    np.savez(tmp_path / "plain.npz", images=images, is_member=is_member)
+    np.savez_compressed(tmp_path / "packed.npz", images=images, is_member=is_member)
+    mapped, split = resolve_data(str(tmp_path / "plain.npz"))
+    memory, split_m = resolve_data(str(tmp_path / "packed.npz"))
+    assert isinstance(mapped.images, LazyImages) and isinstance(memory.images, np.ndarray)
+    assert mapped.ids == memory.ids and split.member_ids == split_m.member_ids
+    assert mapped.fingerprint == memory.fingerprint  # the same pixels, however they are held
+    np.testing.assert_array_equal(np.asarray(mapped.images), memory.images)
+    (conv, report), (conv_m, report_m) = (s.converted(resolution=4, channels=3) for s in (mapped, memory))
+    assert report == report_m and conv.lazy and conv.fingerprint == conv_m.fingerprint
+    np.testing.assert_array_equal(conv.images[3:9], conv_m.images[3:9])
+    sub, sub_m = (s.subset(s.ids[::-7]) for s in (conv, conv_m))
+    assert sub.lazy and sub.fingerprint == sub_m.fingerprint
+    np.testing.assert_array_equal(np.asarray(sub.images), sub_m.images)

@@ -197,6 +197,52 @@ class LazyImages:
         return getattr(np.asarray(self), name)
 
 
+class MappedRows(LazyImages):
+    """Rows ``index`` of a memory-mapped uint8 (M, H, W, C) array (an uncompressed ``.npz``'s images), in that
+    order, with :func:`convert_images` steps applied as they are read: the split's subset of a file larger
+    than memory, without gathering it. Its fingerprint is the one of the same pixels gathered in memory
+    (the rows' converted bytes, hashed in order, a chunk at a time)."""
+
+    def __init__(self, base: np.ndarray, index: np.ndarray, steps: tuple[tuple[int | None, int | None], ...] = ()):
+        self.base = base
+        self.index = np.asarray(index, dtype=np.intp)
+        self.steps = tuple(steps)
+        shape = tuple(int(d) for d in base.shape[1:])
+        for resolution, channels in self.steps:
+            shape, _ = conversion_of_shapes([(shape, 1)], resolution=resolution, channels=channels)
+        self._shape = (int(self.index.size), *shape)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self._shape  # type: ignore[return-value]
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        wanted = self.index[np.asarray(index, dtype=np.intp)]
+        out = np.asarray(self.base[wanted])
+        if wanted.size:
+            release_pages(self.base[int(wanted.min()) : int(wanted.max()) + 1])  # read: let the file's pages go
+        for resolution, channels in self.steps:
+            out, _ = convert_images(out, resolution=resolution, channels=channels)
+        return np.ascontiguousarray(out)
+
+    def take(self, index: np.ndarray) -> MappedRows:
+        return MappedRows(self.base, self.index[np.asarray(index, dtype=np.intp)], self.steps)
+
+    def converted(self, resolution: int | None, channels: int | None) -> tuple[MappedRows, Conversion]:
+        _, conversion = conversion_of_shapes([(self.shape[1:], len(self))], resolution=resolution, channels=channels)
+        if not conversion.changed:
+            return self, conversion
+        return MappedRows(self.base, self.index, (*self.steps, (resolution, channels))), conversion
+
+    def hash_into(self, h) -> None:
+        step = max(1, _HASH_CHUNK // max(1, int(np.prod(self.shape[1:]))))
+        for start in range(0, len(self), step):
+            h.update(self.rows(np.arange(start, min(len(self), start + step))).data)
+
+    def __reduce__(self):
+        return (MappedRows, (self.base, self.index, self.steps))
+
+
 # ----------------------------------------------------------------------------- ImageSet
 
 
@@ -345,7 +391,12 @@ class ImageSet:
         rows = np.fromiter((index[i] for i in ids), dtype=np.intp, count=len(ids))
         del index
         captions = None if self.captions is None else tuple(self.captions[r] for r in rows)
-        images = self.images.take(rows) if isinstance(self.images, LazyImages) else self.images[rows]
+        if isinstance(self.images, LazyImages):
+            images = self.images.take(rows)
+        elif _mapping_of(self.images) is not None:  # a memory-mapped file: its rows stay there until read
+            images = MappedRows(self.images, rows)
+        else:
+            images = self.images[rows]
         return ImageSet(images=images, ids=ids, source=self.source, captions=captions)
 
     @property
