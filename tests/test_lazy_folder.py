@@ -161,3 +161,20 @@ def test_a_corrupt_file_fails_at_its_batch_and_a_non_image_at_listing(tmp_path, 
     (tmp_path / "4.png").write_bytes(b"")
     with pytest.raises(ValueError, match=r"4\.png: the file is empty"):
         load_image_folder(tmp_path)
+
+
+def test_the_data_and_sample_pages_show_a_lazy_folder(open_page, mixed_folder, tmp_path):
+    import shutil
+
+    root = tmp_path / "imgs"
+    shutil.copytree(mixed_folder[0], root)  # inside the app's allowed roots
+    at = open_page("pages/data.py")
+    at.text_input(key="data.folder_path").set_value(str(root))
+    at.button(key="data.apply_folder").click()
+    at.run()
+    assert not at.exception and at.session_state["cfg.data"] == str(root)
+    assert len(at.image) == 12 and at.image[0].captions[0] == "members/00.png"  # the galleries decode their images
+    at.switch_page("pages/sample.py")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.image and "members/00.png" in at.image[0].captions[0]
