@@ -253,15 +253,19 @@ def load_image_folder(
     Returns
     -------
     images : ImageSet
-        uint8 (N, H, W, C), source ``str(path)``.
+        uint8 (N, H, W, C), source ``str(path)``, held as :class:`~mia_core.data.folder.FolderImages`:
+        listed from the files' headers now, decoded (and converted) when rows are read, a batch at a
+        time. Its fingerprint hashes the files' bytes and the conversion (read, not decoded).
     split : Split or None
     conversion : Conversion
 
     Raises
     ------
     ValueError
-        Not a folder, no images, an unreadable file (named), or images of different sizes /
-        channels when no target was given (two differing files are named).
+        Not a folder, no images, a file that is no readable image (empty, too large, not a supported
+        format, a bad header: named), or images of different sizes / channels when no target was given
+        (two differing files are named). Corrupt pixel data behind a good header fails, naming the file,
+        when its row is read.
     """
     folder = Path(path)
     if not folder.is_dir():
