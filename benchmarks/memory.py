@@ -68,6 +68,7 @@ def child(npz: str, store: str, n_bootstrap: int) -> dict:
 
         def __init__(self) -> None:
             self.params = self.Params()
+            self.conditioning = None  # not a text-to-image run
 
         def params_dict(self) -> dict:
             return {}

@@ -6,6 +6,7 @@ import mmap
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from mia_core import metrics as m
 from mia_core.data import load_npz
@@ -61,3 +62,74 @@ def test_uncompressed_npz_images_are_memory_mapped(tmp_path):
         return a is not None
 
     assert file_backed(plain.images) and not file_backed(packed.images)
+
+
+def _rss_file_mib() -> float | None:
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def test_read_pages_of_a_memory_mapped_npz_are_let_go(tmp_path):
+    """Hashing (the fingerprint) and reading batches touch every page of a memory-mapped .npz; released
+    once read, they do not stay in the process's resident memory (peak RSS at 1M images, issue 18)."""
+    from mia_core.data.images import release_pages
+
+    if _rss_file_mib() is None:
+        pytest.skip("no /proc/self/status RssFile here (not Linux)")
+    n = 2**18  # 16 MiB of 8x8 images
+    np.savez(tmp_path / "big.npz", images=np.random.default_rng(0).integers(0, 256, (n, 8, 8), dtype=np.uint8))
+    images = load_npz(tmp_path / "big.npz")
+    before = _rss_file_mib()
+    assert images.fingerprint == load_npz(tmp_path / "big.npz").fingerprint
+    assert _rss_file_mib() - before < 4, "the fingerprint left the file's pages mapped"
+    batch = images.images[1000:200_000]
+    assert int(batch.sum(dtype=np.int64)) > 0  # read: its pages are resident now
+    touched = _rss_file_mib()
+    release_pages(batch)
+    assert touched - _rss_file_mib() > 5
+    assert int(batch.sum(dtype=np.int64)) == int(np.asarray(images.images[1000:200_000]).sum(dtype=np.int64))
+    release_pages(np.arange(10))  # an array in memory: nothing to do
+
+
+def test_duplicate_check_of_many_ids_uses_little_memory():
+    from mia_core.data.images import _first_duplicate
+
+    ids = [f"img-{k:07d}" for k in range(100_000)]
+    tracemalloc.start()
+    try:
+        assert _first_duplicate(ids) is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * len(ids), f"{peak / len(ids):.0f} bytes per id"  # a set of them all: ~42
+    ids[75_000], ids[85_000] = ids[60_000], ids[7]
+    assert _first_duplicate(ids) == ids[60_000]  # the first id (in order) seen before
+    assert _first_duplicate(ids[:80_000] + [ids[5]]) == ids[60_000]
+    assert _first_duplicate(ids[:70_000] + [ids[5]]) == ids[5]
+    assert _first_duplicate(list(ids[:100]) + [ids[3]]) == ids[3]  # the small path
+
+
+def test_the_split_of_a_memory_mapped_npz_stays_on_disk_with_the_same_pixels_and_fingerprint(tmp_path):
+    from mia_core.data import LazyImages, resolve_data
+
+    rng = np.random.default_rng(2)
+    images, is_member = rng.integers(0, 256, (40, 8, 8), dtype=np.uint8), rng.random(40) < 0.4
+    np.savez(tmp_path / "plain.npz", images=images, is_member=is_member)
+    np.savez_compressed(tmp_path / "packed.npz", images=images, is_member=is_member)
+    mapped, split = resolve_data(str(tmp_path / "plain.npz"))
+    memory, split_m = resolve_data(str(tmp_path / "packed.npz"))
+    assert isinstance(mapped.images, LazyImages) and isinstance(memory.images, np.ndarray)
+    assert mapped.ids == memory.ids and split.member_ids == split_m.member_ids
+    assert mapped.fingerprint == memory.fingerprint  # the same pixels, however they are held
+    np.testing.assert_array_equal(np.asarray(mapped.images), memory.images)
+    (conv, report), (conv_m, report_m) = (s.converted(resolution=4, channels=3) for s in (mapped, memory))
+    assert report == report_m and conv.lazy and conv.fingerprint == conv_m.fingerprint
+    np.testing.assert_array_equal(conv.images[3:9], conv_m.images[3:9])
+    sub, sub_m = (s.subset(s.ids[::-7]) for s in (conv, conv_m))
+    assert sub.lazy and sub.fingerprint == sub_m.fingerprint
+    np.testing.assert_array_equal(np.asarray(sub.images), sub_m.images)

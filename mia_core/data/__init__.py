@@ -2,8 +2,8 @@
 
 An attack needs two things from this module: the candidate images (an :class:`ImageSet`)
 and which of them the target was trained on (a :class:`Split`, stored as a small JSON
-manifest). Images come from scikit-learn's bundled digits, an ``.npz`` file, an image
-folder or uploaded files; :func:`resolve_data` turns the CLI's ``--data`` string into both.
+manifest). Images come from scikit-learn's bundled digits, an ``.npz`` file (memory-mapped when
+uncompressed), an image folder (decoded per batch: :class:`FolderImages`) or uploaded files; :func:`resolve_data` turns the CLI's ``--data`` string into both.
 
 Notation
 --------
@@ -24,6 +24,7 @@ Design rules
 """
 
 from ..paths import ASSETS_DIR, DEFAULT_SPLIT_PATH
+from .folder import FolderImages, FolderListing
 from .images import (
     DIGITS_SOURCE,
     IMAGE_MAX_BYTES,
@@ -33,11 +34,13 @@ from .images import (
     UPLOAD_SOURCE,
     Conversion,
     ImageSet,
+    LazyImages,
     UploadResult,
     check_upload_pixels,
     convert_images,
     decode_image,
     load_uploads,
+    read_image_header,
     upload_limits_text,
 )
 from .sources import load_digits, load_image_folder, load_npz, load_source, resolve_data
@@ -54,7 +57,10 @@ __all__ = [
     "UPLOAD_MAX_TOTAL_PIXELS",
     "UPLOAD_SOURCE",
     "Conversion",
+    "FolderImages",
+    "FolderListing",
     "ImageSet",
+    "LazyImages",
     "Split",
     "UploadResult",
     "check_upload_pixels",
@@ -65,6 +71,7 @@ __all__ = [
     "load_npz",
     "load_source",
     "load_uploads",
+    "read_image_header",
     "upload_limits_text",
     "random_split",
     "resolve_data",

@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import mmap
 import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -43,12 +45,32 @@ def _list_some(items: Sequence[str]) -> str:
 
 
 def _first_duplicate(ids: Sequence[str]) -> str | None:
+    """The first id (in order) that appeared before it, or None.
+
+    Large lists are checked through an int64 array of their hashes (16 bytes per id while it runs, not a
+    set of them all: ~50 bytes per id); only ids whose hashes collide are compared.
+    """
+    n = len(ids)
+    candidates: Sequence[int] = range(n)
+    if n > _HASHED_DUPLICATE_CHECK:
+        hashes = np.fromiter(map(hash, ids), dtype=np.int64, count=n)
+        ordered = np.sort(hashes)
+        shared = ordered[1:][ordered[1:] == ordered[:-1]]  # hash values held by two ids or more
+        del ordered
+        if not shared.size:
+            return None
+        candidates = np.flatnonzero(np.isin(hashes, shared)).tolist()  # ascending
     seen: set[str] = set()
-    for i in ids:
+    for k in candidates:
+        i = ids[k]
         if i in seen:
             return i
         seen.add(i)
     return None
+
+
+#: above this many ids, :func:`_first_duplicate` compares hashes first
+_HASHED_DUPLICATE_CHECK = 50_000
 
 
 def _check_positive_int(value: object, name: str) -> int:
@@ -72,6 +94,155 @@ def _channels_text(c: int) -> str:
     return "1 channel" if c == 1 else f"{c} channels"
 
 
+# ----------------------------------------------------------------------------- lazy images
+
+
+class LazyImages:
+    """uint8 images (N, H, W, C), C in {1, 3}, decoded from storage only when rows are read.
+
+    What an :class:`ImageSet` holds in place of an in-memory array when its images are decoded on use (an image
+    folder: :class:`mia_core.data.folder.FolderImages`). It reads like a read-only numpy array: ``shape``,
+    ``dtype``, ``ndim``, ``len``; indexing by an int, a slice, an int array or a boolean mask (with further
+    axes after it, ``images[rows, ..., 0]``) decodes just those rows and returns a numpy array; iterating
+    decodes a chunk at a time; ``np.asarray(images)`` decodes them all (what a small set's figures do; a
+    large run reads batches: :func:`mia_core.lab.shards.score_batches`).
+
+    Subclasses implement ``shape``, :meth:`rows` (decode rows to an array), :meth:`take` (a lazy subset),
+    :meth:`converted` (a lazy conversion) and :meth:`hash_into` (their part of :attr:`ImageSet.fingerprint`).
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+    #: rows decoded at once by ``np.asarray`` and iteration
+    CHUNK = 1024
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        raise NotImplementedError
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        """Rows ``index`` ((k,) non-negative ints) decoded: uint8 (k, H, W, C)."""
+        raise NotImplementedError
+
+    def take(self, index: np.ndarray) -> LazyImages:
+        """Rows ``index`` ((k,) non-negative ints, in that order) as lazy images: nothing is decoded."""
+        raise NotImplementedError
+
+    def converted(self, resolution: int | None, channels: int | None) -> tuple[LazyImages, Conversion]:
+        """These images as :func:`convert_images` would convert them, converted as rows are read."""
+        raise NotImplementedError
+
+    def hash_into(self, h) -> None:
+        """Update hash ``h`` with what identifies these images' pixels (:attr:`ImageSet.fingerprint`)."""
+        raise NotImplementedError
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        n = len(self)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            k = int(key)
+            if not -n <= k < n:
+                raise IndexError(f"index {k} is out of range for {n} images")
+            out = self.rows(np.array([k % n], dtype=np.intp))[0]
+            return out[rest] if rest else out
+        if isinstance(key, slice):
+            out = self.rows(np.arange(n, dtype=np.intp)[key])
+        elif key is Ellipsis:
+            out = np.asarray(self)
+        else:
+            idx = np.asarray(key)
+            if idx.dtype == np.bool_:
+                if idx.shape != (n,):
+                    raise IndexError(f"a boolean mask over {n} images must have shape ({n},), got {idx.shape}")
+                idx = np.flatnonzero(idx)
+            elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+                raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
+            if idx.size and (idx.min() < -n or idx.max() >= n):
+                raise IndexError(f"an index is out of range for {n} images")
+            out = self.rows(np.where(idx < 0, idx + n, idx).astype(np.intp))
+        return out[(slice(None), *rest)] if rest else out
+
+    def __iter__(self):
+        for start in range(0, len(self), self.CHUNK):
+            yield from self.rows(np.arange(start, min(len(self), start + self.CHUNK), dtype=np.intp))
+
+    def __array__(self, dtype=None, copy=None):
+        out = np.empty(self.shape, dtype=np.uint8)
+        for start in range(0, len(self), self.CHUNK):
+            stop = min(len(self), start + self.CHUNK)
+            out[start:stop] = self.rows(np.arange(start, stop, dtype=np.intp))
+        return out if dtype is None else out.astype(dtype)
+
+    def copy(self) -> np.ndarray:
+        """All images decoded, as a new writable array."""
+        return np.asarray(self)
+
+    def astype(self, dtype) -> np.ndarray:
+        return np.asarray(self, dtype=dtype)
+
+    def __getattr__(self, name: str):
+        # Any other ndarray method or attribute (reshape, mean, tobytes, ...) works on all the images, decoded:
+        # code written for an in-memory set keeps working on a small lazy one.
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(np.asarray(self), name)
+
+
+class MappedRows(LazyImages):
+    """Rows ``index`` of a memory-mapped uint8 (M, H, W, C) array (an uncompressed ``.npz``'s images), in that
+    order, with :func:`convert_images` steps applied as they are read: the split's subset of a file larger
+    than memory, without gathering it. Its fingerprint is the one of the same pixels gathered in memory
+    (the rows' converted bytes, hashed in order, a chunk at a time)."""
+
+    def __init__(self, base: np.ndarray, index: np.ndarray, steps: tuple[tuple[int | None, int | None], ...] = ()):
+        self.base = base
+        self.index = np.asarray(index, dtype=np.intp)
+        self.steps = tuple(steps)
+        shape = tuple(int(d) for d in base.shape[1:])
+        for resolution, channels in self.steps:
+            shape, _ = conversion_of_shapes([(shape, 1)], resolution=resolution, channels=channels)
+        self._shape = (int(self.index.size), *shape)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return self._shape  # type: ignore[return-value]
+
+    def rows(self, index: np.ndarray) -> np.ndarray:
+        wanted = self.index[np.asarray(index, dtype=np.intp)]
+        out = np.asarray(self.base[wanted])
+        if wanted.size:
+            release_pages(self.base[int(wanted.min()) : int(wanted.max()) + 1])  # read: let the file's pages go
+        for resolution, channels in self.steps:
+            out, _ = convert_images(out, resolution=resolution, channels=channels)
+        return np.ascontiguousarray(out)
+
+    def take(self, index: np.ndarray) -> MappedRows:
+        return MappedRows(self.base, self.index[np.asarray(index, dtype=np.intp)], self.steps)
+
+    def converted(self, resolution: int | None, channels: int | None) -> tuple[MappedRows, Conversion]:
+        _, conversion = conversion_of_shapes([(self.shape[1:], len(self))], resolution=resolution, channels=channels)
+        if not conversion.changed:
+            return self, conversion
+        return MappedRows(self.base, self.index, (*self.steps, (resolution, channels))), conversion
+
+    def hash_into(self, h) -> None:
+        step = max(1, _HASH_CHUNK // max(1, int(np.prod(self.shape[1:]))))
+        for start in range(0, len(self), step):
+            h.update(self.rows(np.arange(start, min(len(self), start + step))).data)
+
+    def __reduce__(self):
+        return (MappedRows, (self.base, self.index, self.steps))
+
+
 # ----------------------------------------------------------------------------- ImageSet
 
 
@@ -81,10 +252,10 @@ class ImageSet:
 
     Parameters
     ----------
-    images : np.ndarray
+    images : np.ndarray or LazyImages
         uint8, shape (N, H, W, C) with C in {1, 3} and N >= 1. The array is not copied but
         stored as a read-only view; do not modify the original afterwards (the fingerprint
-        is cached).
+        is cached). :class:`LazyImages` (an image folder) decode rows when they are read.
     ids : sequence of str
         N unique, non-empty ids, in the order of ``images``.
     source : str
@@ -97,14 +268,14 @@ class ImageSet:
         (``mia_core.attacks.Conditioning.with_captions``).
     """
 
-    images: np.ndarray
+    images: np.ndarray | LazyImages
     ids: tuple[str, ...]
     source: str
     captions: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         images = self.images
-        if not isinstance(images, np.ndarray):
+        if not isinstance(images, (np.ndarray, LazyImages)):
             raise ValueError(f"images must be a numpy array, got {type(images).__name__}")
         if images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 (0..255), got dtype {images.dtype}")
@@ -123,9 +294,10 @@ class ImageSet:
             raise ValueError(f"duplicate image id {dup!r}")
         if not isinstance(self.source, str):
             raise ValueError(f"source must be a string, got {self.source!r}")
-        view = np.ascontiguousarray(images).view()
-        view.flags.writeable = False
-        object.__setattr__(self, "images", view)
+        if isinstance(images, np.ndarray):
+            view = np.ascontiguousarray(images).view()
+            view.flags.writeable = False
+            object.__setattr__(self, "images", view)
         object.__setattr__(self, "ids", ids)
         if self.captions is not None:
             object.__setattr__(self, "captions", check_captions(self.captions, ids))
@@ -180,12 +352,23 @@ class ImageSet:
         """First 16 hex digits of sha256(shape, image bytes, ids joined by newlines).
 
         Identifies the exact pixels *and* ids a split was drawn from, so a manifest is
-        never applied to different data by accident.
+        never applied to different data by accident. Lazy images hash what identifies their
+        pixels without decoding them (:meth:`LazyImages.hash_into`; an image folder: its files'
+        bytes and the conversions applied) in place of the pixels.
         """
         h = hashlib.sha256()
         h.update(repr(tuple(int(s) for s in self.images.shape)).encode("ascii"))
-        h.update(self.images.data)  # contiguous: hashed without a copy
-        h.update("\n".join(self.ids).encode("utf-8"))
+        if isinstance(self.images, LazyImages):
+            self.images.hash_into(h)
+        else:
+            flat = self.images.reshape(-1)  # contiguous: hashed without a copy, 16 MiB at a time
+            for start in range(0, flat.size, _HASH_CHUNK):
+                h.update(flat[start : start + _HASH_CHUNK])
+                release_pages(flat[start : start + _HASH_CHUNK])  # a memory-mapped file's pages: read, let go
+        step = 65536  # "\n".join(ids), a piece at a time
+        for start in range(0, len(self.ids), step):
+            piece = "\n".join(self.ids[start : start + step])
+            h.update((("\n" if start else "") + piece).encode("utf-8"))
         return h.hexdigest()[:16]
 
     def index_of(self) -> dict[str, int]:
@@ -206,12 +389,67 @@ class ImageSet:
         if missing:
             raise ValueError(f"{len(missing)} id(s) not in the images from {self.source}: {_list_some(missing)}")
         rows = np.fromiter((index[i] for i in ids), dtype=np.intp, count=len(ids))
+        del index
         captions = None if self.captions is None else tuple(self.captions[r] for r in rows)
-        return ImageSet(images=self.images[rows], ids=ids, source=self.source, captions=captions)
+        if isinstance(self.images, LazyImages):
+            images = self.images.take(rows)
+        elif _mapping_of(self.images) is not None:  # a memory-mapped file: its rows stay there until read
+            images = MappedRows(self.images, rows)
+        else:
+            images = self.images[rows]
+        return ImageSet(images=images, ids=ids, source=self.source, captions=captions)
+
+    @property
+    def lazy(self) -> bool:
+        """True when the images are decoded as rows are read (:class:`LazyImages`), not held in memory."""
+        return isinstance(self.images, LazyImages)
+
+    def converted(self, *, resolution: int | None, channels: int | None) -> tuple[ImageSet, Conversion]:
+        """These images converted by :func:`convert_images` (lazily for lazy images: as rows are read), the
+        same ids, source and captions; and what was done."""
+        if isinstance(self.images, LazyImages):
+            pixels, conversion = self.images.converted(resolution, channels)
+        else:
+            pixels, conversion = convert_images(self.images, resolution=resolution, channels=channels)
+        return ImageSet(pixels, self.ids, self.source, self.captions), conversion
 
     def to_unit_range(self) -> np.ndarray:
         """Images as float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``), the diffusion models' input range."""
         return to_unit_range(self.images)
+
+
+_HASH_CHUNK = 2**24
+
+
+def _mapping_of(arr: np.ndarray) -> tuple[mmap.mmap, int] | None:
+    """The ``mmap.mmap`` a (view of a) memory-mapped array reads, and the address where it starts; None
+    for an array in memory."""
+    base = arr
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is None:
+        return None
+    return base, np.frombuffer(base, dtype=np.uint8).ctypes.data
+
+
+def release_pages(arr: np.ndarray) -> None:
+    """Unmap the file pages behind ``arr`` (a contiguous part of a memory-mapped array, e.g. a batch of a
+    memory-mapped ``.npz``'s images) from this process once they are read (``madvise(MADV_DONTNEED)``): a
+    later read faults them back in from the page cache, and the process's resident memory does not grow
+    by the file's size as a run reads it through. A no-op for an array in memory (and where the OS lacks
+    madvise)."""
+    found = _mapping_of(arr) if isinstance(arr, np.ndarray) and arr.flags.c_contiguous else None
+    if found is None or not hasattr(mmap, "MADV_DONTNEED") or not arr.nbytes:
+        return
+    mm, start = found
+    lo = arr.ctypes.data - start
+    hi = min(len(mm), lo + arr.nbytes)
+    lo -= lo % mmap.PAGESIZE
+    hi = min(len(mm), -(-hi // mmap.PAGESIZE) * mmap.PAGESIZE)
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    except (OSError, ValueError):  # pages still in use elsewhere or an odd mapping: they simply stay
+        pass
 
 
 def to_unit_range(images: np.ndarray) -> np.ndarray:
@@ -350,6 +588,8 @@ def convert_images(
         uint8 (N, R, R, channels), contiguous; the input itself when nothing changed.
     conversion : Conversion
     """
+    if isinstance(images, LazyImages):
+        images = np.asarray(images)  # all of them, decoded (ImageSet.converted converts lazily)
     if (
         not isinstance(images, np.ndarray)
         or images.dtype != np.uint8
@@ -406,14 +646,37 @@ def _convert_many(
         raise ValueError(f"images still differ in shape after conversion: {sorted(shapes)}")
     stacked = np.stack([results[k] for k in range(len(arrays))])
 
+    return stacked, _joined_groups(reports)
+
+
+def _joined_groups(reports: Sequence[tuple[int, Conversion]]) -> Conversion:
+    """One Conversion for the (count, Conversion) of each group of same-shaped images (:func:`_convert_many`)."""
     changed = [(count, conv) for count, conv in reports if conv.changed]
     if not changed:
-        return stacked, reports[0][1]
+        return reports[0][1]
     if len(reports) == 1:
-        return stacked, changed[0][1]
-    total = len(arrays)
-    text = "; ".join(f"{count} of {total} images: {conv.report}" for count, conv in changed)
-    return stacked, Conversion(True, text)
+        return changed[0][1]
+    total = sum(count for count, _ in reports)
+    return Conversion(True, "; ".join(f"{count} of {total} images: {conv.report}" for count, conv in changed))
+
+
+def conversion_of_shapes(
+    counts: Sequence[tuple[tuple[int, int, int], int]], *, resolution: int | None, channels: int | None
+) -> tuple[tuple[int, int, int], Conversion]:
+    """What :func:`_convert_many` does to images of these shapes, without their pixels: ``counts`` holds
+    ((H, W, C), how many) per shape, in order of first appearance. Returns the (H, W, C) after conversion
+    and the same :class:`Conversion` (its report depends on the shapes alone; one black image per shape is
+    converted to find it). ValueError when the shapes still differ after conversion."""
+    reports, shapes = [], set()
+    for shape, count in counts:
+        converted, conv = convert_images(
+            np.zeros((1, *shape), dtype=np.uint8), resolution=resolution, channels=channels
+        )
+        reports.append((int(count), conv))
+        shapes.add(tuple(int(d) for d in converted.shape[1:]))
+    if len(shapes) != 1:
+        raise ValueError(f"images still differ in shape after conversion: {sorted(shapes)}")
+    return shapes.pop(), _joined_groups(reports)
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -485,34 +748,14 @@ def decode_image(data: bytes, name: str, *, max_pixels: int | None = None, limit
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"{name}: expected the file's bytes, got {type(data).__name__}")
-    size = memoryview(data).nbytes
-    if size == 0:
-        raise ValueError(f"{name}: the file is empty")
-    if size > IMAGE_MAX_BYTES:
-        raise ValueError(
-            f"{name}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image"
-        )
+    _check_file_size(memoryview(data).nbytes, name)
 
     with warnings.catch_warnings():
         # PIL only warns between its own limit and twice that; make the warning a refusal too.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            img = Image.open(io.BytesIO(data), formats=_PIL_FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ValueError(f"{name}: too many pixels ({err})") from err
-        except UnidentifiedImageError as err:
-            raise ValueError(f"{name}: not a supported image (PNG, JPEG, BMP, WebP or GIF)") from err
-        except Exception as err:  # PIL raises many types on hostile headers
-            raise ValueError(f"{name}: unreadable image header ({type(err).__name__}: {err})") from err
-
+        img = _open_image(io.BytesIO(data), name)
         with img:
-            w, h = img.size
-            limit = IMAGE_MAX_PIXELS if max_pixels is None else min(IMAGE_MAX_PIXELS, max_pixels)
-            if w * h > limit:
-                what = limit_text or f"the {limit:,} pixel limit"
-                raise ValueError(f"{name}: {w}x{h} = {w * h:,} pixels is more than {what}")
-            if w == 0 or h == 0:
-                raise ValueError(f"{name}: the image has no pixels ({w}x{h})")
+            _check_pixels(img, name, max_pixels, limit_text)
             try:
                 img.seek(0)  # animated: first frame
                 img.load()  # decode now, so corrupt / truncated data fails here
@@ -521,6 +764,85 @@ def decode_image(data: bytes, name: str, *, max_pixels: int | None = None, limit
                 raise ValueError(f"{name}: too many pixels ({err})") from err
             except Exception as err:
                 raise ValueError(f"{name}: corrupt or truncated image ({type(err).__name__}: {err})") from err
+
+
+def _open_image(fp, name: str) -> Image.Image:
+    """``Image.open`` restricted to the allowed decoders (header only); ValueError naming ``name``.
+    Call it with ``Image.DecompressionBombWarning`` turned into an error."""
+    try:
+        return Image.open(fp, formats=_PIL_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(f"{name}: too many pixels ({err})") from err
+    except UnidentifiedImageError as err:
+        raise ValueError(f"{name}: not a supported image (PNG, JPEG, BMP, WebP or GIF)") from err
+    except Exception as err:  # PIL raises many types on hostile headers
+        raise ValueError(f"{name}: unreadable image header ({type(err).__name__}: {err})") from err
+
+
+def _check_pixels(img: Image.Image, name: str, max_pixels: int | None, limit_text: str) -> None:
+    """The header's size against the pixel limit (see :func:`decode_image`); ValueError naming ``name``."""
+    w, h = img.size
+    limit = IMAGE_MAX_PIXELS if max_pixels is None else min(IMAGE_MAX_PIXELS, max_pixels)
+    if w * h > limit:
+        what = limit_text or f"the {limit:,} pixel limit"
+        raise ValueError(f"{name}: {w}x{h} = {w * h:,} pixels is more than {what}")
+    if w == 0 or h == 0:
+        raise ValueError(f"{name}: the image has no pixels ({w}x{h})")
+
+
+def _check_file_size(size: int, name: str) -> None:
+    if size == 0:
+        raise ValueError(f"{name}: the file is empty")
+    if size > IMAGE_MAX_BYTES:
+        raise ValueError(
+            f"{name}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image"
+        )
+
+
+#: PIL modes that :func:`decode_image` returns with one channel (all other modes give RGB).
+_GRAY_MODES = ("1", "L", "LA", "La", "F")
+
+
+def _header_orientation(img: Image.Image) -> int | None:
+    """The EXIF orientation tag an opened (not decoded) image carries in its header, or None."""
+    raw = img.info.get("exif")
+    if not raw:
+        return None
+    try:
+        exif = Image.Exif()
+        exif.load(raw)
+        return int(exif.get(0x0112) or 0) or None
+    except Exception:  # a malformed EXIF block: decode_image keeps the pixels as stored too
+        return None
+
+
+def read_image_header(path: str | Path) -> tuple[int, int, int]:
+    """(H, W, C) of the array :func:`decode_image` returns for the file at ``path``, read from its header
+    alone (no pixel is decoded): C from the PIL mode (grayscale modes 1, others 3), H and W swapped when the
+    header's EXIF orientation turns the image by 90 degrees.
+
+    Raises ValueError naming the file for everything :func:`decode_image` refuses before decoding pixels:
+    an unreadable, empty or too large file, an unsupported format, an unreadable header, too many pixels.
+    Corrupt pixel data behind a good header is only found when the file is decoded.
+    """
+    path = Path(path)
+    name = str(path)
+    try:
+        _check_file_size(path.stat().st_size, name)
+        f = open(path, "rb")  # noqa: SIM115 (closed below, after PIL has read the header)
+    except OSError as err:
+        raise ValueError(f"{name}: cannot read the file ({err})") from err
+    with f, warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        img = _open_image(f, name)
+        with img:
+            _check_pixels(img, name, None, "")
+            w, h = img.size
+            mode = img.mode
+            c = 1 if mode in _GRAY_MODES or mode.startswith("I") else 3
+            if _header_orientation(img) in (5, 6, 7, 8):  # transposed or turned by 90 degrees
+                w, h = h, w
+    return h, w, c
 
 
 # ----------------------------------------------------------------------------- uploads

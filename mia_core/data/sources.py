@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import DEFAULT_SPLIT_PATH
+from .folder import FolderImages, FolderListing
 from .images import (
     DIGITS_SOURCE,
-    IMAGE_MAX_BYTES,
     IMAGE_SUFFIXES,
     UPLOAD_SOURCE,
     Conversion,
@@ -23,10 +23,8 @@ from .images import (
     _channels_text,
     _check_channels,
     _check_positive_int,
-    _convert_many,
     _list_some,
     _size_text,
-    decode_image,
 )
 from .splits import INDEX_SPLIT_KEYS, Split, is_index_split_file, random_split, read_index_split, split_from_indices
 
@@ -226,28 +224,6 @@ def _folder_files(folder: Path) -> list[Path]:
     )
 
 
-def _read_file(path: Path) -> np.ndarray:
-    # The size check before reading keeps a huge stray file out of memory.
-    try:
-        size = path.stat().st_size
-        if size > IMAGE_MAX_BYTES:
-            raise ValueError(
-                f"{path}: {size / 2**20:.1f} MiB is larger than the {IMAGE_MAX_BYTES / 2**20:.0f} MiB limit per image"
-            )
-        data = path.read_bytes()
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read the file ({err})") from err
-    return decode_image(data, str(path))
-
-
-def _first_mismatch(values: Sequence[object]) -> int | None:
-    """Index of the first value that differs from ``values[0]``."""
-    for k in range(1, len(values)):
-        if values[k] != values[0]:
-            return k
-    return None
-
-
 def load_image_folder(
     path: str | Path, *, resolution: int | None = None, channels: int | None = None
 ) -> tuple[ImageSet, Split | None, Conversion]:
@@ -277,15 +253,19 @@ def load_image_folder(
     Returns
     -------
     images : ImageSet
-        uint8 (N, H, W, C), source ``str(path)``.
+        uint8 (N, H, W, C), source ``str(path)``, held as :class:`~mia_core.data.folder.FolderImages`:
+        listed from the files' headers now, decoded (and converted) when rows are read, a batch at a
+        time. Its fingerprint hashes the files' bytes and the conversion (read, not decoded).
     split : Split or None
     conversion : Conversion
 
     Raises
     ------
     ValueError
-        Not a folder, no images, an unreadable file (named), or images of different sizes /
-        channels when no target was given (two differing files are named).
+        Not a folder, no images, a file that is no readable image (empty, too large, not a supported
+        format, a bad header: named), or images of different sizes / channels when no target was given
+        (two differing files are named). Corrupt pixel data behind a good header fails, naming the file,
+        when its row is read.
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -312,16 +292,11 @@ def load_image_folder(
         if not entries:
             raise ValueError(f"image folder {folder} contains no images ({', '.join(IMAGE_SUFFIXES)})")
 
-    arrays = [_read_file(p) for _, p in entries]
-    files = [str(p) for _, p in entries]
-    if resolution is None:
-        _require_uniform(files, [a.shape[:2] for a in arrays], "sizes", "resolution")
-    if channels is None:
-        _require_uniform(files, [a.shape[2] for a in arrays], "channels", "channels")
-    stacked, conversion = _convert_many(arrays, resolution=resolution, channels=channels)
-
     ids = tuple(i for i, _ in entries)
-    image_set = ImageSet(stacked, ids, str(folder), read_folder_captions(folder, ids, has_members))
+    del entries
+    listing = FolderListing.read(folder, ids)  # headers only: a file that is no readable image fails here, named
+    lazy, conversion = FolderImages.open(listing, resolution, channels)  # checks sizes / channels where kept
+    image_set = ImageSet(lazy, ids, str(folder), read_folder_captions(folder, ids, has_members))
     split = None
     if has_members:
         split = Split(
@@ -415,14 +390,13 @@ class MixedImagesError(ValueError):
     """An image folder whose files differ in size or channels, read without a resolution / channels."""
 
 
-def _require_uniform(files: Sequence[str], values: Sequence[object], what: str, option: str) -> None:
-    b = _first_mismatch(values)
-    if b is not None:
-        a = 0
-        raise MixedImagesError(
-            f"images differ in {what}: {files[a]} is {_describe(values[a])} but {files[b]} is "
-            f"{_describe(values[b])}; pass {option}= to convert them all"
-        )
+def mixed_images_error(file_a: str, value_a: object, file_b: str, value_b: object) -> MixedImagesError:
+    """The error for two files of a folder that differ in size ((H, W) values) or channels (int values)."""
+    what, option = ("sizes", "resolution") if isinstance(value_a, tuple) else ("channels", "channels")
+    return MixedImagesError(
+        f"images differ in {what}: {file_a} is {_describe(value_a)} but {file_b} is "
+        f"{_describe(value_b)}; pass {option}= to convert them all"
+    )
 
 
 def _describe(value: object) -> str:

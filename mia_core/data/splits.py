@@ -72,7 +72,7 @@ class Split:
     def __post_init__(self) -> None:
         members = _check_id_list(self.member_ids, "member_ids")
         nonmembers = _check_id_list(self.nonmember_ids, "nonmember_ids")
-        overlap = set(members).intersection(nonmembers)
+        overlap = set(members).intersection(nonmembers) if _first_duplicate(members + nonmembers) else ()
         if overlap:
             ordered = [i for i in members if i in overlap]
             raise ValueError(f"{len(overlap)} id(s) are both member and non-member: {_list_some(ordered)}")

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
-from mia_core.data import Conversion, ImageSet, Split, convert_images, resolve_data
+from mia_core.data import Conversion, ImageSet, Split, resolve_data
 from mia_core.data.sources import MixedImagesError
 from mia_core.lab.evalsets import labels_for
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
@@ -129,8 +129,7 @@ def load_experiment(
         split = split.limit(limit)
     ids, is_member = split.labelled()
     images = images.subset(ids)
-    pixels, conversion = convert_images(images.images, resolution=tgt.resolution, channels=tgt.channels)
-    converted = ImageSet(pixels, images.ids, images.source, images.captions)
+    converted, conversion = images.converted(resolution=tgt.resolution, channels=tgt.channels)  # lazy stays lazy
     if mixed:
         conversion = Conversion(True, mixed)
     return Experiment(tgt, split, converted, conversion, np.asarray(is_member, dtype=bool))

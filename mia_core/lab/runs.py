@@ -113,6 +113,22 @@ class DamagedEntry(Exception):
     """A stored run that cannot be read back as it was written (the message says why)."""
 
 
+def _append_strings(archive: io.BytesIO, name: str, strings: Sequence[str], chunk: int = 65536) -> None:
+    """Add ``strings`` to the ``.npz`` in ``archive`` as the array ``name`` (what ``np.asarray(strings, dtype=str)``
+    would store: unicode of their longest length), compressed, ``chunk`` strings at a time: a million ids
+    never exist as one 44 MiB array next to the Python strings."""
+    import zipfile
+
+    width = max((len(s) for s in strings), default=1) or 1
+    dtype = np.dtype(f"U{width}")
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (len(strings),)}
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_2_0(f, header)
+            for start in range(0, len(strings), chunk):
+                f.write(np.asarray(strings[start : start + chunk], dtype=dtype).tobytes())
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -298,13 +314,13 @@ class ResultStore:
             buffer = io.BytesIO()
             np.savez_compressed(
                 buffer,
-                ids=np.asarray(result.ids, dtype=str),
                 scores=result.scores,
                 trace_timesteps=result.trace_timesteps,
                 trace=result.trace.astype(np.float32),
                 **({"train_ids": np.asarray(result.train_ids, dtype=str)} if result.train_ids else {}),
                 **{f"{_EXTRA}{name}": np.asarray(value) for name, value in result.extras.items()},
             )
+            _append_strings(buffer, "ids", result.ids)
             data = buffer.getvalue()
             meta = {
                 "key": key.__dict__,

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
-from mia_core.data.images import to_unit_range
+from mia_core.data.images import release_pages, to_unit_range
 from mia_core.lab.runs import ResultStore, RunKey, run_attacks
 
 #: sub-folder of a store's root holding the batches of sharded runs (one folder per run digest).
@@ -208,7 +208,10 @@ def score_batches(
     done = 0
     for written, b in enumerate(batches, start=1):
         rows = plan.rows(b)
-        x = to_unit_range(images[rows])
+        batch = images[rows]
+        x = to_unit_range(batch)
+        release_pages(batch)  # a memory-mapped file's pages are let go once read (resident memory stays flat)
+        del batch
         result = attack.run(target, x, ids=ids[rows], seed=seed, batch_size=plan.batch_size, keep=keep)
         _write_batch(folder, b, procs, result, keep)
         done += rows.stop - rows.start
