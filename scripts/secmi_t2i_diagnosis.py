@@ -9,7 +9,8 @@ or the next digit's caption), the formulas of attacks-next.md section 1.1:
     D(z; a -> b) = sqrt(abar_b) x0_hat(z, a) + sqrt(1 - abar_b) e,  e = unet(z, a, c)
     x~_{t+k}     = D(x~_t; t -> t + k), x~_0 = z_0                                 (DDIM inversion)
     t-error_t    = sum (D(x~_{t+k}; t + k -> t) - x~_t)^2
-                 = c_t^2 sum (e(x~_{t+k}, t + k) - e(x~_t, t))^2,  c_t = sqrt(abar_t / abar_{t+k}) sqrt(1 - abar_{t+k}) - sqrt(1 - abar_t)
+                 = c_t^2 sum (e(x~_{t+k}, t + k) - e(x~_t, t))^2,
+    c_t          = sqrt(abar_t / abar_{t+k}) sqrt(1 - abar_{t+k}) - sqrt(1 - abar_t)
 
 and splits the eps change into its part from moving x (dx = e(x~_{t+k}, t) - e(x~_t, t)) and from moving t
 (dt = e(x~_{t+k}, t + k) - e(x~_{t+k}, t)). Printed per t: AUC of -t-error (the SecMI score at that
@@ -70,8 +71,9 @@ def main() -> None:
     k = args.k
     with torch.no_grad():
         z0 = pipe.vae.encode(x).latent_dist.mean * pipe.vae.config.scaling_factor
+        length = pipe.tokenizer.model_max_length
         tokens = pipe.tokenizer(
-            captions, padding="max_length", max_length=pipe.tokenizer.model_max_length, truncation=True, return_tensors="pt"
+            captions, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
         ).input_ids
         cond = pipe.text_encoder(tokens)[0]
 

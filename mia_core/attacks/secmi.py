@@ -24,7 +24,8 @@ statistic, not a defect (issue 15; measured on the full split, 100 + 100, CPU):
   --device cpu --out OUT``: SecMI AUC 0.144 [0.090, 0.202], TPR@1%FPR 0.00 (Loss 0.935 / 0.48).
 * The code computes the formulas: ``scripts/secmi_t2i_diagnosis.py assets/t2i_target --save E.npy``
   recomputes every t-error from diffusers' own components (no ``mia_core`` model code) and equals the
-  attack's trace bit for bit; in float64 (``--float64``) the AUCs are the same to 3 digits; the own
+  attack's trace to 7e-5 relative (diffusers' float32 alphas_cumprod; with abar from float64 betas, bit
+  for bit); in float64 (``--float64``) the AUCs are the same to 3 digits; the own
   caption, the empty prompt and a wrong caption give 0.144 / 0.218 / 0.227 at the compared point
   (``--prompts``): not the conditioning. tests/test_t2i_attacks.py checks the hand computation.
 * The t-error is c_t^2 |eps(x~_{t+k}, t+k) - eps(x~_t, t)|^2 (c_t = sqrt(abar_t / abar_{t+k})
