@@ -31,10 +31,12 @@ statistic, not a defect (issue 15; measured on the full split, 100 + 100, CPU):
 * The t-error is c_t^2 |eps(x~_{t+k}, t+k) - eps(x~_t, t)|^2 (c_t = sqrt(abar_t / abar_{t+k})
   sqrt(1 - abar_{t+k}) - sqrt(1 - abar_t)): a finite difference of eps along the inverted path. Split it
   into the part from moving x and the part from moving t: on this model BOTH are much larger for members
-  (AUC of -|part|^2 0.01-0.06 at t >= 50, i.e. the UNet is far sharper around its 100 training latents),
-  and they nearly cancel along the path (the ideal memorising denoiser cancels them exactly). What is left
-  favours members only at small t: AUC of -t-error by compared t (k = 10) 0.943, 0.971, 0.909, 0.818 at
-  t = 0..30, then 0.388, 0.233, 0.570, 0.893, 0.802, 0.144 at t = 40..90; with k = 5 it swings between
+  (AUC of -|part|^2 at t = 50..90: 0.010-0.018 for the x part, 0.044-0.203 for the t part; the UNet is far
+  sharper around its 100 training latents), and they largely cancel along the path (at t = 30..80 the
+  mean |sum|^2 is 5-9 times under either part's, 20 members + 20 non-members; the ideal memorising
+  denoiser cancels them exactly). What is left favours members at t <= 30 and then flips with t: AUC of
+  -t-error by compared t (k = 10) 0.943, 0.971, 0.909, 0.818 at t = 0..30, then 0.388, 0.233, 0.570,
+  0.893, 0.802, 0.144 at t = 40..90; with k = 5 it swings between
   adjacent points (t = 35: 0.971, t = 40: 0.042, t = 90: 0.014). The default compared point, 90, falls on
   a reversed one. A finer inversion does not restore it (inverting with k = 1, then the 90 -> 100 -> 90
   round trip: AUC 0.221; members' k = 10 inversion also drifts further from the k = 1 one, AUC 0.074).
