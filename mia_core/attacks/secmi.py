@@ -32,8 +32,8 @@ statistic, not a defect (issue 15; measured on the full split, 100 + 100, CPU):
   sqrt(1 - abar_{t+k}) - sqrt(1 - abar_t)): a finite difference of eps along the inverted path. Split it
   into the part from moving x and the part from moving t: on this model BOTH are much larger for members
   (AUC of -|part|^2 at t = 50..90: 0.010-0.018 for the x part, 0.044-0.203 for the t part; the UNet is far
-  sharper around its 100 training latents), and they largely cancel along the path (at t = 30..80 the
-  mean |sum|^2 is 5-9 times under either part's, 20 members + 20 non-members; the ideal memorising
+  sharper around its 100 training latents), and they largely cancel along the path (at t = 60..80 the
+  mean |sum|^2 is 5-7 times under either part's, 20 members + 20 non-members; the ideal memorising
   denoiser cancels them exactly). What is left favours members at t <= 30 and then flips with t: AUC of
   -t-error by compared t (k = 10) 0.943, 0.971, 0.909, 0.818 at t = 0..30, then 0.388, 0.233, 0.570,
   0.893, 0.802, 0.144 at t = 40..90; with k = 5 it swings between
