@@ -214,3 +214,35 @@ def test_caption_curves_figure():
     )
     assert [t.name for t in fig.data] == ['own caption: "a seven"', 'empty prompt: ""', 'wrong caption: "a one"']
     assert list(fig.data[0].y) == [0.1, 0.3] and fig.layout.yaxis.type == "log"
+
+
+def test_secmi_on_a_t2i_target_equals_the_ddim_inversion_by_hand(tiny_t2i_folder, tiny_t2i_target, images):
+    """SecMI's t-error trace and score on a text-to-image target, in batches of 2 (a last batch of 1), equal
+    the formulas of attacks-next.md section 1.1 computed from diffusers' own components: z_0 = kappa times
+    the VAE posterior mean, c = the CLIP last hidden state of each image's caption on every UNet call,
+    abar from the pipeline's scheduler, D(x; a -> b) = sqrt(abar_b) x0_hat + sqrt(1 - abar_b) eps(x, a, c)."""
+    from diffusers import DDPMScheduler
+
+    t = tiny_t2i_target
+    got = get_attack("secmi", {"t_sec": 30, "k": 10, "trace": True, "conditioning": "caption"}).run(
+        t, images, ids=["a", "b", "c"], captions=CAPTIONS, batch_size=2
+    )
+    abar = DDPMScheduler.from_pretrained(tiny_t2i_folder / "scheduler").alphas_cumprod.float()
+    with torch.no_grad():
+        z0 = t.vae.encode(torch.from_numpy(images)).latent_dist.mean * t.vae.config.scaling_factor
+        ids = t.tokenizer(CAPTIONS, padding="max_length", max_length=16, truncation=True, return_tensors="pt")
+        c = t.text_encoder(ids.input_ids)[0]
+
+        def move(z, a, b):  # D(z; a -> b) with eps_theta(z, a, c), each image on its own caption
+            e = t.unet(z, torch.full((3,), a), encoder_hidden_states=c).sample
+            x0_hat = (z - (1 - abar[a]).sqrt() * e) / abar[a].sqrt()
+            return abar[b].sqrt() * x0_hat + (1 - abar[b]).sqrt() * e
+
+        points = {0: z0}
+        for a in (0, 10, 20):
+            points[a + 10] = move(points[a], a, a + 10)
+        errors = [(move(points[s + 10], s + 10, s) - points[s]).square().flatten(1).sum(1) for s in (0, 10, 20)]
+    expected = torch.stack(errors, 1).numpy()
+    np.testing.assert_allclose(got.trace, expected, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(got.scores, -expected[:, -1], rtol=1e-4, atol=1e-7)  # compared at t_sec - k = 20
+    assert tuple(got.trace_timesteps) == (0, 10, 20)

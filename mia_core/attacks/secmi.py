@@ -16,6 +16,32 @@ As the official code (``mia_evals/secmia.py``) does it, not as the paper's text 
 Trace: the t-error at every point of the inversion, t = 0, k, ..., t_sec - k. phi(x~_t) is the next
 inverted point, already computed, so each extra t costs one denoising call; all of them run as one
 batch (20 calls per image with the trace, 11 without). The trace's last entry is the score.
+
+On the shipped text-to-image target (``assets/t2i_target``) SecMI scores BELOW chance, and that is the
+statistic, not a defect (issue 15; measured on the full split, 100 + 100, CPU):
+
+* ``mia attack --target assets/t2i_target --data assets/t2i_target/split.json --attacks secmi,loss
+  --device cpu --out OUT``: SecMI AUC 0.144 [0.090, 0.202], TPR@1%FPR 0.00 (Loss 0.935 / 0.48).
+* The code computes the formulas: ``scripts/secmi_t2i_diagnosis.py assets/t2i_target --save E.npy``
+  recomputes every t-error from diffusers' own components (no ``mia_core`` model code) and equals the
+  attack's trace to 7e-5 relative (diffusers' float32 alphas_cumprod; with abar from float64 betas, bit
+  for bit); in float64 (``--float64``) the AUCs are the same to 3 digits; the own
+  caption, the empty prompt and a wrong caption give 0.144 / 0.218 / 0.227 at the compared point
+  (``--prompts``): not the conditioning. tests/test_t2i_attacks.py checks the hand computation.
+* The t-error is c_t^2 |eps(x~_{t+k}, t+k) - eps(x~_t, t)|^2 (c_t = sqrt(abar_t / abar_{t+k})
+  sqrt(1 - abar_{t+k}) - sqrt(1 - abar_t)): a finite difference of eps along the inverted path. Split it
+  into the part from moving x and the part from moving t: on this model BOTH are much larger for members
+  (AUC of -|part|^2 at t = 50..90: 0.010-0.018 for the x part, 0.044-0.203 for the t part; the UNet is far
+  sharper around its 100 training latents), and they largely cancel along the path (at t = 60..80 the
+  mean |sum|^2 is 5-7 times under either part's, 20 members + 20 non-members; the ideal memorising
+  denoiser cancels them exactly). What is left favours members at t <= 30 and then flips with t: AUC of
+  -t-error by compared t (k = 10) 0.943, 0.971, 0.909, 0.818 at t = 0..30, then 0.388, 0.233, 0.570,
+  0.893, 0.802, 0.144 at t = 40..90; with k = 5 it swings between
+  adjacent points (t = 35: 0.971, t = 40: 0.042, t = 90: 0.014). The default compared point, 90, falls on
+  a reversed one. A finer inversion does not restore it (inverting with k = 1, then the 90 -> 100 -> 90
+  round trip: AUC 0.221; members' k = 10 inversion also drifts further from the k = 1 one, AUC 0.074).
+* Picking t_sec or the sign on these numbers would select on the evaluation data; the defaults stay
+  the authors' (t_sec = 100, k = 10), and the result is reported as measured.
 """
 
 from __future__ import annotations
