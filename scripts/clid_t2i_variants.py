@@ -109,9 +109,11 @@ def main() -> None:
         ls = losses(target, z0, ids, prompts, ts)
         own = ls["own"]
         if ts == (440, 450, 460):  # the same numbers as the attack's own feature code
-            f = CLiDFeatures(conditioning="caption").run(
-                target, x[:3].numpy(), ids=ids[:3], captions=caps[:3], keep=("features",)
-            ).extras["features"]
+            f = (
+                CLiDFeatures(conditioning="caption")
+                .run(target, x[:3].numpy(), ids=ids[:3], captions=caps[:3], keep=("features",))
+                .extras["features"]
+            )
             mine = np.stack([own[:3]] + [ls[k][:3] - own[:3] for k in ("len30", "len50", "len70", "empty")], 1)
             assert np.allclose(f, mine, rtol=1e-4, atol=1e-7), (f, mine)
         print(f"\n== t = {ts}")
