@@ -58,7 +58,9 @@ def test_copied_compare_url_reproduces_runs_and_budget_in_a_new_context(browser,
     no_exception(page)
     page.get_by_role("heading", name=re.compile("Compare attacks")).wait_for(state="visible")
     assert _chips(page) == ["Loss", "SecMI"]
-    checked = page.locator(".st-key-fpr [role='radio'][aria-checked='true']").all_inner_texts()
+    checked_radio = page.locator(".st-key-fpr [role='radio'][aria-checked='true']")
+    checked_radio.first.wait_for(state="visible")  # the picker is painted after the heading: wait, then read
+    checked = checked_radio.all_inner_texts()
     assert checked == ["5%"], checked
     legend = _legend(page)
     assert sum(t.startswith(("Loss — AUC", "SecMI — AUC")) and "TPR@5%" in t for t in legend) == 2, legend
