@@ -96,7 +96,7 @@ def wait_for_app(page, timeout: float = 60_000) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout)
 
 
-def open_dropdown(page, box, option, attempts: int = 4, timeout: float = 15_000) -> None:
+def open_dropdown(page, box, option, attempts: int = 8, timeout: float = 5_000) -> None:
     """Open the dropdown of the select box ``box`` (a locator of its input) until ``option`` (a regex on an
     option's name) is visible. A rerun that lands after the click (a busy machine starts it late) repaints
     the widget and closes its menu, so the click is repeated, ``attempts`` times at most."""
