@@ -13,7 +13,12 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 @pytest.fixture()
 def at(open_page, monkeypatch) -> AppTest:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a Hub id must fail fast here, never download
+    # A Hub id must fail fast here, never download. huggingface_hub reads the variable when it is first
+    # imported (an earlier test may have imported it): its constant is set too.
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     return open_page("pages/target.py")
 
 

@@ -73,7 +73,8 @@ section.slide .caption p,section.slide .caption li{{font-size:15px;line-height:1
 # one: a step only changes which layer is on top, so no chart is laid out or painted on a key press.
 # Stepping on the client: no server round trip per key. Keys: right / PageDown / space / down = next,
 # left / PageUp / up = back, Home / End. The keys of the page around an iframe are heard too (same origin).
-# ``document.body.dataset.stepMs`` is the last key-to-paint time (key event to the second animation frame).
+# ``document.body.dataset.stepMs`` is the last key-to-paint time (key event to the second animation frame);
+# ``steps`` counts the steps timed (two steps can take the same time to the 0.1 ms, so a watcher counts).
 _DECK_JS = """
 (function(){
   const slides=[...document.querySelectorAll('section.slide')], stage=document.getElementById('stage');
@@ -88,7 +89,7 @@ _DECK_JS = """
       u.searchParams.set('slide',String(i+1)); window.parent.history.replaceState(window.parent.history.state,'',u);} }
     catch(e){}
     if(t0!==undefined) requestAnimationFrame(()=>requestAnimationFrame(()=>{
-      document.body.dataset.stepMs=(performance.now()-t0).toFixed(1);}));}
+      const d=document.body.dataset; d.stepMs=(performance.now()-t0).toFixed(1); d.steps=String((+d.steps||0)+1);}));}
   function onKey(e){const k=e.key; let to=null;
     if(['ArrowRight','PageDown',' ','ArrowDown'].includes(k)) to=cur+1;
     else if(['ArrowLeft','PageUp','ArrowUp'].includes(k)) to=cur-1;

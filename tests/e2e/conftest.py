@@ -1,4 +1,5 @@
-"""Playwright end-to-end fixtures: one Streamlit server per test module, Debian's Chromium.
+"""Playwright end-to-end fixtures: a Streamlit server per module that writes, one shared by the modules that only
+read; Debian's Chromium.
 
 Run with ``python -m pytest tests/e2e``. Skipped with a reason when Chromium or Playwright is
 missing (``apt-get install -y chromium``; the Playwright Python package comes with the test extra).
@@ -15,8 +16,7 @@ from e2e_helpers import CHROMIUM, CHROMIUM_ARGS, AppDidNotStart, start_app, stop
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def _serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Start ``streamlit run app.py`` on a free port with a fresh result store; yield its URL."""
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install -y chromium)")
@@ -32,6 +32,21 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of this module's own, with an empty result store: for flows that run attacks or upload
+    (what they store must not show in another module's pages), and for measuring a cold start."""
+    yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def shared_app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server for the modules that only read (they run and upload nothing): its caches warm once, not per
+    module (a cold server spends ~15 s loading the default experiment). Such a module overrides ``app_server``
+    with a module fixture that returns this one (see test_e2e_url)."""
+    yield from _serve(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def browser():
     from playwright.sync_api import sync_playwright
 

@@ -10,7 +10,7 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
-LIMIT = 200  # images per side in the first flow
+LIMIT = 100  # images per side in the first flow (a job of seconds: Loss and PIA, 23 UNet calls per image)
 
 
 def _nav(page, title: str) -> None:
@@ -32,7 +32,7 @@ def _run_attacks_then_compare(page, app_server):
     page.set_default_timeout(60_000)
     page.goto(app_server + "/")  # a first visit to the root registers the pages
     wait_for_app(page)
-    # 200 members + 200 non-members (the Data page's subset): a job of some seconds, not of minutes
+    # LIMIT members + LIMIT non-members (the Data page's subset): a job of seconds, not of minutes
     _nav(page, "Data")
     box = page.locator(".st-key-data-limit input")
     box.fill(str(LIMIT))

@@ -1,9 +1,8 @@
-"""End to end: the first page's load time, and stepping Presenter mode with the keyboard."""
+"""End to end: stepping Presenter mode with the keyboard, its slides' fit, the exported deck."""
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -11,46 +10,11 @@ from e2e_helpers import no_exception, wait_for_app
 
 pytestmark = pytest.mark.browser
 
-#: Widgets a first page may show (any one of them visible = the page can be used).
-WIDGETS = ", ".join(
-    f'[data-testid="stMain"] [data-testid="{t}"]'
-    for t in (
-        "stButton",
-        "stSlider",
-        "stSelectbox",
-        "stRadio",
-        "stTextInput",
-        "stNumberInput",
-        "stCheckbox",
-        "stMultiSelect",
-        "stFileUploader",
-        "stSegmentedControl",
-        "stButtonGroup",
-        "stTabs",
-        "stPageLink",
-    )
-)
 
-
-def test_first_page_is_interactive_quickly(page, app_server):
-    """From a healthy, cold server to the first page (Start, at /) being usable: within 5 s.
-
-    The model loads on a background thread meanwhile; the page then says it is ready and Learn opens.
-    """
-    start = time.perf_counter()
-    page.goto(app_server + "/")
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-    page.locator(f'{WIDGETS}, [data-testid="stMain"] h1').first.wait_for(state="visible", timeout=60_000)
-    elapsed = time.perf_counter() - start
-    print(f"first page interactive in {elapsed:.1f} s")
-    no_exception(page)
-    assert page.locator("h1").first.inner_text().strip() == "Diffusion MIA lab"
-    assert elapsed < 5, f"the first page took {elapsed:.1f} s to become interactive"
-    page.get_by_text("Model ready").first.wait_for(state="visible", timeout=60_000)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Learn").click()
-    page.get_by_role("heading", name="Learn: membership inference on diffusion models").wait_for(timeout=30_000)
-    wait_for_app(page)
-    no_exception(page)
+@pytest.fixture(scope="module")
+def app_server(shared_app_server):
+    """This module only reads (it runs and uploads nothing): the session's shared server."""
+    return shared_app_server
 
 
 #: Overflow check of the slide on show: the section neither scrolls nor has any element outside its box.
@@ -101,11 +65,11 @@ def _step_and_check(page, frame, n: int, size: str) -> list[float]:
         if SHOTS:
             page.screenshot(path=str(Path(SHOTS) / f"slide_{i}_{size}.png"))
         if i < n:
-            before = frame.evaluate("() => document.body.dataset.stepMs || ''")
+            # wait on the count of timed steps: two steps may take the same time to the 0.1 ms
+            before = int(frame.evaluate("() => +(document.body.dataset.steps || 0)"))
             page.keyboard.press("ArrowRight")
             frame.wait_for_function(
-                f"() => document.body.dataset.slide === '{i + 1}' && "
-                f"(document.body.dataset.stepMs || '') !== '{before}'",
+                f"() => document.body.dataset.slide === '{i + 1}' && +(document.body.dataset.steps || 0) > {before}",
                 timeout=5_000,
             )
             times.append(float(frame.evaluate("() => document.body.dataset.stepMs")))
