@@ -551,7 +551,9 @@ class UnitRangeView:
                 raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
             if idx.size and (idx.min() < -n or idx.max() >= n):
                 raise IndexError(f"an index is out of range for {n} images")
-            out = self._convert(np.where(idx < 0, idx + n, idx).astype(np.intp))
+            # Each row read once, in file order; then indexed as the whole array was (the same memory layout).
+            wanted, where = np.unique(np.where(idx < 0, idx + n, idx).astype(np.intp), return_inverse=True)
+            out = self._convert(wanted)[where.reshape(-1)]
         return out[(slice(None), *rest)] if rest else out
 
     def batches(self, size: int):
