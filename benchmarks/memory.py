@@ -100,7 +100,8 @@ def child(npz: str, store: str, n_bootstrap: int, path: str = "sharded") -> dict
 
     class FakeTarget:
         latent, kind = False, "ddpm"
-        channels, resolution, model_shape = int(images.shape[3]), int(side), (int(images.shape[3]), int(side), int(side))
+        channels, resolution = int(images.shape[3]), int(side)
+        model_shape = (channels, resolution, resolution)
         device = torch.device("cpu")
         fingerprint = "synthetic"
 

@@ -109,7 +109,8 @@ def test_attack_run_on_the_view_is_bit_identical_with_kept_extras_and_for_a_lear
 
 def test_the_view_is_checked_before_any_work(exp, tiny_rgb_target):
     loss = get_attack("loss", {"sweep": []})
-    with pytest.raises(ValueError, match=r"images must have shape \(N, 3, 32, 32\) for this target, got \(12, 1, 8, 8\)"):
+    wrong = r"images must have shape \(N, 3, 32, 32\) for this target, got \(12, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=wrong):
         loss.run(tiny_rgb_target, exp.x0, ids=exp.ids)
 
     class Doubled(UnitRangeView):  # a view whose rows leave [-1, 1]: refused at the batch that holds them
@@ -130,7 +131,8 @@ def test_experiment_attack_reads_one_batch_at_a_time(exp):
     assert lazy.x0.shape == (12, 1, 8, 8) and counting.reads == []  # nothing read to know the shape
     res = lazy.attack([get_attack("loss", {"sweep": [10]})], seed=0, batch_size=4)["loss"]
     assert counting.reads and max(counting.reads) <= 4 and sum(counting.reads) == 12
-    np.testing.assert_array_equal(res.scores, exp.attack([get_attack("loss", {"sweep": [10]})], batch_size=4)["loss"].scores)
+    direct = exp.attack([get_attack("loss", {"sweep": [10]})], batch_size=4)["loss"]
+    np.testing.assert_array_equal(res.scores, direct.scores)
 
 
 def _one_shot_features(images: np.ndarray, size: int) -> np.ndarray:
@@ -159,7 +161,8 @@ def test_blind_features_are_computed_in_chunks_with_the_same_result(tmp_path, mo
     counting.reads.clear()
     b = blind.blind_baseline(counting, is_member, seed=0, n_bootstrap=10, size=4)
     assert max(counting.reads) <= 16
-    np.testing.assert_array_equal(b.scores, blind.blind_baseline(pixels, is_member, seed=0, n_bootstrap=10, size=4).scores)
+    whole = blind.blind_baseline(pixels, is_member, seed=0, n_bootstrap=10, size=4)
+    np.testing.assert_array_equal(b.scores, whole.scores)
 
 
 def test_learned_inputs_from_the_view_are_a_float32_tensor(exp):
@@ -168,3 +171,61 @@ def test_learned_inputs_from_the_view_are_a_float32_tensor(exp):
     x = check_images(exp.target, exp.x0)
     assert isinstance(x, torch.Tensor) and x.dtype == torch.float32
     np.testing.assert_array_equal(x.numpy(), exp.images.to_unit_range())
+
+
+# -- training keeps its members as uint8 ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_unit_range_rows_are_to_unit_range_bit_for_bit_in_the_same_layout(channels):
+    from mia_core.lab.train.loop import unit_range_rows
+
+    pixels = np.random.default_rng(channels).integers(0, 256, (9, 4, 4, channels), dtype=np.uint8)
+    whole = torch.as_tensor(to_unit_range(pixels))  # what the loops indexed before
+    idx = torch.tensor([4, 0, 4, 8])
+    got = unit_range_rows(torch.from_numpy(pixels), idx)
+    assert got.dtype == torch.float32 and torch.equal(got, whole[idx]) and got.stride() == whole[idx].stride()
+
+
+def test_training_on_uint8_members_gives_the_weights_of_float32_members(tmp_path, monkeypatch):
+    """The UNet loop and the latent VAE keep the members as uint8 on the device and convert each minibatch; the
+    trained weights are bit for bit those of the float32 members they held before (the old code path, patched
+    back in: all members converted up front, batches indexed from them)."""
+    from safetensors.torch import load_file
+
+    from mia_core.data import random_split
+    from mia_core.lab.train import TrainConfig, VAEConfig, latent, loop, train, train_latent
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 8, 8, 3), dtype=np.uint8)
+    images = ImageSet(pixels, [f"{i}" for i in range(24)], "rgb")
+    split = random_split(images, seed=3)
+    members = images.subset(split.member_ids)
+    cfg = TrainConfig(
+        steps=3, batch_size=4, block_out_channels=(16, 32), layers_per_block=1, log_every=3, warmup_steps=1, seed=1
+    )
+    cfg = dataclasses.replace(cfg, augment="strong")
+    vae_cfg = VAEConfig(steps=2, batch_size=4, block_out_channels=(8, 16), latent_channels=2, log_every=1)
+
+    def weights(folder):
+        return [load_file(str(f)) for f in sorted(folder.rglob("*.safetensors"))]
+
+    def run(name):
+        train(members, split, cfg, tmp_path / name / "pixels", device="cpu")
+        plain = dataclasses.replace(cfg, augment="none")  # a latent run takes no augmentation
+        train_latent(members, split, vae_cfg, plain, tmp_path / name / "latent", device="cpu")
+        return weights(tmp_path / name / "pixels") + weights(tmp_path / name / "latent")
+
+    held = []
+    real = loop.device_pixels
+    monkeypatch.setattr(loop, "device_pixels", lambda images, dev: held.append(real(images, dev)) or held[-1])
+    monkeypatch.setattr(latent, "device_pixels", loop.device_pixels)
+    new = run("uint8")
+    assert held and all(t.dtype == torch.uint8 for t in held)
+    old_data = lambda images, dev: torch.as_tensor(images.to_unit_range()).to(dev)  # noqa: E731
+    for module in (loop, latent):
+        monkeypatch.setattr(module, "device_pixels", old_data)
+        monkeypatch.setattr(module, "unit_range_rows", lambda data, idx: data[idx])
+    old = run("float32")
+    assert len(new) == len(old) == 3  # the UNet, then the latent run's UNet and VAE
+    for a, b in zip(new, old):
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
