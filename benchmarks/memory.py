@@ -38,7 +38,7 @@ def peak_rss_mib() -> float:
 
 
 def parse_image(text: str) -> tuple[int, int, int]:
-    """"8x8x1" -> (8, 8, 1): square images, 1 or 3 channels."""
+    """Parse ``8x8x1`` into (8, 8, 1): square images, 1 or 3 channels."""
     h, w, c = (int(v) for v in text.lower().split("x"))
     if h != w or c not in (1, 3) or h < 1:
         raise ValueError(f"--image must be RxRxC with C = 1 or 3, got {text!r}")

@@ -224,6 +224,7 @@ def train(
 
         def batch_of(idx: torch.Tensor) -> torch.Tensor:
             return data[idx]
+
     n_members = data.shape[0]
     # The initial weights come from torch's global generator: seed it and build under the lock that
     # every model construction in mia_core takes, so a model loading on another thread of the app
