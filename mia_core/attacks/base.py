@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..data.images import UnitRangeView
 from ..noise import per_image_noise
 from ..target import Target
 from .conditioning import Conditioning, is_text_to_image
@@ -285,7 +286,10 @@ class Attack:
         Parameters
         ----------
         target : Target
-        x0 : (N, C, H, W) float array in [-1, 1] at the target's resolution and channels.
+        x0 : (N, C, H, W) float array in [-1, 1] at the target's resolution and channels, or a
+            :class:`~mia_core.data.images.UnitRangeView` of uint8 images (``Experiment.x0``): its shape is
+            checked first, then each batch is converted (and range-checked) only when it is scored, so
+            memory holds one batch of float32 images, not N. The results are the same either way.
         ids : N stable ids; they seed each image's noise, so an image gets the same noise (and
             score) whatever batch or subset it is run in. Defaults to "0" .. "N-1".
         seed : int, the run's seed (mixed with each id).
@@ -300,7 +304,10 @@ class Attack:
             forward pass of ``compute`` stacks whole blocks of the B images, so row r uses prompt r mod B.
         """
         self.check_applies(target)
-        x0 = check_images(target, x0)
+        if isinstance(x0, UnitRangeView):
+            check_image_shape(target, x0.shape)  # the pixels: batch by batch, as they are converted
+        else:
+            x0 = check_images(target, x0)
         n = x0.shape[0]
         ids = tuple(str(i) for i in range(n)) if ids is None else tuple(str(i) for i in ids)
         if len(ids) != n:
@@ -312,11 +319,11 @@ class Attack:
         # next batch (noise, copies) while the GPU still computes this one.
         chunks: list[dict[str, torch.Tensor]] = []
         start = 0
-        if x0.device.type == "cpu" and target.device.type == "cuda":
+        if isinstance(x0, torch.Tensor) and x0.device.type == "cpu" and target.device.type == "cuda":
             x0 = x0.pin_memory()  # lets the host-to-device copy overlap with compute
         while start < n:
             stop = min(n, start + bs)
-            xb = to_model_space(target, x0[start:stop].to(target.device, non_blocking=True))  # latents: encoded once
+            xb = to_model_space(target, _batch_on_device(x0, start, stop, target.device))  # latents: encoded once
             noise = None
             if self.noise_draws:
                 noise = per_image_noise(ids[start:stop], seed, self.noise_draws, model_shape(target), target.device)
@@ -359,6 +366,19 @@ class Attack:
             extras={k: torch.cat([c[f"keep:{k}"] for c in chunks]).numpy() for k in keep},
             info=latent_cost_info(target),
         )
+
+
+def _batch_on_device(x0: torch.Tensor | UnitRangeView, start: int, stop: int, device: torch.device) -> torch.Tensor:
+    """Rows start..stop of ``x0`` as float32 on ``device``: a slice of a checked tensor, or a view's rows
+    converted now and range-checked (through pinned memory to a GPU, so the copy overlaps with compute)."""
+    if isinstance(x0, torch.Tensor):
+        return x0[start:stop].to(device, non_blocking=True)
+    batch = x0[start:stop]
+    check_image_range(batch)  # on the numpy array: far quicker than torch's CPU min / max on a batch
+    x = torch.from_numpy(batch)
+    if device.type == "cuda":
+        x = x.pin_memory()
+    return x.to(device, non_blocking=True)
 
 
 @dataclass(frozen=True)
@@ -438,7 +458,8 @@ class LearnedAttack(Attack):
     ) -> AttackResult:
         """Fit on the training part, score the evaluation part.
 
-        x0 : (N, C, H, W) in [-1, 1]; ids : N unique ids; is_member : (N,) bool.
+        x0 : (N, C, H, W) in [-1, 1] (a :class:`~mia_core.data.images.UnitRangeView` is converted whole here:
+        a learned attack trains on, and scores, rows drawn from all of it); ids : N unique ids; is_member : (N,) bool.
         Checks the images, partitions the ids (:meth:`partition`) and hands that to :meth:`fit_and_score`,
         with any extra ``resources`` the attack declares (GSA's ``shadows``).
         """
@@ -502,22 +523,42 @@ class LearnedAttack(Attack):
 # -- helpers used by several attacks --------------------------------------------------------------
 
 
-def check_images(target: Target, x0: np.ndarray | torch.Tensor) -> torch.Tensor:
+def check_images(target: Target, x0: np.ndarray | torch.Tensor | UnitRangeView) -> torch.Tensor:
     """Validate a batch of images (pixels in [-1, 1], also for a latent target, which encodes them
-    itself) and return it as a float32 CPU/GPU tensor."""
-    x = torch.as_tensor(x0, dtype=torch.float32)
+    itself) and return it as a float32 CPU/GPU tensor. A :class:`UnitRangeView` is converted whole here
+    (4 bytes per pixel): ``Attack.run`` reads one batch at a time instead (:func:`check_image_shape`)."""
+    if isinstance(x0, UnitRangeView):
+        check_image_shape(target, x0.shape)  # before converting anything
+    x = as_float_tensor(x0)
+    check_image_shape(target, tuple(x.shape))
+    check_image_range(x)
+    return x
+
+
+def as_float_tensor(x0: np.ndarray | torch.Tensor | UnitRangeView) -> torch.Tensor:
+    """Images as a float32 tensor: an array or tensor as ``torch.as_tensor`` makes it (no copy when it already
+    is float32), a :class:`UnitRangeView` converted whole (``torch.as_tensor`` would read it row by row)."""
+    return torch.as_tensor(np.asarray(x0) if isinstance(x0, UnitRangeView) else x0, dtype=torch.float32)
+
+
+def check_image_shape(target: Target, shape: Sequence[int]) -> None:
+    """``shape`` must be (N, C, H, W) with N >= 1 at the target's channels and resolution; ValueError naming it."""
+    shape = tuple(int(d) for d in shape)
     expected = (target.channels, target.resolution, target.resolution)
-    if x.ndim != 4 or tuple(x.shape[1:]) != expected:
+    if len(shape) != 4 or shape[1:] != expected:
         raise ValueError(
             f"images must have shape (N, {expected[0]}, {expected[1]}, {expected[2]}) for this target, "
-            f"got {tuple(x.shape)}; convert them first (mia_core.data.convert_images)"
+            f"got {shape}; convert them first (mia_core.data.convert_images)"
         )
-    if x.shape[0] == 0:
+    if shape[0] == 0:
         raise ValueError("no images to attack")
+
+
+def check_image_range(x: torch.Tensor | np.ndarray) -> None:
+    """Pixels must lie in [-1, 1] (0.001 of slack); ValueError naming the range found."""
     lo, hi = float(x.min()), float(x.max())
     if lo < -1.001 or hi > 1.001:
         raise ValueError(f"images must be in [-1, 1], got values in [{lo:.3f}, {hi:.3f}] (uint8 / 127.5 - 1)")
-    return x
 
 
 def model_shape(target: Target) -> tuple[int, int, int]:

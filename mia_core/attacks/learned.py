@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..target import Target
-from .base import ProgressFn
+from .base import ProgressFn, as_float_tensor
 from .secmi import SecMIStat
 
 ARCHS = ("auto", "resnet18", "small")
@@ -109,7 +109,7 @@ def secmi_intermediates(
     kept, keyed by the target, the SecMI grid, the conditioning and a digest of the images and ids).
     On a text-to-image target ``conditioning`` and ``captions`` condition the pass (see ``Attack.run``).
     """
-    x0 = torch.as_tensor(x0, dtype=torch.float32)
+    x0 = as_float_tensor(x0)
     ids = tuple(str(i) for i in ids)
     key = _intermediates_key(target, x0, ids, t_sec, k, conditioning, captions)
     if _LAST_INTERMEDIATES and _LAST_INTERMEDIATES[0] == key:
@@ -172,7 +172,7 @@ def remember_intermediates(
     """Hand :func:`secmi_intermediates` a pass computed elsewhere (a sharded run's merged SecMI-stat
     batches): ``result`` = (t-error (N,), x~, x'' (N, C, H, W)), in ``ids`` order, for these images
     (conditioned as ``captions`` / ``conditioning`` on a text-to-image target)."""
-    x0 = torch.as_tensor(x0, dtype=torch.float32)
+    x0 = as_float_tensor(x0)
     ids = tuple(str(i) for i in ids)
     _LAST_INTERMEDIATES[:] = [_intermediates_key(target, x0, ids, t_sec, k, conditioning, captions), result]
 

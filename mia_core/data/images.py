@@ -455,8 +455,132 @@ def release_pages(arr: np.ndarray) -> None:
 def to_unit_range(images: np.ndarray) -> np.ndarray:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1] (``x / 127.5 - 1``); any rows of a set, e.g. one
     batch of a memory-mapped one (the result is the same whether converted whole or batch by batch)."""
-    x = np.asarray(images).astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+    return _channels_first(_unit_range_hwc(np.asarray(images)))
+
+
+def _unit_range_hwc(images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (N, H, W, C) -> float32 (N, H, W, C) in [-1, 1], written into ``out`` when given."""
+    x = images.astype(np.float32) / np.float32(127.5) if out is None else np.divide(images, np.float32(127.5), out=out)
+    return np.subtract(x, np.float32(1.0), out=x)
+
+
+def _channels_first(x: np.ndarray) -> np.ndarray:
+    """float32 (N, H, W, C) -> (N, C, H, W), C-contiguous. For C = 1 that is a view with the strides of the
+    channels-last array (numpy calls it contiguous, torch reads it as channels-last: its convolutions may round
+    differently from a copy's), the layout every caller has always had: keep it, results stay bit for bit."""
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+class UnitRangeView:
+    """uint8 images (N, H, W, C) seen as float32 (N, C, H, W) in [-1, 1], converted only as rows are read.
+
+    The lazy form of :func:`to_unit_range` (what :attr:`mia_core.lab.experiment.Experiment.x0` returns): memory
+    holds the uint8 images (an array, a memory-mapped one, or :class:`LazyImages` that decode rows on use), never
+    all of them as float32 (4 bytes per pixel: 614 MB for CIFAR-10's 50,000 images). ``view[a:b]``, ``view[i]``,
+    ``view[index_array]`` (or a boolean mask; further axes after it, ``view[rows, 0]``) read and convert just
+    those rows, exactly as :func:`to_unit_range` converts them whole. ``shape``, ``dtype``, ``ndim``, ``len``
+    read like an array's; :meth:`batches` walks the rows in order; ``np.asarray(view)`` converts everything (a
+    chunk at a time, into one float32 array), for code that really needs all images at once, as any other
+    ndarray method or attribute does (``view.min()``).
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+    #: rows converted at once by ``np.asarray``
+    CHUNK = 1024
+
+    def __init__(self, images: np.ndarray | LazyImages) -> None:
+        if not isinstance(images, (np.ndarray, LazyImages)):
+            raise ValueError(f"images must be a numpy array or LazyImages, got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[-1] not in (1, 3):
+            raise ValueError(f"images must have shape (N, H, W, C) with C = 1 or 3, got {images.shape}")
+        self.images = images
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        n, h, w, c = (int(d) for d in self.images.shape)
+        return n, c, h, w
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the whole set takes as float32 (what ``np.asarray(view)`` allocates)."""
+        return self.size * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"UnitRangeView(shape={self.shape}, over {type(self.images).__name__})"
+
+    def _convert(self, rows) -> np.ndarray:
+        """``to_unit_range`` of ``self.images[rows]`` (rows: a slice or 1-d ints); a memory-mapped file's pages
+        are let go once read."""
+        batch = self.images[rows]
+        out = to_unit_range(batch)
+        if isinstance(batch, np.ndarray):
+            release_pages(batch)
+        return out
+
+    def __getitem__(self, key) -> np.ndarray:
+        rest: tuple = ()
+        if isinstance(key, tuple):
+            key, rest = (key[0], key[1:]) if key else (slice(None), ())
+        n = len(self)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            k = int(key)
+            if not -n <= k < n:
+                raise IndexError(f"index {k} is out of range for {n} images")
+            out = self._convert(slice(k % n, k % n + 1))[0]
+            return out[rest] if rest else out
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            out = self._convert(slice(start, stop) if step == 1 else np.arange(start, stop, step, dtype=np.intp))
+        elif key is Ellipsis:
+            out = np.asarray(self)
+        else:
+            idx = np.asarray(key)
+            if idx.dtype == np.bool_:
+                if idx.shape != (n,):
+                    raise IndexError(f"a boolean mask over {n} images must have shape ({n},), got {idx.shape}")
+                idx = np.flatnonzero(idx)
+            elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+                raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
+            if idx.size and (idx.min() < -n or idx.max() >= n):
+                raise IndexError(f"an index is out of range for {n} images")
+            # Each row read once, in file order; then indexed as the whole array was (the same memory layout).
+            wanted, where = np.unique(np.where(idx < 0, idx + n, idx).astype(np.intp), return_inverse=True)
+            out = self._convert(wanted)[where.reshape(-1)]
+        return out[(slice(None), *rest)] if rest else out
+
+    def batches(self, size: int):
+        """(start, stop, float32 (stop - start, C, H, W)) for consecutive rows, ``size`` at a time."""
+        size = _check_positive_int(size, "size")
+        for start in range(0, len(self), size):
+            stop = min(len(self), start + size)
+            yield start, stop, self._convert(slice(start, stop))
+
+    def __array__(self, dtype=None, copy=None):
+        # Row chunks converted into one channels-last array, then laid out as to_unit_range lays out the whole.
+        hwc = np.empty(self.images.shape, dtype=np.float32)
+        for start in range(0, len(self), self.CHUNK):
+            rows = slice(start, min(len(self), start + self.CHUNK))
+            batch = self.images[rows]
+            _unit_range_hwc(np.asarray(batch), out=hwc[rows])
+            if isinstance(batch, np.ndarray):
+                release_pages(batch)
+        out = _channels_first(hwc)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getattr__(self, name: str):
+        # Any other ndarray method or attribute (min, max, reshape, tobytes, ...) works on all the images,
+        # converted: code written for the in-memory float32 array keeps working.
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(np.asarray(self), name)
 
 
 def check_captions(captions: object, ids: Sequence[str], where: str = "") -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mia_core.calibration import Partition, calibration_partition
+from mia_core.data.images import release_pages
 from mia_core.metrics import AttackMetrics, as_labels, evaluate, format_metric
 
 __all__ = ["BlindBaseline", "blind_features", "blind_baseline", "BLIND_NAME"]
@@ -83,12 +84,18 @@ class BlindBaseline:
         }
 
 
-def blind_features(images: np.ndarray, size: int = 8) -> np.ndarray:
+#: images converted to float64 at once by :func:`blind_features` (peak memory: this many rows, 8 bytes per pixel)
+FEATURE_CHUNK = 4096
+
+
+def blind_features(images, size: int = 8) -> np.ndarray:
     """Model-free features of uint8 images.
 
     Parameters
     ----------
-    images : np.ndarray, shape (N, H, W, C), uint8 (or any numeric in 0..255)
+    images : np.ndarray or LazyImages, shape (N, H, W, C), uint8 (or any numeric in 0..255)
+        Read ``FEATURE_CHUNK`` rows at a time: memory holds one chunk as float64, never all N (a memory-mapped
+        ``.npz`` or an image folder stays on disk).
     size : int
         Side of the block-averaged thumbnail; ``H`` and ``W`` are cropped to a multiple of
         ``ceil(H / size)``-style blocks when they do not divide (the bottom/right remainder is dropped).
@@ -98,12 +105,27 @@ def blind_features(images: np.ndarray, size: int = 8) -> np.ndarray:
     np.ndarray, shape (N, size * size * C + 2), float64
         Block means in [0, 1], then the per-image mean and standard deviation in [0, 1].
     """
-    arr = np.asarray(images, dtype=np.float64)
-    if arr.ndim != 4:
-        raise ValueError(f"images must have shape (N, H, W, C); got {arr.shape}")
-    n, h, w, c = arr.shape
+    if not hasattr(images, "shape") or not hasattr(images, "__getitem__"):
+        images = np.asarray(images)
+    shape = tuple(images.shape)
+    if len(shape) != 4:
+        raise ValueError(f"images must have shape (N, H, W, C); got {shape}")
+    n, h, w, c = shape
     if size < 1 or size > min(h, w):
         raise ValueError(f"size must be in 1..{min(h, w)} for {h}x{w} images; got {size}")
+    out = np.empty((n, size * size * c + 2), dtype=np.float64)
+    for start in range(0, n, FEATURE_CHUNK):
+        stop = min(n, start + FEATURE_CHUNK)
+        batch = images[start:stop]
+        out[start:stop] = _features(np.asarray(batch, dtype=np.float64), size)
+        if isinstance(batch, np.ndarray):
+            release_pages(batch)  # a memory-mapped file's pages: read, let go
+    return out
+
+
+def _features(arr: np.ndarray, size: int) -> np.ndarray:
+    """:func:`blind_features` of float64 (k, H, W, C) pixels in 0..255 (each row on its own)."""
+    n, h, w, c = arr.shape
     arr = arr / 255.0
     bh, bw = h // size, w // size
     blocks = arr[:, : bh * size, : bw * size, :].reshape(n, size, bh, size, bw, c).mean(axis=(2, 4))
@@ -114,7 +136,7 @@ def blind_features(images: np.ndarray, size: int = 8) -> np.ndarray:
 
 
 def blind_baseline(
-    images: np.ndarray,
+    images,
     is_member,
     *,
     partition: Partition | None = None,
@@ -127,8 +149,9 @@ def blind_baseline(
 
     Parameters
     ----------
-    images : np.ndarray, shape (N, H, W, C), uint8
-        The split's images (any resolution), in the order of ``is_member``.
+    images : np.ndarray or LazyImages, shape (N, H, W, C), uint8
+        The split's images (any resolution), in the order of ``is_member``; read in chunks
+        (:func:`blind_features`).
     is_member : array_like, shape (N,)
         0/1 labels.
     partition : Partition, optional

@@ -18,6 +18,7 @@ import numpy as np
 
 from mia_core.attacks import Attack, AttackResult, get_attack
 from mia_core.data import Conversion, ImageSet, Split, resolve_data
+from mia_core.data.images import UnitRangeView
 from mia_core.data.sources import MixedImagesError
 from mia_core.lab.evalsets import labels_for
 from mia_core.lab.runs import JobState, ResultStore, RunKey, Worker, run_attacks
@@ -49,9 +50,12 @@ class Experiment:
         return self.images.ids
 
     @functools.cached_property
-    def x0(self) -> np.ndarray:
-        """(N, C, H, W) float32 in [-1, 1], converted once."""
-        return self.images.to_unit_range()
+    def x0(self) -> UnitRangeView:
+        """The images as (N, C, H, W) float32 in [-1, 1], converted as rows are read (:class:`UnitRangeView`):
+        ``x0[a:b]`` converts those rows only, so memory holds the uint8 images (or, lazy ones, nothing but
+        the batch being read). ``Attack.run`` (``attack``) reads it batch by batch; a learned attack's
+        ``fit_score`` and ``np.asarray(x0)`` convert all of it (4 bytes per pixel)."""
+        return UnitRangeView(self.images.images)
 
     def attack(
         self,

@@ -50,7 +50,7 @@ import torch
 
 from mia_core.data import ImageSet, Split
 from mia_core.lab.train.config import TrainConfig
-from mia_core.lab.train.loop import TrainResult, train
+from mia_core.lab.train.loop import TrainResult, device_pixels, train, unit_range_rows
 from mia_core.lazy import MODEL_BUILD_LOCK, diffusers_class
 from mia_core.target import pick_device
 
@@ -141,19 +141,19 @@ def train_vae(
     """
     dev = pick_device(device)
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    data = torch.as_tensor(images.to_unit_range(), dtype=torch.float32).to(dev)  # (N, C, H, W) in [-1, 1]
+    data = device_pixels(images, dev)  # uint8 (N, H, W, C), each batch converted to (B, C, H, W) in [-1, 1]
     with MODEL_BUILD_LOCK:
         torch.manual_seed(cfg.seed)
         vae = build_vae(images.resolution, images.channels, cfg)
     vae = vae.to(dev).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    per_image = float(data[0].numel())
+    per_image = float(data[0].numel())  # C * H * W
     losses: list[tuple[int, float]] = []
     running, n_running = 0.0, 0
     start = time.perf_counter()
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=gen)
-        x = data[idx.to(dev)]
+        x = unit_range_rows(data, idx.to(dev))
         posterior = vae.encode(x).latent_dist
         u = torch.randn(posterior.mean.shape, generator=gen).to(dev)
         rec = vae.decode(posterior.mean + posterior.std * u).sample
@@ -176,8 +176,18 @@ def train_vae(
 
 @torch.no_grad()
 def posterior_means(vae: Any, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """mu(x): the AutoencoderKL's posterior means of images x (N, C, H, W) in [-1, 1], float32, unscaled."""
-    return torch.cat([vae.encode(x[i : i + batch_size]).latent_dist.mean for i in range(0, x.shape[0], batch_size)])
+    """mu(x): the AutoencoderKL's posterior means of images x (N, C, H, W) in [-1, 1], float32, unscaled.
+
+    ``x`` may also be uint8 pixels (N, H, W, C) (:func:`~mia_core.lab.train.loop.device_pixels`): each batch is
+    then converted to [-1, 1] as it is encoded (:func:`~mia_core.lab.train.loop.unit_range_rows`), the same means.
+    """
+    n = x.shape[0]
+    if x.dtype == torch.uint8:
+        starts = range(0, n, batch_size)
+        rows = (unit_range_rows(x, torch.arange(i, min(n, i + batch_size), device=x.device)) for i in starts)
+    else:
+        rows = (x[i : i + batch_size] for i in range(0, n, batch_size))
+    return torch.cat([vae.encode(r).latent_dist.mean for r in rows])
 
 
 def member_latents(vae: Any, members: ImageSet, device: torch.device | str) -> torch.Tensor:
@@ -186,8 +196,7 @@ def member_latents(vae: Any, members: ImageSet, device: torch.device | str) -> t
     The same encoding as :meth:`mia_core.target.Target.encode` (posterior mean times ``scaling_factor``;
     no shift), so the loaded target attacks exactly what the UNet was trained on.
     """
-    x = torch.as_tensor(members.to_unit_range(), dtype=torch.float32).to(device)
-    return posterior_means(vae.to(device), x) * float(vae.config.scaling_factor)
+    return posterior_means(vae.to(device), device_pixels(members, device)) * float(vae.config.scaling_factor)
 
 
 def train_latent(

@@ -48,6 +48,29 @@ def build_unet(resolution: int, channels: int, cfg: TrainConfig) -> Any:
     )
 
 
+# -- members on the device ------------------------------------------------------------------
+
+
+def device_pixels(images: ImageSet, device: torch.device | str) -> torch.Tensor:
+    """The images' uint8 pixels (N, H, W, C) as a tensor on ``device`` (lazy images decoded here): what a training
+    loop keeps of its members, a quarter of them as float32; :func:`unit_range_rows` converts a batch."""
+    pixels = np.asarray(images.images)
+    if not pixels.flags.writeable:  # an ImageSet's read-only view (torch warns on those): a copy, 1 byte per pixel
+        pixels = pixels.copy()
+    return torch.from_numpy(pixels).to(device)
+
+
+def unit_range_rows(pixels: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` ((k,) ints on ``pixels``' device) of uint8 (N, H, W, C) pixels as float32 (k, C, H, W) in
+    [-1, 1]: bit for bit the rows of :func:`mia_core.data.images.to_unit_range` of all of them, in the same memory
+    layout (channels-last strides for one channel, NCHW-contiguous for three; convolutions read them differently).
+    The divisor is a tensor on the device, so no device replaces the division by a multiplication."""
+    x = pixels[idx].to(torch.float32)
+    x = torch.div(x, torch.tensor(127.5, dtype=torch.float32, device=x.device), out=x).sub_(1.0)
+    x = x.permute(0, 3, 1, 2)
+    return x if x.is_contiguous() else x.contiguous()
+
+
 # -- augmentation ----------------------------------------------------------------------------
 
 
@@ -189,16 +212,26 @@ def train(
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     schedule = cfg.make_schedule()
     if latents is None:
-        data = torch.as_tensor(members.to_unit_range(), dtype=torch.float32).to(dev)  # (N, C, H, W)
+        # uint8 (N, H, W, C) on the device, converted a batch at a time: 1 byte per pixel, not float32's 4
+        data = device_pixels(members, dev)
+        shape = (members.channels, members.height, members.width)  # (C, H, W) of a batch's images
+
+        def batch_of(idx: torch.Tensor) -> torch.Tensor:
+            return unit_range_rows(data, idx)
     else:
         data = latents.detach().to(dev, torch.float32)
+        shape = tuple(int(d) for d in data.shape[1:])
+
+        def batch_of(idx: torch.Tensor) -> torch.Tensor:
+            return data[idx]
+
     n_members = data.shape[0]
     # The initial weights come from torch's global generator: seed it and build under the lock that
     # every model construction in mia_core takes, so a model loading on another thread of the app
     # cannot draw from it in between (the same seed gives the same weights).
     with MODEL_BUILD_LOCK:
         torch.manual_seed(cfg.seed)
-        unet = build_unet(int(data.shape[-1]), int(data.shape[1]), cfg)
+        unet = build_unet(int(shape[-1]), int(shape[0]), cfg)
     unet = unet.to(dev).train()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     inner_opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -243,8 +276,8 @@ def train(
             idx = (torch.rand(n_members, generator=gen) < dp.sample_rate).nonzero().squeeze(1)
         n = idx.shape[0]
         t = torch.randint(0, cfg.num_timesteps, (n,), generator=gen)
-        noise = torch.randn((n, *data.shape[1:]), generator=gen)
-        x0 = augment_batch(data[to_device(idx)], cfg.augment, gen)
+        noise = torch.randn((n, *shape), generator=gen)
+        x0 = augment_batch(batch_of(to_device(idx)), cfg.augment, gen)
         t, noise = to_device(t), to_device(noise)
         # 3. L_simple (x_t as in q_sample, DDPM eq. 4; t < T by construction, so no range check and
         #    no GPU sync) and one optimiser step (DP: per-sample clipping and noise inside opt.step()).
