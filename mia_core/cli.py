@@ -63,21 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--attacks", default=ATTACKS_DEFAULT, help=_attacks_help())
     p.add_argument("--out", required=True, help="output folder for scores.csv, metrics.json, traces.npz, run.json")
-    p.add_argument(
-        "--conditioning",
-        choices=["caption", "empty", "fixed"],
-        default=None,
-        help="text-to-image targets: the prompt of each image, its own caption (the data's captions; the default), "
-        "the empty prompt, or one fixed prompt (--prompt)",
-    )
-    p.add_argument("--prompt", default=None, help='the prompt of --conditioning fixed, e.g. "a handwritten seven"')
-    p.add_argument(
-        "--guidance-scale",
-        type=float,
-        default=None,
-        help="text-to-image targets: classifier-free guidance scale (default 1 = off; any other value doubles "
-        "every UNet call)",
-    )
+    _add_conditioning_args(p)
     p.add_argument("--limit", type=int, default=None, help="at most N members and N non-members")
     p.add_argument("--seed", type=int, default=0, help="seed for noise draws and bootstrap (default 0)")
     p.add_argument(
@@ -245,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default=None, help="result store folder (the default store and the demo store are read)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default=None, help="write the result as JSON to this file")
+    _add_conditioning_args(p)
     p.set_defaults(func=cmd_infer_set)
 
     p = sub.add_parser("convert", help="convert a SecMI / PIA (pytorch-ddpm) .pt checkpoint to a diffusers folder")
@@ -278,6 +265,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_app)
     return parser
+
+
+def _add_conditioning_args(p: argparse.ArgumentParser) -> None:
+    """--conditioning / --prompt / --guidance-scale (text-to-image targets), for attack and infer-set."""
+    p.add_argument(
+        "--conditioning",
+        choices=["caption", "empty", "fixed"],
+        default=None,
+        help="text-to-image targets: the prompt of each image, its own caption (the data's captions; the default), "
+        "the empty prompt, or one fixed prompt (--prompt)",
+    )
+    p.add_argument("--prompt", default=None, help='the prompt of --conditioning fixed, e.g. "a handwritten seven"')
+    p.add_argument(
+        "--guidance-scale",
+        type=float,
+        default=None,
+        help="text-to-image targets: classifier-free guidance scale (default 1 = off; any other value doubles "
+        "every UNet call)",
+    )
 
 
 def _add_hub_args(p: argparse.ArgumentParser) -> None:
@@ -376,9 +382,12 @@ def _attacks_help() -> str:
 ATTACKS_DEFAULT = "loss,secmi,pia,pian,sima"
 
 
-def _conditioning(args: argparse.Namespace, target: Any, captions: Sequence[str] | None) -> Any:
+def _conditioning(
+    args: argparse.Namespace, target: Any, captions: Sequence[str] | None, *, per_set: bool = False
+) -> Any:
     """The Conditioning of --conditioning / --prompt / --guidance-scale for a text-to-image target (None for
-    another target, which refuses them); mode "caption" keys the data's captions and needs them."""
+    another target, which refuses them); mode "caption" keys the data's captions and needs them. ``per_set``:
+    the captions are not known yet (infer-set's collections: each set's own key it when it is scored)."""
     from mia_core.attacks import Conditioning
 
     given = [
@@ -400,6 +409,8 @@ def _conditioning(args: argparse.Namespace, target: Any, captions: Sequence[str]
     cond = Conditioning(
         mode=mode, prompt=args.prompt or "", guidance_scale=1.0 if args.guidance_scale is None else args.guidance_scale
     )
+    if per_set:
+        return cond
     if mode == "caption" and captions is None:
         raise ValueError(
             "--conditioning caption (the default on a text-to-image target) needs one caption per image, and the "
@@ -702,6 +713,7 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
     from mia_core.lab import set_inference as SI
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
+    from mia_core.lab.uploads import collection_caption_note
     from mia_core.paths import DEMO_STORE_DIR
     from mia_core.target import load_target
 
@@ -715,6 +727,10 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
         if args.size < 2:
             raise ValueError(f"--size must be >= 2; got {args.size}")
         exp = load_experiment(target, args.data, seed=args.seed)
+        conditioning = _conditioning(args, target, exp.images.captions)
+        if conditioning is not None:  # keyed as `mia attack` keys its runs: the same stored scores
+            attacks = [a.with_conditioning(conditioning) for a in attacks]
+            print(f"prompts {conditioning.describe()}")
         scores = SI.score_matrix(exp.attack(attacks, seed=args.seed, store=store), exp.ids, names)
         s_rows, h_rows = SI.draw_demo_sets(
             exp.is_member, args.size, args.size, suspect=args.demo, rng=np.random.default_rng(args.seed)
@@ -726,8 +742,16 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
     else:
         if not (args.suspect and args.heldout):
             raise ValueError("give both --suspect and --heldout (image folders or .npz files), or --demo")
-        suspect = SI.collection_scores(target, load_source(args.suspect), attacks, seed=args.seed, store=store)
-        heldout = SI.collection_scores(target, load_source(args.heldout), attacks, seed=args.seed, store=store)
+        conditioning = _conditioning(args, target, None, per_set=True)
+        if conditioning is not None:
+            attacks = [a.with_conditioning(conditioning) for a in attacks]
+        sets = []
+        for flag, path in (("--suspect", args.suspect), ("--heldout", args.heldout)):
+            images = load_source(path)
+            if conditioning is not None and conditioning.mode == "caption":  # each set: its own captions, or ""
+                print(f"{flag} {path}: {collection_caption_note(images.captions, images.n, 'cli')}")
+            sets.append(SI.collection_scores(target, images, attacks, seed=args.seed, store=store))
+        suspect, heldout = sets
     result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names), seed=args.seed)
     print(result.verdict())
     print(

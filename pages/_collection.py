@@ -13,6 +13,7 @@ import streamlit as st
 from mia_core.data import load_uploads
 from mia_core.lab import set_inference as SI
 from mia_core.lab.jobs import score_upload, upload_score_key
+from mia_core.lab.uploads import collection_caption_note, condition_uploads, metadata_captions
 
 MAX_SET = 64  # images per uploaded set (scored in the script thread)
 ALPHAS = (0.05, 0.01, 0.001)
@@ -24,29 +25,60 @@ def _draw_again() -> None:
     s["miu.set.draw"] = s.get("miu.set.draw", 0) + 1
 
 
-def _uploaded_scores(label: str, key: str, exp, attacks, seed: int) -> np.ndarray | None:
-    files = st.file_uploader(label, type=["png", "jpg", "jpeg"], accept_multiple_files=True, key=key) or []
+def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: bool) -> np.ndarray | None:
+    """One uploaded set's scores, (n, len(attacks)); None until it is uploaded. ``by_caption``: the target is
+    conditioned on each image's own caption, so the set's captions come from a metadata.jsonl uploaded with it;
+    the images it does not name (all of them without one) are scored with the empty prompt, and the page says so."""
+    files = (
+        st.file_uploader(
+            label + (" and optionally its metadata.jsonl (captions)" if by_caption else ""),
+            type=["png", "jpg", "jpeg"] + (["jsonl"] if by_caption else []),
+            accept_multiple_files=True,
+            key=key,
+        )
+        or []
+    )
+    metadata = [f for f in files if f.name.lower().endswith(".jsonl")]
+    files = [f for f in files if not f.name.lower().endswith(".jsonl")]
     if not files:
         return None
     if len(files) > MAX_SET:
         st.error(f"{len(files)} files: at most {MAX_SET} images per set. Remove some and try again.")
         return None
+    named = [(f.name, f.getvalue()) for f in files]
+    captions: dict[str, str] = {}
+    for meta in metadata:
+        try:
+            found, notes = metadata_captions(meta.getvalue(), [name for name, _ in named], where=meta.name)
+        except ValueError as exc:
+            st.error(f"Captions not read: {exc}")
+            continue
+        captions.update(found)
+        for note in notes:
+            st.warning(note)
     up = load_uploads(
-        [(f.name, f.getvalue()) for f in files], resolution=exp.target.resolution, channels=exp.target.channels
+        [(name, data, captions.get(name) or None) for name, data in named],
+        resolution=exp.target.resolution,
+        channels=exp.target.channels,
     )
     for err in up.errors:
         st.error(f"Skipped: {err}")
     if up.images is None:
         return None
+    if by_caption:
+        st.caption(collection_caption_note(up.images.captions, up.images.n))
+    # keyed with the set's captions: a new metadata.jsonl is a new score
+    scored_with, _ = condition_uploads(exp.target, attacks, up.images.n, up.images.captions)
     with st.spinner(f"Scoring {up.images.n} image(s)…"):
         scores = score_upload(
-            upload_score_key(exp.target, up.images, attacks, seed), exp.target, up.images, attacks, seed=seed
+            upload_score_key(exp.target, up.images, scored_with, seed), exp.target, up.images, scored_with, seed=seed
         )
     return np.stack([np.asarray(scores[a.name], dtype=float) for a in attacks], axis=1)
 
 
-def collection_section(exp, attacks, stored) -> None:
-    """Render the section: choose the sets, run the one-sided test, show the p-value and the verdict."""
+def collection_section(exp, attacks, stored, by_caption: bool = False) -> None:
+    """Render the section: choose the sets, run the one-sided test, show the p-value and the verdict.
+    ``by_caption``: a text-to-image target conditioned on each image's own caption (uploads take captions)."""
     st.subheader("Was my collection used?")
     st.caption(
         "One image's score is noisy; a collection's is not. Give a **suspect set** (the images you fear were "
@@ -95,10 +127,12 @@ def collection_section(exp, attacks, stored) -> None:
     else:
         u1, u2 = st.columns(2)
         with u1:
-            suspect = _uploaded_scores("Suspect set (your published images)", "miu.set.suspect", exp, attacks, seed)
+            suspect = _uploaded_scores(
+                "Suspect set (your published images)", "miu.set.suspect", exp, attacks, seed, by_caption
+            )
         with u2:
             heldout = _uploaded_scores(
-                "Held-out set (same source, never published)", "miu.set.heldout", exp, attacks, seed
+                "Held-out set (same source, never published)", "miu.set.heldout", exp, attacks, seed, by_caption
             )
         if suspect is None or heldout is None:
             st.info("Upload both sets (PNG or JPEG, at least 2 images each; 4 with several attacks).")

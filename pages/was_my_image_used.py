@@ -163,7 +163,7 @@ if not attacks:
 
 # -- was my collection used? (set-level test; its own section, pages/_collection.py)
 with st.expander("📚 Was my collection used? A set-level test with a p-value", expanded=bool(s.get("miu.set.open"))):
-    collection_section(exp, attacks, stored)
+    collection_section(exp, attacks, stored, by_caption)
 
 uploads = (
     st.file_uploader(

@@ -103,3 +103,52 @@ def test_conditioning_errors(tiny_t2i_folder, tmp_path, capsys):
     assert "needs one caption per image, and the data has none" in capsys.readouterr().err
     assert main(["attack", "--out", str(tmp_path / "b"), "--device", "cpu", "--conditioning", "empty"]) == 2
     assert "--conditioning apply to text-to-image targets" in capsys.readouterr().err
+
+
+def test_infer_set_scores_each_collection_with_its_own_captions(tiny_t2i_folder, tmp_path, capsys):
+    """``mia infer-set`` on a text-to-image target: a collection with a metadata.jsonl is scored with its
+    captions, one without with the empty prompt, and each line says which (before: refused, captions dropped)."""
+    from PIL import Image
+
+    from mia_core.attacks import Conditioning, get_attack
+    from mia_core.data import load_source
+    from mia_core.data.images import to_unit_range
+    from mia_core.target import load_target
+
+    rng = np.random.default_rng(1)
+    words = ["one", "two", "three", "four"]
+
+    def collection(name, with_captions):
+        folder = tmp_path / name
+        folder.mkdir()
+        for k in range(4):
+            Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{name}{k}.png")
+        if with_captions:
+            rows = [
+                json.dumps({"file_name": f"{name}{k}.png", "text": f"a handwritten {w}"}) for k, w in enumerate(words)
+            ]
+            (folder / "metadata.jsonl").write_text("\n".join(rows))
+        return folder
+
+    suspect, heldout = collection("s", True), collection("h", False)
+    out = tmp_path / "result.json"
+    argv = ["infer-set", "--target", str(tiny_t2i_folder), "--suspect", str(suspect), "--heldout", str(heldout)]
+    argv += ["--attacks", "loss", "--device", "cpu", "--store", str(tmp_path / "store"), "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"--suspect {suspect}: All 4 images are scored with their own captions." in printed
+    assert f"--heldout {heldout}: No captions: all 4 images are scored with the empty prompt" in printed
+    result = json.loads(out.read_text())
+    # the same means from Attack.run outside the CLI: the suspect set under its captions, the held-out set under ""
+    target = load_target(str(tiny_t2i_folder), device="cpu")
+    for folder, cond, key in (
+        (suspect, Conditioning(), "mean_suspect"),
+        (heldout, Conditioning("empty"), "mean_heldout"),
+    ):
+        images = load_source(str(folder))
+        res = (
+            get_attack("loss")
+            .with_conditioning(cond)
+            .run(target, to_unit_range(images.images), ids=images.ids, seed=0, captions=images.captions)
+        )
+        assert result[key] == pytest.approx(float(np.mean(res.scores)), rel=1e-6), key

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 
 from mia_core.paths import T2I_SPLIT_PATH, T2I_TARGET_DIR
@@ -233,6 +234,69 @@ def test_was_my_image_used_on_the_t2i_target_takes_a_caption_per_upload(open_pag
     assert not at.exception, at.exception
     assert [t.value for t in at.text_input if t.label == "Caption of mine.png"] == ["a handwritten one"]
     assert "Caption: “a handwritten one”" in [m.value for m in at.markdown]
+
+
+def test_collection_uploads_on_the_t2i_target_take_captions_from_a_metadata_jsonl(open_page, tmp_path, monkeypatch):
+    """The collection test ("Was my collection used?") with uploaded sets on the own-caption target: without captions both sets are
+    scored with the empty prompt and the page says so; a metadata.jsonl uploaded with a set conditions each image
+    on its caption (the scores of the same call outside the app)."""
+    import pages._collection as collection
+    from mia_core.data import load_uploads
+    from mia_core.lab.experiment import condition_attacks, make_attacks
+    from mia_core.lab.uploads import collection_caption_note, encode_png
+    from mia_core.lab.verdict import score_images
+
+    exp = _store_loss_runs(tmp_path / "store", 2)
+    seen = []  # (captions of the set, scores) per scoring call of the section
+    real = collection.score_upload
+
+    def spy(key, target, images, attacks, *, seed):
+        scores = real(key, target, images, attacks, seed=seed)
+        seen.append((images.captions, scores["loss"].copy()))
+        return scores
+
+    monkeypatch.setattr(collection, "score_upload", spy)
+    at = open_page("pages/was_my_image_used.py", run=False)
+    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
+    at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
+    at.session_state["cfg.params"] = CHEAP_LOSS
+    at.run()
+    assert not at.exception, at.exception
+    at.radio(key="miu.set.source").set_value("uploaded").run()
+
+    def pngs(ids):
+        return [(f"{i}.png", encode_png(exp.images.images[exp.images.index_of()[i]]), "image/png") for i in ids]
+
+    members, nonmembers = exp.split.member_ids[:2], exp.split.nonmember_ids[:2]
+    at.file_uploader(key="miu.set.suspect").set_value(pngs(members)).run()
+    at.file_uploader(key="miu.set.heldout").set_value(pngs(nonmembers)).run()
+    assert not at.exception, at.exception
+    no_captions = collection_caption_note(None, 2)
+    assert no_captions.startswith("No captions: all 2 images are scored with the empty prompt")
+    assert [c.value for c in at.caption].count(no_captions) == 2  # one line per set
+    assert any(m.label == "p-value" for m in at.metric)
+    assert seen and all(caps is None for caps, _ in seen)
+    empty_scores = seen[-2][1]  # the suspect set's, scored first
+
+    meta = "\n".join(json.dumps({"file_name": f"{i}.png", "text": exp.images.caption_of(i)}) for i in members)
+    at.file_uploader(key="miu.set.suspect").set_value(
+        pngs(members) + [("metadata.jsonl", meta.encode(), "application/jsonl")]
+    ).run()
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert collection_caption_note(tuple(exp.images.caption_of(i) for i in members), 2) in captions
+    assert captions.count(no_captions) == 1  # the held-out set still has none
+    suspect = [(caps, sc) for caps, sc in seen if caps is not None]
+    assert suspect and suspect[-1][0] == tuple(exp.images.caption_of(i) for i in members)
+    assert not np.allclose(suspect[-1][1], empty_scores)  # conditioned on the captions: other scores
+    # the same call outside the app: the uploads with their captions, the loss conditioned on each one's own
+    up = load_uploads(
+        [(n, d, exp.images.caption_of(i)) for (n, d, _), i in zip(pngs(members), members)],
+        resolution=exp.target.resolution,
+        channels=exp.target.channels,
+    ).images
+    (loss,) = condition_attacks(exp, make_attacks(["loss"], CHEAP_LOSS), None)
+    np.testing.assert_allclose(score_images(exp.target, up, [loss])["loss"], suspect[-1][1], rtol=1e-5)
 
 
 def test_data_page_edits_captions_into_the_sessions_split_and_runs_are_keyed_by_them(open_page, tmp_path):

@@ -324,14 +324,15 @@ def collection_scores(
 ) -> np.ndarray:
     """Attack scores of an uploaded or loaded image set: shape (N, len(attacks)), columns in ``attacks`` order.
 
-    ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's here);
-    the scoring itself is :func:`mia_core.lab.verdict.score_images` (learned attacks are refused there:
-    a collection has no membership labels). Results go through ``store``.
+    ``images`` is a :class:`mia_core.data.ImageSet` (any resolution; converted to the target's here; its
+    captions kept: on a text-to-image target conditioned on each image's own caption they are the prompts,
+    "" or none = the empty prompt); the scoring itself is :func:`mia_core.lab.verdict.score_images` (learned
+    attacks are refused there: a collection has no membership labels). Results go through ``store``.
     """
     from mia_core.data import ImageSet, convert_images
     from mia_core.lab.verdict import score_images
 
     pixels, _ = convert_images(images.images, resolution=target.resolution, channels=target.channels)
-    converted = ImageSet(pixels, images.ids, images.source)
+    converted = ImageSet(pixels, images.ids, images.source, images.captions)
     scores = score_images(target, converted, attacks, seed=seed, store=store, batch_size=batch_size, progress=progress)
     return np.stack([scores[a.name] for a in attacks], axis=1)

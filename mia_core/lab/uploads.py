@@ -37,6 +37,7 @@ __all__ = [
     "metadata_captions",
     "condition_uploads",
     "NO_CAPTION_TEXT",
+    "collection_caption_note",
     "caption_edits",
     "edited_caption_split",
     "save_split_manifest",
@@ -137,6 +138,29 @@ NO_CAPTION_TEXT = (
     'No caption: scored with the empty prompt "" (the unconditional model), while the split\'s images were scored '
     "with their own captions, so its score is not quite comparable with theirs."
 )
+
+
+#: How to give a set's captions, per place: the app's uploads, a folder or .npz given to the CLI.
+CAPTION_HINTS = {
+    "upload": "Upload a metadata.jsonl with the images",
+    "cli": "Put a metadata.jsonl in the folder (or a 'captions' array in the .npz)",
+}
+
+
+def collection_caption_note(captions: Sequence[str] | None, n: int, hint: str = "upload") -> str:
+    """One line on how a set of ``n`` images (a collection) is conditioned on a target conditioned on each
+    image's own caption: ``captions`` are the set's (``ImageSet.captions``: "" = none; None = no image has one);
+    ``hint``: where the line is read (a key of :data:`CAPTION_HINTS`)."""
+    given = 0 if captions is None else sum(1 for c in captions if c)
+    if given == n:
+        return f"All {n} images are scored with their own captions."
+    empty = 'the empty prompt "" (the unconditional model)'
+    if given == 0:
+        return (
+            f"No captions: all {n} images are scored with {empty}. {CAPTION_HINTS[hint]} "
+            '(one line per image, `{"file_name": "a.png", "text": "its caption"}`) to score them with their own.'
+        )
+    return f"{given} of {n} images are scored with their own captions; the other {n - given} with {empty}."
 
 
 def metadata_captions(
