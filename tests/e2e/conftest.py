@@ -1,5 +1,5 @@
-"""Playwright end-to-end fixtures: a Streamlit server per module that writes, one shared by the modules that only
-read; Debian's Chromium.
+"""Playwright end-to-end fixtures: one Streamlit server shared by the modules, a server of its own for a module
+whose stored runs would show in the others' pages (or that measures a cold start); Debian's Chromium.
 
 Run with ``python -m pytest tests/e2e``. Skipped with a reason when Chromium or Playwright is
 missing (``apt-get install -y chromium``; the Playwright Python package comes with the test extra).
@@ -31,18 +31,18 @@ def _serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     stop_app(proc)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A server of this module's own, with an empty result store: for flows that run attacks or upload
-    (what they store must not show in another module's pages), and for measuring a cold start."""
+    """The server the modules share (one result store): its caches warm once, not per module (a cold server
+    spends ~15 s loading the default experiment). What a module stores must not change what another module's
+    pages show; a module whose runs would (or that measures a cold start) overrides ``app_server`` with
+    :func:`own_app_server` (see test_e2e_attack_lab)."""
     yield from _serve(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def shared_app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One server for the modules that only read (they run and upload nothing): its caches warm once, not per
-    module (a cold server spends ~15 s loading the default experiment). Such a module overrides ``app_server``
-    with a module fixture that returns this one (see test_e2e_url)."""
+@pytest.fixture(scope="module")
+def own_app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A server of the module's own, with an empty result store."""
     yield from _serve(tmp_path_factory)
 
 

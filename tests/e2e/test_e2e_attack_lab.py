@@ -10,6 +10,12 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(scope="module")
+def app_server(own_app_server):
+    """A server of its own: its runs on the default target would show in the other modules' Compare pages."""
+    return own_app_server
+
+
 LIMIT = 100  # images per side in the first flow (a job of seconds: Loss and PIA, 23 UNet calls per image)
 
 

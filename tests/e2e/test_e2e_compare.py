@@ -10,12 +10,6 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    """This module only reads (it runs and uploads nothing): the session's shared server."""
-    return shared_app_server
-
-
 ID_PATTERN = re.compile(r"digits-\d{4}")
 
 

@@ -10,6 +10,12 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(scope="module")
+def app_server(own_app_server):
+    """A server of its own: the check is from a cold server."""
+    return own_app_server
+
+
 #: Widgets a first page may show (any one of them visible = the page can be used).
 WIDGETS = ", ".join(
     f'[data-testid="stMain"] [data-testid="{t}"]'

@@ -11,12 +11,6 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    """This module only reads (it runs and uploads nothing): the session's shared server."""
-    return shared_app_server
-
-
 #: Overflow check of the slide on show: the section neither scrolls nor has any element outside its box.
 OVERFLOW_JS = """() => {
   const s = document.querySelector('section.slide.current');

@@ -13,12 +13,6 @@ from mia_core.views.report import SECTIONS
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    """This module only reads (it runs and uploads nothing): the session's shared server."""
-    return shared_app_server
-
-
 def test_exported_report_opens_offline_with_every_section(browser, page, app_server, tmp_path):
     page.goto(app_server + "/")
     wait_for_app(page)

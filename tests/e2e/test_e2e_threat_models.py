@@ -10,12 +10,6 @@ from e2e_helpers import no_exception, open_dropdown, wait_for_app
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    """This module only reads (it runs and uploads nothing): the session's shared server."""
-    return shared_app_server
-
-
 def test_access_level_filter(page, app_server, tmp_path):
     try:
         _filter(page, app_server)

@@ -12,12 +12,6 @@ from e2e_helpers import no_exception, wait_for_app
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def app_server(shared_app_server):
-    """This module only reads (it runs and uploads nothing): the session's shared server."""
-    return shared_app_server
-
-
 def _chips(page) -> list[str]:
     chips = page.locator(".st-key-compare-runs [data-tag]")  # the multiselect's chips (aria-label = the label)
     chips.first.wait_for(state="visible", timeout=240_000)  # the page may still be loading the experiment
