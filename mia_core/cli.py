@@ -713,7 +713,7 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
     from mia_core.lab import set_inference as SI
     from mia_core.lab.experiment import load_experiment, make_attacks
     from mia_core.lab.runs import ResultStore
-    from mia_core.lab.uploads import collection_caption_note
+    from mia_core.lab.uploads import collection_caption_note, collection_prompt_mismatch
     from mia_core.paths import DEMO_STORE_DIR
     from mia_core.target import load_target
 
@@ -745,13 +745,18 @@ def cmd_infer_set(args: argparse.Namespace) -> int:
         conditioning = _conditioning(args, target, None, per_set=True)
         if conditioning is not None:
             attacks = [a.with_conditioning(conditioning) for a in attacks]
-        sets = []
+        by_caption = conditioning is not None and conditioning.mode == "caption"  # each set: its captions, or ""
+        sets, captions = [], []
         for flag, path in (("--suspect", args.suspect), ("--heldout", args.heldout)):
             images = load_source(path)
-            if conditioning is not None and conditioning.mode == "caption":  # each set: its own captions, or ""
+            if by_caption:
                 print(f"{flag} {path}: {collection_caption_note(images.captions, images.n, 'cli')}")
             sets.append(SI.collection_scores(target, images, attacks, seed=args.seed, store=store))
+            captions.append(images.captions)
         suspect, heldout = sets
+        mismatch = by_caption and collection_prompt_mismatch(captions[0], len(suspect), captions[1], len(heldout))
+        if mismatch:
+            print(f"WARNING: {mismatch}", file=sys.stderr)
     result = SI.set_test(suspect, heldout, alpha=args.alpha, method=args.method, features=tuple(names), seed=args.seed)
     print(result.verdict())
     print(

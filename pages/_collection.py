@@ -13,7 +13,12 @@ import streamlit as st
 from mia_core.data import load_uploads
 from mia_core.lab import set_inference as SI
 from mia_core.lab.jobs import score_upload, upload_score_key
-from mia_core.lab.uploads import collection_caption_note, condition_uploads, metadata_captions
+from mia_core.lab.uploads import (
+    collection_caption_note,
+    collection_prompt_mismatch,
+    condition_uploads,
+    metadata_captions,
+)
 
 MAX_SET = 64  # images per uploaded set (scored in the script thread)
 ALPHAS = (0.05, 0.01, 0.001)
@@ -25,8 +30,9 @@ def _draw_again() -> None:
     s["miu.set.draw"] = s.get("miu.set.draw", 0) + 1
 
 
-def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: bool) -> np.ndarray | None:
-    """One uploaded set's scores, (n, len(attacks)); None until it is uploaded. ``by_caption``: the target is
+def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: bool):
+    """One uploaded set: (its scores (n, len(attacks)), its captions (``ImageSet.captions``)); None until it is
+    uploaded. ``by_caption``: the target is
     conditioned on each image's own caption, so the set's captions come from a metadata.jsonl uploaded with it;
     the images it does not name (all of them without one) are scored with the empty prompt, and the page says so."""
     files = (
@@ -73,7 +79,7 @@ def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: 
         scores = score_upload(
             upload_score_key(exp.target, up.images, scored_with, seed), exp.target, up.images, scored_with, seed=seed
         )
-    return np.stack([np.asarray(scores[a.name], dtype=float) for a in attacks], axis=1)
+    return np.stack([np.asarray(scores[a.name], dtype=float) for a in attacks], axis=1), up.images.captions
 
 
 def collection_section(exp, attacks, stored, by_caption: bool = False) -> None:
@@ -137,6 +143,12 @@ def collection_section(exp, attacks, stored, by_caption: bool = False) -> None:
         if suspect is None or heldout is None:
             st.info("Upload both sets (PNG or JPEG, at least 2 images each; 4 with several attacks).")
             return
+        (suspect, suspect_captions), (heldout, heldout_captions) = suspect, heldout
+        mismatch = by_caption and collection_prompt_mismatch(
+            suspect_captions, len(suspect), heldout_captions, len(heldout)
+        )
+        if mismatch:
+            st.warning(mismatch, icon=":material/warning:")
     try:
         result = SI.set_test(suspect, heldout, alpha=alpha, method=method, features=tuple(names), seed=seed)
     except ValueError as exc:

@@ -135,8 +135,13 @@ def test_infer_set_scores_each_collection_with_its_own_captions(tiny_t2i_folder,
     argv = ["infer-set", "--target", str(tiny_t2i_folder), "--suspect", str(suspect), "--heldout", str(heldout)]
     argv += ["--attacks", "loss", "--device", "cpu", "--store", str(tmp_path / "store"), "--out", str(out)]
     assert main(argv) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f"--suspect {suspect}: All 4 images are scored with their own captions." in printed
+    # one set under its captions, the other under the empty prompt: a warning that the test compares the prompts
+    assert "WARNING: The suspect set is scored with their own captions and the held-out set with the empty prompt" in (
+        captured.err
+    )
     assert f"--heldout {heldout}: No captions: all 4 images are scored with the empty prompt" in printed
     result = json.loads(out.read_text())
     # the same means from Attack.run outside the CLI: the suspect set under its captions, the held-out set under ""

@@ -95,3 +95,19 @@ def test_edited_captions_become_a_manifest_that_replaces_the_datas_own(tmp_path)
         edited_caption_split(spec, {"q": "new"})
     with pytest.raises(ValueError, match="captions_edited is set but the split records no captions"):
         Split(("w",), ("y",), None, data.fingerprint, "d.npz", captions_edited=True)
+
+
+def test_collection_prompt_mismatch_warns_unless_both_sets_share_the_kind_of_prompt():
+    from mia_core.lab.uploads import collection_prompt_mismatch
+
+    own, none, some = ("a one", "a two"), None, ("a one", "")
+    assert collection_prompt_mismatch(own, 2, own, 2) is None
+    assert collection_prompt_mismatch(none, 2, ("", ""), 2) is None  # "" is no caption: the empty prompt too
+    message = collection_prompt_mismatch(own, 2, none, 2)
+    assert message.startswith(
+        "The suspect set is scored with their own captions and the held-out set with the empty prompt"
+    )
+    assert "with the empty prompt and the held-out set with their own captions" in collection_prompt_mismatch(
+        none, 2, own, 2
+    )
+    assert "scored with a mix and the held-out set with a mix" in collection_prompt_mismatch(some, 2, some, 2)

@@ -243,7 +243,7 @@ def test_collection_uploads_on_the_t2i_target_take_captions_from_a_metadata_json
     import pages._collection as collection
     from mia_core.data import load_uploads
     from mia_core.lab.experiment import condition_attacks, make_attacks
-    from mia_core.lab.uploads import collection_caption_note, encode_png
+    from mia_core.lab.uploads import collection_caption_note, collection_prompt_mismatch, encode_png
     from mia_core.lab.verdict import score_images
 
     exp = _store_loss_runs(tmp_path / "store", 2)
@@ -275,6 +275,7 @@ def test_collection_uploads_on_the_t2i_target_take_captions_from_a_metadata_json
     assert no_captions.startswith("No captions: all 2 images are scored with the empty prompt")
     assert [c.value for c in at.caption].count(no_captions) == 2  # one line per set
     assert any(m.label == "p-value" for m in at.metric)
+    assert not [w.value for w in at.warning if "p-value compares the prompts" in w.value]  # both: the empty prompt
     assert seen and all(caps is None for caps, _ in seen)
     empty_scores = seen[-2][1]  # the suspect set's, scored first
 
@@ -286,6 +287,8 @@ def test_collection_uploads_on_the_t2i_target_take_captions_from_a_metadata_json
     captions = [c.value for c in at.caption]
     assert collection_caption_note(tuple(exp.images.caption_of(i) for i in members), 2) in captions
     assert captions.count(no_captions) == 1  # the held-out set still has none
+    # so the two sets are scored under different prompts: the page warns that the p-value compares them too
+    assert collection_prompt_mismatch(members, 2, None, 2) in [w.value for w in at.warning]
     suspect = [(caps, sc) for caps, sc in seen if caps is not None]
     assert suspect and suspect[-1][0] == tuple(exp.images.caption_of(i) for i in members)
     assert not np.allclose(suspect[-1][1], empty_scores)  # conditioned on the captions: other scores

@@ -38,6 +38,7 @@ __all__ = [
     "condition_uploads",
     "NO_CAPTION_TEXT",
     "collection_caption_note",
+    "collection_prompt_mismatch",
     "caption_edits",
     "edited_caption_split",
     "save_split_manifest",
@@ -151,7 +152,7 @@ def collection_caption_note(captions: Sequence[str] | None, n: int, hint: str = 
     """One line on how a set of ``n`` images (a collection) is conditioned on a target conditioned on each
     image's own caption: ``captions`` are the set's (``ImageSet.captions``: "" = none; None = no image has one);
     ``hint``: where the line is read (a key of :data:`CAPTION_HINTS`)."""
-    given = 0 if captions is None else sum(1 for c in captions if c)
+    given = _captioned(captions)
     if given == n:
         return f"All {n} images are scored with their own captions."
     empty = 'the empty prompt "" (the unconditional model)'
@@ -161,6 +162,30 @@ def collection_caption_note(captions: Sequence[str] | None, n: int, hint: str = 
             '(one line per image, `{"file_name": "a.png", "text": "its caption"}`) to score them with their own.'
         )
     return f"{given} of {n} images are scored with their own captions; the other {n - given} with {empty}."
+
+
+def _captioned(captions: Sequence[str] | None) -> int:
+    return 0 if captions is None else sum(1 for c in captions if c)
+
+
+def collection_prompt_mismatch(
+    suspect: Sequence[str] | None, n_suspect: int, heldout: Sequence[str] | None, n_heldout: int
+) -> str | None:
+    """On a target conditioned on each image's own caption: a warning when the suspect and held-out sets (their
+    ``ImageSet.captions``) are not scored under the same kind of prompt, all with their own captions or all with
+    the empty prompt; None when they are. Scores under another prompt differ whatever the training (the empty
+    prompt's denoising error is larger), so such a test would compare the prompts as much as the training."""
+    kinds = []
+    for captions, n in ((suspect, n_suspect), (heldout, n_heldout)):
+        given = _captioned(captions)
+        kinds.append("their own captions" if given == n else "the empty prompt" if given == 0 else "a mix")
+    if kinds[0] == kinds[1] != "a mix":
+        return None
+    return (
+        f"The suspect set is scored with {kinds[0]} and the held-out set with {kinds[1]}: scores under another "
+        "prompt differ whatever the training, so this p-value compares the prompts as much as the training. Give "
+        "every image of both sets its caption, or none."
+    )
 
 
 def metadata_captions(
