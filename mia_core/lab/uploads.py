@@ -173,8 +173,8 @@ def collection_prompt_mismatch(
 ) -> str | None:
     """On a target conditioned on each image's own caption: a warning when the suspect and held-out sets (their
     ``ImageSet.captions``) are not scored under the same kind of prompt, all with their own captions or all with
-    the empty prompt; None when they are. Scores under another prompt differ whatever the training (the empty
-    prompt's denoising error is larger), so such a test would compare the prompts as much as the training."""
+    the empty prompt; None when they are. Scores under another prompt differ whatever the training (a model's
+    denoising error depends on the prompt it is given), so such a test compares the prompts as much as the training."""
     kinds = []
     for captions, n in ((suspect, n_suspect), (heldout, n_heldout)):
         given = _captioned(captions)
