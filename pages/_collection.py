@@ -13,12 +13,8 @@ import streamlit as st
 from mia_core.data import load_uploads
 from mia_core.lab import set_inference as SI
 from mia_core.lab.jobs import score_upload, upload_score_key
-from mia_core.lab.uploads import (
-    collection_caption_note,
-    collection_prompt_mismatch,
-    condition_uploads,
-    metadata_captions,
-)
+from mia_core.lab.uploads import collection_caption_note, collection_prompt_mismatch, condition_uploads
+from pages._common import uploaded_captions
 
 MAX_SET = 64  # images per uploaded set (scored in the script thread)
 ALPHAS = (0.05, 0.01, 0.001)
@@ -52,16 +48,7 @@ def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: 
         st.error(f"{len(files)} files: at most {MAX_SET} images per set. Remove some and try again.")
         return None
     named = [(f.name, f.getvalue()) for f in files]
-    captions: dict[str, str] = {}
-    for meta in metadata:
-        try:
-            found, notes = metadata_captions(meta.getvalue(), [name for name, _ in named], where=meta.name)
-        except ValueError as exc:
-            st.error(f"Captions not read: {exc}")
-            continue
-        captions.update(found)
-        for note in notes:
-            st.warning(note)
+    captions = uploaded_captions(metadata, [name for name, _ in named])
     up = load_uploads(
         [(name, data, captions.get(name) or None) for name, data in named],
         resolution=exp.target.resolution,

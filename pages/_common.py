@@ -404,3 +404,22 @@ def download_figure(fig, data: pd.DataFrame | None, name: str, key: str) -> None
             on_click="ignore",
             icon=":material/download:",
         )
+
+
+def uploaded_captions(metadata: list, names: list[str]) -> dict[str, str]:
+    """Captions of the uploads ``names`` from uploaded metadata.jsonl files (``mia_core.lab.uploads.metadata_captions``):
+    upload name -> caption. A file that cannot be read is named on the page and skipped; rows of files that were
+    not uploaded are noted."""
+    from mia_core.lab.uploads import metadata_captions
+
+    captions: dict[str, str] = {}
+    for meta in metadata:
+        try:
+            found, notes = metadata_captions(meta.getvalue(), names, where=meta.name)
+        except ValueError as exc:
+            st.error(f"Captions not read: {exc}")
+            continue
+        captions.update(found)
+        for note in notes:
+            st.warning(note)
+    return captions

@@ -14,7 +14,7 @@ from mia_core.calibration import calibration_partition
 from mia_core.data import load_uploads, upload_limits_text
 from mia_core.lab import perturb as P
 from mia_core.lab.jobs import score_upload, submit_upload_scoring, upload_job_id, upload_score_key, upload_scores
-from mia_core.lab.uploads import NO_CAPTION_TEXT, condition_uploads, encode_png, metadata_captions, ood_reference
+from mia_core.lab.uploads import NO_CAPTION_TEXT, condition_uploads, encode_png, ood_reference
 from mia_core.lab.verdict import budget_text, calibrations_from_results, judge_scores
 from mia_core.views.attack_info import attack_info, short_name
 from mia_core.views.images import upscale_nearest
@@ -28,7 +28,15 @@ from mia_core.views.verdict import (
     verdict_sentence,
 )
 from pages._collection import collection_section
-from pages._common import FPR_BUDGETS, get_worker, poll_job, results, selected_attacks, try_experiment
+from pages._common import (
+    FPR_BUDGETS,
+    get_worker,
+    poll_job,
+    results,
+    selected_attacks,
+    try_experiment,
+    uploaded_captions,
+)
 
 MAX_FILES = 64  # refused above this
 MAX_INLINE = 32  # scored in the script thread up to this; above, on the worker
@@ -213,16 +221,7 @@ if "miu.demo" in s:
 if by_caption and files:
     # one caption per image: typed here, prefilled from an uploaded metadata.jsonl or, for an example from the
     # split, from its own caption; an image left without one is scored with the empty prompt
-    given: dict[str, str] = {}
-    for meta in metadata:
-        try:
-            found, notes = metadata_captions(meta.getvalue(), [name for name, _ in files], where=meta.name)
-        except ValueError as exc:
-            st.error(f"Captions not read: {exc}")
-            continue
-        given.update(found)
-        for note in notes:
-            st.warning(note)
+    given = uploaded_captions(metadata, [name for name, _ in files])
     for name, (_, sid) in known.items():
         given.setdefault(name, exp.images.caption_of(sid) or "")
     with st.expander("Captions of your images", expanded=True, icon=":material/short_text:"):

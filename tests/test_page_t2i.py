@@ -191,16 +191,23 @@ def _loss_score(at) -> float:
     return float(lines[0].split("score ")[1].split(" ")[0])
 
 
-def test_was_my_image_used_on_the_t2i_target_takes_a_caption_per_upload(open_page, tmp_path):
-    from mia_core.lab.uploads import NO_CAPTION_TEXT, encode_png
-
-    exp = _store_loss_runs(tmp_path / "store", 2)
+def _was_my_image_used_on_t2i(open_page):
+    """The page "Was my image used?" on the t2i target, 2 images per side, the cheap loss attack (stored by
+    :func:`_store_loss_runs`)."""
     at = open_page("pages/was_my_image_used.py", run=False)
     at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
     at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
     at.session_state["cfg.params"] = CHEAP_LOSS
     at.run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_was_my_image_used_on_the_t2i_target_takes_a_caption_per_upload(open_page, tmp_path):
+    from mia_core.lab.uploads import NO_CAPTION_TEXT, encode_png
+
+    exp = _store_loss_runs(tmp_path / "store", 2)
+    at = _was_my_image_used_on_t2i(open_page)
     assert not [i.value for i in at.info if "has no caption" in i.value]  # own-caption runs are offered, not refused
     # an image of the split, uploaded without a caption: scored with the empty prompt, and the card says so in one line
     sid = exp.split.member_ids[0]
@@ -256,12 +263,7 @@ def test_collection_uploads_on_the_t2i_target_take_captions_from_a_metadata_json
         return scores
 
     monkeypatch.setattr(collection, "score_upload", spy)
-    at = open_page("pages/was_my_image_used.py", run=False)
-    at.session_state["cfg.target"], at.session_state["cfg.data"] = T2I, SPLIT
-    at.session_state["cfg.limit"], at.session_state["cfg.attacks"] = 2, ["loss"]
-    at.session_state["cfg.params"] = CHEAP_LOSS
-    at.run()
-    assert not at.exception, at.exception
+    at = _was_my_image_used_on_t2i(open_page)
     at.radio(key="miu.set.source").set_value("uploaded").run()
 
     def pngs(ids):

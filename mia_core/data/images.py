@@ -97,6 +97,29 @@ def _channels_text(c: int) -> str:
 # ----------------------------------------------------------------------------- lazy images
 
 
+def int_row(key: int, n: int) -> int:
+    """An int index into ``n`` images (negative = from the end) as a row number; IndexError when out of range."""
+    k = int(key)
+    if not -n <= k < n:
+        raise IndexError(f"index {k} is out of range for {n} images")
+    return k % n
+
+
+def array_rows(key, n: int) -> np.ndarray:
+    """An array index into ``n`` images, 1-d ints (negative = from the end) or a boolean mask of shape (n,), as
+    row numbers (intp, in the key's order); IndexError naming the problem."""
+    idx = np.asarray(key)
+    if idx.dtype == np.bool_:
+        if idx.shape != (n,):
+            raise IndexError(f"a boolean mask over {n} images must have shape ({n},), got {idx.shape}")
+        return np.flatnonzero(idx).astype(np.intp)
+    if not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
+        raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
+    if idx.size and (idx.min() < -n or idx.max() >= n):
+        raise IndexError(f"an index is out of range for {n} images")
+    return np.where(idx < 0, idx + n, idx).astype(np.intp)
+
+
 class LazyImages:
     """uint8 images (N, H, W, C), C in {1, 3}, decoded from storage only when rows are read.
 
@@ -149,26 +172,14 @@ class LazyImages:
             key, rest = (key[0], key[1:]) if key else (slice(None), ())
         n = len(self)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            k = int(key)
-            if not -n <= k < n:
-                raise IndexError(f"index {k} is out of range for {n} images")
-            out = self.rows(np.array([k % n], dtype=np.intp))[0]
+            out = self.rows(np.array([int_row(key, n)], dtype=np.intp))[0]
             return out[rest] if rest else out
         if isinstance(key, slice):
             out = self.rows(np.arange(n, dtype=np.intp)[key])
         elif key is Ellipsis:
             out = np.asarray(self)
         else:
-            idx = np.asarray(key)
-            if idx.dtype == np.bool_:
-                if idx.shape != (n,):
-                    raise IndexError(f"a boolean mask over {n} images must have shape ({n},), got {idx.shape}")
-                idx = np.flatnonzero(idx)
-            elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
-                raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
-            if idx.size and (idx.min() < -n or idx.max() >= n):
-                raise IndexError(f"an index is out of range for {n} images")
-            out = self.rows(np.where(idx < 0, idx + n, idx).astype(np.intp))
+            out = self.rows(array_rows(key, n))
         return out[(slice(None), *rest)] if rest else out
 
     def __iter__(self):
@@ -531,10 +542,8 @@ class UnitRangeView:
             key, rest = (key[0], key[1:]) if key else (slice(None), ())
         n = len(self)
         if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
-            k = int(key)
-            if not -n <= k < n:
-                raise IndexError(f"index {k} is out of range for {n} images")
-            out = self._convert(slice(k % n, k % n + 1))[0]
+            k = int_row(key, n)
+            out = self._convert(slice(k, k + 1))[0]
             return out[rest] if rest else out
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
@@ -542,17 +551,8 @@ class UnitRangeView:
         elif key is Ellipsis:
             out = np.asarray(self)
         else:
-            idx = np.asarray(key)
-            if idx.dtype == np.bool_:
-                if idx.shape != (n,):
-                    raise IndexError(f"a boolean mask over {n} images must have shape ({n},), got {idx.shape}")
-                idx = np.flatnonzero(idx)
-            elif not np.issubdtype(idx.dtype, np.integer) or idx.ndim != 1:
-                raise IndexError(f"images are indexed by an int, a slice, 1-d ints or a mask, got {key!r:.80}")
-            if idx.size and (idx.min() < -n or idx.max() >= n):
-                raise IndexError(f"an index is out of range for {n} images")
             # Each row read once, in file order; then indexed as the whole array was (the same memory layout).
-            wanted, where = np.unique(np.where(idx < 0, idx + n, idx).astype(np.intp), return_inverse=True)
+            wanted, where = np.unique(array_rows(key, n), return_inverse=True)
             out = self._convert(wanted)[where.reshape(-1)]
         return out[(slice(None), *rest)] if rest else out
 
