@@ -28,9 +28,9 @@ def _draw_again() -> None:
 
 def _uploaded_scores(label: str, key: str, exp, attacks, seed: int, by_caption: bool):
     """One uploaded set: (its scores (n, len(attacks)), its captions (``ImageSet.captions``)); None until it is
-    uploaded. ``by_caption``: the target is
-    conditioned on each image's own caption, so the set's captions come from a metadata.jsonl uploaded with it;
-    the images it does not name (all of them without one) are scored with the empty prompt, and the page says so."""
+    uploaded. ``by_caption``: the target is conditioned on each image's own caption, so the set's captions come
+    from a metadata.jsonl uploaded with it; the images it does not name (all of them without one) are scored with
+    the empty prompt, and the page says so."""
     files = (
         st.file_uploader(
             label + (" and optionally its metadata.jsonl (captions)" if by_caption else ""),

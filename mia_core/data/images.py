@@ -490,9 +490,9 @@ class UnitRangeView:
     all of them as float32 (4 bytes per pixel: 614 MB for CIFAR-10's 50,000 images). ``view[a:b]``, ``view[i]``,
     ``view[index_array]`` (or a boolean mask; further axes after it, ``view[rows, 0]``) read and convert just
     those rows, exactly as :func:`to_unit_range` converts them whole. ``shape``, ``dtype``, ``ndim``, ``len``
-    read like an array's; :meth:`batches` walks the rows in order; ``np.asarray(view)`` converts everything (a
-    chunk at a time, into one float32 array), for code that really needs all images at once, as any other
-    ndarray method or attribute does (``view.min()``).
+    read like an array's; ``np.asarray(view)`` converts everything (a chunk at a time, into one float32 array),
+    for code that really needs all images at once: it says so where it does. Nothing else converts all of it
+    behind the caller's back (an ndarray method is an AttributeError, not a silent 4-bytes-per-pixel copy).
     """
 
     dtype = np.dtype(np.float32)
@@ -511,15 +511,6 @@ class UnitRangeView:
     def shape(self) -> tuple[int, int, int, int]:
         n, h, w, c = (int(d) for d in self.images.shape)
         return n, c, h, w
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the whole set takes as float32 (what ``np.asarray(view)`` allocates)."""
-        return self.size * self.dtype.itemsize
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -556,13 +547,6 @@ class UnitRangeView:
             out = self._convert(wanted)[where.reshape(-1)]
         return out[(slice(None), *rest)] if rest else out
 
-    def batches(self, size: int):
-        """(start, stop, float32 (stop - start, C, H, W)) for consecutive rows, ``size`` at a time."""
-        size = _check_positive_int(size, "size")
-        for start in range(0, len(self), size):
-            stop = min(len(self), start + size)
-            yield start, stop, self._convert(slice(start, stop))
-
     def __array__(self, dtype=None, copy=None):
         # Row chunks converted into one channels-last array, then laid out as to_unit_range lays out the whole.
         hwc = np.empty(self.images.shape, dtype=np.float32)
@@ -574,13 +558,6 @@ class UnitRangeView:
                 release_pages(batch)
         out = _channels_first(hwc)
         return out if dtype is None else out.astype(dtype, copy=False)
-
-    def __getattr__(self, name: str):
-        # Any other ndarray method or attribute (min, max, reshape, tobytes, ...) works on all the images,
-        # converted: code written for the in-memory float32 array keeps working.
-        if name.startswith("_") or not hasattr(np.ndarray, name):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        return getattr(np.asarray(self), name)
 
 
 def check_captions(captions: object, ids: Sequence[str], where: str = "") -> tuple[str, ...]:

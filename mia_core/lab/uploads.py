@@ -148,6 +148,11 @@ CAPTION_HINTS = {
 }
 
 
+def _captioned(captions: Sequence[str] | None) -> int:
+    """How many images of a set have a caption (``ImageSet.captions``: "" = none; None = no image has one)."""
+    return 0 if captions is None else sum(1 for c in captions if c)
+
+
 def collection_caption_note(captions: Sequence[str] | None, n: int, hint: str = "upload") -> str:
     """One line on how a set of ``n`` images (a collection) is conditioned on a target conditioned on each
     image's own caption: ``captions`` are the set's (``ImageSet.captions``: "" = none; None = no image has one);
@@ -162,10 +167,6 @@ def collection_caption_note(captions: Sequence[str] | None, n: int, hint: str = 
             '(one line per image, `{"file_name": "a.png", "text": "its caption"}`) to score them with their own.'
         )
     return f"{given} of {n} images are scored with their own captions; the other {n - given} with {empty}."
-
-
-def _captioned(captions: Sequence[str] | None) -> int:
-    return 0 if captions is None else sum(1 for c in captions if c)
 
 
 def collection_prompt_mismatch(
